@@ -1,0 +1,20 @@
+use tarsier_plugin::{Command, DataError, ExecContext, JobFuture, Limits};
+
+use crate::death::{check_delay, schedule, DeathData};
+
+pub struct Abort;
+
+impl Command for Abort {
+    type Data = DeathData;
+    const NAME: &'static str = "abort";
+    const DESCRIPTION: &'static str =
+        "Dies of SIGABRT (std::process::abort), as a failed assertion in C would.";
+
+    fn check(&self, data: &DeathData, limits: &Limits) -> Result<(), DataError> {
+        check_delay(data.delay, limits)
+    }
+
+    fn execute(&self, data: DeathData, _: ExecContext) -> JobFuture {
+        Box::pin(async move { Ok(schedule(data.delay, "SIGABRT", || std::process::abort())) })
+    }
+}

@@ -1,0 +1,161 @@
+//! A lock-order inversion that can be broken from outside.
+//!
+//! A std `Mutex` deadlock can never be undone, so the two locks here are built on one condition variable:
+//! a thread that waits for a lock sleeps in the kernel (a futex wait) exactly like a thread stuck on a mutex,
+//! but the agent can set `released` and wake everyone when the time is up or on abort.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Instant;
+
+/// The agent itself, as the owner of the lock a lone waiter blocks on.
+const AGENT: u32 = u32::MAX;
+
+#[derive(Default)]
+struct TrapState {
+    owner: [Option<u32>; 2],
+    released: bool,
+}
+
+/// One deadlock: two locks, their owners and the waiters.
+#[derive(Default)]
+pub struct Trap {
+    state: Mutex<TrapState>,
+    wake: Condvar,
+}
+
+impl Trap {
+    fn lock_state(&self) -> MutexGuard<'_, TrapState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Takes lock `which` for `me` when it is free; false if another thread owns it.
+    fn try_take(&self, which: usize, me: u32) -> bool {
+        let mut state = self.lock_state();
+        if state.owner[which].is_none() {
+            state.owner[which] = Some(me);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Lets the agent own lock `which`, so a single waiter has something to block on.
+    fn take_for_agent(&self, which: usize) {
+        self.lock_state().owner[which] = Some(AGENT);
+    }
+
+    /// Blocks until lock `which` is free (never, in a deadlock), the deadline passes or the trap is released.
+    fn wait_for(&self, which: usize, me: u32, deadline: Instant) {
+        let mut state = self.lock_state();
+        loop {
+            if state.released {
+                return;
+            }
+            if state.owner[which].is_none() {
+                state.owner[which] = Some(me);
+                return;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return;
+            }
+            state = match self.wake.wait_timeout(state, deadline - now) {
+                Ok((state, _)) => state,
+                Err(poison) => poison.into_inner().0,
+            };
+        }
+    }
+
+    pub fn release(&self) {
+        self.lock_state().released = true;
+        self.wake.notify_all();
+    }
+}
+
+/// Every live trap, so `/abort` can break them all, and a count of the threads blocked in them.
+#[derive(Default)]
+pub struct Traps {
+    live: Mutex<Vec<Arc<Trap>>>,
+    blocked: Arc<AtomicU64>,
+}
+
+impl Traps {
+    pub fn blocked(&self) -> u64 {
+        self.blocked.load(Ordering::Relaxed)
+    }
+
+    /// Starts `threads` OS threads deadlocked until `deadline` or release. Returns the trap and a handle
+    /// that joins every thread.
+    pub fn spring(
+        &self,
+        threads: u32,
+        deadline: Instant,
+    ) -> std::io::Result<(Arc<Trap>, Vec<std::thread::JoinHandle<()>>)> {
+        let trap = Arc::new(Trap::default());
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(trap.clone());
+        if threads == 1 {
+            // A lone thread takes the first lock and then waits for the second, which the agent holds.
+            trap.take_for_agent(1);
+        }
+        // Both halves of the inversion hold their first lock before either asks for the second.
+        let barrier = Arc::new(std::sync::Barrier::new(threads.min(2) as usize));
+        let mut handles = Vec::with_capacity(threads as usize);
+        for me in 0..threads {
+            let (mine, barrier, blocked) = (trap.clone(), barrier.clone(), self.blocked.clone());
+            let spawned = std::thread::Builder::new()
+                .name(format!("deadlock-{me}"))
+                .stack_size(64 * 1024)
+                .spawn(move || {
+                    let (first, second) = match me {
+                        0 => (Some(0), 1),
+                        1 => (Some(1), 0),
+                        _ => (None, 0),
+                    };
+                    if let Some(first) = first {
+                        mine.try_take(first, me);
+                    }
+                    if me < 2 {
+                        barrier.wait();
+                    }
+                    blocked.fetch_add(1, Ordering::Relaxed);
+                    mine.wait_for(second, me, deadline);
+                    blocked.fetch_sub(1, Ordering::Relaxed);
+                });
+            match spawned {
+                Ok(handle) => handles.push(handle),
+                Err(err) => {
+                    trap.release();
+                    return Err(err);
+                }
+            }
+        }
+        Ok((trap, handles))
+    }
+
+    pub fn forget(&self, trap: &Arc<Trap>) {
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|t| !Arc::ptr_eq(t, trap));
+    }
+
+    /// Releases every trap and says how many threads were blocked.
+    pub fn release_all(&self) -> u64 {
+        let blocked = self.blocked();
+        for trap in self
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            trap.release();
+        }
+        blocked
+    }
+}

@@ -1,0 +1,154 @@
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tarsier_plugin::schemars::JsonSchema;
+use tarsier_plugin::{
+    CancelFlag, Command, CommandError, DataError, ExecContext, HumanDuration, JobFuture, Limits,
+};
+
+/// Busy and idle alternate within this period when `load` < 100.
+const DUTY_PERIOD: Duration = Duration::from_millis(100);
+const MAX_THREADS: u32 = 1024;
+
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpinCpuData {
+    /// How long every thread spins (all threads at once, not one after the other).
+    pub duration: HumanDuration,
+    /// OS threads to keep busy; defaults to the number of cores.
+    #[serde(alias = "cores")]
+    pub threads: u32,
+    /// Percent of each thread's time spent busy, 1 to 100.
+    pub load: u8,
+}
+
+impl Default for SpinCpuData {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get() as u32)
+            .unwrap_or(1);
+        Self {
+            duration: HumanDuration::from_secs(10),
+            threads: cores,
+            load: 100,
+        }
+    }
+}
+
+pub struct SpinCpu(pub Arc<AtomicU64>);
+
+impl Command for SpinCpu {
+    type Data = SpinCpuData;
+    const NAME: &'static str = "spin_cpu";
+    const DESCRIPTION: &'static str = "Keeps `threads` OS threads busy with a float multiply/divide loop for \
+        `duration`, at `load` percent (busy and idle slices of 100 ms). Answers the CPU time really used.";
+
+    fn check(&self, data: &SpinCpuData, limits: &Limits) -> Result<(), DataError> {
+        if data.threads == 0 || data.threads > MAX_THREADS {
+            return Err(DataError::field(
+                "threads",
+                format!("{} must be between 1 and {MAX_THREADS}", data.threads),
+            ));
+        }
+        if data.load == 0 || data.load > 100 {
+            return Err(DataError::field(
+                "load",
+                format!("{} must be a percentage from 1 to 100", data.load),
+            ));
+        }
+        limits.check_duration("duration", data.duration)
+    }
+
+    fn execute(&self, data: SpinCpuData, ctx: ExecContext) -> JobFuture {
+        let busy = self.0.clone();
+        let cancel = ctx.cancel_flag();
+        Box::pin(async move {
+            let started = Instant::now();
+            let deadline = started + data.duration.0;
+            let load = data.load;
+            let threads = data.threads;
+            let cpu_seconds = tokio::task::spawn_blocking(move || {
+                let workers: Vec<_> = (0..threads)
+                    .map(|n| {
+                        let (cancel, busy) = (cancel.clone(), busy.clone());
+                        std::thread::Builder::new()
+                            .name(format!("spin-{n}"))
+                            .spawn(move || {
+                                busy.fetch_add(1, Ordering::Relaxed);
+                                let used = spin(deadline, load, &cancel);
+                                busy.fetch_sub(1, Ordering::Relaxed);
+                                used
+                            })
+                    })
+                    .collect();
+                let mut total = 0.0;
+                for worker in workers {
+                    let worker = worker.map_err(|err| {
+                        CommandError::Failed(format!("cannot start a thread: {err}"))
+                    })?;
+                    total += worker
+                        .join()
+                        .map_err(|_| CommandError::Failed("a spinning thread panicked".into()))?;
+                }
+                Ok::<f64, CommandError>(total)
+            })
+            .await
+            .map_err(|err| CommandError::Failed(format!("spin_cpu worker died: {err}")))??;
+            let ran = started.elapsed().as_secs_f64();
+            Ok(json!({
+                "threads": threads,
+                "load": load,
+                "ran_seconds": ran,
+                "cpu_seconds": cpu_seconds,
+                "cpu_fraction": cpu_seconds / (ran * threads as f64).max(f64::EPSILON),
+            }))
+        })
+    }
+}
+
+/// Spins until `deadline` (or cancel) and returns the CPU seconds this thread used.
+fn spin(deadline: Instant, load: u8, cancel: &CancelFlag) -> f64 {
+    let cpu_start = thread_cpu_seconds();
+    let busy_slice = DUTY_PERIOD.mul_f64(f64::from(load) / 100.0);
+    let mut x = 1.000_1_f64;
+    loop {
+        let slice_start = Instant::now();
+        if slice_start >= deadline || cancel.is_raised() {
+            break;
+        }
+        let busy_until = if load >= 100 {
+            slice_start + DUTY_PERIOD
+        } else {
+            slice_start + busy_slice
+        }
+        .min(deadline);
+        while Instant::now() < busy_until {
+            for _ in 0..1_000 {
+                x = black_box(black_box(x) * 1.000_000_1 / 1.000_000_09);
+            }
+        }
+        if load < 100 {
+            let idle_until = (slice_start + DUTY_PERIOD).min(deadline);
+            let now = Instant::now();
+            if idle_until > now {
+                std::thread::sleep(idle_until - now);
+            }
+        }
+    }
+    black_box(x);
+    thread_cpu_seconds() - cpu_start
+}
+
+fn thread_cpu_seconds() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own; CLOCK_THREAD_CPUTIME_ID always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+}

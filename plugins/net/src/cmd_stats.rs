@@ -1,0 +1,20 @@
+use std::sync::Arc;
+
+use serde_json::json;
+use tarsier_plugin::{Command, ExecContext, JobFuture, NoData};
+
+use crate::Connections;
+
+pub struct Stats(pub Arc<Connections>);
+
+impl Command for Stats {
+    type Data = NoData;
+    const NAME: &'static str = "stats";
+    const DESCRIPTION: &'static str =
+        "Lists the open connections: index, protocol, peer, local address, since.";
+
+    fn execute(&self, _: NoData, _: ExecContext) -> JobFuture {
+        let conns = self.0.clone();
+        Box::pin(async move { Ok(json!({ "connections": conns.list(), "held": conns.count() })) })
+    }
+}

@@ -1,0 +1,48 @@
+//! `net`: opens network connections and keeps them open.
+
+mod cmd_close;
+mod cmd_dial;
+mod cmd_stats;
+mod conns;
+
+use std::sync::Arc;
+
+use tarsier_plugin::{DynCommand, Held, Plugin};
+
+pub use conns::Connections;
+
+#[derive(Default)]
+pub struct Net {
+    conns: Arc<Connections>,
+}
+
+impl Net {
+    pub fn plugin() -> Arc<dyn Plugin> {
+        Arc::new(Net::default())
+    }
+}
+
+impl Plugin for Net {
+    fn name(&self) -> &'static str {
+        "net"
+    }
+    fn commands(&self) -> Vec<Arc<dyn DynCommand>> {
+        vec![
+            Arc::new(cmd_dial::Dial(self.conns.clone())),
+            Arc::new(cmd_stats::Stats(self.conns.clone())),
+            Arc::new(cmd_close::Close(self.conns.clone())),
+        ]
+    }
+    fn held(&self) -> Held {
+        Held {
+            connections: self.conns.count(),
+            ..Held::default()
+        }
+    }
+    fn release_all(&self) -> Held {
+        Held {
+            connections: self.conns.close_all(),
+            ..Held::default()
+        }
+    }
+}

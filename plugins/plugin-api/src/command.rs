@@ -1,0 +1,93 @@
+use std::future::Future;
+use std::pin::Pin;
+
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{CommandError, DataError, ExecContext, Limits};
+
+/// The future of one accepted command: its JSON result, or how it failed.
+pub type JobFuture = Pin<Box<dyn Future<Output = Result<Value, CommandError>> + Send + 'static>>;
+
+/// One command of a plugin, with its typed data. Its data struct is the single source of truth: the agent
+/// parses bodies with it and builds the `/commands` catalogue from its JSON Schema.
+pub trait Command: Send + Sync + 'static {
+    /// The command's data fields, with serde defaults and `deny_unknown_fields`.
+    type Data: DeserializeOwned + Serialize + JsonSchema + Send + 'static;
+    const NAME: &'static str;
+    const DESCRIPTION: &'static str;
+    /// Other names the command answers to inside its plugin.
+    const ALIASES: &'static [&'static str] = &[];
+
+    /// Checks data against sanity bounds and the agent's limits before anything is taken (a refusal is a `400`).
+    fn check(&self, _data: &Self::Data, _limits: &Limits) -> Result<(), DataError> {
+        Ok(())
+    }
+
+    /// Runs the command. The future must stop promptly when `ctx.cancel` fires and return what it did.
+    fn execute(&self, data: Self::Data, ctx: ExecContext) -> JobFuture;
+}
+
+/// The type-erased face of a [`Command`] that the agent keeps in its registry.
+pub trait DynCommand: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+    fn aliases(&self) -> &'static [&'static str];
+    fn description(&self) -> &'static str;
+    /// JSON Schema of the data, derived from the data struct.
+    fn data_schema(&self) -> Value;
+    /// Parses and checks `data` (the body's `data:` as JSON), and returns the job to run.
+    fn prepare(&self, data: Value, ctx: ExecContext) -> Result<JobFuture, DataError>;
+}
+
+impl<C: Command> DynCommand for C {
+    fn name(&self) -> &'static str {
+        C::NAME
+    }
+    fn aliases(&self) -> &'static [&'static str] {
+        C::ALIASES
+    }
+    fn description(&self) -> &'static str {
+        C::DESCRIPTION
+    }
+    fn data_schema(&self) -> Value {
+        schemars::schema_for!(C::Data).to_value()
+    }
+    fn prepare(&self, data: Value, ctx: ExecContext) -> Result<JobFuture, DataError> {
+        let data = parse_data::<C::Data>(data)?;
+        self.check(&data, &ctx.limits)?;
+        Ok(self.execute(data, ctx))
+    }
+}
+
+/// Deserializes a command's data and names the offending field in the error.
+fn parse_data<T: DeserializeOwned>(data: Value) -> Result<T, DataError> {
+    let data = match data {
+        Value::Null => Value::Object(Default::default()),
+        other => other,
+    };
+    serde_path_to_error::deserialize::<_, T>(data).map_err(|err| {
+        let inner = err.inner().to_string();
+        DataError::field(&field_path(&err.path().to_string(), &inner), inner)
+    })
+}
+
+/// The data of a command that takes none; any field given is an error.
+#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoData {}
+
+/// The dotted path of the field a serde error is about, from `serde_path_to_error`'s path and the message.
+/// serde reports an unknown field at its parent, so its name is taken from the message.
+pub fn field_path(path: &str, message: &str) -> String {
+    let path = if path == "." { "" } else { path };
+    match message
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split('`').next())
+    {
+        Some(unknown) if path.is_empty() => unknown.to_owned(),
+        Some(unknown) => format!("{path}.{unknown}"),
+        None => path.to_owned(),
+    }
+}

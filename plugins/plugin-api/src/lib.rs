@@ -1,0 +1,24 @@
+//! The plugin API of tarsier.
+//!
+//! A plugin is a named set of [`Command`]s plus the state they hold (RAM, files, connections, blocked
+//! threads). The agent only talks to plugins through this crate, so a new plugin is one crate that
+//! implements [`Plugin`] and one registration line in the agent.
+
+mod command;
+mod context;
+mod error;
+mod held;
+mod limits;
+mod plugin;
+mod units;
+
+pub use command::{field_path, Command, DynCommand, JobFuture, NoData};
+pub use context::{CancelFlag, ExecContext, HealthGate};
+pub use error::{CommandError, DataError};
+pub use held::Held;
+pub use limits::Limits;
+pub use plugin::{ConfigError, Plugin};
+pub use units::{ByteSize, HumanDuration};
+
+/// Re-exported so plugin crates derive the same `JsonSchema` the agent's catalogue reads.
+pub use schemars;

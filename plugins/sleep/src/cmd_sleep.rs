@@ -1,0 +1,45 @@
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tarsier_plugin::schemars::JsonSchema;
+use tarsier_plugin::{Command, DataError, ExecContext, HumanDuration, JobFuture, Limits};
+
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct SleepData {
+    /// How long to wait before answering.
+    pub duration: HumanDuration,
+}
+
+impl Default for SleepData {
+    fn default() -> Self {
+        Self {
+            duration: HumanDuration::from_secs(1),
+        }
+    }
+}
+
+pub struct Sleep;
+
+impl Command for Sleep {
+    type Data = SleepData;
+    const NAME: &'static str = "sleep";
+    const DESCRIPTION: &'static str =
+        "Answers only after `duration` (a slow dependency, a hung request).";
+
+    fn check(&self, data: &SleepData, limits: &Limits) -> Result<(), DataError> {
+        limits.check_duration("duration", data.duration)
+    }
+
+    fn execute(&self, data: SleepData, ctx: ExecContext) -> JobFuture {
+        Box::pin(async move {
+            let started = Instant::now();
+            tokio::select! {
+                _ = tokio::time::sleep(data.duration.0) => {}
+                _ = ctx.cancel.cancelled() => {}
+            }
+            Ok(json!({ "slept_ms": started.elapsed().as_millis() as u64 }))
+        })
+    }
+}

@@ -1,0 +1,206 @@
+//! The command body on the wire (DESIGN 2.1), in YAML or JSON, with the reference Tarsier's aliases.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tarsier_plugin::field_path;
+
+use crate::error::ApiError;
+
+/// Sanity bounds on a wave: `buddies^remain` agents is the reach, so these already mean "the whole cluster".
+pub const MAX_REMAIN: u32 = 32;
+pub const MAX_BUDDIES: u32 = 1_000;
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandBody {
+    /// `plugin/command`.
+    pub command: String,
+    /// The command's own fields.
+    #[serde(default)]
+    pub data: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wave: Option<WaveSpec>,
+    /// Answer `202` with a job id at once instead of waiting for the command.
+    #[serde(default)]
+    pub detach: bool,
+}
+
+/// How a command spreads through the swarm.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WaveSpec {
+    /// Waves still to send after this agent; the reference called it `remains`.
+    #[serde(default, alias = "remains")]
+    pub remain: u32,
+    /// Peers each agent forwards to.
+    #[serde(default)]
+    pub buddies: u32,
+    /// Given by the first agent; forwarded copies keep it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Distance from the first agent.
+    #[serde(default)]
+    pub hop: u32,
+    /// Execute a given wave id at most once per agent.
+    #[serde(default)]
+    pub dedupe: bool,
+    /// Report every agent's result back to the origin.
+    #[serde(default)]
+    pub report: bool,
+}
+
+/// Which parser a body goes through: JSON when the client says so, YAML (a superset of JSON) otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFormat {
+    Json,
+    Yaml,
+}
+
+impl BodyFormat {
+    pub fn from_content_type(content_type: Option<&str>) -> Self {
+        match content_type {
+            Some(ct)
+                if ct
+                    .split(';')
+                    .next()
+                    .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")) =>
+            {
+                Self::Json
+            }
+            _ => Self::Yaml,
+        }
+    }
+}
+
+impl CommandBody {
+    /// Parses and checks a body; every error names the field (and, for syntax errors, the line and column).
+    pub fn parse(bytes: &[u8], format: BodyFormat) -> Result<Self, ApiError> {
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(ApiError::bad_request(
+                None,
+                "empty body: send a command such as `command: sleep/sleep` with its `data:`",
+            ));
+        }
+        let parsed = match format {
+            BodyFormat::Json => {
+                let mut de = serde_json::Deserializer::from_slice(bytes);
+                serde_path_to_error::deserialize::<_, CommandBody>(&mut de).map_err(|err| {
+                    located(err.path().to_string(), err.into_inner().to_string(), "JSON")
+                })
+            }
+            BodyFormat::Yaml => {
+                let de = serde_norway::Deserializer::from_slice(bytes);
+                serde_path_to_error::deserialize::<_, CommandBody>(de).map_err(|err| {
+                    located(err.path().to_string(), err.into_inner().to_string(), "YAML")
+                })
+            }
+        }?;
+        parsed.check()?;
+        Ok(parsed)
+    }
+
+    fn check(&self) -> Result<(), ApiError> {
+        if !(self.data.is_null() || self.data.is_object()) {
+            return Err(ApiError::bad_request(
+                Some("data".into()),
+                format!(
+                    "data: must be a mapping of the command's fields, not {}",
+                    kind(&self.data)
+                ),
+            ));
+        }
+        if let Some(wave) = &self.wave {
+            if wave.remain > MAX_REMAIN {
+                return Err(ApiError::bad_request(
+                    Some("wave.remain".into()),
+                    format!(
+                        "wave.remain: {} is over the bound of {MAX_REMAIN} hops",
+                        wave.remain
+                    ),
+                ));
+            }
+            if wave.buddies > MAX_BUDDIES {
+                return Err(ApiError::bad_request(
+                    Some("wave.buddies".into()),
+                    format!(
+                        "wave.buddies: {} is over the bound of {MAX_BUDDIES} peers",
+                        wave.buddies
+                    ),
+                ));
+            }
+            if wave.remain > 0 && wave.buddies == 0 {
+                return Err(ApiError::bad_request(
+                    Some("wave.buddies".into()),
+                    "wave.buddies: must be at least 1 when wave.remain is more than 0",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn located(path: String, message: String, syntax: &str) -> ApiError {
+    let field = field_path(&path, &message);
+    let message = message.replace(
+        "struct CommandBody",
+        "a command body (a mapping with `command:`)",
+    );
+    if field.is_empty() {
+        ApiError::bad_request(None, format!("invalid {syntax} body: {message}"))
+    } else {
+        ApiError::bad_request(Some(field.clone()), format!("{field}: {message}"))
+    }
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_body_with_remains() {
+        let body = CommandBody::parse(
+            b"command: heavy_load/spin_cpu\ndata:\n  duration: 15s\nwave:\n  remains: 3\n  buddies: 10\n",
+            BodyFormat::Yaml,
+        )
+        .unwrap();
+        assert_eq!(body.command, "heavy_load/spin_cpu");
+        assert_eq!(body.wave.unwrap().remain, 3);
+    }
+
+    #[test]
+    fn json_through_either_parser() {
+        let json = br#"{"command": "sleep/sleep", "data": {"duration": "1s"}, "detach": true}"#;
+        for format in [BodyFormat::Json, BodyFormat::Yaml] {
+            let body = CommandBody::parse(json, format).unwrap();
+            assert!(body.detach);
+        }
+    }
+
+    #[test]
+    fn syntax_errors_carry_line_and_column() {
+        let err = CommandBody::parse(
+            b"command: sleep/sleep\ndata: {duration: [\n",
+            BodyFormat::Yaml,
+        )
+        .unwrap_err();
+        assert!(err.message.contains("line"), "{}", err.message);
+        let err = CommandBody::parse(
+            b"command: sleep/sleep\nwave:\n  remian: 3\n",
+            BodyFormat::Yaml,
+        )
+        .unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("wave.remian"));
+        assert!(err.message.contains("line 3"), "{}", err.message);
+    }
+}

@@ -1,0 +1,94 @@
+//! The command line: `tarsier agent`, `tarsier exec`, `tarsier abort`, `tarsier demo`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tarsier",
+    version,
+    about = "A chaos and load-testing agent swarm",
+    long_about = "tarsier agents load a machine and inject faults on command over HTTP.\n\n\
+        Start an agent with `tarsier agent`, then POST a YAML or JSON command body to its /exec \
+        (or use `tarsier exec`). The service port serves /health, /metrics, /commands and /runtime.\n\n\
+        Every agent flag can also come from the environment (TARSIER_*) or from the YAML config file \
+        (--config); flags win over the environment, which wins over the file."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: CliCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CliCommand {
+    /// Run an agent: the public port takes commands, the service port serves health and metrics.
+    Agent(AgentArgs),
+    /// POST a command body (a YAML or JSON file, or - for stdin) to an agent and print the answer.
+    Exec(ExecArgs),
+    /// Cancel every job on an agent and release everything it holds.
+    Abort(AbortArgs),
+    /// Start one agent on loopback, run a few demo commands against it, and keep serving until Ctrl-C.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args, Default)]
+pub struct AgentArgs {
+    /// Public address (`/exec`, `/abort`, `/jobs`); port 0 picks a free port. [default: 127.0.0.1:8080]
+    #[arg(long, env = "TARSIER_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Service address (`/health`, `/metrics`, `/commands`, `/runtime`). [default: 127.0.0.1:8081]
+    #[arg(long, env = "TARSIER_SERVICE_LISTEN")]
+    pub service_listen: Option<SocketAddr>,
+    /// YAML config file: listen, service_listen, name, tls, limits, plugins, log_format, max_body.
+    #[arg(long, short, env = "TARSIER_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Name of this agent in answers and logs. [default: hostname:public-port]
+    #[arg(long, env = "TARSIER_NAME")]
+    pub name: Option<String>,
+    /// Directory for the storage plugin's files (plugins.storage.dir). [default: the system temp dir]
+    #[arg(long, env = "TARSIER_STORAGE_DIR")]
+    pub storage_dir: Option<PathBuf>,
+    /// Log lines as text or JSON. [default: text]
+    #[arg(long, env = "TARSIER_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// The agent's public URL, such as http://127.0.0.1:8080 (`/exec` is added when no path is given).
+    pub url: String,
+    /// The command body: a YAML or JSON file, or - to read stdin.
+    pub file: String,
+    /// Give up waiting for the answer after this long.
+    #[arg(long, default_value = "10m")]
+    pub timeout: humantime::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct AbortArgs {
+    /// The agent's public URL, such as http://127.0.0.1:8080.
+    pub url: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Public address of the demo agent.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Service address of the demo agent.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    pub service_listen: SocketAddr,
+    /// Run the demo commands and exit instead of serving until Ctrl-C.
+    #[arg(long)]
+    pub once: bool,
+}

@@ -1,0 +1,109 @@
+//! `tarsier demo`: one agent on loopback and a tour of what it does, for a first look.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::agent::BoundAgent;
+use crate::cli::{AgentArgs, DemoArgs};
+use crate::config::AgentConfig;
+
+/// Small amounts: the demo must be safe on a laptop.
+const DEMO_COMMANDS: [(&str, &str); 7] = [
+    (
+        "answer after 300ms",
+        "command: sleep/sleep\ndata: {duration: 300ms}\n",
+    ),
+    (
+        "hold 64 MiB of real RAM",
+        "command: heavy_load/gobble_ram\ndata: {size: 64MiB}\n",
+    ),
+    (
+        "spin one core at 50 % for 2s",
+        "command: heavy_load/spin_cpu\ndata: {duration: 2s, threads: 1, load: 50}\n",
+    ),
+    (
+        "write 2 files of 16 MiB",
+        "command: storage/write\ndata: {amount: 16MiB, files: 2}\n",
+    ),
+    ("list held files", "command: storage/fs_stats\n"),
+    (
+        "close and delete the files",
+        "command: storage/close_fd\ndata: {index: -1}\n",
+    ),
+    (
+        "free the RAM",
+        "command: heavy_load/free_ram\ndata: {index: -1}\n",
+    ),
+];
+
+pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
+    let config = AgentConfig::load(&AgentArgs {
+        listen: Some(args.listen),
+        service_listen: Some(args.service_listen),
+        ..AgentArgs::default()
+    })?;
+    let agent = BoundAgent::bind(&config).await?;
+    let state = agent.state.clone();
+    let shutdown = CancellationToken::new();
+    let serving = tokio::spawn(agent.serve(shutdown.clone()));
+    let public = format!("http://{}", state.public_addr);
+    let service = format!("http://{}", state.service_addr);
+    println!(
+        "tarsier agent {} serving: public {public}  service {service}\n",
+        state.name
+    );
+
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()?;
+    for (what, body) in DEMO_COMMANDS {
+        let answer: Value = client
+            .post(format!("{public}/exec"))
+            .header("content-type", "application/yaml")
+            .body(body)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {public}"))?
+            .json()
+            .await?;
+        let rss: Value = client
+            .get(format!("{service}/runtime"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        println!(
+            "{what:<32} {:<26} {:<9} {:>6} ms   rss {:>4} MiB   {}",
+            answer["command"].as_str().unwrap_or("?"),
+            answer["status"].as_str().unwrap_or("?"),
+            answer["elapsed_ms"],
+            rss["process"]["rss_bytes"].as_u64().unwrap_or(0) >> 20,
+            compact(&answer["result"]),
+        );
+    }
+    println!("\nTry: curl -s {service}/commands | head -c 600; echo");
+    println!(
+        "     printf 'command: sleep/sleep\\ndata: {{duration: 1s}}\\n' | tarsier exec {public} -"
+    );
+    if args.once {
+        shutdown.cancel();
+    } else {
+        println!("Serving until Ctrl-C.");
+        let _ = tokio::signal::ctrl_c().await;
+        shutdown.cancel();
+    }
+    serving.await??;
+    Ok(0)
+}
+
+fn compact(result: &Value) -> String {
+    let text = result.to_string();
+    if text.len() > 110 {
+        format!("{}…", text.chars().take(110).collect::<String>())
+    } else {
+        text
+    }
+}

@@ -1,0 +1,135 @@
+//! Every command runs as a job: listed at `GET /jobs`, cancellable by `DELETE /jobs/{id}` and `/abort`.
+//! Finished jobs are kept for a while so a detached job's result can be fetched.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use serde::Serialize;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+/// How many finished jobs `/jobs` remembers.
+const FINISHED_KEPT: usize = 100;
+
+#[derive(Clone, Serialize)]
+pub struct JobView {
+    pub id: u64,
+    pub command: String,
+    pub wave_id: String,
+    pub detached: bool,
+    pub started: String,
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub elapsed_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+}
+
+struct Running {
+    view: JobView,
+    cancel: CancellationToken,
+}
+
+#[derive(Default)]
+struct Table {
+    next_id: u64,
+    running: BTreeMap<u64, Running>,
+    finished: VecDeque<JobView>,
+}
+
+#[derive(Default)]
+pub struct Jobs {
+    table: Mutex<Table>,
+}
+
+impl Jobs {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.table
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Registers a job and returns its id and cancellation token.
+    pub fn start(&self, command: &str, wave_id: &str, detached: bool) -> (u64, CancellationToken) {
+        let mut table = self.lock();
+        table.next_id += 1;
+        let id = table.next_id;
+        let cancel = CancellationToken::new();
+        let view = JobView {
+            id,
+            command: command.to_owned(),
+            wave_id: wave_id.to_owned(),
+            detached,
+            started: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            status: "running".into(),
+            elapsed_ms: None,
+            result: None,
+        };
+        table.running.insert(
+            id,
+            Running {
+                view,
+                cancel: cancel.clone(),
+            },
+        );
+        (id, cancel)
+    }
+
+    /// Moves a job to the finished list with its outcome.
+    pub fn finish(&self, id: u64, status: &str, elapsed_ms: u64, result: Value) {
+        let mut table = self.lock();
+        if let Some(Running { mut view, .. }) = table.running.remove(&id) {
+            view.status = status.to_owned();
+            view.elapsed_ms = Some(elapsed_ms);
+            view.result = Some(result);
+            if table.finished.len() == FINISHED_KEPT {
+                table.finished.pop_front();
+            }
+            table.finished.push_back(view);
+        }
+    }
+
+    /// Forgets a job that never ran (its data was refused).
+    pub fn discard(&self, id: u64) {
+        self.lock().running.remove(&id);
+    }
+
+    pub fn running_count(&self) -> usize {
+        self.lock().running.len()
+    }
+
+    pub fn list(&self) -> (Vec<JobView>, Vec<JobView>) {
+        let table = self.lock();
+        (
+            table.running.values().map(|r| r.view.clone()).collect(),
+            table.finished.iter().rev().cloned().collect(),
+        )
+    }
+
+    pub fn get(&self, id: u64) -> Option<JobView> {
+        let table = self.lock();
+        table
+            .running
+            .get(&id)
+            .map(|r| r.view.clone())
+            .or_else(|| table.finished.iter().find(|v| v.id == id).cloned())
+    }
+
+    /// Cancels one running job; `None` if unknown, `Some(false)` if it already finished.
+    pub fn cancel(&self, id: u64) -> Option<bool> {
+        let table = self.lock();
+        if let Some(running) = table.running.get(&id) {
+            running.cancel.cancel();
+            return Some(true);
+        }
+        table.finished.iter().any(|v| v.id == id).then_some(false)
+    }
+
+    /// Cancels every running job and says how many.
+    pub fn cancel_all(&self) -> usize {
+        let table = self.lock();
+        table.running.values().for_each(|r| r.cancel.cancel());
+        table.running.len()
+    }
+}

@@ -1,0 +1,67 @@
+//! The service port: `/health`, `/metrics`, `/commands`, `/runtime`.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::agent::AgentState;
+use crate::http_common::{count_requests, method_not_allowed, no_such_route};
+use crate::runtime_stats::ProcessStats;
+
+pub fn router(state: Arc<AgentState>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/commands", get(commands))
+        .route("/runtime", get(runtime))
+        .fallback(no_such_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            (state.clone(), "service"),
+            count_requests,
+        ))
+        .with_state(state)
+}
+
+/// Answers as long as the agent's runtime answers; a `faults/deadlock` with `block_health` makes it hang.
+async fn health(State(state): State<Arc<AgentState>>) -> Json<serde_json::Value> {
+    state.health.pass().await;
+    Json(
+        json!({ "status": "ok", "agent": state.name, "uptime_seconds": state.started.elapsed().as_secs_f64() }),
+    )
+}
+
+async fn metrics(State(state): State<Arc<AgentState>>) -> impl IntoResponse {
+    let text = state
+        .metrics
+        .render(&state.registry.held(), state.jobs.running_count());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+}
+
+async fn commands(State(state): State<Arc<AgentState>>) -> Json<serde_json::Value> {
+    Json(json!({ "commands": state.registry.catalogue() }))
+}
+
+async fn runtime(State(state): State<Arc<AgentState>>) -> Json<serde_json::Value> {
+    Json(json!({
+        "agent": state.name,
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": state.started.elapsed().as_secs_f64(),
+        "process": ProcessStats::read(),
+        "held": state.registry.held(),
+        "running_jobs": state.jobs.running_count(),
+        "public_addr": state.public_addr,
+        "service_addr": state.service_addr,
+    }))
+}
