@@ -59,10 +59,7 @@ impl BoundAgent {
         service.set_nonblocking(true)?;
         let public_addr = public.local_addr()?;
         let service_addr = service.local_addr()?;
-        let name = config
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("{}:{}", hostname(), public_addr.port()));
+        let name = config.name.clone().unwrap_or_else(|| format!("{}:{}", hostname(), public_addr.port()));
         let state = Arc::new(AgentState {
             name,
             registry,
@@ -74,13 +71,7 @@ impl BoundAgent {
             public_addr,
             service_addr,
         });
-        Ok(Self {
-            state,
-            public,
-            service,
-            tls: config.tls.clone(),
-            max_body: config.max_body(),
-        })
+        Ok(Self { state, public, service, tls: config.tls.clone(), max_body: config.max_body() })
     }
 
     /// Serves until `shutdown` fires, then cancels every job, lets in-flight requests finish, and releases
@@ -92,9 +83,7 @@ impl BoundAgent {
         let public = {
             let stop = stop_serving.clone();
             tokio::spawn(async move {
-                axum::serve(self.public, public_app)
-                    .with_graceful_shutdown(stop.cancelled_owned())
-                    .await
+                axum::serve(self.public, public_app).with_graceful_shutdown(stop.cancelled_owned()).await
             })
         };
         let service = tokio::spawn(serve_service(
@@ -131,30 +120,19 @@ async fn serve_service(
     match tls {
         None => {
             let listener = tokio::net::TcpListener::from_std(listener)?;
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await?;
+            axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await?;
         }
         Some(tls) => {
             let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
                 .await
-                .with_context(|| {
-                    format!(
-                        "cannot load TLS cert {} / key {}",
-                        tls.cert.display(),
-                        tls.key.display()
-                    )
-                })?;
+                .with_context(|| format!("cannot load TLS cert {} / key {}", tls.cert.display(), tls.key.display()))?;
             let handle = axum_server::Handle::new();
             let stopper = handle.clone();
             tokio::spawn(async move {
                 stop.cancelled().await;
                 stopper.graceful_shutdown(Some(GRACE));
             });
-            axum_server::from_tcp_rustls(listener, config)?
-                .handle(handle)
-                .serve(app.into_make_service())
-                .await?;
+            axum_server::from_tcp_rustls(listener, config)?.handle(handle).serve(app.into_make_service()).await?;
         }
     }
     Ok(())

@@ -26,10 +26,7 @@ pub fn router(state: Arc<AgentState>, max_body: usize) -> Router {
         .fallback(no_such_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
-        .layer(axum::middleware::from_fn_with_state(
-            (state.clone(), "public"),
-            count_requests,
-        ))
+        .layer(axum::middleware::from_fn_with_state((state.clone(), "public"), count_requests))
         .with_state(state)
 }
 
@@ -47,9 +44,7 @@ async fn exec(
         };
         ApiError::new(status, message)
     })?;
-    let content_type = headers
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
+    let content_type = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     let body = CommandBody::parse(&bytes, BodyFormat::from_content_type(content_type))?;
     let answer = execute(&state, body).await?;
     Ok((answer.status, Json(answer.body)).into_response())
@@ -66,9 +61,7 @@ async fn list_jobs(State(state): State<Arc<AgentState>>) -> Json<serde_json::Val
 }
 
 fn parse_id(id: &str) -> Result<u64, ApiError> {
-    id.parse().map_err(|_| {
-        ApiError::bad_request(Some("id".into()), format!("job id `{id}` is not a number"))
-    })
+    id.parse().map_err(|_| ApiError::bad_request(Some("id".into()), format!("job id `{id}` is not a number")))
 }
 
 async fn get_job(
@@ -76,10 +69,7 @@ async fn get_job(
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let id = parse_id(&id)?;
-    let job = state
-        .jobs
-        .get(id)
-        .ok_or_else(|| ApiError::not_found(format!("no job {id}")))?;
+    let job = state.jobs.get(id).ok_or_else(|| ApiError::not_found(format!("no job {id}")))?;
     Ok(Json(json!(job)))
 }
 
@@ -90,10 +80,7 @@ async fn cancel_job(
     let id = parse_id(&id)?;
     match state.jobs.cancel(id) {
         Some(true) => Ok(Json(json!({ "job_id": id, "cancelled": true }))),
-        Some(false) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("job {id} has already finished"),
-        )),
+        Some(false) => Err(ApiError::new(StatusCode::CONFLICT, format!("job {id} has already finished"))),
         None => Err(ApiError::not_found(format!("no job {id}"))),
     }
 }

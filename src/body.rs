@@ -59,12 +59,7 @@ pub enum BodyFormat {
 impl BodyFormat {
     pub fn from_content_type(content_type: Option<&str>) -> Self {
         match content_type {
-            Some(ct)
-                if ct
-                    .split(';')
-                    .next()
-                    .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")) =>
-            {
+            Some(ct) if ct.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")) => {
                 Self::Json
             }
             _ => Self::Yaml,
@@ -85,13 +80,18 @@ impl CommandBody {
             BodyFormat::Json => {
                 let mut de = serde_json::Deserializer::from_slice(bytes);
                 serde_path_to_error::deserialize::<_, CommandBody>(&mut de).map_err(|err| {
-                    located(err.path().to_string(), err.into_inner().to_string(), "JSON")
+                    use serde_json::error::Category;
+                    let syntax = matches!(err.inner().classify(), Category::Syntax | Category::Eof);
+                    located(err.path().to_string(), err.into_inner().to_string(), "JSON", syntax)
                 })
             }
             BodyFormat::Yaml => {
                 let de = serde_norway::Deserializer::from_slice(bytes);
                 serde_path_to_error::deserialize::<_, CommandBody>(de).map_err(|err| {
-                    located(err.path().to_string(), err.into_inner().to_string(), "YAML")
+                    let message = err.inner().to_string();
+                    // The YAML scanner's and parser's own errors: the text is not YAML at all.
+                    let syntax = message.contains("while scanning") || message.contains("while parsing");
+                    located(err.path().to_string(), message, "YAML", syntax)
                 })
             }
         }?;
@@ -103,29 +103,20 @@ impl CommandBody {
         if !(self.data.is_null() || self.data.is_object()) {
             return Err(ApiError::bad_request(
                 Some("data".into()),
-                format!(
-                    "data: must be a mapping of the command's fields, not {}",
-                    kind(&self.data)
-                ),
+                format!("data: must be a mapping of the command's fields, not {}", kind(&self.data)),
             ));
         }
         if let Some(wave) = &self.wave {
             if wave.remain > MAX_REMAIN {
                 return Err(ApiError::bad_request(
                     Some("wave.remain".into()),
-                    format!(
-                        "wave.remain: {} is over the bound of {MAX_REMAIN} hops",
-                        wave.remain
-                    ),
+                    format!("wave.remain: {} is over the bound of {MAX_REMAIN} hops", wave.remain),
                 ));
             }
             if wave.buddies > MAX_BUDDIES {
                 return Err(ApiError::bad_request(
                     Some("wave.buddies".into()),
-                    format!(
-                        "wave.buddies: {} is over the bound of {MAX_BUDDIES} peers",
-                        wave.buddies
-                    ),
+                    format!("wave.buddies: {} is over the bound of {MAX_BUDDIES} peers", wave.buddies),
                 ));
             }
             if wave.remain > 0 && wave.buddies == 0 {
@@ -139,12 +130,11 @@ impl CommandBody {
     }
 }
 
-fn located(path: String, message: String, syntax: &str) -> ApiError {
-    let field = field_path(&path, &message);
-    let message = message.replace(
-        "struct CommandBody",
-        "a command body (a mapping with `command:`)",
-    );
+/// A parse error as a `400`: a syntax error names no field (where the parser stopped is only a guess), a
+/// data error names the field it is about.
+fn located(path: String, message: String, syntax: &str, is_syntax_error: bool) -> ApiError {
+    let field = if is_syntax_error { String::new() } else { field_path(&path, &message) };
+    let message = message.replace("struct CommandBody", "a command body (a mapping with `command:`)");
     if field.is_empty() {
         ApiError::bad_request(None, format!("invalid {syntax} body: {message}"))
     } else {
@@ -189,17 +179,9 @@ mod tests {
 
     #[test]
     fn syntax_errors_carry_line_and_column() {
-        let err = CommandBody::parse(
-            b"command: sleep/sleep\ndata: {duration: [\n",
-            BodyFormat::Yaml,
-        )
-        .unwrap_err();
+        let err = CommandBody::parse(b"command: sleep/sleep\ndata: {duration: [\n", BodyFormat::Yaml).unwrap_err();
         assert!(err.message.contains("line"), "{}", err.message);
-        let err = CommandBody::parse(
-            b"command: sleep/sleep\nwave:\n  remian: 3\n",
-            BodyFormat::Yaml,
-        )
-        .unwrap_err();
+        let err = CommandBody::parse(b"command: sleep/sleep\nwave:\n  remian: 3\n", BodyFormat::Yaml).unwrap_err();
         assert_eq!(err.field.as_deref(), Some("wave.remian"));
         assert!(err.message.contains("line 3"), "{}", err.message);
     }

@@ -8,15 +8,8 @@ use anyhow::Context as _;
 /// `http://host:port` gets `path` appended; a URL that already has a path is used as it is.
 pub fn endpoint(url: &str, path: &str) -> String {
     let trimmed = url.trim_end_matches('/');
-    let after_scheme = trimmed
-        .split_once("://")
-        .map(|(_, rest)| rest)
-        .unwrap_or(trimmed);
-    let base = if url.contains("://") {
-        trimmed.to_owned()
-    } else {
-        format!("http://{trimmed}")
-    };
+    let after_scheme = trimmed.split_once("://").map(|(_, rest)| rest).unwrap_or(trimmed);
+    let base = if url.contains("://") { trimmed.to_owned() } else { format!("http://{trimmed}") };
     if after_scheme.contains('/') {
         base
     } else {
@@ -25,28 +18,19 @@ pub fn endpoint(url: &str, path: &str) -> String {
 }
 
 fn client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .timeout(timeout)
-        .build()
-        .context("cannot build an HTTP client")
+    reqwest::Client::builder().timeout(timeout).build().context("cannot build an HTTP client")
 }
 
 /// Posts a body and prints the answer; the exit status says whether the agent accepted and ran it.
 pub async fn exec(url: &str, file: &str, timeout: Duration) -> anyhow::Result<i32> {
     let body = if file == "-" {
         let mut text = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut text)
-            .context("cannot read the body from stdin")?;
+        std::io::stdin().read_to_end(&mut text).context("cannot read the body from stdin")?;
         text
     } else {
         std::fs::read(file).with_context(|| format!("cannot read {file}"))?
     };
-    let content_type = if file.ends_with(".json") {
-        "application/json"
-    } else {
-        "application/yaml"
-    };
+    let content_type = if file.ends_with(".json") { "application/json" } else { "application/yaml" };
     let target = endpoint(url, "/exec");
     let response = client(timeout)?
         .post(&target)
@@ -84,21 +68,9 @@ mod tests {
 
     #[test]
     fn endpoints() {
-        assert_eq!(
-            endpoint("http://127.0.0.1:8080", "/exec"),
-            "http://127.0.0.1:8080/exec"
-        );
-        assert_eq!(
-            endpoint("http://127.0.0.1:8080/", "/exec"),
-            "http://127.0.0.1:8080/exec"
-        );
-        assert_eq!(
-            endpoint("127.0.0.1:8080", "/abort"),
-            "http://127.0.0.1:8080/abort"
-        );
-        assert_eq!(
-            endpoint("http://h:1/custom/exec", "/exec"),
-            "http://h:1/custom/exec"
-        );
+        assert_eq!(endpoint("http://127.0.0.1:8080", "/exec"), "http://127.0.0.1:8080/exec");
+        assert_eq!(endpoint("http://127.0.0.1:8080/", "/exec"), "http://127.0.0.1:8080/exec");
+        assert_eq!(endpoint("127.0.0.1:8080", "/abort"), "http://127.0.0.1:8080/abort");
+        assert_eq!(endpoint("http://h:1/custom/exec", "/exec"), "http://h:1/custom/exec");
     }
 }

@@ -47,8 +47,7 @@ pub struct TlsConfig {
 
 impl AgentConfig {
     pub fn from_file(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read config {}", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
         serde_norway::from_str(&text).with_context(|| format!("invalid config {}", path.display()))
     }
 
@@ -63,10 +62,7 @@ impl AgentConfig {
         config.name = args.name.clone().or(config.name);
         config.log_format = args.log_format.or(config.log_format);
         if let Some(dir) = &args.storage_dir {
-            let section = config
-                .plugins
-                .entry("storage".into())
-                .or_insert_with(|| Value::Object(Default::default()));
+            let section = config.plugins.entry("storage".into()).or_insert_with(|| Value::Object(Default::default()));
             match section {
                 Value::Object(map) => {
                     map.remove("base_dir");
@@ -79,16 +75,11 @@ impl AgentConfig {
     }
 
     pub fn listen(&self) -> SocketAddr {
-        self.listen
-            .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("the default address parses"))
+        self.listen.unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("the default address parses"))
     }
 
     pub fn service_listen(&self) -> SocketAddr {
-        self.service_listen.unwrap_or_else(|| {
-            DEFAULT_SERVICE_LISTEN
-                .parse()
-                .expect("the default address parses")
-        })
+        self.service_listen.unwrap_or_else(|| DEFAULT_SERVICE_LISTEN.parse().expect("the default address parses"))
     }
 
     pub fn max_body(&self) -> usize {
@@ -98,10 +89,7 @@ impl AgentConfig {
     /// A plugin's section, also under the reference's names.
     pub fn plugin_section(&self, plugin: &str) -> Option<&Value> {
         let legacy = match plugin {
-            "storage" => self
-                .plugins
-                .get("persistent_storage")
-                .or(self.persistent_storage.as_ref()),
+            "storage" => self.plugins.get("persistent_storage").or(self.persistent_storage.as_ref()),
             _ => None,
         };
         self.plugins.get(plugin).or(legacy)

@@ -12,31 +12,13 @@ use crate::config::AgentConfig;
 
 /// Small amounts: the demo must be safe on a laptop.
 const DEMO_COMMANDS: [(&str, &str); 7] = [
-    (
-        "answer after 300ms",
-        "command: sleep/sleep\ndata: {duration: 300ms}\n",
-    ),
-    (
-        "hold 64 MiB of real RAM",
-        "command: heavy_load/gobble_ram\ndata: {size: 64MiB}\n",
-    ),
-    (
-        "spin one core at 50 % for 2s",
-        "command: heavy_load/spin_cpu\ndata: {duration: 2s, threads: 1, load: 50}\n",
-    ),
-    (
-        "write 2 files of 16 MiB",
-        "command: storage/write\ndata: {amount: 16MiB, files: 2}\n",
-    ),
+    ("answer after 300ms", "command: sleep/sleep\ndata: {duration: 300ms}\n"),
+    ("hold 64 MiB of real RAM", "command: heavy_load/gobble_ram\ndata: {size: 64MiB}\n"),
+    ("spin one core at 50 % for 2s", "command: heavy_load/spin_cpu\ndata: {duration: 2s, threads: 1, load: 50}\n"),
+    ("write 2 files of 16 MiB", "command: storage/write\ndata: {amount: 16MiB, files: 2}\n"),
     ("list held files", "command: storage/fs_stats\n"),
-    (
-        "close and delete the files",
-        "command: storage/close_fd\ndata: {index: -1}\n",
-    ),
-    (
-        "free the RAM",
-        "command: heavy_load/free_ram\ndata: {index: -1}\n",
-    ),
+    ("close and delete the files", "command: storage/close_fd\ndata: {index: -1}\n"),
+    ("free the RAM", "command: heavy_load/free_ram\ndata: {index: -1}\n"),
 ];
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
@@ -51,14 +33,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
     let serving = tokio::spawn(agent.serve(shutdown.clone()));
     let public = format!("http://{}", state.public_addr);
     let service = format!("http://{}", state.service_addr);
-    println!(
-        "tarsier agent {} serving: public {public}  service {service}\n",
-        state.name
-    );
+    println!("tarsier agent {} serving: public {public}  service {service}\n", state.name);
 
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()?;
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
     for (what, body) in DEMO_COMMANDS {
         let answer: Value = client
             .post(format!("{public}/exec"))
@@ -69,12 +46,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
             .with_context(|| format!("cannot reach {public}"))?
             .json()
             .await?;
-        let rss: Value = client
-            .get(format!("{service}/runtime"))
-            .send()
-            .await?
-            .json()
-            .await?;
+        let rss: Value = client.get(format!("{service}/runtime")).send().await?.json().await?;
         println!(
             "{what:<32} {:<26} {:<9} {:>6} ms   rss {:>4} MiB   {}",
             answer["command"].as_str().unwrap_or("?"),
@@ -85,9 +57,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
         );
     }
     println!("\nTry: curl -s {service}/commands | head -c 600; echo");
-    println!(
-        "     printf 'command: sleep/sleep\\ndata: {{duration: 1s}}\\n' | tarsier exec {public} -"
-    );
+    println!("     printf 'command: sleep/sleep\\ndata: {{duration: 1s}}\\n' | tarsier exec {public} -");
     if args.once {
         shutdown.cancel();
     } else {

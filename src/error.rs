@@ -16,19 +16,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            message: message.into(),
-            field: None,
-        }
+        Self { status, message: message.into(), field: None }
     }
 
     pub fn bad_request(field: Option<String>, message: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::BAD_REQUEST,
-            message: message.into(),
-            field,
-        }
+        Self { status: StatusCode::BAD_REQUEST, message: message.into(), field }
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
@@ -44,10 +36,6 @@ impl From<DataError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(json!({ "error": self.message, "field": self.field })),
-        )
-            .into_response()
+        (self.status, Json(json!({ "error": self.message, "field": self.field }))).into_response()
     }
 }

@@ -25,52 +25,28 @@ pub struct Answer {
 /// cut it short, and the answer says how it ended.
 pub async fn execute(state: &Arc<AgentState>, body: CommandBody) -> Result<Answer, ApiError> {
     let resolved = state.registry.resolve(&body.command)?;
-    let wave_id = body
-        .wave
-        .as_ref()
-        .and_then(|w| w.id.clone())
-        .unwrap_or_else(new_wave_id);
+    let wave_id = body.wave.as_ref().and_then(|w| w.id.clone()).unwrap_or_else(new_wave_id);
     let (job_id, cancel) = state.jobs.start(&resolved.name, &wave_id, body.detach);
-    let ctx = ExecContext {
-        cancel: cancel.clone(),
-        limits: state.limits.clone(),
-        health: state.health.clone(),
-    };
+    let ctx = ExecContext { cancel: cancel.clone(), limits: state.limits.clone(), health: state.health.clone() };
     let job = match resolved.command.prepare(body.data, ctx) {
         Ok(job) => job,
         Err(err) => {
             state.jobs.discard(job_id);
-            state
-                .metrics
-                .commands
-                .with_label_values(&[resolved.name.as_str(), "invalid"])
-                .inc();
+            state.metrics.commands.with_label_values(&[resolved.name.as_str(), "invalid"]).inc();
             return Err(err.into());
         }
     };
-    let run = RunningJob {
-        state: state.clone(),
-        job_id,
-        command: resolved.name,
-        wave_id,
-        cancel,
-    };
+    let run = RunningJob { state: state.clone(), job_id, command: resolved.name, wave_id, cancel };
     let base = run.answer_base();
     let handle = tokio::spawn(run.finish(job));
     if body.detach {
         let mut answer = base;
         answer["status"] = json!("running");
-        return Ok(Answer {
-            status: StatusCode::ACCEPTED,
-            body: answer,
-        });
+        return Ok(Answer { status: StatusCode::ACCEPTED, body: answer });
     }
-    handle.await.map_err(|err| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("the job's task failed: {err}"),
-        )
-    })
+    handle
+        .await
+        .map_err(|err| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("the job's task failed: {err}")))
 }
 
 struct RunningJob {
@@ -99,34 +75,19 @@ impl RunningJob {
         let (status, result_label, result, error) = match outcome {
             Ok(result) if self.cancel.is_cancelled() => (StatusCode::OK, "cancelled", result, None),
             Ok(result) => (StatusCode::OK, "ok", result, None),
-            Err(CommandError::Invalid(err)) => (
-                StatusCode::BAD_REQUEST,
-                "invalid",
-                Value::Null,
-                Some((err.message, err.field)),
-            ),
-            Err(CommandError::Refused(msg)) => (
-                StatusCode::INSUFFICIENT_STORAGE,
-                "refused",
-                Value::Null,
-                Some((msg, None)),
-            ),
-            Err(CommandError::Failed(msg)) => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "failed",
-                Value::Null,
-                Some((msg, None)),
-            ),
+            Err(CommandError::Invalid(err)) => {
+                (StatusCode::BAD_REQUEST, "invalid", Value::Null, Some((err.message, err.field)))
+            }
+            Err(CommandError::Refused(msg)) => {
+                (StatusCode::INSUFFICIENT_STORAGE, "refused", Value::Null, Some((msg, None)))
+            }
+            Err(CommandError::Failed(msg)) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "failed", Value::Null, Some((msg, None)))
+            }
         };
         let metrics = &self.state.metrics;
-        metrics
-            .commands
-            .with_label_values(&[self.command.as_str(), result_label])
-            .inc();
-        metrics
-            .command_duration
-            .with_label_values(&[self.command.as_str()])
-            .observe(elapsed.as_secs_f64());
+        metrics.commands.with_label_values(&[self.command.as_str(), result_label]).inc();
+        metrics.command_duration.with_label_values(&[self.command.as_str()]).observe(elapsed.as_secs_f64());
         let elapsed_ms = elapsed.as_millis() as u64;
         let mut answer = self.answer_base();
         answer["status"] = json!(result_label);
@@ -139,29 +100,14 @@ impl RunningJob {
         } else {
             tracing::info!(command = %self.command, wave_id = %self.wave_id, job = self.job_id, elapsed_ms, result = result_label, "command ended");
         }
-        let stored = if error.is_some() {
-            json!({ "error": answer["error"] })
-        } else {
-            result
-        };
-        self.state
-            .jobs
-            .finish(self.job_id, result_label, elapsed_ms, stored);
-        Answer {
-            status,
-            body: answer,
-        }
+        let stored = if error.is_some() { json!({ "error": answer["error"] }) } else { result };
+        self.state.jobs.finish(self.job_id, result_label, elapsed_ms, stored);
+        Answer { status, body: answer }
     }
 }
 
 /// A wave id: 16 hex digits, random enough to tell waves apart across a swarm.
 fn new_wave_id() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!(
-        "{:016x}",
-        RandomState::new().hash_one((nanos, std::process::id()))
-    )
+    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("{:016x}", RandomState::new().hash_one((nanos, std::process::id())))
 }

@@ -17,17 +17,10 @@ pub async fn count_requests(
     next: Next,
 ) -> Response {
     // Label by route pattern, never the raw path, so a scanner cannot blow up the label set.
-    let path = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "other".into());
+    let path =
+        request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "other".into());
     let response = next.run(request).await;
-    state
-        .metrics
-        .http_requests
-        .with_label_values(&[listener, path.as_str(), response.status().as_str()])
-        .inc();
+    state.metrics.http_requests.with_label_values(&[listener, path.as_str(), response.status().as_str()]).inc();
     response
 }
 
@@ -36,8 +29,5 @@ pub async fn no_such_route(uri: Uri) -> ApiError {
 }
 
 pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        format!("{method} is not allowed on {}", uri.path()),
-    )
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, format!("{method} is not allowed on {}", uri.path()))
 }

@@ -45,9 +45,7 @@ pub struct Jobs {
 
 impl Jobs {
     fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
-        self.table
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
+        self.table.lock().unwrap_or_else(|poison| poison.into_inner())
     }
 
     /// Registers a job and returns its id and cancellation token.
@@ -66,13 +64,7 @@ impl Jobs {
             elapsed_ms: None,
             result: None,
         };
-        table.running.insert(
-            id,
-            Running {
-                view,
-                cancel: cancel.clone(),
-            },
-        );
+        table.running.insert(id, Running { view, cancel: cancel.clone() });
         (id, cancel)
     }
 
@@ -101,19 +93,12 @@ impl Jobs {
 
     pub fn list(&self) -> (Vec<JobView>, Vec<JobView>) {
         let table = self.lock();
-        (
-            table.running.values().map(|r| r.view.clone()).collect(),
-            table.finished.iter().rev().cloned().collect(),
-        )
+        (table.running.values().map(|r| r.view.clone()).collect(), table.finished.iter().rev().cloned().collect())
     }
 
     pub fn get(&self, id: u64) -> Option<JobView> {
         let table = self.lock();
-        table
-            .running
-            .get(&id)
-            .map(|r| r.view.clone())
-            .or_else(|| table.finished.iter().find(|v| v.id == id).cloned())
+        table.running.get(&id).map(|r| r.view.clone()).or_else(|| table.finished.iter().find(|v| v.id == id).cloned())
     }
 
     /// Cancels one running job; `None` if unknown, `Some(false)` if it already finished.

@@ -26,10 +26,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // One crypto provider for the whole process (the service port's TLS and the HTTP client).
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("tarsier: cannot start the runtime: {err}");

@@ -2,8 +2,8 @@
 //! process (the local swarm) without mixing their numbers.
 
 use prometheus::{
-    exponential_buckets, Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    exponential_buckets, Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use tarsier_plugin::Held;
 
@@ -17,12 +17,7 @@ pub struct Metrics {
     held: IntGaugeVec,
 }
 
-fn counter_vec(
-    registry: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-) -> prometheus::Result<IntCounterVec> {
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntCounterVec> {
     let metric = IntCounterVec::new(Opts::new(name, help), labels)?;
     registry.register(Box::new(metric.clone()))?;
     Ok(metric)
@@ -44,49 +39,28 @@ impl Metrics {
             &["command", "result"],
         )?;
         let command_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "tarsier_command_duration_seconds",
-                "How long commands ran, by command.",
-            )
-            .buckets(exponential_buckets(0.001, 4.0, 11)?),
+            HistogramOpts::new("tarsier_command_duration_seconds", "How long commands ran, by command.")
+                .buckets(exponential_buckets(0.001, 4.0, 11)?),
             &["command"],
         )?;
         registry.register(Box::new(command_duration.clone()))?;
-        let running_jobs = IntGauge::new(
-            "tarsier_running_jobs",
-            "Jobs running now (waiting and detached).",
-        )?;
+        let running_jobs = IntGauge::new("tarsier_running_jobs", "Jobs running now (waiting and detached).")?;
         registry.register(Box::new(running_jobs.clone()))?;
-        let aborts = IntCounter::new(
-            "tarsier_aborts_total",
-            "Times /abort (or shutdown) released everything.",
-        )?;
+        let aborts = IntCounter::new("tarsier_aborts_total", "Times /abort (or shutdown) released everything.")?;
         registry.register(Box::new(aborts.clone()))?;
         let held = IntGaugeVec::new(
             Opts::new("tarsier_held", "What the agent holds now, by resource: ram_bytes, ram_regions, files, disk_bytes, connections, blocked_threads, busy_threads."),
             &["resource"],
         )?;
         registry.register(Box::new(held.clone()))?;
-        let build = IntGaugeVec::new(
-            Opts::new("tarsier_build_info", "Always 1; the version is a label."),
-            &["version"],
-        )?;
+        let build =
+            IntGaugeVec::new(Opts::new("tarsier_build_info", "Always 1; the version is a label."), &["version"])?;
         registry.register(Box::new(build.clone()))?;
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         if with_process_collector {
-            registry.register(Box::new(
-                prometheus::process_collector::ProcessCollector::for_self(),
-            ))?;
+            registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
         }
-        Ok(Self {
-            registry,
-            http_requests,
-            commands,
-            command_duration,
-            running_jobs,
-            aborts,
-            held,
-        })
+        Ok(Self { registry, http_requests, commands, command_duration, running_jobs, aborts, held })
     }
 
     /// Sets the held-resource gauges from a fresh reading, then renders the text format.

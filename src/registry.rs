@@ -54,11 +54,7 @@ impl Registry {
                 table.insert(command.name(), command);
             }
         }
-        Self {
-            plugins,
-            plugin_names,
-            commands,
-        }
+        Self { plugins, plugin_names, commands }
     }
 
     /// Finds `plugin/command`; a `404` names what exists instead.
@@ -69,20 +65,12 @@ impl Registry {
                 format!("command: `{full}` is not `plugin/command` (for example `sleep/sleep`)"),
             ));
         };
-        let plugin = self
-            .plugin_names
-            .get(plugin_name)
-            .map(|&i| &self.plugins[i])
-            .ok_or_else(|| {
-                ApiError::not_found(format!(
-                    "unknown command `{full}`: no plugin `{plugin_name}` (plugins: {})",
-                    self.plugins
-                        .iter()
-                        .map(|p| p.name())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))
-            })?;
+        let plugin = self.plugin_names.get(plugin_name).map(|&i| &self.plugins[i]).ok_or_else(|| {
+            ApiError::not_found(format!(
+                "unknown command `{full}`: no plugin `{plugin_name}` (plugins: {})",
+                self.plugins.iter().map(|p| p.name()).collect::<Vec<_>>().join(", ")
+            ))
+        })?;
         let table = &self.commands[plugin.name()];
         let command = table.get(command_name).ok_or_else(|| {
             let known: Vec<_> = plugin.commands().iter().map(|c| c.name()).collect();
@@ -92,10 +80,7 @@ impl Registry {
                 known.join(", ")
             ))
         })?;
-        Ok(Resolved {
-            name: format!("{}/{}", plugin.name(), command.name()),
-            command: command.clone(),
-        })
+        Ok(Resolved { name: format!("{}/{}", plugin.name(), command.name()), command: command.clone() })
     }
 
     pub fn held(&self) -> Held {
@@ -114,9 +99,7 @@ impl Registry {
                 let schema = command.data_schema();
                 let mut aliases: Vec<String> = Vec::new();
                 for p in std::iter::once(plugin.name()).chain(plugin.aliases().iter().copied()) {
-                    for c in
-                        std::iter::once(command.name()).chain(command.aliases().iter().copied())
-                    {
+                    for c in std::iter::once(command.name()).chain(command.aliases().iter().copied()) {
                         aliases.push(format!("{p}/{c}"));
                     }
                 }
@@ -163,10 +146,7 @@ fn fields_of(schema: &Value) -> Vec<Value> {
 }
 
 fn resolve_ref<'a>(prop: &Value, root: &'a Value) -> Option<&'a Value> {
-    let target = prop
-        .get("$ref")
-        .and_then(Value::as_str)?
-        .strip_prefix('#')?;
+    let target = prop.get("$ref").and_then(Value::as_str)?.strip_prefix('#')?;
     root.pointer(target)
 }
 
@@ -174,21 +154,13 @@ fn type_of(prop: &Value, root: &Value) -> String {
     if let Some(r) = prop.get("$ref").and_then(Value::as_str) {
         let name = r.rsplit('/').next().unwrap_or(r);
         return match resolve_ref(prop, root).and_then(|t| t.get("enum")) {
-            Some(Value::Array(values)) => values
-                .iter()
-                .filter_map(Value::as_str)
-                .collect::<Vec<_>>()
-                .join("|"),
+            Some(Value::Array(values)) => values.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("|"),
             _ => name.to_owned(),
         };
     }
     match prop.get("type") {
         Some(Value::String(t)) => t.clone(),
-        Some(Value::Array(ts)) => ts
-            .iter()
-            .filter_map(Value::as_str)
-            .collect::<Vec<_>>()
-            .join("|"),
+        Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("|"),
         _ => "any".into(),
     }
 }

@@ -21,12 +21,8 @@ impl ProcessStats {
             rss_bytes: kib("VmRSS:"),
             rss_peak_bytes: kib("VmHWM:"),
             threads: status_field(&status, "Threads:").unwrap_or(0),
-            open_fds: std::fs::read_dir("/proc/self/fd")
-                .map(|d| d.count() as u64)
-                .unwrap_or(0),
-            mmap_regions: std::fs::read_to_string("/proc/self/maps")
-                .map(|m| m.lines().count() as u64)
-                .unwrap_or(0),
+            open_fds: std::fs::read_dir("/proc/self/fd").map(|d| d.count() as u64).unwrap_or(0),
+            mmap_regions: std::fs::read_to_string("/proc/self/maps").map(|m| m.lines().count() as u64).unwrap_or(0),
         }
     }
 }

@@ -21,32 +21,19 @@ pub fn router(state: Arc<AgentState>) -> Router {
         .route("/runtime", get(runtime))
         .fallback(no_such_route)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(
-            (state.clone(), "service"),
-            count_requests,
-        ))
+        .layer(axum::middleware::from_fn_with_state((state.clone(), "service"), count_requests))
         .with_state(state)
 }
 
 /// Answers as long as the agent's runtime answers; a `faults/deadlock` with `block_health` makes it hang.
 async fn health(State(state): State<Arc<AgentState>>) -> Json<serde_json::Value> {
     state.health.pass().await;
-    Json(
-        json!({ "status": "ok", "agent": state.name, "uptime_seconds": state.started.elapsed().as_secs_f64() }),
-    )
+    Json(json!({ "status": "ok", "agent": state.name, "uptime_seconds": state.started.elapsed().as_secs_f64() }))
 }
 
 async fn metrics(State(state): State<Arc<AgentState>>) -> impl IntoResponse {
-    let text = state
-        .metrics
-        .render(&state.registry.held(), state.jobs.running_count());
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        text,
-    )
+    let text = state.metrics.render(&state.registry.held(), state.jobs.running_count());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
 }
 
 async fn commands(State(state): State<Arc<AgentState>>) -> Json<serde_json::Value> {

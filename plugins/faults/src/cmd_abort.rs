@@ -7,8 +7,7 @@ pub struct Abort;
 impl Command for Abort {
     type Data = DeathData;
     const NAME: &'static str = "abort";
-    const DESCRIPTION: &'static str =
-        "Dies of SIGABRT (std::process::abort), as a failed assertion in C would.";
+    const DESCRIPTION: &'static str = "Dies of SIGABRT (std::process::abort), as a failed assertion in C would.";
 
     fn check(&self, data: &DeathData, limits: &Limits) -> Result<(), DataError> {
         check_delay(data.delay, limits)

@@ -4,9 +4,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tarsier_plugin::schemars::JsonSchema;
-use tarsier_plugin::{
-    Command, CommandError, DataError, ExecContext, HumanDuration, JobFuture, Limits,
-};
+use tarsier_plugin::{Command, CommandError, DataError, ExecContext, HumanDuration, JobFuture, Limits};
 
 use crate::Traps;
 
@@ -26,11 +24,7 @@ pub struct DeadlockData {
 
 impl Default for DeadlockData {
     fn default() -> Self {
-        Self {
-            threads: 2,
-            duration: HumanDuration::from_secs(30),
-            block_health: false,
-        }
+        Self { threads: 2, duration: HumanDuration::from_secs(30), block_health: false }
     }
 }
 
@@ -39,16 +33,12 @@ pub struct Deadlock(pub Arc<Traps>);
 impl Command for Deadlock {
     type Data = DeadlockData;
     const NAME: &'static str = "deadlock";
-    const DESCRIPTION: &'static str =
-        "Blocks `threads` OS threads in a real lock-order inversion for `duration` \
+    const DESCRIPTION: &'static str = "Blocks `threads` OS threads in a real lock-order inversion for `duration` \
         (released early by abort). With block_health, /health hangs too.";
 
     fn check(&self, data: &DeadlockData, limits: &Limits) -> Result<(), DataError> {
         if data.threads == 0 || data.threads > MAX_THREADS {
-            return Err(DataError::field(
-                "threads",
-                format!("{} must be between 1 and {MAX_THREADS}", data.threads),
-            ));
+            return Err(DataError::field("threads", format!("{} must be between 1 and {MAX_THREADS}", data.threads)));
         }
         limits.check_duration("duration", data.duration)
     }
@@ -56,18 +46,12 @@ impl Command for Deadlock {
     fn execute(&self, data: DeadlockData, ctx: ExecContext) -> JobFuture {
         let traps = self.0.clone();
         Box::pin(async move {
-            let health_guard = if data.block_health {
-                Some(ctx.health.block().await)
-            } else {
-                None
-            };
+            let health_guard = if data.block_health { Some(ctx.health.block().await) } else { None };
             let started = Instant::now();
             let (trap, handles) = traps
                 .spring(data.threads, started + data.duration.0)
                 .map_err(|err| CommandError::Failed(format!("cannot start a thread: {err}")))?;
-            let joined = tokio::task::spawn_blocking(move || {
-                handles.into_iter().for_each(|h| drop(h.join()))
-            });
+            let joined = tokio::task::spawn_blocking(move || handles.into_iter().for_each(|h| drop(h.join())));
             tokio::pin!(joined);
             let released_by = tokio::select! {
                 _ = &mut joined => "timeout",

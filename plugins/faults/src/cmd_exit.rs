@@ -17,10 +17,7 @@ pub struct ExitData {
 
 impl Default for ExitData {
     fn default() -> Self {
-        Self {
-            code: 1,
-            delay: HumanDuration(Duration::from_millis(200)),
-        }
+        Self { code: 1, delay: HumanDuration(Duration::from_millis(200)) }
     }
 }
 
@@ -29,25 +26,17 @@ pub struct Exit;
 impl Command for Exit {
     type Data = ExitData;
     const NAME: &'static str = "exit";
-    const DESCRIPTION: &'static str =
-        "Exits at once with status `code`, without any clean-up (like os.Exit).";
+    const DESCRIPTION: &'static str = "Exits at once with status `code`, without any clean-up (like os.Exit).";
 
     fn check(&self, data: &ExitData, limits: &Limits) -> Result<(), DataError> {
         if !(0..=255).contains(&data.code) {
-            return Err(DataError::field(
-                "code",
-                format!("{} must be an exit status from 0 to 255", data.code),
-            ));
+            return Err(DataError::field("code", format!("{} must be an exit status from 0 to 255", data.code)));
         }
         check_delay(data.delay, limits)
     }
 
     fn execute(&self, data: ExitData, _: ExecContext) -> JobFuture {
         let code = data.code;
-        Box::pin(async move {
-            Ok(schedule(data.delay, "exit", move || {
-                std::process::exit(code)
-            }))
-        })
+        Box::pin(async move { Ok(schedule(data.delay, "exit", move || std::process::exit(code))) })
     }
 }

@@ -10,8 +10,7 @@ pub struct Panic;
 impl Command for Panic {
     type Data = DeathData;
     const NAME: &'static str = "panic";
-    const DESCRIPTION: &'static str =
-        "Dies of a Rust panic: the message on stderr, exit status 101.";
+    const DESCRIPTION: &'static str = "Dies of a Rust panic: the message on stderr, exit status 101.";
 
     fn check(&self, data: &DeathData, limits: &Limits) -> Result<(), DataError> {
         check_delay(data.delay, limits)
@@ -21,8 +20,7 @@ impl Command for Panic {
         Box::pin(async move {
             Ok(schedule(data.delay, "panic", || {
                 // A panic only ends its own thread; the process ends the way a panicking main thread would.
-                let panicked =
-                    std::thread::spawn(|| panic!("tarsier faults/panic: panicking on purpose"));
+                let panicked = std::thread::spawn(|| panic!("tarsier faults/panic: panicking on purpose"));
                 let _ = panicked.join();
                 std::process::exit(PANIC_EXIT_CODE);
             }))

@@ -7,8 +7,7 @@ pub struct Segfault;
 impl Command for Segfault {
     type Data = DeathData;
     const NAME: &'static str = "segfault";
-    const DESCRIPTION: &'static str =
-        "Dies of a real SIGSEGV (a write to a page mapped with no access), \
+    const DESCRIPTION: &'static str = "Dies of a real SIGSEGV (a write to a page mapped with no access), \
         `delay` after answering.";
 
     fn check(&self, data: &DeathData, limits: &Limits) -> Result<(), DataError> {
@@ -26,14 +25,8 @@ impl Command for Segfault {
 fn write_to_forbidden_page() {
     // SAFETY: an anonymous private mapping of one page; the fault on writing it is the whole point.
     unsafe {
-        let page = libc::mmap(
-            std::ptr::null_mut(),
-            4096,
-            libc::PROT_NONE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        );
+        let page =
+            libc::mmap(std::ptr::null_mut(), 4096, libc::PROT_NONE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0);
         if page == libc::MAP_FAILED {
             libc::raise(libc::SIGSEGV);
         }

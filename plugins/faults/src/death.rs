@@ -17,9 +17,7 @@ pub struct DeathData {
 
 impl Default for DeathData {
     fn default() -> Self {
-        Self {
-            delay: HumanDuration(Duration::from_millis(200)),
-        }
+        Self { delay: HumanDuration(Duration::from_millis(200)) }
     }
 }
 
@@ -30,12 +28,10 @@ pub fn check_delay(delay: HumanDuration, limits: &Limits) -> Result<(), DataErro
 /// Runs `die` on its own thread after `delay` and returns the answer to send meanwhile.
 pub fn schedule(delay: HumanDuration, how: &str, die: impl FnOnce() + Send + 'static) -> Value {
     tracing::warn!(how, delay = %delay, "the agent will die on purpose");
-    let spawned = std::thread::Builder::new()
-        .name("fault".into())
-        .spawn(move || {
-            std::thread::sleep(delay.0);
-            die();
-        });
+    let spawned = std::thread::Builder::new().name("fault".into()).spawn(move || {
+        std::thread::sleep(delay.0);
+        die();
+    });
     if let Err(err) = spawned {
         tracing::error!(%err, "cannot start the fault thread; dying now");
     }

@@ -40,15 +40,9 @@ impl Plugin for Faults {
         ]
     }
     fn held(&self) -> Held {
-        Held {
-            blocked_threads: self.traps.blocked(),
-            ..Held::default()
-        }
+        Held { blocked_threads: self.traps.blocked(), ..Held::default() }
     }
     fn release_all(&self) -> Held {
-        Held {
-            blocked_threads: self.traps.release_all(),
-            ..Held::default()
-        }
+        Held { blocked_threads: self.traps.release_all(), ..Held::default() }
     }
 }

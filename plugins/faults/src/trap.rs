@@ -26,9 +26,7 @@ pub struct Trap {
 
 impl Trap {
     fn lock_state(&self) -> MutexGuard<'_, TrapState> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
+        self.state.lock().unwrap_or_else(|poison| poison.into_inner())
     }
 
     /// Takes lock `which` for `me` when it is free; false if another thread owns it.
@@ -95,10 +93,7 @@ impl Traps {
         deadline: Instant,
     ) -> std::io::Result<(Arc<Trap>, Vec<std::thread::JoinHandle<()>>)> {
         let trap = Arc::new(Trap::default());
-        self.live
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(trap.clone());
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).push(trap.clone());
         if threads == 1 {
             // A lone thread takes the first lock and then waits for the second, which the agent holds.
             trap.take_for_agent(1);
@@ -108,10 +103,8 @@ impl Traps {
         let mut handles = Vec::with_capacity(threads as usize);
         for me in 0..threads {
             let (mine, barrier, blocked) = (trap.clone(), barrier.clone(), self.blocked.clone());
-            let spawned = std::thread::Builder::new()
-                .name(format!("deadlock-{me}"))
-                .stack_size(64 * 1024)
-                .spawn(move || {
+            let spawned =
+                std::thread::Builder::new().name(format!("deadlock-{me}")).stack_size(64 * 1024).spawn(move || {
                     let (first, second) = match me {
                         0 => (Some(0), 1),
                         1 => (Some(1), 0),
@@ -139,21 +132,13 @@ impl Traps {
     }
 
     pub fn forget(&self, trap: &Arc<Trap>) {
-        self.live
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|t| !Arc::ptr_eq(t, trap));
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).retain(|t| !Arc::ptr_eq(t, trap));
     }
 
     /// Releases every trap and says how many threads were blocked.
     pub fn release_all(&self) -> u64 {
         let blocked = self.blocked();
-        for trap in self
-            .live
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain(..)
-        {
+        for trap in self.live.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
             trap.release();
         }
         blocked

@@ -29,10 +29,7 @@ impl Command for FreeRam {
 
     fn check(&self, data: &FreeRamData, _: &Limits) -> Result<(), DataError> {
         if data.index < -1 {
-            return Err(DataError::field(
-                "index",
-                format!("{} is not an index; use -1 for all", data.index),
-            ));
+            return Err(DataError::field("index", format!("{} is not an index; use -1 for all", data.index)));
         }
         Ok(())
     }
@@ -46,11 +43,7 @@ impl Command for FreeRam {
                 let bytes = regions.free(data.index as u64).ok_or_else(|| {
                     CommandError::Invalid(DataError::field(
                         "index",
-                        format!(
-                            "no RAM region {} is held (held: {:?})",
-                            data.index,
-                            regions.indexes()
-                        ),
+                        format!("no RAM region {} is held (held: {:?})", data.index, regions.indexes()),
                     ))
                 })?;
                 (1, bytes)

@@ -4,9 +4,7 @@ use memmap2::MmapMut;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tarsier_plugin::schemars::JsonSchema;
-use tarsier_plugin::{
-    ByteSize, CancelFlag, Command, CommandError, DataError, ExecContext, JobFuture, Limits,
-};
+use tarsier_plugin::{ByteSize, CancelFlag, Command, CommandError, DataError, ExecContext, JobFuture, Limits};
 
 use crate::RamRegions;
 
@@ -31,12 +29,7 @@ pub struct GobbleRamData {
 
 impl Default for GobbleRamData {
     fn default() -> Self {
-        Self {
-            size: ByteSize::mib(64),
-            resize: true,
-            ratio: 0.5,
-            touch: true,
-        }
+        Self { size: ByteSize::mib(64), resize: true, ratio: 0.5, touch: true }
     }
 }
 
@@ -45,8 +38,7 @@ pub struct GobbleRam(pub Arc<RamRegions>);
 impl Command for GobbleRam {
     type Data = GobbleRamData;
     const NAME: &'static str = "gobble_ram";
-    const DESCRIPTION: &'static str =
-        "Maps `size` of anonymous memory and writes every page so RSS grows by it; \
+    const DESCRIPTION: &'static str = "Maps `size` of anonymous memory and writes every page so RSS grows by it; \
         when the kernel refuses, retries with size × ratio (resize). Answers the bytes held.";
 
     fn check(&self, data: &GobbleRamData, limits: &Limits) -> Result<(), DataError> {
@@ -54,27 +46,15 @@ impl Command for GobbleRam {
             return Err(DataError::field("size", "must be more than 0 bytes"));
         }
         if data.size.0 > ABSURD_SIZE {
-            return Err(DataError::field(
-                "size",
-                format!("{} is more memory than any machine has", data.size),
-            ));
+            return Err(DataError::field("size", format!("{} is more memory than any machine has", data.size)));
         }
         if !(data.ratio > 0.0 && data.ratio < 1.0) {
-            return Err(DataError::field(
-                "ratio",
-                format!("{} must be strictly between 0 and 1", data.ratio),
-            ));
+            return Err(DataError::field("ratio", format!("{} must be strictly between 0 and 1", data.ratio)));
         }
         let (_, held) = self.0.totals();
-        Limits::check_budget(
-            "size",
-            "RAM",
-            "limits.max_ram",
-            limits.max_ram.map(|m| m.0),
-            held,
-            data.size.0,
-            |b| ByteSize(b).to_string(),
-        )
+        Limits::check_budget("size", "RAM", "limits.max_ram", limits.max_ram.map(|m| m.0), held, data.size.0, |b| {
+            ByteSize(b).to_string()
+        })
     }
 
     fn execute(&self, data: GobbleRamData, ctx: ExecContext) -> JobFuture {
@@ -82,12 +62,9 @@ impl Command for GobbleRam {
         let cancel = ctx.cancel_flag();
         Box::pin(async move {
             let asked = data.size.0;
-            let (map, attempts) =
-                tokio::task::spawn_blocking(move || map_and_touch(&data, &cancel))
-                    .await
-                    .map_err(|err| {
-                        CommandError::Failed(format!("gobble_ram worker died: {err}"))
-                    })??;
+            let (map, attempts) = tokio::task::spawn_blocking(move || map_and_touch(&data, &cancel))
+                .await
+                .map_err(|err| CommandError::Failed(format!("gobble_ram worker died: {err}")))??;
             let size = map.len() as u64;
             let index = regions.hold(map);
             let (regions_held, bytes_held) = regions.totals();
@@ -104,16 +81,13 @@ impl Command for GobbleRam {
 }
 
 /// Maps (shrinking on refusal when allowed) and writes one byte per page.
-fn map_and_touch(
-    data: &GobbleRamData,
-    cancel: &CancelFlag,
-) -> Result<(MmapMut, u32), CommandError> {
+fn map_and_touch(data: &GobbleRamData, cancel: &CancelFlag) -> Result<(MmapMut, u32), CommandError> {
     let mut size = data.size.0;
     let mut attempts = 0u32;
     let mut map = loop {
         attempts += 1;
-        let len = usize::try_from(size)
-            .map_err(|_| CommandError::Refused(format!("{size} bytes do not fit in memory")))?;
+        let len =
+            usize::try_from(size).map_err(|_| CommandError::Refused(format!("{size} bytes do not fit in memory")))?;
         match MmapMut::map_anon(len) {
             Ok(map) => break map,
             Err(err) => {
@@ -134,9 +108,7 @@ fn map_and_touch(
             // A non-zero write: the kernel must give the page a real frame (a zero page would stay shared).
             map[offset] = 1;
             if n % 16_384 == 0 && cancel.is_raised() {
-                return Err(CommandError::Failed(
-                    "cancelled while touching pages; nothing is held".into(),
-                ));
+                return Err(CommandError::Failed("cancelled while touching pages; nothing is held".into()));
             }
         }
     }

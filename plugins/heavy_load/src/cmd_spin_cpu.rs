@@ -6,9 +6,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tarsier_plugin::schemars::JsonSchema;
-use tarsier_plugin::{
-    CancelFlag, Command, CommandError, DataError, ExecContext, HumanDuration, JobFuture, Limits,
-};
+use tarsier_plugin::{CancelFlag, Command, CommandError, DataError, ExecContext, HumanDuration, JobFuture, Limits};
 
 /// Busy and idle alternate within this period when `load` < 100.
 const DUTY_PERIOD: Duration = Duration::from_millis(100);
@@ -28,14 +26,8 @@ pub struct SpinCpuData {
 
 impl Default for SpinCpuData {
     fn default() -> Self {
-        let cores = std::thread::available_parallelism()
-            .map(|n| n.get() as u32)
-            .unwrap_or(1);
-        Self {
-            duration: HumanDuration::from_secs(10),
-            threads: cores,
-            load: 100,
-        }
+        let cores = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
+        Self { duration: HumanDuration::from_secs(10), threads: cores, load: 100 }
     }
 }
 
@@ -49,16 +41,10 @@ impl Command for SpinCpu {
 
     fn check(&self, data: &SpinCpuData, limits: &Limits) -> Result<(), DataError> {
         if data.threads == 0 || data.threads > MAX_THREADS {
-            return Err(DataError::field(
-                "threads",
-                format!("{} must be between 1 and {MAX_THREADS}", data.threads),
-            ));
+            return Err(DataError::field("threads", format!("{} must be between 1 and {MAX_THREADS}", data.threads)));
         }
         if data.load == 0 || data.load > 100 {
-            return Err(DataError::field(
-                "load",
-                format!("{} must be a percentage from 1 to 100", data.load),
-            ));
+            return Err(DataError::field("load", format!("{} must be a percentage from 1 to 100", data.load)));
         }
         limits.check_duration("duration", data.duration)
     }
@@ -75,24 +61,18 @@ impl Command for SpinCpu {
                 let workers: Vec<_> = (0..threads)
                     .map(|n| {
                         let (cancel, busy) = (cancel.clone(), busy.clone());
-                        std::thread::Builder::new()
-                            .name(format!("spin-{n}"))
-                            .spawn(move || {
-                                busy.fetch_add(1, Ordering::Relaxed);
-                                let used = spin(deadline, load, &cancel);
-                                busy.fetch_sub(1, Ordering::Relaxed);
-                                used
-                            })
+                        std::thread::Builder::new().name(format!("spin-{n}")).spawn(move || {
+                            busy.fetch_add(1, Ordering::Relaxed);
+                            let used = spin(deadline, load, &cancel);
+                            busy.fetch_sub(1, Ordering::Relaxed);
+                            used
+                        })
                     })
                     .collect();
                 let mut total = 0.0;
                 for worker in workers {
-                    let worker = worker.map_err(|err| {
-                        CommandError::Failed(format!("cannot start a thread: {err}"))
-                    })?;
-                    total += worker
-                        .join()
-                        .map_err(|_| CommandError::Failed("a spinning thread panicked".into()))?;
+                    let worker = worker.map_err(|err| CommandError::Failed(format!("cannot start a thread: {err}")))?;
+                    total += worker.join().map_err(|_| CommandError::Failed("a spinning thread panicked".into()))?;
                 }
                 Ok::<f64, CommandError>(total)
             })
@@ -120,12 +100,7 @@ fn spin(deadline: Instant, load: u8, cancel: &CancelFlag) -> f64 {
         if slice_start >= deadline || cancel.is_raised() {
             break;
         }
-        let busy_until = if load >= 100 {
-            slice_start + DUTY_PERIOD
-        } else {
-            slice_start + busy_slice
-        }
-        .min(deadline);
+        let busy_until = if load >= 100 { slice_start + DUTY_PERIOD } else { slice_start + busy_slice }.min(deadline);
         while Instant::now() < busy_until {
             for _ in 0..1_000 {
                 x = black_box(black_box(x) * 1.000_000_1 / 1.000_000_09);
@@ -144,10 +119,7 @@ fn spin(deadline: Instant, load: u8, cancel: &CancelFlag) -> f64 {
 }
 
 fn thread_cpu_seconds() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: clock_gettime writes into the timespec we own; CLOCK_THREAD_CPUTIME_ID always exists on Linux.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9

@@ -49,10 +49,6 @@ impl Plugin for HeavyLoad {
     }
     fn release_all(&self) -> Held {
         let (regions, bytes) = self.ram.free_all();
-        Held {
-            ram_bytes: bytes,
-            ram_regions: regions,
-            ..Held::default()
-        }
+        Held { ram_bytes: bytes, ram_regions: regions, ..Held::default() }
     }
 }

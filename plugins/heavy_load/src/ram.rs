@@ -28,30 +28,21 @@ pub struct RamRegions {
 impl RamRegions {
     fn lock(&self) -> std::sync::MutexGuard<'_, (u64, Vec<Region>)> {
         // A panic while holding this lock cannot leave the list half-changed, so a poisoned lock is still usable.
-        self.inner
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
+        self.inner.lock().unwrap_or_else(|poison| poison.into_inner())
     }
 
     pub fn hold(&self, map: MmapMut) -> u64 {
         let mut inner = self.lock();
         let index = inner.0;
         inner.0 += 1;
-        inner.1.push(Region {
-            index,
-            map,
-            since: SystemTime::now(),
-        });
+        inner.1.push(Region { index, map, since: SystemTime::now() });
         index
     }
 
     /// (regions, bytes) held.
     pub fn totals(&self) -> (u64, u64) {
         let inner = self.lock();
-        (
-            inner.1.len() as u64,
-            inner.1.iter().map(|r| r.map.len() as u64).sum(),
-        )
+        (inner.1.len() as u64, inner.1.iter().map(|r| r.map.len() as u64).sum())
     }
 
     pub fn list(&self) -> Vec<RegionInfo> {
@@ -77,10 +68,7 @@ impl RamRegions {
     /// Unmaps everything; returns (regions, bytes) released.
     pub fn free_all(&self) -> (u64, u64) {
         let regions = std::mem::take(&mut self.lock().1);
-        (
-            regions.len() as u64,
-            regions.iter().map(|r| r.map.len() as u64).sum(),
-        )
+        (regions.len() as u64, regions.iter().map(|r| r.map.len() as u64).sum())
     }
 
     pub fn indexes(&self) -> Vec<u64> {

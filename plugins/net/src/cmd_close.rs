@@ -29,10 +29,7 @@ impl Command for Close {
 
     fn check(&self, data: &CloseData, _: &Limits) -> Result<(), DataError> {
         if data.index < -1 {
-            return Err(DataError::field(
-                "index",
-                format!("{} is not an index; use -1 for all", data.index),
-            ));
+            return Err(DataError::field("index", format!("{} is not an index; use -1 for all", data.index)));
         }
         Ok(())
     }
@@ -47,11 +44,7 @@ impl Command for Close {
             } else {
                 return Err(CommandError::Invalid(DataError::field(
                     "index",
-                    format!(
-                        "no connection {} is open (open: {:?})",
-                        data.index,
-                        conns.indexes()
-                    ),
+                    format!("no connection {} is open (open: {:?})", data.index, conns.indexes()),
                 )));
             };
             Ok(json!({ "closed": closed, "held": conns.count() }))

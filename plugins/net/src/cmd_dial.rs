@@ -6,9 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tarsier_plugin::schemars::JsonSchema;
-use tarsier_plugin::{
-    Command, CommandError, DataError, ExecContext, HumanDuration, JobFuture, Limits,
-};
+use tarsier_plugin::{Command, CommandError, DataError, ExecContext, HumanDuration, JobFuture, Limits};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::task::JoinSet;
 
@@ -35,12 +33,7 @@ pub struct DialData {
 
 impl Default for DialData {
     fn default() -> Self {
-        Self {
-            address: String::new(),
-            protocol: Protocol::Tcp,
-            count: 1,
-            timeout: HumanDuration::from_secs(5),
-        }
+        Self { address: String::new(), protocol: Protocol::Tcp, count: 1, timeout: HumanDuration::from_secs(5) }
     }
 }
 
@@ -49,34 +42,24 @@ pub struct Dial(pub Arc<Connections>);
 impl Command for Dial {
     type Data = DialData;
     const NAME: &'static str = "dial";
-    const DESCRIPTION: &'static str =
-        "Opens `count` TCP or UDP connections to `address` and keeps them open \
+    const DESCRIPTION: &'static str = "Opens `count` TCP or UDP connections to `address` and keeps them open \
         until `net/close` or abort.";
 
     fn check(&self, data: &DialData, limits: &Limits) -> Result<(), DataError> {
         if data.address.is_empty() {
-            return Err(DataError::field(
-                "address",
-                "is required: host:port, such as 127.0.0.1:8080",
-            ));
+            return Err(DataError::field("address", "is required: host:port, such as 127.0.0.1:8080"));
         }
         match data.address.rsplit_once(':') {
             Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
             _ => {
                 return Err(DataError::field(
                     "address",
-                    format!(
-                        "`{}` is not host:port (a port from 0 to 65535 is needed)",
-                        data.address
-                    ),
+                    format!("`{}` is not host:port (a port from 0 to 65535 is needed)", data.address),
                 ))
             }
         }
         if data.count == 0 || data.count > MAX_COUNT {
-            return Err(DataError::field(
-                "count",
-                format!("{} must be between 1 and {MAX_COUNT}", data.count),
-            ));
+            return Err(DataError::field("count", format!("{} must be between 1 and {MAX_COUNT}", data.count)));
         }
         limits.check_duration("timeout", data.timeout)?;
         Limits::check_budget(
@@ -124,16 +107,10 @@ impl Command for Dial {
 
 async fn resolve(address: &str) -> Result<SocketAddr, CommandError> {
     let mut addrs = tokio::net::lookup_host(address).await.map_err(|err| {
-        CommandError::Invalid(DataError::field(
-            "address",
-            format!("cannot resolve `{address}`: {err}"),
-        ))
+        CommandError::Invalid(DataError::field("address", format!("cannot resolve `{address}`: {err}")))
     })?;
     addrs.next().ok_or_else(|| {
-        CommandError::Invalid(DataError::field(
-            "address",
-            format!("`{address}` resolves to no address"),
-        ))
+        CommandError::Invalid(DataError::field("address", format!("`{address}` resolves to no address")))
     })
 }
 
@@ -164,28 +141,17 @@ async fn dial_all(
     outcomes
 }
 
-async fn dial_one(
-    protocol: Protocol,
-    peer: SocketAddr,
-    timeout: Duration,
-) -> Result<Socket, String> {
+async fn dial_one(protocol: Protocol, peer: SocketAddr, timeout: Duration) -> Result<Socket, String> {
     match protocol {
         Protocol::Tcp => match tokio::time::timeout(timeout, TcpStream::connect(peer)).await {
             Ok(Ok(stream)) => Ok(Socket::Tcp(stream)),
             Ok(Err(err)) => Err(err.to_string()),
-            Err(_) => Err(format!(
-                "connect timed out after {}",
-                HumanDuration(timeout)
-            )),
+            Err(_) => Err(format!("connect timed out after {}", HumanDuration(timeout))),
         },
         Protocol::Udp => {
-            let bind: SocketAddr = if peer.is_ipv6() {
-                "[::]:0"
-            } else {
-                "0.0.0.0:0"
-            }
-            .parse()
-            .map_err(|e: std::net::AddrParseError| e.to_string())?;
+            let bind: SocketAddr = if peer.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }
+                .parse()
+                .map_err(|e: std::net::AddrParseError| e.to_string())?;
             let socket = UdpSocket::bind(bind).await.map_err(|e| e.to_string())?;
             socket.connect(peer).await.map_err(|e| e.to_string())?;
             Ok(Socket::Udp(socket))

@@ -10,8 +10,7 @@ pub struct Stats(pub Arc<Connections>);
 impl Command for Stats {
     type Data = NoData;
     const NAME: &'static str = "stats";
-    const DESCRIPTION: &'static str =
-        "Lists the open connections: index, protocol, peer, local address, since.";
+    const DESCRIPTION: &'static str = "Lists the open connections: index, protocol, peer, local address, since.";
 
     fn execute(&self, _: NoData, _: ExecContext) -> JobFuture {
         let conns = self.0.clone();

@@ -45,9 +45,7 @@ pub struct Connections {
 
 impl Connections {
     fn lock(&self) -> MutexGuard<'_, (u64, Vec<Conn>)> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
+        self.inner.lock().unwrap_or_else(|poison| poison.into_inner())
     }
 
     pub fn hold(&self, protocol: Protocol, peer: SocketAddr, socket: Socket) -> u64 {
@@ -58,14 +56,7 @@ impl Connections {
         let mut inner = self.lock();
         let index = inner.0;
         inner.0 += 1;
-        inner.1.push(Conn {
-            index,
-            protocol,
-            peer,
-            local,
-            since: SystemTime::now(),
-            _socket: socket,
-        });
+        inner.1.push(Conn { index, protocol, peer, local, since: SystemTime::now(), _socket: socket });
         index
     }
 
@@ -105,9 +96,6 @@ impl Connections {
 }
 
 fn format_time(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0);
+    let secs = t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
     format!("{secs:.3}")
 }

@@ -34,15 +34,9 @@ impl Plugin for Net {
         ]
     }
     fn held(&self) -> Held {
-        Held {
-            connections: self.conns.count(),
-            ..Held::default()
-        }
+        Held { connections: self.conns.count(), ..Held::default() }
     }
     fn release_all(&self) -> Held {
-        Held {
-            connections: self.conns.close_all(),
-            ..Held::default()
-        }
+        Held { connections: self.conns.close_all(), ..Held::default() }
     }
 }

@@ -79,15 +79,32 @@ fn parse_data<T: DeserializeOwned>(data: Value) -> Result<T, DataError> {
 pub struct NoData {}
 
 /// The dotted path of the field a serde error is about, from `serde_path_to_error`'s path and the message.
-/// serde reports an unknown field at its parent, so its name is taken from the message.
+/// serde reports an unknown or missing field at its parent, so its name is taken from the message.
 pub fn field_path(path: &str, message: &str) -> String {
     let path = if path == "." { "" } else { path };
-    match message
-        .strip_prefix("unknown field `")
-        .and_then(|rest| rest.split('`').next())
-    {
-        Some(unknown) if path.is_empty() => unknown.to_owned(),
-        Some(unknown) => format!("{path}.{unknown}"),
+    let named = ["unknown field `", "missing field `"]
+        .iter()
+        .find_map(|prefix| message.strip_prefix(prefix))
+        .and_then(|rest| rest.split('`').next());
+    match named {
+        // serde_path_to_error already ends the path with an unknown field's name, not a missing one's.
+        Some(name) if path == name || path.ends_with(&format!(".{name}")) => path.to_owned(),
+        Some(name) if path.is_empty() => name.to_owned(),
+        Some(name) => format!("{path}.{name}"),
         None => path.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::field_path;
+
+    #[test]
+    fn field_paths() {
+        assert_eq!(field_path(".", "missing field `command`"), "command");
+        assert_eq!(field_path("wave", "missing field `x`"), "wave.x");
+        assert_eq!(field_path("data.durration", "unknown field `durration`, expected `duration`"), "data.durration");
+        assert_eq!(field_path("durration", "unknown field `durration`"), "durration");
+        assert_eq!(field_path("wave.remain", "invalid type"), "wave.remain");
     }
 }

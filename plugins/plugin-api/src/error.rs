@@ -12,16 +12,9 @@ pub struct DataError {
 impl DataError {
     /// An error about one field of the command's `data` (`field` is given without the `data.` prefix).
     pub fn field(field: &str, message: impl Into<String>) -> Self {
-        let field = if field.is_empty() {
-            "data".to_owned()
-        } else {
-            format!("data.{field}")
-        };
+        let field = if field.is_empty() { "data".to_owned() } else { format!("data.{field}") };
         let message = format!("{field}: {}", message.into());
-        Self {
-            field: Some(field),
-            message,
-        }
+        Self { field: Some(field), message }
     }
 }
 

@@ -27,16 +27,12 @@ impl Limits {
     /// Refuses a duration over `limits.max_duration` (or over a week, which is never meant).
     pub fn check_duration(&self, field: &str, asked: HumanDuration) -> Result<(), DataError> {
         if asked.0 > ABSURD_DURATION {
-            return Err(DataError::field(
-                field,
-                format!("{asked} is longer than the 7-day bound on any command"),
-            ));
+            return Err(DataError::field(field, format!("{asked} is longer than the 7-day bound on any command")));
         }
         match self.max_duration {
-            Some(max) if asked > max => Err(DataError::field(
-                field,
-                format!("{asked} is over limits.max_duration ({max})"),
-            )),
+            Some(max) if asked > max => {
+                Err(DataError::field(field, format!("{asked} is over limits.max_duration ({max})")))
+            }
             _ => Ok(()),
         }
     }

@@ -23,15 +23,12 @@ impl HumanDuration {
         if text.starts_with('-') {
             return Err(format!("duration `{text}` must not be negative"));
         }
-        if text.chars().all(|c| c.is_ascii_digit())
-            && !text.is_empty()
-            && text.trim_start_matches('0').is_empty()
-        {
+        if text.chars().all(|c| c.is_ascii_digit()) && !text.is_empty() && text.trim_start_matches('0').is_empty() {
             return Ok(Self(Duration::ZERO));
         }
-        humantime::parse_duration(text).map(Self).map_err(|err| {
-            format!("invalid duration `{text}` ({err}); write it like `15s`, `1m30s` or `250ms`")
-        })
+        humantime::parse_duration(text)
+            .map(Self)
+            .map_err(|err| format!("invalid duration `{text}` ({err}); write it like `15s`, `1m30s` or `250ms`"))
     }
 }
 
@@ -40,13 +37,7 @@ impl fmt::Display for HumanDuration {
         if self.0.is_zero() {
             return f.write_str("0s");
         }
-        write!(
-            f,
-            "{}",
-            humantime::format_duration(self.0)
-                .to_string()
-                .replace(' ', "")
-        )
+        write!(f, "{}", humantime::format_duration(self.0).to_string().replace(' ', ""))
     }
 }
 
@@ -71,9 +62,7 @@ impl<'de> Deserialize<'de> for HumanDuration {
                 if v == 0 {
                     Ok(HumanDuration(Duration::ZERO))
                 } else {
-                    Err(E::custom(format!(
-                        "duration {v} has no unit; write it like `{v}s` or `{v}ms`"
-                    )))
+                    Err(E::custom(format!("duration {v} has no unit; write it like `{v}s` or `{v}ms`")))
                 }
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
@@ -84,9 +73,7 @@ impl<'de> Deserialize<'de> for HumanDuration {
                 }
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-                Err(E::custom(format!(
-                    "duration {v} has no unit; write it like `1.5s` or `250ms`"
-                )))
+                Err(E::custom(format!("duration {v} has no unit; write it like `1.5s` or `250ms`")))
             }
         }
         deserializer.deserialize_any(DurationVisitor)
@@ -123,9 +110,7 @@ impl ByteSize {
         }
         text.parse::<bytesize::ByteSize>()
             .map(|size| Self(size.as_u64()))
-            .map_err(|err| {
-                format!("invalid size `{text}` ({err}); write it like `100 MB`, `1GiB` or `4096`")
-            })
+            .map_err(|err| format!("invalid size `{text}` ({err}); write it like `100 MB`, `1GiB` or `4096`"))
     }
 }
 
@@ -156,14 +141,10 @@ impl<'de> Deserialize<'de> for ByteSize {
                 Ok(ByteSize(v))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-                u64::try_from(v)
-                    .map(ByteSize)
-                    .map_err(|_| E::custom(format!("size {v} must not be negative")))
+                u64::try_from(v).map(ByteSize).map_err(|_| E::custom(format!("size {v} must not be negative")))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-                Err(E::custom(format!(
-                    "size {v} is not a whole number of bytes; write it like `1.5 GiB`"
-                )))
+                Err(E::custom(format!("size {v} is not a whole number of bytes; write it like `1.5 GiB`")))
             }
         }
         deserializer.deserialize_any(SizeVisitor)
@@ -189,19 +170,10 @@ mod tests {
 
     #[test]
     fn durations_in_go_and_human_styles() {
-        for (text, ms) in [
-            ("15s", 15_000),
-            ("1m30s", 90_000),
-            ("250ms", 250),
-            ("2h", 7_200_000),
-            ("0", 0),
-            ("1m 30s", 90_000),
-        ] {
-            assert_eq!(
-                HumanDuration::parse(text).unwrap().0.as_millis(),
-                ms,
-                "{text}"
-            );
+        for (text, ms) in
+            [("15s", 15_000), ("1m30s", 90_000), ("250ms", 250), ("2h", 7_200_000), ("0", 0), ("1m 30s", 90_000)]
+        {
+            assert_eq!(HumanDuration::parse(text).unwrap().0.as_millis(), ms, "{text}");
         }
         for bad in ["-5s", "5", "fast", "", "5 parsecs"] {
             assert!(HumanDuration::parse(bad).is_err(), "{bad}");
@@ -211,21 +183,15 @@ mod tests {
 
     #[test]
     fn sizes_in_reference_styles() {
-        for (text, bytes) in [
-            ("10MB", 10_000_000),
-            ("100 MB", 100_000_000),
-            ("1GiB", 1 << 30),
-            ("512KiB", 512 << 10),
-            ("4096", 4096),
-        ] {
+        for (text, bytes) in
+            [("10MB", 10_000_000), ("100 MB", 100_000_000), ("1GiB", 1 << 30), ("512KiB", 512 << 10), ("4096", 4096)]
+        {
             assert_eq!(ByteSize::parse(text).unwrap().0, bytes, "{text}");
         }
         for bad in ["-1MB", "lots", "12 XB"] {
             assert!(ByteSize::parse(bad).is_err(), "{bad}");
         }
-        let from_json: ByteSize = serde_json::from_str("-3")
-            .map(|v: ByteSize| v)
-            .unwrap_or(ByteSize(7));
+        let from_json: ByteSize = serde_json::from_str("-3").map(|v: ByteSize| v).unwrap_or(ByteSize(7));
         assert_eq!(from_json, ByteSize(7));
     }
 }

@@ -14,9 +14,7 @@ pub struct SleepData {
 
 impl Default for SleepData {
     fn default() -> Self {
-        Self {
-            duration: HumanDuration::from_secs(1),
-        }
+        Self { duration: HumanDuration::from_secs(1) }
     }
 }
 
@@ -25,8 +23,7 @@ pub struct Sleep;
 impl Command for Sleep {
     type Data = SleepData;
     const NAME: &'static str = "sleep";
-    const DESCRIPTION: &'static str =
-        "Answers only after `duration` (a slow dependency, a hung request).";
+    const DESCRIPTION: &'static str = "Answers only after `duration` (a slow dependency, a hung request).";
 
     fn check(&self, data: &SleepData, limits: &Limits) -> Result<(), DataError> {
         limits.check_duration("duration", data.duration)

@@ -18,10 +18,7 @@ pub struct CloseFdData {
 
 impl Default for CloseFdData {
     fn default() -> Self {
-        Self {
-            index: -1,
-            delete: true,
-        }
+        Self { index: -1, delete: true }
     }
 }
 
@@ -30,15 +27,11 @@ pub struct CloseFd(pub Arc<Files>);
 impl Command for CloseFd {
     type Data = CloseFdData;
     const NAME: &'static str = "close_fd";
-    const DESCRIPTION: &'static str =
-        "Closes held file `index` (-1: all) and deletes it unless `delete: false`.";
+    const DESCRIPTION: &'static str = "Closes held file `index` (-1: all) and deletes it unless `delete: false`.";
 
     fn check(&self, data: &CloseFdData, _: &Limits) -> Result<(), DataError> {
         if data.index < -1 {
-            return Err(DataError::field(
-                "index",
-                format!("{} is not an index; use -1 for all", data.index),
-            ));
+            return Err(DataError::field("index", format!("{} is not an index; use -1 for all", data.index)));
         }
         Ok(())
     }
@@ -52,18 +45,12 @@ impl Command for CloseFd {
                 let bytes = files.close(data.index as u64, data.delete).ok_or_else(|| {
                     CommandError::Invalid(DataError::field(
                         "index",
-                        format!(
-                            "no file {} is held (held: {:?})",
-                            data.index,
-                            files.indexes()
-                        ),
+                        format!("no file {} is held (held: {:?})", data.index, files.indexes()),
                     ))
                 })?;
                 (1, bytes)
             };
-            Ok(
-                json!({ "closed": closed, "released_bytes": bytes, "deleted": data.delete, "held": files.totals().0 }),
-            )
+            Ok(json!({ "closed": closed, "released_bytes": bytes, "deleted": data.delete, "held": files.totals().0 }))
         })
     }
 }

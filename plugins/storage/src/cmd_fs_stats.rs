@@ -17,9 +17,7 @@ impl Command for FsStats {
         let files = self.0.clone();
         Box::pin(async move {
             let (count, bytes) = files.totals();
-            Ok(
-                json!({ "files": files.list(), "held_files": count, "held_bytes": bytes, "dir": files.dir }),
-            )
+            Ok(json!({ "files": files.list(), "held_files": count, "held_bytes": bytes, "dir": files.dir }))
         })
     }
 }

@@ -28,15 +28,11 @@ pub struct OpenFd(pub Arc<Files>);
 impl Command for OpenFd {
     type Data = OpenFdData;
     const NAME: &'static str = "open_fd";
-    const DESCRIPTION: &'static str =
-        "Creates `count` files in the storage dir and keeps their descriptors open.";
+    const DESCRIPTION: &'static str = "Creates `count` files in the storage dir and keeps their descriptors open.";
 
     fn check(&self, data: &OpenFdData, _: &Limits) -> Result<(), DataError> {
         if data.count == 0 || data.count > MAX_COUNT {
-            return Err(DataError::field(
-                "count",
-                format!("{} must be between 1 and {MAX_COUNT}", data.count),
-            ));
+            return Err(DataError::field("count", format!("{} must be between 1 and {MAX_COUNT}", data.count)));
         }
         Ok(())
     }

@@ -7,9 +7,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tarsier_plugin::schemars::JsonSchema;
-use tarsier_plugin::{
-    ByteSize, CancelFlag, Command, CommandError, DataError, ExecContext, JobFuture, Limits,
-};
+use tarsier_plugin::{ByteSize, CancelFlag, Command, CommandError, DataError, ExecContext, JobFuture, Limits};
 
 use crate::io::{check_block, check_concurrency, throughput};
 use crate::Files;
@@ -34,12 +32,7 @@ pub struct ReadData {
 
 impl Default for ReadData {
     fn default() -> Self {
-        Self {
-            file: "/dev/urandom".into(),
-            amount: ByteSize::mib(10),
-            concurrency: 1,
-            block_size: ByteSize::mib(1),
-        }
+        Self { file: "/dev/urandom".into(), amount: ByteSize::mib(10), concurrency: 1, block_size: ByteSize::mib(1) }
     }
 }
 
@@ -53,10 +46,7 @@ impl Read {
         }
         let path = self.0.dir.join(file);
         if !path.exists() {
-            return Err(DataError::field(
-                "file",
-                format!("{} does not exist", path.display()),
-            ));
+            return Err(DataError::field("file", format!("{} does not exist", path.display())));
         }
         if !self.0.contains(&path) || !path.is_file() {
             return Err(DataError::field(
@@ -75,17 +65,13 @@ impl Read {
 impl Command for Read {
     type Data = ReadData;
     const NAME: &'static str = "read";
-    const DESCRIPTION: &'static str =
-        "Reads `amount` with each of `concurrency` readers from `file` \
+    const DESCRIPTION: &'static str = "Reads `amount` with each of `concurrency` readers from `file` \
         (/dev/urandom by default, or a file in the storage dir). Answers bytes and MB/s.";
 
     fn check(&self, data: &ReadData, _: &Limits) -> Result<(), DataError> {
         self.allowed_path(&data.file)?;
         if data.amount.0 == 0 || data.amount.0 > MAX_AMOUNT {
-            return Err(DataError::field(
-                "amount",
-                format!("{} must be between 1 byte and 1 TiB", data.amount),
-            ));
+            return Err(DataError::field("amount", format!("{} must be between 1 byte and 1 TiB", data.amount)));
         }
         check_concurrency(data.concurrency)?;
         check_block(data.block_size)
@@ -121,10 +107,7 @@ fn read_all(path: &Path, data: &ReadData, cancel: &CancelFlag) -> Result<u64, Co
                     let want = (amount - total).min(block as u64) as usize;
                     match file.read(&mut buf[..want])? {
                         0 if total == 0 && file.stream_position()? == 0 => {
-                            return Err(std::io::Error::other(format!(
-                                "{} is empty",
-                                path.display()
-                            )))
+                            return Err(std::io::Error::other(format!("{} is empty", path.display())))
                         }
                         0 => {
                             file.seek(SeekFrom::Start(0))?;

@@ -7,9 +7,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tarsier_plugin::schemars::JsonSchema;
-use tarsier_plugin::{
-    ByteSize, CancelFlag, Command, CommandError, DataError, ExecContext, JobFuture, Limits,
-};
+use tarsier_plugin::{ByteSize, CancelFlag, Command, CommandError, DataError, ExecContext, JobFuture, Limits};
 
 use crate::io::{check_block, check_concurrency, noise_block, throughput};
 use crate::Files;
@@ -34,13 +32,7 @@ pub struct WriteData {
 
 impl Default for WriteData {
     fn default() -> Self {
-        Self {
-            amount: ByteSize::mib(10),
-            files: 1,
-            concurrency: None,
-            block_size: ByteSize::mib(1),
-            fsync: true,
-        }
+        Self { amount: ByteSize::mib(10), files: 1, concurrency: None, block_size: ByteSize::mib(1), fsync: true }
     }
 }
 
@@ -49,8 +41,7 @@ pub struct Write(pub Arc<Files>);
 impl Command for Write {
     type Data = WriteData;
     const NAME: &'static str = "write";
-    const DESCRIPTION: &'static str =
-        "Writes `amount` to each of `files` new files in the storage dir with \
+    const DESCRIPTION: &'static str = "Writes `amount` to each of `files` new files in the storage dir with \
         `concurrency` writers, fsyncs them, and keeps them open. Answers bytes and MB/s.";
 
     fn check(&self, data: &WriteData, limits: &Limits) -> Result<(), DataError> {
@@ -58,10 +49,7 @@ impl Command for Write {
             return Err(DataError::field("amount", "must be more than 0 bytes"));
         }
         if data.files == 0 || data.files > MAX_FILES {
-            return Err(DataError::field(
-                "files",
-                format!("{} must be between 1 and {MAX_FILES}", data.files),
-            ));
+            return Err(DataError::field("files", format!("{} must be between 1 and {MAX_FILES}", data.files)));
         }
         check_concurrency(data.concurrency.unwrap_or(data.files.min(256)))?;
         check_block(data.block_size)?;
@@ -81,15 +69,9 @@ impl Command for Write {
             ));
         }
         let (_, held) = self.0.totals();
-        Limits::check_budget(
-            "amount",
-            "disk",
-            "limits.max_disk",
-            limits.max_disk.map(|m| m.0),
-            held,
-            total,
-            |b| ByteSize(b).to_string(),
-        )
+        Limits::check_budget("amount", "disk", "limits.max_disk", limits.max_disk.map(|m| m.0), held, total, |b| {
+            ByteSize(b).to_string()
+        })
     }
 
     fn execute(&self, data: WriteData, ctx: ExecContext) -> JobFuture {
@@ -99,23 +81,16 @@ impl Command for Write {
             let mut targets = Vec::with_capacity(data.files as usize);
             for _ in 0..data.files {
                 let (index, file, written) = files.create("write").map_err(|err| {
-                    CommandError::Refused(format!(
-                        "cannot create a file in {}: {err}",
-                        files.dir.display()
-                    ))
+                    CommandError::Refused(format!("cannot create a file in {}: {err}", files.dir.display()))
                 })?;
                 targets.push((index, file, written));
             }
             let indexes: Vec<u64> = targets.iter().map(|t| t.0).collect();
-            let writers = data
-                .concurrency
-                .unwrap_or(data.files.min(256))
-                .min(data.files);
+            let writers = data.concurrency.unwrap_or(data.files.min(256)).min(data.files);
             let started = Instant::now();
-            let bytes =
-                tokio::task::spawn_blocking(move || write_all(targets, &data, writers, &cancel))
-                    .await
-                    .map_err(|err| CommandError::Failed(format!("write worker died: {err}")))??;
+            let bytes = tokio::task::spawn_blocking(move || write_all(targets, &data, writers, &cancel))
+                .await
+                .map_err(|err| CommandError::Failed(format!("write worker died: {err}")))??;
             let mut answer = throughput(bytes, started.elapsed().as_secs_f64());
             answer["files"] = json!(indexes);
             answer["writers"] = json!(writers);
@@ -127,25 +102,17 @@ impl Command for Write {
 type Target = (u64, Arc<File>, Arc<AtomicU64>);
 
 /// `writers` threads take files from a shared cursor and write each whole; returns the bytes written.
-fn write_all(
-    targets: Vec<Target>,
-    data: &WriteData,
-    writers: u32,
-    cancel: &CancelFlag,
-) -> Result<u64, CommandError> {
+fn write_all(targets: Vec<Target>, data: &WriteData, writers: u32, cancel: &CancelFlag) -> Result<u64, CommandError> {
     let targets = Arc::new(targets);
     let next = Arc::new(AtomicUsize::new(0));
     let block = Arc::new(noise_block(data.block_size.0 as usize, 0x07a5_51e5));
     let (amount, fsync) = (data.amount.0, data.fsync);
     let handles: Vec<_> = (0..writers)
         .map(|_| {
-            let (targets, next, block, cancel) =
-                (targets.clone(), next.clone(), block.clone(), cancel.clone());
+            let (targets, next, block, cancel) = (targets.clone(), next.clone(), block.clone(), cancel.clone());
             std::thread::spawn(move || -> std::io::Result<u64> {
                 let mut total = 0;
-                while let Some((_, file, written)) =
-                    targets.get(next.fetch_add(1, Ordering::Relaxed))
-                {
+                while let Some((_, file, written)) = targets.get(next.fetch_add(1, Ordering::Relaxed)) {
                     let mut left = amount;
                     while left > 0 && !cancel.is_raised() {
                         let n = left.min(block.len() as u64) as usize;
@@ -173,7 +140,5 @@ fn write_all(
 }
 
 fn free_bytes(dir: &std::path::Path) -> u64 {
-    nix::sys::statvfs::statvfs(dir)
-        .map(|s| s.blocks_available().saturating_mul(s.fragment_size()))
-        .unwrap_or(u64::MAX)
+    nix::sys::statvfs::statvfs(dir).map(|s| s.blocks_available().saturating_mul(s.fragment_size())).unwrap_or(u64::MAX)
 }

@@ -15,26 +15,17 @@ pub struct StorageConfig {
 
 impl StorageConfig {
     pub fn from_section(section: Option<&serde_json::Value>) -> Result<Self, ConfigError> {
-        let error = |message: String| ConfigError {
-            plugin: "storage",
-            message,
-        };
+        let error = |message: String| ConfigError { plugin: "storage", message };
         let config: StorageConfig = match section {
-            None | Some(serde_json::Value::Null) => StorageConfig {
-                dir: std::env::temp_dir(),
-            },
-            Some(value) => {
-                serde_json::from_value(value.clone()).map_err(|err| error(err.to_string()))?
-            }
+            None | Some(serde_json::Value::Null) => StorageConfig { dir: std::env::temp_dir() },
+            Some(value) => serde_json::from_value(value.clone()).map_err(|err| error(err.to_string()))?,
         };
         std::fs::create_dir_all(&config.dir)
             .map_err(|err| error(format!("cannot create dir {}: {err}", config.dir.display())))?;
-        let dir = config.dir.canonicalize().map_err(|err| {
-            error(format!(
-                "cannot resolve dir {}: {err}",
-                config.dir.display()
-            ))
-        })?;
+        let dir = config
+            .dir
+            .canonicalize()
+            .map_err(|err| error(format!("cannot resolve dir {}: {err}", config.dir.display())))?;
         Ok(StorageConfig { dir })
     }
 }

@@ -32,16 +32,11 @@ pub struct Files {
 
 impl Files {
     pub fn new(dir: PathBuf) -> Self {
-        Self {
-            dir,
-            inner: Mutex::new((0, Vec::new())),
-        }
+        Self { dir, inner: Mutex::new((0, Vec::new())) }
     }
 
     fn lock(&self) -> MutexGuard<'_, (u64, Vec<HeldFile>)> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
+        self.inner.lock().unwrap_or_else(|poison| poison.into_inner())
     }
 
     /// Creates a new file in the directory, opens it read/write and holds it.
@@ -49,38 +44,17 @@ impl Files {
         let mut inner = self.lock();
         let index = inner.0;
         inner.0 += 1;
-        let path = self
-            .dir
-            .join(format!("tarsier-{}-{kind}-{index}", std::process::id()));
-        let file = Arc::new(
-            File::options()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .open(&path)?,
-        );
+        let path = self.dir.join(format!("tarsier-{}-{kind}-{index}", std::process::id()));
+        let file = Arc::new(File::options().read(true).write(true).create_new(true).open(&path)?);
         let written = Arc::new(AtomicU64::new(0));
-        inner.1.push(HeldFile {
-            index,
-            path,
-            file: file.clone(),
-            written: written.clone(),
-            since: SystemTime::now(),
-        });
+        inner.1.push(HeldFile { index, path, file: file.clone(), written: written.clone(), since: SystemTime::now() });
         Ok((index, file, written))
     }
 
     /// (files, bytes written) held.
     pub fn totals(&self) -> (u64, u64) {
         let inner = self.lock();
-        (
-            inner.1.len() as u64,
-            inner
-                .1
-                .iter()
-                .map(|f| f.written.load(Ordering::Relaxed))
-                .sum(),
-        )
+        (inner.1.len() as u64, inner.1.iter().map(|f| f.written.load(Ordering::Relaxed)).sum())
     }
 
     pub fn list(&self) -> Vec<FileInfo> {
@@ -119,9 +93,7 @@ impl Files {
 
     /// True when `path` is inside the storage directory once every link and `..` is resolved.
     pub fn contains(&self, path: &Path) -> bool {
-        path.canonicalize()
-            .map(|p| p.starts_with(&self.dir))
-            .unwrap_or(false)
+        path.canonicalize().map(|p| p.starts_with(&self.dir)).unwrap_or(false)
     }
 }
 

@@ -11,11 +11,7 @@ pub fn check_block(block: ByteSize) -> Result<(), DataError> {
     if block.0 < MIN_BLOCK || block.0 > MAX_BLOCK {
         return Err(DataError::field(
             "block_size",
-            format!(
-                "{block} must be between {} and {}",
-                ByteSize(MIN_BLOCK),
-                ByteSize(MAX_BLOCK)
-            ),
+            format!("{block} must be between {} and {}", ByteSize(MIN_BLOCK), ByteSize(MAX_BLOCK)),
         ));
     }
     Ok(())
@@ -23,10 +19,7 @@ pub fn check_block(block: ByteSize) -> Result<(), DataError> {
 
 pub fn check_concurrency(concurrency: u32) -> Result<(), DataError> {
     if concurrency == 0 || concurrency > MAX_CONCURRENCY {
-        return Err(DataError::field(
-            "concurrency",
-            format!("{concurrency} must be between 1 and {MAX_CONCURRENCY}"),
-        ));
+        return Err(DataError::field("concurrency", format!("{concurrency} must be between 1 and {MAX_CONCURRENCY}")));
     }
     Ok(())
 }

@@ -22,13 +22,9 @@ pub struct Storage {
 
 impl Storage {
     /// Builds the plugin from its config section (`plugins.storage`, or the reference's `persistent_storage`).
-    pub fn from_config(
-        section: Option<&serde_json::Value>,
-    ) -> Result<Arc<dyn Plugin>, ConfigError> {
+    pub fn from_config(section: Option<&serde_json::Value>) -> Result<Arc<dyn Plugin>, ConfigError> {
         let config = StorageConfig::from_section(section)?;
-        Ok(Arc::new(Storage {
-            files: Arc::new(Files::new(config.dir)),
-        }))
+        Ok(Arc::new(Storage { files: Arc::new(Files::new(config.dir)) }))
     }
 }
 
@@ -50,18 +46,10 @@ impl Plugin for Storage {
     }
     fn held(&self) -> Held {
         let (files, bytes) = self.files.totals();
-        Held {
-            files,
-            disk_bytes: bytes,
-            ..Held::default()
-        }
+        Held { files, disk_bytes: bytes, ..Held::default() }
     }
     fn release_all(&self) -> Held {
         let (files, bytes) = self.files.close_all(true);
-        Held {
-            files,
-            disk_bytes: bytes,
-            ..Held::default()
-        }
+        Held { files, disk_bytes: bytes, ..Held::default() }
     }
 }

@@ -1,0 +1,247 @@
+//! A real `tarsier agent` child process for integration tests: spawned on 127.0.0.1:0, found through its
+//! first log line, observed from outside (/proc/PID), and killed and reaped on drop. Destructive commands
+//! only ever run in such a child, never in the test runner.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_tarsier");
+
+static CRYPTO: Once = Once::new();
+
+pub fn http() -> reqwest::blocking::Client {
+    CRYPTO.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+    reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().expect("an HTTP client")
+}
+
+pub struct ChildAgent {
+    pub child: Child,
+    pub pid: u32,
+    /// `http://127.0.0.1:PORT` of the public port.
+    pub public: String,
+    /// `http://127.0.0.1:PORT` (or https) of the service port.
+    pub service: String,
+    pub log: Arc<Mutex<Vec<String>>>,
+    /// The storage directory, deleted with the agent.
+    pub dir: tempfile::TempDir,
+    client: reqwest::blocking::Client,
+    reaped: Option<ExitStatus>,
+}
+
+#[derive(Default)]
+pub struct Spawn<'a> {
+    /// Extra YAML config lines (the storage dir is always set to a fresh temp dir).
+    pub config: &'a str,
+    pub args: &'a [&'a str],
+    pub env: &'a [(&'a str, &'a str)],
+    pub service_scheme: Option<&'a str>,
+}
+
+impl ChildAgent {
+    pub fn spawn() -> Self {
+        Self::spawn_with(Spawn::default())
+    }
+
+    pub fn spawn_with(opts: Spawn) -> Self {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let config_path = dir.path().join("tarsier-test.yaml");
+        let storage = dir.path().join("storage");
+        let config = if opts.config.contains("plugins:") {
+            opts.config.to_owned()
+        } else {
+            format!("plugins:\n  storage:\n    dir: {}\n{}", storage.display(), opts.config)
+        };
+        std::fs::write(&config_path, config).expect("write the config");
+        let mut command = Command::new(BIN);
+        command
+            .args(["agent", "--listen", "127.0.0.1:0", "--service-listen", "127.0.0.1:0", "--config"])
+            .arg(&config_path)
+            .args(opts.args)
+            .env_remove("TARSIER_LISTEN")
+            .env_remove("TARSIER_SERVICE_LISTEN")
+            .env("TARSIER_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in opts.env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().expect("spawn tarsier agent");
+        let pid = child.id();
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let lines = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("agent listening") {
+                    let _ = tx.send(line.clone());
+                }
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let first = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_else(|_| {
+            let _ = child.kill();
+            panic!("the agent did not start; its log: {:?}", log.lock().unwrap())
+        });
+        let field = |name: &str| {
+            first
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix(&format!("{name}=")))
+                .unwrap_or_else(|| panic!("no {name}= in {first}"))
+                .to_owned()
+        };
+        let scheme = opts.service_scheme.unwrap_or("http");
+        ChildAgent {
+            pid,
+            public: format!("http://{}", field("public")),
+            service: format!("{scheme}://{}", field("service")),
+            child,
+            log,
+            dir,
+            client: http(),
+            reaped: None,
+        }
+    }
+
+    pub fn storage_dir(&self) -> PathBuf {
+        self.dir.path().join("storage")
+    }
+
+    /// POSTs a YAML body to /exec: (status, JSON answer).
+    pub fn exec(&self, yaml: &str) -> (u16, Value) {
+        self.post("/exec", "application/yaml", yaml.as_bytes().to_vec())
+    }
+
+    pub fn post(&self, path: &str, content_type: &str, body: Vec<u8>) -> (u16, Value) {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.public))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .unwrap_or_else(|err| panic!("POST {path}: {err}; log: {:?}", self.log.lock().unwrap()));
+        let status = response.status().as_u16();
+        let text = response.text().expect("a body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    pub fn request(&self, method: reqwest::Method, url: &str) -> (u16, String) {
+        let response = self.client.request(method, url).send().expect("request");
+        (response.status().as_u16(), response.text().expect("a body"))
+    }
+
+    pub fn get_json(&self, url: &str) -> Value {
+        let (status, text) = self.request(reqwest::Method::GET, url);
+        assert_eq!(status, 200, "GET {url}: {text}");
+        serde_json::from_str(&text).expect("JSON")
+    }
+
+    pub fn runtime(&self) -> Value {
+        self.get_json(&format!("{}/runtime", self.service))
+    }
+
+    pub fn metrics(&self) -> String {
+        let (status, text) = self.request(reqwest::Method::GET, &format!("{}/metrics", self.service));
+        assert_eq!(status, 200);
+        text
+    }
+
+    /// VmRSS of the child in bytes, read from outside.
+    pub fn rss_bytes(&self) -> u64 {
+        proc_status_kib(self.pid, "VmRSS:") * 1024
+    }
+
+    pub fn threads(&self) -> u64 {
+        proc_status_kib(self.pid, "Threads:")
+    }
+
+    pub fn fd_count(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid)).map(|d| d.count()).unwrap_or(0)
+    }
+
+    /// utime + stime of the child in seconds, from /proc/PID/stat.
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).expect("stat");
+        let after_comm = &stat[stat.rfind(')').expect("comm") + 2..];
+        let fields: Vec<&str> = after_comm.split_whitespace().collect();
+        // Fields 14 and 15 of stat (1-based), i.e. 11 and 12 after the state field.
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        // SAFETY: sysconf has no preconditions.
+        ticks as f64 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+    }
+
+    /// Waits (bounded) for the child to exit.
+    pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                self.reaped = Some(status);
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the agent did not exit within {within:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.pid as i32, signal) };
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for ChildAgent {
+    fn drop(&mut self) {
+        if self.reaped.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+pub fn proc_status_kib(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+pub fn signal_of(status: ExitStatus) -> Option<i32> {
+    status.signal()
+}
+
+/// Polls `check` every 20 ms until it returns true or `within` passes.
+pub fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    check()
+}
+
+pub fn files_in(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir).map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default()
+}
+
+pub const MIB: u64 = 1024 * 1024;
