@@ -103,7 +103,7 @@ impl ChildAgent {
                 .to_owned()
         };
         let scheme = opts.service_scheme.unwrap_or("http");
-        ChildAgent {
+        let agent = ChildAgent {
             pid,
             public: format!("http://{}", field("public")),
             service: format!("{scheme}://{}", field("service")),
@@ -112,7 +112,13 @@ impl ChildAgent {
             dir,
             client: http(),
             reaped: None,
+        };
+        // Open the pooled keep-alive connections now, so fd counts taken later do not see them appear.
+        agent.request(reqwest::Method::GET, &format!("{}/jobs", agent.public));
+        if scheme == "http" {
+            agent.request(reqwest::Method::GET, &format!("{}/health", agent.service));
         }
+        agent
     }
 
     pub fn storage_dir(&self) -> PathBuf {

@@ -1,0 +1,121 @@
+//! heavy_load, checked from outside the child agent: VmRSS for RAM, /proc/PID/stat for CPU time.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{eventually, ChildAgent, MIB};
+
+#[test]
+fn gobble_ram_grows_rss_by_what_it_holds_and_free_ram_gives_it_back() {
+    let agent = ChildAgent::spawn();
+    let before = agent.rss_bytes();
+    let (status, answer) = agent.exec("command: heavy_load/gobble_ram\ndata: {size: 64MiB}\n");
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["result"]["size"], 64 * MIB);
+    let grown = agent.rss_bytes() - before;
+    assert!(grown >= 62 * MIB, "RSS grew by {} MiB for 64 MiB asked", grown / MIB);
+
+    let (_, second) = agent.exec("command: heavy_load/gobble_ram\ndata: {size: 16MiB}\n");
+    let (_, stats) = agent.exec("command: heavy_load/ram_stats\n");
+    let regions = stats["result"]["regions"].as_array().unwrap();
+    assert_eq!(regions.len(), 2, "{stats}");
+    assert_eq!(stats["result"]["held_bytes"], 80 * MIB);
+    assert!(agent.metrics().contains("tarsier_held{resource=\"ram_bytes\"} 83886080"));
+
+    // Free the first by index: the second keeps its index.
+    let (status, freed) = agent.exec("command: heavy_load/free_ram\ndata: {index: 0}\n");
+    assert_eq!(status, 200, "{freed}");
+    assert_eq!(freed["result"]["freed_bytes"], 64 * MIB);
+    let index = second["result"]["index"].as_u64().unwrap();
+    let (_, stats) = agent.exec("command: heavy_load/ram_stats\n");
+    assert_eq!(stats["result"]["regions"][0]["index"], index);
+    let (_, freed) = agent.exec("command: heavy_load/free_ram\n");
+    assert_eq!(freed["result"]["freed_bytes"], 16 * MIB);
+    assert!(agent.rss_bytes() < before + 8 * MIB, "RSS did not come back down");
+}
+
+#[test]
+fn touch_false_maps_without_growing_rss() {
+    let agent = ChildAgent::spawn();
+    let before = agent.rss_bytes();
+    let (status, answer) = agent.exec("command: heavy_load/gobble_ram\ndata: {size: 96MiB, touch: false}\n");
+    assert_eq!(status, 200, "{answer}");
+    assert!(agent.rss_bytes() < before + 16 * MIB);
+}
+
+/// The kernel's refusal is real: the child's address space is capped with prlimit(RLIMIT_AS) so mmap fails
+/// with ENOMEM, and gobble_ram must shrink by `ratio` until it fits.
+#[test]
+fn gobble_ram_shrinks_by_ratio_when_the_kernel_refuses() {
+    let agent = ChildAgent::spawn();
+    // Warm the blocking thread pool first, so the cap below does not stop it from starting a thread.
+    agent.exec("command: heavy_load/gobble_ram\ndata: {size: 1MiB}\n");
+    let vm_size = common::proc_status_kib(agent.pid, "VmSize:") * 1024;
+    let cap = vm_size + 160 * MIB;
+    let limit = libc::rlimit { rlim_cur: cap, rlim_max: cap };
+    // SAFETY: prlimit on our own child's pid with a valid rlimit.
+    let rc = unsafe { libc::prlimit(agent.pid as i32, libc::RLIMIT_AS, &limit, std::ptr::null_mut()) };
+    assert_eq!(rc, 0, "prlimit failed");
+
+    let (status, answer) = agent.exec("command: heavy_load/gobble_ram\ndata: {size: 1GiB, ratio: 0.5}\n");
+    assert_eq!(status, 200, "{answer}");
+    let size = answer["result"]["size"].as_u64().unwrap();
+    assert!(size < 160 * MIB && size >= 32 * MIB, "held {} MiB under a 160 MiB cap", size / MIB);
+    assert!(answer["result"]["attempts"].as_u64().unwrap() >= 3, "{answer}");
+
+    let (status, refused) = agent.exec("command: heavy_load/gobble_ram\ndata: {size: 1GiB, resize: false}\n");
+    assert_eq!(status, 507, "{refused}");
+    assert!(refused["error"].as_str().unwrap().contains("refused"), "{refused}");
+}
+
+#[test]
+fn ram_limit_turns_a_bigger_request_into_400() {
+    let agent = ChildAgent::spawn_with(common::Spawn { config: "limits:\n  max_ram: 32MiB\n", ..Default::default() });
+    let (status, _) = agent.exec("command: heavy_load/gobble_ram\ndata: {size: 24MiB}\n");
+    assert_eq!(status, 200);
+    let (status, answer) = agent.exec("command: heavy_load/gobble_ram\ndata: {size: 16MiB}\n");
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["field"], "data.size");
+    assert!(answer["error"].as_str().unwrap().contains("limits.max_ram"), "{answer}");
+}
+
+#[test]
+fn spin_cpu_burns_cpu_time_on_every_thread() {
+    let agent = ChildAgent::spawn();
+    let before = agent.cpu_seconds();
+    let (status, answer) = agent.exec("command: heavy_load/spin_cpu\ndata: {duration: 1500ms, threads: 2}\n");
+    assert_eq!(status, 200, "{answer}");
+    let used = agent.cpu_seconds() - before;
+    // Two threads for 1.5 s is 3 CPU seconds on an idle machine; the bound leaves room for a busy one.
+    assert!(used >= 1.0, "only {used:.2} CPU seconds used");
+    let reported = answer["result"]["cpu_seconds"].as_f64().unwrap();
+    assert!((reported - used).abs() < 0.5, "reported {reported:.2} vs /proc {used:.2}");
+    assert_eq!(answer["result"]["threads"], 2);
+}
+
+#[test]
+fn spin_cpu_at_half_load_idles_half_the_time() {
+    let agent = ChildAgent::spawn();
+    let (status, answer) = agent.exec("command: heavy_load/spin_cpu\ndata: {duration: 2s, threads: 1, load: 50}\n");
+    assert_eq!(status, 200, "{answer}");
+    let fraction = answer["result"]["cpu_fraction"].as_f64().unwrap();
+    assert!(fraction < 0.75 && fraction > 0.2, "load 50 gave a CPU fraction of {fraction:.2}");
+}
+
+#[test]
+fn spin_cpu_is_cancelled_by_abort_and_threads_go_away() {
+    let agent = ChildAgent::spawn();
+    let threads_before = agent.threads();
+    let (status, job) = agent.exec("command: heavy_load/spin_cpu\ndata: {duration: 60s, threads: 2}\ndetach: true\n");
+    assert_eq!(status, 202, "{job}");
+    assert!(eventually(Duration::from_secs(5), || agent.runtime()["held"]["busy_threads"] == 2));
+    let (status, aborted) = agent.post("/abort", "application/yaml", Vec::new());
+    assert_eq!(status, 200, "{aborted}");
+    assert_eq!(aborted["cancelled_jobs"], 1);
+    assert!(eventually(Duration::from_secs(5), || agent.runtime()["held"]["busy_threads"] == 0));
+    assert!(eventually(Duration::from_secs(5), || agent.threads() <= threads_before + 1));
+    let id = job["job_id"].as_u64().unwrap();
+    let done = agent.get_json(&format!("{}/jobs/{id}", agent.public));
+    assert_eq!(done["status"], "cancelled", "{done}");
+}
