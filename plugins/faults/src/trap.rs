@@ -14,6 +14,8 @@ const AGENT: u32 = u32::MAX;
 #[derive(Default)]
 struct TrapState {
     owner: [Option<u32>; 2],
+    /// Threads that have taken their first lock (if any) and are about to wait.
+    ready: u32,
     released: bool,
 }
 
@@ -37,6 +39,17 @@ impl Trap {
             true
         } else {
             false
+        }
+    }
+
+    /// Waits until all `total` threads hold their first lock, so no waiter can slip into a lock before its
+    /// owner has taken it (a Barrier could not be broken if a thread failed to start).
+    fn all_ready(&self, total: u32) {
+        let mut state = self.lock_state();
+        state.ready += 1;
+        self.wake.notify_all();
+        while state.ready < total && !state.released {
+            state = self.wake.wait(state).unwrap_or_else(|poison| poison.into_inner());
         }
     }
 
@@ -98,11 +111,9 @@ impl Traps {
             // A lone thread takes the first lock and then waits for the second, which the agent holds.
             trap.take_for_agent(1);
         }
-        // Both halves of the inversion hold their first lock before either asks for the second.
-        let barrier = Arc::new(std::sync::Barrier::new(threads.min(2) as usize));
         let mut handles = Vec::with_capacity(threads as usize);
         for me in 0..threads {
-            let (mine, barrier, blocked) = (trap.clone(), barrier.clone(), self.blocked.clone());
+            let (mine, blocked) = (trap.clone(), self.blocked.clone());
             let spawned =
                 std::thread::Builder::new().name(format!("deadlock-{me}")).stack_size(64 * 1024).spawn(move || {
                     let (first, second) = match me {
@@ -113,9 +124,7 @@ impl Traps {
                     if let Some(first) = first {
                         mine.try_take(first, me);
                     }
-                    if me < 2 {
-                        barrier.wait();
-                    }
+                    mine.all_ready(threads);
                     blocked.fetch_add(1, Ordering::Relaxed);
                     mine.wait_for(second, me, deadline);
                     blocked.fetch_sub(1, Ordering::Relaxed);
