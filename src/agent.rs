@@ -9,9 +9,11 @@ use tarsier_plugin::{HealthGate, Held, Limits};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{AgentConfig, TlsConfig};
+use crate::discovery::{ConsulPeers, LocalRegistry, NoPeers, Peer, PeerSource, StaticPeers};
 use crate::jobs::Jobs;
 use crate::metrics::Metrics;
 use crate::registry::{builtin_plugins, Registry};
+use crate::wave::Waves;
 
 /// How long in-flight requests get to finish once shutdown starts.
 const GRACE: Duration = Duration::from_secs(5);
@@ -26,6 +28,15 @@ pub struct AgentState {
     pub started: Instant,
     pub public_addr: SocketAddr,
     pub service_addr: SocketAddr,
+    /// `host:port` peers reach the public port at; a wave's origin is named by it.
+    pub advertised_public: String,
+    pub advertised_service: String,
+    pub peers: Arc<dyn PeerSource>,
+    pub waves: Waves,
+    /// One HTTP client for waves and reports (a shared connection pool).
+    pub http: reqwest::Client,
+    /// Fires when the agent shuts down.
+    pub shutdown: CancellationToken,
 }
 
 impl AgentState {
@@ -49,7 +60,14 @@ pub struct BoundAgent {
 }
 
 impl BoundAgent {
-    pub async fn bind(config: &AgentConfig) -> anyhow::Result<Self> {
+    /// Binds both ports and joins the swarm: the local registry when given (`tarsier swarm`), else Consul or
+    /// static peers from the config. `shutdown` ends the agent.
+    pub async fn bind(
+        config: &AgentConfig,
+        local: Option<&Arc<LocalRegistry>>,
+        http: reqwest::Client,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
         let registry = Registry::new(builtin_plugins(config)?);
         let public = tokio::net::TcpListener::bind(config.listen())
             .await
@@ -59,7 +77,31 @@ impl BoundAgent {
         service.set_nonblocking(true)?;
         let public_addr = public.local_addr()?;
         let service_addr = service.local_addr()?;
+        let host = advertised_host(config, public_addr);
+        let advertised_public = format!("{host}:{}", public_addr.port());
+        let advertised_service = format!("{host}:{}", service_addr.port());
         let name = config.name.clone().unwrap_or_else(|| format!("{}:{}", hostname(), public_addr.port()));
+        let me =
+            Peer { id: name.clone(), public: advertised_public.clone(), service: Some(advertised_service.clone()) };
+        let peers: Arc<dyn PeerSource> = match (local, &config.discovery.consul) {
+            (Some(registry), _) => Arc::new(registry.join(me)),
+            (None, Some(consul)) => ConsulPeers::start(
+                consul.clone(),
+                crate::discovery::consul_registration(
+                    &me,
+                    &host,
+                    public_addr.port(),
+                    service_addr.port(),
+                    config.tls.is_some(),
+                ),
+                http.clone(),
+                shutdown.clone(),
+            ),
+            (None, None) if !config.discovery.static_peers.is_empty() => {
+                Arc::new(StaticPeers::new(&config.discovery.static_peers, &advertised_public))
+            }
+            (None, None) => Arc::new(NoPeers),
+        };
         let state = Arc::new(AgentState {
             name,
             registry,
@@ -70,14 +112,21 @@ impl BoundAgent {
             started: Instant::now(),
             public_addr,
             service_addr,
+            advertised_public,
+            advertised_service,
+            peers,
+            waves: Waves::default(),
+            http,
+            shutdown,
         });
         Ok(Self { state, public, service, tls: config.tls.clone(), max_body: config.max_body() })
     }
 
     /// Serves until `shutdown` fires, then cancels every job, lets in-flight requests finish, and releases
     /// everything held (files are deleted).
-    pub async fn serve(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    pub async fn serve(self) -> anyhow::Result<()> {
         let state = self.state.clone();
+        let shutdown = state.shutdown.clone();
         let stop_serving = CancellationToken::new();
         let public_app = crate::api::router(state.clone(), self.max_body);
         let public = {
@@ -96,6 +145,7 @@ impl BoundAgent {
         shutdown.cancelled().await;
         tracing::info!(agent = %state.name, "shutting down: cancelling jobs, releasing what is held");
         state.jobs.cancel_all();
+        state.peers.leave().await;
         stop_serving.cancel();
         let drained = tokio::time::timeout(GRACE, async {
             let _ = public.await;
@@ -138,10 +188,31 @@ async fn serve_service(
     Ok(())
 }
 
+/// The host part peers use: `advertise`, else the listen IP unless it is unspecified, else the hostname.
+fn advertised_host(config: &AgentConfig, public: SocketAddr) -> String {
+    if let Some(host) = &config.advertise {
+        return host.clone();
+    }
+    match public.ip() {
+        ip if ip.is_unspecified() => hostname(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    }
+}
+
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".into())
+}
+
+/// The client agents use to forward waves and send reports.
+pub fn http_client() -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(2))
+        .pool_max_idle_per_host(8)
+        .build()
+        .context("cannot build the HTTP client")
 }

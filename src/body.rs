@@ -47,6 +47,9 @@ pub struct WaveSpec {
     /// Report every agent's result back to the origin.
     #[serde(default)]
     pub report: bool,
+    /// Public `host:port` of the agent that started the wave (set by it, for reports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
 }
 
 /// Which parser a body goes through: JSON when the client says so, YAML (a superset of JSON) otherwise.

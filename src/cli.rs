@@ -32,6 +32,9 @@ pub enum CliCommand {
     Abort(AbortArgs),
     /// Start one agent on loopback, run a few demo commands against it, and keep serving until Ctrl-C.
     Demo(DemoArgs),
+    /// Run a local swarm: N agents in this process on 127.0.0.1 with an in-process registry, a demo wave
+    /// whose report is printed, then serve until Ctrl-C.
+    Swarm(SwarmArgs),
 }
 
 #[derive(Debug, Args, Default)]
@@ -51,6 +54,15 @@ pub struct AgentArgs {
     /// Directory for the storage plugin's files (plugins.storage.dir). [default: the system temp dir]
     #[arg(long, env = "TARSIER_STORAGE_DIR")]
     pub storage_dir: Option<PathBuf>,
+    /// Static peers: public `host:port` of every agent, comma-separated (discovery.static).
+    #[arg(long, env = "TARSIER_PEERS", value_delimiter = ',')]
+    pub peers: Option<Vec<String>>,
+    /// Consul HTTP address, such as 127.0.0.1:8500: register there and take peers from it (discovery.consul).
+    #[arg(long, env = "TARSIER_CONSUL")]
+    pub consul: Option<String>,
+    /// Host that peers and Consul use to reach this agent. [default: the listen IP, or the hostname]
+    #[arg(long, env = "TARSIER_ADVERTISE")]
+    pub advertise: Option<String>,
     /// Log lines as text or JSON. [default: text]
     #[arg(long, env = "TARSIER_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -89,6 +101,25 @@ pub struct DemoArgs {
     #[arg(long, default_value = "127.0.0.1:8081")]
     pub service_listen: SocketAddr,
     /// Run the demo commands and exit instead of serving until Ctrl-C.
+    #[arg(long)]
+    pub once: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SwarmArgs {
+    /// How many agents.
+    #[arg(long, default_value_t = 10)]
+    pub agents: usize,
+    /// Agent i listens on base-port + i (public) and base-port + agents + i (service); without it, free ports.
+    #[arg(long)]
+    pub base_port: Option<u16>,
+    /// A config file every agent uses (limits, plugins); listen addresses and names are the swarm's own.
+    #[arg(long, short, env = "TARSIER_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Skip the demo waves.
+    #[arg(long)]
+    pub no_demo: bool,
+    /// Exit after the demo waves instead of serving until Ctrl-C.
     #[arg(long)]
     pub once: bool,
 }

@@ -10,6 +10,7 @@ use serde_json::Value;
 use tarsier_plugin::{ByteSize, Limits};
 
 use crate::cli::{AgentArgs, LogFormat};
+use crate::discovery::ConsulConfig;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_SERVICE_LISTEN: &str = "127.0.0.1:8081";
@@ -36,6 +37,21 @@ pub struct AgentConfig {
     pub persistent_storage: Option<Value>,
     pub log_format: Option<LogFormat>,
     pub max_body: Option<ByteSize>,
+    /// The host peers and Consul reach this agent at; default: the listen IP, or the hostname when listening
+    /// on every address.
+    pub advertise: Option<String>,
+    #[serde(default)]
+    pub discovery: DiscoveryConfig,
+}
+
+/// Where peers come from: Consul, a static list, or nothing (a lone agent). A local swarm brings its own.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoveryConfig {
+    /// Public `host:port` of every agent (this one may be in the list).
+    #[serde(default, rename = "static")]
+    pub static_peers: Vec<String>,
+    pub consul: Option<ConsulConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -61,6 +77,19 @@ impl AgentConfig {
         config.service_listen = args.service_listen.or(config.service_listen);
         config.name = args.name.clone().or(config.name);
         config.log_format = args.log_format.or(config.log_format);
+        config.advertise = args.advertise.clone().or(config.advertise);
+        if let Some(peers) = &args.peers {
+            config.discovery.static_peers = peers.clone();
+        }
+        if let Some(address) = &args.consul {
+            match &mut config.discovery.consul {
+                Some(consul) => consul.address = address.clone(),
+                None => config.discovery.consul = Some(ConsulConfig::new(address.clone())),
+            }
+        }
+        if !config.discovery.static_peers.is_empty() && config.discovery.consul.is_some() {
+            anyhow::bail!("discovery: choose static peers or Consul, not both");
+        }
         if let Some(dir) = &args.storage_dir {
             let section = config.plugins.entry("storage".into()).or_insert_with(|| Value::Object(Default::default()));
             match section {

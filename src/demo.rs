@@ -27,10 +27,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
         service_listen: Some(args.service_listen),
         ..AgentArgs::default()
     })?;
-    let agent = BoundAgent::bind(&config).await?;
-    let state = agent.state.clone();
     let shutdown = CancellationToken::new();
-    let serving = tokio::spawn(agent.serve(shutdown.clone()));
+    let agent = BoundAgent::bind(&config, None, crate::agent::http_client()?, shutdown.clone()).await?;
+    let state = agent.state.clone();
+    let serving = tokio::spawn(agent.serve());
     let public = format!("http://{}", state.public_addr);
     let service = format!("http://{}", state.service_addr);
     println!("tarsier agent {} serving: public {public}  service {service}\n", state.name);

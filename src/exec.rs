@@ -1,9 +1,7 @@
 //! Running one command body on this agent: resolve, check, run as a job, answer.
 
-use std::collections::hash_map::RandomState;
-use std::hash::BuildHasher;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use axum::http::StatusCode;
 use serde_json::{json, Value};
@@ -11,8 +9,9 @@ use tarsier_plugin::{CommandError, ExecContext};
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::AgentState;
-use crate::body::CommandBody;
+use crate::body::{CommandBody, WaveSpec};
 use crate::error::ApiError;
+use crate::wave::{forward, now_ms, report, Forwarded, ReportEntry};
 
 /// A finished command's HTTP status and JSON answer.
 pub struct Answer {
@@ -20,13 +19,34 @@ pub struct Answer {
     pub body: Value,
 }
 
-/// Runs `body` here. Refusals (unknown command, bad data, over a limit) come back as `Err` before anything
-/// is taken; once accepted, the command runs as a job in its own task, so a client that hangs up does not
-/// cut it short, and the answer says how it ended.
-pub async fn execute(state: &Arc<AgentState>, body: CommandBody) -> Result<Answer, ApiError> {
+/// Runs `body` here and sends it on through the swarm when it is a wave. Refusals (unknown command, bad data,
+/// over a limit) come back as `Err` before anything is taken; once accepted, the command runs as a job in its
+/// own task, so a client that hangs up does not cut it short, and the answer says how it ended.
+///
+/// A copy forwarded by a peer (`wave.hop > 0`) is answered `202` at once, so a deep wave never holds
+/// connections open along its tree; the origin's client gets the answer when its own command has finished.
+pub async fn execute(state: &Arc<AgentState>, mut body: CommandBody) -> Result<Answer, ApiError> {
     let resolved = state.registry.resolve(&body.command)?;
-    let wave_id = body.wave.as_ref().and_then(|w| w.id.clone()).unwrap_or_else(new_wave_id);
-    let (job_id, cancel) = state.jobs.start(&resolved.name, &wave_id, body.detach);
+    let received_at_ms = now_ms();
+    let mut wave = body.wave.take().unwrap_or_default();
+    let forwarded_copy = wave.hop > 0;
+    let wave_id = wave.id.get_or_insert_with(new_wave_id).clone();
+    if forwarded_copy {
+        state.metrics.waves_received.inc();
+    }
+    if wave.report && wave.origin.is_none() {
+        wave.origin = Some(state.advertised_public.clone());
+        state.waves.open_report(&wave_id, &resolved.name);
+    }
+    if wave.dedupe && !state.waves.first_time(&wave_id) {
+        state.metrics.waves_deduped.inc();
+        let body = json!({
+            "wave_id": wave_id, "agent": state.name, "command": resolved.name, "status": "duplicate", "forwarded": 0,
+        });
+        return Ok(Answer { status: StatusCode::OK, body });
+    }
+    let copy = (wave.remain > 0).then(|| next_hop(&resolved.name, &body.data, &wave));
+    let (job_id, cancel) = state.jobs.start(&resolved.name, &wave_id, body.detach || forwarded_copy);
     let ctx = ExecContext { cancel: cancel.clone(), limits: state.limits.clone(), health: state.health.clone() };
     let job = match resolved.command.prepare(body.data, ctx) {
         Ok(job) => job,
@@ -36,17 +56,52 @@ pub async fn execute(state: &Arc<AgentState>, body: CommandBody) -> Result<Answe
             return Err(err.into());
         }
     };
-    let run = RunningJob { state: state.clone(), job_id, command: resolved.name, wave_id, cancel };
+    // The local command and the forwarding start together.
+    let forwarding = copy.map(|copy| {
+        let (state, buddies, dedupe) = (state.clone(), wave.buddies, wave.dedupe);
+        tokio::spawn(async move { forward(&state, "/exec", &copy, buddies, dedupe).await })
+    });
+    let report_to = match (&wave.origin, wave.report) {
+        (Some(origin), true) => Some(ReportTo { origin: origin.clone(), hop: wave.hop, received_at_ms }),
+        _ => None,
+    };
+    let run = RunningJob { state: state.clone(), job_id, command: resolved.name, wave_id, cancel, report_to };
     let base = run.answer_base();
     let handle = tokio::spawn(run.finish(job));
-    if body.detach {
+    if forwarded_copy {
         let mut answer = base;
-        answer["status"] = json!("running");
+        answer["status"] = json!("accepted");
         return Ok(Answer { status: StatusCode::ACCEPTED, body: answer });
     }
-    handle
-        .await
-        .map_err(|err| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("the job's task failed: {err}")))
+    let forwarded = match forwarding {
+        Some(task) => task.await.unwrap_or_default(),
+        None => Forwarded::default(),
+    };
+    let mut answer = if body.detach {
+        let mut answer = base;
+        answer["status"] = json!("running");
+        Answer { status: StatusCode::ACCEPTED, body: answer }
+    } else {
+        handle
+            .await
+            .map_err(|err| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("the job's task failed: {err}")))?
+    };
+    answer.body["forwarded"] = json!(forwarded.accepted);
+    answer.body["forward"] = json!(forwarded);
+    Ok(answer)
+}
+
+/// The copy a wave sends on: one hop further, one hop less to go, same id and origin.
+fn next_hop(command: &str, data: &Value, wave: &WaveSpec) -> Value {
+    let next = WaveSpec { remain: wave.remain - 1, hop: wave.hop + 1, ..wave.clone() };
+    json!(CommandBody { command: command.to_owned(), data: data.clone(), wave: Some(next), detach: false })
+}
+
+/// Where and as what this agent reports its result, for a wave with `report: true`.
+struct ReportTo {
+    origin: String,
+    hop: u32,
+    received_at_ms: u64,
 }
 
 struct RunningJob {
@@ -55,6 +110,7 @@ struct RunningJob {
     command: String,
     wave_id: String,
     cancel: CancellationToken,
+    report_to: Option<ReportTo>,
 }
 
 impl RunningJob {
@@ -101,13 +157,23 @@ impl RunningJob {
             tracing::info!(command = %self.command, wave_id = %self.wave_id, job = self.job_id, elapsed_ms, result = result_label, "command ended");
         }
         let stored = if error.is_some() { json!({ "error": answer["error"] }) } else { result };
+        if let Some(to) = &self.report_to {
+            let entry = ReportEntry {
+                agent: self.state.name.clone(),
+                hop: to.hop,
+                status: result_label.to_owned(),
+                received_at_ms: to.received_at_ms,
+                elapsed_ms,
+                result: stored.clone(),
+            };
+            report(&self.state, &to.origin, &self.wave_id, entry).await;
+        }
         self.state.jobs.finish(self.job_id, result_label, elapsed_ms, stored);
         Answer { status, body: answer }
     }
 }
 
 /// A wave id: 16 hex digits, random enough to tell waves apart across a swarm.
-fn new_wave_id() -> String {
-    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    format!("{:016x}", RandomState::new().hash_one((nanos, std::process::id())))
+pub fn new_wave_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
 }

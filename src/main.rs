@@ -7,6 +7,7 @@ mod cli;
 mod client;
 mod config;
 mod demo;
+mod discovery;
 mod error;
 mod exec;
 mod http_common;
@@ -15,6 +16,8 @@ mod metrics;
 mod registry;
 mod runtime_stats;
 mod service;
+mod swarm;
+mod wave;
 
 use clap::Parser as _;
 use tokio_util::sync::CancellationToken;
@@ -47,7 +50,8 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         CliCommand::Agent(args) => {
             let config = AgentConfig::load(&args)?;
             init_logging(config.log_format.unwrap_or(LogFormat::Text));
-            let agent = agent::BoundAgent::bind(&config).await?;
+            let shutdown = CancellationToken::new();
+            let agent = agent::BoundAgent::bind(&config, None, agent::http_client()?, shutdown.clone()).await?;
             let state = agent.state.clone();
             // Tests and scripts read the bound addresses from this first line.
             tracing::info!(
@@ -57,13 +61,19 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 state.name,
                 std::process::id()
             );
-            let shutdown = CancellationToken::new();
-            tokio::spawn(stop_on_signal(shutdown.clone()));
-            agent.serve(shutdown).await?;
+            tokio::spawn(stop_on_signal(shutdown));
+            agent.serve().await?;
             Ok(0)
         }
         CliCommand::Exec(args) => client::exec(&args.url, &args.file, args.timeout.into()).await,
         CliCommand::Abort(args) => client::abort(&args.url).await,
+        CliCommand::Swarm(args) => {
+            if std::env::var_os("TARSIER_LOG").is_none() {
+                std::env::set_var("TARSIER_LOG", "warn");
+            }
+            init_logging(LogFormat::Text);
+            swarm::run(args).await
+        }
         CliCommand::Demo(args) => {
             if std::env::var_os("TARSIER_LOG").is_none() {
                 // The demo prints its own table; only problems are worth a log line there.

@@ -2,8 +2,8 @@
 //! process (the local swarm) without mixing their numbers.
 
 use prometheus::{
-    exponential_buckets, Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    exponential_buckets, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use tarsier_plugin::Held;
 
@@ -14,7 +14,19 @@ pub struct Metrics {
     pub command_duration: HistogramVec,
     pub running_jobs: IntGauge,
     pub aborts: IntCounter,
+    pub waves_received: IntCounter,
+    pub waves_forwarded: IntCounter,
+    pub wave_forward_errors: IntCounter,
+    pub waves_deduped: IntCounter,
+    pub wave_forward_seconds: Histogram,
+    peers: IntGauge,
     held: IntGaugeVec,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntCounter> {
+    let metric = IntCounter::new(name, help)?;
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntCounterVec> {
@@ -46,8 +58,30 @@ impl Metrics {
         registry.register(Box::new(command_duration.clone()))?;
         let running_jobs = IntGauge::new("tarsier_running_jobs", "Jobs running now (waiting and detached).")?;
         registry.register(Box::new(running_jobs.clone()))?;
-        let aborts = IntCounter::new("tarsier_aborts_total", "Times /abort (or shutdown) released everything.")?;
-        registry.register(Box::new(aborts.clone()))?;
+        let aborts = counter(&registry, "tarsier_aborts_total", "Times /abort released everything here.")?;
+        let waves_received = counter(&registry, "tarsier_waves_received_total", "Wave copies received from peers.")?;
+        let waves_forwarded =
+            counter(&registry, "tarsier_waves_forwarded_total", "Wave copies sent to peers and taken by them.")?;
+        let wave_forward_errors = counter(
+            &registry,
+            "tarsier_wave_forward_errors_total",
+            "Wave copies that no retry could deliver, or that a peer refused.",
+        )?;
+        let waves_deduped = counter(
+            &registry,
+            "tarsier_waves_deduped_total",
+            "Dedupe wave copies not run because this agent had run that wave already.",
+        )?;
+        let wave_forward_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "tarsier_wave_forward_seconds",
+                "Time for a peer to take a wave copy, retries included.",
+            )
+            .buckets(exponential_buckets(0.0005, 2.0, 14)?),
+        )?;
+        registry.register(Box::new(wave_forward_seconds.clone()))?;
+        let peers = IntGauge::new("tarsier_peers", "Healthy peers this agent knows now.")?;
+        registry.register(Box::new(peers.clone()))?;
         let held = IntGaugeVec::new(
             Opts::new("tarsier_held", "What the agent holds now, by resource: ram_bytes, ram_regions, files, disk_bytes, connections, blocked_threads, busy_threads."),
             &["resource"],
@@ -60,11 +94,26 @@ impl Metrics {
         if with_process_collector {
             registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
         }
-        Ok(Self { registry, http_requests, commands, command_duration, running_jobs, aborts, held })
+        Ok(Self {
+            registry,
+            http_requests,
+            commands,
+            command_duration,
+            running_jobs,
+            aborts,
+            waves_received,
+            waves_forwarded,
+            wave_forward_errors,
+            waves_deduped,
+            wave_forward_seconds,
+            peers,
+            held,
+        })
     }
 
     /// Sets the held-resource gauges from a fresh reading, then renders the text format.
-    pub fn render(&self, held: &Held, running_jobs: usize) -> String {
+    pub fn render(&self, held: &Held, running_jobs: usize, peers: usize) -> String {
+        self.peers.set(peers as i64);
         for (resource, value) in [
             ("ram_bytes", held.ram_bytes),
             ("ram_regions", held.ram_regions),

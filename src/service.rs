@@ -19,6 +19,8 @@ pub fn router(state: Arc<AgentState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/commands", get(commands))
         .route("/runtime", get(runtime))
+        .route("/peers", get(peers))
+        .route("/sd", get(service_discovery))
         .fallback(no_such_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state((state.clone(), "service"), count_requests))
@@ -32,7 +34,7 @@ async fn health(State(state): State<Arc<AgentState>>) -> Json<serde_json::Value>
 }
 
 async fn metrics(State(state): State<Arc<AgentState>>) -> impl IntoResponse {
-    let text = state.metrics.render(&state.registry.held(), state.jobs.running_count());
+    let text = state.metrics.render(&state.registry.held(), state.jobs.running_count(), state.peers.peers().len());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
 }
 
@@ -51,4 +53,18 @@ async fn runtime(State(state): State<Arc<AgentState>>) -> Json<serde_json::Value
         "public_addr": state.public_addr,
         "service_addr": state.service_addr,
     }))
+}
+
+async fn peers(State(state): State<Arc<AgentState>>) -> Json<serde_json::Value> {
+    let peers = state.peers.peers();
+    Json(json!({ "agent": state.name, "source": state.peers.kind(), "count": peers.len(), "peers": peers }))
+}
+
+/// Prometheus `http_sd_configs`: the service port of this agent and of every peer whose service port is known.
+async fn service_discovery(State(state): State<Arc<AgentState>>) -> Json<serde_json::Value> {
+    let mut targets = vec![state.advertised_service.clone()];
+    targets.extend(state.peers.peers().into_iter().filter_map(|p| p.service));
+    targets.sort();
+    targets.dedup();
+    Json(json!([{ "targets": targets, "labels": { "job": "tarsier", "tarsier_discovery": state.peers.kind() } }]))
 }

@@ -27,12 +27,16 @@ pub struct FileInfo {
 /// The files held in the storage directory. Indexes are stable.
 pub struct Files {
     pub dir: PathBuf,
+    /// Tells apart the files of several agents in one process (a local swarm) sharing one directory.
+    instance: u64,
     inner: Mutex<(u64, Vec<HeldFile>)>,
 }
 
+static INSTANCES: AtomicU64 = AtomicU64::new(0);
+
 impl Files {
     pub fn new(dir: PathBuf) -> Self {
-        Self { dir, inner: Mutex::new((0, Vec::new())) }
+        Self { dir, instance: INSTANCES.fetch_add(1, Ordering::Relaxed), inner: Mutex::new((0, Vec::new())) }
     }
 
     fn lock(&self) -> MutexGuard<'_, (u64, Vec<HeldFile>)> {
@@ -44,7 +48,7 @@ impl Files {
         let mut inner = self.lock();
         let index = inner.0;
         inner.0 += 1;
-        let path = self.dir.join(format!("tarsier-{}-{kind}-{index}", std::process::id()));
+        let path = self.dir.join(format!("tarsier-{}-{}-{kind}-{index}", std::process::id(), self.instance));
         let file = Arc::new(File::options().read(true).write(true).create_new(true).open(&path)?);
         let written = Arc::new(AtomicU64::new(0));
         inner.1.push(HeldFile { index, path, file: file.clone(), written: written.clone(), since: SystemTime::now() });

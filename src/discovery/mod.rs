@@ -1,0 +1,85 @@
+//! Where an agent finds its peers, behind one trait: Consul, a static list, or the in-process registry of a
+//! local swarm. The wave code only ever asks `peers()`.
+
+mod consul;
+mod local;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use serde::Serialize;
+
+pub use consul::{ConsulConfig, ConsulPeers, Registration};
+pub use local::LocalRegistry;
+
+/// Another agent, as waves and Prometheus need it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Peer {
+    /// Unique name of the agent (its Consul service id).
+    pub id: String,
+    /// `host:port` of its public port.
+    pub public: String,
+    /// `host:port` of its service port, when known.
+    pub service: Option<String>,
+}
+
+pub type Leave<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+pub trait PeerSource: Send + Sync + 'static {
+    /// `consul`, `static`, `local` or `none`.
+    fn kind(&self) -> &'static str;
+    /// The healthy peers known now, never this agent itself.
+    fn peers(&self) -> Vec<Peer>;
+    /// Leaves the swarm (deregisters) at shutdown.
+    fn leave(&self) -> Leave<'_> {
+        Box::pin(async {})
+    }
+}
+
+/// A lone agent: waves stop here.
+pub struct NoPeers;
+
+impl PeerSource for NoPeers {
+    fn kind(&self) -> &'static str {
+        "none"
+    }
+    fn peers(&self) -> Vec<Peer> {
+        Vec::new()
+    }
+}
+
+/// `--peers a:8080,b:8080`: a fixed list, for setups without Consul.
+pub struct StaticPeers(pub Vec<Peer>);
+
+impl StaticPeers {
+    /// Every address but this agent's own.
+    pub fn new(addresses: &[String], own_public: &str) -> Self {
+        Self(
+            addresses
+                .iter()
+                .filter(|a| a.as_str() != own_public)
+                .map(|a| Peer { id: a.clone(), public: a.clone(), service: None })
+                .collect(),
+        )
+    }
+}
+
+impl PeerSource for StaticPeers {
+    fn kind(&self) -> &'static str {
+        "static"
+    }
+    fn peers(&self) -> Vec<Peer> {
+        self.0.clone()
+    }
+}
+
+/// This agent's Consul registration.
+pub fn consul_registration(me: &Peer, host: &str, public_port: u16, service_port: u16, tls: bool) -> Registration {
+    Registration {
+        id: me.id.clone(),
+        host: host.trim_start_matches('[').trim_end_matches(']').to_owned(),
+        public_port,
+        service_port,
+        service_tls: tls,
+    }
+}

@@ -1,0 +1,151 @@
+//! `tarsier swarm`: N agents in one process on loopback, finding each other through an in-process registry.
+//! The embedded default: nothing to install, for demos, tests and benchmarks.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::agent::{http_client, AgentState, BoundAgent};
+use crate::cli::{AgentArgs, SwarmArgs};
+use crate::config::AgentConfig;
+use crate::discovery::LocalRegistry;
+
+/// Two sockets per agent plus what its commands open: a thousand agents need more than the usual 1,024 fds.
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
+    }
+}
+
+pub struct LocalSwarm {
+    pub agents: Vec<Arc<AgentState>>,
+    pub shutdown: CancellationToken,
+    serving: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl LocalSwarm {
+    pub async fn start(args: &SwarmArgs) -> anyhow::Result<Self> {
+        anyhow::ensure!(args.agents >= 1, "--agents must be at least 1");
+        raise_fd_limit();
+        let registry = Arc::new(LocalRegistry::default());
+        let http = http_client()?;
+        let shutdown = CancellationToken::new();
+        let n = args.agents;
+        let mut agents = Vec::with_capacity(n);
+        let mut serving = Vec::with_capacity(n);
+        for i in 0..n {
+            let port = |offset: usize| -> anyhow::Result<u16> {
+                match args.base_port {
+                    Some(base) => {
+                        u16::try_from(usize::from(base) + offset).context("--base-port + agents is over 65535")
+                    }
+                    None => Ok(0),
+                }
+            };
+            let mut config = AgentConfig::load(&AgentArgs { config: args.config.clone(), ..AgentArgs::default() })?;
+            config.listen = Some(SocketAddr::from(([127, 0, 0, 1], port(i)?)));
+            config.service_listen = Some(SocketAddr::from(([127, 0, 0, 1], port(n + i)?)));
+            config.name = Some(format!("local-{i}"));
+            config.advertise = None;
+            let agent = BoundAgent::bind(&config, Some(&registry), http.clone(), shutdown.clone()).await?;
+            agents.push(agent.state.clone());
+            serving.push(tokio::spawn(agent.serve()));
+        }
+        Ok(Self { agents, shutdown, serving })
+    }
+
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        for task in self.serving {
+            task.await??;
+        }
+        Ok(())
+    }
+}
+
+pub async fn run(args: SwarmArgs) -> anyhow::Result<i32> {
+    let swarm = LocalSwarm::start(&args).await?;
+    let n = swarm.agents.len();
+    println!("local swarm: {n} agents on 127.0.0.1");
+    for agent in swarm.agents.iter().take(5) {
+        println!("  {:<10} public http://{}  service http://{}", agent.name, agent.public_addr, agent.service_addr);
+    }
+    if n > 5 {
+        let last = &swarm.agents[n - 1];
+        println!("  ... {:<6} public http://{}  service http://{}", last.name, last.public_addr, last.service_addr);
+    }
+    let first = format!("http://{}", swarm.agents[0].public_addr);
+    if !args.no_demo {
+        if let Err(err) = demo_waves(&first, n).await {
+            eprintln!("tarsier swarm: demo wave failed: {err:#}");
+        }
+    }
+    println!("\nSend your own:  printf 'command: sleep/sleep\\nwave: {{remain: 2, buddies: 3, report: true}}\\n' | tarsier exec {first} -");
+    println!("Stop everything: tarsier abort {first}");
+    if !args.once {
+        println!("Serving until Ctrl-C.");
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    swarm.stop().await?;
+    Ok(0)
+}
+
+/// A wave with duplicates, then a dedupe flood, each with its report printed.
+async fn demo_waves(first: &str, n: usize) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
+    let buddies = 3.min(n.saturating_sub(1)) as u64;
+    let expected = (0..=2).map(|hop| buddies.pow(hop)).sum::<u64>();
+    let waves = [
+        (
+            format!("sleep 100ms, remain 2, buddies 3 (duplicates allowed: {expected} executions expected)"),
+            "command: sleep/sleep\ndata: {duration: 100ms}\nwave: {remain: 2, buddies: 3, report: true}\n",
+            expected,
+        ),
+        (
+            format!("dedupe flood to all {n} agents (each runs it once)"),
+            "command: sleep/sleep\ndata: {duration: 0s}\nwave: {remain: 16, buddies: 3, dedupe: true, report: true}\n",
+            n as u64,
+        ),
+    ];
+    for (title, body, expected) in waves {
+        let answer: Value =
+            client.post(format!("{first}/exec")).body(body).send().await?.json().await.context("the exec answer")?;
+        let id = answer["wave_id"].as_str().context("no wave_id in the answer")?.to_owned();
+        let summary = wait_for_report(&client, first, &id, expected).await?;
+        println!("\nwave {id}: {title}");
+        println!(
+            "  agents reached {:>4}   executions {:>4}   succeeded {:>4}   failed {:>3}   full coverage after {} ms",
+            summary["agents_reached"],
+            summary["executions"],
+            summary["succeeded"],
+            summary["failed"],
+            summary["last_arrival_ms"]
+        );
+        println!("  executions per hop: {}", summary["per_hop"]);
+    }
+    Ok(())
+}
+
+/// Polls the origin's report until `expected` executions are in, or nothing new came for a second.
+pub async fn wait_for_report(client: &reqwest::Client, origin: &str, id: &str, expected: u64) -> anyhow::Result<Value> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = (0, Instant::now());
+    loop {
+        let summary: Value = client.get(format!("{origin}/waves/{id}")).send().await?.json().await?;
+        let executions = summary["executions"].as_u64().unwrap_or(0);
+        if executions != last.0 {
+            last = (executions, Instant::now());
+        }
+        if executions >= expected || last.1.elapsed() > Duration::from_secs(1) || Instant::now() > deadline {
+            return Ok(summary);
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
