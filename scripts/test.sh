@@ -4,6 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+echo "== consul (the swarm tests run a real Consul dev agent; each test starts its own)"
+TARSIER_CONSUL_BIN="$(scripts/consul.sh install)"
+export TARSIER_CONSUL_BIN
+"$TARSIER_CONSUL_BIN" version | head -n 1
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy -D warnings"

@@ -122,10 +122,10 @@ async fn demo_waves(first: &str, n: usize) -> anyhow::Result<()> {
         println!("\nwave {id}: {title}");
         println!(
             "  agents reached {:>4}   executions {:>4}   succeeded {:>4}   failed {:>3}   full coverage after {} ms",
-            summary["agents_reached"],
-            summary["executions"],
-            summary["succeeded"],
-            summary["failed"],
+            count(&summary["agents_reached"]),
+            count(&summary["executions"]),
+            count(&summary["succeeded"]),
+            count(&summary["failed"]),
             summary["last_arrival_ms"]
         );
         println!("  executions per hop: {}", summary["per_hop"]);
@@ -148,4 +148,8 @@ pub async fn wait_for_report(client: &reqwest::Client, origin: &str, id: &str, e
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+fn count(value: &Value) -> u64 {
+    value.as_u64().unwrap_or(0)
 }

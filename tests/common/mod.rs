@@ -64,8 +64,12 @@ impl ChildAgent {
         };
         std::fs::write(&config_path, config).expect("write the config");
         let mut command = Command::new(BIN);
+        command.arg("agent");
+        if !opts.args.contains(&"--listen") {
+            command.args(["--listen", "127.0.0.1:0"]);
+        }
         command
-            .args(["agent", "--listen", "127.0.0.1:0", "--service-listen", "127.0.0.1:0", "--config"])
+            .args(["--service-listen", "127.0.0.1:0", "--config"])
             .arg(&config_path)
             .args(opts.args)
             .env_remove("TARSIER_LISTEN")
@@ -251,3 +255,29 @@ pub fn files_in(dir: &Path) -> Vec<PathBuf> {
 }
 
 pub const MIB: u64 = 1024 * 1024;
+
+pub mod consul;
+
+/// Starts `n` child agents with the same extra config.
+pub fn spawn_agents(n: usize, config: &str) -> Vec<ChildAgent> {
+    (0..n).map(|_| ChildAgent::spawn_with(Spawn { config, ..Default::default() })).collect()
+}
+
+impl ChildAgent {
+    pub fn peer_count(&self) -> u64 {
+        self.get_json(&format!("{}/peers", self.service))["count"].as_u64().unwrap_or(0)
+    }
+
+    /// Polls the origin's report of `wave_id` until `expected` executions are in (bounded), and returns it.
+    pub fn wave_report(&self, wave_id: &str, expected: u64) -> Value {
+        let url = format!("{}/waves/{wave_id}", self.public);
+        let mut summary = Value::Null;
+        eventually(Duration::from_secs(20), || {
+            summary = self.get_json(&url);
+            summary["executions"].as_u64().unwrap_or(0) >= expected
+        });
+        // A little longer, so a count over `expected` (a bug) would show.
+        std::thread::sleep(Duration::from_millis(300));
+        self.get_json(&url)
+    }
+}

@@ -1,0 +1,133 @@
+//! A real Consul dev agent for the tests, on 127.0.0.1 with free ports. The binary comes from
+//! `scripts/consul.sh install` (run by scripts/test.sh), which sets nothing global: it is found through
+//! TARSIER_CONSUL_BIN, PATH, or the script's cache.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct ConsulDev {
+    child: Option<Child>,
+    bin: PathBuf,
+    ports: [u16; 4],
+    data: tempfile::TempDir,
+    /// `127.0.0.1:PORT` of the HTTP API.
+    pub address: String,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn consul_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("TARSIER_CONSUL_BIN") {
+        return bin.into();
+    }
+    let cached = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/consul/root/usr/bin/consul");
+    if cached.exists() {
+        return cached;
+    }
+    if Command::new("consul").arg("version").output().is_ok_and(|o| o.status.success()) {
+        return "consul".into();
+    }
+    panic!("no consul binary: run scripts/consul.sh install (scripts/test.sh does)");
+}
+
+impl ConsulDev {
+    pub fn start() -> Self {
+        let ports = [free_port(), free_port(), free_port(), free_port()];
+        let mut consul = ConsulDev {
+            child: None,
+            bin: consul_bin(),
+            ports,
+            data: tempfile::tempdir().unwrap(),
+            address: format!("127.0.0.1:{}", ports[0]),
+        };
+        consul.launch();
+        consul
+    }
+
+    fn launch(&mut self) {
+        let [http, lan, wan, server] = self.ports;
+        let log = std::fs::File::create(self.data.path().join("consul.log")).unwrap();
+        let child = Command::new(&self.bin)
+            .args([
+                "agent",
+                "-dev",
+                "-bind",
+                "127.0.0.1",
+                "-client",
+                "127.0.0.1",
+                "-dns-port",
+                "-1",
+                "-grpc-port",
+                "-1",
+            ])
+            .args(["-http-port", &http.to_string(), "-serf-lan-port", &lan.to_string()])
+            .args(["-serf-wan-port", &wan.to_string(), "-server-port", &server.to_string()])
+            .arg("-data-dir")
+            .arg(self.data.path().join("data"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start consul");
+        self.child = Some(child);
+        let client = super::http();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let leader = client
+                .get(format!("http://{}/v1/status/leader", self.address))
+                .send()
+                .ok()
+                .and_then(|r| r.text().ok())
+                .unwrap_or_default();
+            if leader.contains(':') {
+                return;
+            }
+            assert!(Instant::now() < deadline, "consul did not elect itself: {}", self.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts Consul again on the same ports, with its state lost (as a dev agent loses it).
+    pub fn restart(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(self.data.path().join("data"));
+        self.launch();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data.path().join("consul.log")).unwrap_or_default()
+    }
+
+    /// Passing instances of the `tarsier` service, as Consul sees them.
+    pub fn passing(&self) -> usize {
+        super::http()
+            .get(format!("http://{}/v1/health/service/tarsier?passing=1", self.address))
+            .send()
+            .ok()
+            .and_then(|r| r.json::<serde_json::Value>().ok())
+            .and_then(|v| v.as_array().map(|a| a.len()))
+            .unwrap_or(0)
+    }
+
+    /// The agent config that makes an agent use this Consul, with checks fast enough for tests.
+    pub fn agent_config(&self) -> String {
+        format!("discovery:\n  consul:\n    address: {}\n    check_interval: 1s\n    wait: 2s\n", self.address)
+    }
+}
+
+impl Drop for ConsulDev {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,117 @@
+//! The swarm without Consul: `tarsier swarm` (the in-process registry) and `--peers` (static discovery).
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{eventually, ChildAgent, Spawn, BIN};
+
+#[test]
+fn local_swarm_runs_its_demo_waves_to_every_agent() {
+    let out = Command::new(BIN).args(["swarm", "--agents", "10", "--once"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("local swarm: 10 agents"), "{stdout}");
+    // The wave with duplicates: 1 + 3 + 9 executions; the dedupe flood: each of the 10 agents once.
+    assert!(stdout.contains("executions   13   succeeded   13"), "{stdout}");
+    assert!(stdout.contains("agents reached   10   executions   10"), "{stdout}");
+}
+
+#[test]
+fn local_swarm_on_fixed_ports() {
+    let base = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().clamp(20_000, 60_000);
+    let out = Command::new(BIN)
+        .args(["swarm", "--agents", "3", "--once", "--no-demo", "--base-port", &base.to_string()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    // Agent i: public base + i, service base + agents + i.
+    assert!(
+        stdout.contains(&format!(
+            "local-1    public http://127.0.0.1:{}  service http://127.0.0.1:{}",
+            base + 1,
+            base + 4
+        )),
+        "{stdout}"
+    );
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn static_peers_carry_waves_and_the_abort_flood_and_count_dead_peers() {
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let dead = free_port(); // nothing listens there
+    let peers = ports.iter().chain([dead].iter()).map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
+    let agents: Vec<ChildAgent> = ports
+        .iter()
+        .map(|port| {
+            let listen = format!("127.0.0.1:{port}");
+            ChildAgent::spawn_with(Spawn { args: &["--listen", &listen, "--peers", &peers], ..Default::default() })
+        })
+        .collect();
+    // Each agent knows the other two and the dead one, never itself.
+    assert!(agents.iter().all(|a| a.peer_count() == 3));
+
+    let (status, answer) = agents[0].exec(
+        "command: sleep/sleep\ndata: {duration: 0s}\nwave: {remain: 5, buddies: 1, dedupe: true, report: true}\n",
+    );
+    assert_eq!(status, 200, "{answer}");
+    let report = agents[0].wave_report(answer["wave_id"].as_str().unwrap(), 3);
+    assert_eq!(report["agents_reached"], 3, "the dead peer did not stop the wave: {report}");
+    assert_eq!(report["executions"], 3, "{report}");
+    let errors: u64 = agents
+        .iter()
+        .map(|a| {
+            a.metrics()
+                .lines()
+                .find_map(|l| l.strip_prefix("tarsier_wave_forward_errors_total "))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        })
+        .sum();
+    assert!(errors <= 3, "{errors} forward errors");
+
+    for agent in &agents {
+        agent.exec("command: heavy_load/gobble_ram\ndata: {size: 4MiB}\n");
+    }
+    let (_, aborted) = agents[2].post("/abort", "application/yaml", Vec::new());
+    assert!(aborted["cancelled_jobs"].is_number(), "{aborted}");
+    assert!(eventually(Duration::from_secs(10), || agents.iter().all(|a| a.runtime()["held"]["ram_bytes"] == 0)));
+
+    // A local abort stays local.
+    for agent in &agents {
+        agent.exec("command: heavy_load/gobble_ram\ndata: {size: 4MiB}\n");
+    }
+    let (_, aborted) = agents[1].post("/abort", "application/yaml", b"local: true\n".to_vec());
+    assert_eq!(aborted["forwarded"], 0, "{aborted}");
+    assert_eq!(agents[1].runtime()["held"]["ram_bytes"], 0);
+    assert_eq!(agents[0].runtime()["held"]["ram_bytes"], 4 * common::MIB);
+}
+
+#[test]
+fn a_forwarded_copy_is_accepted_at_once_and_a_repeat_is_a_duplicate() {
+    let agent = ChildAgent::spawn();
+    let copy =
+        "command: sleep/sleep\ndata: {duration: 5s}\nwave: {id: abc123, hop: 1, remain: 0, buddies: 1, dedupe: true}\n";
+    let (status, answer) = agent.exec(copy);
+    assert_eq!(status, 202, "a peer's copy does not wait for the command: {answer}");
+    assert_eq!(answer["status"], "accepted");
+    let (status, answer) = agent.exec(copy);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["status"], "duplicate");
+    assert!(agent.metrics().contains("tarsier_waves_deduped_total 1"));
+    assert!(agent.metrics().contains("tarsier_waves_received_total 2"));
+    // Reports go only to an origin that started the wave.
+    let (status, _) = agent.post(
+        "/waves/nope/report",
+        "application/json",
+        br#"{"agent":"x","hop":1,"status":"ok","received_at_ms":0,"elapsed_ms":0}"#.to_vec(),
+    );
+    assert_eq!(status, 404);
+}
