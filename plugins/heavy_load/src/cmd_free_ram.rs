@@ -3,21 +3,15 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tarsier_plugin::schemars::JsonSchema;
-use tarsier_plugin::{Command, CommandError, DataError, ExecContext, JobFuture, Limits};
+use tarsier_plugin::{Command, CommandError, DataError, ExecContext, JobFuture, Target};
 
 use crate::RamRegions;
 
-#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct FreeRamData {
     /// Region to unmap, as listed by `ram_stats`; -1 unmaps all.
-    pub index: i64,
-}
-
-impl Default for FreeRamData {
-    fn default() -> Self {
-        Self { index: -1 }
-    }
+    pub index: Target,
 }
 
 pub struct FreeRam(pub Arc<RamRegions>);
@@ -27,27 +21,15 @@ impl Command for FreeRam {
     const NAME: &'static str = "free_ram";
     const DESCRIPTION: &'static str = "Unmaps the RAM region `index`, or every region with -1.";
 
-    fn check(&self, data: &FreeRamData, _: &Limits) -> Result<(), DataError> {
-        if data.index < -1 {
-            return Err(DataError::field("index", format!("{} is not an index; use -1 for all", data.index)));
-        }
-        Ok(())
-    }
-
     fn execute(&self, data: FreeRamData, _: ExecContext) -> JobFuture {
         let regions = self.0.clone();
         Box::pin(async move {
-            let (freed_regions, freed_bytes) = if data.index == -1 {
-                regions.free_all()
-            } else {
-                let bytes = regions.free(data.index as u64).ok_or_else(|| {
-                    CommandError::Invalid(DataError::field(
-                        "index",
-                        format!("no RAM region {} is held (held: {:?})", data.index, regions.indexes()),
-                    ))
-                })?;
-                (1, bytes)
-            };
+            let (freed_regions, freed_bytes) = regions.free(data.index).ok_or_else(|| {
+                CommandError::Invalid(DataError::field(
+                    "index",
+                    format!("no RAM region {} is held (held: {:?})", data.index, regions.indexes()),
+                ))
+            })?;
             let (count, bytes) = regions.totals();
             Ok(json!({
                 "freed_regions": freed_regions,

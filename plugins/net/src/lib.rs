@@ -37,6 +37,6 @@ impl Plugin for Net {
         Held { connections: self.conns.count(), ..Held::default() }
     }
     fn release_all(&self) -> Held {
-        Held { connections: self.conns.close_all(), ..Held::default() }
+        Held { connections: self.conns.close(tarsier_plugin::Target::All).unwrap_or(0), ..Held::default() }
     }
 }

@@ -10,6 +10,7 @@ mod error;
 mod held;
 mod limits;
 mod plugin;
+mod slots;
 mod units;
 
 pub use command::{field_path, Command, DynCommand, JobFuture, NoData};
@@ -18,6 +19,7 @@ pub use error::{CommandError, DataError};
 pub use held::Held;
 pub use limits::Limits;
 pub use plugin::{ConfigError, Plugin};
+pub use slots::{Slots, Target};
 pub use units::{ByteSize, HumanDuration};
 
 /// Re-exported so plugin crates derive the same `JsonSchema` the agent's catalogue reads.

@@ -9,7 +9,7 @@ use serde_json::json;
 use tarsier_plugin::schemars::JsonSchema;
 use tarsier_plugin::{ByteSize, CancelFlag, Command, CommandError, DataError, ExecContext, JobFuture, Limits};
 
-use crate::io::{check_block, check_concurrency, throughput};
+use crate::io::{check_block, check_concurrency, join_workers, throughput};
 use crate::Files;
 
 /// Devices anyone may read from; every other path must be inside the storage dir.
@@ -119,12 +119,5 @@ fn read_all(path: &Path, data: &ReadData, cancel: &CancelFlag) -> Result<u64, Co
             })
         })
         .collect();
-    let mut total = 0;
-    for handle in handles {
-        total += handle
-            .join()
-            .map_err(|_| CommandError::Failed("a reader thread panicked".into()))?
-            .map_err(|err| CommandError::Failed(format!("read failed: {err}")))?;
-    }
-    Ok(total)
+    join_workers(handles, "reader", CommandError::Failed)
 }

@@ -9,7 +9,7 @@ use serde_json::json;
 use tarsier_plugin::schemars::JsonSchema;
 use tarsier_plugin::{ByteSize, CancelFlag, Command, CommandError, DataError, ExecContext, JobFuture, Limits};
 
-use crate::io::{check_block, check_concurrency, noise_block, throughput};
+use crate::io::{check_block, check_concurrency, join_workers, noise_block, throughput};
 use crate::Files;
 
 const MAX_FILES: u32 = 10_000;
@@ -129,14 +129,7 @@ fn write_all(targets: Vec<Target>, data: &WriteData, writers: u32, cancel: &Canc
             })
         })
         .collect();
-    let mut total = 0;
-    for handle in handles {
-        total += handle
-            .join()
-            .map_err(|_| CommandError::Failed("a writer thread panicked".into()))?
-            .map_err(|err| CommandError::Refused(format!("write failed: {err}")))?;
-    }
-    Ok(total)
+    join_workers(handles, "writer", CommandError::Refused)
 }
 
 fn free_bytes(dir: &std::path::Path) -> u64 {

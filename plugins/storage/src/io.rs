@@ -1,7 +1,7 @@
 //! Shared by `read` and `write`: block sizes, a buffer that does not compress, throughput.
 
 use serde_json::{json, Value};
-use tarsier_plugin::{ByteSize, DataError};
+use tarsier_plugin::{ByteSize, CommandError, DataError};
 
 pub const MIN_BLOCK: u64 = 512;
 pub const MAX_BLOCK: u64 = 64 << 20;
@@ -45,4 +45,20 @@ pub fn throughput(bytes: u64, seconds: f64) -> Value {
         "seconds": seconds,
         "mb_per_s": bytes as f64 / 1e6 / seconds.max(f64::EPSILON),
     })
+}
+
+/// Joins reader or writer threads and adds up the bytes they moved; the first failure wins.
+pub fn join_workers(
+    workers: Vec<std::thread::JoinHandle<std::io::Result<u64>>>,
+    what: &str,
+    on_error: fn(String) -> CommandError,
+) -> Result<u64, CommandError> {
+    let mut total = 0;
+    for worker in workers {
+        total += worker
+            .join()
+            .map_err(|_| CommandError::Failed(format!("a {what} thread panicked")))?
+            .map_err(|err| on_error(format!("{what} failed: {err}")))?;
+    }
+    Ok(total)
 }

@@ -49,7 +49,7 @@ impl Plugin for Storage {
         Held { files, disk_bytes: bytes, ..Held::default() }
     }
     fn release_all(&self) -> Held {
-        let (files, bytes) = self.files.close_all(true);
+        let (files, bytes) = self.files.close(tarsier_plugin::Target::All, true).unwrap_or_default();
         Held { files, disk_bytes: bytes, ..Held::default() }
     }
 }
