@@ -102,11 +102,12 @@ impl BoundAgent {
             }
             (None, None) => Arc::new(NoPeers),
         };
+        let metrics = Metrics::new(true, registry.collectors())?;
         let state = Arc::new(AgentState {
             name,
             registry,
             jobs: Jobs::default(),
-            metrics: Metrics::new(true)?,
+            metrics,
             limits: Arc::new(config.limits.clone()),
             health: HealthGate::default(),
             started: Instant::now(),

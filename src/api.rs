@@ -164,9 +164,16 @@ async fn wave_summary(
     Path(id): Path<String>,
     Query(query): Query<SummaryQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    state.waves.summary(&id, query.entries).map(Json).ok_or_else(|| {
+    let mut summary = state.waves.summary(&id, query.entries).ok_or_else(|| {
         ApiError::not_found(format!("no report for wave {id} here: only its origin keeps one, with wave.report: true"))
-    })
+    })?;
+    // The command itself knows how its results add up across agents (net/http_load merges histograms).
+    if let Some((command, results)) = state.waves.results(&id) {
+        if let Some(merged) = state.registry.resolve(&command).ok().and_then(|r| r.command.merge(&results)) {
+            summary["merged"] = merged;
+        }
+    }
+    Ok(Json(summary))
 }
 
 async fn wave_report(

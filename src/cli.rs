@@ -84,6 +84,12 @@ pub struct ExecArgs {
     /// Give up waiting for the answer after this long.
     #[arg(long, default_value = "10m")]
     pub timeout: humantime::Duration,
+    /// For a wave with `report: true`: wait for the agents' reports and print the swarm-wide result.
+    #[arg(long)]
+    pub report: bool,
+    /// Print the answers as raw JSON only (no tables, histograms kept).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -4,6 +4,8 @@ use std::io::Read as _;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use serde_json::Value;
+use std::time::Instant;
 
 /// `http://host:port` gets `path` appended; a URL that already has a path is used as it is.
 pub fn endpoint(url: &str, path: &str) -> String {
@@ -21,8 +23,9 @@ fn client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
     reqwest::Client::builder().timeout(timeout).build().context("cannot build an HTTP client")
 }
 
-/// Posts a body and prints the answer; the exit status says whether the agent accepted and ran it.
-pub async fn exec(url: &str, file: &str, timeout: Duration) -> anyhow::Result<i32> {
+/// Posts a body and prints the answer; the exit status says whether the agent accepted and ran it. With
+/// `report`, then waits for the wave's report on the origin and prints it, merged.
+pub async fn exec(url: &str, file: &str, timeout: Duration, report: bool, raw: bool) -> anyhow::Result<i32> {
     let body = if file == "-" {
         let mut text = Vec::new();
         std::io::stdin().read_to_end(&mut text).context("cannot read the body from stdin")?;
@@ -39,7 +42,98 @@ pub async fn exec(url: &str, file: &str, timeout: Duration) -> anyhow::Result<i3
         .send()
         .await
         .with_context(|| format!("cannot reach {target}"))?;
-    print_answer(response).await
+    let status = response.status();
+    let answer: Value = response.json().await.context("the answer is not JSON")?;
+    print_json(&answer, raw)?;
+    if !raw {
+        print_http_load(&answer["result"], "this agent");
+    }
+    if report && status.is_success() {
+        let id = answer["wave_id"].as_str().context("no wave_id in the answer")?;
+        let origin = endpoint(url, "").trim_end_matches("/exec").to_owned();
+        let summary = wait_for_report(&client(timeout)?, &origin, id, u64::MAX).await?;
+        print_json(&summary, raw)?;
+        if !raw {
+            print_http_load(&summary["merged"], &format!("the swarm ({} agents)", summary["agents_reached"]));
+        }
+    }
+    Ok(if status.is_success() { 0 } else { 1 })
+}
+
+/// Polls the origin's report until `expected` executions are in, or nothing new came for a second.
+pub async fn wait_for_report(client: &reqwest::Client, origin: &str, id: &str, expected: u64) -> anyhow::Result<Value> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut last = (0, Instant::now());
+    loop {
+        let summary: Value = client.get(format!("{origin}/waves/{id}")).send().await?.json().await?;
+        let executions = summary["executions"].as_u64().unwrap_or(0);
+        if executions != last.0 {
+            last = (executions, Instant::now());
+        }
+        // Every agent that runs the command reports when it is done; silence means the wave is over.
+        let quiet = executions > 0 && last.1.elapsed() > Duration::from_secs(1) && summary["running"] != true;
+        if executions >= expected || quiet || Instant::now() > deadline {
+            return Ok(summary);
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Pretty JSON, with base64 histograms shortened unless `raw`.
+fn print_json(value: &Value, raw: bool) -> anyhow::Result<()> {
+    if raw {
+        println!("{value}");
+        return Ok(());
+    }
+    let mut shown = value.clone();
+    shorten_histograms(&mut shown);
+    println!("{}", serde_json::to_string_pretty(&shown)?);
+    Ok(())
+}
+
+fn shorten_histograms(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                match v {
+                    Value::String(text) if key == "histogram" => {
+                        *v = Value::String(format!("<HDR histogram, {} bytes of base64; --json shows it>", text.len()));
+                    }
+                    other => shorten_histograms(other),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(shorten_histograms),
+        _ => {}
+    }
+}
+
+/// A wrk-like table of an http_load result, if `result` is one.
+fn print_http_load(result: &Value, whose: &str) {
+    let Some(latency) = result.get("latency_ms").filter(|l| l.is_object()) else { return };
+    let errors = &result["errors"];
+    let error_count: u64 = ["connect", "timeout", "other"].iter().filter_map(|k| errors[*k].as_u64()).sum();
+    println!("\nhttp_load, {whose}:");
+    println!(
+        "  {:>10} {:>10} {:>8} {:>6} {:>6} {:>10} | latency ms {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "requests", "completed", "errors", "4xx", "5xx", "req/s", "min", "p50", "p90", "p99", "p99.9", "max"
+    );
+    let ms = |k: &str| latency[k].as_f64().unwrap_or(0.0);
+    println!(
+        "  {:>10} {:>10} {:>8} {:>6} {:>6} {:>10.1} |            {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
+        result["requests_sent"].as_u64().unwrap_or(0),
+        result["completed"].as_u64().unwrap_or(0),
+        error_count,
+        errors["status_4xx"].as_u64().unwrap_or(0),
+        errors["status_5xx"].as_u64().unwrap_or(0),
+        result["req_per_s"].as_f64().unwrap_or(0.0),
+        ms("min"),
+        ms("p50"),
+        ms("p90"),
+        ms("p99"),
+        ms("p999"),
+        ms("max"),
+    );
 }
 
 pub async fn abort(url: &str) -> anyhow::Result<i32> {

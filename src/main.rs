@@ -65,7 +65,9 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             agent.serve().await?;
             Ok(0)
         }
-        CliCommand::Exec(args) => client::exec(&args.url, &args.file, args.timeout.into()).await,
+        CliCommand::Exec(args) => {
+            client::exec(&args.url, &args.file, args.timeout.into(), args.report, args.json).await
+        }
         CliCommand::Abort(args) => client::abort(&args.url).await,
         CliCommand::Swarm(args) => {
             if std::env::var_os("TARSIER_LOG").is_none() {

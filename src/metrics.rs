@@ -36,7 +36,11 @@ fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> 
 }
 
 impl Metrics {
-    pub fn new(with_process_collector: bool) -> prometheus::Result<Self> {
+    /// The agent's metrics plus the plugins' own `collectors`.
+    pub fn new(
+        with_process_collector: bool,
+        collectors: Vec<Box<dyn prometheus::core::Collector>>,
+    ) -> prometheus::Result<Self> {
         let registry = Registry::new();
         let http_requests = counter_vec(
             &registry,
@@ -91,6 +95,9 @@ impl Metrics {
             IntGaugeVec::new(Opts::new("tarsier_build_info", "Always 1; the version is a label."), &["version"])?;
         registry.register(Box::new(build.clone()))?;
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        for collector in collectors {
+            registry.register(collector)?;
+        }
         if with_process_collector {
             registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
         }

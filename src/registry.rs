@@ -83,6 +83,10 @@ impl Registry {
         Ok(Resolved { name: format!("{}/{}", plugin.name(), command.name()), command: command.clone() })
     }
 
+    pub fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        self.plugins.iter().flat_map(|p| p.collectors()).collect()
+    }
+
     pub fn held(&self) -> Held {
         self.plugins.iter().map(|p| p.held()).sum()
     }

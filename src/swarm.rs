@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use serde_json::Value;
@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::agent::{http_client, AgentState, BoundAgent};
 use crate::cli::{AgentArgs, SwarmArgs};
+use crate::client::wait_for_report;
 use crate::config::AgentConfig;
 use crate::discovery::LocalRegistry;
 
@@ -131,23 +132,6 @@ async fn demo_waves(first: &str, n: usize) -> anyhow::Result<()> {
         println!("  executions per hop: {}", summary["per_hop"]);
     }
     Ok(())
-}
-
-/// Polls the origin's report until `expected` executions are in, or nothing new came for a second.
-pub async fn wait_for_report(client: &reqwest::Client, origin: &str, id: &str, expected: u64) -> anyhow::Result<Value> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut last = (0, Instant::now());
-    loop {
-        let summary: Value = client.get(format!("{origin}/waves/{id}")).send().await?.json().await?;
-        let executions = summary["executions"].as_u64().unwrap_or(0);
-        if executions != last.0 {
-            last = (executions, Instant::now());
-        }
-        if executions >= expected || last.1.elapsed() > Duration::from_secs(1) || Instant::now() > deadline {
-            return Ok(summary);
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 fn count(value: &Value) -> u64 {

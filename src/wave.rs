@@ -114,6 +114,14 @@ impl Waves {
         }
     }
 
+    /// The command of a wave and the results of the agents that ran it without error, for merging.
+    pub fn results(&self, id: &str) -> Option<(String, Vec<Value>)> {
+        let guard = self.reports.lock().unwrap_or_else(|p| p.into_inner());
+        let record = guard.0.get(id)?;
+        let ok = record.entries.iter().filter(|e| e.status == "ok").map(|e| e.result.clone()).collect();
+        Some((record.command.clone(), ok))
+    }
+
     /// The origin's summary of a wave: reach, results, timing, per-hop counts.
     pub fn summary(&self, id: &str, with_entries: bool) -> Option<Value> {
         let guard = self.reports.lock().unwrap_or_else(|p| p.into_inner());

@@ -2,8 +2,12 @@
 
 mod cmd_close;
 mod cmd_dial;
+mod cmd_http_load;
 mod cmd_stats;
 mod conns;
+mod http_metrics;
+mod http_stats;
+mod targets;
 
 use std::sync::Arc;
 
@@ -14,6 +18,7 @@ pub use conns::Connections;
 #[derive(Default)]
 pub struct Net {
     conns: Arc<Connections>,
+    http_metrics: http_metrics::HttpLoadMetrics,
 }
 
 impl Net {
@@ -31,7 +36,11 @@ impl Plugin for Net {
             Arc::new(cmd_dial::Dial(self.conns.clone())),
             Arc::new(cmd_stats::Stats(self.conns.clone())),
             Arc::new(cmd_close::Close(self.conns.clone())),
+            Arc::new(cmd_http_load::HttpLoad { metrics: self.http_metrics.clone() }),
         ]
+    }
+    fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        self.http_metrics.collectors()
     }
     fn held(&self) -> Held {
         Held { connections: self.conns.count(), ..Held::default() }

@@ -28,6 +28,12 @@ pub trait Command: Send + Sync + 'static {
 
     /// Runs the command. The future must stop promptly when `ctx.cancel` fires and return what it did.
     fn execute(&self, data: Self::Data, ctx: ExecContext) -> JobFuture;
+
+    /// Merges the results of many agents that ran this command in one wave into one swarm-wide result
+    /// (summed counts, merged histograms); `None` when the results do not add up to anything.
+    fn merge(&self, _results: &[Value]) -> Option<Value> {
+        None
+    }
 }
 
 /// The type-erased face of a [`Command`] that the agent keeps in its registry.
@@ -39,6 +45,8 @@ pub trait DynCommand: Send + Sync + 'static {
     fn data_schema(&self) -> Value;
     /// Parses and checks `data` (the body's `data:` as JSON), and returns the job to run.
     fn prepare(&self, data: Value, ctx: ExecContext) -> Result<JobFuture, DataError>;
+    /// See [`Command::merge`].
+    fn merge(&self, results: &[Value]) -> Option<Value>;
 }
 
 impl<C: Command> DynCommand for C {
@@ -58,6 +66,9 @@ impl<C: Command> DynCommand for C {
         let data = parse_data::<C::Data>(data)?;
         self.check(&data, &ctx.limits)?;
         Ok(self.execute(data, ctx))
+    }
+    fn merge(&self, results: &[Value]) -> Option<Value> {
+        Command::merge(self, results)
     }
 }
 

@@ -18,6 +18,8 @@ pub struct Limits {
     pub max_duration: Option<HumanDuration>,
     /// Most network connections the agent may hold at once.
     pub max_connections: Option<u64>,
+    /// Hosts and CIDRs `net/http_load` may target. Absent: loopback only (127.0.0.0/8, ::1, localhost).
+    pub http_load_targets: Option<Vec<String>>,
 }
 
 /// Sanity bound on every duration, limit or not: a year is a typo, not a test.

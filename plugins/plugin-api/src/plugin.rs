@@ -23,6 +23,10 @@ pub trait Plugin: Send + Sync + 'static {
     fn held(&self) -> Held {
         Held::default()
     }
+    /// The plugin's own Prometheus metrics; the agent registers them beside its own.
+    fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        Vec::new()
+    }
     /// Releases everything the plugin holds (on `/abort` and at shutdown) and says what was let go.
     fn release_all(&self) -> Held {
         Held::default()

@@ -1,0 +1,350 @@
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tarsier_plugin::schemars::JsonSchema;
+use tarsier_plugin::{Command, CommandError, DataError, ExecContext, HumanDuration, JobFuture, Limits};
+use tokio_util::sync::CancellationToken;
+
+use crate::http_metrics::HttpLoadMetrics;
+use crate::http_stats::{merge, Tally};
+use crate::targets::AllowList;
+
+const MAX_CONCURRENCY: u32 = 10_000;
+const MAX_RATE: f64 = 1_000_000.0;
+/// Used when neither `requests` nor `duration` is given.
+const DEFAULT_DURATION: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpLoadData {
+    /// Target URL, http or https. Its host must be in limits.http_load_targets (loopback by default).
+    pub url: String,
+    /// HTTP method.
+    pub method: String,
+    /// Extra request headers.
+    pub headers: BTreeMap<String, String>,
+    /// Request body.
+    pub body: Option<String>,
+    /// Requests in flight at once (connections are kept alive and reused).
+    pub concurrency: u32,
+    /// Total requests to send; or give `duration`.
+    pub requests: Option<u64>,
+    /// How long to send for; default 10s when `requests` is not given either.
+    pub duration: Option<HumanDuration>,
+    /// Requests per second, on a fixed schedule (open model); latency counts from each request's scheduled
+    /// time, so a slow server cannot hide its queueing (coordinated omission is corrected, like wrk2).
+    pub rate: Option<f64>,
+    /// Per-request timeout.
+    pub timeout: HumanDuration,
+    /// Speak HTTP/2 (prior knowledge on http://; https negotiates it with ALPN anyway).
+    pub http2: bool,
+    /// Accept any TLS certificate (a self-signed target).
+    pub insecure: bool,
+}
+
+impl Default for HttpLoadData {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            method: "GET".into(),
+            headers: BTreeMap::new(),
+            body: None,
+            concurrency: 10,
+            requests: None,
+            duration: None,
+            rate: None,
+            timeout: HumanDuration::from_secs(10),
+            http2: false,
+            insecure: false,
+        }
+    }
+}
+
+pub struct HttpLoad {
+    pub metrics: HttpLoadMetrics,
+}
+
+impl HttpLoad {
+    fn parse_url(data: &HttpLoadData) -> Result<reqwest::Url, DataError> {
+        if data.url.is_empty() {
+            return Err(DataError::field("url", "is required, such as http://127.0.0.1:8080/"));
+        }
+        let url =
+            reqwest::Url::parse(&data.url).map_err(|e| DataError::field("url", format!("`{}`: {e}", data.url)))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(DataError::field("url", format!("`{}` is not an http:// or https:// URL", data.url)));
+        }
+        Ok(url)
+    }
+}
+
+impl Command for HttpLoad {
+    type Data = HttpLoadData;
+    const NAME: &'static str = "http_load";
+    const DESCRIPTION: &'static str = "HTTP load against `url` with `concurrency` keep-alive connections, for \
+        `requests` or `duration`, optionally at a fixed `rate`. Answers counts, req/s, latency percentiles and \
+        the HDR histogram, which a wave report merges across the swarm.";
+
+    fn check(&self, data: &HttpLoadData, limits: &Limits) -> Result<(), DataError> {
+        let url = Self::parse_url(data)?;
+        let allow = AllowList::from_limits(limits)?;
+        if let Some(ip) = url.host_str().and_then(|h| h.trim_matches(['[', ']']).parse::<IpAddr>().ok()) {
+            if !allow.allows_ip(ip) {
+                return Err(allow.refusal(&ip.to_string()));
+            }
+        }
+        reqwest::Method::from_bytes(data.method.as_bytes())
+            .map_err(|_| DataError::field("method", format!("`{}` is not an HTTP method", data.method)))?;
+        for (name, value) in &data.headers {
+            reqwest::header::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| DataError::field("headers", format!("`{name}` is not a header name")))?;
+            reqwest::header::HeaderValue::from_str(value)
+                .map_err(|_| DataError::field("headers", format!("the value of `{name}` is not a header value")))?;
+        }
+        if data.concurrency == 0 || data.concurrency > MAX_CONCURRENCY {
+            return Err(DataError::field(
+                "concurrency",
+                format!("{} must be between 1 and {MAX_CONCURRENCY}", data.concurrency),
+            ));
+        }
+        match (data.requests, data.duration) {
+            (Some(_), Some(_)) => return Err(DataError::field("requests", "give `requests` or `duration`, not both")),
+            (Some(0), None) => return Err(DataError::field("requests", "must be at least 1")),
+            (None, Some(d)) => limits.check_duration("duration", d)?,
+            _ => {}
+        }
+        if let Some(rate) = data.rate {
+            if !(rate > 0.0 && rate <= MAX_RATE) {
+                return Err(DataError::field(
+                    "rate",
+                    format!("{rate} must be more than 0 and at most {MAX_RATE} requests/s"),
+                ));
+            }
+        }
+        limits.check_duration("timeout", data.timeout)
+    }
+
+    fn execute(&self, data: HttpLoadData, ctx: ExecContext) -> JobFuture {
+        let metrics = self.metrics.clone();
+        Box::pin(async move {
+            let url = HttpLoad::parse_url(&data)?;
+            check_resolved(&url, &ctx.limits).await?;
+            let plan = Plan::new(&data, url)?;
+            let started = Instant::now();
+            let tally = plan.run(&metrics, &ctx.cancel).await;
+            let seconds = started.elapsed().as_secs_f64();
+            let mut answer = tally.to_json(seconds, tally.completed as f64 / seconds.max(f64::EPSILON));
+            answer["url"] = json!(data.url);
+            answer["concurrency"] = json!(data.concurrency);
+            answer["rate"] = json!(data.rate);
+            Ok(answer)
+        })
+    }
+
+    fn merge(&self, results: &[Value]) -> Option<Value> {
+        merge(results)
+    }
+}
+
+/// A name in the URL must be allowed by name, or resolve only to allowed addresses.
+async fn check_resolved(url: &reqwest::Url, limits: &Limits) -> Result<(), CommandError> {
+    let allow = AllowList::from_limits(limits)?;
+    let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']).to_owned();
+    if allow.allows_name(&host) {
+        return Ok(());
+    }
+    let port = url.port_or_known_default().unwrap_or(80);
+    let addrs: Vec<_> = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .map_err(|e| CommandError::Invalid(DataError::field("url", format!("cannot resolve `{host}`: {e}"))))?
+        .collect();
+    match addrs.iter().find(|a| !allow.allows_ip(a.ip())) {
+        Some(outside) => Err(allow.refusal(&format!("{host} ({})", outside.ip())).into()),
+        None if addrs.is_empty() => Err(DataError::field("url", format!("`{host}` resolves to nothing")).into()),
+        None => Ok(()),
+    }
+}
+
+/// Everything the workers share.
+struct Plan {
+    client: reqwest::Client,
+    method: reqwest::Method,
+    url: reqwest::Url,
+    headers: reqwest::header::HeaderMap,
+    body: Option<String>,
+    concurrency: u32,
+    requests: Option<u64>,
+    duration: Option<Duration>,
+    rate: Option<f64>,
+    timeout: Duration,
+}
+
+impl Plan {
+    fn new(data: &HttpLoadData, url: reqwest::Url) -> Result<Self, CommandError> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        for (name, value) in &data.headers {
+            // Checked in `check`.
+            if let (Ok(name), Ok(value)) = (
+                reqwest::header::HeaderName::from_bytes(name.as_bytes()),
+                reqwest::header::HeaderValue::from_str(value),
+            ) {
+                headers.insert(name, value);
+            }
+        }
+        let mut builder = reqwest::Client::builder()
+            .pool_max_idle_per_host(data.concurrency as usize)
+            .tcp_nodelay(true)
+            .danger_accept_invalid_certs(data.insecure);
+        if data.http2 && url.scheme() == "http" {
+            builder = builder.http2_prior_knowledge();
+        }
+        let client = builder.build().map_err(|e| CommandError::Failed(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Self {
+            client,
+            method: reqwest::Method::from_bytes(data.method.as_bytes()).unwrap_or(reqwest::Method::GET),
+            url,
+            headers,
+            body: data.body.clone(),
+            concurrency: data.concurrency,
+            requests: data.requests,
+            duration: data.duration.map(|d| d.0).or(if data.requests.is_none() {
+                Some(DEFAULT_DURATION)
+            } else {
+                None
+            }),
+            rate: data.rate,
+            timeout: data.timeout.0,
+        })
+    }
+
+    async fn run(self, metrics: &HttpLoadMetrics, cancel: &CancellationToken) -> Tally {
+        let plan = Arc::new(self);
+        let next = Arc::new(AtomicU64::new(0));
+        let start = Instant::now();
+        let mut workers = tokio::task::JoinSet::new();
+        for _ in 0..plan.concurrency {
+            let (plan, next, metrics, cancel) = (plan.clone(), next.clone(), metrics.clone(), cancel.clone());
+            workers.spawn(async move { plan.worker(start, &next, &metrics, &cancel).await });
+        }
+        let mut total = Tally::default();
+        while let Some(done) = workers.join_next().await {
+            if let Ok(tally) = done {
+                total.add(&tally);
+            }
+        }
+        total
+    }
+
+    /// Takes request numbers from the shared counter until the plan is done or cancelled.
+    async fn worker(
+        &self,
+        start: Instant,
+        next: &AtomicU64,
+        metrics: &HttpLoadMetrics,
+        cancel: &CancellationToken,
+    ) -> Tally {
+        let mut tally = Tally::default();
+        let end = self.duration.map(|d| start + d);
+        loop {
+            let n = next.fetch_add(1, Ordering::Relaxed);
+            if self.requests.is_some_and(|total| n >= total) {
+                break;
+            }
+            let scheduled = match self.rate {
+                Some(rate) => start + Duration::from_secs_f64(n as f64 / rate),
+                None => Instant::now(),
+            };
+            if end.is_some_and(|end| scheduled >= end) {
+                break;
+            }
+            if self.rate.is_some() {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(scheduled.into()) => {}
+                    _ = cancel.cancelled() => break,
+                }
+            }
+            if cancel.is_cancelled() {
+                break;
+            }
+            tally.sent += 1;
+            metrics.in_flight.inc();
+            let outcome = tokio::select! {
+                outcome = self.send() => outcome,
+                _ = cancel.cancelled() => {
+                    metrics.in_flight.dec();
+                    break;
+                }
+            };
+            metrics.in_flight.dec();
+            // With a rate, latency counts from the scheduled time: waiting for a busy connection is latency too.
+            let latency = scheduled.elapsed();
+            let code = match outcome {
+                Ok((status, bytes)) => {
+                    tally.completed += 1;
+                    tally.bytes += bytes;
+                    *tally.status.entry(status).or_default() += 1;
+                    match status {
+                        400..=499 => tally.errors.status_4xx += 1,
+                        500..=599 => tally.errors.status_5xx += 1,
+                        _ => {}
+                    }
+                    tally.record_latency(latency);
+                    metrics.latency.observe(latency.as_secs_f64());
+                    status.to_string()
+                }
+                Err(SendError::Connect) => {
+                    tally.errors.connect += 1;
+                    "connect_error".into()
+                }
+                Err(SendError::Timeout) => {
+                    tally.errors.timeout += 1;
+                    "timeout".into()
+                }
+                Err(SendError::Other) => {
+                    tally.errors.other += 1;
+                    "error".into()
+                }
+            };
+            metrics.requests.with_label_values(&[code.as_str()]).inc();
+        }
+        tally
+    }
+
+    async fn send(&self) -> Result<(u16, u64), SendError> {
+        let mut request = self
+            .client
+            .request(self.method.clone(), self.url.clone())
+            .headers(self.headers.clone())
+            .timeout(self.timeout);
+        if let Some(body) = &self.body {
+            request = request.body(body.clone());
+        }
+        let response = request.send().await.map_err(SendError::from)?;
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.map_err(SendError::from)?;
+        Ok((status, bytes.len() as u64))
+    }
+}
+
+enum SendError {
+    Connect,
+    Timeout,
+    Other,
+}
+
+impl From<reqwest::Error> for SendError {
+    fn from(err: reqwest::Error) -> Self {
+        if err.is_timeout() {
+            SendError::Timeout
+        } else if err.is_connect() {
+            SendError::Connect
+        } else {
+            SendError::Other
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! net/http_load against a small server this test runs on 127.0.0.1.
+
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{StatusCode, Uri};
+use common::{eventually, ChildAgent, Spawn};
+
+/// A target on 127.0.0.1 that counts what it serves: `/` answers 200, `/fail` 500, `/slow` after 20 ms.
+struct Target {
+    address: String,
+    hits: Arc<AtomicU64>,
+}
+
+async fn serve(
+    axum::extract::State(hits): axum::extract::State<Arc<AtomicU64>>,
+    uri: Uri,
+) -> (StatusCode, &'static str) {
+    hits.fetch_add(1, Ordering::Relaxed);
+    match uri.path() {
+        "/fail" => (StatusCode::INTERNAL_SERVER_ERROR, "no"),
+        "/slow" => {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            (StatusCode::OK, "slow")
+        }
+        _ => (StatusCode::OK, "ok"),
+    }
+}
+
+impl Target {
+    fn start() -> Self {
+        let hits = Arc::new(AtomicU64::new(0));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let app = axum::Router::new().fallback(serve).with_state(hits.clone());
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                axum::serve(listener, app).await.unwrap();
+            });
+        });
+        Target { address, hits }
+    }
+
+    fn hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
+    }
+}
+
+#[test]
+fn counts_statuses_and_latency_of_a_fixed_number_of_requests() {
+    let target = Target::start();
+    let agent = ChildAgent::spawn();
+    let (status, answer) = agent.exec(&format!(
+        "command: net/http_load\ndata: {{url: 'http://{}/', requests: 300, concurrency: 4}}\n",
+        target.address
+    ));
+    assert_eq!(status, 200, "{answer}");
+    let result = &answer["result"];
+    assert_eq!(result["requests_sent"], 300, "{result}");
+    assert_eq!(result["completed"], 300);
+    assert_eq!(result["status"]["200"], 300);
+    assert_eq!(result["bytes"], 600);
+    assert_eq!(target.hits(), 300, "the target saw every request exactly once");
+    let latency = &result["latency_ms"];
+    for q in ["min", "p50", "p90", "p99", "p999", "max"] {
+        assert!(latency[q].as_f64().unwrap() > 0.0, "{q}: {latency}");
+    }
+    assert!(latency["min"].as_f64() <= latency["p99"].as_f64());
+    assert!(!result["histogram"].as_str().unwrap().is_empty());
+    let metrics = agent.metrics();
+    assert!(metrics.contains("tarsier_http_load_requests_total{code=\"200\"} 300"), "{metrics}");
+    assert!(metrics.contains("tarsier_http_load_in_flight 0"));
+    assert!(metrics.contains("tarsier_http_load_latency_seconds_count 300"));
+
+    let (_, answer) = agent.exec(&format!(
+        "command: net/http_load\ndata: {{url: 'http://{}/fail', requests: 20, method: POST, body: x, headers: {{x-test: '1'}}}}\n",
+        target.address
+    ));
+    assert_eq!(answer["result"]["errors"]["status_5xx"], 20, "{answer}");
+    assert_eq!(answer["result"]["status"]["500"], 20);
+}
+
+#[test]
+fn connection_errors_are_counted_not_fatal() {
+    let agent = ChildAgent::spawn();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (status, answer) = agent.exec(&format!(
+        "command: net/http_load\ndata: {{url: 'http://127.0.0.1:{closed}/', requests: 10, concurrency: 2}}\n"
+    ));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["result"]["errors"]["connect"], 10, "{answer}");
+    assert_eq!(answer["result"]["completed"], 0);
+}
+
+#[test]
+fn a_fixed_rate_is_kept_within_two_percent() {
+    let target = Target::start();
+    let agent = ChildAgent::spawn();
+    let (status, answer) = agent.exec(&format!(
+        "command: net/http_load\ndata: {{url: 'http://{}/', rate: 200, duration: 5s, concurrency: 8}}\n",
+        target.address
+    ));
+    assert_eq!(status, 200, "{answer}");
+    let result = &answer["result"];
+    // The schedule is request n at n / rate: exactly rate × duration requests are due.
+    assert_eq!(result["requests_sent"], 1000, "{result}");
+    assert_eq!(result["completed"], 1000);
+    let rate = result["req_per_s"].as_f64().unwrap();
+    assert!((rate - 200.0).abs() / 200.0 < 0.02, "{rate:.1} req/s for a rate of 200");
+}
+
+#[test]
+fn abort_stops_the_load_at_once() {
+    let target = Target::start();
+    let agent = ChildAgent::spawn();
+    let (status, job) = agent.exec(&format!(
+        "command: net/http_load\ndata: {{url: 'http://{}/slow', duration: 60s, concurrency: 4}}\ndetach: true\n",
+        target.address
+    ));
+    assert_eq!(status, 202, "{job}");
+    assert!(eventually(Duration::from_secs(5), || target.hits() > 20));
+    agent.post("/abort", "application/yaml", b"local: true\n".to_vec());
+    let id = job["job_id"].as_u64().unwrap();
+    assert!(eventually(Duration::from_secs(2), || {
+        agent.get_json(&format!("{}/jobs/{id}", agent.public))["status"] == "cancelled"
+    }));
+    let after_abort = target.hits();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(target.hits() <= after_abort + 4, "requests went on after the abort");
+    assert!(agent.metrics().contains("tarsier_http_load_in_flight 0"));
+}
+
+#[test]
+fn targets_outside_the_allow_list_are_refused_before_any_request() {
+    let agent = ChildAgent::spawn();
+    // TEST-NET-1 (192.0.2.0/24) is never routed; the agent refuses before it would try.
+    let (status, answer) = agent.exec("command: net/http_load\ndata: {url: 'http://192.0.2.1/', requests: 1}\n");
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["field"], "data.url");
+    assert!(answer["error"].as_str().unwrap().contains("limits.http_load_targets"));
+    let (status, answer) = agent.exec("command: net/http_load\ndata: {url: 'ftp://127.0.0.1/'}\n");
+    assert_eq!(status, 400, "{answer}");
+    let (status, answer) =
+        agent.exec("command: net/http_load\ndata: {url: 'http://127.0.0.1/', requests: 5, duration: 1s}\n");
+    assert_eq!(status, 400, "{answer}");
+
+    // An allow-list without loopback refuses loopback too, by address and by name.
+    let target = Target::start();
+    let strict =
+        ChildAgent::spawn_with(Spawn { config: "limits:\n  http_load_targets: [10.9.0.0/16]\n", ..Default::default() });
+    let (status, answer) =
+        strict.exec(&format!("command: net/http_load\ndata: {{url: 'http://{}/', requests: 1}}\n", target.address));
+    assert_eq!(status, 400, "{answer}");
+    let port = target.address.rsplit(':').next().unwrap();
+    let (status, answer) =
+        strict.exec(&format!("command: net/http_load\ndata: {{url: 'http://localhost:{port}/', requests: 1}}\n"));
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(target.hits(), 0, "nothing was sent");
+}
+
+#[test]
+fn http2_prior_knowledge() {
+    let target = Target::start();
+    let agent = ChildAgent::spawn();
+    let (status, answer) = agent.exec(&format!(
+        "command: net/http_load\ndata: {{url: 'http://{}/', requests: 50, concurrency: 5, http2: true}}\n",
+        target.address
+    ));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["result"]["status"]["200"], 50, "{answer}");
+}
+
+#[test]
+fn a_wave_merges_every_agents_result_at_the_origin() {
+    let target = Target::start();
+    let ports: Vec<u16> =
+        (0..3).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()).collect();
+    let peers = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
+    let agents: Vec<ChildAgent> = ports
+        .iter()
+        .map(|p| {
+            let listen = format!("127.0.0.1:{p}");
+            ChildAgent::spawn_with(Spawn { args: &["--listen", &listen, "--peers", &peers], ..Default::default() })
+        })
+        .collect();
+    let (status, answer) = agents[0].exec(&format!(
+        "command: net/http_load\ndata: {{url: 'http://{}/', requests: 100, concurrency: 2}}\nwave: {{remain: 1, buddies: 2, report: true}}\n",
+        target.address
+    ));
+    assert_eq!(status, 200, "{answer}");
+    let report = agents[0].wave_report(answer["wave_id"].as_str().unwrap(), 3);
+    let merged = &report["merged"];
+    assert_eq!(merged["agents"], 3, "{report}");
+    assert_eq!(merged["completed"], 300);
+    assert_eq!(merged["status"]["200"], 300);
+    assert_eq!(target.hits(), 300);
+    assert!(merged["latency_ms"]["p99"].as_f64().unwrap() > 0.0);
+
+    // `tarsier exec --report` prints the swarm-wide table.
+    let body = format!(
+        "command: net/http_load\ndata: {{url: 'http://{}/', requests: 50}}\nwave: {{remain: 1, buddies: 2, report: true}}\n",
+        target.address
+    );
+    let file = agents[0].dir.path().join("load.yaml");
+    std::fs::write(&file, body).unwrap();
+    let out = std::process::Command::new(common::BIN)
+        .args(["exec", &agents[0].public])
+        .arg(&file)
+        .arg("--report")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("http_load, the swarm (3 agents)"), "{stdout}");
+    assert!(stdout.contains("p99.9"), "{stdout}");
+}
