@@ -45,7 +45,7 @@ impl AgentState {
         let cancelled = self.jobs.cancel_all();
         let released = self.registry.release_all();
         self.metrics.aborts.inc();
-        tracing::warn!(agent = %self.name, cancelled_jobs = cancelled, ?released, "abort: everything released");
+        tracing::info!(agent = %self.name, cancelled_jobs = cancelled, ?released, "abort: everything released");
         (cancelled, released)
     }
 }

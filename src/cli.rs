@@ -35,6 +35,9 @@ pub enum CliCommand {
     /// Run a local swarm: N agents in this process on 127.0.0.1 with an in-process registry, a demo wave
     /// whose report is printed, then serve until Ctrl-C.
     Swarm(SwarmArgs),
+    /// Run or check scenario files: declarative chaos runs with expectations, for CI.
+    #[command(subcommand)]
+    Scenario(ScenarioCommand),
 }
 
 #[derive(Debug, Args, Default)]
@@ -128,4 +131,26 @@ pub struct SwarmArgs {
     /// Exit after the demo waves instead of serving until Ctrl-C.
     #[arg(long)]
     pub once: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScenarioCommand {
+    /// Run scenarios: exit 0 when every expectation held, 1 when one failed, 2 for a bad file, 130 on Ctrl-C.
+    /// The swarm is always aborted at the end.
+    Run {
+        /// Scenario files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Write JUnit XML here.
+        #[arg(long)]
+        junit: Option<PathBuf>,
+        /// Run against this agent's public URL instead of each file's target.
+        #[arg(long)]
+        target: Option<String>,
+    },
+    /// Check scenario files without running them: exit 0 when all are valid, 2 otherwise.
+    Check {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }

@@ -15,6 +15,7 @@ mod jobs;
 mod metrics;
 mod registry;
 mod runtime_stats;
+mod scenario;
 mod service;
 mod swarm;
 mod wave;
@@ -22,7 +23,7 @@ mod wave;
 use clap::Parser as _;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Cli, CliCommand, LogFormat};
+use crate::cli::{Cli, CliCommand, LogFormat, ScenarioCommand};
 use crate::config::AgentConfig;
 
 fn main() -> std::process::ExitCode {
@@ -75,6 +76,14 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             init_logging(LogFormat::Text);
             swarm::run(args).await
+        }
+        CliCommand::Scenario(ScenarioCommand::Check { files }) => Ok(scenario::check_files(&files)),
+        CliCommand::Scenario(ScenarioCommand::Run { files, junit, target }) => {
+            if std::env::var_os("TARSIER_LOG").is_none() {
+                std::env::set_var("TARSIER_LOG", "warn");
+            }
+            init_logging(LogFormat::Text);
+            scenario::run_files(&files, junit.as_ref(), target.as_deref()).await
         }
         CliCommand::Demo(args) => {
             if std::env::var_os("TARSIER_LOG").is_none() {

@@ -1,0 +1,330 @@
+//! The scenario file (DESIGN 6): a target, an optional Prometheus, and steps. Unknown keys are refused with
+//! their line and column.
+
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_json::Value;
+use tarsier_plugin::HumanDuration;
+
+use crate::body::WaveSpec;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub target: Target,
+    /// Prometheus base URL for `expect: {promql: ...}` steps.
+    #[serde(default)]
+    pub prometheus: Option<String>,
+    /// Keep running the steps after one fails (default: stop at the first failure).
+    #[serde(default)]
+    pub continue_on_failure: bool,
+    pub steps: Vec<Step>,
+}
+
+/// Where the scenario sends its commands: exactly one of `agent`, `consul` or `local`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    /// An agent's public URL.
+    pub agent: Option<String>,
+    /// That agent's service URL, for `expect: {metric: ...}`; default: the same host, public port + 1.
+    pub service: Option<String>,
+    /// A Consul address: the scenario talks to one passing agent of `consul_service`.
+    pub consul: Option<String>,
+    #[serde(default = "default_consul_service")]
+    pub consul_service: String,
+    /// Start a local swarm of this many agents for the scenario.
+    pub local: Option<usize>,
+}
+
+fn default_consul_service() -> String {
+    "tarsier".into()
+}
+
+/// One step: exactly one action, with an optional name.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    pub name: Option<String>,
+    pub exec: Option<ExecStep>,
+    pub wait: Option<HumanDuration>,
+    pub expect: Option<ExpectStep>,
+    pub probe: Option<ProbeStep>,
+    /// `abort: {}` (or `abort: true`): POST /abort to the target, which floods the swarm.
+    pub abort: Option<Value>,
+    /// Steps run at the same time.
+    pub parallel: Option<Vec<Step>>,
+    /// Steps run in order, `repeat` times.
+    pub steps: Option<Vec<Step>>,
+    pub repeat: Option<u32>,
+}
+
+/// A command body (DESIGN 2.1) plus what its answer must show.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecStep {
+    pub command: String,
+    #[serde(default)]
+    pub data: Value,
+    #[serde(default)]
+    pub wave: Option<WaveSpec>,
+    #[serde(default)]
+    pub detach: bool,
+    #[serde(default)]
+    pub expect: Option<AnswerExpect>,
+    /// Dotted paths of the answer to show in the summary (`result.req_per_s`, `report.merged.latency_ms.p99`).
+    #[serde(default)]
+    pub record: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerExpect {
+    /// The answer's `status` (default `ok`, or `running` for a detached command).
+    pub status: Option<String>,
+    /// Comparisons on dotted paths of the answer; `report.` paths read the wave report (`wave.report: true`).
+    #[serde(default)]
+    pub values: std::collections::BTreeMap<String, String>,
+}
+
+/// A number from Prometheus or from the target's /metrics, compared with a bound.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectStep {
+    /// A PromQL query answered by the scenario's `prometheus`; it must give one number.
+    pub promql: Option<String>,
+    /// A metric of the target agent's /metrics: `name` or `name{label="value"}`, summed over matching series.
+    pub metric: Option<String>,
+    /// The comparison: `< 5`, `<= 5`, `> 5`, `>= 5` or `== 5`.
+    pub is: String,
+    /// Poll until it holds, for at most this long (default: check once).
+    pub within: Option<HumanDuration>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeStep {
+    pub url: String,
+    /// The status that must come back.
+    #[serde(default = "default_probe_status")]
+    pub status: u16,
+    /// How long the system under test has to answer it.
+    #[serde(default = "default_probe_within")]
+    pub within: HumanDuration,
+}
+
+fn default_probe_status() -> u16 {
+    200
+}
+fn default_probe_within() -> HumanDuration {
+    HumanDuration::from_secs(30)
+}
+
+/// A comparison such as `<= 250`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bound {
+    pub op: Op,
+    pub value: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Eq,
+}
+
+impl Bound {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let (op, rest) = [("<=", Op::Le), (">=", Op::Ge), ("==", Op::Eq), ("<", Op::Lt), (">", Op::Gt)]
+            .iter()
+            .find_map(|(sym, op)| text.strip_prefix(sym).map(|rest| (*op, rest)))
+            .ok_or_else(|| format!("`{text}` is not a comparison: write `< 5`, `<= 5`, `> 5`, `>= 5` or `== 5`"))?;
+        let value = rest.trim().parse::<f64>().map_err(|_| format!("`{}` in `{text}` is not a number", rest.trim()))?;
+        Ok(Self { op, value })
+    }
+
+    pub fn holds(&self, x: f64) -> bool {
+        match self.op {
+            Op::Lt => x < self.value,
+            Op::Le => x <= self.value,
+            Op::Gt => x > self.value,
+            Op::Ge => x >= self.value,
+            Op::Eq => (x - self.value).abs() < 1e-9,
+        }
+    }
+}
+
+impl std::fmt::Display for Bound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let op = match self.op {
+            Op::Lt => "<",
+            Op::Le => "<=",
+            Op::Gt => ">",
+            Op::Ge => ">=",
+            Op::Eq => "==",
+        };
+        write!(f, "{op} {}", self.value)
+    }
+}
+
+/// What a step does, once checked.
+pub enum Action<'a> {
+    Exec(&'a ExecStep),
+    Wait(HumanDuration),
+    Expect(&'a ExpectStep),
+    Probe(&'a ProbeStep),
+    Abort,
+    Parallel(&'a [Step]),
+    Group(&'a [Step], u32),
+}
+
+impl Step {
+    pub fn action(&self) -> Result<Action<'_>, String> {
+        let mut actions = Vec::new();
+        if let Some(exec) = &self.exec {
+            actions.push(Action::Exec(exec));
+        }
+        if let Some(wait) = self.wait {
+            actions.push(Action::Wait(wait));
+        }
+        if let Some(expect) = &self.expect {
+            actions.push(Action::Expect(expect));
+        }
+        if let Some(probe) = &self.probe {
+            actions.push(Action::Probe(probe));
+        }
+        if self.abort.as_ref().is_some_and(|v| v != &Value::Bool(false)) {
+            actions.push(Action::Abort);
+        }
+        if let Some(steps) = &self.parallel {
+            actions.push(Action::Parallel(steps));
+        }
+        if let Some(steps) = &self.steps {
+            actions.push(Action::Group(steps, self.repeat.unwrap_or(1)));
+        } else if self.repeat.is_some() {
+            return Err("`repeat` needs `steps:` to repeat".into());
+        }
+        match actions.len() {
+            1 => Ok(actions.remove(0)),
+            0 => Err("a step needs one of exec, wait, expect, probe, abort, parallel or steps".into()),
+            _ => Err("a step has one action only (exec, wait, expect, probe, abort, parallel or steps)".into()),
+        }
+    }
+
+    /// A short name for progress lines and reports.
+    pub fn title(&self) -> String {
+        if let Some(name) = &self.name {
+            return name.clone();
+        }
+        match self.action() {
+            Ok(Action::Exec(e)) => format!("exec {}", e.command),
+            Ok(Action::Wait(d)) => format!("wait {d}"),
+            Ok(Action::Expect(e)) => {
+                format!("expect {} {}", e.promql.as_deref().or(e.metric.as_deref()).unwrap_or("?"), e.is)
+            }
+            Ok(Action::Probe(p)) => format!("probe {}", p.url),
+            Ok(Action::Abort) => "abort".into(),
+            Ok(Action::Parallel(s)) => format!("parallel ({} steps)", s.len()),
+            Ok(Action::Group(s, n)) => format!("repeat {n} × {} steps", s.len()),
+            Err(_) => "invalid step".into(),
+        }
+    }
+}
+
+/// Reads and checks a scenario file; the error says where and what.
+pub fn load(path: &Path) -> Result<Scenario, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let scenario: Scenario = serde_norway::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    check(&scenario).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(scenario)
+}
+
+fn check(scenario: &Scenario) -> Result<(), String> {
+    let t = &scenario.target;
+    let chosen = [t.agent.is_some(), t.consul.is_some(), t.local.is_some()].iter().filter(|b| **b).count();
+    if chosen != 1 {
+        return Err("target: give exactly one of `agent: URL`, `consul: ADDRESS` or `local: N`".into());
+    }
+    if t.local == Some(0) {
+        return Err("target.local: a local swarm needs at least 1 agent".into());
+    }
+    if scenario.steps.is_empty() {
+        return Err("steps: a scenario needs at least one step".into());
+    }
+    check_steps(&scenario.steps, "steps", scenario.prometheus.is_some())
+}
+
+fn check_steps(steps: &[Step], at: &str, has_prometheus: bool) -> Result<(), String> {
+    for (i, step) in steps.iter().enumerate() {
+        let here = format!("{at}[{i}]");
+        let action = step.action().map_err(|e| format!("{here}: {e}"))?;
+        match action {
+            Action::Exec(exec) => {
+                if let Some(expect) = &exec.expect {
+                    for (path, bound) in &expect.values {
+                        Bound::parse(bound).map_err(|e| format!("{here}.exec.expect.values.{path}: {e}"))?;
+                    }
+                }
+            }
+            Action::Expect(expect) => {
+                Bound::parse(&expect.is).map_err(|e| format!("{here}.expect.is: {e}"))?;
+                match (&expect.promql, &expect.metric) {
+                    (Some(_), None) if !has_prometheus => {
+                        return Err(format!("{here}.expect.promql: the scenario has no `prometheus:` URL"))
+                    }
+                    (Some(_), None) | (None, Some(_)) => {}
+                    _ => return Err(format!("{here}.expect: give `promql` or `metric`, one of them")),
+                }
+            }
+            Action::Parallel(inner) => check_steps(inner, &format!("{here}.parallel"), has_prometheus)?,
+            Action::Group(inner, repeat) => {
+                if repeat == 0 {
+                    return Err(format!("{here}.repeat: must be at least 1"));
+                }
+                check_steps(inner, &format!("{here}.steps"), has_prometheus)?
+            }
+            Action::Wait(_) | Action::Probe(_) | Action::Abort => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds() {
+        assert!(Bound::parse("<= 5").unwrap().holds(5.0));
+        assert!(!Bound::parse("< 5").unwrap().holds(5.0));
+        assert!(Bound::parse(">=1e6").unwrap().holds(2e6));
+        assert!(Bound::parse("== 3").unwrap().holds(3.0));
+        assert!(Bound::parse("about 3").is_err());
+        assert!(Bound::parse("> three").is_err());
+    }
+
+    #[test]
+    fn unknown_keys_carry_their_line() {
+        let text = "name: x\ntarget: {local: 2}\nsteps:\n  - wait: 1s\n  - exce: {command: sleep/sleep}\n";
+        let err = serde_norway::from_str::<Scenario>(text).unwrap_err().to_string();
+        assert!(err.contains("unknown field `exce`") && err.contains("line 5"), "{err}");
+    }
+
+    #[test]
+    fn a_step_has_one_action() {
+        let text = "name: x\ntarget: {local: 2}\nsteps:\n  - {wait: 1s, abort: {}}\n";
+        let scenario: Scenario = serde_norway::from_str(text).unwrap();
+        assert!(check(&scenario).unwrap_err().contains("one action only"));
+        let text = "name: x\ntarget: {local: 2}\nsteps:\n  - expect: {promql: up, is: '> 0'}\n";
+        let scenario: Scenario = serde_norway::from_str(text).unwrap();
+        assert!(check(&scenario).unwrap_err().contains("no `prometheus:`"));
+    }
+}

@@ -1,0 +1,167 @@
+//! Scenarios (DESIGN 6): declarative chaos runs with expectations, for CI. `format` reads and checks a file,
+//! `runner` runs its steps, `measure` reads the numbers, `report` prints the table and writes JUnit XML.
+
+mod format;
+mod measure;
+mod report;
+mod runner;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::SwarmArgs;
+use crate::swarm::LocalSwarm;
+use format::{load, Scenario, Target};
+use report::{junit, RunReport};
+use runner::Runner;
+
+/// Exit statuses of `tarsier scenario run`.
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_FAILED: i32 = 1;
+pub const EXIT_BAD_FILE: i32 = 2;
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+/// `tarsier scenario check`: loads every file; 0 when all are valid, 2 otherwise.
+pub fn check_files(files: &[PathBuf]) -> i32 {
+    let mut code = EXIT_OK;
+    for file in files {
+        match load(file) {
+            Ok(scenario) => println!("{}: ok ({}, {} steps)", file.display(), scenario.name, scenario.steps.len()),
+            Err(err) => {
+                eprintln!("{err}");
+                code = EXIT_BAD_FILE;
+            }
+        }
+    }
+    code
+}
+
+/// `tarsier scenario run`: every file in turn; the swarm is aborted after each, on failure and on Ctrl-C.
+pub async fn run_files(files: &[PathBuf], junit_path: Option<&PathBuf>, target: Option<&str>) -> anyhow::Result<i32> {
+    let mut scenarios = Vec::new();
+    for file in files {
+        match load(file) {
+            Ok(mut scenario) => {
+                if let Some(url) = target {
+                    scenario.target = Target { agent: Some(url.to_owned()), ..Target::default() };
+                }
+                scenarios.push((file, scenario));
+            }
+            Err(err) => {
+                eprintln!("{err}");
+                return Ok(EXIT_BAD_FILE);
+            }
+        }
+    }
+    let cancel = CancellationToken::new();
+    let interrupted = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\ninterrupted: stopping the step, aborting the swarm");
+            interrupted.cancel();
+        }
+    });
+    let mut reports = Vec::new();
+    let mut code = EXIT_OK;
+    for (file, scenario) in scenarios {
+        let report = run_one(file, scenario, cancel.clone()).await?;
+        print!("{}", report.table());
+        if report.failures() > 0 {
+            code = EXIT_FAILED;
+        }
+        reports.push(report);
+        if cancel.is_cancelled() {
+            code = EXIT_INTERRUPTED;
+            break;
+        }
+    }
+    if let Some(path) = junit_path {
+        std::fs::write(path, junit(&reports)).with_context(|| format!("cannot write {}", path.display()))?;
+        println!("JUnit XML: {}", path.display());
+    }
+    Ok(code)
+}
+
+async fn run_one(file: &std::path::Path, scenario: Scenario, cancel: CancellationToken) -> anyhow::Result<RunReport> {
+    let started = Instant::now();
+    println!("\n== {} ({})", scenario.name, file.display());
+    if let Some(description) = &scenario.description {
+        println!("   {}", description.trim());
+    }
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(3600)).build()?;
+    let (swarm, public, service) = resolve_target(&client, &scenario.target).await?;
+    println!("   target {public} (service {service})");
+    let runner = Arc::new(Runner {
+        client,
+        public,
+        service,
+        prometheus: scenario.prometheus.clone(),
+        continue_on_failure: scenario.continue_on_failure,
+        cancel,
+        results: Mutex::new(Vec::new()),
+    });
+    runner.run_steps(&scenario.steps, 0).await;
+    // Always: whatever happened, nothing the scenario started is left running.
+    match runner.abort().await {
+        Ok(detail) => println!("   abort at the end: {detail}"),
+        Err(err) => eprintln!("   abort at the end failed: {err}"),
+    }
+    if let Some(swarm) = swarm {
+        swarm.stop().await?;
+    }
+    let steps = std::mem::take(&mut *runner.results.lock().unwrap_or_else(|p| p.into_inner()));
+    Ok(RunReport {
+        file: file.display().to_string(),
+        name: scenario.name,
+        steps,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The public and service URLs to talk to, starting a local swarm when the target asks for one.
+async fn resolve_target(
+    client: &reqwest::Client,
+    target: &Target,
+) -> anyhow::Result<(Option<LocalSwarm>, String, String)> {
+    if let Some(n) = target.local {
+        let swarm =
+            LocalSwarm::start(&SwarmArgs { agents: n, base_port: None, config: None, no_demo: true, once: true })
+                .await?;
+        let first = &swarm.agents[0];
+        let (public, service) = (format!("http://{}", first.public_addr), format!("http://{}", first.service_addr));
+        return Ok((Some(swarm), public, service));
+    }
+    if let Some(agent) = &target.agent {
+        let public = crate::client::endpoint(agent, "");
+        let service = match &target.service {
+            Some(service) => crate::client::endpoint(service, ""),
+            None => next_port(&public).unwrap_or_else(|| public.clone()),
+        };
+        return Ok((None, public, service));
+    }
+    let consul = target.consul.as_deref().context("target: no agent, consul or local")?;
+    let url = format!("{}/v1/health/service/{}?passing=1", crate::client::endpoint(consul, ""), target.consul_service);
+    let entries: Vec<Value> =
+        client.get(&url).send().await.with_context(|| format!("cannot reach {url}"))?.json().await?;
+    let entry = entries.first().with_context(|| format!("Consul has no passing `{}` agent", target.consul_service))?;
+    let service = &entry["Service"];
+    let host = match service["Address"].as_str() {
+        Some(a) if !a.is_empty() => a.to_owned(),
+        _ => entry["Node"]["Address"].as_str().unwrap_or("127.0.0.1").to_owned(),
+    };
+    let public = format!("http://{host}:{}", service["Port"]);
+    let service_port = service["Meta"]["service_port"].as_str().unwrap_or_default();
+    Ok((None, public, format!("http://{host}:{service_port}")))
+}
+
+/// `http://host:8080` -> `http://host:8081`: the default layout of the two ports.
+fn next_port(url: &str) -> Option<String> {
+    let (base, port) = url.rsplit_once(':')?;
+    let port: u16 = port.trim_end_matches('/').parse().ok()?;
+    Some(format!("{base}:{}", port.checked_add(1)?))
+}

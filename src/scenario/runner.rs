@@ -1,0 +1,316 @@
+//! Runs a scenario's steps against its target and records each step's outcome.
+
+use std::future::Future;
+use std::io::{IsTerminal as _, Write as _};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+use super::format::{Action, AnswerExpect, Bound, ExecStep, ExpectStep, ProbeStep, Step};
+use super::measure::{at_path, metric, promql};
+use super::report::{Outcome, StepResult};
+use crate::client::wait_for_report;
+
+/// How often `expect ... within` and `probe` look again.
+const POLL: Duration = Duration::from_millis(500);
+
+pub struct Runner {
+    pub client: reqwest::Client,
+    /// The target agent's public and service base URLs.
+    pub public: String,
+    pub service: String,
+    pub prometheus: Option<String>,
+    pub continue_on_failure: bool,
+    /// Fired by Ctrl-C: the running step stops and the rest are skipped.
+    pub cancel: CancellationToken,
+    pub results: Mutex<Vec<StepResult>>,
+}
+
+type StepFuture<'a> = Pin<Box<dyn Future<Output = bool> + Send + 'a>>;
+
+impl Runner {
+    /// Keeps the step's row in the order steps start (a group's row above its steps), filled when it ends.
+    fn reserve(&self, title: &str, depth: usize) -> usize {
+        let mut results = self.results.lock().unwrap_or_else(|p| p.into_inner());
+        results.push(StepResult {
+            title: title.to_owned(),
+            depth,
+            outcome: Outcome::Skipped,
+            seconds: 0.0,
+            detail: String::new(),
+        });
+        results.len() - 1
+    }
+
+    fn fill(&self, slot: usize, result: StepResult) {
+        let mark = match result.outcome {
+            Outcome::Passed => "  ok  ",
+            Outcome::Failed => "FAILED",
+            Outcome::Skipped => " skip ",
+        };
+        println!("{}[{mark}] {} ({:.2}s) {}", "  ".repeat(result.depth), result.title, result.seconds, result.detail);
+        self.results.lock().unwrap_or_else(|p| p.into_inner())[slot] = result;
+    }
+
+    fn record(&self, result: StepResult) {
+        let mark = match result.outcome {
+            Outcome::Passed => "  ok  ",
+            Outcome::Failed => "FAILED",
+            Outcome::Skipped => " skip ",
+        };
+        println!("{}[{mark}] {} ({:.2}s) {}", "  ".repeat(result.depth), result.title, result.seconds, result.detail);
+        self.results.lock().unwrap_or_else(|p| p.into_inner()).push(result);
+    }
+
+    fn skip(&self, steps: &[Step], depth: usize) {
+        for step in steps {
+            self.record(StepResult {
+                title: step.title(),
+                depth,
+                outcome: Outcome::Skipped,
+                seconds: 0.0,
+                detail: String::new(),
+            });
+        }
+    }
+
+    /// Runs steps in order; true when every one held.
+    pub fn run_steps<'a>(self: &'a Arc<Self>, steps: &'a [Step], depth: usize) -> StepFuture<'a> {
+        Box::pin(async move {
+            let mut all_held = true;
+            for (i, step) in steps.iter().enumerate() {
+                if self.cancel.is_cancelled() || (!all_held && !self.continue_on_failure) {
+                    self.skip(&steps[i..], depth);
+                    break;
+                }
+                all_held &= self.run_step(step, depth).await;
+            }
+            all_held
+        })
+    }
+
+    fn run_step<'a>(self: &'a Arc<Self>, step: &'a Step, depth: usize) -> StepFuture<'a> {
+        Box::pin(async move {
+            let title = step.title();
+            let slot = self.reserve(&title, depth);
+            let started = Instant::now();
+            // Checked when the file was loaded.
+            let Ok(action) = step.action() else { return false };
+            let outcome = match action {
+                Action::Parallel(inner) => {
+                    println!("{}[ .... ] {title}", "  ".repeat(depth));
+                    let mut set = tokio::task::JoinSet::new();
+                    for s in inner.to_vec() {
+                        let runner = self.clone();
+                        set.spawn(async move { runner.run_step(&s, depth + 1).await });
+                    }
+                    let mut held = true;
+                    while let Some(done) = set.join_next().await {
+                        held &= done.unwrap_or(false);
+                    }
+                    if held {
+                        Ok("every step held".to_owned())
+                    } else {
+                        Err("a step failed".to_owned())
+                    }
+                }
+                Action::Group(inner, repeat) => {
+                    println!("{}[ .... ] {title}", "  ".repeat(depth));
+                    let mut held = true;
+                    for _ in 0..repeat {
+                        if !self.run_steps(inner, depth + 1).await {
+                            held = false;
+                            if !self.continue_on_failure {
+                                break;
+                            }
+                        }
+                        if self.cancel.is_cancelled() {
+                            held = false;
+                            break;
+                        }
+                    }
+                    if held {
+                        Ok(format!("{repeat} round(s)"))
+                    } else {
+                        Err("a step failed".to_owned())
+                    }
+                }
+                leaf => {
+                    let work = self.leaf(leaf);
+                    tokio::select! {
+                        outcome = work => outcome,
+                        _ = self.cancel.cancelled() => Err("interrupted".to_owned()),
+                    }
+                }
+            };
+            let (outcome, detail) = match outcome {
+                Ok(detail) => (Outcome::Passed, detail),
+                Err(detail) => (Outcome::Failed, detail),
+            };
+            self.fill(slot, StepResult { title, depth, outcome, seconds: started.elapsed().as_secs_f64(), detail });
+            outcome == Outcome::Passed
+        })
+    }
+
+    async fn leaf(&self, action: Action<'_>) -> Result<String, String> {
+        match action {
+            Action::Exec(exec) => self.exec(exec).await,
+            Action::Wait(duration) => {
+                wait_with_bar(duration.0).await;
+                Ok(String::new())
+            }
+            Action::Expect(expect) => self.expect(expect).await,
+            Action::Probe(probe) => self.probe(probe).await,
+            Action::Abort => self.abort().await,
+            Action::Parallel(_) | Action::Group(..) => Err("not a single step".into()),
+        }
+    }
+
+    async fn exec(&self, exec: &ExecStep) -> Result<String, String> {
+        let mut body = json!({ "command": exec.command, "data": exec.data, "detach": exec.detach });
+        if let Some(wave) = &exec.wave {
+            body["wave"] = json!(wave);
+        }
+        let response = self
+            .client
+            .post(format!("{}/exec", self.public))
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| format!("cannot reach {}: {e}", self.public))?;
+        let http = response.status();
+        let mut answer: Value = response.json().await.map_err(|e| format!("the answer is not JSON: {e}"))?;
+        if exec.wave.as_ref().is_some_and(|w| w.report) && http.is_success() {
+            if let Some(id) = answer["wave_id"].as_str().map(str::to_owned) {
+                let report = wait_for_report(&self.client, &self.public, &id, u64::MAX)
+                    .await
+                    .map_err(|e| format!("cannot read the wave report: {e}"))?;
+                answer["report"] = report;
+            }
+        }
+        let default = AnswerExpect::default();
+        let expect = exec.expect.as_ref().unwrap_or(&default);
+        let want_status = expect.status.clone().unwrap_or_else(|| if exec.detach { "running" } else { "ok" }.into());
+        let got_status = answer["status"].as_str().unwrap_or("").to_owned();
+        if got_status != want_status {
+            let why = answer["error"].as_str().map(|e| format!(": {e}")).unwrap_or_default();
+            return Err(format!("HTTP {} status `{got_status}`, want `{want_status}`{why}", http.as_u16()));
+        }
+        let mut details = Vec::new();
+        let mut failures = Vec::new();
+        for (path, bound) in &expect.values {
+            let bound = Bound::parse(bound)?;
+            match at_path(&answer, path).and_then(Value::as_f64) {
+                Some(x) if bound.holds(x) => details.push(format!("{path}={}", short(x))),
+                Some(x) => failures.push(format!("{path}={}, want {bound}", short(x))),
+                None => failures.push(format!("{path}: not a number in the answer")),
+            }
+        }
+        for path in &exec.record {
+            let shown = at_path(&answer, path).map(|v| match v.as_f64() {
+                Some(x) => short(x),
+                None => v.to_string(),
+            });
+            details.push(format!("{path}={}", shown.unwrap_or_else(|| "-".into())));
+        }
+        if answer["report"].is_object() {
+            details.push(format!("agents={}", answer["report"]["agents_reached"]));
+        }
+        if failures.is_empty() {
+            Ok(details.join("  "))
+        } else {
+            Err(failures.join("; "))
+        }
+    }
+
+    async fn expect(&self, expect: &ExpectStep) -> Result<String, String> {
+        let bound = Bound::parse(&expect.is)?;
+        let deadline = Instant::now() + expect.within.map(|w| w.0).unwrap_or_default();
+        loop {
+            let value = match (&expect.promql, &expect.metric, &self.prometheus) {
+                (Some(query), _, Some(prometheus)) => promql(&self.client, prometheus, query).await,
+                (_, Some(selector), _) => metric(&self.client, &self.service, selector).await,
+                _ => Err("no prometheus: URL for a promql expectation".into()),
+            };
+            let last = match value {
+                Ok(Some(x)) if bound.holds(x) => return Ok(format!("{} {bound}", short(x))),
+                Ok(Some(x)) => format!("{}, want {bound}", short(x)),
+                Ok(None) => "no data".to_owned(),
+                Err(e) => e,
+            };
+            if Instant::now() >= deadline {
+                let within = expect.within.map(|w| format!(" within {w}")).unwrap_or_default();
+                return Err(format!("{last}{within}"));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    async fn probe(&self, probe: &ProbeStep) -> Result<String, String> {
+        let started = Instant::now();
+        let deadline = started + probe.within.0;
+        loop {
+            let last = match self.client.get(&probe.url).timeout(Duration::from_secs(2)).send().await {
+                Ok(r) if r.status().as_u16() == probe.status => {
+                    return Ok(format!("{} after {:.1}s", probe.status, started.elapsed().as_secs_f64()))
+                }
+                Ok(r) => format!("answered {}", r.status().as_u16()),
+                Err(e) => e.to_string(),
+            };
+            if Instant::now() >= deadline {
+                return Err(format!("no {} within {} (last: {last})", probe.status, probe.within));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// POST /abort to the target: it releases everything and floods the abort to the whole swarm.
+    pub async fn abort(&self) -> Result<String, String> {
+        let answer: Value = self
+            .client
+            .post(format!("{}/abort", self.public))
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .map_err(|e| format!("cannot reach {}: {e}", self.public))?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(format!("cancelled {} job(s) here, flooded to {} peer(s)", answer["cancelled_jobs"], answer["forwarded"]))
+    }
+}
+
+fn short(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        format!("{}", x as i64)
+    } else {
+        format!("{x:.3}")
+    }
+}
+
+/// Sleeps, drawing a bar when stdout is a terminal.
+async fn wait_with_bar(duration: Duration) {
+    if !std::io::stdout().is_terminal() || duration < Duration::from_secs(1) {
+        tokio::time::sleep(duration).await;
+        return;
+    }
+    let started = Instant::now();
+    const WIDTH: usize = 30;
+    while started.elapsed() < duration {
+        let done = (started.elapsed().as_secs_f64() / duration.as_secs_f64()).min(1.0);
+        let filled = (done * WIDTH as f64) as usize;
+        print!(
+            "\r  wait [{}{}] {:>5.1}s / {:.1}s",
+            "=".repeat(filled),
+            " ".repeat(WIDTH - filled),
+            started.elapsed().as_secs_f64(),
+            duration.as_secs_f64()
+        );
+        let _ = std::io::stdout().flush();
+        tokio::time::sleep(Duration::from_millis(200).min(duration.saturating_sub(started.elapsed()))).await;
+    }
+    print!("\r{}\r", " ".repeat(WIDTH + 30));
+}
