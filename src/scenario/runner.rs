@@ -103,8 +103,8 @@ impl Runner {
                 Action::Parallel(inner) => {
                     println!("{}[ .... ] {title}", "  ".repeat(depth));
                     let mut set = tokio::task::JoinSet::new();
-                    for s in inner.to_vec() {
-                        let runner = self.clone();
+                    for s in inner {
+                        let (runner, s) = (self.clone(), s.clone());
                         set.spawn(async move { runner.run_step(&s, depth + 1).await });
                     }
                     let mut held = true;
