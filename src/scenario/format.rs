@@ -115,6 +115,9 @@ pub struct ProbeStep {
     /// How long the system under test has to answer it.
     #[serde(default = "default_probe_within")]
     pub within: HumanDuration,
+    /// Turn the probe around: it holds when `status` does NOT come within the time (a liveness probe fires).
+    #[serde(default)]
+    pub fails: bool,
 }
 
 fn default_probe_status() -> u16 {
@@ -259,15 +262,25 @@ fn check(scenario: &Scenario) -> Result<(), String> {
     if scenario.steps.is_empty() {
         return Err("steps: a scenario needs at least one step".into());
     }
-    check_steps(&scenario.steps, "steps", scenario.prometheus.is_some())
+    check_steps(&scenario.steps, "steps", scenario.prometheus.is_some(), t.local.is_some())
 }
 
-fn check_steps(steps: &[Step], at: &str, has_prometheus: bool) -> Result<(), String> {
+/// Commands that kill the agent's process: against a local swarm that process is the runner itself.
+const DEADLY: [&str; 4] = ["faults/segfault", "faults/panic", "faults/abort", "faults/exit"];
+
+fn check_steps(steps: &[Step], at: &str, has_prometheus: bool, local: bool) -> Result<(), String> {
     for (i, step) in steps.iter().enumerate() {
         let here = format!("{at}[{i}]");
         let action = step.action().map_err(|e| format!("{here}: {e}"))?;
         match action {
             Action::Exec(exec) => {
+                if local && DEADLY.contains(&exec.command.as_str()) {
+                    return Err(format!(
+                        "{here}.exec: {} would kill the local swarm and this runner with it; run it with \
+                         --target against agents an orchestrator restarts",
+                        exec.command
+                    ));
+                }
                 if let Some(expect) = &exec.expect {
                     for (path, bound) in &expect.values {
                         Bound::parse(bound).map_err(|e| format!("{here}.exec.expect.values.{path}: {e}"))?;
@@ -284,12 +297,12 @@ fn check_steps(steps: &[Step], at: &str, has_prometheus: bool) -> Result<(), Str
                     _ => return Err(format!("{here}.expect: give `promql` or `metric`, one of them")),
                 }
             }
-            Action::Parallel(inner) => check_steps(inner, &format!("{here}.parallel"), has_prometheus)?,
+            Action::Parallel(inner) => check_steps(inner, &format!("{here}.parallel"), has_prometheus, local)?,
             Action::Group(inner, repeat) => {
                 if repeat == 0 {
                     return Err(format!("{here}.repeat: must be at least 1"));
                 }
-                check_steps(inner, &format!("{here}.steps"), has_prometheus)?
+                check_steps(inner, &format!("{here}.steps"), has_prometheus, local)?
             }
             Action::Wait(_) | Action::Probe(_) | Action::Abort => {}
         }

@@ -169,8 +169,20 @@ impl Runner {
         }
     }
 
+    /// `{{public}}` and `{{service}}` in a command's data become the target agent's `host:port`s, so a
+    /// scenario can aim load at its own swarm (a demo target) without knowing its ports.
+    fn substitute(&self, data: &Value) -> Value {
+        let host_port = |url: &str| url.split_once("://").map(|(_, rest)| rest).unwrap_or(url).trim_end_matches('/').to_owned();
+        let text = data
+            .to_string()
+            .replace("{{public}}", &host_port(&self.public))
+            .replace("{{service}}", &host_port(&self.service));
+        serde_json::from_str(&text).unwrap_or_else(|_| data.clone())
+    }
+
     async fn exec(&self, exec: &ExecStep) -> Result<String, String> {
-        let mut body = json!({ "command": exec.command, "data": exec.data, "detach": exec.detach });
+        let data = self.substitute(&exec.data);
+        let mut body = json!({ "command": exec.command, "data": data, "detach": exec.detach });
         if let Some(wave) = &exec.wave {
             body["wave"] = json!(wave);
         }
@@ -252,18 +264,25 @@ impl Runner {
     async fn probe(&self, probe: &ProbeStep) -> Result<String, String> {
         let started = Instant::now();
         let deadline = started + probe.within.0;
+        let url = self.substitute(&Value::String(probe.url.clone())).as_str().unwrap_or(&probe.url).to_owned();
         loop {
-            let last = match self.client.get(&probe.url).timeout(Duration::from_secs(2)).send().await {
+            let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100));
+            let last = match self.client.get(&url).timeout(remaining.min(Duration::from_secs(2))).send().await {
                 Ok(r) if r.status().as_u16() == probe.status => {
-                    return Ok(format!("{} after {:.1}s", probe.status, started.elapsed().as_secs_f64()))
+                    let after = format!("{} after {:.1}s", probe.status, started.elapsed().as_secs_f64());
+                    return if probe.fails { Err(format!("answered {after}, want no answer")) } else { Ok(after) };
                 }
                 Ok(r) => format!("answered {}", r.status().as_u16()),
-                Err(e) => e.to_string(),
+                Err(e) => if e.is_timeout() { "timed out".to_owned() } else { e.to_string() },
             };
             if Instant::now() >= deadline {
-                return Err(format!("no {} within {} (last: {last})", probe.status, probe.within));
+                return if probe.fails {
+                    Ok(format!("no {} within {} ({last})", probe.status, probe.within))
+                } else {
+                    Err(format!("no {} within {} (last: {last})", probe.status, probe.within))
+                };
             }
-            tokio::time::sleep(POLL).await;
+            tokio::time::sleep(POLL.min(deadline.saturating_duration_since(Instant::now()))).await;
         }
     }
 
