@@ -9,6 +9,11 @@ TARSIER_CONSUL_BIN="$(scripts/consul.sh install)"
 export TARSIER_CONSUL_BIN
 "$TARSIER_CONSUL_BIN" version | head -n 1
 
+echo "== prometheus (the scenario tests run a real Prometheus)"
+TARSIER_PROMETHEUS_BIN="$(scripts/prometheus.sh install)"
+export TARSIER_PROMETHEUS_BIN
+"$TARSIER_PROMETHEUS_BIN" --version 2>&1 | head -n 1
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy -D warnings"
@@ -17,6 +22,8 @@ echo "== cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --workspace --locked 2>&1 | tee "$log"
+echo "== scenario smoke (the CI scenario, against a local swarm)"
+target/debug/tarsier scenario run scenarios/smoke.yaml --junit target/junit-smoke.xml | tee -a "$log" | tail -n 20
 # One closing line for the whole run, summed over every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"

@@ -147,6 +147,9 @@ pub enum ScenarioCommand {
         /// Run against this agent's public URL instead of each file's target.
         #[arg(long)]
         target: Option<String>,
+        /// With --target: the agent's service URL (default: the public port + 1).
+        #[arg(long, requires = "target")]
+        service: Option<String>,
     },
     /// Check scenario files without running them: exit 0 when all are valid, 2 otherwise.
     Check {

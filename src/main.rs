@@ -78,12 +78,12 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             swarm::run(args).await
         }
         CliCommand::Scenario(ScenarioCommand::Check { files }) => Ok(scenario::check_files(&files)),
-        CliCommand::Scenario(ScenarioCommand::Run { files, junit, target }) => {
+        CliCommand::Scenario(ScenarioCommand::Run { files, junit, target, service }) => {
             if std::env::var_os("TARSIER_LOG").is_none() {
                 std::env::set_var("TARSIER_LOG", "warn");
             }
             init_logging(LogFormat::Text);
-            scenario::run_files(&files, junit.as_ref(), target.as_deref()).await
+            scenario::run_files(&files, junit.as_ref(), target.as_deref(), service.as_deref()).await
         }
         CliCommand::Demo(args) => {
             if std::env::var_os("TARSIER_LOG").is_none() {

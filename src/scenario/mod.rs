@@ -42,13 +42,22 @@ pub fn check_files(files: &[PathBuf]) -> i32 {
 }
 
 /// `tarsier scenario run`: every file in turn; the swarm is aborted after each, on failure and on Ctrl-C.
-pub async fn run_files(files: &[PathBuf], junit_path: Option<&PathBuf>, target: Option<&str>) -> anyhow::Result<i32> {
+pub async fn run_files(
+    files: &[PathBuf],
+    junit_path: Option<&PathBuf>,
+    target: Option<&str>,
+    service: Option<&str>,
+) -> anyhow::Result<i32> {
     let mut scenarios = Vec::new();
     for file in files {
         match load(file) {
             Ok(mut scenario) => {
                 if let Some(url) = target {
-                    scenario.target = Target { agent: Some(url.to_owned()), ..Target::default() };
+                    scenario.target = Target {
+                        agent: Some(url.to_owned()),
+                        service: service.map(str::to_owned),
+                        ..Target::default()
+                    };
                 }
                 scenarios.push((file, scenario));
             }

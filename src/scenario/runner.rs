@@ -172,7 +172,8 @@ impl Runner {
     /// `{{public}}` and `{{service}}` in a command's data become the target agent's `host:port`s, so a
     /// scenario can aim load at its own swarm (a demo target) without knowing its ports.
     fn substitute(&self, data: &Value) -> Value {
-        let host_port = |url: &str| url.split_once("://").map(|(_, rest)| rest).unwrap_or(url).trim_end_matches('/').to_owned();
+        let host_port =
+            |url: &str| url.split_once("://").map(|(_, rest)| rest).unwrap_or(url).trim_end_matches('/').to_owned();
         let text = data
             .to_string()
             .replace("{{public}}", &host_port(&self.public))
@@ -221,7 +222,7 @@ impl Runner {
                 None => failures.push(format!("{path}: not a number in the answer")),
             }
         }
-        for path in &exec.record {
+        for path in exec.record.iter().filter(|p| !expect.values.contains_key(*p)) {
             let shown = at_path(&answer, path).map(|v| match v.as_f64() {
                 Some(x) => short(x),
                 None => v.to_string(),
@@ -273,7 +274,13 @@ impl Runner {
                     return if probe.fails { Err(format!("answered {after}, want no answer")) } else { Ok(after) };
                 }
                 Ok(r) => format!("answered {}", r.status().as_u16()),
-                Err(e) => if e.is_timeout() { "timed out".to_owned() } else { e.to_string() },
+                Err(e) => {
+                    if e.is_timeout() {
+                        "timed out".to_owned()
+                    } else {
+                        e.to_string()
+                    }
+                }
             };
             if Instant::now() >= deadline {
                 return if probe.fails {

@@ -257,6 +257,7 @@ pub fn files_in(dir: &Path) -> Vec<PathBuf> {
 pub const MIB: u64 = 1024 * 1024;
 
 pub mod consul;
+pub mod prometheus;
 
 /// Starts `n` child agents with the same extra config.
 pub fn spawn_agents(n: usize, config: &str) -> Vec<ChildAgent> {

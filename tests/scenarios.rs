@@ -1,0 +1,152 @@
+//! `tarsier scenario`: the library checks, the smoke scenario runs, expectations against a real Prometheus hold
+//! or fail with the right exit status, and bad files are refused with their line.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::prometheus::Prometheus;
+use common::{eventually, ChildAgent, BIN};
+
+fn scenario(args: &[&str], files: &[&Path]) -> Output {
+    Command::new(BIN).arg("scenario").args(args).args(files).output().unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+fn library() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn every_library_scenario_is_valid_and_says_what_it_proves() {
+    let files = library();
+    assert!(files.len() >= 8, "{files:?}");
+    let refs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+    let out = scenario(&["check"], &refs);
+    assert!(out.status.success(), "{}", text(&out));
+    for file in &files {
+        let first = std::fs::read_to_string(file).unwrap();
+        assert!(first.starts_with("# "), "{file:?} must open with a comment saying what it proves");
+        assert!(first.contains("Proves"), "{file:?} must say what it proves");
+    }
+}
+
+#[test]
+fn smoke_runs_green_and_writes_junit() {
+    let dir = tempfile::tempdir().unwrap();
+    let junit = dir.path().join("smoke.xml");
+    let smoke = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/smoke.yaml");
+    let out = Command::new(BIN).args(["scenario", "run"]).arg(&smoke).arg("--junit").arg(&junit).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("0 failed, 0 skipped"), "{}", text(&out));
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("<testsuite name=\"smoke\"") && xml.contains("failures=\"0\""), "{xml}");
+}
+
+#[test]
+fn bad_files_exit_2_with_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("name: x\ntarget: {local: 1}\nsteps:\n  - wait: 1s\n  - exce: {command: sleep/sleep}\n", "line 5"),
+        ("name: x\ntarget: {local: 1}\nsteps:\n  - {wait: 1s, abort: {}}\n", "one action only"),
+        ("name: x\ntarget: {local: 1}\nsteps:\n  - expect: {metric: x, is: 'about 3'}\n", "not a comparison"),
+        ("name: x\ntarget: {local: 1}\nsteps:\n  - exec: {command: faults/segfault}\n", "kill the local swarm"),
+        ("name: x\ntarget: {local: 1, agent: 'http://a:1'}\nsteps:\n  - wait: 1s\n", "exactly one of"),
+    ];
+    for (i, (body, message)) in cases.iter().enumerate() {
+        let file = dir.path().join(format!("bad-{i}.yaml"));
+        std::fs::write(&file, body).unwrap();
+        for verb in ["check", "run"] {
+            let out = scenario(&[verb], &[&file]);
+            assert_eq!(out.status.code(), Some(2), "{verb} {body}: {}", text(&out));
+            assert!(text(&out).contains(message), "{verb} {body}: {}", text(&out));
+        }
+    }
+}
+
+/// A real Prometheus scrapes two child agents, one of them found through its own /sd (http_sd_configs).
+#[test]
+fn promql_expectations_hold_or_fail_against_a_real_prometheus() {
+    let a = ChildAgent::spawn();
+    let b = ChildAgent::spawn();
+    let service = |agent: &ChildAgent| agent.service.trim_start_matches("http://").to_owned();
+    let prometheus = Prometheus::start(&format!(
+        "  - job_name: tarsier-sd\n    http_sd_configs: [{{url: '{}/sd', refresh_interval: 1s}}]\n  - job_name: tarsier-static\n    static_configs: [{{targets: ['{}']}}]\n",
+        a.service,
+        service(&b)
+    ));
+    assert!(eventually(Duration::from_secs(30), || prometheus.targets_up() == 2), "{}", prometheus.log());
+
+    let dir = tempfile::tempdir().unwrap();
+    let holds = dir.path().join("holds.yaml");
+    std::fs::write(
+        &holds,
+        format!(
+            "name: promql holds\ntarget: {{agent: '{}', service: '{}'}}\nprometheus: {}\nsteps:\n\
+             \x20 - exec: {{command: heavy_load/gobble_ram, data: {{size: 8MiB}}}}\n\
+             \x20 - expect: {{promql: 'sum(tarsier_held{{resource=\"ram_bytes\"}})', is: '>= 8388608', within: 30s}}\n\
+             \x20 - expect: {{promql: 'count(up{{job=~\"tarsier.*\"}} == 1)', is: '== 2'}}\n",
+            a.public, a.service, prometheus.url
+        ),
+    )
+    .unwrap();
+    let out = scenario(&["run"], &[&holds]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // The run ends with an abort: what the scenario took is released.
+    assert!(eventually(Duration::from_secs(5), || a.runtime()["held"]["ram_bytes"] == 0));
+
+    let fails = dir.path().join("fails.yaml");
+    std::fs::write(
+        &fails,
+        format!(
+            "name: promql fails\ntarget: {{agent: '{}', service: '{}'}}\nprometheus: {}\nsteps:\n\
+             \x20 - expect: {{promql: 'sum(tarsier_held{{resource=\"ram_bytes\"}})', is: '> 1e12', within: 2s}}\n\
+             \x20 - wait: 1s\n",
+            a.public, a.service, prometheus.url
+        ),
+    )
+    .unwrap();
+    let junit = dir.path().join("fails.xml");
+    let out = Command::new(BIN).args(["scenario", "run"]).arg(&fails).arg("--junit").arg(&junit).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("want > 1000000000000"), "{}", text(&out));
+    assert!(text(&out).contains("skipped"), "the steps after a failure are skipped: {}", text(&out));
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("failures=\"1\"") && xml.contains("<skipped/>"), "{xml}");
+}
+
+#[test]
+fn metric_expectations_and_probes_against_an_agent_target() {
+    let agent = ChildAgent::spawn();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("agent.yaml");
+    std::fs::write(
+        &file,
+        "name: agent target\ntarget: {agent: 'http://127.0.0.1:1'}\nsteps:\n\
+         \x20 - exec: {command: storage/open_fd, data: {count: 3}, expect: {values: {result.opened: '== 3'}}}\n\
+         \x20 - expect: {metric: 'tarsier_held{resource=\"files\"}', is: '== 3'}\n\
+         \x20 - probe: {url: 'http://{{service}}/health', status: 200, within: 5s}\n\
+         \x20 - probe: {url: 'http://{{service}}/nope', status: 200, within: 1s, fails: true}\n",
+    )
+    .unwrap();
+    // --target and --service override the file's target.
+    let out = Command::new(BIN)
+        .args(["scenario", "run", "--target", &agent.public, "--service", &agent.service])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("result.opened=3"), "{}", text(&out));
+    assert!(
+        eventually(Duration::from_secs(5), || agent.runtime()["held"]["files"] == 0),
+        "the final abort released the fds"
+    );
+}
