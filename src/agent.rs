@@ -102,7 +102,7 @@ impl BoundAgent {
             }
             (None, None) => Arc::new(NoPeers),
         };
-        let metrics = Metrics::new(true, registry.collectors())?;
+        let metrics = Metrics::new(true, registry.collectors(), &config.limits)?;
         let state = Arc::new(AgentState {
             name,
             registry,

@@ -40,6 +40,7 @@ impl Metrics {
     pub fn new(
         with_process_collector: bool,
         collectors: Vec<Box<dyn prometheus::core::Collector>>,
+        limits: &tarsier_plugin::Limits,
     ) -> prometheus::Result<Self> {
         let registry = Registry::new();
         let http_requests = counter_vec(
@@ -91,6 +92,23 @@ impl Metrics {
             &["resource"],
         )?;
         registry.register(Box::new(held.clone()))?;
+        let limit = IntGaugeVec::new(
+            Opts::new(
+                "tarsier_limit",
+                "The agent's configured limits, by resource: ram_bytes, disk_bytes, connections (absent: no limit).",
+            ),
+            &["resource"],
+        )?;
+        registry.register(Box::new(limit.clone()))?;
+        for (resource, value) in [
+            ("ram_bytes", limits.max_ram.map(|b| b.0)),
+            ("disk_bytes", limits.max_disk.map(|b| b.0)),
+            ("connections", limits.max_connections),
+        ] {
+            if let Some(value) = value {
+                limit.with_label_values(&[resource]).set(i64::try_from(value).unwrap_or(i64::MAX));
+            }
+        }
         let build =
             IntGaugeVec::new(Opts::new("tarsier_build_info", "Always 1; the version is a label."), &["version"])?;
         registry.register(Box::new(build.clone()))?;
