@@ -1,30 +1,11 @@
 //! tarsier: a chaos and load-testing agent swarm.
 
-mod agent;
-mod api;
-mod body;
-mod cli;
-mod client;
-mod config;
-mod demo;
-mod discovery;
-mod error;
-mod exec;
-mod http_common;
-mod jobs;
-mod metrics;
-mod registry;
-mod runtime_stats;
-mod scenario;
-mod service;
-mod swarm;
-mod wave;
-
 use clap::Parser as _;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Cli, CliCommand, LogFormat, ScenarioCommand};
-use crate::config::AgentConfig;
+use config::AgentConfig;
+use tarsier::cli::{Cli, CliCommand, LogFormat, ScenarioCommand};
+use tarsier::{agent, client, config, demo, scenario, swarm};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();

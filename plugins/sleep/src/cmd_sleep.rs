@@ -32,6 +32,10 @@ impl Command for Sleep {
     fn execute(&self, data: SleepData, ctx: ExecContext) -> JobFuture {
         Box::pin(async move {
             let started = Instant::now();
+            // A zero sleep answers at once: the timer wheel would round it up to its next millisecond tick.
+            if data.duration.0.is_zero() {
+                return Ok(json!({ "slept_ms": 0 }));
+            }
             tokio::select! {
                 _ = tokio::time::sleep(data.duration.0) => {}
                 _ = ctx.cancel.cancelled() => {}

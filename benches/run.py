@@ -1,0 +1,302 @@
+"""The benchmark harness behind benches/run.sh: measures tarsier next to a baseline in the same run and prints
+a markdown table. Only 127.0.0.1; every loop is bounded in count and time."""
+
+import json
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+TARSIER = os.environ["TARSIER_BIN"]
+BARE = os.environ["BARE_AXUM_BIN"]
+CORES = os.cpu_count() or 1
+ROWS = []
+
+
+def row(section, measure, value, baseline, ratio, target, met, command):
+    ROWS.append((section, measure, value, baseline, ratio, target, met, command))
+    print(f"  {measure}: {value} | baseline {baseline} | ratio {ratio} | target {target} | {met}", file=sys.stderr)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(method, url, body=None, timeout=60):
+    data = body.encode() if isinstance(body, str) else body
+    req = urllib.request.Request(url, data=data, method=method, headers={"content-type": "application/yaml"})
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return json.loads(r.read() or b"null")
+
+
+def wait_http(url, within=20.0):
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            return True
+        except Exception:
+            time.sleep(0.001)
+    raise RuntimeError(f"{url} did not answer within {within}s")
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Agent:
+    def __init__(self, storage=None):
+        self.public, self.service = free_port(), free_port()
+        args = [TARSIER, "agent", f"--listen=127.0.0.1:{self.public}", f"--service-listen=127.0.0.1:{self.service}"]
+        if storage:
+            args.append(f"--storage-dir={storage}")
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "TARSIER_LOG": "warn"})
+        wait_http(f"http://127.0.0.1:{self.service}/health")
+        self.healthy_after = time.monotonic() - self.started
+
+    def exec(self, body, timeout=120):
+        return http("POST", f"http://127.0.0.1:{self.public}/exec", body, timeout)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=10)
+
+
+class Bare:
+    def __init__(self):
+        self.port = free_port()
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen([BARE, f"127.0.0.1:{self.port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_http(f"http://127.0.0.1:{self.port}/health")
+        self.healthy_after = time.monotonic() - self.started
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def wrk(url, threads, conns, seconds, script=None):
+    args = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", "--latency"]
+    if script:
+        args += ["-s", script]
+    out = subprocess.run(args + [url], capture_output=True, text=True, timeout=seconds + 30).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
+    return rps, float(p99.group(1)) * scale
+
+
+def fmt(x, unit=""):
+    if isinstance(x, float):
+        x = f"{x:,.3g}" if abs(x) < 100 else f"{x:,.0f}"
+    return f"{x} {unit}".strip()
+
+
+def control():
+    print("control plane", file=sys.stderr)
+    script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
+    script.write('wrk.method = "POST"\nwrk.body = "command: sleep/sleep\\ndata: {duration: 0s}\\n"\n'
+                 'wrk.headers["Content-Type"] = "application/yaml"\n')
+    script.close()
+    bare, agent = Bare(), Agent()
+    try:
+        b_rps, b_p99 = wrk(f"http://127.0.0.1:{bare.port}/exec", 2, 32, 10, script.name)
+        a_rps, a_p99 = wrk(f"http://127.0.0.1:{agent.public}/exec", 2, 32, 10, script.name)
+    finally:
+        bare.stop(), agent.stop()
+    cmd = "wrk -t2 -c32 -d10s -s post.lua (sleep/sleep 0s)"
+    row("control plane", "/exec requests/s", fmt(a_rps), fmt(b_rps) + " (bare axum)", f"{a_rps / b_rps:.2f}", ">= 0.8", "yes" if a_rps / b_rps >= 0.8 else "**no**", cmd)
+    row("control plane", "/exec p99 latency", fmt(a_p99, "ms"), fmt(b_p99, "ms") + " (bare axum)", f"{a_p99 / b_p99:.2f}", "-", "-", cmd)
+
+
+def parse():
+    print("parse", file=sys.stderr)
+    subprocess.run(["cargo", "bench", "--quiet", "--bench", "parse", "--", "--warm-up-time", "1", "--measurement-time", "3"],
+                   capture_output=True, timeout=600, check=True)
+
+    def mean_ns(name):
+        path = os.path.join("target", "criterion", name, "new", "estimates.json")
+        with open(path) as f:
+            return json.load(f)["mean"]["point_estimate"]
+
+    base = mean_ns("baseline_ serde_json__Value of the small JSON body")
+    for name in ["parse small YAML body", "parse full YAML body", "parse small JSON body"]:
+        ns = mean_ns(name)
+        row("control plane", name, fmt(ns / 1000, "µs"), fmt(base / 1000, "µs") + " (serde_json::Value)", f"{ns / base:.1f}", "-", "-", "cargo bench --bench parse")
+
+
+def wait_report(public, wave_id, within=30.0):
+    deadline, last, since = time.monotonic() + within, -1, time.monotonic()
+    while time.monotonic() < deadline:
+        summary = http("GET", f"http://127.0.0.1:{public}/waves/{wave_id}?entries=true")
+        if summary["executions"] != last:
+            last, since = summary["executions"], time.monotonic()
+        elif time.monotonic() - since > 1.5:
+            return summary
+        time.sleep(0.05)
+    return summary
+
+
+def wave():
+    print("wave reach", file=sys.stderr)
+    for n in [100, 500, 1000]:
+        proc = subprocess.Popen([TARSIER, "swarm", f"--agents={n}", "--no-demo"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                env={**os.environ, "TARSIER_LOG": "error"})
+        try:
+            public = None
+            for line in proc.stdout:
+                m = re.search(r"local-0\s+public http://127.0.0.1:(\d+)", line)
+                if m:
+                    public = int(m.group(1))
+                    break
+            wait_http(f"http://127.0.0.1:{public}/jobs")
+            swarm_rss = rss_kib(proc.pid) / 1024
+            # Per-hop latency: a one-hop wave, origin to one peer, median of 7.
+            hops = []
+            for _ in range(7):
+                a = http("POST", f"http://127.0.0.1:{public}/exec", "command: sleep/sleep\ndata: {duration: 0s}\nwave: {remain: 1, buddies: 1, report: true}\n")
+                s = wait_report(public, a["wave_id"])
+                entries = [e for e in s.get("entries", []) if e["hop"] == 1]
+                if entries:
+                    hops.append(entries[0]["received_at_ms"] - s["started_at_ms"])
+            per_hop = statistics.median(hops) if hops else float("nan")
+            ideal_hops = len(str(n - 1)) if n > 1 else 0  # ceil(log10 n)
+            reached, coverage = [], []
+            for _ in range(5):
+                a = http("POST", f"http://127.0.0.1:{public}/exec", "command: sleep/sleep\ndata: {duration: 0s}\nwave: {remain: 16, buddies: 10, dedupe: true, report: true}\n")
+                s = wait_report(public, a["wave_id"])
+                reached.append(s["agents_reached"] / n)
+                coverage.append(s["last_arrival_ms"])
+            cov = statistics.median(coverage)
+            ideal = ideal_hops * max(per_hop, 1)
+            cmd = f"tarsier swarm --agents {n} (one process); dedupe wave buddies 10, median of 5"
+            row("wave reach", f"{n} agents: fraction reached", f"{min(reached):.0%} (worst of 5)", "100 %", f"{min(reached):.2f}", "1.00", "yes" if min(reached) == 1 else "**no**", cmd)
+            target = "< 1000 ms" if n == 1000 else "-"
+            met = ("yes" if cov < 1000 else "**no**") if n == 1000 else "-"
+            row("wave reach", f"{n} agents: time to full coverage", fmt(float(cov), "ms") + f" (runs {min(coverage)}-{max(coverage)})",
+                f"{ideal:.0f} ms ideal = {ideal_hops} hops × {per_hop:.0f} ms", f"{cov / ideal:.1f}", target, met, cmd)
+            a = http("POST", f"http://127.0.0.1:{public}/exec", "command: sleep/sleep\ndata: {duration: 0s}\nwave: {remain: 3, buddies: 10, report: true}\n")
+            s = wait_report(public, a["wave_id"])
+            row("wave reach", f"{n} agents: executions, remain 3 buddies 10", str(s["executions"]), "1111 = 1+10+100+1000",
+                f"{s['executions'] / 1111:.3f}", "1.00", "yes" if s["executions"] == 1111 else "**no**", f"tarsier swarm --agents {n}; no dedupe")
+            row("wave reach", f"{n} agents: swarm process RSS", fmt(swarm_rss, "MiB"), "-", f"{swarm_rss / n * 1024:.0f} KiB/agent", "-", "-", f"tarsier swarm --agents {n}")
+        finally:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def fidelity():
+    print("fidelity", file=sys.stderr)
+    storage = tempfile.mkdtemp(prefix="tarsier-bench-", dir=os.environ.get("BENCH_DIR", "/tmp"))
+    agent = Agent(storage)
+    try:
+        before = cpu_seconds(agent.proc.pid)
+        agent.exec(f"command: heavy_load/spin_cpu\ndata: {{threads: {CORES}, duration: 5s}}\n")
+        used = cpu_seconds(agent.proc.pid) - before
+        ratio = used / (CORES * 5)
+        row("fidelity", f"spin_cpu {CORES} threads × 5 s: CPU seconds", fmt(used, "s"), f"{CORES * 5} s (threads × duration)", f"{ratio:.3f}", ">= 0.97", "yes" if ratio >= 0.97 else "**no**", "/proc/PID/stat utime+stime")
+        before = cpu_seconds(agent.proc.pid)
+        agent.exec(f"command: heavy_load/spin_cpu\ndata: {{threads: {CORES}, duration: 5s, load: 50}}\n")
+        frac = (cpu_seconds(agent.proc.pid) - before) / (CORES * 5)
+        row("fidelity", "spin_cpu load 50: CPU fraction", f"{frac:.1%}", "50 %", f"{frac / 0.5:.3f}", "within 5 points", "yes" if abs(frac - 0.5) <= 0.05 else "**no**", "/proc/PID/stat utime+stime")
+
+        rss0 = rss_kib(agent.proc.pid)
+        a = agent.exec("command: heavy_load/gobble_ram\ndata: {size: 1GiB}\n")
+        grown = (rss_kib(agent.proc.pid) - rss0) / (1024 * 1024)
+        gob_ms = a["elapsed_ms"]
+        agent.exec("command: heavy_load/free_ram\n")
+        row("fidelity", "gobble_ram 1 GiB: RSS growth", f"{grown:.3f} GiB", "1 GiB asked", f"{grown:.3f}", ">= 0.99", "yes" if grown >= 0.99 else "**no**", "VmRSS before and after")
+        start = time.monotonic()
+        stress = subprocess.Popen(["stress-ng", "--vm", "1", "--vm-bytes", "1G", "--vm-keep", "--timeout", "30s", "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        reached = None
+        while time.monotonic() - start < 30 and reached is None:
+            total = 0
+            for pid in subprocess.run(["pgrep", "-f", "stress-ng"], capture_output=True, text=True).stdout.split():
+                try:
+                    total += rss_kib(int(pid))
+                except (FileNotFoundError, ProcessLookupError, ValueError):
+                    pass
+            if total >= 1024 * 1024 * 0.99:
+                reached = (time.monotonic() - start) * 1000
+            time.sleep(0.005)
+        stress.send_signal(signal.SIGINT)
+        stress.wait(timeout=30)
+        row("fidelity", "gobble_ram 1 GiB: time to hold it", fmt(float(gob_ms), "ms"), fmt(reached or float("nan"), "ms") + " (stress-ng --vm 1 --vm-bytes 1G --vm-keep, to 99 % RSS)",
+            f"{gob_ms / reached:.2f}" if reached else "-", "-", "-", "elapsed_ms vs polling stress-ng's RSS")
+
+        best_w, best_dd = 0.0, 0.0
+        for _ in range(2):
+            a = agent.exec("command: storage/write\ndata: {amount: 1GiB, files: 1}\n", timeout=300)
+            best_w = max(best_w, a["result"]["mb_per_s"])
+            agent.exec("command: storage/close_fd\n")
+            out = subprocess.run(["dd", "if=/dev/zero", f"of={storage}/dd.bin", "bs=1M", "count=1024", "conv=fsync"], capture_output=True, text=True, timeout=300).stderr
+            os.remove(f"{storage}/dd.bin")
+            m = re.search(r"copied, ([\d.]+) s", out)
+            best_dd = max(best_dd, 1073.741824 / float(m.group(1)))
+        row("fidelity", "storage/write 1 GiB, fsync", fmt(best_w, "MB/s"), fmt(best_dd, "MB/s") + " (dd bs=1M conv=fsync)", f"{best_w / best_dd:.2f}", ">= 0.9", "yes" if best_w / best_dd >= 0.9 else "**no**", "best of 2 each, same directory")
+    finally:
+        agent.stop()
+
+    agents, bares = [], []
+    for _ in range(5):
+        a = Agent()
+        time.sleep(0.2)
+        agents.append((a.healthy_after * 1000, rss_kib(a.proc.pid) / 1024))
+        a.stop()
+        b = Bare()
+        time.sleep(0.2)
+        bares.append((b.healthy_after * 1000, rss_kib(b.proc.pid) / 1024))
+        b.stop()
+    a_rss, b_rss = statistics.median(x[1] for x in agents), statistics.median(x[1] for x in bares)
+    a_up, b_up = statistics.median(x[0] for x in agents), statistics.median(x[0] for x in bares)
+    row("fidelity", "idle agent RSS", fmt(a_rss, "MiB"), fmt(b_rss, "MiB") + " (bare axum)", f"{a_rss / b_rss:.2f}", "< 15 MiB", "yes" if a_rss < 15 else "**no**", "VmRSS 200 ms after healthy, median of 5")
+    row("fidelity", "start to healthy", fmt(a_up, "ms"), fmt(b_up, "ms") + " (bare axum)", f"{a_up / b_up:.2f}", "< 100 ms", "yes" if a_up < 100 else "**no**", "spawn to first 200 on /health, median of 5")
+
+
+def http_load():
+    print("http_load", file=sys.stderr)
+    bare, agent = Bare(), Agent()
+    try:
+        w_rps, w_p99 = wrk(f"http://127.0.0.1:{bare.port}/", 2, 64, 10)
+        a = agent.exec(f"command: net/http_load\ndata: {{url: 'http://127.0.0.1:{bare.port}/', concurrency: 64, duration: 10s}}\n", timeout=120)
+        t_rps, t_p99 = a["result"]["req_per_s"], a["result"]["latency_ms"]["p99"]
+    finally:
+        bare.stop(), agent.stop()
+    row("load generation", "net/http_load requests/s", fmt(t_rps), fmt(w_rps) + " (wrk -t2 -c64)", f"{t_rps / w_rps:.2f}", ">= 0.8", "yes" if t_rps / w_rps >= 0.8 else "**no**", "concurrency 64, 10 s, against bare axum GET /")
+    row("load generation", "net/http_load p99 latency", fmt(t_p99, "ms"), fmt(w_p99, "ms") + " (wrk)", f"{t_p99 / w_p99:.2f}", "-", "-", "same runs")
+
+
+SECTIONS = {"control": control, "parse": parse, "wave": wave, "fidelity": fidelity, "http_load": http_load}
+
+if __name__ == "__main__":
+    chosen = sys.argv[1:] or list(SECTIONS)
+    for name in chosen:
+        SECTIONS[name]()
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    print(f"\nMachine: {CORES} cores, {mem:.0f} GiB; {time.strftime('%Y-%m-%d')}; `benches/run.sh {' '.join(chosen)}`\n")
+    print("| section | measure | tarsier | baseline (same run) | ratio | target | met | how |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in ROWS:
+        print("| " + " | ".join(str(c) for c in r) + " |")

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Regenerates the README's performance table: every figure next to its baseline from the same run.
+#   benches/run.sh            (all sections; about 4 minutes on 2 cores)
+#   benches/run.sh wave       (one section: control, parse, wave, fidelity, http_load)
+# Installs wrk and stress-ng from Debian if missing. Everything runs on 127.0.0.1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+need() { command -v "$1" >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq "$2" >/dev/null; }; }
+need wrk wrk
+need stress-ng stress-ng
+cargo build --release --quiet --bin tarsier
+bare=$(cargo bench --bench bare_axum --no-run --message-format=json 2>/dev/null \
+  | python3 -c 'import json,sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "bare_axum" and m.get("executable"):
+        print(m["executable"])')
+export TARSIER_BIN="$PWD/target/release/tarsier" BARE_AXUM_BIN="$bare"
+exec python3 benches/run.py "$@"
