@@ -10,6 +10,7 @@ use tarsier_plugin::schemars::JsonSchema;
 use tarsier_plugin::{Command, CommandError, DataError, ExecContext, HumanDuration, JobFuture, Limits};
 use tokio_util::sync::CancellationToken;
 
+use crate::http1_conn::{Connection, Failure, Template};
 use crate::http_metrics::HttpLoadMetrics;
 use crate::http_stats::{merge, Tally};
 use crate::targets::AllowList;
@@ -133,8 +134,8 @@ impl Command for HttpLoad {
         let metrics = self.metrics.clone();
         Box::pin(async move {
             let url = HttpLoad::parse_url(&data)?;
-            check_resolved(&url, &ctx.limits).await?;
-            let plan = Plan::new(&data, url)?;
+            let addr = check_resolved(&url, &ctx.limits).await?;
+            let plan = Plan::new(&data, url, addr)?;
             let started = Instant::now();
             let tally = plan.run(&metrics, &ctx.cancel).await;
             let seconds = started.elapsed().as_secs_f64();
@@ -151,27 +152,30 @@ impl Command for HttpLoad {
     }
 }
 
-/// A name in the URL must be allowed by name, or resolve only to allowed addresses.
-async fn check_resolved(url: &reqwest::Url, limits: &Limits) -> Result<(), CommandError> {
+/// A name in the URL must be allowed by name, or resolve only to allowed addresses. Returns the address the
+/// load goes to.
+async fn check_resolved(url: &reqwest::Url, limits: &Limits) -> Result<std::net::SocketAddr, CommandError> {
     let allow = AllowList::from_limits(limits)?;
     let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']).to_owned();
-    if allow.allows_name(&host) {
-        return Ok(());
-    }
     let port = url.port_or_known_default().unwrap_or(80);
     let addrs: Vec<_> = tokio::net::lookup_host((host.as_str(), port))
         .await
         .map_err(|e| CommandError::Invalid(DataError::field("url", format!("cannot resolve `{host}`: {e}"))))?
         .collect();
+    let first = *addrs.first().ok_or_else(|| DataError::field("url", format!("`{host}` resolves to nothing")))?;
+    if allow.allows_name(&host) {
+        return Ok(first);
+    }
     match addrs.iter().find(|a| !allow.allows_ip(a.ip())) {
         Some(outside) => Err(allow.refusal(&format!("{host} ({})", outside.ip())).into()),
-        None if addrs.is_empty() => Err(DataError::field("url", format!("`{host}` resolves to nothing")).into()),
-        None => Ok(()),
+        None => Ok(first),
     }
 }
 
 /// Everything the workers share.
 struct Plan {
+    /// Plain HTTP/1.1: each worker's own connection (see `http1_conn`); otherwise reqwest.
+    fast: Option<Template>,
     client: reqwest::Client,
     method: reqwest::Method,
     url: reqwest::Url,
@@ -185,7 +189,7 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(data: &HttpLoadData, url: reqwest::Url) -> Result<Self, CommandError> {
+    fn new(data: &HttpLoadData, url: reqwest::Url, addr: std::net::SocketAddr) -> Result<Self, CommandError> {
         let mut headers = reqwest::header::HeaderMap::new();
         for (name, value) in &data.headers {
             // Checked in `check`.
@@ -204,9 +208,25 @@ impl Plan {
             builder = builder.http2_prior_knowledge();
         }
         let client = builder.build().map_err(|e| CommandError::Failed(format!("cannot build the HTTP client: {e}")))?;
+        let method = reqwest::Method::from_bytes(data.method.as_bytes()).unwrap_or(reqwest::Method::GET);
+        let fast = (url.scheme() == "http" && !data.http2).then(|| Template {
+            addr,
+            method: method.clone(),
+            target: match url.query() {
+                Some(query) => format!("{}?{query}", url.path()),
+                None => url.path().to_owned(),
+            },
+            host: match url.port() {
+                Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
+                None => url.host_str().unwrap_or_default().to_owned(),
+            },
+            headers: headers.clone(),
+            body: bytes::Bytes::from(data.body.clone().unwrap_or_default()),
+        });
         Ok(Self {
+            fast,
             client,
-            method: reqwest::Method::from_bytes(data.method.as_bytes()).unwrap_or(reqwest::Method::GET),
+            method,
             url,
             headers,
             body: data.body.clone(),
@@ -249,6 +269,7 @@ impl Plan {
         cancel: &CancellationToken,
     ) -> Tally {
         let mut tally = Tally::default();
+        let mut connection = Connection::default();
         let end = self.duration.map(|d| start + d);
         loop {
             let n = next.fetch_add(1, Ordering::Relaxed);
@@ -274,7 +295,7 @@ impl Plan {
             tally.sent += 1;
             metrics.in_flight.inc();
             let outcome = tokio::select! {
-                outcome = self.send() => outcome,
+                outcome = self.send(&mut connection) => outcome,
                 _ = cancel.cancelled() => {
                     metrics.in_flight.dec();
                     break;
@@ -315,7 +336,14 @@ impl Plan {
         tally
     }
 
-    async fn send(&self) -> Result<(u16, u64), SendError> {
+    async fn send(&self, connection: &mut Connection) -> Result<(u16, u64), SendError> {
+        if let Some(template) = &self.fast {
+            return connection.send(template, self.timeout).await.map_err(|failure| match failure {
+                Failure::Connect => SendError::Connect,
+                Failure::Timeout => SendError::Timeout,
+                Failure::Other => SendError::Other,
+            });
+        }
         let mut request = self
             .client
             .request(self.method.clone(), self.url.clone())

@@ -5,6 +5,7 @@ mod cmd_dial;
 mod cmd_http_load;
 mod cmd_stats;
 mod conns;
+mod http1_conn;
 mod http_metrics;
 mod http_stats;
 mod targets;
