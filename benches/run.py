@@ -158,7 +158,7 @@ def wait_report(public, wave_id, within=30.0):
 
 def wave():
     print("wave reach", file=sys.stderr)
-    for n in [100, 500, 1000]:
+    for n in [int(x) for x in os.environ.get("WAVE_SIZES", "100,500,1000").split(",")]:
         proc = subprocess.Popen([TARSIER, "swarm", f"--agents={n}", "--no-demo"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                                 env={**os.environ, "TARSIER_LOG": "error"})
         try:

@@ -213,7 +213,10 @@ fn hostname() -> String {
 pub fn http_client() -> anyhow::Result<reqwest::Client> {
     reqwest::Client::builder()
         .connect_timeout(std::time::Duration::from_secs(2))
-        .pool_max_idle_per_host(8)
+        // Few idle connections per peer, and not for long: a local swarm shares this client, and every pooled
+        // connection costs two of the process's file descriptors.
+        .pool_max_idle_per_host(2)
+        .pool_idle_timeout(std::time::Duration::from_secs(5))
         .build()
         .context("cannot build the HTTP client")
 }
