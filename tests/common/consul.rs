@@ -21,17 +21,7 @@ fn free_port() -> u16 {
 }
 
 pub fn consul_bin() -> PathBuf {
-    if let Some(bin) = std::env::var_os("TARSIER_CONSUL_BIN") {
-        return bin.into();
-    }
-    let cached = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/consul/root/usr/bin/consul");
-    if cached.exists() {
-        return cached;
-    }
-    if Command::new("consul").arg("version").output().is_ok_and(|o| o.status.success()) {
-        return "consul".into();
-    }
-    panic!("no consul binary: run scripts/consul.sh install (scripts/test.sh does)");
+    super::find_tool("consul", "TARSIER_CONSUL_BIN", "version")
 }
 
 impl ConsulDev {

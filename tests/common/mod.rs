@@ -282,3 +282,19 @@ impl ChildAgent {
         self.get_json(&url)
     }
 }
+
+/// A server binary the project's scripts install (`scripts/NAME.sh install`, run by scripts/test.sh): from the
+/// environment variable the script's caller exports, the script's cache, or PATH.
+pub fn find_tool(name: &str, env: &str, version_arg: &str) -> PathBuf {
+    if let Some(bin) = std::env::var_os(env) {
+        return bin.into();
+    }
+    let cached = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!(".cache/{name}/root/usr/bin/{name}"));
+    if cached.exists() {
+        return cached;
+    }
+    if Command::new(name).arg(version_arg).output().is_ok_and(|o| o.status.success()) {
+        return name.into();
+    }
+    panic!("no {name} binary: run scripts/{name}.sh install (scripts/test.sh does)");
+}

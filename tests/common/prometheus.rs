@@ -13,17 +13,7 @@ pub struct Prometheus {
 }
 
 pub fn prometheus_bin() -> PathBuf {
-    if let Some(bin) = std::env::var_os("TARSIER_PROMETHEUS_BIN") {
-        return bin.into();
-    }
-    let cached = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/prometheus/root/usr/bin/prometheus");
-    if cached.exists() {
-        return cached;
-    }
-    if Command::new("prometheus").arg("--version").output().is_ok_and(|o| o.status.success()) {
-        return "prometheus".into();
-    }
-    panic!("no prometheus binary: run scripts/prometheus.sh install (scripts/test.sh does)");
+    super::find_tool("prometheus", "TARSIER_PROMETHEUS_BIN", "--version")
 }
 
 impl Prometheus {
