@@ -71,7 +71,7 @@ pub async fn wait_for_report(client: &reqwest::Client, origin: &str, id: &str, e
             last = (executions, Instant::now());
         }
         // Every agent that runs the command reports when it is done; silence means the wave is over.
-        let quiet = executions > 0 && last.1.elapsed() > Duration::from_secs(1) && summary["running"] != true;
+        let quiet = executions > 0 && last.1.elapsed() > Duration::from_secs(1);
         if executions >= expected || quiet || Instant::now() > deadline {
             return Ok(summary);
         }
