@@ -46,34 +46,15 @@ impl Runner {
     }
 
     fn fill(&self, slot: usize, result: StepResult) {
-        let mark = match result.outcome {
-            Outcome::Passed => "  ok  ",
-            Outcome::Failed => "FAILED",
-            Outcome::Skipped => " skip ",
-        };
-        println!("{}[{mark}] {} ({:.2}s) {}", "  ".repeat(result.depth), result.title, result.seconds, result.detail);
+        announce(&result);
         self.results.lock().unwrap_or_else(|p| p.into_inner())[slot] = result;
     }
 
-    fn record(&self, result: StepResult) {
-        let mark = match result.outcome {
-            Outcome::Passed => "  ok  ",
-            Outcome::Failed => "FAILED",
-            Outcome::Skipped => " skip ",
-        };
-        println!("{}[{mark}] {} ({:.2}s) {}", "  ".repeat(result.depth), result.title, result.seconds, result.detail);
-        self.results.lock().unwrap_or_else(|p| p.into_inner()).push(result);
-    }
-
+    /// Steps not run: their reserved rows already say skipped.
     fn skip(&self, steps: &[Step], depth: usize) {
         for step in steps {
-            self.record(StepResult {
-                title: step.title(),
-                depth,
-                outcome: Outcome::Skipped,
-                seconds: 0.0,
-                detail: String::new(),
-            });
+            let slot = self.reserve(&step.title(), depth);
+            announce(&self.results.lock().unwrap_or_else(|p| p.into_inner())[slot]);
         }
     }
 
@@ -307,6 +288,16 @@ impl Runner {
             .map_err(|e| e.to_string())?;
         Ok(format!("cancelled {} job(s) here, flooded to {} peer(s)", answer["cancelled_jobs"], answer["forwarded"]))
     }
+}
+
+/// The progress line of a finished (or skipped) step.
+fn announce(result: &StepResult) {
+    let mark = match result.outcome {
+        Outcome::Passed => "  ok  ",
+        Outcome::Failed => "FAILED",
+        Outcome::Skipped => " skip ",
+    };
+    println!("{}[{mark}] {} ({:.2}s) {}", "  ".repeat(result.depth), result.title, result.seconds, result.detail);
 }
 
 fn short(x: f64) -> String {
