@@ -107,7 +107,7 @@ async fn abort(
         tokio::spawn(async move { report(&state, &origin, &wave_id, entry).await });
     }
     let forwarding = (wave.remain > 0).then(|| {
-        let copy = json!({ "wave": WaveSpec { remain: wave.remain - 1, hop: wave.hop + 1, ..wave.clone() } });
+        let copy = json!({ "wave": wave.next_hop() });
         let state = state.clone();
         tokio::spawn(async move { forward(&state, "/abort", &copy, ABORT_BUDDIES, true).await })
     });

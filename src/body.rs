@@ -52,6 +52,13 @@ pub struct WaveSpec {
     pub origin: Option<String>,
 }
 
+impl WaveSpec {
+    /// The wave as the next hop gets it: one hop further, one hop less to go, same id, origin and options.
+    pub fn next_hop(&self) -> WaveSpec {
+        WaveSpec { remain: self.remain.saturating_sub(1), hop: self.hop + 1, ..self.clone() }
+    }
+}
+
 /// Which parser a body goes through: JSON when the client says so, YAML (a superset of JSON) otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyFormat {

@@ -93,8 +93,7 @@ pub async fn execute(state: &Arc<AgentState>, mut body: CommandBody) -> Result<A
 
 /// The copy a wave sends on: one hop further, one hop less to go, same id and origin.
 fn next_hop(command: &str, data: &Value, wave: &WaveSpec) -> Value {
-    let next = WaveSpec { remain: wave.remain - 1, hop: wave.hop + 1, ..wave.clone() };
-    json!(CommandBody { command: command.to_owned(), data: data.clone(), wave: Some(next), detach: false })
+    json!(CommandBody { command: command.to_owned(), data: data.clone(), wave: Some(wave.next_hop()), detach: false })
 }
 
 /// Where and as what this agent reports its result, for a wave with `report: true`.
