@@ -57,13 +57,13 @@ async fn runtime(State(state): State<Arc<AgentState>>) -> Json<serde_json::Value
 
 async fn peers(State(state): State<Arc<AgentState>>) -> Json<serde_json::Value> {
     let peers = state.peers.peers();
-    Json(json!({ "agent": state.name, "source": state.peers.kind(), "count": peers.len(), "peers": peers }))
+    Json(json!({ "agent": state.name, "source": state.peers.kind(), "count": peers.len(), "peers": &*peers }))
 }
 
 /// Prometheus `http_sd_configs`: the service port of this agent and of every peer whose service port is known.
 async fn service_discovery(State(state): State<Arc<AgentState>>) -> Json<serde_json::Value> {
     let mut targets = vec![state.advertised_service.clone()];
-    targets.extend(state.peers.peers().into_iter().filter_map(|p| p.service));
+    targets.extend(state.peers.peers().iter().filter_map(|p| p.service.clone()));
     targets.sort();
     targets.dedup();
     Json(json!([{ "targets": targets, "labels": { "job": "tarsier", "tarsier_discovery": state.peers.kind() } }]))

@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use rand::seq::IndexedRandom;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -22,6 +21,12 @@ const ENTRIES_MAX: usize = 100_000;
 const ATTEMPTS: u32 = 3;
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
 pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(3);
+/// A dedupe hop tries at most `max(3 x buddies, 30)` peers. Trying every peer instead made the tail of a flood
+/// O(N²): once nearly all agents had the wave, each of them walked the whole swarm (a million requests at 1,000
+/// agents, which choked that wave and the ones after it). With this bound most agents try about 30 peers, so
+/// the chance that one agent is never picked is about e^-25 whatever the swarm's size: a full flood in practice.
+const DEDUPE_TRIES_PER_BUDDY: usize = 2;
+const DEDUPE_TRIES_MIN: usize = 20;
 
 /// Recent dedupe wave ids: bounded in count and age.
 #[derive(Default)]
@@ -179,8 +184,8 @@ enum PeerAnswer {
 
 /// Sends `copy` to `buddies` random peers at `path` (`/exec` or `/abort`). Without dedupe: `buddies` distinct
 /// peers, at once. With dedupe: peers that already had the wave do not count, so more are tried, round after
-/// round, until `buddies` new ones took it or every peer was tried; this is what makes a dedupe wave with
-/// enough `remain` reach every agent.
+/// round, until `buddies` new ones took it, every peer was tried, or the bound on tries (above) was reached;
+/// this is what makes a dedupe wave with enough `remain` reach every agent, at a bounded cost.
 pub async fn forward(
     state: &Arc<AgentState>,
     path: &'static str,
@@ -188,19 +193,25 @@ pub async fn forward(
     buddies: u32,
     dedupe: bool,
 ) -> Forwarded {
-    let mut candidates = state.peers.peers();
-    let mut outcome = Forwarded::default();
+    let peers = state.peers.peers();
     let mut wanted = buddies as usize;
-    while wanted > 0 && !candidates.is_empty() {
-        let chosen: Vec<Peer> = {
-            let mut rng = rand::rng();
-            candidates.choose_multiple(&mut rng, wanted).cloned().collect()
-        };
-        candidates.retain(|c| !chosen.iter().any(|p| p.id == c.id));
+    let tries = if dedupe { wanted.saturating_mul(DEDUPE_TRIES_PER_BUDDY).max(DEDUPE_TRIES_MIN) } else { wanted };
+    // The peers this hop will try, in a random order, drawn without copying the list.
+    let mut order = {
+        let mut rng = rand::rng();
+        rand::seq::index::sample(&mut rng, peers.len(), tries.min(peers.len())).into_vec().into_iter()
+    };
+    let copy = Arc::new(copy.clone());
+    let mut outcome = Forwarded::default();
+    while wanted > 0 {
+        let chosen: Vec<usize> = order.by_ref().take(wanted).collect();
+        if chosen.is_empty() {
+            break;
+        }
         let mut sends = tokio::task::JoinSet::new();
-        for peer in chosen {
-            let (state, copy) = (state.clone(), copy.clone());
-            sends.spawn(async move { send_copy(&state, &peer, path, &copy).await });
+        for index in chosen {
+            let (state, peers, copy) = (state.clone(), peers.clone(), copy.clone());
+            sends.spawn(async move { send_copy(&state, &peers[index], path, &copy).await });
         }
         while let Some(answer) = sends.join_next().await {
             match answer.unwrap_or(PeerAnswer::Failed) {

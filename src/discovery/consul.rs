@@ -92,7 +92,7 @@ pub struct ConsulPeers {
     config: ConsulConfig,
     me: Registration,
     http: reqwest::Client,
-    list: RwLock<Vec<Peer>>,
+    list: RwLock<Arc<[Peer]>>,
 }
 
 #[derive(Deserialize)]
@@ -127,7 +127,7 @@ impl ConsulPeers {
         http: reqwest::Client,
         shutdown: CancellationToken,
     ) -> Arc<Self> {
-        let peers = Arc::new(Self { config, me, http, list: RwLock::new(Vec::new()) });
+        let peers = Arc::new(Self { config, me, http, list: RwLock::new(Arc::new([])) });
         tokio::spawn(peers.clone().watch(shutdown));
         peers
     }
@@ -239,7 +239,7 @@ impl ConsulPeers {
                     backoff = Duration::from_millis(100);
                     // A smaller index means Consul's state was reset: start the blocking queries over.
                     index = if new_index < index { 0 } else { new_index };
-                    *self.list.write().unwrap_or_else(|p| p.into_inner()) = peers;
+                    *self.list.write().unwrap_or_else(|p| p.into_inner()) = peers.into();
                 }
                 Err(err) => {
                     if !outage {
@@ -264,7 +264,7 @@ impl PeerSource for ConsulPeers {
     fn kind(&self) -> &'static str {
         "consul"
     }
-    fn peers(&self) -> Vec<Peer> {
+    fn peers(&self) -> Arc<[Peer]> {
         self.list.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
     fn leave(&self) -> Leave<'_> {

@@ -6,6 +6,7 @@ mod local;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -28,8 +29,9 @@ pub type Leave<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 pub trait PeerSource: Send + Sync + 'static {
     /// `consul`, `static`, `local` or `none`.
     fn kind(&self) -> &'static str;
-    /// The healthy peers known now, never this agent itself.
-    fn peers(&self) -> Vec<Peer>;
+    /// The healthy peers known now, never this agent itself. A shared snapshot: every hop of every wave asks,
+    /// so this must not copy the list (at 1,000 agents that copying was most of a wave's cost).
+    fn peers(&self) -> Arc<[Peer]>;
     /// Leaves the swarm (deregisters) at shutdown.
     fn leave(&self) -> Leave<'_> {
         Box::pin(async {})
@@ -43,13 +45,13 @@ impl PeerSource for NoPeers {
     fn kind(&self) -> &'static str {
         "none"
     }
-    fn peers(&self) -> Vec<Peer> {
-        Vec::new()
+    fn peers(&self) -> Arc<[Peer]> {
+        Arc::new([])
     }
 }
 
 /// `--peers a:8080,b:8080`: a fixed list, for setups without Consul.
-pub struct StaticPeers(pub Vec<Peer>);
+pub struct StaticPeers(Arc<[Peer]>);
 
 impl StaticPeers {
     /// Every address but this agent's own.
@@ -68,7 +70,7 @@ impl PeerSource for StaticPeers {
     fn kind(&self) -> &'static str {
         "static"
     }
-    fn peers(&self) -> Vec<Peer> {
+    fn peers(&self) -> Arc<[Peer]> {
         self.0.clone()
     }
 }
