@@ -94,7 +94,7 @@ impl BoundAgent {
                     service_addr.port(),
                     config.tls.is_some(),
                 ),
-                http.clone(),
+                consul_client()?,
                 shutdown.clone(),
             ),
             (None, None) if !config.discovery.static_peers.is_empty() => {
@@ -217,6 +217,15 @@ pub fn http_client() -> anyhow::Result<reqwest::Client> {
         // connection costs two of the process's file descriptors.
         .pool_max_idle_per_host(2)
         .pool_idle_timeout(std::time::Duration::from_secs(5))
+        .http2_prior_knowledge()
+        .build()
+        .context("cannot build the HTTP client")
+}
+
+pub fn consul_client() -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(2))
+        .pool_max_idle_per_host(2)
         .build()
         .context("cannot build the HTTP client")
 }
