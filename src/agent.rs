@@ -213,19 +213,22 @@ fn hostname() -> String {
 pub fn http_client() -> anyhow::Result<reqwest::Client> {
     reqwest::Client::builder()
         .connect_timeout(std::time::Duration::from_secs(2))
-        // Few idle connections per peer, and not for long: a local swarm shares this client, and every pooled
-        // connection costs two of the process's file descriptors.
-        .pool_max_idle_per_host(2)
-        .pool_idle_timeout(std::time::Duration::from_secs(5))
+        // Agents speak HTTP/2 to each other (their public port serves h2c): one multiplexed connection per peer
+        // carries every copy and report. Fresh HTTP/1 connections per burst left tens of thousands of sockets
+        // in TIME_WAIT and overflowed listen queues at 1,000 local agents. One connection per peer is cheap
+        // enough to keep for a minute, so waves a few seconds apart find them open.
         .http2_prior_knowledge()
+        .pool_max_idle_per_host(1)
+        .pool_idle_timeout(std::time::Duration::from_secs(60))
         .build()
         .context("cannot build the HTTP client")
 }
 
+/// Consul's HTTP API speaks HTTP/1 only.
 pub fn consul_client() -> anyhow::Result<reqwest::Client> {
     reqwest::Client::builder()
         .connect_timeout(std::time::Duration::from_secs(2))
         .pool_max_idle_per_host(2)
         .build()
-        .context("cannot build the HTTP client")
+        .context("cannot build the Consul HTTP client")
 }

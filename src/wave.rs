@@ -183,8 +183,8 @@ enum PeerAnswer {
 }
 
 /// Sends `copy` to `buddies` random peers at `path` (`/exec` or `/abort`). Without dedupe: `buddies` distinct
-/// peers, at once. With dedupe: peers that already had the wave do not count, so more are tried, round after
-/// round, until `buddies` new ones took it, every peer was tried, or the bound on tries (above) was reached;
+/// peers, at once. With dedupe: peers that already had the wave do not count, so more are tried until `buddies`
+/// new ones took it, every peer was tried, or the bound on tries (above) was reached;
 /// this is what makes a dedupe wave with enough `remain` reach every agent, at a bounded cost.
 pub async fn forward(
     state: &Arc<AgentState>,
@@ -194,37 +194,30 @@ pub async fn forward(
     dedupe: bool,
 ) -> Forwarded {
     let peers = state.peers.peers();
-    let mut wanted = buddies as usize;
+    let wanted = buddies as usize;
     let tries = if dedupe { wanted.saturating_mul(DEDUPE_TRIES_PER_BUDDY).max(DEDUPE_TRIES_MIN) } else { wanted };
     // The peers this hop will try, in a random order, drawn without copying the list.
     let mut order = {
         let mut rng = rand::rng();
         rand::seq::index::sample(&mut rng, peers.len(), tries.min(peers.len())).into_vec().into_iter()
     };
-    let copy = Arc::new(copy.clone());
+    // Serialized once for every peer this hop tries.
+    let copy = axum::body::Bytes::from(serde_json::to_vec(copy).unwrap_or_default());
     let mut outcome = Forwarded::default();
-    while wanted > 0 {
-        let chosen: Vec<usize> = order.by_ref().take(wanted).collect();
-        if chosen.is_empty() {
-            break;
-        }
-        let mut sends = tokio::task::JoinSet::new();
-        for index in chosen {
+    // A sliding window, not rounds: each duplicate or failure is replaced by the next peer at once, so an agent
+    // a hop reaches late does not also wait for the slowest answer of a whole round.
+    let mut sends = tokio::task::JoinSet::new();
+    loop {
+        while outcome.accepted as usize + sends.len() < wanted {
+            let Some(index) = order.next() else { break };
             let (state, peers, copy) = (state.clone(), peers.clone(), copy.clone());
             sends.spawn(async move { send_copy(&state, &peers[index], path, &copy).await });
         }
-        while let Some(answer) = sends.join_next().await {
-            match answer.unwrap_or(PeerAnswer::Failed) {
-                PeerAnswer::Accepted => {
-                    outcome.accepted += 1;
-                    wanted -= 1;
-                }
-                PeerAnswer::Duplicate => outcome.duplicates += 1,
-                PeerAnswer::Failed => outcome.failed += 1,
-            }
-        }
-        if !dedupe {
-            break;
+        let Some(answer) = sends.join_next().await else { break };
+        match answer.unwrap_or(PeerAnswer::Failed) {
+            PeerAnswer::Accepted => outcome.accepted += 1,
+            PeerAnswer::Duplicate => outcome.duplicates += 1,
+            PeerAnswer::Failed => outcome.failed += 1,
         }
     }
     let metrics = &state.metrics;
@@ -234,7 +227,7 @@ pub async fn forward(
 }
 
 /// POSTs the copy to one peer, retrying connection errors, timeouts and 5xx a bounded number of times.
-async fn send_copy(state: &Arc<AgentState>, peer: &Peer, path: &str, copy: &Value) -> PeerAnswer {
+async fn send_copy(state: &Arc<AgentState>, peer: &Peer, path: &str, copy: &axum::body::Bytes) -> PeerAnswer {
     let url = format!("http://{}{path}", peer.public);
     let started = Instant::now();
     let mut last_error = String::new();
@@ -242,7 +235,9 @@ async fn send_copy(state: &Arc<AgentState>, peer: &Peer, path: &str, copy: &Valu
         if attempt > 1 {
             tokio::time::sleep(RETRY_PAUSE * attempt).await;
         }
-        match state.http.post(&url).timeout(FORWARD_TIMEOUT).json(copy).send().await {
+        let request = state.http.post(&url).timeout(FORWARD_TIMEOUT);
+        let request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(copy.clone());
+        match request.send().await {
             Ok(response) if response.status().is_success() => {
                 state.metrics.wave_forward_seconds.observe(started.elapsed().as_secs_f64());
                 let body: Value = response.json().await.unwrap_or(Value::Null);
