@@ -21,7 +21,7 @@ fn local_swarm_runs_its_demo_waves_to_every_agent() {
 
 #[test]
 fn local_swarm_on_fixed_ports() {
-    let base = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().clamp(20_000, 60_000);
+    let base = free_port_range(6);
     let out = Command::new(BIN)
         .args(["swarm", "--agents", "3", "--once", "--no-demo", "--base-port", &base.to_string()])
         .output()
@@ -37,6 +37,18 @@ fn local_swarm_on_fixed_ports() {
         )),
         "{stdout}"
     );
+}
+
+/// A base port with `count` free ports after it, below the ephemeral range (32768+) so that no client socket,
+/// nor one of its TIME_WAIT leftovers, takes one of them between this check and the swarm's bind.
+fn free_port_range(count: u16) -> u16 {
+    for _ in 0..50 {
+        let base = rand::random_range(20_000..32_000u16);
+        if (base..base + count).all(|port| TcpListener::bind(("127.0.0.1", port)).is_ok()) {
+            return base;
+        }
+    }
+    panic!("no {count} free ports in a row between 20000 and 32000");
 }
 
 fn free_port() -> u16 {
