@@ -18,12 +18,18 @@ pub struct JobView {
     pub command: String,
     pub wave_id: String,
     pub detached: bool,
-    pub started: String,
+    /// RFC 3339 on the wire; formatted only when listed, not on every command.
+    #[serde(serialize_with = "rfc3339_millis")]
+    pub started: SystemTime,
     pub status: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub elapsed_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<Value>,
+}
+
+fn rfc3339_millis<S: serde::Serializer>(at: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(&humantime::format_rfc3339_millis(*at))
 }
 
 struct Running {
@@ -59,7 +65,7 @@ impl Jobs {
             command: command.to_owned(),
             wave_id: wave_id.to_owned(),
             detached,
-            started: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            started: SystemTime::now(),
             status: "running".into(),
             elapsed_ms: None,
             result: None,
