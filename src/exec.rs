@@ -47,6 +47,25 @@ pub struct ExecAnswer {
     pub forward: Option<Forwarded>,
 }
 
+impl ExecAnswer {
+    /// An answer with no result (yet), nothing forwarded.
+    fn new(wave_id: String, agent: String, command: String, job_id: Option<u64>, status: &'static str) -> Self {
+        Self {
+            wave_id,
+            agent,
+            command,
+            job_id,
+            status,
+            result: None,
+            elapsed_ms: None,
+            error: None,
+            field: None,
+            forwarded: 0,
+            forward: None,
+        }
+    }
+}
+
 /// Runs `body` here and sends it on through the swarm when it is a wave. Refusals (unknown command, bad data,
 /// over a limit) come back as `Err` before anything is taken; once accepted, the command runs as a job in its
 /// own task, so a client that hangs up does not cut it short, and the answer says how it ended.
@@ -68,19 +87,7 @@ pub async fn execute(state: &Arc<AgentState>, mut body: CommandBody) -> Result<A
     }
     if wave.dedupe && !state.waves.first_time(&wave_id) {
         state.metrics.waves_deduped.inc();
-        let body = ExecAnswer {
-            wave_id,
-            agent: state.name.clone(),
-            command: resolved.name,
-            job_id: None,
-            status: "duplicate",
-            result: None,
-            elapsed_ms: None,
-            error: None,
-            field: None,
-            forwarded: 0,
-            forward: None,
-        };
+        let body = ExecAnswer::new(wave_id, state.name.clone(), resolved.name, None, "duplicate");
         return Ok(Answer { status: StatusCode::OK, body });
     }
     let copy = (wave.remain > 0).then(|| next_hop(&resolved.name, &body.data, &wave));
@@ -148,19 +155,8 @@ struct RunningJob {
 
 impl RunningJob {
     fn answer_base(&self) -> ExecAnswer {
-        ExecAnswer {
-            wave_id: self.wave_id.clone(),
-            agent: self.state.name.clone(),
-            command: self.command.clone(),
-            job_id: Some(self.job_id),
-            status: "running",
-            result: None,
-            elapsed_ms: None,
-            error: None,
-            field: None,
-            forwarded: 0,
-            forward: None,
-        }
+        let (wave_id, agent, command) = (self.wave_id.clone(), self.state.name.clone(), self.command.clone());
+        ExecAnswer::new(wave_id, agent, command, Some(self.job_id), "running")
     }
 
     async fn finish(self, job: tarsier_plugin::JobFuture) -> Answer {
