@@ -195,24 +195,39 @@ pub async fn forward(
     dedupe: bool,
 ) -> Forwarded {
     let peers = state.peers.peers();
-    let wanted = buddies as usize;
-    let tries = if dedupe { wanted.saturating_mul(DEDUPE_TRIES_PER_BUDDY).max(DEDUPE_TRIES_MIN) } else { wanted };
-    // The peers this hop will try, in a random order, drawn without copying the list.
-    let mut order = {
-        let mut rng = rand::rng();
-        rand::seq::index::sample(&mut rng, peers.len(), tries.min(peers.len())).into_vec().into_iter()
-    };
     // Serialized once for every peer this hop tries.
     let copy = axum::body::Bytes::from(serde_json::to_vec(copy).unwrap_or_default());
+    let outcome = spread(peers.len(), buddies, dedupe, |index| {
+        let (state, peers, copy) = (state.clone(), peers.clone(), copy.clone());
+        async move { send_copy(&state, &peers[index], path, &copy).await }
+    })
+    .await;
+    let metrics = &state.metrics;
+    metrics.waves_forwarded.inc_by(u64::from(outcome.accepted));
+    metrics.wave_forward_errors.inc_by(u64::from(outcome.failed));
+    outcome
+}
+
+/// One hop's choice of peers, apart from HTTP: `send(i)` gives the copy to peer `i` of `peer_count`. Peers are
+/// tried in a random order; a sliding window keeps `buddies` sends in flight, and each duplicate or failure is
+/// replaced at once by the next peer, so an agent reached late does not also wait for the slowest of a batch.
+async fn spread<F, Fut>(peer_count: usize, buddies: u32, dedupe: bool, mut send: F) -> Forwarded
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = PeerAnswer> + Send + 'static,
+{
+    let wanted = buddies as usize;
+    let tries = if dedupe { wanted.saturating_mul(DEDUPE_TRIES_PER_BUDDY).max(DEDUPE_TRIES_MIN) } else { wanted };
+    let mut order = {
+        let mut rng = rand::rng();
+        rand::seq::index::sample(&mut rng, peer_count, tries.min(peer_count)).into_vec().into_iter()
+    };
     let mut outcome = Forwarded::default();
-    // A sliding window, not rounds: each duplicate or failure is replaced by the next peer at once, so an agent
-    // a hop reaches late does not also wait for the slowest answer of a whole round.
     let mut sends = tokio::task::JoinSet::new();
     loop {
         while outcome.accepted as usize + sends.len() < wanted {
             let Some(index) = order.next() else { break };
-            let (state, peers, copy) = (state.clone(), peers.clone(), copy.clone());
-            sends.spawn(async move { send_copy(&state, &peers[index], path, &copy).await });
+            sends.spawn(send(index));
         }
         let Some(answer) = sends.join_next().await else { break };
         match answer.unwrap_or(PeerAnswer::Failed) {
@@ -221,9 +236,6 @@ pub async fn forward(
             PeerAnswer::Failed => outcome.failed += 1,
         }
     }
-    let metrics = &state.metrics;
-    metrics.waves_forwarded.inc_by(u64::from(outcome.accepted));
-    metrics.wave_forward_errors.inc_by(u64::from(outcome.failed));
     outcome
 }
 
@@ -275,4 +287,51 @@ pub async fn report(state: &Arc<AgentState>, origin: &str, wave_id: &str, entry:
         tokio::time::sleep(RETRY_PAUSE * attempt).await;
     }
     tracing::warn!(origin, wave_id, "cannot report a wave result to its origin");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Runs `spread` against peers that all answer `answer`; returns the outcome and the distinct peers tried.
+    async fn spread_over(peers: usize, buddies: u32, dedupe: bool, answer: fn() -> PeerAnswer) -> (Forwarded, usize) {
+        let tried = Arc::new(Mutex::new(HashSet::new()));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let outcome = spread(peers, buddies, dedupe, |index| {
+            tried.lock().unwrap().insert(index);
+            calls.fetch_add(1, Ordering::Relaxed);
+            async move { answer() }
+        })
+        .await;
+        let distinct = tried.lock().unwrap().len();
+        assert_eq!(distinct, calls.load(Ordering::Relaxed), "a peer was tried twice in one hop");
+        (outcome, distinct)
+    }
+
+    #[tokio::test]
+    async fn a_saturated_dedupe_flood_costs_a_bounded_number_of_tries_not_the_whole_swarm() {
+        let (outcome, tried) = spread_over(1_000, 10, true, || PeerAnswer::Duplicate).await;
+        assert_eq!((outcome.accepted, outcome.duplicates, tried), (0, 20, 20));
+        let (outcome, tried) = spread_over(1_000, 1, true, || PeerAnswer::Failed).await;
+        assert_eq!((outcome.failed, tried), (20, 20), "the floor of 20 tries holds for few buddies");
+        let (outcome, tried) = spread_over(1_000, 30, true, || PeerAnswer::Duplicate).await;
+        assert_eq!((outcome.duplicates, tried), (60, 60), "2 x buddies when that is more");
+    }
+
+    #[tokio::test]
+    async fn a_hop_stops_once_buddies_took_the_copy() {
+        let (outcome, tried) = spread_over(1_000, 10, true, || PeerAnswer::Accepted).await;
+        assert_eq!((outcome.accepted, tried), (10, 10));
+    }
+
+    #[tokio::test]
+    async fn a_small_swarm_is_tried_whole_and_a_plain_wave_tries_buddies_only() {
+        let (outcome, tried) = spread_over(5, 10, true, || PeerAnswer::Duplicate).await;
+        assert_eq!((outcome.duplicates, tried), (5, 5));
+        let (outcome, tried) = spread_over(1_000, 10, false, || PeerAnswer::Duplicate).await;
+        assert_eq!((outcome.duplicates, tried), (10, 10), "without dedupe a duplicate is not replaced");
+        let (outcome, _) = spread_over(0, 10, true, || PeerAnswer::Accepted).await;
+        assert_eq!(outcome.accepted, 0);
+    }
 }
