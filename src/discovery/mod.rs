@@ -30,7 +30,7 @@ pub trait PeerSource: Send + Sync + 'static {
     /// `consul`, `static`, `local` or `none`.
     fn kind(&self) -> &'static str;
     /// The healthy peers known now, never this agent itself. A shared snapshot: every hop of every wave asks,
-    /// so this must not copy the list (at 1,000 agents that copying was most of a wave's cost).
+    /// so this must not copy the list (at 1,000 agents copying it was a large part of a wave's cost).
     fn peers(&self) -> Arc<[Peer]>;
     /// Leaves the swarm (deregisters) at shutdown.
     fn leave(&self) -> Leave<'_> {
