@@ -111,7 +111,8 @@ def fmt(x, unit=""):
     return f"{x} {unit}".strip()
 
 
-ROUNDS = int(os.environ.get("CONTROL_ROUNDS", "3"))
+# Rounds of the wrk-based sections (control plane, http_load), interleaved with their baselines.
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 
 
 def control():
@@ -148,16 +149,20 @@ def control():
         f"{ratio:.2f}", ">= 0.8", "yes" if ratio >= 0.8 else "**no**", cmd.replace("post.lua", "post-json.lua") + "; Content-Type: application/json")
 
 
-def parse():
-    print("parse", file=sys.stderr)
-    subprocess.run(["cargo", "bench", "--quiet", "--bench", "parse", "--", "--warm-up-time", "1", "--measurement-time", "3"],
+def criterion(bench):
+    """Runs one criterion bench target; returns a reader of a benchmark's mean in ns, by its path of names."""
+    subprocess.run(["cargo", "bench", "--quiet", "--bench", bench, "--", "--warm-up-time", "1", "--measurement-time", "3"],
                    capture_output=True, timeout=600, check=True)
 
-    def mean_ns(name):
-        path = os.path.join("target", "criterion", name, "new", "estimates.json")
-        with open(path) as f:
+    def mean_ns(*names):
+        with open(os.path.join("target", "criterion", *names, "new", "estimates.json")) as f:
             return json.load(f)["mean"]["point_estimate"]
+    return mean_ns
 
+
+def parse():
+    print("parse", file=sys.stderr)
+    mean_ns = criterion("parse")
     base = mean_ns("baseline_ serde_json__Value of the small JSON body")
     for name in ["parse small YAML body", "parse full YAML body", "parse small JSON body"]:
         ns = mean_ns(name)
@@ -166,17 +171,11 @@ def parse():
 
 def handler():
     print("handler", file=sys.stderr)
-    subprocess.run(["cargo", "bench", "--quiet", "--bench", "exec_handler", "--", "--warm-up-time", "1", "--measurement-time", "3"],
-                   capture_output=True, timeout=600, check=True)
     group = "one _exec request, in process"
-
-    def mean_ns(name):
-        with open(os.path.join("target", "criterion", group, name, "new", "estimates.json")) as f:
-            return json.load(f)["mean"]["point_estimate"]
-
-    base = mean_ns("baseline_ bare axum handler")
+    mean_ns = criterion("exec_handler")
+    base = mean_ns(group, "baseline_ bare axum handler")
     for name, label in [("agent, YAML body", "YAML"), ("agent, JSON body", "JSON")]:
-        ns = mean_ns(name)
+        ns = mean_ns(group, name)
         row("control plane", f"one /exec through the agent's router, in process, {label} body", fmt(ns / 1000, "µs"), fmt(base / 1000, "µs") + " (bare axum handler)",
             f"{base / ns:.2f}", "-", "-", "cargo bench --bench exec_handler (no sockets, one thread; ratio = speed vs bare)")
 
