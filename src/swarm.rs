@@ -15,15 +15,28 @@ use crate::client::wait_for_report;
 use crate::config::AgentConfig;
 use crate::discovery::LocalRegistry;
 
-/// Two sockets per agent plus what its commands open: a thousand agents need more than the usual 1,024 fds.
-fn raise_fd_limit() {
+/// Each agent holds two listening sockets, and waves keep one HTTP/2 connection per peer (two fds: both ends
+/// live in this process): about 4 fds an agent, plus what commands open. A thousand agents need more than the
+/// usual 1,024, so the soft limit is raised to the hard one, and a limit still too low is said up front rather
+/// than discovered as failed forwards in the middle of a wave.
+fn raise_fd_limit(agents: usize) {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
-        if soft < hard {
-            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
-        }
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else { return };
+    let limit = if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() { hard } else { soft };
+    let needed = (agents as u64).saturating_mul(FDS_PER_AGENT).saturating_add(FDS_SPARE);
+    if limit < needed {
+        tracing::warn!(
+            agents,
+            fd_limit = limit,
+            needed,
+            "the open-file limit is low for this many agents: waves may fail to reach some; raise `ulimit -n` \
+             (hard limit) or start fewer agents"
+        );
     }
 }
+
+const FDS_PER_AGENT: u64 = 4;
+const FDS_SPARE: u64 = 256;
 
 pub struct LocalSwarm {
     pub agents: Vec<Arc<AgentState>>,
@@ -34,7 +47,7 @@ pub struct LocalSwarm {
 impl LocalSwarm {
     pub async fn start(args: &SwarmArgs) -> anyhow::Result<Self> {
         anyhow::ensure!(args.agents >= 1, "--agents must be at least 1");
-        raise_fd_limit();
+        raise_fd_limit(args.agents);
         let registry = Arc::new(LocalRegistry::default());
         let http = http_client()?;
         let shutdown = CancellationToken::new();
