@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Consul for tarsier's tests and local runs (DESIGN 4).
+# Consul for tarsier's tests and local runs (README: Consul).
 #
 #   scripts/consul.sh install   make sure a consul binary exists; prints its path
 #   scripts/consul.sh start     start `consul agent -dev` on 127.0.0.1 with free ports; prints its HTTP address
@@ -66,7 +66,7 @@ install() {
   mkdir -p "$cache"
   install_from_bullseye || install_from_shared || { log "no way to get consul"; exit 1; }
   local bin; bin=$(find_consul) || { log "consul was unpacked but does not run"; exit 1; }
-  log "$("$bin" version | head -n 1)"
+  log "$("$bin" version | sed -n 1p)"
   echo "$bin"
 }
 

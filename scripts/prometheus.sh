@@ -30,7 +30,7 @@ install() {
   rm -rf "$cache/root" && mkdir -p "$cache/root"
   dpkg-deb -x "$(ls "$cache"/debs/prometheus_*.deb | head -n 1)" "$cache/root"
   local bin; bin=$(find_prometheus) || { log "prometheus was unpacked but is not there"; exit 1; }
-  log "$("$bin" --version 2>&1 | head -n 1)"
+  log "$("$bin" --version 2>&1 | sed -n 1p)"
   echo "$bin"
 }
 

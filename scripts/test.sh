@@ -7,12 +7,12 @@ cd "$(dirname "$0")/.."
 echo "== consul (the swarm tests run a real Consul dev agent; each test starts its own)"
 TARSIER_CONSUL_BIN="$(scripts/consul.sh install)"
 export TARSIER_CONSUL_BIN
-"$TARSIER_CONSUL_BIN" version | head -n 1
+"$TARSIER_CONSUL_BIN" version | sed -n 1p
 
 echo "== prometheus (the scenario tests run a real Prometheus)"
 TARSIER_PROMETHEUS_BIN="$(scripts/prometheus.sh install)"
 export TARSIER_PROMETHEUS_BIN
-"$TARSIER_PROMETHEUS_BIN" --version 2>&1 | head -n 1
+"$TARSIER_PROMETHEUS_BIN" --version 2>&1 | sed -n 1p
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
