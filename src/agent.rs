@@ -1,11 +1,12 @@
-//! One agent: its state, its two listeners, and an orderly shutdown that releases everything.
+//! One agent: binding its two listeners, building its state and routers, and an orderly shutdown that
+//! releases everything.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use tarsier_plugin::{HealthGate, Held, Limits};
+use tarsier_plugin::{Budgets, HealthGate};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{AgentConfig, TlsConfig};
@@ -13,42 +14,12 @@ use crate::discovery::{ConsulPeers, LocalRegistry, NoPeers, Peer, PeerSource, St
 use crate::jobs::Jobs;
 use crate::metrics::Metrics;
 use crate::registry::{builtin_plugins, Registry};
-use crate::wave::Waves;
+use crate::state::AgentState;
+use crate::wave::Swarm;
 
-/// How long in-flight requests get to finish once shutdown starts.
-const GRACE: Duration = Duration::from_secs(5);
-
-pub struct AgentState {
-    pub name: String,
-    pub registry: Registry,
-    pub jobs: Jobs,
-    pub metrics: Metrics,
-    pub limits: Arc<Limits>,
-    pub health: HealthGate,
-    pub started: Instant,
-    pub public_addr: SocketAddr,
-    pub service_addr: SocketAddr,
-    /// `host:port` peers reach the public port at; a wave's origin is named by it.
-    pub advertised_public: String,
-    pub advertised_service: String,
-    pub peers: Arc<dyn PeerSource>,
-    pub waves: Waves,
-    /// One HTTP client for waves and reports (a shared connection pool).
-    pub http: reqwest::Client,
-    /// Fires when the agent shuts down.
-    pub shutdown: CancellationToken,
-}
-
-impl AgentState {
-    /// Cancels every job and releases everything every plugin holds (the local half of `/abort`).
-    pub fn abort_local(&self) -> (usize, Held) {
-        let cancelled = self.jobs.cancel_all();
-        let released = self.registry.release_all();
-        self.metrics.aborts.inc();
-        tracing::info!(agent = %self.name, cancelled_jobs = cancelled, ?released, "abort: everything released");
-        (cancelled, released)
-    }
-}
+/// How long in-flight requests get to finish once shutdown starts. Every job is cancelled first and stops
+/// within 100 ms, so requests waiting on one end at once; this bounds only a client that does not read.
+const GRACE: Duration = Duration::from_millis(1500);
 
 /// An agent whose sockets are bound (so its addresses are known) but which does not serve yet.
 pub struct BoundAgent {
@@ -103,22 +74,22 @@ impl BoundAgent {
             (None, None) => Arc::new(NoPeers),
         };
         let metrics = Metrics::new(true, registry.collectors(), &config.limits)?;
+        let swarm = Arc::new(Swarm::new(name.clone(), advertised_public, peers, http, metrics.waves.clone()));
         let state = Arc::new(AgentState {
             name,
             registry,
             jobs: Jobs::default(),
             metrics,
+            budgets: Arc::new(Budgets::from_limits(&config.limits)),
             limits: Arc::new(config.limits.clone()),
             health: HealthGate::default(),
             started: Instant::now(),
             public_addr,
             service_addr,
-            advertised_public,
             advertised_service,
-            peers,
-            waves: Waves::default(),
-            http,
+            swarm,
             shutdown,
+            aborting: tokio::sync::Mutex::new(()),
         });
         Ok(Self { state, public, service, tls: config.tls.clone(), max_body: config.max_body() })
     }
@@ -146,7 +117,7 @@ impl BoundAgent {
         shutdown.cancelled().await;
         tracing::info!(agent = %state.name, "shutting down: cancelling jobs, releasing what is held");
         state.jobs.cancel_all();
-        state.peers.leave().await;
+        state.swarm.peers.leave().await;
         stop_serving.cancel();
         let drained = tokio::time::timeout(GRACE, async {
             let _ = public.await;
@@ -156,7 +127,7 @@ impl BoundAgent {
         if drained.is_err() {
             tracing::warn!("requests still in flight after {GRACE:?}; closing anyway");
         }
-        let released = state.registry.release_all();
+        let released = state.release_all().await;
         tracing::info!(agent = %state.name, ?released, "agent stopped");
         Ok(())
     }

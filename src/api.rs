@@ -9,15 +9,17 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+use tarsier_plugin::Held;
 
-use crate::agent::AgentState;
 use crate::body::{BodyFormat, CommandBody, WaveSpec, MAX_REMAIN};
 use crate::error::ApiError;
-use crate::exec::{execute, new_wave_id};
+use crate::exec::execute;
 use crate::http_common::{count_requests, method_not_allowed, no_such_route};
-use crate::wave::{forward, now_ms, report, Forwarded, ReportEntry};
-use serde::Deserialize;
+use crate::outcome::Status;
+use crate::state::AgentState;
+use crate::wave::{now_ms, Entry, Forwarded, ReportEntry, Route};
 
 pub fn router(state: Arc<AgentState>, max_body: usize) -> Router {
     Router::new()
@@ -68,75 +70,84 @@ async fn abort(
     State(state): State<Arc<AgentState>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<AbortAnswer>, ApiError> {
     let bytes = body_bytes(body)?;
     let request = AbortBody::parse(&bytes, body_format(&headers))?;
-    let received_at_ms = now_ms();
     let mut wave = request.wave.unwrap_or_default();
-    let is_origin = wave.hop == 0;
-    let wave_id = wave.id.get_or_insert_with(new_wave_id).clone();
-    if is_origin {
-        wave = WaveSpec {
-            remain: if request.local { 0 } else { MAX_REMAIN },
-            buddies: ABORT_BUDDIES,
-            dedupe: true,
-            report: true,
-            origin: Some(state.advertised_public.clone()),
-            ..wave
-        };
-        state.waves.open_report(&wave_id, "abort");
-    } else {
-        state.metrics.waves_received.inc();
+    if wave.hop == 0 {
+        // A client's abort: whatever its wave said, it floods every agent once and reports back.
+        let remain = if request.local { 0 } else { MAX_REMAIN };
+        wave = WaveSpec { remain, buddies: ABORT_BUDDIES, dedupe: true, report: true, ..wave };
     }
-    if !state.waves.first_time(&wave_id) {
-        state.metrics.waves_deduped.inc();
-        return Ok(Json(json!({ "agent": state.name, "wave_id": wave_id, "status": "duplicate" })));
-    }
-    let (cancelled, released) = state.abort_local();
-    let result = json!({ "cancelled_jobs": cancelled, "released": released });
-    if let Some(origin) = wave.origin.clone() {
-        let entry = ReportEntry {
-            agent: state.name.clone(),
-            hop: wave.hop,
-            status: "ok".into(),
-            received_at_ms,
-            elapsed_ms: now_ms().saturating_sub(received_at_ms),
-            result: result.clone(),
-        };
-        let (state, wave_id) = (state.clone(), wave_id.clone());
-        tokio::spawn(async move { report(&state, &origin, &wave_id, entry).await });
-    }
-    let forwarding = (wave.remain > 0).then(|| {
-        let copy = json!({ "wave": wave.next_hop() });
-        let state = state.clone();
-        tokio::spawn(async move { forward(&state, "/abort", &copy, ABORT_BUDDIES, true).await })
-    });
+    let admitted = match state.swarm.enter(Some(wave), "abort")? {
+        Entry::Duplicate { wave_id } => return Ok(Json(AbortAnswer::duplicate(&state.name, wave_id))),
+        Entry::Run(admitted) => admitted,
+    };
+    let started_ms = now_ms();
+    let aborted = state.abort_local().await;
+    let elapsed_ms = now_ms().saturating_sub(started_ms);
+    let result = json!({ "cancelled_jobs": aborted.cancelled_jobs, "released": aborted.released });
+    let (swarm, reported) = (state.swarm.clone(), admitted.clone());
+    tokio::spawn(async move { swarm.report(&reported, Status::Ok, elapsed_ms, result).await });
+    let forwarding = admitted
+        .next
+        .as_ref()
+        .map(|next| state.swarm.forward(Route::Abort, &AbortBody { wave: Some(next.clone()), local: false }, next));
     // The origin waits for its first hop so its answer can say how far the abort went; peers do not.
-    let forwarded = match (is_origin, forwarding) {
+    let forwarded = match (admitted.is_origin, forwarding) {
         (true, Some(task)) => task.await.unwrap_or_default(),
         _ => Forwarded::default(),
     };
-    Ok(Json(json!({
-        "agent": state.name,
-        "wave_id": wave_id,
-        "status": if is_origin { "ok" } else { "accepted" },
-        "cancelled_jobs": cancelled,
-        "released": released,
-        "forwarded": forwarded.accepted,
-        "forward": forwarded,
-    })))
+    Ok(Json(AbortAnswer {
+        agent: state.name.clone(),
+        wave_id: admitted.wave_id,
+        status: if admitted.is_origin { Status::Ok } else { Status::Accepted },
+        cancelled_jobs: Some(aborted.cancelled_jobs),
+        released: Some(aborted.released),
+        forwarded: forwarded.accepted,
+        forward: Some(forwarded),
+    }))
+}
+
+/// The answer of `/abort`.
+#[derive(Debug, Serialize)]
+struct AbortAnswer {
+    agent: String,
+    wave_id: String,
+    status: Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cancelled_jobs: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    released: Option<Held>,
+    forwarded: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    forward: Option<Forwarded>,
+}
+
+impl AbortAnswer {
+    fn duplicate(agent: &str, wave_id: String) -> Self {
+        Self {
+            agent: agent.to_owned(),
+            wave_id,
+            status: Status::Duplicate,
+            cancelled_jobs: None,
+            released: None,
+            forwarded: 0,
+            forward: None,
+        }
+    }
 }
 
 /// How many peers each agent sends the abort flood to; dedupe rounds reach everyone whatever this is.
 const ABORT_BUDDIES: u32 = 3;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct AbortBody {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     wave: Option<WaveSpec>,
     /// Abort this agent only, without flooding the swarm.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     local: bool,
 }
 
@@ -164,11 +175,12 @@ async fn wave_summary(
     Path(id): Path<String>,
     Query(query): Query<SummaryQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let mut summary = state.waves.summary(&id, query.entries).ok_or_else(|| {
+    let records = &state.swarm.records;
+    let mut summary = records.summary(&id, query.entries).ok_or_else(|| {
         ApiError::not_found(format!("no report for wave {id} here: only its origin keeps one, with wave.report: true"))
     })?;
     // The command itself knows how its results add up across agents (net/http_load merges histograms).
-    if let Some((command, results)) = state.waves.results(&id) {
+    if let Some((command, results)) = records.results(&id) {
         if let Some(merged) = state.registry.resolve(&command).ok().and_then(|r| r.command.merge(&results)) {
             summary["merged"] = merged;
         }
@@ -181,7 +193,7 @@ async fn wave_report(
     Path(id): Path<String>,
     Json(entry): Json<ReportEntry>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    if state.waves.add_report(&id, entry) {
+    if state.swarm.records.add_report(&id, entry) {
         Ok(Json(json!({ "recorded": true })))
     } else {
         Err(ApiError::not_found(format!("wave {id} did not start here")))

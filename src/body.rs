@@ -1,4 +1,4 @@
-//! The command body on the wire (DESIGN 2.1), in YAML or JSON, with the reference Tarsier's aliases.
+//! The command body on the wire (README: The command body), in YAML or JSON, with the reference Tarsier's aliases.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -53,6 +53,29 @@ pub struct WaveSpec {
 }
 
 impl WaveSpec {
+    /// The bounds every wave is held to, whichever route it comes through.
+    pub fn validate(&self) -> Result<(), ApiError> {
+        if self.remain > MAX_REMAIN {
+            return Err(ApiError::bad_request(
+                Some("wave.remain".into()),
+                format!("wave.remain: {} is over the bound of {MAX_REMAIN} hops", self.remain),
+            ));
+        }
+        if self.buddies > MAX_BUDDIES {
+            return Err(ApiError::bad_request(
+                Some("wave.buddies".into()),
+                format!("wave.buddies: {} is over the bound of {MAX_BUDDIES} peers", self.buddies),
+            ));
+        }
+        if self.remain > 0 && self.buddies == 0 {
+            return Err(ApiError::bad_request(
+                Some("wave.buddies".into()),
+                "wave.buddies: must be at least 1 when wave.remain is more than 0",
+            ));
+        }
+        Ok(())
+    }
+
     /// The wave as the next hop gets it: one hop further, one hop less to go, same id, origin and options.
     pub fn next_hop(&self) -> WaveSpec {
         WaveSpec { remain: self.remain.saturating_sub(1), hop: self.hop + 1, ..self.clone() }
@@ -116,27 +139,10 @@ impl CommandBody {
                 format!("data: must be a mapping of the command's fields, not {}", kind(&self.data)),
             ));
         }
-        if let Some(wave) = &self.wave {
-            if wave.remain > MAX_REMAIN {
-                return Err(ApiError::bad_request(
-                    Some("wave.remain".into()),
-                    format!("wave.remain: {} is over the bound of {MAX_REMAIN} hops", wave.remain),
-                ));
-            }
-            if wave.buddies > MAX_BUDDIES {
-                return Err(ApiError::bad_request(
-                    Some("wave.buddies".into()),
-                    format!("wave.buddies: {} is over the bound of {MAX_BUDDIES} peers", wave.buddies),
-                ));
-            }
-            if wave.remain > 0 && wave.buddies == 0 {
-                return Err(ApiError::bad_request(
-                    Some("wave.buddies".into()),
-                    "wave.buddies: must be at least 1 when wave.remain is more than 0",
-                ));
-            }
+        match &self.wave {
+            Some(wave) => wave.validate(),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 

@@ -4,8 +4,10 @@ use std::io::Read as _;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use serde::Deserialize as _;
 use serde_json::Value;
 use std::time::Instant;
+use tarsier_net::HttpLoadResult;
 
 /// `http://host:port` gets `path` appended; a URL that already has a path is used as it is.
 pub fn endpoint(url: &str, path: &str) -> String {
@@ -110,29 +112,28 @@ fn shorten_histograms(value: &mut Value) {
 
 /// A wrk-like table of an http_load result, if `result` is one.
 fn print_http_load(result: &Value, whose: &str) {
-    let Some(latency) = result.get("latency_ms").filter(|l| l.is_object()) else { return };
-    let errors = &result["errors"];
-    let error_count: u64 = ["connect", "timeout", "other"].iter().filter_map(|k| errors[*k].as_u64()).sum();
+    let Ok(result) = HttpLoadResult::deserialize(result) else { return };
+    let Some(latency) = result.latency_ms else { return };
+    let errors = &result.errors;
     println!("\nhttp_load, {whose}:");
     println!(
         "  {:>10} {:>10} {:>8} {:>6} {:>6} {:>10} | latency ms {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
         "requests", "completed", "errors", "4xx", "5xx", "req/s", "min", "p50", "p90", "p99", "p99.9", "max"
     );
-    let ms = |k: &str| latency[k].as_f64().unwrap_or(0.0);
     println!(
         "  {:>10} {:>10} {:>8} {:>6} {:>6} {:>10.1} |            {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
-        result["requests_sent"].as_u64().unwrap_or(0),
-        result["completed"].as_u64().unwrap_or(0),
-        error_count,
-        errors["status_4xx"].as_u64().unwrap_or(0),
-        errors["status_5xx"].as_u64().unwrap_or(0),
-        result["req_per_s"].as_f64().unwrap_or(0.0),
-        ms("min"),
-        ms("p50"),
-        ms("p90"),
-        ms("p99"),
-        ms("p999"),
-        ms("max"),
+        result.requests_sent,
+        result.completed,
+        errors.connect + errors.timeout + errors.other,
+        errors.status_4xx,
+        errors.status_5xx,
+        result.req_per_s,
+        latency.min,
+        latency.p50,
+        latency.p90,
+        latency.p99,
+        latency.p999,
+        latency.max,
     );
 }
 

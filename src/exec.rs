@@ -1,4 +1,4 @@
-//! Running one command body on this agent: resolve, check, run as a job, answer.
+//! Running one command body on this agent: resolve, enter the wave, check, run as a job, answer.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -6,13 +6,13 @@ use std::time::Instant;
 use axum::http::StatusCode;
 use serde::Serialize;
 use serde_json::{json, Value};
-use tarsier_plugin::{CommandError, ExecContext};
-use tokio_util::sync::CancellationToken;
+use tarsier_plugin::{Cancel, CommandError};
 
-use crate::agent::AgentState;
-use crate::body::{CommandBody, WaveSpec};
+use crate::body::CommandBody;
 use crate::error::ApiError;
-use crate::wave::{forward, now_ms, report, Forwarded, ReportEntry};
+use crate::outcome::Status;
+use crate::state::AgentState;
+use crate::wave::{Admitted, Entry, Forwarded, Route};
 
 /// A finished command's HTTP status and JSON answer.
 pub struct Answer {
@@ -29,9 +29,7 @@ pub struct ExecAnswer {
     pub command: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub job_id: Option<u64>,
-    /// `ok`, `cancelled`, `invalid`, `refused`, `failed`; `accepted` (a forwarded copy), `running` (detached),
-    /// `duplicate` (a dedupe wave seen before).
-    pub status: &'static str,
+    pub status: Status,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -49,7 +47,7 @@ pub struct ExecAnswer {
 
 impl ExecAnswer {
     /// An answer with no result (yet), nothing forwarded.
-    fn new(wave_id: String, agent: String, command: String, job_id: Option<u64>, status: &'static str) -> Self {
+    fn new(wave_id: String, agent: String, command: String, job_id: Option<u64>, status: Status) -> Self {
         Self {
             wave_id,
             agent,
@@ -70,58 +68,53 @@ impl ExecAnswer {
 /// over a limit) come back as `Err` before anything is taken; once accepted, the command runs as a job in its
 /// own task, so a client that hangs up does not cut it short, and the answer says how it ended.
 ///
-/// A copy forwarded by a peer (`wave.hop > 0`) is answered `202` at once, so a deep wave never holds
-/// connections open along its tree; the origin's client gets the answer when its own command has finished.
+/// A copy forwarded by a peer is answered `202` at once, so a deep wave never holds connections open along
+/// its tree; the origin's client gets the answer when its own command has finished.
 pub async fn execute(state: &Arc<AgentState>, mut body: CommandBody) -> Result<Answer, ApiError> {
     let resolved = state.registry.resolve(&body.command)?;
-    let received_at_ms = now_ms();
-    let mut wave = body.wave.take().unwrap_or_default();
-    let forwarded_copy = wave.hop > 0;
-    let wave_id = wave.id.get_or_insert_with(new_wave_id).clone();
-    if forwarded_copy {
-        state.metrics.waves_received.inc();
-    }
-    if wave.report && wave.origin.is_none() {
-        wave.origin = Some(state.advertised_public.clone());
-        state.waves.open_report(&wave_id, &resolved.name);
-    }
-    if wave.dedupe && !state.waves.first_time(&wave_id) {
-        state.metrics.waves_deduped.inc();
-        let body = ExecAnswer::new(wave_id, state.name.clone(), resolved.name, None, "duplicate");
-        return Ok(Answer { status: StatusCode::OK, body });
-    }
-    let copy = (wave.remain > 0).then(|| next_hop(&resolved.name, &body.data, &wave));
-    let (job_id, cancel) = state.jobs.start(&resolved.name, &wave_id, body.detach || forwarded_copy);
-    let ctx = ExecContext { cancel: cancel.clone(), limits: state.limits.clone(), health: state.health.clone() };
-    let job = match resolved.command.prepare(body.data, ctx) {
+    let admitted = match state.swarm.enter(body.wave.take(), &resolved.name)? {
+        Entry::Duplicate { wave_id } => {
+            let body = ExecAnswer::new(wave_id, state.name.clone(), resolved.name, None, Status::Duplicate);
+            return Ok(Answer { status: StatusCode::OK, body });
+        }
+        Entry::Run(admitted) => admitted,
+    };
+    // The copy is made before the data goes to the command, and sent only once the command accepted it.
+    let copy = admitted.next.as_ref().map(|next| {
+        (
+            CommandBody {
+                command: resolved.name.clone(),
+                data: body.data.clone(),
+                wave: Some(next.clone()),
+                detach: false,
+            },
+            next,
+        )
+    });
+    let (job_id, cancel) = state.jobs.start(&resolved.name, &admitted.wave_id, body.detach || !admitted.is_origin);
+    let job = match resolved.command.prepare(body.data, state.exec_context(cancel.clone())) {
         Ok(job) => job,
         Err(err) => {
             state.jobs.discard(job_id);
-            state.metrics.commands.with_label_values(&[resolved.name.as_str(), "invalid"]).inc();
+            state.metrics.commands.with_label_values(&[resolved.name.as_str(), Status::Invalid.as_str()]).inc();
             return Err(err.into());
         }
     };
     // The local command and the forwarding start together.
-    let forwarding = copy.map(|copy| {
-        let (state, buddies, dedupe) = (state.clone(), wave.buddies, wave.dedupe);
-        tokio::spawn(async move { forward(&state, "/exec", &copy, buddies, dedupe).await })
-    });
-    let report_to = match (&wave.origin, wave.report) {
-        (Some(origin), true) => Some(ReportTo { origin: origin.clone(), hop: wave.hop, received_at_ms }),
-        _ => None,
-    };
-    let run = RunningJob { state: state.clone(), job_id, command: resolved.name, wave_id, cancel, report_to };
+    let forwarding = copy.map(|(copy, next)| state.swarm.forward(Route::Exec, &copy, next));
+    let is_origin = admitted.is_origin;
+    let run = RunningJob { state: state.clone(), job_id, command: resolved.name, cancel, admitted };
     let base = run.answer_base();
     let handle = tokio::spawn(run.finish(job));
-    if forwarded_copy {
-        return Ok(Answer { status: StatusCode::ACCEPTED, body: ExecAnswer { status: "accepted", ..base } });
+    if !is_origin {
+        return Ok(Answer { status: StatusCode::ACCEPTED, body: ExecAnswer { status: Status::Accepted, ..base } });
     }
     let forwarded = match forwarding {
         Some(task) => task.await.unwrap_or_default(),
         None => Forwarded::default(),
     };
     let mut answer = if body.detach {
-        Answer { status: StatusCode::ACCEPTED, body: ExecAnswer { status: "running", ..base } }
+        Answer { status: StatusCode::ACCEPTED, body: ExecAnswer { status: Status::Running, ..base } }
     } else {
         handle
             .await
@@ -132,86 +125,59 @@ pub async fn execute(state: &Arc<AgentState>, mut body: CommandBody) -> Result<A
     Ok(answer)
 }
 
-/// The copy a wave sends on: one hop further, one hop less to go, same id and origin.
-fn next_hop(command: &str, data: &Value, wave: &WaveSpec) -> Value {
-    json!(CommandBody { command: command.to_owned(), data: data.clone(), wave: Some(wave.next_hop()), detach: false })
-}
-
-/// Where and as what this agent reports its result, for a wave with `report: true`.
-struct ReportTo {
-    origin: String,
-    hop: u32,
-    received_at_ms: u64,
-}
-
 struct RunningJob {
     state: Arc<AgentState>,
     job_id: u64,
     command: String,
-    wave_id: String,
-    cancel: CancellationToken,
-    report_to: Option<ReportTo>,
+    cancel: Cancel,
+    admitted: Admitted,
 }
 
 impl RunningJob {
     fn answer_base(&self) -> ExecAnswer {
-        let (wave_id, agent, command) = (self.wave_id.clone(), self.state.name.clone(), self.command.clone());
-        ExecAnswer::new(wave_id, agent, command, Some(self.job_id), "running")
+        let (wave_id, agent, command) = (self.admitted.wave_id.clone(), self.state.name.clone(), self.command.clone());
+        ExecAnswer::new(wave_id, agent, command, Some(self.job_id), Status::Running)
     }
 
     async fn finish(self, job: tarsier_plugin::JobFuture) -> Answer {
         let started = Instant::now();
         let outcome = job.await;
         let elapsed = started.elapsed();
-        let (status, result_label, result, error) = match outcome {
-            Ok(result) if self.cancel.is_cancelled() => (StatusCode::OK, "cancelled", result, None),
-            Ok(result) => (StatusCode::OK, "ok", result, None),
-            Err(CommandError::Invalid(err)) => {
-                (StatusCode::BAD_REQUEST, "invalid", Value::Null, Some((err.message, err.field)))
-            }
-            Err(CommandError::Refused(msg)) => {
-                (StatusCode::INSUFFICIENT_STORAGE, "refused", Value::Null, Some((msg, None)))
-            }
-            Err(CommandError::Failed(msg)) => {
-                (StatusCode::INTERNAL_SERVER_ERROR, "failed", Value::Null, Some((msg, None)))
+        let (status, http, result, error) = match outcome {
+            // A command that stopped early but said what it did (a cut-short sleep or load) was cancelled.
+            Ok(result) if self.cancel.is_cancelled() => (Status::Cancelled, StatusCode::OK, result, None),
+            Ok(result) => (Status::Ok, StatusCode::OK, result, None),
+            Err(err) => {
+                let (status, http) = Status::of_error(&err);
+                let field = match &err {
+                    CommandError::Invalid(data) => data.field.clone(),
+                    _ => None,
+                };
+                (status, http, Value::Null, Some((err.to_string(), field)))
             }
         };
         let metrics = &self.state.metrics;
-        metrics.commands.with_label_values(&[self.command.as_str(), result_label]).inc();
+        metrics.commands.with_label_values(&[self.command.as_str(), status.as_str()]).inc();
         metrics.command_duration.with_label_values(&[self.command.as_str()]).observe(elapsed.as_secs_f64());
         let elapsed_ms = elapsed.as_millis() as u64;
         let mut answer = self.answer_base();
-        answer.status = result_label;
+        answer.status = status;
         answer.elapsed_ms = Some(elapsed_ms);
+        let wave_id = &self.admitted.wave_id;
         if let Some((message, field)) = &error {
             answer.error = Some(message.clone());
             answer.field = Some(field.clone());
-            tracing::warn!(command = %self.command, wave_id = %self.wave_id, job = self.job_id, elapsed_ms, result = result_label, error = %message, "command ended");
+            tracing::warn!(command = %self.command, %wave_id, job = self.job_id, elapsed_ms, %status, error = %message, "command ended");
         } else {
-            tracing::info!(command = %self.command, wave_id = %self.wave_id, job = self.job_id, elapsed_ms, result = result_label, "command ended");
+            tracing::info!(command = %self.command, %wave_id, job = self.job_id, elapsed_ms, %status, "command ended");
         }
         let stored = match &error {
             Some((message, _)) => json!({ "error": message }),
             None => result.clone(),
         };
-        if let Some(to) = &self.report_to {
-            let entry = ReportEntry {
-                agent: self.state.name.clone(),
-                hop: to.hop,
-                status: result_label.to_owned(),
-                received_at_ms: to.received_at_ms,
-                elapsed_ms,
-                result: stored.clone(),
-            };
-            report(&self.state, &to.origin, &self.wave_id, entry).await;
-        }
-        self.state.jobs.finish(self.job_id, result_label, elapsed_ms, stored);
+        self.state.swarm.report(&self.admitted, status, elapsed_ms, stored.clone()).await;
+        self.state.jobs.finish(self.job_id, status, elapsed_ms, stored);
         answer.result = Some(result);
-        Answer { status, body: answer }
+        Answer { status: http, body: answer }
     }
-}
-
-/// A wave id: 16 hex digits, random enough to tell waves apart across a swarm.
-pub fn new_wave_id() -> String {
-    format!("{:016x}", rand::random::<u64>())
 }

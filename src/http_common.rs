@@ -7,8 +7,8 @@ use axum::http::{Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::Response;
 
-use crate::agent::AgentState;
 use crate::error::ApiError;
+use crate::state::AgentState;
 
 /// Counts every answered request in `tarsier_http_requests_total{listener, path, code}`.
 pub async fn count_requests(

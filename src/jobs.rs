@@ -7,7 +7,9 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
+use tarsier_plugin::Cancel;
+
+use crate::outcome::Status;
 
 /// How many finished jobs `/jobs` remembers.
 const FINISHED_KEPT: usize = 100;
@@ -21,7 +23,7 @@ pub struct JobView {
     /// RFC 3339 on the wire; formatted only when listed, not on every command.
     #[serde(serialize_with = "rfc3339_millis")]
     pub started: SystemTime,
-    pub status: String,
+    pub status: Status,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub elapsed_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -34,7 +36,7 @@ fn rfc3339_millis<S: serde::Serializer>(at: &SystemTime, serializer: S) -> Resul
 
 struct Running {
     view: JobView,
-    cancel: CancellationToken,
+    cancel: Cancel,
 }
 
 #[derive(Default)]
@@ -54,19 +56,19 @@ impl Jobs {
         self.table.lock().unwrap_or_else(|poison| poison.into_inner())
     }
 
-    /// Registers a job and returns its id and cancellation token.
-    pub fn start(&self, command: &str, wave_id: &str, detached: bool) -> (u64, CancellationToken) {
+    /// Registers a job and returns its id and cancellation.
+    pub fn start(&self, command: &str, wave_id: &str, detached: bool) -> (u64, Cancel) {
         let mut table = self.lock();
         table.next_id += 1;
         let id = table.next_id;
-        let cancel = CancellationToken::new();
+        let cancel = Cancel::default();
         let view = JobView {
             id,
             command: command.to_owned(),
             wave_id: wave_id.to_owned(),
             detached,
             started: SystemTime::now(),
-            status: "running".into(),
+            status: Status::Running,
             elapsed_ms: None,
             result: None,
         };
@@ -75,10 +77,10 @@ impl Jobs {
     }
 
     /// Moves a job to the finished list with its outcome.
-    pub fn finish(&self, id: u64, status: &str, elapsed_ms: u64, result: Value) {
+    pub fn finish(&self, id: u64, status: Status, elapsed_ms: u64, result: Value) {
         let mut table = self.lock();
         if let Some(Running { mut view, .. }) = table.running.remove(&id) {
-            view.status = status.to_owned();
+            view.status = status;
             view.elapsed_ms = Some(elapsed_ms);
             view.result = Some(result);
             if table.finished.len() == FINISHED_KEPT {
@@ -117,10 +119,16 @@ impl Jobs {
         table.finished.iter().any(|v| v.id == id).then_some(false)
     }
 
-    /// Cancels every running job and says how many.
-    pub fn cancel_all(&self) -> usize {
+    /// Cancels every running job and returns the ids this call cancelled: jobs already cancelled (by a
+    /// concurrent abort, say) are not counted twice.
+    pub fn cancel_all(&self) -> Vec<u64> {
         let table = self.lock();
-        table.running.values().for_each(|r| r.cancel.cancel());
-        table.running.len()
+        table.running.iter().filter(|(_, r)| r.cancel.cancel()).map(|(id, _)| *id).collect()
+    }
+
+    /// True while any of `ids` is still running.
+    pub fn any_running(&self, ids: &[u64]) -> bool {
+        let table = self.lock();
+        ids.iter().any(|id| table.running.contains_key(id))
     }
 }

@@ -1,5 +1,7 @@
 //! tarsier: a chaos and load-testing agent swarm.
 
+use std::io::Write as _;
+
 use clap::Parser as _;
 use tokio_util::sync::CancellationToken;
 
@@ -14,14 +16,18 @@ fn main() -> std::process::ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("tarsier: cannot start the runtime: {err}");
+            let _ = writeln!(std::io::stderr(), "tarsier: cannot start the runtime: {err}");
             return std::process::ExitCode::from(2);
         }
     };
-    match runtime.block_on(run(cli)) {
+    let outcome = runtime.block_on(run(cli));
+    // Work still on tokio's blocking pool (a DNS look-up that hangs) must not hold the exit up.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(300));
+    match outcome {
         Ok(code) => std::process::ExitCode::from(code as u8),
         Err(err) => {
-            eprintln!("tarsier: {err:#}");
+            // Not `eprintln!`: it panics when stderr is a closed pipe.
+            let _ = writeln!(std::io::stderr(), "tarsier: {err:#}");
             std::process::ExitCode::from(2)
         }
     }
@@ -31,7 +37,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         CliCommand::Agent(args) => {
             let config = AgentConfig::load(&args)?;
-            init_logging(config.log_format.unwrap_or(LogFormat::Text));
+            let _logs = init_logging(config.log_format.unwrap_or(LogFormat::Text));
             let shutdown = CancellationToken::new();
             let agent = agent::BoundAgent::bind(&config, None, agent::http_client()?, shutdown.clone()).await?;
             let state = agent.state.clone();
@@ -55,15 +61,17 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             if std::env::var_os("TARSIER_LOG").is_none() {
                 std::env::set_var("TARSIER_LOG", "warn");
             }
-            init_logging(LogFormat::Text);
-            swarm::run(args).await
+            let _logs = init_logging(LogFormat::Text);
+            let shutdown = CancellationToken::new();
+            tokio::spawn(stop_on_signal(shutdown.clone()));
+            swarm::run(args, shutdown).await
         }
         CliCommand::Scenario(ScenarioCommand::Check { files }) => Ok(scenario::check_files(&files)),
         CliCommand::Scenario(ScenarioCommand::Run { files, junit, target, service }) => {
             if std::env::var_os("TARSIER_LOG").is_none() {
                 std::env::set_var("TARSIER_LOG", "warn");
             }
-            init_logging(LogFormat::Text);
+            let _logs = init_logging(LogFormat::Text);
             scenario::run_files(&files, junit.as_ref(), target.as_deref(), service.as_deref()).await
         }
         CliCommand::Demo(args) => {
@@ -71,41 +79,52 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 // The demo prints its own table; only problems are worth a log line there.
                 std::env::set_var("TARSIER_LOG", "warn");
             }
-            init_logging(LogFormat::Text);
+            let _logs = init_logging(LogFormat::Text);
             demo::run(args).await
         }
     }
 }
 
-/// Fires `shutdown` on SIGTERM (Kubernetes, systemd) or SIGINT (Ctrl-C).
+/// Fires `shutdown` on SIGTERM (Kubernetes, systemd) or SIGINT (Ctrl-C). It cancels before it logs, so a
+/// log line that cannot be written can never keep the agent from stopping.
 async fn stop_on_signal(shutdown: CancellationToken) {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(err) => {
-            tracing::error!(%err, "cannot watch SIGTERM; only Ctrl-C stops the agent cleanly");
-            let _ = tokio::signal::ctrl_c().await;
-            shutdown.cancel();
+    let (mut term, mut int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(term), Ok(int)) => (term, int),
+        (Err(err), _) | (_, Err(err)) => {
+            tracing::error!(%err, "cannot watch SIGTERM and SIGINT; the agent stops only when killed");
             return;
         }
     };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-    }
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
     shutdown.cancel();
+    tracing::info!("{name} received");
 }
 
-fn init_logging(format: LogFormat) {
+/// Logs go to stderr through a bounded queue and a writer thread of their own: a stderr nobody reads (a full
+/// pipe) or that was closed must never stall or panic the agent. When the queue is full, lines are dropped,
+/// not waited for; write errors are not reported (there is nowhere left to report them). Keep the guard
+/// until the end of `main`: dropping it flushes what is queued (for at most about a second).
+fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("TARSIER_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     use std::io::IsTerminal as _;
+    let ansi = std::io::stderr().is_terminal();
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .thread_name("tarsier-log")
+        .finish(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
+        .with_writer(writer)
+        .with_ansi(ansi)
+        .log_internal_errors(false);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+    guard
 }

@@ -1,4 +1,4 @@
-//! The agent's Prometheus metrics (DESIGN 5). Each agent owns its registry, so several agents can live in one
+//! The agent's Prometheus metrics (README: Metrics). Each agent owns its registry, so several agents can live in one
 //! process (the local swarm) without mixing their numbers.
 
 use prometheus::{
@@ -14,13 +14,19 @@ pub struct Metrics {
     pub command_duration: HistogramVec,
     pub running_jobs: IntGauge,
     pub aborts: IntCounter,
-    pub waves_received: IntCounter,
-    pub waves_forwarded: IntCounter,
-    pub wave_forward_errors: IntCounter,
-    pub waves_deduped: IntCounter,
-    pub wave_forward_seconds: Histogram,
+    pub waves: WaveMetrics,
     peers: IntGauge,
     held: IntGaugeVec,
+}
+
+/// The wave code's own counters (it gets a copy; they are registered here with the rest).
+#[derive(Clone)]
+pub struct WaveMetrics {
+    pub received: IntCounter,
+    pub forwarded: IntCounter,
+    pub forward_errors: IntCounter,
+    pub deduped: IntCounter,
+    pub forward_seconds: Histogram,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntCounter> {
@@ -52,7 +58,7 @@ impl Metrics {
         let commands = counter_vec(
             &registry,
             "tarsier_commands_total",
-            "Commands run, by canonical name and result (ok, cancelled, invalid, refused, failed).",
+            "Commands run, by canonical name and result (ok, cancelled, invalid, refused, unreachable, failed).",
             &["command", "result"],
         )?;
         let command_duration = HistogramVec::new(
@@ -95,7 +101,8 @@ impl Metrics {
         let limit = IntGaugeVec::new(
             Opts::new(
                 "tarsier_limit",
-                "The agent's configured limits, by resource: ram_bytes, disk_bytes, connections (absent: no limit).",
+                "The agent's configured limits, by resource: ram_bytes, disk_bytes, connections, blocked_threads \
+                 (absent: no limit).",
             ),
             &["resource"],
         )?;
@@ -104,6 +111,10 @@ impl Metrics {
             ("ram_bytes", limits.max_ram.map(|b| b.0)),
             ("disk_bytes", limits.max_disk.map(|b| b.0)),
             ("connections", limits.max_connections),
+            (
+                "blocked_threads",
+                Some(limits.max_blocked_threads.unwrap_or(tarsier_plugin::DEFAULT_MAX_BLOCKED_THREADS)),
+            ),
         ] {
             if let Some(value) = value {
                 limit.with_label_values(&[resource]).set(i64::try_from(value).unwrap_or(i64::MAX));
@@ -126,11 +137,13 @@ impl Metrics {
             command_duration,
             running_jobs,
             aborts,
-            waves_received,
-            waves_forwarded,
-            wave_forward_errors,
-            waves_deduped,
-            wave_forward_seconds,
+            waves: WaveMetrics {
+                received: waves_received,
+                forwarded: waves_forwarded,
+                forward_errors: wave_forward_errors,
+                deduped: waves_deduped,
+                forward_seconds: wave_forward_seconds,
+            },
             peers,
             held,
         })

@@ -9,9 +9,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::agent::AgentState;
 use crate::http_common::{count_requests, method_not_allowed, no_such_route};
 use crate::runtime_stats::ProcessStats;
+use crate::state::AgentState;
 
 pub fn router(state: Arc<AgentState>) -> Router {
     Router::new()
@@ -34,7 +34,8 @@ async fn health(State(state): State<Arc<AgentState>>) -> Json<serde_json::Value>
 }
 
 async fn metrics(State(state): State<Arc<AgentState>>) -> impl IntoResponse {
-    let text = state.metrics.render(&state.registry.held(), state.jobs.running_count(), state.peers.peers().len());
+    let text =
+        state.metrics.render(&state.registry.held(), state.jobs.running_count(), state.swarm.peers.peers().len());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
 }
 
@@ -49,22 +50,31 @@ async fn runtime(State(state): State<Arc<AgentState>>) -> Json<serde_json::Value
         "uptime_seconds": state.started.elapsed().as_secs_f64(),
         "process": ProcessStats::read(),
         "held": state.registry.held(),
+        "reserved": {
+            "ram_bytes": state.budgets.ram.used(),
+            "disk_bytes": state.budgets.disk.used(),
+            "connections": state.budgets.connections.used(),
+            "blocked_threads": state.budgets.blocked_threads.used(),
+        },
         "running_jobs": state.jobs.running_count(),
+        // Tasks alive on the agent's runtime: a leak of one per command shows here first.
+        "tokio_tasks": tokio::runtime::Handle::current().metrics().num_alive_tasks(),
         "public_addr": state.public_addr,
         "service_addr": state.service_addr,
     }))
 }
 
 async fn peers(State(state): State<Arc<AgentState>>) -> Json<serde_json::Value> {
-    let peers = state.peers.peers();
-    Json(json!({ "agent": state.name, "source": state.peers.kind(), "count": peers.len(), "peers": &*peers }))
+    let source = &state.swarm.peers;
+    let peers = source.peers();
+    Json(json!({ "agent": state.name, "source": source.kind(), "count": peers.len(), "peers": &*peers }))
 }
 
 /// Prometheus `http_sd_configs`: the service port of this agent and of every peer whose service port is known.
 async fn service_discovery(State(state): State<Arc<AgentState>>) -> Json<serde_json::Value> {
     let mut targets = vec![state.advertised_service.clone()];
-    targets.extend(state.peers.peers().iter().filter_map(|p| p.service.clone()));
+    targets.extend(state.swarm.peers.peers().iter().filter_map(|p| p.service.clone()));
     targets.sort();
     targets.dedup();
-    Json(json!([{ "targets": targets, "labels": { "job": "tarsier", "tarsier_discovery": state.peers.kind() } }]))
+    Json(json!([{ "targets": targets, "labels": { "job": "tarsier", "tarsier_discovery": state.swarm.peers.kind() } }]))
 }

@@ -9,11 +9,12 @@ use anyhow::Context as _;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::{http_client, AgentState, BoundAgent};
+use crate::agent::{http_client, BoundAgent};
 use crate::cli::{AgentArgs, SwarmArgs};
 use crate::client::wait_for_report;
 use crate::config::AgentConfig;
 use crate::discovery::LocalRegistry;
+use crate::state::AgentState;
 
 /// Each agent holds two listening sockets, and waves keep one HTTP/2 connection per peer (two fds: both ends
 /// live in this process): about 4 fds an agent, plus what commands open. A thousand agents need more than the
@@ -84,7 +85,9 @@ impl LocalSwarm {
     }
 }
 
-pub async fn run(args: SwarmArgs) -> anyhow::Result<i32> {
+/// Runs a local swarm until `shutdown` fires (SIGTERM or Ctrl-C), then stops every agent, which releases
+/// everything they hold.
+pub async fn run(args: SwarmArgs, shutdown: CancellationToken) -> anyhow::Result<i32> {
     let swarm = LocalSwarm::start(&args).await?;
     let n = swarm.agents.len();
     println!("local swarm: {n} agents on 127.0.0.1");
@@ -97,15 +100,18 @@ pub async fn run(args: SwarmArgs) -> anyhow::Result<i32> {
     }
     let first = format!("http://{}", swarm.agents[0].public_addr);
     if !args.no_demo {
-        if let Err(err) = demo_waves(&first, n).await {
-            eprintln!("tarsier swarm: demo wave failed: {err:#}");
+        tokio::select! {
+            demo = demo_waves(&first, n) => if let Err(err) = demo {
+                eprintln!("tarsier swarm: demo wave failed: {err:#}");
+            },
+            _ = shutdown.cancelled() => {}
         }
     }
     println!("\nSend your own:  printf 'command: sleep/sleep\\nwave: {{remain: 2, buddies: 3, report: true}}\\n' | tarsier exec {first} -");
     println!("Stop everything: tarsier abort {first}");
     if !args.once {
-        println!("Serving until Ctrl-C.");
-        let _ = tokio::signal::ctrl_c().await;
+        println!("Serving until Ctrl-C or SIGTERM.");
+        shutdown.cancelled().await;
     }
     swarm.stop().await?;
     Ok(0)

@@ -108,7 +108,7 @@ const CASES: &[Case] = &[
         b"command: heavy_load/gobble_ram\ndata: {ratio: 1.5}\n",
         400,
         Some("data.ratio"),
-        "between 0 and 1",
+        "more than 0 and at most 0.95",
     ),
     (
         "ratio zero",
@@ -116,7 +116,16 @@ const CASES: &[Case] = &[
         b"command: heavy_load/gobble_ram\ndata: {ratio: 0}\n",
         400,
         Some("data.ratio"),
-        "between 0 and 1",
+        "more than 0 and at most 0.95",
+    ),
+    (
+        // So close to 1 that the shrink loop would take millions of tries.
+        "ratio that would crawl",
+        YAML,
+        b"command: heavy_load/gobble_ram\ndata: {ratio: 0.9999999}\n",
+        400,
+        Some("data.ratio"),
+        "more than 0 and at most 0.95",
     ),
     (
         "resize not a bool",
@@ -249,7 +258,7 @@ const CASES: &[Case] = &[
         b"command: storage/read\ndata: {file: /etc/passwd}\n",
         400,
         Some("data.file"),
-        "not a file inside the storage dir",
+        "not a regular file inside the storage dir",
     ),
     (
         "read escaping with ..",
@@ -257,7 +266,7 @@ const CASES: &[Case] = &[
         b"command: storage/read\ndata: {file: ../../../../etc/passwd}\n",
         400,
         Some("data.file"),
-        "not a file inside the storage dir",
+        "not a regular file inside the storage dir",
     ),
     (
         "read a missing file",

@@ -1,4 +1,4 @@
-//! Bodies written for the reference Go Tarsier run unchanged (DESIGN 3a): its plugin names, its field names,
+//! Bodies written for the reference Go Tarsier run unchanged (README: Compatibility): its plugin names, its field names,
 //! its size and duration strings, and its `persistent_storage.base_dir` config key.
 
 mod common;

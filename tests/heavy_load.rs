@@ -119,3 +119,61 @@ fn spin_cpu_is_cancelled_by_abort_and_threads_go_away() {
     let done = agent.get_json(&format!("{}/jobs/{id}", agent.public));
     assert_eq!(done["status"], "cancelled", "{done}");
 }
+
+/// A memory cgroup of the test's own with one child agent inside: v1 (`memory.limit_in_bytes`) where the
+/// host has the v1 memory hierarchy, else v2 (`memory.max`). Needs root; `None` where cgroups cannot be made.
+struct TestCgroup {
+    dir: std::path::PathBuf,
+    /// Where the agent goes back to before the cgroup is removed.
+    parent: std::path::PathBuf,
+    pid: u32,
+}
+
+impl TestCgroup {
+    fn limit(pid: u32, bytes: u64) -> Option<Self> {
+        let v1 = std::path::Path::new("/sys/fs/cgroup/memory");
+        let (parent, limit_file) = if v1.join("memory.limit_in_bytes").exists() {
+            (v1.to_owned(), "memory.limit_in_bytes")
+        } else {
+            (std::path::PathBuf::from("/sys/fs/cgroup"), "memory.max")
+        };
+        let dir = parent.join(format!("tarsier-test-{pid}"));
+        std::fs::create_dir(&dir).ok()?;
+        let cgroup = TestCgroup { dir, parent, pid };
+        std::fs::write(cgroup.dir.join(limit_file), bytes.to_string()).ok()?;
+        std::fs::write(cgroup.dir.join("cgroup.procs"), pid.to_string()).ok()?;
+        Some(cgroup)
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.parent.join("cgroup.procs"), self.pid.to_string());
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// Under overcommit the kernel maps 512 MiB in a 256 MiB cgroup without complaint and the OOM killer ends the
+/// agent when the pages are touched. gobble_ram reads the cgroup's limit and shrinks (or refuses) instead.
+#[test]
+fn gobble_ram_under_a_cgroup_memory_limit_shrinks_or_refuses_and_is_never_oom_killed() {
+    let mut agent = ChildAgent::spawn();
+    let Some(_cgroup) = TestCgroup::limit(agent.pid, 256 * MIB) else {
+        println!("skipped: cannot make a memory cgroup here (needs root and a writable /sys/fs/cgroup)");
+        return;
+    };
+    let (status, answer) = agent.exec("command: heavy_load/gobble_ram\ndata: {size: 512MiB}\n");
+    assert_eq!(status, 200, "{answer}");
+    let size = answer["result"]["size"].as_u64().unwrap();
+    assert!((64 * MIB..=224 * MIB).contains(&size), "held {} MiB in a 256 MiB cgroup", size / MIB);
+    assert!(answer["result"]["attempts"].as_u64().unwrap() >= 2, "{answer}");
+
+    let (status, refused) = agent.exec("command: heavy_load/gobble_ram\ndata: {size: 512MiB, resize: false}\n");
+    assert_eq!(status, 507, "{refused}");
+    assert!(refused["error"].as_str().unwrap().contains("cgroup memory limit"), "{refused}");
+    assert!(agent.child.try_wait().unwrap().is_none(), "the agent died");
+    let (status, _) = agent.request(reqwest::Method::GET, &format!("{}/health", agent.service));
+    assert_eq!(status, 200);
+    let (_, freed) = agent.exec("command: heavy_load/free_ram\n");
+    assert_eq!(freed["result"]["freed_bytes"], size);
+}

@@ -61,7 +61,9 @@ fn dial_to_a_closed_port_is_refused_and_holds_nothing() {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     // The listener is dropped: nothing listens on `port` any more.
     let (status, answer) = agent.exec(&format!("command: net/dial\ndata: {{address: '127.0.0.1:{port}', count: 2}}\n"));
-    assert_eq!(status, 507, "{answer}");
+    // 502: the target is what failed, not this machine's resources (507).
+    assert_eq!(status, 502, "{answer}");
+    assert_eq!(answer["status"], "unreachable", "{answer}");
     assert!(answer["error"].as_str().unwrap().contains("refused"), "{answer}");
     assert_eq!(agent.runtime()["held"]["connections"], 0);
 }

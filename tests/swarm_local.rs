@@ -39,6 +39,48 @@ fn local_swarm_on_fixed_ports() {
     );
 }
 
+/// `tarsier swarm` used to die on SIGTERM without releasing anything (its files stayed on disk); only Ctrl-C
+/// was handled. Now SIGTERM stops every agent, which deletes what they hold, and the exit status is 0.
+#[test]
+fn local_swarm_releases_everything_and_exits_0_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("swarm.yaml");
+    let storage = dir.path().join("storage");
+    std::fs::write(&config, format!("plugins:\n  storage:\n    dir: {}\n", storage.display())).unwrap();
+    let base = free_port_range(6);
+    let mut swarm = Command::new(BIN)
+        .args(["swarm", "--agents", "3", "--no-demo", "--base-port", &base.to_string(), "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = common::http();
+    let exec = format!("http://127.0.0.1:{base}/exec");
+    let body = "command: storage/write\ndata: {amount: 1MiB, fsync: false}\nwave: {remain: 1, buddies: 2}\n";
+    let written = eventually(Duration::from_secs(20), || {
+        http.post(&exec).body(body).send().is_ok_and(|r| r.status().is_success())
+    });
+    assert!(written, "the swarm did not take the write");
+    assert!(eventually(Duration::from_secs(10), || common::files_in(&storage).len() == 3), "not every agent wrote");
+    let started = std::time::Instant::now();
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(swarm.id() as i32, libc::SIGTERM) };
+    let status = loop {
+        if let Some(status) = swarm.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            let _ = swarm.kill();
+            panic!("tarsier swarm ignored SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    assert_eq!(common::files_in(&storage), Vec::<std::path::PathBuf>::new(), "files were left behind");
+}
+
 /// A base port with `count` free ports after it, below the ephemeral range (32768+) so that no client socket,
 /// nor one of its TIME_WAIT leftovers, takes one of them between this check and the swarm's bind.
 fn free_port_range(count: u16) -> u16 {

@@ -1,4 +1,4 @@
-//! The scenario file (DESIGN 6): a target, an optional Prometheus, and steps. Unknown keys are refused with
+//! The scenario file (README: Scenarios): a target, an optional Prometheus, and steps. Unknown keys are refused with
 //! their line and column.
 
 use std::path::Path;
@@ -63,7 +63,7 @@ pub struct Step {
     pub repeat: Option<u32>,
 }
 
-/// A command body (DESIGN 2.1) plus what its answer must show.
+/// A command body plus what its answer must show.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExecStep {

@@ -1,4 +1,4 @@
-//! Scenarios (DESIGN 6): declarative chaos runs with expectations, for CI. `format` reads and checks a file,
+//! Scenarios: declarative chaos runs with expectations, for CI. `format` reads and checks a file,
 //! `runner` runs its steps, `measure` reads the numbers, `report` prints the table and writes JUnit XML.
 
 mod format;

@@ -1,22 +1,16 @@
-//! Waves (DESIGN 2.2): forwarding a command to random healthy peers, at-most-once execution for dedupe
-//! waves, and the origin's report of who ran what.
+//! Sending a wave on: one hop's choice of peers, the copies with their retries, and reports to the origin.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use axum::body::Bytes;
+use serde::Serialize;
+use serde_json::Value;
 
-use crate::agent::AgentState;
+use super::records::ReportEntry;
+use super::Swarm;
 use crate::discovery::Peer;
 
-/// How long a dedupe wave id is remembered, and how many ids at most.
-const SEEN_TTL: Duration = Duration::from_secs(15 * 60);
-const SEEN_MAX: usize = 100_000;
-/// Waves whose reports the origin keeps, and entries per wave.
-const REPORTS_KEPT: usize = 200;
-const ENTRIES_MAX: usize = 100_000;
 /// Attempts per peer (the first plus retries) and the pause before each retry.
 const ATTEMPTS: u32 = 3;
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
@@ -28,142 +22,6 @@ pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(3);
 /// swarm's size: at 1,000 agents, one wave in tens of thousands misses one agent.
 const DEDUPE_TRIES_PER_BUDDY: usize = 2;
 const DEDUPE_TRIES_MIN: usize = 20;
-
-/// Recent dedupe wave ids: bounded in count and age.
-#[derive(Default)]
-struct Seen {
-    ids: HashSet<String>,
-    order: VecDeque<(Instant, String)>,
-}
-
-impl Seen {
-    fn first_time(&mut self, id: &str) -> bool {
-        let now = Instant::now();
-        while let Some((at, old)) = self.order.front() {
-            if now.duration_since(*at) < SEEN_TTL && self.order.len() < SEEN_MAX {
-                break;
-            }
-            self.ids.remove(old);
-            self.order.pop_front();
-        }
-        if self.ids.contains(id) {
-            return false;
-        }
-        self.ids.insert(id.to_owned());
-        self.order.push_back((now, id.to_owned()));
-        true
-    }
-}
-
-/// One agent's report of one execution, sent to the origin.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReportEntry {
-    pub agent: String,
-    pub hop: u32,
-    pub status: String,
-    /// When the agent received the command (Unix ms).
-    pub received_at_ms: u64,
-    pub elapsed_ms: u64,
-    #[serde(default)]
-    pub result: Value,
-}
-
-struct WaveRecord {
-    command: String,
-    started_at_ms: u64,
-    entries: Vec<ReportEntry>,
-}
-
-/// What the agent knows of waves: ids seen, and the reports of the waves it started.
-#[derive(Default)]
-pub struct Waves {
-    seen: Mutex<Seen>,
-    reports: Mutex<(HashMap<String, WaveRecord>, VecDeque<String>)>,
-}
-
-impl Waves {
-    /// True the first time a dedupe wave id arrives here.
-    pub fn first_time(&self, id: &str) -> bool {
-        self.seen.lock().unwrap_or_else(|p| p.into_inner()).first_time(id)
-    }
-
-    /// The origin opens a report for a wave it starts.
-    pub fn open_report(&self, id: &str, command: &str) {
-        let mut guard = self.reports.lock().unwrap_or_else(|p| p.into_inner());
-        let (records, order) = &mut *guard;
-        if records.contains_key(id) {
-            return;
-        }
-        if order.len() == REPORTS_KEPT {
-            if let Some(old) = order.pop_front() {
-                records.remove(&old);
-            }
-        }
-        records.insert(
-            id.to_owned(),
-            WaveRecord { command: command.to_owned(), started_at_ms: now_ms(), entries: Vec::new() },
-        );
-        order.push_back(id.to_owned());
-    }
-
-    /// Adds an entry; false when this agent did not start that wave.
-    pub fn add_report(&self, id: &str, entry: ReportEntry) -> bool {
-        let mut guard = self.reports.lock().unwrap_or_else(|p| p.into_inner());
-        match guard.0.get_mut(id) {
-            Some(record) if record.entries.len() < ENTRIES_MAX => {
-                record.entries.push(entry);
-                true
-            }
-            Some(_) => true,
-            None => false,
-        }
-    }
-
-    /// The command of a wave and the results of the agents that ran it without error, for merging.
-    pub fn results(&self, id: &str) -> Option<(String, Vec<Value>)> {
-        let guard = self.reports.lock().unwrap_or_else(|p| p.into_inner());
-        let record = guard.0.get(id)?;
-        let ok = record.entries.iter().filter(|e| e.status == "ok").map(|e| e.result.clone()).collect();
-        Some((record.command.clone(), ok))
-    }
-
-    /// The origin's summary of a wave: reach, results, timing, per-hop counts.
-    pub fn summary(&self, id: &str, with_entries: bool) -> Option<Value> {
-        let guard = self.reports.lock().unwrap_or_else(|p| p.into_inner());
-        let record = guard.0.get(id)?;
-        let agents: HashSet<&str> = record.entries.iter().map(|e| e.agent.as_str()).collect();
-        let mut per_hop: BTreeMap<u32, u64> = BTreeMap::new();
-        let mut by_status: BTreeMap<&str, u64> = BTreeMap::new();
-        for e in &record.entries {
-            *per_hop.entry(e.hop).or_default() += 1;
-            *by_status.entry(e.status.as_str()).or_default() += 1;
-        }
-        let arrivals = record.entries.iter().map(|e| e.received_at_ms.saturating_sub(record.started_at_ms));
-        let succeeded = record.entries.iter().filter(|e| e.status == "ok").count();
-        let mut summary = json!({
-            "wave_id": id,
-            "command": record.command,
-            "started_at_ms": record.started_at_ms,
-            "agents_reached": agents.len(),
-            "executions": record.entries.len(),
-            "succeeded": succeeded,
-            "failed": record.entries.len() - succeeded,
-            "by_status": by_status,
-            "first_arrival_ms": arrivals.clone().min(),
-            "last_arrival_ms": arrivals.max(),
-            "per_hop": per_hop,
-        });
-        if with_entries {
-            summary["entries"] = json!(record.entries);
-        }
-        Some(summary)
-    }
-}
-
-pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
 
 /// What forwarding one hop achieved.
 #[derive(Debug, Default, Clone, Copy, Serialize)]
@@ -187,24 +45,21 @@ enum PeerAnswer {
 /// peers, at once. With dedupe: peers that already had the wave do not count, so more are tried until `buddies`
 /// new ones took it, every peer was tried, or the bound on tries (above) was reached;
 /// this is what makes a dedupe wave with enough `remain` reach every agent, at a bounded cost.
-pub async fn forward(
-    state: &Arc<AgentState>,
+pub(super) async fn forward(
+    swarm: &Arc<Swarm>,
     path: &'static str,
-    copy: &Value,
+    copy: Bytes,
     buddies: u32,
     dedupe: bool,
 ) -> Forwarded {
-    let peers = state.peers.peers();
-    // Serialized once for every peer this hop tries.
-    let copy = axum::body::Bytes::from(serde_json::to_vec(copy).unwrap_or_default());
+    let peers = swarm.peers.peers();
     let outcome = spread(peers.len(), buddies, dedupe, |index| {
-        let (state, peers, copy) = (state.clone(), peers.clone(), copy.clone());
-        async move { send_copy(&state, &peers[index], path, &copy).await }
+        let (swarm, peers, copy) = (swarm.clone(), peers.clone(), copy.clone());
+        async move { send_copy(&swarm, &peers[index], path, &copy).await }
     })
     .await;
-    let metrics = &state.metrics;
-    metrics.waves_forwarded.inc_by(u64::from(outcome.accepted));
-    metrics.wave_forward_errors.inc_by(u64::from(outcome.failed));
+    swarm.metrics.forwarded.inc_by(u64::from(outcome.accepted));
+    swarm.metrics.forward_errors.inc_by(u64::from(outcome.failed));
     outcome
 }
 
@@ -240,7 +95,7 @@ where
 }
 
 /// POSTs the copy to one peer, retrying connection errors, timeouts and 5xx a bounded number of times.
-async fn send_copy(state: &Arc<AgentState>, peer: &Peer, path: &str, copy: &axum::body::Bytes) -> PeerAnswer {
+async fn send_copy(swarm: &Swarm, peer: &Peer, path: &str, copy: &Bytes) -> PeerAnswer {
     let url = format!("http://{}{path}", peer.public);
     let started = Instant::now();
     let mut last_error = String::new();
@@ -248,11 +103,11 @@ async fn send_copy(state: &Arc<AgentState>, peer: &Peer, path: &str, copy: &axum
         if attempt > 1 {
             tokio::time::sleep(RETRY_PAUSE * attempt).await;
         }
-        let request = state.http.post(&url).timeout(FORWARD_TIMEOUT);
+        let request = swarm.http.post(&url).timeout(FORWARD_TIMEOUT);
         let request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(copy.clone());
         match request.send().await {
             Ok(response) if response.status().is_success() => {
-                state.metrics.wave_forward_seconds.observe(started.elapsed().as_secs_f64());
+                swarm.metrics.forward_seconds.observe(started.elapsed().as_secs_f64());
                 let body: Value = response.json().await.unwrap_or(Value::Null);
                 return if body["status"] == "duplicate" { PeerAnswer::Duplicate } else { PeerAnswer::Accepted };
             }
@@ -272,14 +127,14 @@ async fn send_copy(state: &Arc<AgentState>, peer: &Peer, path: &str, copy: &axum
 }
 
 /// Sends this agent's result to the wave's origin (or records it, when this agent is the origin).
-pub async fn report(state: &Arc<AgentState>, origin: &str, wave_id: &str, entry: ReportEntry) {
-    if origin == state.advertised_public {
-        state.waves.add_report(wave_id, entry);
+pub(super) async fn report(swarm: &Swarm, origin: &str, wave_id: &str, entry: ReportEntry) {
+    if origin == swarm.advertised_public {
+        swarm.records.add_report(wave_id, entry);
         return;
     }
     let url = format!("http://{origin}/waves/{wave_id}/report");
     for attempt in 1..=ATTEMPTS {
-        match state.http.post(&url).timeout(FORWARD_TIMEOUT).json(&entry).send().await {
+        match swarm.http.post(&url).timeout(FORWARD_TIMEOUT).json(&entry).send().await {
             Ok(r) if r.status().is_success() || r.status().is_client_error() => return,
             Ok(r) => tracing::debug!(status = %r.status(), attempt, "report not taken yet"),
             Err(err) => tracing::debug!(%err, attempt, "report not sent yet"),
@@ -292,7 +147,9 @@ pub async fn report(state: &Arc<AgentState>, origin: &str, wave_id: &str, entry:
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
 
     /// Runs `spread` against peers that all answer `answer`; returns the outcome and the distinct peers tried.
     async fn spread_over(peers: usize, buddies: u32, dedupe: bool, answer: fn() -> PeerAnswer) -> (Forwarded, usize) {

@@ -1,4 +1,4 @@
-use tarsier_plugin::{Command, DataError, ExecContext, JobFuture, Limits};
+use tarsier_plugin::{Command, DataError, ExecContext, JobFuture};
 
 use crate::death::{check_delay, schedule, DeathData};
 
@@ -6,11 +6,13 @@ pub struct Abort;
 
 impl Command for Abort {
     type Data = DeathData;
+    type Plan = DeathData;
     const NAME: &'static str = "abort";
     const DESCRIPTION: &'static str = "Dies of SIGABRT (std::process::abort), as a failed assertion in C would.";
 
-    fn check(&self, data: &DeathData, limits: &Limits) -> Result<(), DataError> {
-        check_delay(data.delay, limits)
+    fn check(&self, data: DeathData, ctx: &ExecContext) -> Result<DeathData, DataError> {
+        check_delay(data.delay, &ctx.limits)?;
+        Ok(data)
     }
 
     fn execute(&self, data: DeathData, _: ExecContext) -> JobFuture {

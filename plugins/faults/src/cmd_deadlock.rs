@@ -4,7 +4,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tarsier_plugin::schemars::JsonSchema;
-use tarsier_plugin::{Command, CommandError, DataError, ExecContext, HumanDuration, JobFuture, Limits};
+use tarsier_plugin::{Command, CommandError, DataError, ExecContext, HumanDuration, JobFuture, Reservation};
 
 use crate::Traps;
 
@@ -28,40 +28,48 @@ impl Default for DeadlockData {
     }
 }
 
+/// A checked request and its share of `limits.max_blocked_threads`.
+pub struct DeadlockPlan {
+    data: DeadlockData,
+    reserved: Reservation,
+}
+
 pub struct Deadlock(pub Arc<Traps>);
 
 impl Command for Deadlock {
     type Data = DeadlockData;
+    type Plan = DeadlockPlan;
     const NAME: &'static str = "deadlock";
     const DESCRIPTION: &'static str = "Blocks `threads` OS threads in a real lock-order inversion for `duration` \
         (released early by abort). With block_health, /health hangs too.";
 
-    fn check(&self, data: &DeadlockData, limits: &Limits) -> Result<(), DataError> {
+    fn check(&self, data: DeadlockData, ctx: &ExecContext) -> Result<DeadlockPlan, DataError> {
         if data.threads == 0 || data.threads > MAX_THREADS {
             return Err(DataError::field("threads", format!("{} must be between 1 and {MAX_THREADS}", data.threads)));
         }
-        limits.check_duration("duration", data.duration)
+        ctx.limits.check_duration("duration", data.duration)?;
+        let reserved = ctx.budgets.blocked_threads.reserve("threads", u64::from(data.threads))?;
+        Ok(DeadlockPlan { data, reserved })
     }
 
-    fn execute(&self, data: DeadlockData, ctx: ExecContext) -> JobFuture {
+    fn execute(&self, plan: DeadlockPlan, ctx: ExecContext) -> JobFuture {
         let traps = self.0.clone();
         Box::pin(async move {
+            let data = plan.data;
             let health_guard = if data.block_health { Some(ctx.health.block().await) } else { None };
             let started = Instant::now();
-            let (trap, handles) = traps
-                .spring(data.threads, started + data.duration.0)
+            let deadline = started + data.duration.0;
+            // The threads are nobody's to join: they wake when released or at the deadline and end by
+            // themselves, giving back their share of the budget with the last one. Joining them on the blocking
+            // pool took one of its slots per deadlock, and 520 deadlocks starved DNS and file work.
+            let trap = traps
+                .spring(data.threads, deadline, plan.reserved)
                 .map_err(|err| CommandError::Failed(format!("cannot start a thread: {err}")))?;
-            let joined = tokio::task::spawn_blocking(move || handles.into_iter().for_each(|h| drop(h.join())));
-            tokio::pin!(joined);
             let released_by = tokio::select! {
-                _ = &mut joined => "timeout",
-                _ = ctx.cancel.cancelled() => {
-                    trap.release();
-                    // `joined` cannot fail in a way that matters here: the threads only wait.
-                    let _ = joined.await;
-                    "cancel"
-                }
+                _ = tokio::time::sleep_until(deadline.into()) => "timeout",
+                _ = ctx.cancel.cancelled() => "cancel",
             };
+            trap.release();
             traps.forget(&trap);
             drop(health_guard);
             Ok(json!({

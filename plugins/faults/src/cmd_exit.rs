@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tarsier_plugin::schemars::JsonSchema;
-use tarsier_plugin::{Command, DataError, ExecContext, HumanDuration, JobFuture, Limits};
+use tarsier_plugin::{Command, DataError, ExecContext, HumanDuration, JobFuture};
 
 use crate::death::{check_delay, schedule};
 
@@ -25,14 +25,16 @@ pub struct Exit;
 
 impl Command for Exit {
     type Data = ExitData;
+    type Plan = ExitData;
     const NAME: &'static str = "exit";
     const DESCRIPTION: &'static str = "Exits at once with status `code`, without any clean-up (like os.Exit).";
 
-    fn check(&self, data: &ExitData, limits: &Limits) -> Result<(), DataError> {
+    fn check(&self, data: ExitData, ctx: &ExecContext) -> Result<ExitData, DataError> {
         if !(0..=255).contains(&data.code) {
             return Err(DataError::field("code", format!("{} must be an exit status from 0 to 255", data.code)));
         }
-        check_delay(data.delay, limits)
+        check_delay(data.delay, &ctx.limits)?;
+        Ok(data)
     }
 
     fn execute(&self, data: ExitData, _: ExecContext) -> JobFuture {

@@ -1,4 +1,4 @@
-use tarsier_plugin::{Command, DataError, ExecContext, JobFuture, Limits};
+use tarsier_plugin::{Command, DataError, ExecContext, JobFuture};
 
 use crate::death::{check_delay, schedule, DeathData};
 
@@ -9,11 +9,13 @@ pub struct Panic;
 
 impl Command for Panic {
     type Data = DeathData;
+    type Plan = DeathData;
     const NAME: &'static str = "panic";
     const DESCRIPTION: &'static str = "Dies of a Rust panic: the message on stderr, exit status 101.";
 
-    fn check(&self, data: &DeathData, limits: &Limits) -> Result<(), DataError> {
-        check_delay(data.delay, limits)
+    fn check(&self, data: DeathData, ctx: &ExecContext) -> Result<DeathData, DataError> {
+        check_delay(data.delay, &ctx.limits)?;
+        Ok(data)
     }
 
     fn execute(&self, data: DeathData, _: ExecContext) -> JobFuture {

@@ -1,4 +1,4 @@
-use tarsier_plugin::{Command, DataError, ExecContext, JobFuture, Limits};
+use tarsier_plugin::{Command, DataError, ExecContext, JobFuture};
 
 use crate::death::{check_delay, schedule, DeathData};
 
@@ -6,12 +6,14 @@ pub struct Segfault;
 
 impl Command for Segfault {
     type Data = DeathData;
+    type Plan = DeathData;
     const NAME: &'static str = "segfault";
     const DESCRIPTION: &'static str = "Dies of a real SIGSEGV (a write to a page mapped with no access), \
         `delay` after answering.";
 
-    fn check(&self, data: &DeathData, limits: &Limits) -> Result<(), DataError> {
-        check_delay(data.delay, limits)
+    fn check(&self, data: DeathData, ctx: &ExecContext) -> Result<DeathData, DataError> {
+        check_delay(data.delay, &ctx.limits)?;
+        Ok(data)
     }
 
     fn execute(&self, data: DeathData, _: ExecContext) -> JobFuture {

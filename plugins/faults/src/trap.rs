@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
+use tarsier_plugin::Reservation;
+
 /// The agent itself, as the owner of the lock a lone waiter blocks on.
 const AGENT: u32 = u32::MAX;
 
@@ -19,11 +21,12 @@ struct TrapState {
     released: bool,
 }
 
-/// One deadlock: two locks, their owners and the waiters.
-#[derive(Default)]
+/// One deadlock: two locks, their owners and the waiters. Every thread holds the trap, so its share of
+/// `limits.max_blocked_threads` is given back when the last thread has woken and ended.
 pub struct Trap {
     state: Mutex<TrapState>,
     wake: Condvar,
+    _reserved: Reservation,
 }
 
 impl Trap {
@@ -98,20 +101,14 @@ impl Traps {
         self.blocked.load(Ordering::Relaxed)
     }
 
-    /// Starts `threads` OS threads deadlocked until `deadline` or release. Returns the trap and a handle
-    /// that joins every thread.
-    pub fn spring(
-        &self,
-        threads: u32,
-        deadline: Instant,
-    ) -> std::io::Result<(Arc<Trap>, Vec<std::thread::JoinHandle<()>>)> {
-        let trap = Arc::new(Trap::default());
+    /// Starts `threads` detached OS threads deadlocked until `deadline` or release.
+    pub fn spring(&self, threads: u32, deadline: Instant, reserved: Reservation) -> std::io::Result<Arc<Trap>> {
+        let trap = Arc::new(Trap { state: Mutex::default(), wake: Condvar::new(), _reserved: reserved });
         self.live.lock().unwrap_or_else(|p| p.into_inner()).push(trap.clone());
         if threads == 1 {
             // A lone thread takes the first lock and then waits for the second, which the agent holds.
             trap.take_for_agent(1);
         }
-        let mut handles = Vec::with_capacity(threads as usize);
         for me in 0..threads {
             let (mine, blocked) = (trap.clone(), self.blocked.clone());
             let spawned =
@@ -129,15 +126,13 @@ impl Traps {
                     mine.wait_for(second, me, deadline);
                     blocked.fetch_sub(1, Ordering::Relaxed);
                 });
-            match spawned {
-                Ok(handle) => handles.push(handle),
-                Err(err) => {
-                    trap.release();
-                    return Err(err);
-                }
+            if let Err(err) = spawned {
+                trap.release();
+                self.forget(&trap);
+                return Err(err);
             }
         }
-        Ok((trap, handles))
+        Ok(trap)
     }
 
     pub fn forget(&self, trap: &Arc<Trap>) {

@@ -6,10 +6,14 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tarsier_plugin::schemars::JsonSchema;
-use tarsier_plugin::{CancelFlag, Command, CommandError, DataError, ExecContext, HumanDuration, JobFuture, Limits};
+use tarsier_plugin::{
+    run_on_thread, CancelFlag, Command, CommandError, DataError, ExecContext, HumanDuration, JobFuture,
+};
 
 /// Busy and idle alternate within this period when `load` < 100.
 const DUTY_PERIOD: Duration = Duration::from_millis(100);
+/// An idle thread looks at the cancel flag this often, so a cancel stops it well within 100 ms.
+const IDLE_STEP: Duration = Duration::from_millis(10);
 const MAX_THREADS: u32 = 1024;
 
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]
@@ -35,29 +39,33 @@ pub struct SpinCpu(pub Arc<AtomicU64>);
 
 impl Command for SpinCpu {
     type Data = SpinCpuData;
+    type Plan = SpinCpuData;
     const NAME: &'static str = "spin_cpu";
     const DESCRIPTION: &'static str = "Keeps `threads` OS threads busy with a float multiply/divide loop for \
         `duration`, at `load` percent (busy and idle slices of 100 ms). Answers the CPU time really used.";
 
-    fn check(&self, data: &SpinCpuData, limits: &Limits) -> Result<(), DataError> {
+    fn check(&self, data: SpinCpuData, ctx: &ExecContext) -> Result<SpinCpuData, DataError> {
         if data.threads == 0 || data.threads > MAX_THREADS {
             return Err(DataError::field("threads", format!("{} must be between 1 and {MAX_THREADS}", data.threads)));
         }
         if data.load == 0 || data.load > 100 {
             return Err(DataError::field("load", format!("{} must be a percentage from 1 to 100", data.load)));
         }
-        limits.check_duration("duration", data.duration)
+        ctx.limits.check_duration("duration", data.duration)?;
+        Ok(data)
     }
 
     fn execute(&self, data: SpinCpuData, ctx: ExecContext) -> JobFuture {
         let busy = self.0.clone();
         let cancel = ctx.cancel_flag();
+        let job_cancel = ctx.cancel.clone();
         Box::pin(async move {
             let started = Instant::now();
             let deadline = started + data.duration.0;
             let load = data.load;
             let threads = data.threads;
-            let cpu_seconds = tokio::task::spawn_blocking(move || {
+            // The spinning threads are joined on a thread of their own, never on the shared blocking pool.
+            let cpu_seconds = run_on_thread("spin_cpu", &job_cancel, move || {
                 let workers: Vec<_> = (0..threads)
                     .map(|n| {
                         let (cancel, busy) = (cancel.clone(), busy.clone());
@@ -74,10 +82,9 @@ impl Command for SpinCpu {
                     let worker = worker.map_err(|err| CommandError::Failed(format!("cannot start a thread: {err}")))?;
                     total += worker.join().map_err(|_| CommandError::Failed("a spinning thread panicked".into()))?;
                 }
-                Ok::<f64, CommandError>(total)
+                Ok(total)
             })
-            .await
-            .map_err(|err| CommandError::Failed(format!("spin_cpu worker died: {err}")))??;
+            .await?;
             let ran = started.elapsed().as_secs_f64();
             Ok(json!({
                 "threads": threads,
@@ -101,16 +108,19 @@ fn spin(deadline: Instant, load: u8, cancel: &CancelFlag) -> f64 {
             break;
         }
         let busy_until = if load >= 100 { slice_start + DUTY_PERIOD } else { slice_start + busy_slice }.min(deadline);
-        while Instant::now() < busy_until {
+        while Instant::now() < busy_until && !cancel.is_raised() {
             for _ in 0..1_000 {
                 x = black_box(black_box(x) * 1.000_000_1 / 1.000_000_09);
             }
         }
         if load < 100 {
             let idle_until = (slice_start + DUTY_PERIOD).min(deadline);
-            let now = Instant::now();
-            if idle_until > now {
-                std::thread::sleep(idle_until - now);
+            loop {
+                let now = Instant::now();
+                if now >= idle_until || cancel.is_raised() {
+                    break;
+                }
+                std::thread::sleep((idle_until - now).min(IDLE_STEP));
             }
         }
     }

@@ -1,5 +1,6 @@
 //! `heavy_load`: makes the machine work. RAM that is really resident, CPUs that are really busy.
 
+mod cgroup;
 mod cmd_free_ram;
 mod cmd_gobble_ram;
 mod cmd_ram_stats;

@@ -18,8 +18,13 @@ pub struct Close(pub Arc<Connections>);
 
 impl Command for Close {
     type Data = CloseData;
+    type Plan = CloseData;
     const NAME: &'static str = "close";
     const DESCRIPTION: &'static str = "Closes connection `index`, or every connection with -1.";
+
+    fn check(&self, data: CloseData, _: &ExecContext) -> Result<CloseData, DataError> {
+        Ok(data)
+    }
 
     fn execute(&self, data: CloseData, _: ExecContext) -> JobFuture {
         let conns = self.0.clone();

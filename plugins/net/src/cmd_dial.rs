@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tarsier_plugin::schemars::JsonSchema;
-use tarsier_plugin::{Command, CommandError, DataError, ExecContext, HumanDuration, JobFuture, Limits};
+use tarsier_plugin::{Command, CommandError, DataError, ExecContext, HumanDuration, JobFuture, Reservation};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::task::JoinSet;
 
@@ -37,15 +37,22 @@ impl Default for DialData {
     }
 }
 
+/// A checked dial and its share of `limits.max_connections` (one unit per connection).
+pub struct DialPlan {
+    data: DialData,
+    reserved: Reservation,
+}
+
 pub struct Dial(pub Arc<Connections>);
 
 impl Command for Dial {
     type Data = DialData;
+    type Plan = DialPlan;
     const NAME: &'static str = "dial";
     const DESCRIPTION: &'static str = "Opens `count` TCP or UDP connections to `address` and keeps them open \
         until `net/close` or abort.";
 
-    fn check(&self, data: &DialData, limits: &Limits) -> Result<(), DataError> {
+    fn check(&self, data: DialData, ctx: &ExecContext) -> Result<DialPlan, DataError> {
         if data.address.is_empty() {
             return Err(DataError::field("address", "is required: host:port, such as 127.0.0.1:8080"));
         }
@@ -61,23 +68,20 @@ impl Command for Dial {
         if data.count == 0 || data.count > MAX_COUNT {
             return Err(DataError::field("count", format!("{} must be between 1 and {MAX_COUNT}", data.count)));
         }
-        limits.check_duration("timeout", data.timeout)?;
-        Limits::check_budget(
-            "count",
-            "connections",
-            "limits.max_connections",
-            limits.max_connections,
-            self.0.count(),
-            data.count,
-            |n| n.to_string(),
-        )
+        ctx.limits.check_duration("timeout", data.timeout)?;
+        let reserved = ctx.budgets.connections.reserve("count", data.count)?;
+        Ok(DialPlan { data, reserved })
     }
 
-    fn execute(&self, data: DialData, ctx: ExecContext) -> JobFuture {
+    fn execute(&self, plan: DialPlan, ctx: ExecContext) -> JobFuture {
         let conns = self.0.clone();
         Box::pin(async move {
-            let peer = resolve(&data.address).await?;
-            let opened = dial_all(&conns, peer, &data, &ctx).await;
+            let DialPlan { data, reserved } = plan;
+            let peer = tokio::select! {
+                peer = resolve(&data.address) => peer?,
+                _ = ctx.cancel.cancelled() => return Err(CommandError::Cancelled),
+            };
+            let opened = dial_all(&conns, peer, &data, reserved, &ctx).await;
             let mut indexes = Vec::new();
             let mut errors: BTreeMap<String, u64> = BTreeMap::new();
             for outcome in opened {
@@ -86,8 +90,13 @@ impl Command for Dial {
                     Err(err) => *errors.entry(err).or_default() += 1,
                 }
             }
-            if indexes.is_empty() && !ctx.cancel.is_cancelled() {
-                return Err(CommandError::Refused(format!(
+            if ctx.cancel.is_cancelled() {
+                // Connections opened before the cancel are closed too: a cancelled command keeps nothing.
+                conns.discard(&indexes);
+                return Err(CommandError::Cancelled);
+            }
+            if indexes.is_empty() {
+                return Err(CommandError::Unreachable(format!(
                     "no connection to {} ({peer}) could be opened: {}",
                     data.address,
                     errors.keys().cloned().collect::<Vec<_>>().join("; ")
@@ -114,24 +123,27 @@ async fn resolve(address: &str) -> Result<SocketAddr, CommandError> {
     })
 }
 
+/// Dials `count` connections, `DIAL_PARALLELISM` at a time; each one opened takes one unit of `reserved`.
+/// A cancel stops the dials in flight at once, and a dial that completes after it is closed, not held.
 async fn dial_all(
     conns: &Arc<Connections>,
     peer: SocketAddr,
     data: &DialData,
+    mut reserved: Reservation,
     ctx: &ExecContext,
 ) -> Vec<Result<u64, String>> {
     let permits = Arc::new(tokio::sync::Semaphore::new(DIAL_PARALLELISM));
     let mut set = JoinSet::new();
     for _ in 0..data.count {
-        let (conns, permits, cancel) = (conns.clone(), permits.clone(), ctx.cancel.clone());
+        let (conns, permits, cancel, unit) = (conns.clone(), permits.clone(), ctx.cancel.clone(), reserved.split(1));
         let (protocol, timeout) = (data.protocol, data.timeout.0);
         set.spawn(async move {
             let _permit = permits.acquire_owned().await.map_err(|e| e.to_string())?;
-            if cancel.is_cancelled() {
-                return Err("cancelled".to_owned());
-            }
-            let socket = dial_one(protocol, peer, timeout).await?;
-            Ok(conns.hold(protocol, peer, socket))
+            let socket = tokio::select! {
+                socket = dial_one(protocol, peer, timeout) => socket?,
+                _ = cancel.cancelled() => return Err("cancelled".to_owned()),
+            };
+            conns.hold(&cancel.flag(), protocol, peer, socket, unit).ok_or_else(|| "cancelled".to_owned())
         });
     }
     let mut outcomes = Vec::with_capacity(data.count as usize);

@@ -5,14 +5,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use tarsier_plugin::schemars::JsonSchema;
-use tarsier_plugin::{Command, CommandError, DataError, ExecContext, HumanDuration, JobFuture, Limits};
-use tokio_util::sync::CancellationToken;
+use tarsier_plugin::{Cancel, Command, CommandError, DataError, ExecContext, HumanDuration, JobFuture, Limits};
 
 use crate::http1_conn::{Connection, Failure, Template};
 use crate::http_metrics::HttpLoadMetrics;
-use crate::http_stats::{merge, Tally};
+use crate::http_stats::{merge, HttpLoadResult, Tally};
 use crate::targets::AllowList;
 
 const MAX_CONCURRENCY: u32 = 10_000;
@@ -70,6 +69,14 @@ pub struct HttpLoad {
     pub metrics: HttpLoadMetrics,
 }
 
+/// A checked request: the data and what `check` parsed out of it, so nothing is parsed twice.
+pub struct HttpLoadPlan {
+    data: HttpLoadData,
+    url: reqwest::Url,
+    method: reqwest::Method,
+    headers: reqwest::header::HeaderMap,
+}
+
 impl HttpLoad {
     fn parse_url(data: &HttpLoadData) -> Result<reqwest::Url, DataError> {
         if data.url.is_empty() {
@@ -86,26 +93,30 @@ impl HttpLoad {
 
 impl Command for HttpLoad {
     type Data = HttpLoadData;
+    type Plan = HttpLoadPlan;
     const NAME: &'static str = "http_load";
     const DESCRIPTION: &'static str = "HTTP load against `url` with `concurrency` keep-alive connections, for \
         `requests` or `duration`, optionally at a fixed `rate`. Answers counts, req/s, latency percentiles and \
         the HDR histogram, which a wave report merges across the swarm.";
 
-    fn check(&self, data: &HttpLoadData, limits: &Limits) -> Result<(), DataError> {
-        let url = Self::parse_url(data)?;
+    fn check(&self, data: HttpLoadData, ctx: &ExecContext) -> Result<HttpLoadPlan, DataError> {
+        let limits = &ctx.limits;
+        let url = Self::parse_url(&data)?;
         let allow = AllowList::from_limits(limits)?;
         if let Some(ip) = url.host_str().and_then(|h| h.trim_matches(['[', ']']).parse::<IpAddr>().ok()) {
             if !allow.allows_ip(ip) {
                 return Err(allow.refusal(&ip.to_string()));
             }
         }
-        reqwest::Method::from_bytes(data.method.as_bytes())
+        let method = reqwest::Method::from_bytes(data.method.as_bytes())
             .map_err(|_| DataError::field("method", format!("`{}` is not an HTTP method", data.method)))?;
+        let mut headers = reqwest::header::HeaderMap::new();
         for (name, value) in &data.headers {
-            reqwest::header::HeaderName::from_bytes(name.as_bytes())
+            let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| DataError::field("headers", format!("`{name}` is not a header name")))?;
-            reqwest::header::HeaderValue::from_str(value)
+            let value = reqwest::header::HeaderValue::from_str(value)
                 .map_err(|_| DataError::field("headers", format!("the value of `{name}` is not a header value")))?;
+            headers.insert(name, value);
         }
         if data.concurrency == 0 || data.concurrency > MAX_CONCURRENCY {
             return Err(DataError::field(
@@ -127,28 +138,34 @@ impl Command for HttpLoad {
                 ));
             }
         }
-        limits.check_duration("timeout", data.timeout)
+        limits.check_duration("timeout", data.timeout)?;
+        Ok(HttpLoadPlan { data, url, method, headers })
     }
 
-    fn execute(&self, data: HttpLoadData, ctx: ExecContext) -> JobFuture {
+    fn execute(&self, plan: HttpLoadPlan, ctx: ExecContext) -> JobFuture {
         let metrics = self.metrics.clone();
         Box::pin(async move {
-            let url = HttpLoad::parse_url(&data)?;
-            let addr = check_resolved(&url, &ctx.limits).await?;
-            let plan = Plan::new(&data, url, addr)?;
+            let addr = tokio::select! {
+                addr = check_resolved(&plan.url, &ctx.limits) => addr?,
+                _ = ctx.cancel.cancelled() => return Err(CommandError::Cancelled),
+            };
+            let (url, concurrency, rate) = (plan.data.url.clone(), plan.data.concurrency, plan.data.rate);
+            let load = Load::new(plan, addr)?;
             let started = Instant::now();
-            let tally = plan.run(&metrics, &ctx.cancel).await;
+            let tally = load.run(&metrics, &ctx.cancel).await;
             let seconds = started.elapsed().as_secs_f64();
-            let mut answer = tally.to_json(seconds, tally.completed as f64 / seconds.max(f64::EPSILON));
-            answer["url"] = json!(data.url);
-            answer["concurrency"] = json!(data.concurrency);
-            answer["rate"] = json!(data.rate);
-            Ok(answer)
+            let mut result = tally.result(seconds, tally.completed as f64 / seconds.max(f64::EPSILON));
+            result.url = Some(url);
+            result.concurrency = Some(concurrency);
+            result.rate = rate;
+            serde_json::to_value(result).map_err(|err| CommandError::Failed(format!("cannot encode the result: {err}")))
         })
     }
 
     fn merge(&self, results: &[Value]) -> Option<Value> {
-        merge(results)
+        let results: Vec<HttpLoadResult> =
+            results.iter().filter_map(|r| serde_json::from_value(r.clone()).ok()).collect();
+        serde_json::to_value(merge(&results)?).ok()
     }
 }
 
@@ -173,7 +190,7 @@ async fn check_resolved(url: &reqwest::Url, limits: &Limits) -> Result<std::net:
 }
 
 /// Everything the workers share.
-struct Plan {
+struct Load {
     /// Plain HTTP/1.1: each worker's own connection (see `http1_conn`); otherwise reqwest.
     fast: Option<Template>,
     client: reqwest::Client,
@@ -188,18 +205,9 @@ struct Plan {
     timeout: Duration,
 }
 
-impl Plan {
-    fn new(data: &HttpLoadData, url: reqwest::Url, addr: std::net::SocketAddr) -> Result<Self, CommandError> {
-        let mut headers = reqwest::header::HeaderMap::new();
-        for (name, value) in &data.headers {
-            // Checked in `check`.
-            if let (Ok(name), Ok(value)) = (
-                reqwest::header::HeaderName::from_bytes(name.as_bytes()),
-                reqwest::header::HeaderValue::from_str(value),
-            ) {
-                headers.insert(name, value);
-            }
-        }
+impl Load {
+    fn new(plan: HttpLoadPlan, addr: std::net::SocketAddr) -> Result<Self, CommandError> {
+        let HttpLoadPlan { data, url, method, headers } = plan;
         let mut builder = reqwest::Client::builder()
             .pool_max_idle_per_host(data.concurrency as usize)
             .tcp_nodelay(true)
@@ -208,7 +216,6 @@ impl Plan {
             builder = builder.http2_prior_knowledge();
         }
         let client = builder.build().map_err(|e| CommandError::Failed(format!("cannot build the HTTP client: {e}")))?;
-        let method = reqwest::Method::from_bytes(data.method.as_bytes()).unwrap_or(reqwest::Method::GET);
         let fast = (url.scheme() == "http" && !data.http2).then(|| Template {
             addr,
             method: method.clone(),
@@ -229,7 +236,7 @@ impl Plan {
             method,
             url,
             headers,
-            body: data.body.clone(),
+            body: data.body,
             concurrency: data.concurrency,
             requests: data.requests,
             duration: data.duration.map(|d| d.0).or(if data.requests.is_none() {
@@ -242,7 +249,7 @@ impl Plan {
         })
     }
 
-    async fn run(self, metrics: &HttpLoadMetrics, cancel: &CancellationToken) -> Tally {
+    async fn run(self, metrics: &HttpLoadMetrics, cancel: &Cancel) -> Tally {
         let plan = Arc::new(self);
         let next = Arc::new(AtomicU64::new(0));
         let start = Instant::now();
@@ -261,13 +268,7 @@ impl Plan {
     }
 
     /// Takes request numbers from the shared counter until the plan is done or cancelled.
-    async fn worker(
-        &self,
-        start: Instant,
-        next: &AtomicU64,
-        metrics: &HttpLoadMetrics,
-        cancel: &CancellationToken,
-    ) -> Tally {
+    async fn worker(&self, start: Instant, next: &AtomicU64, metrics: &HttpLoadMetrics, cancel: &Cancel) -> Tally {
         let mut tally = Tally::default();
         let mut connection = Connection::default();
         let end = self.duration.map(|d| start + d);

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use serde_json::json;
-use tarsier_plugin::{Command, ExecContext, JobFuture, NoData};
+use tarsier_plugin::{Command, DataError, ExecContext, JobFuture, NoData};
 
 use crate::Connections;
 
@@ -9,8 +9,13 @@ pub struct Stats(pub Arc<Connections>);
 
 impl Command for Stats {
     type Data = NoData;
+    type Plan = NoData;
     const NAME: &'static str = "stats";
     const DESCRIPTION: &'static str = "Lists the open connections: index, protocol, peer, local address, since.";
+
+    fn check(&self, data: NoData, _: &ExecContext) -> Result<NoData, DataError> {
+        Ok(data)
+    }
 
     fn execute(&self, _: NoData, _: ExecContext) -> JobFuture {
         let conns = self.0.clone();

@@ -3,7 +3,7 @@ use std::time::SystemTime;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use tarsier_plugin::{Slots, Target};
+use tarsier_plugin::{CancelFlag, Reservation, Slots, Target};
 use tokio::net::{TcpStream, UdpSocket};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
@@ -24,6 +24,8 @@ struct Conn {
     local: Option<SocketAddr>,
     since: SystemTime,
     _socket: Socket,
+    /// Its share of `limits.max_connections`, given back when it is closed.
+    _reserved: Reservation,
 }
 
 /// What `net/stats` shows of one connection.
@@ -41,12 +43,26 @@ pub struct ConnInfo {
 pub struct Connections(Slots<Conn>);
 
 impl Connections {
-    pub fn hold(&self, protocol: Protocol, peer: SocketAddr, socket: Socket) -> u64 {
+    /// Holds a new connection unless its command was cancelled meanwhile (then it is closed at once).
+    pub fn hold(
+        &self,
+        cancel: &CancelFlag,
+        protocol: Protocol,
+        peer: SocketAddr,
+        socket: Socket,
+        reserved: Reservation,
+    ) -> Option<u64> {
         let local = match &socket {
             Socket::Tcp(s) => s.local_addr().ok(),
             Socket::Udp(s) => s.local_addr().ok(),
         };
-        self.0.insert(Conn { protocol, peer, local, since: SystemTime::now(), _socket: socket })
+        let conn = Conn { protocol, peer, local, since: SystemTime::now(), _socket: socket, _reserved: reserved };
+        self.0.insert_unless(cancel, conn).ok()
+    }
+
+    /// Closes the connections of a command that was cancelled (those still open).
+    pub fn discard(&self, indexes: &[u64]) -> u64 {
+        self.0.remove_all(indexes).len() as u64
     }
 
     pub fn count(&self) -> u64 {

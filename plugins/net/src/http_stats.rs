@@ -8,7 +8,6 @@ use base64::Engine as _;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 
 /// Latencies are recorded in microseconds, from 1 µs to 10 minutes, to 3 significant digits.
 const MAX_LATENCY_US: u64 = 600_000_000;
@@ -75,55 +74,87 @@ impl Tally {
         let _ = self.latency_us.add(&other.latency_us);
     }
 
-    /// The JSON answer: counts, rate, latency percentiles in ms, and the histogram itself for exact merging.
-    pub fn to_json(&self, seconds: f64, req_per_s: f64) -> Value {
+    /// The answer: counts, rate, latency percentiles in ms, and the histogram itself for exact merging.
+    pub fn result(&self, seconds: f64, req_per_s: f64) -> HttpLoadResult {
         let h = &self.latency_us;
         let ms = |us: u64| us as f64 / 1000.0;
-        let latency = if h.is_empty() {
-            Value::Null
-        } else {
-            json!({
-                "min": ms(h.min()),
-                "mean": h.mean() / 1000.0,
-                "p50": ms(h.value_at_quantile(0.50)),
-                "p90": ms(h.value_at_quantile(0.90)),
-                "p99": ms(h.value_at_quantile(0.99)),
-                "p999": ms(h.value_at_quantile(0.999)),
-                "max": ms(h.max()),
-            })
-        };
-        json!({
-            "requests_sent": self.sent,
-            "completed": self.completed,
-            "errors": self.errors,
-            "status": self.status.iter().map(|(k, v)| (k.to_string(), *v)).collect::<BTreeMap<_, _>>(),
-            "seconds": seconds,
-            "req_per_s": req_per_s,
-            "bytes": self.bytes,
-            "latency_ms": latency,
-            "histogram": encode(h),
-        })
+        let latency_ms = (!h.is_empty()).then(|| LatencyMs {
+            min: ms(h.min()),
+            mean: h.mean() / 1000.0,
+            p50: ms(h.value_at_quantile(0.50)),
+            p90: ms(h.value_at_quantile(0.90)),
+            p99: ms(h.value_at_quantile(0.99)),
+            p999: ms(h.value_at_quantile(0.999)),
+            max: ms(h.max()),
+        });
+        HttpLoadResult {
+            requests_sent: self.sent,
+            completed: self.completed,
+            errors: self.errors.clone(),
+            status: self.status.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            seconds,
+            req_per_s,
+            bytes: self.bytes,
+            latency_ms,
+            histogram: encode(h),
+            url: None,
+            concurrency: None,
+            rate: None,
+            agents: None,
+        }
     }
 
-    /// Reads back what [`Tally::to_json`] wrote.
-    pub fn from_json(value: &Value) -> Option<(Tally, f64, f64)> {
-        let latency_us = decode(value.get("histogram")?.as_str()?)?;
-        let status = value
-            .get("status")?
-            .as_object()?
-            .iter()
-            .filter_map(|(k, v)| Some((k.parse().ok()?, v.as_u64()?)))
-            .collect();
-        let tally = Tally {
-            sent: value.get("requests_sent")?.as_u64()?,
-            completed: value.get("completed")?.as_u64()?,
-            bytes: value.get("bytes")?.as_u64()?,
-            errors: serde_json::from_value(value.get("errors")?.clone()).ok()?,
-            status,
-            latency_us,
-        };
-        Some((tally, value.get("seconds")?.as_f64()?, value.get("req_per_s")?.as_f64()?))
+    /// Reads back the tally of a [`HttpLoadResult`].
+    pub fn from_result(result: &HttpLoadResult) -> Option<Tally> {
+        Some(Tally {
+            sent: result.requests_sent,
+            completed: result.completed,
+            bytes: result.bytes,
+            errors: result.errors.clone(),
+            status: result.status.iter().filter_map(|(k, v)| Some((k.parse().ok()?, *v))).collect(),
+            latency_us: decode(&result.histogram)?,
+        })
     }
+}
+
+/// What `net/http_load` answers, and what a wave's report merges from many agents: one type for the plugin,
+/// the merge and the CLI's table.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HttpLoadResult {
+    pub requests_sent: u64,
+    /// Requests that got an HTTP answer, whatever its status.
+    pub completed: u64,
+    pub errors: Errors,
+    /// Answers by status code.
+    pub status: BTreeMap<String, u64>,
+    pub seconds: f64,
+    pub req_per_s: f64,
+    pub bytes: u64,
+    /// `null` when no request completed.
+    pub latency_ms: Option<LatencyMs>,
+    /// The HDR histogram of latencies in µs, V2-serialized and base64-encoded.
+    pub histogram: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
+    /// How many agents' results a merged result adds up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agents: Option<u64>,
+}
+
+/// Latency percentiles in milliseconds.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct LatencyMs {
+    pub min: f64,
+    pub mean: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
 }
 
 fn encode(h: &Histogram<u64>) -> String {
@@ -144,24 +175,24 @@ fn decode(text: &str) -> Option<Histogram<u64>> {
 
 /// One swarm-wide result from many agents' results: sums, and the merged histogram's percentiles. The
 /// agents ran at the same time, so their rates add up and the run lasted as long as the longest one.
-pub fn merge(results: &[Value]) -> Option<Value> {
+pub fn merge(results: &[HttpLoadResult]) -> Option<HttpLoadResult> {
     let mut total = Tally::default();
     let mut seconds: f64 = 0.0;
     let mut req_per_s = 0.0;
     let mut agents = 0;
     for result in results {
-        if let Some((tally, s, rate)) = Tally::from_json(result) {
+        if let Some(tally) = Tally::from_result(result) {
             total.add(&tally);
-            seconds = seconds.max(s);
-            req_per_s += rate;
+            seconds = seconds.max(result.seconds);
+            req_per_s += result.req_per_s;
             agents += 1;
         }
     }
     if agents == 0 {
         return None;
     }
-    let mut merged = total.to_json(seconds, req_per_s);
-    merged["agents"] = json!(agents);
+    let mut merged = total.result(seconds, req_per_s);
+    merged.agents = Some(agents);
     Some(merged)
 }
 
@@ -186,30 +217,26 @@ mod tests {
         let fast: Vec<u64> = (0..10_000).map(|i| 200 + (i * 7919) % 800).collect();
         let slow: Vec<u64> = (0..1_000).map(|i| 5_000 + (i * 104_729) % 95_000).collect();
         let (a, b) = (tally_of(fast.clone()), tally_of(slow.clone()));
-        let merged = merge(&[a.to_json(5.0, 2000.0), b.to_json(4.0, 250.0)]).unwrap();
+        let merged = merge(&[a.result(5.0, 2000.0), b.result(4.0, 250.0)]).unwrap();
         let all = tally_of(fast.into_iter().chain(slow));
-        let one = all.to_json(5.0, 2250.0);
-        for q in ["p50", "p90", "p99", "p999", "min", "max"] {
-            assert_eq!(merged["latency_ms"][q], one["latency_ms"][q], "{q}");
-        }
-        assert_eq!(merged["completed"], 11_000);
-        assert_eq!(merged["status"]["200"], 11_000);
-        assert_eq!(merged["req_per_s"], 2250.0);
-        assert_eq!(merged["seconds"], 5.0);
-        assert_eq!(merged["agents"], 2);
+        let one = all.result(5.0, 2250.0);
+        assert_eq!(merged.latency_ms, one.latency_ms);
+        assert_eq!(merged.completed, 11_000);
+        assert_eq!(merged.status["200"], 11_000);
+        assert_eq!((merged.req_per_s, merged.seconds, merged.agents), (2250.0, 5.0, Some(2)));
         // Averaging the two p99s would be far off the truth.
-        let averaged = (a.to_json(1.0, 1.0)["latency_ms"]["p99"].as_f64().unwrap()
-            + b.to_json(1.0, 1.0)["latency_ms"]["p99"].as_f64().unwrap())
-            / 2.0;
-        assert!((averaged - one["latency_ms"]["p99"].as_f64().unwrap()).abs() > 1.0);
+        let p99 = |t: &Tally| t.result(1.0, 1.0).latency_ms.unwrap().p99;
+        let averaged = (p99(&a) + p99(&b)) / 2.0;
+        assert!((averaged - one.latency_ms.unwrap().p99).abs() > 1.0);
     }
 
     #[test]
     fn round_trip_through_json() {
         let t = tally_of([100, 200, 300]);
-        let (back, seconds, rate) = Tally::from_json(&t.to_json(1.5, 2.0)).unwrap();
-        assert_eq!(back.latency_us.len(), 3);
-        assert_eq!((seconds, rate), (1.5, 2.0));
-        assert!(merge(&[json!({"slept_ms": 3})]).is_none());
+        let text = serde_json::to_string(&t.result(1.5, 2.0)).unwrap();
+        let back: HttpLoadResult = serde_json::from_str(&text).unwrap();
+        assert_eq!(Tally::from_result(&back).unwrap().latency_us.len(), 3);
+        assert_eq!((back.seconds, back.req_per_s), (1.5, 2.0));
+        assert!(merge(&[]).is_none());
     }
 }

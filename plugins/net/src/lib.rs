@@ -15,6 +15,7 @@ use std::sync::Arc;
 use tarsier_plugin::{DynCommand, Held, Plugin};
 
 pub use conns::Connections;
+pub use http_stats::{Errors, HttpLoadResult, LatencyMs};
 
 #[derive(Default)]
 pub struct Net {

@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{CommandError, DataError, ExecContext, Limits};
+use crate::{CommandError, DataError, ExecContext};
 
 /// The future of one accepted command: its JSON result, or how it failed.
 pub type JobFuture = Pin<Box<dyn Future<Output = Result<Value, CommandError>> + Send + 'static>>;
@@ -16,18 +16,21 @@ pub type JobFuture = Pin<Box<dyn Future<Output = Result<Value, CommandError>> + 
 pub trait Command: Send + Sync + 'static {
     /// The command's data fields, with serde defaults and `deny_unknown_fields`.
     type Data: DeserializeOwned + Serialize + JsonSchema + Send + 'static;
+    /// What `check` makes of the data and `execute` runs: the validated values, and the budget reserved for
+    /// them (dropped, so given back, if the command never runs or ends without holding anything).
+    type Plan: Send + 'static;
     const NAME: &'static str;
     const DESCRIPTION: &'static str;
     /// Other names the command answers to inside its plugin.
     const ALIASES: &'static [&'static str] = &[];
 
-    /// Checks data against sanity bounds and the agent's limits before anything is taken (a refusal is a `400`).
-    fn check(&self, _data: &Self::Data, _limits: &Limits) -> Result<(), DataError> {
-        Ok(())
-    }
+    /// Checks data against sanity bounds and the agent's limits, and reserves what the command will take from
+    /// `ctx.budgets`, before anything is taken (a refusal is a `400`). Its plan is all `execute` gets.
+    fn check(&self, data: Self::Data, ctx: &ExecContext) -> Result<Self::Plan, DataError>;
 
-    /// Runs the command. The future must stop promptly when `ctx.cancel` fires and return what it did.
-    fn execute(&self, data: Self::Data, ctx: ExecContext) -> JobFuture;
+    /// Runs the plan. The future must stop within 100 ms of `ctx.cancel`, release what it took, and end
+    /// `Err(CommandError::Cancelled)` (or `Ok` with what it did, when that is worth answering).
+    fn execute(&self, plan: Self::Plan, ctx: ExecContext) -> JobFuture;
 
     /// Merges the results of many agents that ran this command in one wave into one swarm-wide result
     /// (summed counts, merged histograms); `None` when the results do not add up to anything.
@@ -43,7 +46,7 @@ pub trait DynCommand: Send + Sync + 'static {
     fn description(&self) -> &'static str;
     /// JSON Schema of the data, derived from the data struct.
     fn data_schema(&self) -> Value;
-    /// Parses and checks `data` (the body's `data:` as JSON), and returns the job to run.
+    /// Parses and checks `data` (the body's `data:` as JSON), reserves its budget, and returns the job to run.
     fn prepare(&self, data: Value, ctx: ExecContext) -> Result<JobFuture, DataError>;
     /// See [`Command::merge`].
     fn merge(&self, results: &[Value]) -> Option<Value>;
@@ -63,9 +66,8 @@ impl<C: Command> DynCommand for C {
         schemars::schema_for!(C::Data).to_value()
     }
     fn prepare(&self, data: Value, ctx: ExecContext) -> Result<JobFuture, DataError> {
-        let data = parse_data::<C::Data>(data)?;
-        self.check(&data, &ctx.limits)?;
-        Ok(self.execute(data, ctx))
+        let plan = self.check(parse_data::<C::Data>(data)?, &ctx)?;
+        Ok(self.execute(plan, ctx))
     }
     fn merge(&self, results: &[Value]) -> Option<Value> {
         Command::merge(self, results)

@@ -2,29 +2,66 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::{OwnedRwLockWriteGuard, RwLock};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
-use crate::Limits;
+use crate::{Budgets, Limits};
 
 /// What a running command gets from the agent.
 #[derive(Clone)]
 pub struct ExecContext {
-    /// Cancelled by `DELETE /jobs/{id}`, `/abort` and shutdown. Commands stop promptly and return what they did.
-    pub cancel: CancellationToken,
+    /// Fired by `DELETE /jobs/{id}`, `/abort` and shutdown. Commands stop within 100 ms, release whatever they
+    /// took, and answer `cancelled`.
+    pub cancel: Cancel,
     pub limits: Arc<Limits>,
+    /// The agent-wide budgets that `check` reserves from (`limits.max_ram`, `max_disk`, ...).
+    pub budgets: Arc<Budgets>,
     pub health: HealthGate,
 }
 
 impl ExecContext {
-    /// A flag that OS threads can poll cheaply; it turns true when the job is cancelled.
+    /// A context of its own, with no limits: for tests and benches that run a command outside an agent.
+    pub fn standalone() -> Self {
+        let limits = Arc::new(Limits::default());
+        Self {
+            cancel: Cancel::default(),
+            budgets: Arc::new(Budgets::from_limits(&limits)),
+            limits,
+            health: HealthGate::default(),
+        }
+    }
+
+    /// The flag OS threads poll (an atomic load, no lock and no task behind it).
     pub fn cancel_flag(&self) -> CancelFlag {
-        let flag = CancelFlag::default();
-        let (token, setter) = (self.cancel.clone(), flag.clone());
-        tokio::spawn(async move {
-            token.cancelled().await;
-            setter.raise();
-        });
-        flag
+        self.cancel.flag()
+    }
+}
+
+/// A job's cancellation: a token async code awaits, and a flag OS threads poll. `cancel` sets both, flag first,
+/// so code woken by the token always sees the flag raised.
+#[derive(Clone, Default)]
+pub struct Cancel {
+    token: CancellationToken,
+    flag: CancelFlag,
+}
+
+impl Cancel {
+    /// Cancels; true when this call did it (not an earlier one), so concurrent aborts count a job once.
+    pub fn cancel(&self) -> bool {
+        let first = !self.flag.0.swap(true, Ordering::SeqCst);
+        self.token.cancel();
+        first
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.flag.is_raised()
+    }
+
+    pub fn cancelled(&self) -> WaitForCancellationFuture<'_> {
+        self.token.cancelled()
+    }
+
+    pub fn flag(&self) -> CancelFlag {
+        self.flag.clone()
     }
 }
 
@@ -34,10 +71,7 @@ pub struct CancelFlag(Arc<AtomicBool>);
 
 impl CancelFlag {
     pub fn is_raised(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
-    }
-    pub fn raise(&self) {
-        self.0.store(true, Ordering::Relaxed);
+        self.0.load(Ordering::Acquire)
     }
 }
 

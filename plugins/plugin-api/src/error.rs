@@ -24,9 +24,15 @@ pub enum CommandError {
     /// The data names something that does not exist (a region or fd index): `400`.
     #[error(transparent)]
     Invalid(#[from] DataError),
-    /// The system refused the resource even after the allowed retries (mmap, dial, disk): `507`/`502`.
+    /// The machine refused a resource (memory, disk, file descriptors) even after the allowed retries: `507`.
     #[error("{0}")]
     Refused(String),
+    /// A network target could not be reached or did not answer: `502`.
+    #[error("{0}")]
+    Unreachable(String),
+    /// Cancelled (`/abort`, `DELETE /jobs/{id}`, shutdown) before it could say what it did; nothing is held.
+    #[error("cancelled before it finished; nothing it took is held")]
+    Cancelled,
     /// Anything else that went wrong while running: `500`.
     #[error("{0}")]
     Failed(String),

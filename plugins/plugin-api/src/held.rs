@@ -34,6 +34,21 @@ impl std::ops::Add for Held {
     }
 }
 
+impl Held {
+    /// What is in `self` and not in `later`, field by field: what was let go between two readings.
+    pub fn released_since(self, later: Held) -> Held {
+        Held {
+            ram_bytes: self.ram_bytes.saturating_sub(later.ram_bytes),
+            ram_regions: self.ram_regions.saturating_sub(later.ram_regions),
+            files: self.files.saturating_sub(later.files),
+            disk_bytes: self.disk_bytes.saturating_sub(later.disk_bytes),
+            connections: self.connections.saturating_sub(later.connections),
+            blocked_threads: self.blocked_threads.saturating_sub(later.blocked_threads),
+            busy_threads: self.busy_threads.saturating_sub(later.busy_threads),
+        }
+    }
+}
+
 impl std::iter::Sum for Held {
     fn sum<I: Iterator<Item = Held>>(iter: I) -> Held {
         iter.fold(Held::default(), |a, b| a + b)

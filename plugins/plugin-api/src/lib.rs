@@ -4,6 +4,7 @@
 //! threads). The agent only talks to plugins through this crate, so a new plugin is one crate that
 //! implements [`Plugin`] and one registration line in the agent.
 
+mod budget;
 mod command;
 mod context;
 mod error;
@@ -11,15 +12,18 @@ mod held;
 mod limits;
 mod plugin;
 mod slots;
+mod thread;
 mod units;
 
+pub use budget::{Budget, Budgets, Reservation, DEFAULT_MAX_BLOCKED_THREADS};
 pub use command::{field_path, Command, DynCommand, JobFuture, NoData};
-pub use context::{CancelFlag, ExecContext, HealthGate};
+pub use context::{Cancel, CancelFlag, ExecContext, HealthGate};
 pub use error::{CommandError, DataError};
 pub use held::Held;
 pub use limits::Limits;
 pub use plugin::{ConfigError, Plugin};
 pub use slots::{Slots, Target};
+pub use thread::{run_on_thread, CANCEL_GRACE};
 pub use units::{ByteSize, HumanDuration};
 
 /// Re-exported so plugin crates derive the same `JsonSchema` the agent's catalogue reads.

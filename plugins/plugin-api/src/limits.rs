@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 use crate::{ByteSize, DataError, HumanDuration};
 
 /// Safety limits from the agent config (`limits:`). A request over a limit is refused with `400`
-/// before anything is taken. An absent limit means no limit beyond each command's own sanity bounds.
+/// before anything is taken; the capped resources are reserved (see [`crate::Budgets`]), so concurrent
+/// requests cannot pass a limit together. An absent limit means no limit beyond each command's own bounds.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
@@ -18,6 +19,8 @@ pub struct Limits {
     pub max_duration: Option<HumanDuration>,
     /// Most network connections the agent may hold at once.
     pub max_connections: Option<u64>,
+    /// Most OS threads `faults/deadlock` may keep blocked at once, across requests (default 2,048).
+    pub max_blocked_threads: Option<u64>,
     /// Hosts and CIDRs `net/http_load` may target. Absent: loopback only (127.0.0.0/8, ::1, localhost).
     pub http_load_targets: Option<Vec<String>>,
 }
@@ -35,30 +38,6 @@ impl Limits {
             Some(max) if asked > max => {
                 Err(DataError::field(field, format!("{asked} is over limits.max_duration ({max})")))
             }
-            _ => Ok(()),
-        }
-    }
-
-    /// Refuses taking `asked` more of a resource when `held` is already taken and `limit` is the cap.
-    pub fn check_budget(
-        field: &str,
-        what: &str,
-        limit_name: &str,
-        limit: Option<u64>,
-        held: u64,
-        asked: u64,
-        show: impl Fn(u64) -> String,
-    ) -> Result<(), DataError> {
-        match limit {
-            Some(max) if held.saturating_add(asked) > max => Err(DataError::field(
-                field,
-                format!(
-                    "{} of {what} asked, but {limit_name} is {} and {} is already held",
-                    show(asked),
-                    show(max),
-                    show(held)
-                ),
-            )),
             _ => Ok(()),
         }
     }

@@ -5,6 +5,8 @@ use std::fmt;
 use std::sync::{Mutex, MutexGuard};
 
 use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
+
+use crate::CancelFlag;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Items held under stable indexes.
@@ -36,6 +38,31 @@ impl<T> Slots<T> {
         inner.0 += 1;
         inner.1.push((index, item));
         Ok(index)
+    }
+
+    /// Holds `item` unless `cancel` was raised, deciding under the lock that `take_all` takes too: a command
+    /// cancelled by `/abort` (which cancels, then releases everything) can never slip an item in after the
+    /// release. A cancelled item comes back for the caller to release.
+    pub fn insert_unless(&self, cancel: &CancelFlag, item: T) -> Result<u64, T> {
+        let mut inner = self.lock();
+        if cancel.is_raised() {
+            return Err(item);
+        }
+        let index = inner.0;
+        inner.0 += 1;
+        inner.1.push((index, item));
+        Ok(index)
+    }
+
+    /// Removes the items at `indexes` that are still held (a cancelled command giving back what it took).
+    pub fn remove_all(&self, indexes: &[u64]) -> Vec<T> {
+        let mut wanted = indexes.to_vec();
+        wanted.sort_unstable();
+        let mut inner = self.lock();
+        let (taken, kept): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut inner.1).into_iter().partition(|(i, _)| wanted.binary_search(i).is_ok());
+        inner.1 = kept;
+        taken.into_iter().map(|(_, item)| item).collect()
     }
 
     pub fn remove(&self, index: u64) -> Option<T> {

@@ -3,7 +3,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tarsier_plugin::schemars::JsonSchema;
-use tarsier_plugin::{Command, DataError, ExecContext, HumanDuration, JobFuture, Limits};
+use tarsier_plugin::{Command, DataError, ExecContext, HumanDuration, JobFuture};
 
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
@@ -22,11 +22,13 @@ pub struct Sleep;
 
 impl Command for Sleep {
     type Data = SleepData;
+    type Plan = SleepData;
     const NAME: &'static str = "sleep";
     const DESCRIPTION: &'static str = "Answers only after `duration` (a slow dependency, a hung request).";
 
-    fn check(&self, data: &SleepData, limits: &Limits) -> Result<(), DataError> {
-        limits.check_duration("duration", data.duration)
+    fn check(&self, data: SleepData, ctx: &ExecContext) -> Result<SleepData, DataError> {
+        ctx.limits.check_duration("duration", data.duration)?;
+        Ok(data)
     }
 
     fn execute(&self, data: SleepData, ctx: ExecContext) -> JobFuture {

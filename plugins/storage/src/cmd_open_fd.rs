@@ -3,8 +3,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tarsier_plugin::schemars::JsonSchema;
-use tarsier_plugin::{Command, CommandError, DataError, ExecContext, JobFuture, Limits};
+use tarsier_plugin::{run_on_thread, Command, CommandError, DataError, ExecContext, JobFuture, Reservation};
 
+use crate::files::CreateError;
 use crate::Files;
 
 const MAX_COUNT: u64 = 100_000;
@@ -27,41 +28,54 @@ pub struct OpenFd(pub Arc<Files>);
 
 impl Command for OpenFd {
     type Data = OpenFdData;
+    type Plan = OpenFdData;
     const NAME: &'static str = "open_fd";
     const DESCRIPTION: &'static str = "Creates `count` files in the storage dir and keeps their descriptors open.";
 
-    fn check(&self, data: &OpenFdData, _: &Limits) -> Result<(), DataError> {
+    fn check(&self, data: OpenFdData, _: &ExecContext) -> Result<OpenFdData, DataError> {
         if data.count == 0 || data.count > MAX_COUNT {
             return Err(DataError::field("count", format!("{} must be between 1 and {MAX_COUNT}", data.count)));
         }
-        Ok(())
+        Ok(data)
     }
 
     fn execute(&self, data: OpenFdData, ctx: ExecContext) -> JobFuture {
         let files = self.0.clone();
+        let cancel = ctx.cancel.clone();
         Box::pin(async move {
-            let mut indexes = Vec::new();
-            for _ in 0..data.count {
-                if ctx.cancel.is_cancelled() {
-                    break;
-                }
-                match files.create("fd") {
-                    Ok((index, _, _)) => indexes.push(index),
-                    // Running out of descriptors is a result worth reporting, not a reason to drop what was opened.
-                    Err(err) if !indexes.is_empty() => {
-                        return Ok(
-                            json!({ "opened": indexes.len(), "indexes": indexes, "stopped_by": err.to_string() }),
-                        )
+            let flag = ctx.cancel_flag();
+            // Up to 100,000 files: created on a thread of its own, not on the async workers.
+            run_on_thread("storage/open_fd", &cancel, move || {
+                let mut indexes = Vec::new();
+                let mut stopped_by = None;
+                for _ in 0..data.count {
+                    match files.create("fd", &flag, Reservation::none()) {
+                        Ok((index, _, _)) => indexes.push(index),
+                        Err(CreateError::Cancelled) => break,
+                        // Running out of descriptors is a result worth reporting, not a reason to drop what was opened.
+                        Err(CreateError::Io(err)) if !indexes.is_empty() => {
+                            stopped_by = Some(err.to_string());
+                            break;
+                        }
+                        Err(CreateError::Io(err)) => {
+                            return Err(CommandError::Refused(format!(
+                                "cannot create a file in {}: {err}",
+                                files.dir.display()
+                            )))
+                        }
                     }
-                    Err(err) => {
-                        return Err(CommandError::Refused(format!(
-                            "cannot create a file in {}: {err}",
-                            files.dir.display()
-                        )))
-                    }
                 }
-            }
-            Ok(json!({ "opened": indexes.len(), "indexes": indexes, "held": files.totals().0 }))
+                if flag.is_raised() {
+                    files.discard(&indexes);
+                    return Err(CommandError::Cancelled);
+                }
+                let mut answer = json!({ "opened": indexes.len(), "indexes": indexes, "held": files.totals().0 });
+                if let Some(why) = stopped_by {
+                    answer["stopped_by"] = json!(why);
+                }
+                Ok(answer)
+            })
+            .await
         })
     }
 }

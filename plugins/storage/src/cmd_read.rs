@@ -1,5 +1,7 @@
 use std::fs::File;
 use std::io::{Read as _, Seek, SeekFrom};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -7,7 +9,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tarsier_plugin::schemars::JsonSchema;
-use tarsier_plugin::{ByteSize, CancelFlag, Command, CommandError, DataError, ExecContext, JobFuture, Limits};
+use tarsier_plugin::{run_on_thread, ByteSize, CancelFlag, Command, CommandError, DataError, ExecContext, JobFuture};
 
 use crate::io::{check_block, check_concurrency, join_workers, throughput};
 use crate::Files;
@@ -49,44 +51,58 @@ impl Read {
             return Err(DataError::field("file", format!("{} does not exist", path.display())));
         }
         if !self.0.contains(&path) || !path.is_file() {
-            return Err(DataError::field(
-                "file",
-                format!(
-                    "{file} is not a file inside the storage dir {} (nor one of {})",
-                    self.0.dir.display(),
-                    ALLOWED_DEVICES.join(", ")
-                ),
-            ));
+            return Err(outside(file, &self.0.dir));
         }
         Ok(path)
     }
 }
 
+fn outside(file: &str, dir: &Path) -> DataError {
+    DataError::field(
+        "file",
+        format!(
+            "{file} is not a regular file inside the storage dir {} (nor one of {})",
+            dir.display(),
+            ALLOWED_DEVICES.join(", ")
+        ),
+    )
+}
+
+/// A checked read: the path that passed the check, and the data.
+pub struct ReadPlan {
+    path: PathBuf,
+    data: ReadData,
+}
+
 impl Command for Read {
     type Data = ReadData;
+    type Plan = ReadPlan;
     const NAME: &'static str = "read";
     const DESCRIPTION: &'static str = "Reads `amount` with each of `concurrency` readers from `file` \
         (/dev/urandom by default, or a file in the storage dir). Answers bytes and MB/s.";
 
-    fn check(&self, data: &ReadData, _: &Limits) -> Result<(), DataError> {
-        self.allowed_path(&data.file)?;
+    fn check(&self, data: ReadData, _: &ExecContext) -> Result<ReadPlan, DataError> {
+        let path = self.allowed_path(&data.file)?;
         if data.amount.0 == 0 || data.amount.0 > MAX_AMOUNT {
             return Err(DataError::field("amount", format!("{} must be between 1 byte and 1 TiB", data.amount)));
         }
         check_concurrency(data.concurrency)?;
-        check_block(data.block_size)
+        check_block(data.block_size)?;
+        Ok(ReadPlan { path, data })
     }
 
-    fn execute(&self, data: ReadData, ctx: ExecContext) -> JobFuture {
-        let path = self.allowed_path(&data.file);
-        let cancel = ctx.cancel_flag();
+    fn execute(&self, plan: ReadPlan, ctx: ExecContext) -> JobFuture {
+        let files = self.0.clone();
+        let cancel = ctx.cancel.clone();
         Box::pin(async move {
-            let path = path?;
+            let flag = ctx.cancel_flag();
             let started = Instant::now();
-            let shown = path.display().to_string();
-            let bytes = tokio::task::spawn_blocking(move || read_all(&path, &data, &cancel))
-                .await
-                .map_err(|err| CommandError::Failed(format!("read worker died: {err}")))??;
+            let shown = plan.path.display().to_string();
+            let bytes = run_on_thread("storage/read", &cancel, move || {
+                let file = open_confined(&plan.path, &plan.data.file, &files)?;
+                read_all(&file, &plan.data, &flag)
+            })
+            .await?;
             let mut answer = throughput(bytes, started.elapsed().as_secs_f64());
             answer["file"] = json!(shown);
             Ok(answer)
@@ -94,30 +110,60 @@ impl Command for Read {
     }
 }
 
-fn read_all(path: &Path, data: &ReadData, cancel: &CancelFlag) -> Result<u64, CommandError> {
-    let handles: Vec<_> = (0..data.concurrency)
-        .map(|_| {
-            let (path, cancel) = (path.to_owned(), cancel.clone());
-            let (amount, block) = (data.amount.0, data.block_size.0 as usize);
-            std::thread::spawn(move || -> std::io::Result<u64> {
-                let mut file = File::open(&path)?;
-                let mut buf = vec![0u8; block];
-                let mut total = 0;
-                while total < amount && !cancel.is_raised() {
-                    let want = (amount - total).min(block as u64) as usize;
-                    match file.read(&mut buf[..want])? {
-                        0 if total == 0 && file.stream_position()? == 0 => {
-                            return Err(std::io::Error::other(format!("{} is empty", path.display())))
+/// Opens `path` without blocking and without following a final symlink, then checks what was really opened:
+/// a regular file inside the storage dir, or one of the allowed devices. The check of the path in `check`
+/// came earlier; a symlink or FIFO swapped in since is caught here, on the open file itself, and a FIFO's
+/// open cannot hang (O_NONBLOCK).
+fn open_confined(path: &Path, asked: &str, files: &Files) -> Result<File, CommandError> {
+    let device = ALLOWED_DEVICES.contains(&asked);
+    let flags = libc::O_NONBLOCK | if device { 0 } else { libc::O_NOFOLLOW };
+    let file = File::options().read(true).custom_flags(flags).open(path).map_err(|err| {
+        CommandError::Invalid(DataError::field("file", format!("cannot open {}: {err}", path.display())))
+    })?;
+    let kind = file
+        .metadata()
+        .map_err(|err| CommandError::Failed(format!("cannot stat {}: {err}", path.display())))?
+        .file_type();
+    let opened = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).unwrap_or_default();
+    let allowed = if device {
+        kind.is_char_device() && opened == Path::new(asked)
+    } else {
+        kind.is_file() && opened.starts_with(&files.dir)
+    };
+    if !allowed {
+        return Err(outside(asked, &files.dir).into());
+    }
+    Ok(file)
+}
+
+fn read_all(file: &File, data: &ReadData, cancel: &CancelFlag) -> Result<u64, CommandError> {
+    // Each reader reopens the very file already checked (through /proc/self/fd, not its path), so it has an
+    // offset of its own and nothing can be swapped in between.
+    let reopen = format!("/proc/self/fd/{}", file.as_raw_fd());
+    let (amount, block) = (data.amount.0, data.block_size.0 as usize);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..data.concurrency)
+            .map(|_| {
+                scope.spawn(|| -> std::io::Result<u64> {
+                    let mut file = File::open(&reopen)?;
+                    let mut buf = vec![0u8; block];
+                    let mut total = 0;
+                    while total < amount && !cancel.is_raised() {
+                        let want = (amount - total).min(block as u64) as usize;
+                        match file.read(&mut buf[..want])? {
+                            0 if total == 0 && file.stream_position()? == 0 => {
+                                return Err(std::io::Error::other("the file is empty"))
+                            }
+                            0 => {
+                                file.seek(SeekFrom::Start(0))?;
+                            }
+                            n => total += n as u64,
                         }
-                        0 => {
-                            file.seek(SeekFrom::Start(0))?;
-                        }
-                        n => total += n as u64,
                     }
-                }
-                Ok(total)
+                    Ok(total)
+                })
             })
-        })
-        .collect();
-    join_workers(handles, "reader", CommandError::Failed)
+            .collect();
+        join_workers(handles, "reader", CommandError::Failed)
+    })
 }

@@ -1,14 +1,17 @@
 use std::fs::File;
 use std::io::Write as _;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tarsier_plugin::schemars::JsonSchema;
-use tarsier_plugin::{ByteSize, CancelFlag, Command, CommandError, DataError, ExecContext, JobFuture, Limits};
+use tarsier_plugin::{
+    run_on_thread, ByteSize, CancelFlag, Command, CommandError, DataError, ExecContext, JobFuture, Reservation,
+};
 
+use crate::files::CreateError;
 use crate::io::{check_block, check_concurrency, join_workers, noise_block, throughput};
 use crate::Files;
 
@@ -36,61 +39,57 @@ impl Default for WriteData {
     }
 }
 
+/// A checked write: its data, writer count, and the disk it reserved (`limits.max_disk` and free space).
+pub struct WritePlan {
+    data: WriteData,
+    writers: u32,
+    disk: Reservation,
+    space: Reservation,
+}
+
 pub struct Write(pub Arc<Files>);
 
 impl Command for Write {
     type Data = WriteData;
+    type Plan = WritePlan;
     const NAME: &'static str = "write";
     const DESCRIPTION: &'static str = "Writes `amount` to each of `files` new files in the storage dir with \
         `concurrency` writers, fsyncs them, and keeps them open. Answers bytes and MB/s.";
 
-    fn check(&self, data: &WriteData, limits: &Limits) -> Result<(), DataError> {
+    fn check(&self, data: WriteData, ctx: &ExecContext) -> Result<WritePlan, DataError> {
         if data.amount.0 == 0 {
             return Err(DataError::field("amount", "must be more than 0 bytes"));
         }
         if data.files == 0 || data.files > MAX_FILES {
             return Err(DataError::field("files", format!("{} must be between 1 and {MAX_FILES}", data.files)));
         }
-        check_concurrency(data.concurrency.unwrap_or(data.files.min(256)))?;
+        let writers = data.concurrency.unwrap_or(data.files.min(256));
+        check_concurrency(writers)?;
         check_block(data.block_size)?;
         let total = data.amount.0.saturating_mul(u64::from(data.files));
-        let free = free_bytes(&self.0.dir);
-        if total > free {
-            return Err(DataError::field(
-                "amount",
-                format!(
-                    "{} × {} files needs {}, but {} has only {} free",
-                    data.amount,
-                    data.files,
-                    ByteSize(total),
-                    self.0.dir.display(),
-                    ByteSize(free)
-                ),
-            ));
-        }
-        let (_, held) = self.0.totals();
-        Limits::check_budget("amount", "disk", "limits.max_disk", limits.max_disk.map(|m| m.0), held, total, |b| {
-            ByteSize(b).to_string()
-        })
+        let disk = ctx.budgets.disk.reserve("amount", total)?;
+        let space = self.0.reserve_space("amount", total)?;
+        Ok(WritePlan { writers: writers.min(data.files), data, disk, space })
     }
 
-    fn execute(&self, data: WriteData, ctx: ExecContext) -> JobFuture {
+    fn execute(&self, plan: WritePlan, ctx: ExecContext) -> JobFuture {
         let files = self.0.clone();
-        let cancel = ctx.cancel_flag();
+        let cancel = ctx.cancel.clone();
         Box::pin(async move {
-            let mut targets = Vec::with_capacity(data.files as usize);
-            for _ in 0..data.files {
-                let (index, file, written) = files.create("write").map_err(|err| {
-                    CommandError::Refused(format!("cannot create a file in {}: {err}", files.dir.display()))
-                })?;
-                targets.push((index, file, written));
-            }
-            let indexes: Vec<u64> = targets.iter().map(|t| t.0).collect();
-            let writers = data.concurrency.unwrap_or(data.files.min(256)).min(data.files);
+            let flag = ctx.cancel_flag();
+            let writers = plan.writers;
             let started = Instant::now();
-            let bytes = tokio::task::spawn_blocking(move || write_all(targets, &data, writers, &cancel))
-                .await
-                .map_err(|err| CommandError::Failed(format!("write worker died: {err}")))??;
+            let (bytes, indexes) = run_on_thread("storage/write", &cancel, move || {
+                let mut indexes = Vec::new();
+                let outcome = create_and_write(&files, plan, &flag, &mut indexes);
+                // A write that does not finish keeps nothing: its files go, and with them their reservations.
+                if outcome.is_err() || flag.is_raised() {
+                    files.discard(&indexes);
+                    return Err(outcome.err().unwrap_or(CommandError::Cancelled));
+                }
+                outcome.map(|bytes| (bytes, indexes))
+            })
+            .await?;
             let mut answer = throughput(bytes, started.elapsed().as_secs_f64());
             answer["files"] = json!(indexes);
             answer["writers"] = json!(writers);
@@ -99,39 +98,67 @@ impl Command for Write {
     }
 }
 
-type Target = (u64, Arc<File>, Arc<AtomicU64>);
-
-/// `writers` threads take files from a shared cursor and write each whole; returns the bytes written.
-fn write_all(targets: Vec<Target>, data: &WriteData, writers: u32, cancel: &CancelFlag) -> Result<u64, CommandError> {
-    let targets = Arc::new(targets);
-    let next = Arc::new(AtomicUsize::new(0));
-    let block = Arc::new(noise_block(data.block_size.0 as usize, 0x07a5_51e5));
-    let (amount, fsync) = (data.amount.0, data.fsync);
-    let handles: Vec<_> = (0..writers)
-        .map(|_| {
-            let (targets, next, block, cancel) = (targets.clone(), next.clone(), block.clone(), cancel.clone());
-            std::thread::spawn(move || -> std::io::Result<u64> {
-                let mut total = 0;
-                while let Some((_, file, written)) = targets.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    let mut left = amount;
-                    while left > 0 && !cancel.is_raised() {
-                        let n = left.min(block.len() as u64) as usize;
-                        (&**file).write_all(&block[..n])?;
-                        written.fetch_add(n as u64, Ordering::Relaxed);
-                        left -= n as u64;
-                        total += n as u64;
-                    }
-                    if fsync {
-                        file.sync_all()?;
-                    }
-                }
-                Ok(total)
-            })
-        })
-        .collect();
-    join_workers(handles, "writer", CommandError::Refused)
+/// One file to write: its handle, its byte counter, and the free space promised to it.
+struct Target {
+    file: Arc<File>,
+    written: Arc<AtomicU64>,
+    space: Reservation,
 }
 
-fn free_bytes(dir: &std::path::Path) -> u64 {
-    nix::sys::statvfs::statvfs(dir).map(|s| s.blocks_available().saturating_mul(s.fragment_size())).unwrap_or(u64::MAX)
+/// Creates the files (held at once, so `/abort` deletes them even mid-write) and writes them; `indexes` gets
+/// every file created, for the caller to discard if this does not finish.
+fn create_and_write(
+    files: &Files,
+    mut plan: WritePlan,
+    cancel: &CancelFlag,
+    indexes: &mut Vec<u64>,
+) -> Result<u64, CommandError> {
+    let amount = plan.data.amount.0;
+    let mut targets = Vec::with_capacity(plan.data.files as usize);
+    for _ in 0..plan.data.files {
+        let (index, file, written) =
+            files.create("write", cancel, plan.disk.split(amount)).map_err(|err| match err {
+                CreateError::Cancelled => CommandError::Cancelled,
+                CreateError::Io(err) => {
+                    CommandError::Refused(format!("cannot create a file in {}: {err}", files.dir.display()))
+                }
+            })?;
+        indexes.push(index);
+        targets.push(Target { file, written, space: plan.space.split(amount) });
+    }
+    write_all(targets, &plan.data, plan.writers, cancel)
+}
+
+/// `writers` threads take whole files from a shared queue; returns the bytes written.
+fn write_all(targets: Vec<Target>, data: &WriteData, writers: u32, cancel: &CancelFlag) -> Result<u64, CommandError> {
+    let queue = Mutex::new(targets);
+    let block = noise_block(data.block_size.0 as usize, 0x07a5_51e5);
+    let (amount, fsync) = (data.amount.0, data.fsync);
+    let next = || queue.lock().unwrap_or_else(|p| p.into_inner()).pop();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..writers)
+            .map(|_| {
+                scope.spawn(|| -> std::io::Result<u64> {
+                    let mut total = 0;
+                    while let Some(mut target) = next() {
+                        let mut left = amount;
+                        while left > 0 && !cancel.is_raised() {
+                            let n = left.min(block.len() as u64) as usize;
+                            (&*target.file).write_all(&block[..n])?;
+                            target.written.fetch_add(n as u64, Ordering::Relaxed);
+                            left -= n as u64;
+                            total += n as u64;
+                            // What is on disk now shows in the free space itself.
+                            target.space.shrink_to(left);
+                        }
+                        if fsync && !cancel.is_raised() {
+                            target.file.sync_all()?;
+                        }
+                    }
+                    Ok(total)
+                })
+            })
+            .collect();
+        join_workers(handles, "writer", CommandError::Refused)
+    })
 }

@@ -49,7 +49,7 @@ pub fn throughput(bytes: u64, seconds: f64) -> Value {
 
 /// Joins reader or writer threads and adds up the bytes they moved; the first failure wins.
 pub fn join_workers(
-    workers: Vec<std::thread::JoinHandle<std::io::Result<u64>>>,
+    workers: Vec<std::thread::ScopedJoinHandle<'_, std::io::Result<u64>>>,
     what: &str,
     on_error: fn(String) -> CommandError,
 ) -> Result<u64, CommandError> {

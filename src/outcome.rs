@@ -1,0 +1,59 @@
+//! How a command ended or stands, as one enum for answers, `/jobs`, wave reports and metric labels.
+
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use tarsier_plugin::CommandError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// A detached job, or a job listed while it runs.
+    Running,
+    /// A copy a peer forwarded: taken, and running here.
+    Accepted,
+    /// A dedupe wave this agent had already run.
+    Duplicate,
+    Ok,
+    /// Stopped by `/abort`, `DELETE /jobs/{id}` or shutdown; whatever it took is released.
+    Cancelled,
+    /// The data named something that does not exist (`400`).
+    Invalid,
+    /// The machine refused memory, disk or file descriptors (`507`).
+    Refused,
+    /// A network target could not be reached (`502`).
+    Unreachable,
+    Failed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Running => "running",
+            Status::Accepted => "accepted",
+            Status::Duplicate => "duplicate",
+            Status::Ok => "ok",
+            Status::Cancelled => "cancelled",
+            Status::Invalid => "invalid",
+            Status::Refused => "refused",
+            Status::Unreachable => "unreachable",
+            Status::Failed => "failed",
+        }
+    }
+
+    /// The status and HTTP status of a command that ended with `error`.
+    pub fn of_error(error: &CommandError) -> (Status, StatusCode) {
+        match error {
+            CommandError::Invalid(_) => (Status::Invalid, StatusCode::BAD_REQUEST),
+            CommandError::Refused(_) => (Status::Refused, StatusCode::INSUFFICIENT_STORAGE),
+            CommandError::Unreachable(_) => (Status::Unreachable, StatusCode::BAD_GATEWAY),
+            CommandError::Cancelled => (Status::Cancelled, StatusCode::OK),
+            CommandError::Failed(_) => (Status::Failed, StatusCode::INTERNAL_SERVER_ERROR),
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

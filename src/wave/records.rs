@@ -1,0 +1,154 @@
+//! What an agent remembers of waves: the dedupe ids it has seen, and the reports of the waves it started.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::outcome::Status;
+
+/// How long a dedupe wave id is remembered, and how many ids at most.
+const SEEN_TTL: Duration = Duration::from_secs(15 * 60);
+const SEEN_MAX: usize = 100_000;
+/// Waves whose reports the origin keeps, and entries per wave.
+const REPORTS_KEPT: usize = 200;
+const ENTRIES_MAX: usize = 100_000;
+
+/// Recent dedupe wave ids: bounded in count and age.
+#[derive(Default)]
+struct Seen {
+    ids: HashSet<String>,
+    order: VecDeque<(Instant, String)>,
+}
+
+impl Seen {
+    fn first_time(&mut self, id: &str) -> bool {
+        let now = Instant::now();
+        while let Some((at, old)) = self.order.front() {
+            if now.duration_since(*at) < SEEN_TTL && self.order.len() < SEEN_MAX {
+                break;
+            }
+            self.ids.remove(old);
+            self.order.pop_front();
+        }
+        if self.ids.contains(id) {
+            return false;
+        }
+        self.ids.insert(id.to_owned());
+        self.order.push_back((now, id.to_owned()));
+        true
+    }
+}
+
+/// One agent's report of one execution, sent to the origin.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportEntry {
+    pub agent: String,
+    pub hop: u32,
+    pub status: Status,
+    /// When the agent received the command (Unix ms).
+    pub received_at_ms: u64,
+    pub elapsed_ms: u64,
+    #[serde(default)]
+    pub result: Value,
+}
+
+struct WaveRecord {
+    command: String,
+    started_at_ms: u64,
+    entries: Vec<ReportEntry>,
+}
+
+/// What the agent knows of waves: ids seen, and the reports of the waves it started.
+#[derive(Default)]
+pub struct WaveRecords {
+    seen: Mutex<Seen>,
+    reports: Mutex<(HashMap<String, WaveRecord>, VecDeque<String>)>,
+}
+
+impl WaveRecords {
+    /// True the first time a dedupe wave id arrives here.
+    pub fn first_time(&self, id: &str) -> bool {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner()).first_time(id)
+    }
+
+    /// The origin opens a report for a wave it starts.
+    pub fn open_report(&self, id: &str, command: &str) {
+        let mut guard = self.reports.lock().unwrap_or_else(|p| p.into_inner());
+        let (records, order) = &mut *guard;
+        if records.contains_key(id) {
+            return;
+        }
+        if order.len() == REPORTS_KEPT {
+            if let Some(old) = order.pop_front() {
+                records.remove(&old);
+            }
+        }
+        records.insert(
+            id.to_owned(),
+            WaveRecord { command: command.to_owned(), started_at_ms: now_ms(), entries: Vec::new() },
+        );
+        order.push_back(id.to_owned());
+    }
+
+    /// Adds an entry; false when this agent did not start that wave.
+    pub fn add_report(&self, id: &str, entry: ReportEntry) -> bool {
+        let mut guard = self.reports.lock().unwrap_or_else(|p| p.into_inner());
+        match guard.0.get_mut(id) {
+            Some(record) if record.entries.len() < ENTRIES_MAX => {
+                record.entries.push(entry);
+                true
+            }
+            Some(_) => true,
+            None => false,
+        }
+    }
+
+    /// The command of a wave and the results of the agents that ran it without error, for merging.
+    pub fn results(&self, id: &str) -> Option<(String, Vec<Value>)> {
+        let guard = self.reports.lock().unwrap_or_else(|p| p.into_inner());
+        let record = guard.0.get(id)?;
+        let ok = record.entries.iter().filter(|e| e.status == Status::Ok).map(|e| e.result.clone()).collect();
+        Some((record.command.clone(), ok))
+    }
+
+    /// The origin's summary of a wave: reach, results, timing, per-hop counts.
+    pub fn summary(&self, id: &str, with_entries: bool) -> Option<Value> {
+        let guard = self.reports.lock().unwrap_or_else(|p| p.into_inner());
+        let record = guard.0.get(id)?;
+        let agents: HashSet<&str> = record.entries.iter().map(|e| e.agent.as_str()).collect();
+        let mut per_hop: BTreeMap<u32, u64> = BTreeMap::new();
+        let mut by_status: BTreeMap<Status, u64> = BTreeMap::new();
+        for e in &record.entries {
+            *per_hop.entry(e.hop).or_default() += 1;
+            *by_status.entry(e.status).or_default() += 1;
+        }
+        let arrivals = record.entries.iter().map(|e| e.received_at_ms.saturating_sub(record.started_at_ms));
+        let succeeded = record.entries.iter().filter(|e| e.status == Status::Ok).count();
+        let mut summary = json!({
+            "wave_id": id,
+            "command": record.command,
+            "started_at_ms": record.started_at_ms,
+            "agents_reached": agents.len(),
+            "executions": record.entries.len(),
+            "succeeded": succeeded,
+            "failed": record.entries.len() - succeeded,
+            "by_status": by_status,
+            "first_arrival_ms": arrivals.clone().min(),
+            "last_arrival_ms": arrivals.max(),
+            "per_hop": per_hop,
+        });
+        if with_entries {
+            summary["entries"] = json!(record.entries);
+        }
+        Some(summary)
+    }
+}
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
