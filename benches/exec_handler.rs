@@ -29,10 +29,10 @@ fn bench(c: &mut Criterion) {
             service_listen: Some("127.0.0.1:0".parse().expect("an address")),
             ..AgentConfig::default()
         };
-        let agent = BoundAgent::bind(&config, None, http_client().expect("a client"), CancellationToken::new())
+        let agent = BoundAgent::bind(&config, None, http_client(&config).expect("a client"), CancellationToken::new())
             .await
             .expect("an agent");
-        tarsier::api::router(agent.state.clone(), 1 << 20)
+        tarsier::api::router(agent.state.clone())
     });
     let bare_router: Router = Router::new()
         .route("/exec", post(|| async { Json(serde_json::json!({"status": "ok", "result": {"slept_ms": 0}})) }));

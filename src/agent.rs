@@ -9,13 +9,14 @@ use anyhow::Context as _;
 use tarsier_plugin::{Budgets, HealthGate};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{AgentConfig, TlsConfig};
+use crate::config::AgentConfig;
 use crate::discovery::{ConsulPeers, LocalRegistry, NoPeers, Peer, PeerSource, StaticPeers};
 use crate::jobs::Jobs;
 use crate::metrics::Metrics;
 use crate::registry::{builtin_plugins, Registry};
-use crate::state::AgentState;
-use crate::wave::Swarm;
+use crate::serve::ServeLimits;
+use crate::state::{AgentState, BodyLimits};
+use crate::wave::{Scheme, Swarm, WaveBounds};
 
 /// How long in-flight requests get to finish once shutdown starts. Every job is cancelled first and stops
 /// within 100 ms, so requests waiting on one end at once; this bounds only a client that does not read.
@@ -25,27 +26,33 @@ const GRACE: Duration = Duration::from_millis(1500);
 pub struct BoundAgent {
     pub state: Arc<AgentState>,
     public: tokio::net::TcpListener,
-    service: std::net::TcpListener,
-    tls: Option<TlsConfig>,
-    max_body: usize,
+    service: tokio::net::TcpListener,
+    public_tls: Option<Arc<rustls::ServerConfig>>,
+    service_tls: Option<Arc<rustls::ServerConfig>>,
+    limits: (ServeLimits, ServeLimits),
 }
 
 impl BoundAgent {
     /// Binds both ports and joins the swarm: the local registry when given (`tarsier swarm`), else Consul or
-    /// static peers from the config. `shutdown` ends the agent.
+    /// static peers from the config. `http` is the client for copies and reports ([`http_client`]).
+    /// `shutdown` ends the agent. Refuses to start exposed without a token (see the README's Security).
     pub async fn bind(
         config: &AgentConfig,
         local: Option<&Arc<LocalRegistry>>,
         http: reqwest::Client,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
+        let token = config.token()?;
+        config.check_exposure(token.as_ref())?;
+        let public_tls = config.public_tls.as_ref().map(crate::tls::server_config).transpose()?;
+        let service_tls = config.tls.as_ref().map(crate::tls::server_config).transpose()?;
         let registry = Registry::new(builtin_plugins(config)?);
         let public = tokio::net::TcpListener::bind(config.listen())
             .await
             .with_context(|| format!("cannot listen on {}", config.listen()))?;
-        let service = std::net::TcpListener::bind(config.service_listen())
+        let service = tokio::net::TcpListener::bind(config.service_listen())
+            .await
             .with_context(|| format!("cannot listen on {}", config.service_listen()))?;
-        service.set_nonblocking(true)?;
         let public_addr = public.local_addr()?;
         let service_addr = service.local_addr()?;
         let host = advertised_host(config, public_addr);
@@ -74,7 +81,10 @@ impl BoundAgent {
             (None, None) => Arc::new(NoPeers),
         };
         let metrics = Metrics::new(true, registry.collectors(), &config.limits)?;
-        let swarm = Arc::new(Swarm::new(name.clone(), advertised_public, peers, http, metrics.waves.clone()));
+        let scheme = if public_tls.is_some() { Scheme::Https } else { Scheme::Http };
+        let bounds = WaveBounds::from_limits(&config.limits);
+        let swarm =
+            Arc::new(Swarm::new(name.clone(), advertised_public, scheme, peers, http, metrics.waves.clone(), bounds));
         let state = Arc::new(AgentState {
             name,
             registry,
@@ -88,10 +98,12 @@ impl BoundAgent {
             service_addr,
             advertised_service,
             swarm,
+            token,
+            bodies: BodyLimits { max_bytes: config.max_body(), timeout: config.server.body_timeout() },
             shutdown,
             aborting: tokio::sync::Mutex::new(()),
         });
-        Ok(Self { state, public, service, tls: config.tls.clone(), max_body: config.max_body() })
+        Ok(Self { state, public, service, public_tls, service_tls, limits: config.server.limits() })
     }
 
     /// Serves until `shutdown` fires, then cancels every job, lets in-flight requests finish, and releases
@@ -100,18 +112,24 @@ impl BoundAgent {
         let state = self.state.clone();
         let shutdown = state.shutdown.clone();
         let stop_serving = CancellationToken::new();
-        let public_app = crate::api::router(state.clone(), self.max_body);
-        let public = {
-            let stop = stop_serving.clone();
-            tokio::spawn(async move {
-                axum::serve(self.public, public_app).with_graceful_shutdown(stop.cancelled_owned()).await
-            })
-        };
-        let service = tokio::spawn(serve_service(
-            self.service,
-            self.tls,
-            crate::service::router(state.clone()),
+        let refused = |listener| state.metrics.connections_refused.with_label_values(&[listener]);
+        let public = tokio::spawn(crate::serve::serve(
+            self.public,
+            crate::api::router(state.clone()),
+            self.public_tls,
+            self.limits.0,
+            refused("public"),
             stop_serving.clone(),
+            GRACE,
+        ));
+        let service = tokio::spawn(crate::serve::serve(
+            self.service,
+            crate::service::router(state.clone()),
+            self.service_tls,
+            self.limits.1,
+            refused("service"),
+            stop_serving.clone(),
+            GRACE,
         ));
 
         shutdown.cancelled().await;
@@ -119,45 +137,11 @@ impl BoundAgent {
         state.jobs.cancel_all();
         state.swarm.peers.leave().await;
         stop_serving.cancel();
-        let drained = tokio::time::timeout(GRACE, async {
-            let _ = public.await;
-            let _ = service.await;
-        })
-        .await;
-        if drained.is_err() {
-            tracing::warn!("requests still in flight after {GRACE:?}; closing anyway");
-        }
+        let _ = tokio::join!(public, service);
         let released = state.release_all().await;
         tracing::info!(agent = %state.name, ?released, "agent stopped");
         Ok(())
     }
-}
-
-async fn serve_service(
-    listener: std::net::TcpListener,
-    tls: Option<TlsConfig>,
-    app: axum::Router,
-    stop: CancellationToken,
-) -> anyhow::Result<()> {
-    match tls {
-        None => {
-            let listener = tokio::net::TcpListener::from_std(listener)?;
-            axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await?;
-        }
-        Some(tls) => {
-            let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
-                .await
-                .with_context(|| format!("cannot load TLS cert {} / key {}", tls.cert.display(), tls.key.display()))?;
-            let handle = axum_server::Handle::new();
-            let stopper = handle.clone();
-            tokio::spawn(async move {
-                stop.cancelled().await;
-                stopper.graceful_shutdown(Some(GRACE));
-            });
-            axum_server::from_tcp_rustls(listener, config)?.handle(handle).serve(app.into_make_service()).await?;
-        }
-    }
-    Ok(())
 }
 
 /// The host part peers use: `advertise`, else the listen IP unless it is unspecified, else the hostname.
@@ -180,19 +164,34 @@ fn hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-/// The client agents use to forward waves and send reports.
-pub fn http_client() -> anyhow::Result<reqwest::Client> {
-    reqwest::Client::builder()
+/// The client agents use to forward waves and send reports: it carries the swarm token, and with
+/// `public_tls` it speaks HTTPS to peers, verifying them against `public_tls.ca` and, with `client_auth`,
+/// presenting this agent's certificate (mutual TLS).
+pub fn http_client(config: &AgentConfig) -> anyhow::Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = config.token()? {
+        headers.insert(reqwest::header::AUTHORIZATION, token.bearer());
+    }
+    let mut builder = reqwest::Client::builder()
+        .default_headers(headers)
         .connect_timeout(std::time::Duration::from_secs(2))
-        // Agents speak HTTP/2 to each other (their public port serves h2c): one multiplexed connection per peer
-        // carries every copy and report. Fresh HTTP/1 connections per burst left tens of thousands of sockets
-        // in TIME_WAIT and overflowed listen queues at 1,000 local agents. One connection per peer is cheap
-        // enough to keep for a minute, so waves a few seconds apart find them open.
+        // Agents speak HTTP/2 to each other (their public port serves h2c, and h2 over TLS): one multiplexed
+        // connection per peer carries every copy and report. Fresh HTTP/1 connections per burst left tens of
+        // thousands of sockets in TIME_WAIT and overflowed listen queues at 1,000 local agents. One
+        // connection per peer is cheap enough to keep for a minute, so waves a few seconds apart find it open.
         .http2_prior_knowledge()
         .pool_max_idle_per_host(1)
         .pool_idle_timeout(std::time::Duration::from_secs(60))
-        .build()
-        .context("cannot build the HTTP client")
+        // A copy or report is never redirected: a peer that answers 3xx is a failed send.
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(tls) = &config.public_tls {
+        let ca = tls.ca.as_deref().context(
+            "public_tls.ca is needed: the CA that signed the agents' certificates, so agents can verify each other",
+        )?;
+        let identity = tls.client_auth.then_some((tls.cert.as_path(), tls.key.as_path()));
+        builder = builder.tls_backend_preconfigured(crate::tls::client_config(ca, identity)?);
+    }
+    builder.build().context("cannot build the HTTP client")
 }
 
 /// Consul's HTTP API speaks HTTP/1 only.

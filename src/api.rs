@@ -2,26 +2,32 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use std::net::SocketAddr;
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use http_body_util::BodyExt as _;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tarsier_plugin::Held;
 
-use crate::body::{BodyFormat, CommandBody, WaveSpec, MAX_REMAIN};
+use crate::auth::require_token;
+use crate::body::{check_wave_id, BodyFormat, CommandBody, WaveSpec, MAX_REMAIN};
 use crate::error::ApiError;
 use crate::exec::execute;
-use crate::http_common::{count_requests, method_not_allowed, no_such_route};
+use crate::http_common::{count_requests, method_not_allowed, no_such_route, request_bounds};
 use crate::outcome::Status;
 use crate::state::AgentState;
 use crate::wave::{now_ms, Entry, Forwarded, ReportEntry, Route};
 
-pub fn router(state: Arc<AgentState>, max_body: usize) -> Router {
+/// Every public route requires the swarm token (when the agent has one); the request bounds are checked
+/// before the token, so an oversized request is refused without reading it.
+pub fn router(state: Arc<AgentState>) -> Router {
     Router::new()
         .route("/exec", post(exec))
         .route("/abort", post(abort))
@@ -31,34 +37,40 @@ pub fn router(state: Arc<AgentState>, max_body: usize) -> Router {
         .route("/waves/{id}/report", post(wave_report))
         .fallback(no_such_route)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(state.token.clone(), require_token))
+        .layer(axum::middleware::from_fn_with_state(state.bodies.max_bytes, request_bounds))
         .layer(axum::middleware::from_fn_with_state((state.clone(), "public"), count_requests))
         .with_state(state)
 }
 
-/// The body, or a JSON error for a body too large or unreadable.
-fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
-    body.map_err(|rejection| {
-        let status = rejection.status();
-        let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
-            "the body is larger than this agent accepts (max_body in the config)".to_owned()
-        } else {
-            rejection.body_text()
-        };
-        ApiError::new(status, message)
-    })
+/// The body, read within `server.body_timeout` and at most `max_body` bytes, or a JSON error.
+async fn body_bytes(state: &AgentState, body: Body) -> Result<Bytes, ApiError> {
+    let limited = http_body_util::Limited::new(body, state.bodies.max_bytes);
+    match tokio::time::timeout(state.bodies.timeout, limited.collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(err)) if err.is::<http_body_util::LengthLimitError>() => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than this agent accepts ({} bytes, max_body)", state.bodies.max_bytes),
+        )),
+        Ok(Err(err)) => Err(ApiError::bad_request(None, format!("cannot read the body: {err}"))),
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the body did not arrive within {:?} (server.body_timeout)", state.bodies.timeout),
+        )),
+    }
+}
+
+/// A path parameter, or a JSON error (axum's own rejection is plain text).
+fn path_param(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    path.map(|Path(id)| id).map_err(|rejection| ApiError::bad_request(None, rejection.body_text()))
 }
 
 fn body_format(headers: &HeaderMap) -> BodyFormat {
     BodyFormat::from_content_type(headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()))
 }
 
-async fn exec(
-    State(state): State<Arc<AgentState>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let bytes = body_bytes(body)?;
+async fn exec(State(state): State<Arc<AgentState>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let bytes = body_bytes(&state, body).await?;
     let body = CommandBody::parse(&bytes, body_format(&headers))?;
     let answer = execute(&state, body).await?;
     Ok((answer.status, Json(answer.body)).into_response())
@@ -69,9 +81,9 @@ async fn exec(
 async fn abort(
     State(state): State<Arc<AgentState>>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Json<AbortAnswer>, ApiError> {
-    let bytes = body_bytes(body)?;
+    let bytes = body_bytes(&state, body).await?;
     let request = AbortBody::parse(&bytes, body_format(&headers))?;
     let mut wave = request.wave.unwrap_or_default();
     if wave.hop == 0 {
@@ -79,20 +91,20 @@ async fn abort(
         let remain = if request.local { 0 } else { MAX_REMAIN };
         wave = WaveSpec { remain, buddies: ABORT_BUDDIES, dedupe: true, report: true, ..wave };
     }
-    let admitted = match state.swarm.enter(Some(wave), "abort")? {
+    let admitted = match state.swarm.enter(Some(wave), Route::Abort, "abort")? {
         Entry::Duplicate { wave_id } => return Ok(Json(AbortAnswer::duplicate(&state.name, wave_id))),
         Entry::Run(admitted) => admitted,
     };
+    // First: no copy of an older wave is taken or sent on from here, then the jobs go.
+    state.swarm.note_abort(admitted.started_at_ms.unwrap_or_else(now_ms));
     let started_ms = now_ms();
     let aborted = state.abort_local().await;
     let elapsed_ms = now_ms().saturating_sub(started_ms);
     let result = json!({ "cancelled_jobs": aborted.cancelled_jobs, "released": aborted.released });
     let (swarm, reported) = (state.swarm.clone(), admitted.clone());
     tokio::spawn(async move { swarm.report(&reported, Status::Ok, elapsed_ms, result).await });
-    let forwarding = admitted
-        .next
-        .as_ref()
-        .map(|next| state.swarm.forward(Route::Abort, &AbortBody { wave: Some(next.clone()), local: false }, next));
+    let copies = admitted.copies(|wave| AbortBody { wave: Some(wave), local: false });
+    let forwarding = state.swarm.forward(Route::Abort, &admitted, copies);
     // The origin waits for its first hop so its answer can say how far the abort went; peers do not.
     let forwarded = match (admitted.is_origin, forwarding) {
         (true, Some(task)) => task.await.unwrap_or_default(),
@@ -138,6 +150,9 @@ impl AbortAnswer {
     }
 }
 
+/// One agent's report entry, at most (an `http_load` result with its histogram is a few KiB).
+const MAX_REPORT_BYTES: usize = 64 * 1024;
+
 /// How many peers each agent sends the abort flood to; dedupe rounds reach everyone whatever this is.
 const ABORT_BUDDIES: u32 = 3;
 
@@ -156,11 +171,7 @@ impl AbortBody {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self::default());
         }
-        let parsed = match format {
-            BodyFormat::Json => serde_json::from_slice(bytes).map_err(|e| e.to_string()),
-            BodyFormat::Yaml => serde_norway::from_slice(bytes).map_err(|e| e.to_string()),
-        };
-        parsed.map_err(|message| ApiError::bad_request(None, format!("invalid abort body: {message}")))
+        crate::body::parse_document(bytes, format, "abort body")
     }
 }
 
@@ -172,9 +183,12 @@ struct SummaryQuery {
 
 async fn wave_summary(
     State(state): State<Arc<AgentState>>,
-    Path(id): Path<String>,
-    Query(query): Query<SummaryQuery>,
+    id: Result<Path<String>, PathRejection>,
+    query: Result<Query<SummaryQuery>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = path_param(id)?;
+    check_wave_id(&id)?;
+    let Query(query) = query.map_err(|rejection| ApiError::bad_request(None, rejection.body_text()))?;
     let records = &state.swarm.records;
     let mut summary = records.summary(&id, query.entries).ok_or_else(|| {
         ApiError::not_found(format!("no report for wave {id} here: only its origin keeps one, with wave.report: true"))
@@ -188,12 +202,26 @@ async fn wave_summary(
     Ok(Json(summary))
 }
 
+/// A peer's result for a wave this agent started. Only a known peer may report (by name, and by address
+/// where its address is an IP), only for a wave that started here, and only up to a bounded size.
 async fn wave_report(
     State(state): State<Arc<AgentState>>,
-    Path(id): Path<String>,
-    Json(entry): Json<ReportEntry>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    id: Result<Path<String>, PathRejection>,
+    body: Body,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    if state.swarm.records.add_report(&id, entry) {
+    let id = path_param(id)?;
+    check_wave_id(&id)?;
+    let bytes = body_bytes(&state, body).await?;
+    if bytes.len() > MAX_REPORT_BYTES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("a report entry is at most {MAX_REPORT_BYTES} bytes; this one has {}", bytes.len()),
+        ));
+    }
+    let entry: ReportEntry = crate::body::parse_json(&bytes, "report entry")?;
+    state.swarm.check_reporter(&entry.address, client.ip())?;
+    if state.swarm.records.add_report(&id, entry, bytes.len()) {
         Ok(Json(json!({ "recorded": true })))
     } else {
         Err(ApiError::not_found(format!("wave {id} did not start here")))
@@ -211,18 +239,18 @@ fn parse_id(id: &str) -> Result<u64, ApiError> {
 
 async fn get_job(
     State(state): State<Arc<AgentState>>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let id = parse_id(&id)?;
+    let id = parse_id(&path_param(id)?)?;
     let job = state.jobs.get(id).ok_or_else(|| ApiError::not_found(format!("no job {id}")))?;
     Ok(Json(json!(job)))
 }
 
 async fn cancel_job(
     State(state): State<Arc<AgentState>>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let id = parse_id(&id)?;
+    let id = parse_id(&path_param(id)?)?;
     match state.jobs.cancel(id) {
         Some(true) => Ok(Json(json!({ "job_id": id, "cancelled": true }))),
         Some(false) => Err(ApiError::new(StatusCode::CONFLICT, format!("job {id} has already finished"))),

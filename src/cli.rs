@@ -69,6 +69,29 @@ pub struct AgentArgs {
     /// Log lines as text or JSON. [default: text]
     #[arg(long, env = "TARSIER_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// A file holding the swarm's token, required from every client and sent to peers (auth.token_file).
+    #[arg(long, env = "TARSIER_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Listen on a non-loopback address without a token. Only on a trusted, isolated network.
+    #[arg(long, env = "TARSIER_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
+}
+
+/// How the CLI reaches an agent: its token, and the TLS it needs for an https:// URL.
+#[derive(Debug, Args, Default, Clone)]
+pub struct ClientArgs {
+    /// A file holding the swarm's token, sent as `Authorization: Bearer`.
+    #[arg(long, env = "TARSIER_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// The CA (PEM) to verify an https:// agent against.
+    #[arg(long, env = "TARSIER_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate (PEM) for agents that require mutual TLS; with --key-file.
+    #[arg(long, env = "TARSIER_CERT_FILE", requires = "key_file")]
+    pub cert_file: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, env = "TARSIER_KEY_FILE", requires = "cert_file")]
+    pub key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
@@ -93,12 +116,16 @@ pub struct ExecArgs {
     /// Print the answers as raw JSON only (no tables, histograms kept).
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct AbortArgs {
     /// The agent's public URL, such as http://127.0.0.1:8080.
     pub url: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 #[derive(Debug, Args)]
@@ -150,6 +177,8 @@ pub enum ScenarioCommand {
         /// With --target: the agent's service URL (default: the public port + 1).
         #[arg(long, requires = "target")]
         service: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
     },
     /// Check scenario files without running them: exit 0 when all are valid, 2 otherwise.
     Check {

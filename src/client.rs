@@ -9,6 +9,9 @@ use serde_json::Value;
 use std::time::Instant;
 use tarsier_net::HttpLoadResult;
 
+use crate::auth::Token;
+use crate::cli::ClientArgs;
+
 /// `http://host:port` gets `path` appended; a URL that already has a path is used as it is.
 pub fn endpoint(url: &str, path: &str) -> String {
     let trimmed = url.trim_end_matches('/');
@@ -21,13 +24,31 @@ pub fn endpoint(url: &str, path: &str) -> String {
     }
 }
 
-fn client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
-    reqwest::Client::builder().timeout(timeout).build().context("cannot build an HTTP client")
+/// The client the CLI reaches agents with: the swarm token on every request, the CA for https:// agents,
+/// and a client certificate for agents that require mutual TLS.
+pub fn agent_client(timeout: Duration, args: &ClientArgs) -> anyhow::Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(path) = &args.token_file {
+        headers.insert(reqwest::header::AUTHORIZATION, Token::from_file(path)?.bearer());
+    }
+    let mut builder = reqwest::Client::builder().timeout(timeout).default_headers(headers);
+    if let Some(ca) = &args.ca_file {
+        let identity = args.cert_file.as_deref().zip(args.key_file.as_deref());
+        builder = builder.tls_backend_preconfigured(crate::tls::client_config(ca, identity)?);
+    }
+    builder.build().context("cannot build an HTTP client")
 }
 
 /// Posts a body and prints the answer; the exit status says whether the agent accepted and ran it. With
 /// `report`, then waits for the wave's report on the origin and prints it, merged.
-pub async fn exec(url: &str, file: &str, timeout: Duration, report: bool, raw: bool) -> anyhow::Result<i32> {
+pub async fn exec(
+    url: &str,
+    file: &str,
+    timeout: Duration,
+    report: bool,
+    raw: bool,
+    access: &ClientArgs,
+) -> anyhow::Result<i32> {
     let body = if file == "-" {
         let mut text = Vec::new();
         std::io::stdin().read_to_end(&mut text).context("cannot read the body from stdin")?;
@@ -37,7 +58,8 @@ pub async fn exec(url: &str, file: &str, timeout: Duration, report: bool, raw: b
     };
     let content_type = if file.ends_with(".json") { "application/json" } else { "application/yaml" };
     let target = endpoint(url, "/exec");
-    let response = client(timeout)?
+    let client = agent_client(timeout, access)?;
+    let response = client
         .post(&target)
         .header(reqwest::header::CONTENT_TYPE, content_type)
         .body(body)
@@ -53,7 +75,7 @@ pub async fn exec(url: &str, file: &str, timeout: Duration, report: bool, raw: b
     if report && status.is_success() {
         let id = answer["wave_id"].as_str().context("no wave_id in the answer")?;
         let origin = endpoint(url, "").trim_end_matches("/exec").to_owned();
-        let summary = wait_for_report(&client(timeout)?, &origin, id, u64::MAX).await?;
+        let summary = wait_for_report(&client, &origin, id, u64::MAX).await?;
         print_json(&summary, raw)?;
         if !raw {
             print_http_load(&summary["merged"], &format!("the swarm ({} agents)", summary["agents_reached"]));
@@ -137,9 +159,9 @@ fn print_http_load(result: &Value, whose: &str) {
     );
 }
 
-pub async fn abort(url: &str) -> anyhow::Result<i32> {
+pub async fn abort(url: &str, access: &ClientArgs) -> anyhow::Result<i32> {
     let target = endpoint(url, "/abort");
-    let response = client(Duration::from_secs(30))?
+    let response = agent_client(Duration::from_secs(30), access)?
         .post(&target)
         .send()
         .await

@@ -7,10 +7,13 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use serde::Deserialize;
 use serde_json::Value;
-use tarsier_plugin::{ByteSize, Limits};
+use tarsier_plugin::{ByteSize, HumanDuration, Limits};
 
+use crate::auth::Token;
 use crate::cli::{AgentArgs, LogFormat};
 use crate::discovery::ConsulConfig;
+use crate::serve::ServeLimits;
+pub use crate::tls::TlsConfig;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_SERVICE_LISTEN: &str = "127.0.0.1:8081";
@@ -28,6 +31,13 @@ pub struct AgentConfig {
     pub name: Option<String>,
     /// TLS for the service port.
     pub tls: Option<TlsConfig>,
+    /// TLS for the public port; agents then reach each other over HTTPS (HTTP/2 by ALPN).
+    pub public_tls: Option<TlsConfig>,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// Timeouts and connection caps of both listeners.
+    #[serde(default)]
+    pub server: ServerConfig,
     #[serde(default)]
     pub limits: Limits,
     /// Each plugin's own section, by plugin name.
@@ -54,11 +64,51 @@ pub struct DiscoveryConfig {
     pub consul: Option<ConsulConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// `auth:` in the config.
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    pub cert: PathBuf,
-    pub key: PathBuf,
+pub struct AuthConfig {
+    /// A file holding the swarm's token: every public route (and the service port's `/commands`,
+    /// `/runtime`, `/peers`) requires it as `Authorization: Bearer <token>`.
+    pub token_file: Option<PathBuf>,
+    /// Run without a token on a non-loopback address (a trusted, isolated network only).
+    #[serde(default)]
+    pub insecure_no_auth: bool,
+}
+
+/// `server:` in the config: how long a client may take, and how many connections it may hold open.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// A request's headers (and the TLS handshake) must arrive within this. Default 10s.
+    pub header_timeout: Option<HumanDuration>,
+    /// Its body must arrive within this. Default 30s.
+    pub body_timeout: Option<HumanDuration>,
+    /// A connection with no request in flight and no traffic for this long is closed. Default 75s (agents
+    /// keep their connections to peers 60s).
+    pub idle_timeout: Option<HumanDuration>,
+    /// Connections open at once on the public port. Default: half the open-file limit, at most 4,096.
+    pub max_connections: Option<usize>,
+    /// Connections open at once on the service port. Default: an eighth of the open-file limit, at most 256.
+    pub service_max_connections: Option<usize>,
+}
+
+impl ServerConfig {
+    pub fn body_timeout(&self) -> std::time::Duration {
+        self.body_timeout.map(|d| d.0).unwrap_or(std::time::Duration::from_secs(30))
+    }
+
+    /// The bounds of the public and the service listener.
+    pub fn limits(&self) -> (ServeLimits, ServeLimits) {
+        let (public_cap, service_cap) = crate::serve::default_caps();
+        let header_timeout = self.header_timeout.map(|d| d.0).unwrap_or(std::time::Duration::from_secs(10));
+        let idle_timeout = self.idle_timeout.map(|d| d.0).unwrap_or(std::time::Duration::from_secs(75));
+        let limits = |max_connections| ServeLimits { max_connections, header_timeout, idle_timeout };
+        (
+            limits(self.max_connections.unwrap_or(public_cap).max(1)),
+            limits(self.service_max_connections.unwrap_or(service_cap).max(1)),
+        )
+    }
 }
 
 impl AgentConfig {
@@ -78,6 +128,8 @@ impl AgentConfig {
         config.name = args.name.clone().or(config.name);
         config.log_format = args.log_format.or(config.log_format);
         config.advertise = args.advertise.clone().or(config.advertise);
+        config.auth.token_file = args.token_file.clone().or(config.auth.token_file);
+        config.auth.insecure_no_auth |= args.insecure_no_auth;
         if let Some(peers) = &args.peers {
             config.discovery.static_peers = peers.clone();
         }
@@ -101,6 +153,28 @@ impl AgentConfig {
             }
         }
         Ok(config)
+    }
+
+    /// The swarm token, when the config names one.
+    pub fn token(&self) -> anyhow::Result<Option<Token>> {
+        self.auth.token_file.as_deref().map(Token::from_file).transpose()
+    }
+
+    /// The safe default: an agent reachable from other hosts must have a token, unless told otherwise.
+    pub fn check_exposure(&self, token: Option<&Token>) -> anyhow::Result<()> {
+        if token.is_some() || self.auth.insecure_no_auth {
+            return Ok(());
+        }
+        for address in [self.listen(), self.service_listen()] {
+            if !address.ip().is_loopback() {
+                anyhow::bail!(
+                    "refusing to listen on {address} without a swarm token: anyone who reaches it could run \
+                     destructive commands. Give --token-file (auth.token_file, TARSIER_TOKEN_FILE), or \
+                     --insecure-no-auth on a trusted, isolated network"
+                );
+            }
+        }
+        Ok(())
     }
 
     pub fn listen(&self) -> SocketAddr {

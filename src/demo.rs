@@ -28,7 +28,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
         ..AgentArgs::default()
     })?;
     let shutdown = CancellationToken::new();
-    let agent = BoundAgent::bind(&config, None, crate::agent::http_client()?, shutdown.clone()).await?;
+    let agent = BoundAgent::bind(&config, None, crate::agent::http_client(&config)?, shutdown.clone()).await?;
     let state = agent.state.clone();
     let serving = tokio::spawn(agent.serve());
     let public = format!("http://{}", state.public_addr);

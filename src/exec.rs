@@ -72,24 +72,19 @@ impl ExecAnswer {
 /// its tree; the origin's client gets the answer when its own command has finished.
 pub async fn execute(state: &Arc<AgentState>, mut body: CommandBody) -> Result<Answer, ApiError> {
     let resolved = state.registry.resolve(&body.command)?;
-    let admitted = match state.swarm.enter(body.wave.take(), &resolved.name)? {
+    let admitted = match state.swarm.enter(body.wave.take(), Route::Exec, &resolved.name)? {
         Entry::Duplicate { wave_id } => {
             let body = ExecAnswer::new(wave_id, state.name.clone(), resolved.name, None, Status::Duplicate);
             return Ok(Answer { status: StatusCode::OK, body });
         }
         Entry::Run(admitted) => admitted,
     };
-    // The copy is made before the data goes to the command, and sent only once the command accepted it.
-    let copy = admitted.next.as_ref().map(|next| {
-        (
-            CommandBody {
-                command: resolved.name.clone(),
-                data: body.data.clone(),
-                wave: Some(next.clone()),
-                detach: false,
-            },
-            next,
-        )
+    // The copies are made before the data goes to the command, and sent only once the command accepted it.
+    let copies = admitted.copies(|wave| CommandBody {
+        command: resolved.name.clone(),
+        data: body.data.clone(),
+        wave: Some(wave),
+        detach: false,
     });
     let (job_id, cancel) = state.jobs.start(&resolved.name, &admitted.wave_id, body.detach || !admitted.is_origin);
     let job = match resolved.command.prepare(body.data, state.exec_context(cancel.clone())) {
@@ -101,7 +96,7 @@ pub async fn execute(state: &Arc<AgentState>, mut body: CommandBody) -> Result<A
         }
     };
     // The local command and the forwarding start together.
-    let forwarding = copy.map(|(copy, next)| state.swarm.forward(Route::Exec, &copy, next));
+    let forwarding = state.swarm.forward(Route::Exec, &admitted, copies);
     let is_origin = admitted.is_origin;
     let run = RunningJob { state: state.clone(), job_id, command: resolved.name, cancel, admitted };
     let base = run.answer_base();

@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{Method, StatusCode, Uri};
+use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
 use crate::state::AgentState;
@@ -30,4 +30,43 @@ pub async fn no_such_route(uri: Uri) -> ApiError {
 
 pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, format!("{method} is not allowed on {}", uri.path()))
+}
+
+/// The longest request target (path and query) either listener reads.
+pub const MAX_URI: usize = 8 * 1024;
+/// The most header bytes (names and values) either listener reads; hyper itself stops at 64 KiB.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// Refuses what is too large before anything is read, as JSON: a long URI (414), large headers (431), an
+/// `Expect` other than `100-continue` (417), and a `Content-Length` over `max_body` (413). The last is
+/// answered before the body is touched, so a client that sent `Expect: 100-continue` never gets its
+/// `100 Continue` and does not send the body at all. A refusal closes the connection.
+pub async fn request_bounds(State(max_body): State<usize>, request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let refusal = if request.uri().to_string().len() > MAX_URI {
+        Some((StatusCode::URI_TOO_LONG, format!("the request target is longer than {MAX_URI} bytes")))
+    } else if headers.iter().map(|(name, value)| name.as_str().len() + value.len()).sum::<usize>() > MAX_HEADER_BYTES {
+        Some((
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!("the headers are larger than {MAX_HEADER_BYTES} bytes"),
+        ))
+    } else if headers.get(header::EXPECT).is_some_and(|e| !e.as_bytes().eq_ignore_ascii_case(b"100-continue")) {
+        Some((StatusCode::EXPECTATION_FAILED, "only `Expect: 100-continue` is understood".to_owned()))
+    } else {
+        let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        declared.filter(|len| *len > max_body as u64).map(|len| {
+            (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("a body of {len} bytes is larger than this agent accepts ({max_body} bytes, max_body)"),
+            )
+        })
+    };
+    match refusal {
+        None => next.run(request).await,
+        Some((status, message)) => {
+            let mut response = ApiError::new(status, message).into_response();
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            response
+        }
+    }
 }

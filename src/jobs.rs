@@ -13,6 +13,9 @@ use crate::outcome::Status;
 
 /// How many finished jobs `/jobs` remembers.
 const FINISHED_KEPT: usize = 100;
+/// The largest result a finished job keeps (a `fs_stats` of 100,000 files is megabytes); a larger one is
+/// replaced by a note of its size. The client that waited got it whole.
+const RESULT_KEPT_BYTES: usize = 64 * 1024;
 
 #[derive(Clone, Serialize)]
 pub struct JobView {
@@ -82,7 +85,12 @@ impl Jobs {
         if let Some(Running { mut view, .. }) = table.running.remove(&id) {
             view.status = status;
             view.elapsed_ms = Some(elapsed_ms);
-            view.result = Some(result);
+            let size = serde_json::to_vec(&result).map_or(0, |bytes| bytes.len());
+            view.result = Some(if size > RESULT_KEPT_BYTES {
+                serde_json::json!({ "not_kept": format!("a result of {size} bytes; /jobs keeps up to {RESULT_KEPT_BYTES}") })
+            } else {
+                result
+            });
             if table.finished.len() == FINISHED_KEPT {
                 table.finished.pop_front();
             }

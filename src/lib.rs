@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod auth;
 pub mod body;
 pub mod cli;
 pub mod client;
@@ -18,7 +19,9 @@ pub mod outcome;
 pub mod registry;
 pub mod runtime_stats;
 pub mod scenario;
+pub mod serve;
 pub mod service;
 pub mod state;
 pub mod swarm;
+pub mod tls;
 pub mod wave;

@@ -39,7 +39,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             let config = AgentConfig::load(&args)?;
             let _logs = init_logging(config.log_format.unwrap_or(LogFormat::Text));
             let shutdown = CancellationToken::new();
-            let agent = agent::BoundAgent::bind(&config, None, agent::http_client()?, shutdown.clone()).await?;
+            let agent = agent::BoundAgent::bind(&config, None, agent::http_client(&config)?, shutdown.clone()).await?;
             let state = agent.state.clone();
             // Tests and scripts read the bound addresses from this first line.
             tracing::info!(
@@ -54,9 +54,9 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         CliCommand::Exec(args) => {
-            client::exec(&args.url, &args.file, args.timeout.into(), args.report, args.json).await
+            client::exec(&args.url, &args.file, args.timeout.into(), args.report, args.json, &args.client).await
         }
-        CliCommand::Abort(args) => client::abort(&args.url).await,
+        CliCommand::Abort(args) => client::abort(&args.url, &args.client).await,
         CliCommand::Swarm(args) => {
             if std::env::var_os("TARSIER_LOG").is_none() {
                 std::env::set_var("TARSIER_LOG", "warn");
@@ -67,12 +67,12 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             swarm::run(args, shutdown).await
         }
         CliCommand::Scenario(ScenarioCommand::Check { files }) => Ok(scenario::check_files(&files)),
-        CliCommand::Scenario(ScenarioCommand::Run { files, junit, target, service }) => {
+        CliCommand::Scenario(ScenarioCommand::Run { files, junit, target, service, client }) => {
             if std::env::var_os("TARSIER_LOG").is_none() {
                 std::env::set_var("TARSIER_LOG", "warn");
             }
             let _logs = init_logging(LogFormat::Text);
-            scenario::run_files(&files, junit.as_ref(), target.as_deref(), service.as_deref()).await
+            scenario::run_files(&files, junit.as_ref(), target.as_deref(), service.as_deref(), &client).await
         }
         CliCommand::Demo(args) => {
             if std::env::var_os("TARSIER_LOG").is_none() {

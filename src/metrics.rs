@@ -10,6 +10,7 @@ use tarsier_plugin::Held;
 pub struct Metrics {
     registry: Registry,
     pub http_requests: IntCounterVec,
+    pub connections_refused: IntCounterVec,
     pub commands: IntCounterVec,
     pub command_duration: HistogramVec,
     pub running_jobs: IntGauge,
@@ -54,6 +55,13 @@ impl Metrics {
             "tarsier_http_requests_total",
             "HTTP requests answered, by listener (public or service), route and status code.",
             &["listener", "path", "code"],
+        )?;
+        let connections_refused = counter_vec(
+            &registry,
+            "tarsier_connections_refused_total",
+            "Connections closed as soon as they were accepted because the listener was at its cap \
+             (server.max_connections).",
+            &["listener"],
         )?;
         let commands = counter_vec(
             &registry,
@@ -133,6 +141,7 @@ impl Metrics {
         Ok(Self {
             registry,
             http_requests,
+            connections_refused,
             commands,
             command_duration,
             running_jobs,

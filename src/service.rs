@@ -9,20 +9,28 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::http_common::{count_requests, method_not_allowed, no_such_route};
+use crate::auth::require_token;
+use crate::http_common::{count_requests, method_not_allowed, no_such_route, request_bounds};
 use crate::runtime_stats::ProcessStats;
 use crate::state::AgentState;
 
+/// `/health`, `/metrics` and `/sd` stay open for probes, Prometheus and its discovery (read-only; `/sd`
+/// lists service ports only). `/commands`, `/runtime` and `/peers` tell a stranger what the swarm holds and
+/// where its members are, so they need the token like the public port.
 pub fn router(state: Arc<AgentState>) -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .route("/metrics", get(metrics))
+    let guarded = Router::new()
         .route("/commands", get(commands))
         .route("/runtime", get(runtime))
         .route("/peers", get(peers))
+        .route_layer(axum::middleware::from_fn_with_state(state.token.clone(), require_token));
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
         .route("/sd", get(service_discovery))
+        .merge(guarded)
         .fallback(no_such_route)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(0, request_bounds))
         .layer(axum::middleware::from_fn_with_state((state.clone(), "service"), count_requests))
         .with_state(state)
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use tarsier_plugin::{run_on_thread, Budgets, Cancel, ExecContext, HealthGate, Held, Limits};
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::Token;
 use crate::jobs::Jobs;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
@@ -28,6 +29,9 @@ pub struct AgentState {
     /// `host:port` Prometheus reaches the service port at (for `/sd`).
     pub advertised_service: String,
     pub swarm: Arc<Swarm>,
+    /// The swarm token every public route requires, when the agent has one.
+    pub token: Option<Token>,
+    pub bodies: BodyLimits,
     /// Fires when the agent shuts down.
     pub shutdown: CancellationToken,
     /// One abort at a time here, so two concurrent aborts do not both count what one of them released.
@@ -37,6 +41,13 @@ pub struct AgentState {
 /// How long an abort waits for the jobs it cancelled to stop and release what they hold (they stop within
 /// 100 ms), before it says what was released.
 const ABORT_SETTLE: Duration = Duration::from_millis(500);
+
+/// How large a request body may be, and how long it may take to arrive.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    pub max_bytes: usize,
+    pub timeout: Duration,
+}
 
 /// What the local half of an abort did.
 #[derive(Debug, Clone, Copy)]

@@ -50,7 +50,9 @@ impl LocalSwarm {
         anyhow::ensure!(args.agents >= 1, "--agents must be at least 1");
         raise_fd_limit(args.agents);
         let registry = Arc::new(LocalRegistry::default());
-        let http = http_client()?;
+        // One client for every agent: they share the config, so its token and TLS are theirs too.
+        let http =
+            http_client(&AgentConfig::load(&AgentArgs { config: args.config.clone(), ..AgentArgs::default() })?)?;
         let shutdown = CancellationToken::new();
         let n = args.agents;
         let mut agents = Vec::with_capacity(n);

@@ -161,11 +161,13 @@ fn a_forwarded_copy_is_accepted_at_once_and_a_repeat_is_a_duplicate() {
     assert_eq!(answer["status"], "duplicate");
     assert!(agent.metrics().contains("tarsier_waves_deduped_total 1"));
     assert!(agent.metrics().contains("tarsier_waves_received_total 2"));
-    // Reports go only to an origin that started the wave.
-    let (status, _) = agent.post(
-        "/waves/nope/report",
-        "application/json",
-        br#"{"agent":"x","hop":1,"status":"ok","received_at_ms":0,"elapsed_ms":0}"#.to_vec(),
-    );
+    // Reports go only to an origin that started the wave, and come only from peers it knows.
+    let me = agent.public.trim_start_matches("http://");
+    let entry = |address: &str| {
+        format!(r#"{{"agent":"x","address":"{address}","hop":1,"status":"ok","received_at_ms":0,"elapsed_ms":0}}"#)
+    };
+    let (status, _) = agent.post("/waves/nope/report", "application/json", entry(me).into_bytes());
     assert_eq!(status, 404);
+    let (status, answer) = agent.post("/waves/nope/report", "application/json", entry("127.0.0.1:1").into_bytes());
+    assert_eq!(status, 403, "{answer}");
 }

@@ -14,6 +14,7 @@ use anyhow::Context as _;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use crate::cli::ClientArgs;
 use crate::cli::SwarmArgs;
 use crate::swarm::LocalSwarm;
 use format::{load, Scenario, Target};
@@ -47,6 +48,7 @@ pub async fn run_files(
     junit_path: Option<&PathBuf>,
     target: Option<&str>,
     service: Option<&str>,
+    access: &ClientArgs,
 ) -> anyhow::Result<i32> {
     let mut scenarios = Vec::new();
     for file in files {
@@ -78,7 +80,7 @@ pub async fn run_files(
     let mut reports = Vec::new();
     let mut code = EXIT_OK;
     for (file, scenario) in scenarios {
-        let report = run_one(file, scenario, cancel.clone()).await?;
+        let report = run_one(file, scenario, cancel.clone(), access).await?;
         print!("{}", report.table());
         if report.failures() > 0 {
             code = EXIT_FAILED;
@@ -96,17 +98,25 @@ pub async fn run_files(
     Ok(code)
 }
 
-async fn run_one(file: &std::path::Path, scenario: Scenario, cancel: CancellationToken) -> anyhow::Result<RunReport> {
+async fn run_one(
+    file: &std::path::Path,
+    scenario: Scenario,
+    cancel: CancellationToken,
+    access: &ClientArgs,
+) -> anyhow::Result<RunReport> {
     let started = Instant::now();
     println!("\n== {} ({})", scenario.name, file.display());
     if let Some(description) = &scenario.description {
         println!("   {}", description.trim());
     }
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(3600)).build()?;
+    // The token and certificates go to the agents only, never to Prometheus.
+    let client = crate::client::agent_client(Duration::from_secs(3600), access)?;
+    let prometheus_client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
     let (swarm, public, service) = resolve_target(&client, &scenario.target).await?;
     println!("   target {public} (service {service})");
     let runner = Arc::new(Runner {
         client,
+        prometheus_client,
         public,
         service,
         prometheus: scenario.prometheus.clone(),

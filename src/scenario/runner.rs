@@ -18,7 +18,10 @@ use crate::client::wait_for_report;
 const POLL: Duration = Duration::from_millis(500);
 
 pub struct Runner {
+    /// For the agents: carries the swarm token.
     pub client: reqwest::Client,
+    /// For Prometheus: carries nothing of the swarm's.
+    pub prometheus_client: reqwest::Client,
     /// The target agent's public and service base URLs.
     pub public: String,
     pub service: String,
@@ -225,7 +228,7 @@ impl Runner {
         let deadline = Instant::now() + expect.within.map(|w| w.0).unwrap_or_default();
         loop {
             let value = match (&expect.promql, &expect.metric, &self.prometheus) {
-                (Some(query), _, Some(prometheus)) => promql(&self.client, prometheus, query).await,
+                (Some(query), _, Some(prometheus)) => promql(&self.prometheus_client, prometheus, query).await,
                 (_, Some(selector), _) => metric(&self.client, &self.service, selector).await,
                 _ => Err("no prometheus: URL for a promql expectation".into()),
             };

@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::records::ReportEntry;
-use super::Swarm;
+use super::{Route, Swarm};
 use crate::discovery::Peer;
 
 /// Attempts per peer (the first plus retries) and the pause before each retry.
@@ -45,17 +45,23 @@ enum PeerAnswer {
 /// peers, at once. With dedupe: peers that already had the wave do not count, so more are tried until `buddies`
 /// new ones took it, every peer was tried, or the bound on tries (above) was reached;
 /// this is what makes a dedupe wave with enough `remain` reach every agent, at a bounded cost.
+/// A dedupe wave has one copy for every peer it tries; a wave without dedupe has one copy per peer it sends
+/// to (each with its share of the budget), sent to that many peers and never replaced.
 pub(super) async fn forward(
     swarm: &Arc<Swarm>,
-    path: &'static str,
-    copy: Bytes,
+    route: Route,
+    copies: Vec<Bytes>,
     buddies: u32,
     dedupe: bool,
 ) -> Forwarded {
     let peers = swarm.peers.peers();
-    let outcome = spread(peers.len(), buddies, dedupe, |index| {
-        let (swarm, peers, copy) = (swarm.clone(), peers.clone(), copy.clone());
-        async move { send_copy(&swarm, &peers[index], path, &copy).await }
+    let wanted = if dedupe { buddies } else { u32::try_from(copies.len()).unwrap_or(u32::MAX) };
+    let mut sent = 0;
+    let outcome = spread(peers.len(), wanted, dedupe, |index| {
+        let copy = if dedupe { copies[0].clone() } else { copies[sent.min(copies.len() - 1)].clone() };
+        sent += 1;
+        let (swarm, peers) = (swarm.clone(), peers.clone());
+        async move { send_copy(&swarm, &peers[index], route, &copy).await }
     })
     .await;
     swarm.metrics.forwarded.inc_by(u64::from(outcome.accepted));
@@ -95,15 +101,18 @@ where
 }
 
 /// POSTs the copy to one peer, retrying connection errors, timeouts and 5xx a bounded number of times.
-async fn send_copy(swarm: &Swarm, peer: &Peer, path: &str, copy: &Bytes) -> PeerAnswer {
-    let url = format!("http://{}{path}", peer.public);
+async fn send_copy(swarm: &Swarm, peer: &Peer, route: Route, copy: &Bytes) -> PeerAnswer {
+    let Some(url) = swarm.scheme.url(&peer.public, &[route.segment()]) else {
+        tracing::warn!(peer = ?peer.id, address = ?peer.public, "a peer's address is not host:port");
+        return PeerAnswer::Failed;
+    };
     let started = Instant::now();
     let mut last_error = String::new();
     for attempt in 1..=ATTEMPTS {
         if attempt > 1 {
             tokio::time::sleep(RETRY_PAUSE * attempt).await;
         }
-        let request = swarm.http.post(&url).timeout(FORWARD_TIMEOUT);
+        let request = swarm.http.post(url.clone()).timeout(FORWARD_TIMEOUT);
         let request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(copy.clone());
         match request.send().await {
             Ok(response) if response.status().is_success() => {
@@ -115,26 +124,32 @@ async fn send_copy(swarm: &Swarm, peer: &Peer, path: &str, copy: &Bytes) -> Peer
                 // The peer refused the copy itself (an older version, a limit): retrying will not help.
                 let status = response.status();
                 let text = response.text().await.unwrap_or_default();
-                tracing::warn!(peer = %peer.id, %status, answer = %text, "a peer refused a wave copy");
+                // Debug formatting: whatever a peer answered, it cannot forge a log line.
+                let answer: String = text.chars().take(300).collect();
+                tracing::warn!(peer = ?peer.id, %status, ?answer, "a peer refused a wave copy");
                 return PeerAnswer::Failed;
             }
             Ok(response) => last_error = format!("answered {}", response.status()),
             Err(err) => last_error = err.to_string(),
         }
     }
-    tracing::warn!(peer = %peer.id, url = %url, error = %last_error, attempts = ATTEMPTS, "cannot forward a wave to a peer");
+    tracing::warn!(peer = ?peer.id, %url, error = ?last_error, attempts = ATTEMPTS, "cannot forward a wave to a peer");
     PeerAnswer::Failed
 }
 
 /// Sends this agent's result to the wave's origin (or records it, when this agent is the origin).
 pub(super) async fn report(swarm: &Swarm, origin: &str, wave_id: &str, entry: ReportEntry) {
     if origin == swarm.advertised_public {
-        swarm.records.add_report(wave_id, entry);
+        let size = serde_json::to_vec(&entry).map_or(0, |bytes| bytes.len());
+        swarm.records.add_report(wave_id, entry, size);
         return;
     }
-    let url = format!("http://{origin}/waves/{wave_id}/report");
+    let Some(url) = swarm.scheme.url(origin, &["waves", wave_id, "report"]) else {
+        tracing::warn!(origin = ?origin, "a wave's origin is not host:port; no report sent");
+        return;
+    };
     for attempt in 1..=ATTEMPTS {
-        match swarm.http.post(&url).timeout(FORWARD_TIMEOUT).json(&entry).send().await {
+        match swarm.http.post(url.clone()).timeout(FORWARD_TIMEOUT).json(&entry).send().await {
             Ok(r) if r.status().is_success() || r.status().is_client_error() => return,
             Ok(r) => tracing::debug!(status = %r.status(), attempt, "report not taken yet"),
             Err(err) => tracing::debug!(%err, attempt, "report not sent yet"),

@@ -8,12 +8,17 @@
 mod forward;
 mod records;
 
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
+use axum::http::StatusCode;
 use serde::Serialize;
 use serde_json::Value;
+use tarsier_plugin::{DEFAULT_ABORT_WINDOW, DEFAULT_MAX_WAVE_EXECUTIONS};
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::body::WaveSpec;
 use crate::discovery::PeerSource;
@@ -30,11 +35,66 @@ pub struct Swarm {
     pub name: String,
     /// `host:port` peers reach this agent's public port at: the origin of the waves it starts.
     pub advertised_public: String,
+    /// How every agent of the swarm is reached: all plain or all TLS.
+    scheme: Scheme,
     pub peers: Arc<dyn PeerSource>,
     /// One client for copies and reports (one HTTP/2 connection per peer).
     http: reqwest::Client,
     pub records: WaveRecords,
     metrics: WaveMetrics,
+    /// `limits.max_wave_executions` and `limits.abort_window`.
+    bounds: WaveBounds,
+    /// When the last abort started (Unix ms, the abort origin's clock); 0 before any.
+    aborted_at_ms: AtomicU64,
+    /// Fired by an abort: every forward in flight stops. Replaced by a fresh one each time.
+    forwarding: Mutex<CancellationToken>,
+}
+
+/// What bounds a wave's reach, from the config's `limits`.
+#[derive(Debug, Clone, Copy)]
+pub struct WaveBounds {
+    pub max_executions: u64,
+    pub abort_window: std::time::Duration,
+}
+
+impl WaveBounds {
+    pub fn from_limits(limits: &tarsier_plugin::Limits) -> Self {
+        Self {
+            max_executions: limits.max_wave_executions.unwrap_or(DEFAULT_MAX_WAVE_EXECUTIONS).max(1),
+            abort_window: limits.abort_window.map_or(DEFAULT_ABORT_WINDOW, |w| w.0),
+        }
+    }
+}
+
+/// Whether peers are reached over plain HTTP or TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    /// `https://host:port/a/b/c` from a peer's `host:port` and the path's segments, each escaped by the URL
+    /// library. `None` when `host_port` is more than a host and a port (a path, a query, a user): an address
+    /// from a copy or from discovery never gets to steer where a request goes.
+    pub fn url(self, host_port: &str, segments: &[&str]) -> Option<reqwest::Url> {
+        let scheme = match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        };
+        let mut url = reqwest::Url::parse(&format!("{scheme}://{host_port}")).ok()?;
+        let only_host_and_port = url.path() == "/"
+            && url.query().is_none()
+            && url.fragment().is_none()
+            && url.username().is_empty()
+            && url.password().is_none()
+            && !host_port.ends_with('/');
+        if !only_host_and_port {
+            return None;
+        }
+        url.path_segments_mut().ok()?.pop_if_empty().extend(segments);
+        Some(url)
+    }
 }
 
 /// The public route a wave's copies go to.
@@ -45,10 +105,10 @@ pub enum Route {
 }
 
 impl Route {
-    fn path(self) -> &'static str {
+    fn segment(self) -> &'static str {
         match self {
-            Route::Exec => "/exec",
-            Route::Abort => "/abort",
+            Route::Exec => "exec",
+            Route::Abort => "abort",
         }
     }
 }
@@ -72,36 +132,75 @@ pub struct Admitted {
     pub received_at_ms: u64,
     /// The origin's public address, when the wave reports back.
     pub report_to: Option<String>,
-    /// The wave as the next hop gets it, when `remain` says there is one.
-    pub next: Option<WaveSpec>,
+    /// When the origin started the wave.
+    pub started_at_ms: Option<u64>,
+    /// The waves of the copies to send on, one each (a wave without dedupe gives each copy its own share of
+    /// the budget); empty when `remain` or the budget says there is no next hop.
+    pub next: Vec<WaveSpec>,
+    /// For a dedupe wave: the copy goes to peers until `buddies` new ones took it.
+    pub dedupe: bool,
+}
+
+impl Admitted {
+    /// The copies to send on, serialized once each; `make` builds the body around a copy's wave.
+    pub fn copies<T: Serialize>(&self, make: impl Fn(WaveSpec) -> T) -> Vec<Bytes> {
+        self.next.iter().map(|wave| Bytes::from(serde_json::to_vec(&make(wave.clone())).unwrap_or_default())).collect()
+    }
 }
 
 impl Swarm {
     pub fn new(
         name: String,
         advertised_public: String,
+        scheme: Scheme,
         peers: Arc<dyn PeerSource>,
         http: reqwest::Client,
         metrics: WaveMetrics,
+        bounds: WaveBounds,
     ) -> Self {
-        Self { name, advertised_public, peers, http, records: WaveRecords::default(), metrics }
+        Self {
+            name,
+            advertised_public,
+            scheme,
+            peers,
+            http,
+            records: WaveRecords::default(),
+            metrics,
+            bounds,
+            aborted_at_ms: AtomicU64::new(0),
+            forwarding: Mutex::new(CancellationToken::new()),
+        }
     }
 
-    /// Takes in a body's wave (the default, a wave of one, when it has none); `command` names it in the
-    /// report. The origin is the agent at hop 0, always: it gives the wave its id and, for a reporting wave,
-    /// names itself as the origin copies report to, whatever the client wrote there.
-    pub fn enter(&self, wave: Option<WaveSpec>, command: &str) -> Result<Entry, ApiError> {
+    /// Takes in a body's wave (the default, a wave of one, when it has none) arriving on `route`; `command`
+    /// names it in the report. The origin is the agent at hop 0, always: it gives the wave its id, its start
+    /// time and (without dedupe) its execution budget, and for a reporting wave names itself as the origin
+    /// copies report to, whatever the client wrote there. A copy must name a known origin, and a copy of a
+    /// command wave that started before an abort is refused for `limits.abort_window`.
+    pub fn enter(&self, wave: Option<WaveSpec>, route: Route, command: &str) -> Result<Entry, ApiError> {
         let mut wave = wave.unwrap_or_default();
         wave.validate()?;
         let received_at_ms = now_ms();
         let is_origin = wave.hop == 0;
-        let wave_id = wave.id.get_or_insert_with(new_wave_id).clone();
         if is_origin {
+            wave.started_at_ms = Some(received_at_ms);
             wave.origin = wave.report.then(|| self.advertised_public.clone());
-            if wave.report {
-                self.records.open_report(&wave_id, command);
-            }
+            let asked = wave.budget.unwrap_or(u64::MAX);
+            wave.budget = (!wave.dedupe).then_some(asked.min(self.bounds.max_executions));
         } else {
+            self.check_origin(wave.origin.as_deref())?;
+            if route == Route::Exec {
+                self.check_not_aborted(wave.started_at_ms)?;
+            }
+            if !wave.dedupe && wave.budget == Some(0) {
+                return Err(ApiError::bad_request(Some("wave.budget".into()), "wave.budget: this copy has none left"));
+            }
+        }
+        let wave_id = wave.id.get_or_insert_with(new_wave_id).clone();
+        if is_origin && wave.report {
+            self.records.open_report(&wave_id, command);
+        }
+        if !is_origin {
             self.metrics.received.inc();
         }
         if wave.dedupe && !self.records.first_time(&wave_id) {
@@ -109,16 +208,101 @@ impl Swarm {
             return Ok(Entry::Duplicate { wave_id });
         }
         let report_to = if wave.report { wave.origin.clone() } else { None };
-        let next = (wave.remain > 0).then(|| wave.next_hop());
-        Ok(Entry::Run(Admitted { wave_id, is_origin, hop: wave.hop, received_at_ms, report_to, next }))
+        let next = if wave.remain == 0 {
+            Vec::new()
+        } else if wave.dedupe {
+            vec![wave.next_hop()]
+        } else {
+            // This execution takes one of the budget; what is left is split among the copies, and a copy
+            // with no share is not sent. A copy from an agent that does not send a budget gets this one's.
+            let left = wave.budget.unwrap_or(self.bounds.max_executions).saturating_sub(1);
+            split(left, wave.buddies)
+                .into_iter()
+                .map(|share| WaveSpec { budget: Some(share), ..wave.next_hop() })
+                .collect()
+        };
+        Ok(Entry::Run(Admitted {
+            wave_id,
+            is_origin,
+            hop: wave.hop,
+            received_at_ms,
+            report_to,
+            started_at_ms: wave.started_at_ms,
+            next,
+            dedupe: wave.dedupe,
+        }))
     }
 
-    /// Starts sending `copy` (the body as the next hop gets it, `next` being its wave) to this hop's peers.
-    pub fn forward(self: &Arc<Self>, route: Route, copy: &impl Serialize, next: &WaveSpec) -> JoinHandle<Forwarded> {
-        // Serialized once for every peer this hop tries.
-        let bytes = Bytes::from(serde_json::to_vec(copy).unwrap_or_default());
-        let (swarm, buddies, dedupe) = (self.clone(), next.buddies, next.dedupe);
-        tokio::spawn(async move { forward::forward(&swarm, route.path(), bytes, buddies, dedupe).await })
+    /// Notes an abort that started at `at_ms` (its origin's clock): copies of command waves that started
+    /// before it are refused for the abort window, and every forward in flight stops now.
+    pub fn note_abort(&self, at_ms: u64) {
+        self.aborted_at_ms.fetch_max(at_ms, Ordering::AcqRel);
+        let mut forwarding = self.forwarding.lock().unwrap_or_else(|p| p.into_inner());
+        forwarding.cancel();
+        *forwarding = CancellationToken::new();
+    }
+
+    fn check_not_aborted(&self, started_at_ms: Option<u64>) -> Result<(), ApiError> {
+        let aborted_at = self.aborted_at_ms.load(Ordering::Acquire);
+        let window = self.bounds.abort_window.as_millis() as u64;
+        let in_window = aborted_at != 0 && now_ms() < aborted_at.saturating_add(window);
+        // A copy without a start time (an older agent) is taken for one that started before.
+        if in_window && started_at_ms.is_none_or(|started| started <= aborted_at) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "this wave started before an /abort here; its copies are refused for limits.abort_window",
+            ));
+        }
+        Ok(())
+    }
+
+    /// A copy's origin (where reports go) must be this agent or a peer it knows: a forged copy cannot turn
+    /// the swarm into a cannon aimed at some other host.
+    fn check_origin(&self, origin: Option<&str>) -> Result<(), ApiError> {
+        let Some(origin) = origin else { return Ok(()) };
+        if origin == self.advertised_public || self.peers.peers().iter().any(|p| p.public == origin) {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("wave.origin {origin:?} is neither this agent nor a peer it knows"),
+        )
+        .with_field("wave.origin"))
+    }
+
+    /// A report must come from a peer this agent knows: by its public address and, where that address is an
+    /// IP, from that IP.
+    pub fn check_reporter(&self, address: &str, from: IpAddr) -> Result<(), ApiError> {
+        let known = address == self.advertised_public || self.peers.peers().iter().any(|p| p.public == address);
+        let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
+        let from_there = match host.trim_matches(['[', ']']).parse::<IpAddr>() {
+            Ok(ip) => ip == from || (ip.is_loopback() && from.is_loopback()),
+            Err(_) => true,
+        };
+        if known && from_there {
+            Ok(())
+        } else {
+            Err(ApiError::new(StatusCode::FORBIDDEN, format!("{address:?} (from {from}) is not a peer of this agent")))
+        }
+    }
+
+    /// Starts sending `copies` (from [`Admitted::copies`]) to this hop's peers; `None` when there are none.
+    /// An abort stops it wherever it is.
+    pub fn forward(
+        self: &Arc<Self>,
+        route: Route,
+        admitted: &Admitted,
+        copies: Vec<Bytes>,
+    ) -> Option<JoinHandle<Forwarded>> {
+        let buddies = admitted.next.first()?.buddies;
+        let (swarm, dedupe) = (self.clone(), admitted.dedupe);
+        let stop = self.forwarding.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        Some(tokio::spawn(async move {
+            tokio::select! {
+                forwarded = forward::forward(&swarm, route, copies, buddies, dedupe) => forwarded,
+                _ = stop.cancelled() => Forwarded::default(),
+            }
+        }))
     }
 
     /// Reports this agent's result to the wave's origin, when the wave asked for reports.
@@ -126,6 +310,7 @@ impl Swarm {
         let Some(origin) = &admitted.report_to else { return };
         let entry = ReportEntry {
             agent: self.name.clone(),
+            address: self.advertised_public.clone(),
             hop: admitted.hop,
             status,
             received_at_ms: admitted.received_at_ms,
@@ -136,7 +321,37 @@ impl Swarm {
     }
 }
 
+/// `left` executions split among at most `buddies` copies, as evenly as whole numbers allow; no copy gets 0.
+fn split(left: u64, buddies: u32) -> Vec<u64> {
+    let copies = left.min(u64::from(buddies));
+    (0..copies).map(|i| left / copies + u64::from(i < left % copies)).collect()
+}
+
 /// A wave id: 16 hex digits, random enough to tell waves apart across a swarm.
 pub fn new_wave_id() -> String {
     format!("{:016x}", rand::random::<u64>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Scheme;
+
+    #[test]
+    fn a_budget_is_split_so_the_copies_never_add_up_to_more() {
+        assert_eq!(super::split(9_999, 19).iter().sum::<u64>(), 9_999);
+        assert_eq!(super::split(9_999, 19).len(), 19);
+        assert_eq!(super::split(5, 10), vec![1, 1, 1, 1, 1]);
+        assert_eq!(super::split(0, 10), Vec::<u64>::new());
+        assert_eq!(super::split(7, 3), vec![3, 2, 2]);
+    }
+
+    #[test]
+    fn urls_are_built_not_pasted() {
+        let url = Scheme::Http.url("127.0.0.1:8080", &["waves", "a/../b?c#d", "report"]).unwrap();
+        assert_eq!(url.as_str(), "http://127.0.0.1:8080/waves/a%2F..%2Fb%3Fc%23d/report");
+        assert_eq!(Scheme::Https.url("[::1]:9", &["exec"]).unwrap().as_str(), "https://[::1]:9/exec");
+        for steering in ["h:1/admin", "h:1?x=1", "h:1#f", "u@h:1", "h:1/", ""] {
+            assert!(Scheme::Http.url(steering, &["exec"]).is_none(), "{steering}");
+        }
+    }
 }

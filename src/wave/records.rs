@@ -15,6 +15,10 @@ const SEEN_MAX: usize = 100_000;
 /// Waves whose reports the origin keeps, and entries per wave.
 const REPORTS_KEPT: usize = 200;
 const ENTRIES_MAX: usize = 100_000;
+/// Bytes of report entries kept over all waves: past it the oldest waves' records go first.
+const REPORT_BYTES_MAX: usize = 64 << 20;
+/// Bytes of entries one `?entries=true` answer carries at most.
+const ANSWER_ENTRIES_BYTES_MAX: usize = 8 << 20;
 
 /// Recent dedupe wave ids: bounded in count and age.
 #[derive(Default)]
@@ -47,6 +51,9 @@ impl Seen {
 #[serde(deny_unknown_fields)]
 pub struct ReportEntry {
     pub agent: String,
+    /// The reporter's public `host:port`, by which the origin knows it for a peer.
+    #[serde(default)]
+    pub address: String,
     pub hop: u32,
     pub status: Status,
     /// When the agent received the command (Unix ms).
@@ -60,13 +67,35 @@ struct WaveRecord {
     command: String,
     started_at_ms: u64,
     entries: Vec<ReportEntry>,
+    /// The size of each entry as received, in the order of `entries`.
+    sizes: Vec<usize>,
+    /// Entries refused because the byte budget was spent.
+    dropped: u64,
+}
+
+/// The origin's records of the waves it started, oldest first, with their size.
+#[derive(Default)]
+struct Reports {
+    records: HashMap<String, WaveRecord>,
+    order: VecDeque<String>,
+    bytes: usize,
+}
+
+impl Reports {
+    fn forget_oldest(&mut self) -> bool {
+        let Some(old) = self.order.pop_front() else { return false };
+        if let Some(record) = self.records.remove(&old) {
+            self.bytes -= record.sizes.iter().sum::<usize>();
+        }
+        true
+    }
 }
 
 /// What the agent knows of waves: ids seen, and the reports of the waves it started.
 #[derive(Default)]
 pub struct WaveRecords {
     seen: Mutex<Seen>,
-    reports: Mutex<(HashMap<String, WaveRecord>, VecDeque<String>)>,
+    reports: Mutex<Reports>,
 }
 
 impl WaveRecords {
@@ -77,48 +106,59 @@ impl WaveRecords {
 
     /// The origin opens a report for a wave it starts.
     pub fn open_report(&self, id: &str, command: &str) {
-        let mut guard = self.reports.lock().unwrap_or_else(|p| p.into_inner());
-        let (records, order) = &mut *guard;
-        if records.contains_key(id) {
+        let mut reports = self.reports.lock().unwrap_or_else(|p| p.into_inner());
+        if reports.records.contains_key(id) {
             return;
         }
-        if order.len() == REPORTS_KEPT {
-            if let Some(old) = order.pop_front() {
-                records.remove(&old);
-            }
+        if reports.order.len() == REPORTS_KEPT {
+            reports.forget_oldest();
         }
-        records.insert(
-            id.to_owned(),
-            WaveRecord { command: command.to_owned(), started_at_ms: now_ms(), entries: Vec::new() },
-        );
-        order.push_back(id.to_owned());
+        let record = WaveRecord {
+            command: command.to_owned(),
+            started_at_ms: now_ms(),
+            entries: Vec::new(),
+            sizes: Vec::new(),
+            dropped: 0,
+        };
+        reports.records.insert(id.to_owned(), record);
+        reports.order.push_back(id.to_owned());
     }
 
     /// Adds an entry; false when this agent did not start that wave.
-    pub fn add_report(&self, id: &str, entry: ReportEntry) -> bool {
-        let mut guard = self.reports.lock().unwrap_or_else(|p| p.into_inner());
-        match guard.0.get_mut(id) {
-            Some(record) if record.entries.len() < ENTRIES_MAX => {
-                record.entries.push(entry);
-                true
-            }
-            Some(_) => true,
-            None => false,
+    /// `size` is the entry's size as received. Past the byte budget the oldest waves' records are
+    /// forgotten first; an entry that still does not fit is counted as dropped.
+    pub fn add_report(&self, id: &str, entry: ReportEntry, size: usize) -> bool {
+        let mut reports = self.reports.lock().unwrap_or_else(|p| p.into_inner());
+        if !reports.records.contains_key(id) {
+            return false;
         }
+        while reports.bytes + size > REPORT_BYTES_MAX && reports.order.front().is_some_and(|oldest| oldest != id) {
+            reports.forget_oldest();
+        }
+        let fits = reports.bytes + size <= REPORT_BYTES_MAX;
+        let Some(record) = reports.records.get_mut(id) else { return false };
+        if fits && record.entries.len() < ENTRIES_MAX {
+            record.entries.push(entry);
+            record.sizes.push(size);
+            reports.bytes += size;
+        } else {
+            record.dropped += 1;
+        }
+        true
     }
 
     /// The command of a wave and the results of the agents that ran it without error, for merging.
     pub fn results(&self, id: &str) -> Option<(String, Vec<Value>)> {
-        let guard = self.reports.lock().unwrap_or_else(|p| p.into_inner());
-        let record = guard.0.get(id)?;
+        let reports = self.reports.lock().unwrap_or_else(|p| p.into_inner());
+        let record = reports.records.get(id)?;
         let ok = record.entries.iter().filter(|e| e.status == Status::Ok).map(|e| e.result.clone()).collect();
         Some((record.command.clone(), ok))
     }
 
     /// The origin's summary of a wave: reach, results, timing, per-hop counts.
     pub fn summary(&self, id: &str, with_entries: bool) -> Option<Value> {
-        let guard = self.reports.lock().unwrap_or_else(|p| p.into_inner());
-        let record = guard.0.get(id)?;
+        let reports = self.reports.lock().unwrap_or_else(|p| p.into_inner());
+        let record = reports.records.get(id)?;
         let agents: HashSet<&str> = record.entries.iter().map(|e| e.agent.as_str()).collect();
         let mut per_hop: BTreeMap<u32, u64> = BTreeMap::new();
         let mut by_status: BTreeMap<Status, u64> = BTreeMap::new();
@@ -141,8 +181,20 @@ impl WaveRecords {
             "last_arrival_ms": arrivals.max(),
             "per_hop": per_hop,
         });
+        if record.dropped > 0 {
+            summary["entries_dropped"] = json!(record.dropped);
+        }
         if with_entries {
-            summary["entries"] = json!(record.entries);
+            let mut budget = ANSWER_ENTRIES_BYTES_MAX;
+            let shown = record
+                .sizes
+                .iter()
+                .take_while(|size| budget.checked_sub(**size).map(|left| budget = left).is_some())
+                .count();
+            summary["entries"] = json!(record.entries[..shown]);
+            if shown < record.entries.len() {
+                summary["entries_not_shown"] = json!(record.entries.len() - shown);
+            }
         }
         Some(summary)
     }

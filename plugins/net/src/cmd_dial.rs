@@ -6,11 +6,12 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tarsier_plugin::schemars::JsonSchema;
-use tarsier_plugin::{Command, CommandError, DataError, ExecContext, HumanDuration, JobFuture, Reservation};
+use tarsier_plugin::{Command, CommandError, DataError, ExecContext, HumanDuration, JobFuture, Limits, Reservation};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::task::JoinSet;
 
 use crate::conns::{Connections, Protocol, Socket};
+use crate::targets::AllowList;
 
 const MAX_COUNT: u64 = 100_000;
 /// Dials in flight at once, so a large `count` does not exhaust ephemeral ports in a burst.
@@ -19,7 +20,8 @@ const DIAL_PARALLELISM: usize = 64;
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct DialData {
-    /// `host:port`, with an IP or a DNS name (`[::1]:80` for IPv6).
+    /// `host:port`, with an IP or a DNS name (`[::1]:80` for IPv6). Its host must be in limits.dial_targets
+    /// (loopback by default).
     pub address: String,
     /// `tcp` or `udp` (UDP "connects" a socket to the peer; nothing is sent).
     #[serde(alias = "network")]
@@ -69,6 +71,14 @@ impl Command for Dial {
             return Err(DataError::field("count", format!("{} must be between 1 and {MAX_COUNT}", data.count)));
         }
         ctx.limits.check_duration("timeout", data.timeout)?;
+        let allow = AllowList::for_dial(&ctx.limits)?;
+        if let Some((host, _)) = data.address.rsplit_once(':') {
+            if let Ok(ip) = host.trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
+                if !allow.allows_ip(ip) {
+                    return Err(allow.refusal(host));
+                }
+            }
+        }
         let reserved = ctx.budgets.connections.reserve("count", data.count)?;
         Ok(DialPlan { data, reserved })
     }
@@ -78,7 +88,7 @@ impl Command for Dial {
         Box::pin(async move {
             let DialPlan { data, reserved } = plan;
             let peer = tokio::select! {
-                peer = resolve(&data.address) => peer?,
+                peer = resolve(&data.address, &ctx.limits) => peer?,
                 _ = ctx.cancel.cancelled() => return Err(CommandError::Cancelled),
             };
             let opened = dial_all(&conns, peer, &data, reserved, &ctx).await;
@@ -114,13 +124,12 @@ impl Command for Dial {
     }
 }
 
-async fn resolve(address: &str) -> Result<SocketAddr, CommandError> {
-    let mut addrs = tokio::net::lookup_host(address).await.map_err(|err| {
-        CommandError::Invalid(DataError::field("address", format!("cannot resolve `{address}`: {err}")))
-    })?;
-    addrs.next().ok_or_else(|| {
-        CommandError::Invalid(DataError::field("address", format!("`{address}` resolves to no address")))
-    })
+/// The address to dial: resolved once and checked against `limits.dial_targets`.
+async fn resolve(address: &str, limits: &Limits) -> Result<SocketAddr, CommandError> {
+    let invalid = || DataError::field("address", format!("`{address}` is not host:port"));
+    let (host, port) = address.rsplit_once(':').ok_or_else(invalid)?;
+    let port = port.parse::<u16>().map_err(|_| invalid())?;
+    Ok(AllowList::for_dial(limits)?.resolve(host, port).await?)
 }
 
 /// Dials `count` connections, `DIAL_PARALLELISM` at a time; each one opened takes one unit of `reserved`.

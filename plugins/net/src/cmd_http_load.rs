@@ -169,24 +169,11 @@ impl Command for HttpLoad {
     }
 }
 
-/// A name in the URL must be allowed by name, or resolve only to allowed addresses. Returns the address the
-/// load goes to.
+/// The address the load goes to: the URL's host resolved once and checked (see `AllowList::resolve`).
 async fn check_resolved(url: &reqwest::Url, limits: &Limits) -> Result<std::net::SocketAddr, CommandError> {
     let allow = AllowList::from_limits(limits)?;
-    let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']).to_owned();
-    let port = url.port_or_known_default().unwrap_or(80);
-    let addrs: Vec<_> = tokio::net::lookup_host((host.as_str(), port))
-        .await
-        .map_err(|e| CommandError::Invalid(DataError::field("url", format!("cannot resolve `{host}`: {e}"))))?
-        .collect();
-    let first = *addrs.first().ok_or_else(|| DataError::field("url", format!("`{host}` resolves to nothing")))?;
-    if allow.allows_name(&host) {
-        return Ok(first);
-    }
-    match addrs.iter().find(|a| !allow.allows_ip(a.ip())) {
-        Some(outside) => Err(allow.refusal(&format!("{host} ({})", outside.ip())).into()),
-        None => Ok(first),
-    }
+    let host = url.host_str().unwrap_or_default();
+    Ok(allow.resolve(host, url.port_or_known_default().unwrap_or(80)).await?)
 }
 
 /// Everything the workers share.
@@ -211,7 +198,14 @@ impl Load {
         let mut builder = reqwest::Client::builder()
             .pool_max_idle_per_host(data.concurrency as usize)
             .tcp_nodelay(true)
-            .danger_accept_invalid_certs(data.insecure);
+            .danger_accept_invalid_certs(data.insecure)
+            // Like wrk: a redirect is an answer, counted by its status, never followed (it could lead
+            // anywhere, past the allow-list).
+            .redirect(reqwest::redirect::Policy::none());
+        // Connect to the address that was checked, not whatever the name resolves to by the time of the load.
+        if let Some(host) = url.host_str().filter(|h| h.parse::<std::net::IpAddr>().is_err()) {
+            builder = builder.resolve(host, addr);
+        }
         if data.http2 && url.scheme() == "http" {
             builder = builder.http2_prior_knowledge();
         }

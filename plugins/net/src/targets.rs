@@ -1,5 +1,6 @@
-//! `limits.http_load_targets`: which hosts `net/http_load` may send load to. Loopback only unless the agent
-//! config says otherwise, so a typo in a URL never loads somebody else's service.
+//! `limits.http_load_targets` and `limits.dial_targets`: which hosts `net/http_load` may send load to and
+//! `net/dial` may connect to. Loopback only unless the agent config says otherwise, so a typo never loads
+//! somebody else's service, and a stranger's body cannot use the agent to scan a network.
 
 use std::net::IpAddr;
 
@@ -12,12 +13,26 @@ pub struct AllowList {
     nets: Vec<IpNet>,
     names: Vec<String>,
     shown: String,
+    /// The config key, for messages.
+    limit: &'static str,
+    /// The data field refusals are about.
+    field: &'static str,
 }
 
 impl AllowList {
+    /// `net/http_load`'s list, about its `url`.
     pub fn from_limits(limits: &Limits) -> Result<Self, DataError> {
-        let entries: Vec<String> = match &limits.http_load_targets {
-            Some(list) => list.clone(),
+        Self::new(limits.http_load_targets.as_deref(), "limits.http_load_targets", "url")
+    }
+
+    /// `net/dial`'s list, about its `address`.
+    pub fn for_dial(limits: &Limits) -> Result<Self, DataError> {
+        Self::new(limits.dial_targets.as_deref(), "limits.dial_targets", "address")
+    }
+
+    fn new(list: Option<&[String]>, limit: &'static str, field: &'static str) -> Result<Self, DataError> {
+        let entries: Vec<String> = match list {
+            Some(list) => list.to_vec(),
             None => DEFAULT_TARGETS.iter().map(|s| s.to_string()).collect(),
         };
         let mut nets = Vec::new();
@@ -31,7 +46,7 @@ impl AllowList {
                 names.push(entry.to_ascii_lowercase());
             }
         }
-        Ok(Self { nets, names, shown: entries.join(", ") })
+        Ok(Self { nets, names, shown: entries.join(", "), limit, field })
     }
 
     pub fn allows_ip(&self, ip: IpAddr) -> bool {
@@ -42,11 +57,33 @@ impl AllowList {
         self.names.iter().any(|n| n == &host.to_ascii_lowercase())
     }
 
+    /// `what` (a host as the body wrote it, never what it resolved to) is not allowed.
     pub fn refusal(&self, what: &str) -> DataError {
         DataError::field(
-            "url",
-            format!("{what} is not in limits.http_load_targets (allowed: {}); add it to the agent config", self.shown),
+            self.field,
+            format!("{what} is not in {} (allowed: {}); add it to the agent config", self.limit, self.shown),
         )
+    }
+
+    /// Resolves `host:port` once and returns the address to connect to, if every address it resolves to is
+    /// allowed (or the name itself is). The caller connects to that address, never resolving again, so a
+    /// name that changes its answer after the check (DNS rebinding) gets nowhere.
+    pub async fn resolve(&self, host: &str, port: u16) -> Result<std::net::SocketAddr, DataError> {
+        let host = host.trim_matches(['[', ']']);
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return if self.allows_ip(ip) { Ok((ip, port).into()) } else { Err(self.refusal(host)) };
+        }
+        let addrs: Vec<_> = tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|e| DataError::field(self.field, format!("cannot resolve `{host}`: {e}")))?
+            .collect();
+        let first =
+            *addrs.first().ok_or_else(|| DataError::field(self.field, format!("`{host}` resolves to nothing")))?;
+        if self.allows_name(host) || addrs.iter().all(|a| self.allows_ip(a.ip())) {
+            Ok(first)
+        } else {
+            Err(self.refusal(&format!("`{host}` resolves to an address that")))
+        }
     }
 }
 

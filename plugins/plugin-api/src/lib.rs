@@ -20,7 +20,7 @@ pub use command::{field_path, Command, DynCommand, JobFuture, NoData};
 pub use context::{Cancel, CancelFlag, ExecContext, HealthGate};
 pub use error::{CommandError, DataError};
 pub use held::Held;
-pub use limits::Limits;
+pub use limits::{Limits, DEFAULT_ABORT_WINDOW, DEFAULT_MAX_WAVE_EXECUTIONS};
 pub use plugin::{ConfigError, Plugin};
 pub use slots::{Slots, Target};
 pub use thread::{run_on_thread, CANCEL_GRACE};

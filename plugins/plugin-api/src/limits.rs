@@ -23,7 +23,19 @@ pub struct Limits {
     pub max_blocked_threads: Option<u64>,
     /// Hosts and CIDRs `net/http_load` may target. Absent: loopback only (127.0.0.0/8, ::1, localhost).
     pub http_load_targets: Option<Vec<String>>,
+    /// Hosts and CIDRs `net/dial` may connect to. Absent: loopback only, like `http_load_targets`.
+    pub dial_targets: Option<Vec<String>>,
+    /// Executions a wave without dedupe may cause in the whole swarm, whatever its `remain` and `buddies`
+    /// (default 10,000). Dedupe waves are bounded by the swarm's size instead.
+    pub max_wave_executions: Option<u64>,
+    /// After an `/abort`, copies of waves that started before it are refused for this long (default 1m).
+    pub abort_window: Option<HumanDuration>,
 }
+
+/// The default of `limits.max_wave_executions`.
+pub const DEFAULT_MAX_WAVE_EXECUTIONS: u64 = 10_000;
+/// The default of `limits.abort_window`.
+pub const DEFAULT_ABORT_WINDOW: Duration = Duration::from_secs(60);
 
 /// Sanity bound on every duration, limit or not: a year is a typo, not a test.
 pub const ABSURD_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);

@@ -1,10 +1,33 @@
 //! The command body on the wire (README: The command body), in YAML or JSON, with the reference Tarsier's aliases.
 
+mod shape;
+
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tarsier_plugin::field_path;
 
 use crate::error::ApiError;
+pub use shape::{check_nesting, UniqueKeys, MAX_DEPTH, MAX_INDENT};
+
+/// A wave id: 1 to 64 characters of `A-Z a-z 0-9 _ -`. Ids travel in URLs, logs and memory of every agent,
+/// so anything else is refused (a 500 KB id, `../` in a report URL, a newline in a log line).
+pub const MAX_WAVE_ID: usize = 64;
+/// The longest `origin` (`host:port`) a copy may carry.
+const MAX_ORIGIN: usize = 300;
+
+pub fn check_wave_id(id: &str) -> Result<(), ApiError> {
+    let fits = (1..=MAX_WAVE_ID).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if fits {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            Some("wave.id".into()),
+            format!("wave.id: must be 1 to {MAX_WAVE_ID} characters of A-Z, a-z, 0-9, `_` and `-`"),
+        ))
+    }
+}
 
 /// Sanity bounds on a wave: `buddies^remain` agents is the reach, so these already mean "the whole cluster".
 pub const MAX_REMAIN: u32 = 32;
@@ -50,11 +73,27 @@ pub struct WaveSpec {
     /// Public `host:port` of the agent that started the wave (set by it, for reports).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<String>,
+    /// Executions this copy and every copy it leads to may still run, for a wave without dedupe (the origin
+    /// sets it from `limits.max_wave_executions`; each hop splits what is left among its copies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<u64>,
+    /// When the origin started the wave (Unix ms, its clock): copies of waves older than an abort are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at_ms: Option<u64>,
 }
 
 impl WaveSpec {
     /// The bounds every wave is held to, whichever route it comes through.
     pub fn validate(&self) -> Result<(), ApiError> {
+        if let Some(id) = &self.id {
+            check_wave_id(id)?;
+        }
+        if self.origin.as_ref().is_some_and(|o| o.len() > MAX_ORIGIN) {
+            return Err(ApiError::bad_request(
+                Some("wave.origin".into()),
+                format!("wave.origin: longer than {MAX_ORIGIN} characters"),
+            ));
+        }
         if self.remain > MAX_REMAIN {
             return Err(ApiError::bad_request(
                 Some("wave.remain".into()),
@@ -90,6 +129,13 @@ pub enum BodyFormat {
 }
 
 impl BodyFormat {
+    pub fn name(self) -> &'static str {
+        match self {
+            BodyFormat::Json => "JSON",
+            BodyFormat::Yaml => "YAML",
+        }
+    }
+
     pub fn from_content_type(content_type: Option<&str>) -> Self {
         match content_type {
             Some(ct) if ct.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")) => {
@@ -98,6 +144,39 @@ impl BodyFormat {
             _ => Self::Yaml,
         }
     }
+}
+
+/// Checks what the parsers cannot be trusted with, before the typed parse: nesting (in linear time, before
+/// any parser sees the body) and duplicate keys at any depth.
+fn check_shape(bytes: &[u8], format: BodyFormat, what: &str) -> Result<(), ApiError> {
+    check_nesting(bytes).map_err(|why| ApiError::bad_request(None, format!("invalid {what}: {why}")))?;
+    let unique = match format {
+        BodyFormat::Json => serde_json::from_slice::<UniqueKeys>(bytes).map(drop).map_err(|e| e.to_string()),
+        BodyFormat::Yaml => serde_norway::from_slice::<UniqueKeys>(bytes).map(drop).map_err(|e| e.to_string()),
+    };
+    match unique {
+        // Only a duplicate is reported here; any other problem gets the typed parse's better message.
+        Err(message) if message.contains("duplicate") => {
+            Err(ApiError::bad_request(None, format!("invalid {what}: {message}")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A whole JSON document as `T`: bounded nesting, no duplicate keys, nothing after it.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, ApiError> {
+    parse_document(bytes, BodyFormat::Json, what)
+}
+
+/// A whole document in `format` as `T`, with the same checks as a command body.
+pub fn parse_document<T: DeserializeOwned>(bytes: &[u8], format: BodyFormat, what: &str) -> Result<T, ApiError> {
+    check_shape(bytes, format, what)?;
+    let parsed = match format {
+        // `from_slice` refuses trailing data after the document.
+        BodyFormat::Json => serde_json::from_slice(bytes).map_err(|e| e.to_string()),
+        BodyFormat::Yaml => serde_norway::from_slice(bytes).map_err(|e| e.to_string()),
+    };
+    parsed.map_err(|message| ApiError::bad_request(None, format!("invalid {what}: {message}")))
 }
 
 impl CommandBody {
@@ -109,13 +188,20 @@ impl CommandBody {
                 "empty body: send a command such as `command: sleep/sleep` with its `data:`",
             ));
         }
+        check_shape(bytes, format, &format!("{} body", format.name()))?;
         let parsed = match format {
             BodyFormat::Json => {
                 let mut de = serde_json::Deserializer::from_slice(bytes);
-                serde_path_to_error::deserialize::<_, CommandBody>(&mut de).map_err(|err| {
+                let parsed = serde_path_to_error::deserialize::<_, CommandBody>(&mut de).map_err(|err| {
                     use serde_json::error::Category;
                     let syntax = matches!(err.inner().classify(), Category::Syntax | Category::Eof);
                     located(err.path().to_string(), err.into_inner().to_string(), "JSON", syntax)
+                });
+                // One document only: `{...} garbage` used to run the first object.
+                parsed.and_then(|body| {
+                    de.end()
+                        .map(|()| body)
+                        .map_err(|err| ApiError::bad_request(None, format!("invalid JSON body: {err}")))
                 })
             }
             BodyFormat::Yaml => {
