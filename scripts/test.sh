@@ -21,9 +21,12 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-cargo test --workspace --locked 2>&1 | tee "$log"
+# Every test binary runs even when one fails, and the closing count is always printed.
+status=0
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log" || status=1
 echo "== scenario smoke (the CI scenario, against a local swarm)"
-target/debug/tarsier scenario run scenarios/smoke.yaml --junit target/junit-smoke.xml | tee -a "$log" | tail -n 20
+target/debug/tarsier scenario run scenarios/smoke.yaml --junit target/junit-smoke.xml | tee -a "$log" | tail -n 20 || status=1
 # One closing line for the whole run, summed over every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"

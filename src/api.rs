@@ -104,7 +104,11 @@ async fn abort(
     let (swarm, reported) = (state.swarm.clone(), admitted.clone());
     tokio::spawn(async move { swarm.report(&reported, Status::Ok, elapsed_ms, result).await });
     let copies = admitted.copies(|wave| AbortBody { wave: Some(wave), local: false });
-    let forwarding = state.swarm.forward(Route::Abort, &admitted, copies);
+    // The abort's origin sends its copy to every peer it knows, not to 3: an agent too busy to pass the flood
+    // on (the very storm being aborted) cannot keep it from the rest. The dedupe flood goes on from each of
+    // them as a second path.
+    let fan_out = admitted.is_origin.then(|| u32::try_from(state.swarm.peers.peers().len()).unwrap_or(u32::MAX));
+    let forwarding = state.swarm.forward(Route::Abort, &admitted, copies, fan_out);
     // The origin waits for its first hop so its answer can say how far the abort went; peers do not.
     let forwarded = match (admitted.is_origin, forwarding) {
         (true, Some(task)) => task.await.unwrap_or_default(),

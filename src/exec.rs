@@ -96,7 +96,7 @@ pub async fn execute(state: &Arc<AgentState>, mut body: CommandBody) -> Result<A
         }
     };
     // The local command and the forwarding start together.
-    let forwarding = state.swarm.forward(Route::Exec, &admitted, copies);
+    let forwarding = state.swarm.forward(Route::Exec, &admitted, copies, None);
     let is_origin = admitted.is_origin;
     let run = RunningJob { state: state.clone(), job_id, command: resolved.name, cancel, admitted };
     let base = run.answer_base();

@@ -23,7 +23,8 @@ pub struct Metrics {
 /// The wave code's own counters (it gets a copy; they are registered here with the rest).
 #[derive(Clone)]
 pub struct WaveMetrics {
-    pub received: IntCounter,
+    pub received: IntCounterVec,
+    pub shed: IntCounter,
     pub forwarded: IntCounter,
     pub forward_errors: IntCounter,
     pub deduped: IntCounter,
@@ -78,13 +79,27 @@ impl Metrics {
         let running_jobs = IntGauge::new("tarsier_running_jobs", "Jobs running now (waiting and detached).")?;
         registry.register(Box::new(running_jobs.clone()))?;
         let aborts = counter(&registry, "tarsier_aborts_total", "Times /abort released everything here.")?;
-        let waves_received = counter(&registry, "tarsier_waves_received_total", "Wave copies received from peers.")?;
+        let waves_received = counter_vec(
+            &registry,
+            "tarsier_waves_received_total",
+            "Wave copies taken from peers, by route (exec, abort); refused copies are not counted.",
+            &["route"],
+        )?;
         let waves_forwarded =
             counter(&registry, "tarsier_waves_forwarded_total", "Wave copies sent to peers and taken by them.")?;
         let wave_forward_errors = counter(
             &registry,
             "tarsier_wave_forward_errors_total",
             "Wave copies that no retry could deliver, or that a peer refused.",
+        )?;
+        // Both routes are exported from the start, at 0, so a dashboard has a series before the first copy.
+        for route in ["exec", "abort"] {
+            waves_received.with_label_values(&[route]);
+        }
+        let waves_shed = counter(
+            &registry,
+            "tarsier_waves_shed_total",
+            "Wave copies refused (429) because this agent was forwarding as many hops as it allows at once.",
         )?;
         let waves_deduped = counter(
             &registry,
@@ -148,6 +163,7 @@ impl Metrics {
             aborts,
             waves: WaveMetrics {
                 received: waves_received,
+                shed: waves_shed,
                 forwarded: waves_forwarded,
                 forward_errors: wave_forward_errors,
                 deduped: waves_deduped,

@@ -160,7 +160,7 @@ fn a_forwarded_copy_is_accepted_at_once_and_a_repeat_is_a_duplicate() {
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["status"], "duplicate");
     assert!(agent.metrics().contains("tarsier_waves_deduped_total 1"));
-    assert!(agent.metrics().contains("tarsier_waves_received_total 2"));
+    assert!(agent.metrics().contains("tarsier_waves_received_total{route=\"exec\"} 2"));
     // Reports go only to an origin that started the wave, and come only from peers it knows.
     let me = agent.public.trim_start_matches("http://");
     let entry = |address: &str| {

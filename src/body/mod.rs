@@ -288,3 +288,61 @@ mod tests {
         assert!(err.message.contains("line 3"), "{}", err.message);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    //! Whatever bytes arrive, parsing answers (Ok or a 400 naming no secret), never panics, and never takes
+    //! long: bodies built from YAML's and JSON's structural characters, bounded in number and size for CI.
+    use super::*;
+    use proptest::prelude::*;
+    use std::time::{Duration, Instant};
+
+    fn body() -> impl Strategy<Value = Vec<u8>> {
+        let pieces = prop_oneof![
+            Just(b"command: ".to_vec()),
+            Just(b"sleep/sleep".to_vec()),
+            Just(b"data: ".to_vec()),
+            Just(b"wave: ".to_vec()),
+            Just(b"{".to_vec()),
+            Just(b"}".to_vec()),
+            Just(b"[".to_vec()),
+            Just(b"]".to_vec()),
+            Just(b"\n".to_vec()),
+            Just(b"  ".to_vec()),
+            Just(b"- ".to_vec()),
+            Just(b": ".to_vec()),
+            Just(b", ".to_vec()),
+            Just(b"\"".to_vec()),
+            Just(b"'".to_vec()),
+            Just(b"&a ".to_vec()),
+            Just(b"*a".to_vec()),
+            Just(b"# ".to_vec()),
+            Just(b"remain: 3".to_vec()),
+            Just(b"duration: 1s".to_vec()),
+            prop::collection::vec(any::<u8>(), 0..8),
+        ];
+        prop::collection::vec(pieces, 0..200).prop_map(|parts| parts.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+        #[test]
+        fn any_body_is_answered_quickly_and_never_panics(bytes in body()) {
+            for format in [BodyFormat::Yaml, BodyFormat::Json] {
+                let started = Instant::now();
+                match CommandBody::parse(&bytes, format) {
+                    // Whatever is accepted is within the bounds every body is held to.
+                    Ok(body) => prop_assert!(body.wave.as_ref().is_none_or(|w| w.validate().is_ok())),
+                    Err(err) => prop_assert_eq!(err.status, axum::http::StatusCode::BAD_REQUEST),
+                }
+                prop_assert!(started.elapsed() < Duration::from_secs(1), "{:?} took {:?}", format, started.elapsed());
+            }
+        }
+
+        #[test]
+        fn nesting_is_refused_whatever_surrounds_it(prefix in "[a-z: ]{0,20}", depth in 33usize..2000) {
+            let body = format!("{prefix}{}", "[".repeat(depth));
+            prop_assert!(check_nesting(body.as_bytes()).is_err());
+        }
+    }
+}

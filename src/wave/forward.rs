@@ -61,7 +61,7 @@ pub(super) async fn forward(
         let copy = if dedupe { copies[0].clone() } else { copies[sent.min(copies.len() - 1)].clone() };
         sent += 1;
         let (swarm, peers) = (swarm.clone(), peers.clone());
-        async move { send_copy(&swarm, &peers[index], route, &copy).await }
+        async move { send_copy(&swarm, &peers[index], route, &copy, dedupe).await }
     })
     .await;
     swarm.metrics.forwarded.inc_by(u64::from(outcome.accepted));
@@ -101,7 +101,10 @@ where
 }
 
 /// POSTs the copy to one peer, retrying connection errors, timeouts and 5xx a bounded number of times.
-async fn send_copy(swarm: &Swarm, peer: &Peer, route: Route, copy: &Bytes) -> PeerAnswer {
+/// POSTs the copy to one peer. A failure is retried a bounded number of times when the copy surely did not
+/// arrive (no connection, or a 5xx); after a timeout it may have, so only a dedupe copy (which a peer runs
+/// at most once) is sent again: a retried copy without dedupe would spend its budget twice.
+async fn send_copy(swarm: &Swarm, peer: &Peer, route: Route, copy: &Bytes, dedupe: bool) -> PeerAnswer {
     let Some(url) = swarm.scheme.url(&peer.public, &[route.segment()]) else {
         tracing::warn!(peer = ?peer.id, address = ?peer.public, "a peer's address is not host:port");
         return PeerAnswer::Failed;
@@ -120,6 +123,16 @@ async fn send_copy(swarm: &Swarm, peer: &Peer, route: Route, copy: &Bytes) -> Pe
                 let body: Value = response.json().await.unwrap_or(Value::Null);
                 return if body["status"] == "duplicate" { PeerAnswer::Duplicate } else { PeerAnswer::Accepted };
             }
+            Ok(response)
+                if matches!(
+                    response.status(),
+                    reqwest::StatusCode::CONFLICT | reqwest::StatusCode::TOO_MANY_REQUESTS
+                ) =>
+            {
+                // The peer was aborted after this wave started, or is forwarding all the hops it allows:
+                // expected in a storm, not worth a warning each, and not retried.
+                return PeerAnswer::Failed;
+            }
             Ok(response) if response.status().is_client_error() => {
                 // The peer refused the copy itself (an older version, a limit): retrying will not help.
                 let status = response.status();
@@ -130,7 +143,11 @@ async fn send_copy(swarm: &Swarm, peer: &Peer, route: Route, copy: &Bytes) -> Pe
                 return PeerAnswer::Failed;
             }
             Ok(response) => last_error = format!("answered {}", response.status()),
-            Err(err) => last_error = err.to_string(),
+            Err(err) if err.is_connect() || dedupe => last_error = err.to_string(),
+            Err(err) => {
+                last_error = err.to_string();
+                break;
+            }
         }
     }
     tracing::warn!(peer = ?peer.id, %url, error = ?last_error, attempts = ATTEMPTS, "cannot forward a wave to a peer");

@@ -17,6 +17,7 @@ use axum::http::StatusCode;
 use serde::Serialize;
 use serde_json::Value;
 use tarsier_plugin::{DEFAULT_ABORT_WINDOW, DEFAULT_MAX_WAVE_EXECUTIONS};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -48,7 +49,13 @@ pub struct Swarm {
     aborted_at_ms: AtomicU64,
     /// Fired by an abort: every forward in flight stops. Replaced by a fresh one each time.
     forwarding: Mutex<CancellationToken>,
+    /// Hops of command waves this agent forwards at once; a copy beyond them is refused (429).
+    hops: Arc<Semaphore>,
 }
+
+/// Command-wave hops one agent forwards at once. Without a bound a storm (a wave without dedupe and a large
+/// budget) had every agent forwarding thousands of hops, and an `/abort` queued behind them for seconds.
+pub const MAX_HOPS_IN_FLIGHT: usize = 64;
 
 /// What bounds a wave's reach, from the config's `limits`.
 #[derive(Debug, Clone, Copy)]
@@ -139,6 +146,8 @@ pub struct Admitted {
     pub next: Vec<WaveSpec>,
     /// For a dedupe wave: the copy goes to peers until `buddies` new ones took it.
     pub dedupe: bool,
+    /// A copy's place among the hops this agent forwards at once, held until its forward ends.
+    hop_slot: Option<Arc<OwnedSemaphorePermit>>,
 }
 
 impl Admitted {
@@ -169,6 +178,7 @@ impl Swarm {
             bounds,
             aborted_at_ms: AtomicU64::new(0),
             forwarding: Mutex::new(CancellationToken::new()),
+            hops: Arc::new(Semaphore::new(MAX_HOPS_IN_FLIGHT)),
         }
     }
 
@@ -201,12 +211,27 @@ impl Swarm {
             self.records.open_report(&wave_id, command);
         }
         if !is_origin {
-            self.metrics.received.inc();
+            self.metrics.received.with_label_values(&[route.segment()]).inc();
         }
         if wave.dedupe && !self.records.first_time(&wave_id) {
             self.metrics.deduped.inc();
             return Ok(Entry::Duplicate { wave_id });
         }
+        // Backpressure: a copy of a command wave that would be forwarded needs a free hop slot here.
+        let forwards = wave.remain > 0 && wave.buddies > 0;
+        let hop_slot = match (route, is_origin, forwards) {
+            (Route::Exec, false, true) => match self.hops.clone().try_acquire_owned() {
+                Ok(permit) => Some(Arc::new(permit)),
+                Err(_) => {
+                    self.metrics.shed.inc();
+                    return Err(ApiError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        format!("this agent forwards {MAX_HOPS_IN_FLIGHT} hops already; the copy is refused"),
+                    ));
+                }
+            },
+            _ => None,
+        };
         let report_to = if wave.report { wave.origin.clone() } else { None };
         let next = if wave.remain == 0 {
             Vec::new()
@@ -230,6 +255,7 @@ impl Swarm {
             started_at_ms: wave.started_at_ms,
             next,
             dedupe: wave.dedupe,
+            hop_slot,
         }))
     }
 
@@ -287,17 +313,23 @@ impl Swarm {
     }
 
     /// Starts sending `copies` (from [`Admitted::copies`]) to this hop's peers; `None` when there are none.
-    /// An abort stops it wherever it is.
+    /// An abort stops it wherever it is. `fan_out` overrides the wave's `buddies` for this hop only.
     pub fn forward(
         self: &Arc<Self>,
         route: Route,
         admitted: &Admitted,
         copies: Vec<Bytes>,
+        fan_out: Option<u32>,
     ) -> Option<JoinHandle<Forwarded>> {
-        let buddies = admitted.next.first()?.buddies;
-        let (swarm, dedupe) = (self.clone(), admitted.dedupe);
+        let buddies = fan_out.unwrap_or(admitted.next.first()?.buddies);
+        // Taken in just before an abort, sent on just after it: not sent.
+        if route == Route::Exec && !admitted.is_origin && self.check_not_aborted(admitted.started_at_ms).is_err() {
+            return None;
+        }
+        let (swarm, dedupe, hop_slot) = (self.clone(), admitted.dedupe, admitted.hop_slot.clone());
         let stop = self.forwarding.lock().unwrap_or_else(|p| p.into_inner()).clone();
         Some(tokio::spawn(async move {
+            let _hop_slot = hop_slot;
             tokio::select! {
                 forwarded = forward::forward(&swarm, route, copies, buddies, dedupe) => forwarded,
                 _ = stop.cancelled() => Forwarded::default(),

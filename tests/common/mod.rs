@@ -18,6 +18,24 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_tarsier");
 
 static CRYPTO: Once = Once::new();
 
+/// A client that sends `token` on every request.
+pub fn http_with_token(token: &str) -> reqwest::blocking::Client {
+    http_builder().default_headers(bearer(token)).build().expect("an HTTP client")
+}
+
+pub fn bearer(token: &str) -> reqwest::header::HeaderMap {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {token}").parse().expect("a header"));
+    headers
+}
+
+pub fn http_builder() -> reqwest::blocking::ClientBuilder {
+    CRYPTO.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+    reqwest::blocking::Client::builder().timeout(Duration::from_secs(60))
+}
+
 pub fn http() -> reqwest::blocking::Client {
     CRYPTO.call_once(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -46,6 +64,9 @@ pub struct Spawn<'a> {
     pub args: &'a [&'a str],
     pub env: &'a [(&'a str, &'a str)],
     pub service_scheme: Option<&'a str>,
+    pub public_scheme: Option<&'a str>,
+    /// The client the agent's helpers use (a token, a CA); the plain one by default.
+    pub client: Option<reqwest::blocking::Client>,
 }
 
 impl ChildAgent {
@@ -109,12 +130,12 @@ impl ChildAgent {
         let scheme = opts.service_scheme.unwrap_or("http");
         let agent = ChildAgent {
             pid,
-            public: format!("http://{}", field("public")),
+            public: format!("{}://{}", opts.public_scheme.unwrap_or("http"), field("public")),
             service: format!("{scheme}://{}", field("service")),
             child,
             log,
             dir,
-            client: http(),
+            client: opts.client.unwrap_or_else(http),
             reaped: None,
         };
         // Open the pooled keep-alive connections now, so fd counts taken later do not see them appear.
