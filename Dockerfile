@@ -1,14 +1,19 @@
-# A small image with the tarsier binary only.
-#   docker build -t tarsier:latest .
-FROM rust:1-bookworm AS build
+# The tarsier image, built from source: `docker build -t tarsier:latest .`
+# Base images are build arguments. On a machine without a registry, build the binary on the host and use
+# deploy/Dockerfile.prebuilt instead: scripts/image.sh does both steps (README: Run a swarm in containers).
+ARG BUILDER=rust:1-bookworm
+ARG RUNTIME=gcr.io/distroless/cc-debian12:nonroot
+
+FROM ${BUILDER} AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock rustfmt.toml ./
 COPY src src
 COPY plugins plugins
-# The tests and benches are not needed for the binary; empty stand-ins keep cargo's manifest happy.
-RUN mkdir -p benches tests && cargo build --release --locked --bin tarsier && strip target/release/tarsier
+# Cargo.toml declares the benches, so their sources must be there for cargo to read the manifest.
+COPY benches benches
+RUN cargo build --release --locked --bin tarsier && strip target/release/tarsier
 
-FROM gcr.io/distroless/cc-debian12:nonroot
+FROM ${RUNTIME}
 COPY --from=build /src/target/release/tarsier /usr/local/bin/tarsier
 COPY scenarios /scenarios
 USER 10001:10001

@@ -14,6 +14,11 @@ TARSIER_PROMETHEUS_BIN="$(scripts/prometheus.sh install)"
 export TARSIER_PROMETHEUS_BIN
 "$TARSIER_PROMETHEUS_BIN" --version 2>&1 | sed -n 1p
 
+if docker info >/dev/null 2>&1; then
+  echo "== docker: the container tests build their images with scripts/image.sh (no registry needed)"
+else
+  echo "== docker: no engine answers; tests/containers.rs will print 'skipped: no Docker engine'"
+fi
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy -D warnings"

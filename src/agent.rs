@@ -144,13 +144,26 @@ impl BoundAgent {
     }
 }
 
-/// The host part peers use: `advertise`, else the listen IP unless it is unspecified, else the hostname.
+/// The host part peers use: `advertise`, else the listen IP unless it is unspecified, else the address the
+/// hostname resolves to (a container's own IP, which Docker writes into /etc/hosts), else the hostname.
 fn advertised_host(config: &AgentConfig, public: SocketAddr) -> String {
     if let Some(host) = &config.advertise {
         return host.clone();
     }
-    match public.ip() {
-        ip if ip.is_unspecified() => hostname(),
+    let ip = match public.ip() {
+        ip if ip.is_unspecified() => {
+            let name = hostname();
+            let resolved = std::net::ToSocketAddrs::to_socket_addrs(&(name.as_str(), 0))
+                .ok()
+                .and_then(|mut addrs| addrs.find(|a| !a.ip().is_loopback()).map(|a| a.ip()));
+            match resolved {
+                Some(ip) => ip,
+                None => return name,
+            }
+        }
+        ip => ip,
+    };
+    match ip {
         std::net::IpAddr::V6(ip) => format!("[{ip}]"),
         ip => ip.to_string(),
     }

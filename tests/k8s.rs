@@ -21,8 +21,9 @@ fn k8s_dir() -> PathBuf {
 }
 
 /// Files that are inputs of the kustomization's generators or of promtool, not Kubernetes objects.
-const NOT_OBJECTS: [&str; 5] = [
+const NOT_OBJECTS: [&str; 6] = [
     "kustomization.yaml",
+    "tarsier/tarsier.yaml",
     "prometheus/prometheus.yml",
     "prometheus/rules.yaml",
     "prometheus/rules.test.yaml",
@@ -156,6 +157,14 @@ fn the_tarsier_deployment_has_what_operations_need() {
     for flag in args.iter().filter_map(|a| a.split('=').next()).filter(|a| a.starts_with("--")) {
         assert!(help.contains(flag), "the Deployment passes {flag}, which `tarsier agent` does not take");
     }
+}
+
+/// The agent config the pods and the Compose stack read is one the agent accepts.
+#[test]
+fn the_shared_agent_config_is_valid() {
+    let path = k8s_dir().join("tarsier/tarsier.yaml");
+    let config = tarsier::config::AgentConfig::from_file(&path).unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(config.auth.token_file.is_some(), "the shipped config must name the swarm token");
 }
 
 #[test]

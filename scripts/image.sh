@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# The images of the container swarm, on a machine with a Docker engine and no registry (nothing is pulled):
+#
+#   scripts/image.sh [--release]
+#
+#   tarsier-base:bookworm   made from Debian's own packages (libc6, libgcc-s1, ca-certificates), unpacked into
+#                           a directory and imported with `docker import`; a non-root user 10001
+#   tarsier:latest          the base + the tarsier binary built on this host (debug unless --release)
+#   tarsier-consul:latest   the base + Consul, as scripts/consul.sh fetches it (Debian 11's package)
+#   tarsier-prometheus:latest  the base + Prometheus, as scripts/prometheus.sh fetches it (Debian's package)
+#
+# Each image is rebuilt only when what it holds changed. Prints nothing on stdout but the image names.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+profile=debug
+[ "${1:-}" = "--release" ] && profile=release
+base=tarsier-base:bookworm
+
+log() { echo "image.sh: $*" >&2; }
+
+command -v docker >/dev/null && docker info >/dev/null 2>&1 || { log "no Docker engine answers"; exit 1; }
+export DOCKER_BUILDKIT=0 # the legacy builder: this engine may have no buildx, and nothing is pulled either way
+
+# Downloads Debian packages with the host's apt (refreshing its lists once if a download fails).
+download() {
+  local dir=$1; shift
+  (cd "$dir" && apt-get download "$@" >/dev/null 2>&1) && return 0
+  log "refreshing apt's package lists"
+  timeout 300 apt-get update -qq >/dev/null 2>&1 || true
+  (cd "$dir" && timeout 300 apt-get download "$@" >/dev/null)
+}
+
+make_base() {
+  if docker image inspect "$base" >/dev/null 2>&1; then return 0; fi
+  local work; work=$(mktemp -d)
+  trap 'rm -rf "$work"' RETURN
+  mkdir -p "$work/debs" "$work/rootfs"
+  log "making $base from Debian's packages"
+  download "$work/debs" libc6 libgcc-s1 ca-certificates
+  for deb in "$work"/debs/*.deb; do dpkg-deb -x "$deb" "$work/rootfs"; done
+  local fs="$work/rootfs"
+  # What ca-certificates' install script would generate: one bundle of the Mozilla roots it ships.
+  mkdir -p "$fs/etc/ssl/certs"
+  cat "$fs"/usr/share/ca-certificates/mozilla/*.crt > "$fs/etc/ssl/certs/ca-certificates.crt"
+  printf 'root:x:0:0:root:/root:/usr/sbin/nologin\ntarsier:x:10001:10001:tarsier:/nonexistent:/usr/sbin/nologin\n' > "$fs/etc/passwd"
+  printf 'root:x:0:\ntarsier:x:10001:\n' > "$fs/etc/group"
+  printf 'hosts: files dns\n' > "$fs/etc/nsswitch.conf"
+  mkdir -p "$fs/tmp" "$fs/var/lib/tarsier" "$fs/usr/local/bin"
+  chmod 1777 "$fs/tmp"
+  chown 10001:10001 "$fs/var/lib/tarsier"
+  tar -C "$fs" -c . | docker import -m "tarsier base: Debian 12 libc6, libgcc-s1, ca-certificates" - "$base" >/dev/null
+}
+
+# Builds image $1 from a context holding the files $3... (copied under their base names), with Dockerfile $2,
+# unless an image built from the same files already exists.
+build() {
+  local name=$1 dockerfile=$2; shift 2
+  local digest; digest=$( (sha256sum "$dockerfile"; find "$@" -type f -print0 | sort -z | xargs -0 sha256sum | cut -c1-64) | sha256sum | cut -c1-16)
+  if [ "$(docker image inspect -f '{{index .Config.Labels "tarsier.inputs"}}' "$name" 2>/dev/null)" = "$digest" ]; then
+    echo "$name"; return 0
+  fi
+  local context; context=$(mktemp -d)
+  trap 'rm -rf "$context"' RETURN
+  for file in "$@"; do cp -r "$file" "$context/"; done
+  log "building $name"
+  docker build -q --label "tarsier.inputs=$digest" --build-arg "RUNTIME=$base" -f "$dockerfile" -t "$name" "$context" >/dev/null
+  echo "$name"
+}
+
+make_base
+(cd "$root" && cargo build --locked --bin tarsier $([ "$profile" = release ] && echo --release) >&2)
+# Without its debug information (190 MB of a debug build): the image needs the code only.
+stripped=$(mktemp -d)
+trap 'rm -rf "$stripped"' EXIT
+strip --strip-debug -o "$stripped/tarsier" "$root/target/$profile/tarsier"
+build tarsier:latest "$root/deploy/Dockerfile.prebuilt" "$stripped/tarsier" "$root/scenarios"
+
+consul=$("$root/scripts/consul.sh" install)
+build tarsier-consul:latest "$root/deploy/consul/Dockerfile" "$consul"
+
+prometheus=$("$root/scripts/prometheus.sh" install)
+build tarsier-prometheus:latest "$root/deploy/prometheus/Dockerfile" "$prometheus"
