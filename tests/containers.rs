@@ -218,6 +218,54 @@ fn the_swarm_in_containers_survives_partitions_node_loss_and_crash_loops() {
     assert!(got.iter().all(|ip| !killed_ips.contains(&ip)));
     println!("node loss of 2: out of Consul's passing list {gone:?} after docker kill");
 
+    // A memory limit: one agent's container gets 256 MiB (cgroup memory limit), then a gobble_ram of 512 MiB.
+    // The agent reads its cgroup's limit and shrinks (or refuses) instead of being OOM-killed.
+    let small = &agents[6];
+    run("docker", &["update", "--memory", "256m", "--memory-swap", "256m", small]);
+    let url = format!("http://{}:8080/exec", stack.ip(small));
+    let answer: Value = stack
+        .http
+        .post(&url)
+        .body("command: heavy_load/gobble_ram\ndata: {size: 512MiB}\n")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let held = answer["result"]["size"].as_u64().unwrap_or(0);
+    assert!(answer["status"] == "refused" || (held > 0 && held < 256 << 20), "{answer}");
+    assert_eq!(run("docker", &["inspect", "-f", "{{.State.OOMKilled}} {{.RestartCount}}", small]), "false 0");
+    println!(
+        "gobble_ram 512MiB under a 256 MiB container limit: {} ({} MiB held), not OOM-killed",
+        answer["status"],
+        held >> 20
+    );
+
+    // One /abort to any container stops a spin_cpu wave on all of them.
+    let spin = "command: heavy_load/spin_cpu\ndata: {duration: 60s, threads: 1, load: 10}\nwave: {remain: 10, buddies: 3, dedupe: true}\ndetach: true\n";
+    let live: Vec<&String> = [&agents[0]].into_iter().chain(&agents[3..]).collect();
+    stack.http.post(format!("http://{}:8080/exec", stack.ip(live[0]))).body(spin).send().unwrap();
+    let busy = |agent: &String| -> u64 {
+        let url = format!("http://{}:8081/runtime", stack.ip(agent));
+        stack
+            .http
+            .get(url)
+            .send()
+            .and_then(|r| r.json::<Value>())
+            .map(|v| v["held"]["busy_threads"].as_u64().unwrap_or(0))
+            .unwrap_or(0)
+    };
+    assert!(
+        common::eventually(Duration::from_secs(20), || live.iter().all(|a| busy(a) == 1)),
+        "the spin wave did not reach every container"
+    );
+    let aborted = Instant::now();
+    stack.http.post(format!("http://{}:8080/abort", stack.ip(live[2]))).send().unwrap();
+    assert!(
+        common::eventually(Duration::from_secs(10), || live.iter().all(|a| busy(a) == 0)),
+        "a container kept spinning"
+    );
+    println!("abort of a spin_cpu wave on {} containers: every one idle {:?} after", live.len(), aborted.elapsed());
+
     // Crash loops: a fault in an agent, the restart policy brings it back, it registers again and passes its
     // check. MTTR = from the fault until the container has restarted, the agent answers /health and Consul
     // passes it (the restart is quicker than Consul's 5 s check, so Consul may never see it down).
