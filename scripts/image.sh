@@ -64,6 +64,8 @@ build() {
   for file in "$@"; do cp -r "$file" "$context/"; done
   log "building $name"
   docker build -q --label "tarsier.inputs=$digest" --build-arg "RUNTIME=$base" -f "$dockerfile" -t "$name" "$context" >/dev/null
+  # The image this one replaced, if any, is left untagged: remove it rather than let them pile up.
+  docker image prune -f --filter "label=tarsier.inputs" >/dev/null
   echo "$name"
 }
 
