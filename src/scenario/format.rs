@@ -56,6 +56,8 @@ pub struct Step {
     pub probe: Option<ProbeStep>,
     /// `abort: {}` (or `abort: true`): POST /abort to the target, which floods the swarm.
     pub abort: Option<Value>,
+    /// A command on the machine that runs the scenario (`docker`, `kubectl`, a script), like a command probe.
+    pub run: Option<RunStep>,
     /// Steps run at the same time.
     pub parallel: Option<Vec<Step>>,
     /// Steps run in order, `repeat` times.
@@ -103,6 +105,40 @@ pub struct ExpectStep {
     pub is: String,
     /// Poll until it holds, for at most this long (default: check once).
     pub within: Option<HumanDuration>,
+}
+
+/// `run: "docker kill x"` (run by `sh -c`) or `run: {command: ..., status: 0, timeout: 60s}`: it holds when
+/// the command exits with `status` within `timeout`; past the timeout it is killed. `{{public}}` and
+/// `{{service}}` in the command become the target's `host:port`s. A scenario with `run:` steps runs
+/// programs: run only scenario files you trust.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RunStep {
+    Line(String),
+    Full {
+        command: String,
+        #[serde(default)]
+        status: i32,
+        #[serde(default = "default_run_timeout")]
+        timeout: HumanDuration,
+    },
+}
+
+/// The longest a `run:` step may be given.
+pub const MAX_RUN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
+
+fn default_run_timeout() -> HumanDuration {
+    HumanDuration::from_secs(60)
+}
+
+impl RunStep {
+    /// The command line, the exit status it must end with, and its time limit.
+    pub fn parts(&self) -> (&str, i32, HumanDuration) {
+        match self {
+            RunStep::Line(command) => (command, 0, default_run_timeout()),
+            RunStep::Full { command, status, timeout } => (command, *status, *timeout),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -184,6 +220,7 @@ pub enum Action<'a> {
     Wait(HumanDuration),
     Expect(&'a ExpectStep),
     Probe(&'a ProbeStep),
+    Run(&'a RunStep),
     Abort,
     Parallel(&'a [Step]),
     Group(&'a [Step], u32),
@@ -204,6 +241,16 @@ impl Step {
         if let Some(probe) = &self.probe {
             actions.push(Action::Probe(probe));
         }
+        if let Some(run) = &self.run {
+            let (command, _, timeout) = run.parts();
+            if command.trim().is_empty() {
+                return Err("`run` needs a command".into());
+            }
+            if timeout.0 > MAX_RUN_TIMEOUT || timeout.0.is_zero() {
+                return Err(format!("run.timeout: {timeout} must be more than 0 and at most 1h"));
+            }
+            actions.push(Action::Run(run));
+        }
         if self.abort.as_ref().is_some_and(|v| v != &Value::Bool(false)) {
             actions.push(Action::Abort);
         }
@@ -217,8 +264,8 @@ impl Step {
         }
         match actions.len() {
             1 => Ok(actions.remove(0)),
-            0 => Err("a step needs one of exec, wait, expect, probe, abort, parallel or steps".into()),
-            _ => Err("a step has one action only (exec, wait, expect, probe, abort, parallel or steps)".into()),
+            0 => Err("a step needs one of exec, wait, expect, probe, run, abort, parallel or steps".into()),
+            _ => Err("a step has one action only (exec, wait, expect, probe, run, abort, parallel or steps)".into()),
         }
     }
 
@@ -234,6 +281,7 @@ impl Step {
                 format!("expect {} {}", e.promql.as_deref().or(e.metric.as_deref()).unwrap_or("?"), e.is)
             }
             Ok(Action::Probe(p)) => format!("probe {}", p.url),
+            Ok(Action::Run(r)) => format!("run {}", r.parts().0.chars().take(60).collect::<String>()),
             Ok(Action::Abort) => "abort".into(),
             Ok(Action::Parallel(s)) => format!("parallel ({} steps)", s.len()),
             Ok(Action::Group(s, n)) => format!("repeat {n} × {} steps", s.len()),
@@ -304,7 +352,7 @@ fn check_steps(steps: &[Step], at: &str, has_prometheus: bool, local: bool) -> R
                 }
                 check_steps(inner, &format!("{here}.steps"), has_prometheus, local)?
             }
-            Action::Wait(_) | Action::Probe(_) | Action::Abort => {}
+            Action::Wait(_) | Action::Probe(_) | Action::Run(_) | Action::Abort => {}
         }
     }
     Ok(())

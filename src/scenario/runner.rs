@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
+use super::format::RunStep;
 use super::format::{Action, AnswerExpect, Bound, ExecStep, ExpectStep, ProbeStep, Step};
 use super::measure::{at_path, metric, promql};
 use super::report::{Outcome, StepResult};
@@ -148,6 +149,7 @@ impl Runner {
             }
             Action::Expect(expect) => self.expect(expect).await,
             Action::Probe(probe) => self.probe(probe).await,
+            Action::Run(run) => self.run_command(run).await,
             Action::Abort => self.abort().await,
             Action::Parallel(_) | Action::Group(..) => Err("not a single step".into()),
         }
@@ -156,13 +158,41 @@ impl Runner {
     /// `{{public}}` and `{{service}}` in a command's data become the target agent's `host:port`s, so a
     /// scenario can aim load at its own swarm (a demo target) without knowing its ports.
     fn substitute(&self, data: &Value) -> Value {
+        serde_json::from_str(&self.substitute_text(&data.to_string())).unwrap_or_else(|_| data.clone())
+    }
+
+    fn substitute_text(&self, text: &str) -> String {
         let host_port =
             |url: &str| url.split_once("://").map(|(_, rest)| rest).unwrap_or(url).trim_end_matches('/').to_owned();
-        let text = data
-            .to_string()
-            .replace("{{public}}", &host_port(&self.public))
-            .replace("{{service}}", &host_port(&self.service));
-        serde_json::from_str(&text).unwrap_or_else(|_| data.clone())
+        text.replace("{{public}}", &host_port(&self.public)).replace("{{service}}", &host_port(&self.service))
+    }
+
+    /// Runs a `run:` step's command with `sh -c`, bounded by its timeout (the process is killed past it).
+    async fn run_command(&self, run: &RunStep) -> Result<String, String> {
+        let (command, want, timeout) = run.parts();
+        let command = self.substitute_text(command);
+        let child = tokio::process::Command::new("sh")
+            .args(["-c", &command])
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        let output = match tokio::time::timeout(timeout.0, child).await {
+            Ok(Ok(output)) => output,
+            Ok(Err(err)) => return Err(format!("cannot run `{command}`: {err}")),
+            Err(_) => return Err(format!("`{command}` did not end within {timeout}; killed")),
+        };
+        let last_line = |bytes: &[u8]| {
+            String::from_utf8_lossy(bytes).trim().lines().last().unwrap_or("").chars().take(200).collect::<String>()
+        };
+        let said = match (last_line(&output.stdout), last_line(&output.stderr)) {
+            (out, _) if !out.is_empty() => out,
+            (_, err) => err,
+        };
+        match output.status.code() {
+            Some(code) if code == want => Ok(said),
+            Some(code) => Err(format!("exited {code} (want {want}): {said}")),
+            None => Err(format!("killed by a signal: {said}")),
+        }
     }
 
     async fn exec(&self, exec: &ExecStep) -> Result<String, String> {
