@@ -81,7 +81,7 @@ async fn peers(State(state): State<Arc<AgentState>>) -> Json<serde_json::Value> 
 /// Prometheus `http_sd_configs`: the service port of this agent and of every peer whose service port is known.
 async fn service_discovery(State(state): State<Arc<AgentState>>) -> Json<serde_json::Value> {
     let mut targets = vec![state.advertised_service.clone()];
-    targets.extend(state.swarm.peers.peers().iter().filter_map(|p| p.service.clone()));
+    targets.extend(state.swarm.peers.members().iter().filter_map(|p| p.service.clone()));
     targets.sort();
     targets.dedup();
     Json(json!([{ "targets": targets, "labels": { "job": "tarsier", "tarsier_discovery": state.swarm.peers.kind() } }]))

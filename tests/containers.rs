@@ -224,6 +224,7 @@ fn the_swarm_in_containers_survives_partitions_node_loss_and_crash_loops() {
     // passing list.
     let killed = [&agents[1], &agents[2]];
     let killed_ips = [&ips[1], &ips[2]];
+    let killed_at = Instant::now();
     for container in killed {
         run("docker", &["kill", container]);
     }
@@ -274,6 +275,47 @@ fn the_swarm_in_containers_survives_partitions_node_loss_and_crash_loops() {
         common::eventually(Duration::from_secs(20), || live.iter().all(|a| busy(a) == 1)),
         "the spin wave did not reach every container"
     );
+    // Prometheus (scraping through /sd) sees it on every agent: the spinning thread each was asked for, and
+    // the CPU each got (printed: what 2 shared cores give is not the test's business).
+    let prometheus = format!("http://{}:9090", stack.ip(&stack.containers("prometheus")[0]));
+    let query = |promql: &str| -> Vec<(String, f64)> {
+        let answer: Value = common::http()
+            .get(format!("{prometheus}/api/v1/query"))
+            .query(&[("query", promql)])
+            .send()
+            .and_then(|r| r.json())
+            .unwrap_or(Value::Null);
+        answer["data"]["result"]
+            .as_array()
+            .map(|series| {
+                series
+                    .iter()
+                    .filter_map(|s| {
+                        let instance = s["metric"]["instance"].as_str().unwrap_or("").to_owned();
+                        Some((instance, s["value"][1].as_str()?.parse().ok()?))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let spinning = || query(r#"tarsier_held{job="tarsier",resource="busy_threads"} == 1"#).len();
+    assert!(
+        common::eventually(Duration::from_secs(30), || spinning() == live.len()),
+        "Prometheus saw {} spinning",
+        spinning()
+    );
+    // The CPU each agent got, once a few scrapes of the spin are in the window.
+    let cpu = || -> Vec<f64> {
+        let rates = query(r#"rate(process_cpu_seconds_total{job="tarsier"}[10s]) > 0"#);
+        rates.iter().map(|(_, v)| (v * 1000.0).round() / 1000.0).collect()
+    };
+    assert!(
+        common::eventually(Duration::from_secs(30), || cpu().len() >= live.len()),
+        "Prometheus saw no CPU: {:?}",
+        cpu()
+    );
+    let cpu = cpu();
+    println!("Prometheus: {} agents spinning 1 thread at 10 %; CPU seconds per second, per agent: {cpu:?}", spinning());
     let aborted = Instant::now();
     stack.http.post(format!("http://{}:8080/abort", stack.ip(live[2]))).send().unwrap();
     assert!(
@@ -281,6 +323,16 @@ fn the_swarm_in_containers_survives_partitions_node_loss_and_crash_loops() {
         "a container kept spinning"
     );
     println!("abort of a spin_cpu wave on {} containers: every one idle {:?} after", live.len(), aborted.elapsed());
+
+    // The two killed agents are still registered (critical), so /sd lists them and Prometheus scrapes them as
+    // down: TarsierAgentsDown (`for: 1m`, evaluated every 2 s here) fires.
+    let firing = || query(r#"ALERTS{alertname="TarsierAgentsDown",alertstate="firing"}"#).len() == 1;
+    let down = query(r#"count(up{job="tarsier"} == 0)"#);
+    assert!(common::eventually(Duration::from_secs(120), firing), "TarsierAgentsDown did not fire; up == 0: {down:?}");
+    println!(
+        "Prometheus: TarsierAgentsDown firing for the 2 killed agents {:?} after they were killed",
+        killed_at.elapsed()
+    );
 
     // Crash loops: a fault in an agent, the restart policy brings it back, it registers again and passes its
     // check. MTTR = from the fault until the container has restarted, the agent answers /health and Consul

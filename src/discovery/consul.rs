@@ -2,7 +2,8 @@
 //! the maintained one, rs-consul, brings a second HTTP stack of its own).
 //!
 //! The agent registers itself with an HTTP check on its service port's `/health`, keeps its peer list from
-//! `/v1/health/service/NAME?passing` with blocking queries (so a peer whose check fails drops out), keeps its
+//! `/v1/health/service/NAME` with blocking queries (peers are the instances whose checks all pass, so a
+//! peer whose check fails drops out; every registered instance stays a member for Prometheus), keeps its
 //! last list while Consul is away (one log line per outage, backoff), registers again once Consul is back, and
 //! deregisters at shutdown.
 
@@ -32,7 +33,9 @@ pub struct ConsulConfig {
     /// How often Consul checks `/health`.
     #[serde(default = "default_check_interval")]
     pub check_interval: HumanDuration,
-    /// Consul removes an agent whose check stays critical this long (Consul's minimum is 1m).
+    /// Consul removes an agent whose check stays critical this long (Consul's minimum is 1m). Until then it
+    /// is no peer (waves use passing agents only) but stays in `/sd`, so Prometheus shows it down and
+    /// `TarsierAgentsDown` can fire.
     #[serde(default = "default_deregister_after")]
     pub deregister_after: HumanDuration,
     /// Longest wait of one blocking query.
@@ -49,7 +52,7 @@ fn default_check_interval() -> HumanDuration {
     HumanDuration::from_secs(5)
 }
 fn default_deregister_after() -> HumanDuration {
-    HumanDuration::from_secs(60)
+    HumanDuration::from_secs(600)
 }
 fn default_wait() -> HumanDuration {
     HumanDuration::from_secs(30)
@@ -93,6 +96,8 @@ pub struct ConsulPeers {
     me: Registration,
     http: reqwest::Client,
     list: RwLock<Arc<[Peer]>>,
+    /// Every registered instance but this one, passing or not (for `/sd`).
+    members: RwLock<Arc<[Peer]>>,
 }
 
 #[derive(Deserialize)]
@@ -100,6 +105,20 @@ pub struct ConsulPeers {
 struct HealthEntry {
     node: NodeEntry,
     service: ServiceEntry,
+    #[serde(default)]
+    checks: Vec<CheckEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct CheckEntry {
+    status: String,
+}
+
+/// What one health query found: the passing peers, and every registered instance.
+struct Found {
+    peers: Vec<Peer>,
+    members: Vec<Peer>,
 }
 
 #[derive(Deserialize)]
@@ -127,7 +146,8 @@ impl ConsulPeers {
         http: reqwest::Client,
         shutdown: CancellationToken,
     ) -> Arc<Self> {
-        let peers = Arc::new(Self { config, me, http, list: RwLock::new(Arc::new([])) });
+        let peers =
+            Arc::new(Self { config, me, http, list: RwLock::new(Arc::new([])), members: RwLock::new(Arc::new([])) });
         tokio::spawn(peers.clone().watch(shutdown));
         peers
     }
@@ -176,14 +196,10 @@ impl ConsulPeers {
         Ok(())
     }
 
-    /// One blocking query; returns the passing peers and Consul's index.
-    async fn query(&self, index: u64) -> Result<(Vec<Peer>, u64), String> {
+    /// One blocking query; returns the peers and members, and Consul's index.
+    async fn query(&self, index: u64) -> Result<(Found, u64), String> {
         let wait = self.config.wait.0;
-        let path = format!(
-            "/v1/health/service/{}?passing=1&index={index}&wait={}s",
-            self.config.service,
-            wait.as_secs().max(1)
-        );
+        let path = format!("/v1/health/service/{}?index={index}&wait={}s", self.config.service, wait.as_secs().max(1));
         let response = self
             .request(reqwest::Method::GET, &path)
             .timeout(wait + Duration::from_secs(10))
@@ -200,17 +216,19 @@ impl ConsulPeers {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
         let entries: Vec<HealthEntry> = response.json().await.map_err(|e| e.to_string())?;
-        let peers = entries
-            .into_iter()
-            .filter(|e| e.service.id != self.me.id)
-            .map(|e| {
-                let host = if e.service.address.is_empty() { e.node.address } else { e.service.address };
-                let service =
-                    e.service.meta.as_ref().and_then(|m| m.get("service_port")).map(|port| format!("{host}:{port}"));
-                Peer { id: e.service.id, public: format!("{host}:{}", e.service.port), service }
-            })
-            .collect();
-        Ok((peers, new_index))
+        let mut found = Found { peers: Vec::new(), members: Vec::new() };
+        for e in entries.into_iter().filter(|e| e.service.id != self.me.id) {
+            let passing = e.checks.iter().all(|c| c.status == "passing");
+            let host = if e.service.address.is_empty() { e.node.address } else { e.service.address };
+            let service =
+                e.service.meta.as_ref().and_then(|m| m.get("service_port")).map(|port| format!("{host}:{port}"));
+            let peer = Peer { id: e.service.id, public: format!("{host}:{}", e.service.port), service };
+            if passing {
+                found.peers.push(peer.clone());
+            }
+            found.members.push(peer);
+        }
+        Ok((found, new_index))
     }
 
     async fn watch(self: Arc<Self>, shutdown: CancellationToken) {
@@ -231,15 +249,16 @@ impl ConsulPeers {
                 _ = shutdown.cancelled() => break,
             };
             match outcome {
-                Ok((peers, new_index)) => {
+                Ok((found, new_index)) => {
                     if outage {
-                        tracing::info!(consul = %self.config.address, peers = peers.len(), "Consul is back");
+                        tracing::info!(consul = %self.config.address, peers = found.peers.len(), "Consul is back");
                         outage = false;
                     }
                     backoff = Duration::from_millis(100);
                     // A smaller index means Consul's state was reset: start the blocking queries over.
                     index = if new_index < index { 0 } else { new_index };
-                    *self.list.write().unwrap_or_else(|p| p.into_inner()) = peers.into();
+                    *self.list.write().unwrap_or_else(|p| p.into_inner()) = found.peers.into();
+                    *self.members.write().unwrap_or_else(|p| p.into_inner()) = found.members.into();
                 }
                 Err(err) => {
                     if !outage {
@@ -266,6 +285,9 @@ impl PeerSource for ConsulPeers {
     }
     fn peers(&self) -> Arc<[Peer]> {
         self.list.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+    fn members(&self) -> Arc<[Peer]> {
+        self.members.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
     fn leave(&self) -> Leave<'_> {
         Box::pin(async move {

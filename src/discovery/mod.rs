@@ -32,6 +32,11 @@ pub trait PeerSource: Send + Sync + 'static {
     /// The healthy peers known now, never this agent itself. A shared snapshot: every hop of every wave asks,
     /// so this must not copy the list (at 1,000 agents copying it was a large part of a wave's cost).
     fn peers(&self) -> Arc<[Peer]>;
+    /// Every agent known to be part of the swarm, healthy or not (for Prometheus' `/sd`, so a failing
+    /// agent shows as `up == 0` instead of vanishing). The healthy peers, where nothing more is known.
+    fn members(&self) -> Arc<[Peer]> {
+        self.peers()
+    }
     /// Leaves the swarm (deregisters) at shutdown.
     fn leave(&self) -> Leave<'_> {
         Box::pin(async {})
