@@ -196,6 +196,28 @@ fn the_swarm_in_containers_survives_partitions_node_loss_and_crash_loops() {
         report["agents_reached"], report["per_hop"], report["last_arrival_ms"]
     );
 
+    // Every agent loads the target container, and the origin merges their results.
+    let load = "command: net/http_load\ndata: {url: 'http://tarsier-target:8081/health', requests: 50, concurrency: 2}\nwave: {remain: 10, buddies: 3, dedupe: true, report: true}\n";
+    let url = format!("http://{}:8080", ips[0]);
+    let answer: Value = stack.http.post(format!("{url}/exec")).body(load).send().unwrap().json().unwrap();
+    let id = answer["wave_id"].as_str().unwrap_or_else(|| panic!("{answer}")).to_owned();
+    let merged = || -> Value {
+        let report: Value = stack.http.get(format!("{url}/waves/{id}")).send().unwrap().json().unwrap();
+        report["merged"].clone()
+    };
+    assert!(common::eventually(Duration::from_secs(30), || merged()["agents"] == AGENTS), "{}", merged());
+    assert_eq!(merged()["status"]["200"], 50 * AGENTS as u64, "{}", merged());
+    println!(
+        "http_load wave at the target: {} requests from {} agents, p99 {} ms",
+        merged()["completed"],
+        merged()["agents"],
+        merged()["latency_ms"]["p99"]
+    );
+    let dial = "command: net/dial\ndata: {address: 'tarsier-target:8080', count: 5}\n";
+    let answer: Value = stack.http.post(format!("{url}/exec")).body(dial).send().unwrap().json().unwrap();
+    assert_eq!(answer["result"]["opened"], 5, "{answer}");
+    stack.http.post(format!("{url}/exec")).body("command: net/close\n").send().unwrap();
+
     // Partition: three agents cut off the network. Consul marks them critical; the next wave reaches the
     // others and none of them.
     let cut: Vec<&String> = agents[AGENTS - 3..].iter().collect();
