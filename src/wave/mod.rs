@@ -151,9 +151,22 @@ pub struct Admitted {
 }
 
 impl Admitted {
-    /// The copies to send on, serialized once each; `make` builds the body around a copy's wave.
+    /// The copies to send on; `make` builds the body around a copy's wave. Copies differ only in their budget
+    /// share, which takes at most two values, so at most two bodies are serialized and the rest share them
+    /// (a thousand buddies of a 1 MiB body would otherwise be a gigabyte).
     pub fn copies<T: Serialize>(&self, make: impl Fn(WaveSpec) -> T) -> Vec<Bytes> {
-        self.next.iter().map(|wave| Bytes::from(serde_json::to_vec(&make(wave.clone())).unwrap_or_default())).collect()
+        let mut made: Vec<(Option<u64>, Bytes)> = Vec::with_capacity(2);
+        self.next
+            .iter()
+            .map(|wave| match made.iter().find(|(budget, _)| *budget == wave.budget) {
+                Some((_, bytes)) => bytes.clone(),
+                None => {
+                    let bytes = Bytes::from(serde_json::to_vec(&make(wave.clone())).unwrap_or_default());
+                    made.push((wave.budget, bytes.clone()));
+                    bytes
+                }
+            })
+            .collect()
     }
 }
 
@@ -375,6 +388,31 @@ mod tests {
         assert_eq!(super::split(5, 10), vec![1, 1, 1, 1, 1]);
         assert_eq!(super::split(0, 10), Vec::<u64>::new());
         assert_eq!(super::split(7, 3), vec![3, 2, 2]);
+    }
+
+    #[test]
+    fn copies_share_their_bodies_so_a_large_fan_out_costs_two_serializations() {
+        let next: Vec<super::WaveSpec> = super::split(9_999, 19)
+            .into_iter()
+            .map(|share| super::WaveSpec { budget: Some(share), remain: 3, buddies: 19, ..Default::default() })
+            .collect();
+        let admitted = super::Admitted {
+            wave_id: "w".into(),
+            is_origin: true,
+            hop: 0,
+            received_at_ms: 0,
+            report_to: None,
+            started_at_ms: None,
+            next,
+            dedupe: false,
+            hop_slot: None,
+        };
+        let copies = admitted.copies(|wave| serde_json::json!({ "data": "x".repeat(1000), "wave": wave }));
+        assert_eq!(copies.len(), 19);
+        let mut distinct: Vec<*const u8> = copies.iter().map(|c| c.as_ptr()).collect();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 2, "each distinct budget share is serialized once");
     }
 
     #[test]
