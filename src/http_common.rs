@@ -43,7 +43,8 @@ pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// `100 Continue` and does not send the body at all. A refusal closes the connection.
 pub async fn request_bounds(State(max_body): State<usize>, request: Request, next: Next) -> Response {
     let headers = request.headers();
-    let refusal = if request.uri().to_string().len() > MAX_URI {
+    let target = request.uri().path_and_query().map_or(0, |target| target.as_str().len());
+    let refusal = if target > MAX_URI {
         Some((StatusCode::URI_TOO_LONG, format!("the request target is longer than {MAX_URI} bytes")))
     } else if headers.iter().map(|(name, value)| name.as_str().len() + value.len()).sum::<usize>() > MAX_HEADER_BYTES {
         Some((
