@@ -219,18 +219,8 @@ impl Swarm {
                 return Err(ApiError::bad_request(Some("wave.budget".into()), "wave.budget: this copy has none left"));
             }
         }
-        let wave_id = wave.id.get_or_insert_with(new_wave_id).clone();
-        if is_origin && wave.report {
-            self.records.open_report(&wave_id, command);
-        }
-        if !is_origin {
-            self.metrics.received.with_label_values(&[route.segment()]).inc();
-        }
-        if wave.dedupe && !self.records.first_time(&wave_id) {
-            self.metrics.deduped.inc();
-            return Ok(Entry::Duplicate { wave_id });
-        }
-        // Backpressure: a copy of a command wave that would be forwarded needs a free hop slot here.
+        // Backpressure: a copy of a command wave that would be forwarded needs a free hop slot here. Taken
+        // before the wave id is recorded, so a refused dedupe copy can still be taken when it comes again.
         let forwards = wave.remain > 0 && wave.buddies > 0;
         let hop_slot = match (route, is_origin, forwards) {
             (Route::Exec, false, true) => match self.hops.clone().try_acquire_owned() {
@@ -245,6 +235,17 @@ impl Swarm {
             },
             _ => None,
         };
+        let wave_id = wave.id.get_or_insert_with(new_wave_id).clone();
+        if is_origin && wave.report {
+            self.records.open_report(&wave_id, command);
+        }
+        if !is_origin {
+            self.metrics.received.with_label_values(&[route.segment()]).inc();
+        }
+        if wave.dedupe && !self.records.first_time(&wave_id) {
+            self.metrics.deduped.inc();
+            return Ok(Entry::Duplicate { wave_id });
+        }
         let report_to = if wave.report { wave.origin.clone() } else { None };
         let next = if wave.remain == 0 {
             Vec::new()
@@ -295,11 +296,16 @@ impl Swarm {
         Ok(())
     }
 
+    /// True when `address` (`host:port`) is this agent's public address or a known peer's.
+    fn is_member(&self, address: &str) -> bool {
+        address == self.advertised_public || self.peers.peers().iter().any(|p| p.public == address)
+    }
+
     /// A copy's origin (where reports go) must be this agent or a peer it knows: a forged copy cannot turn
     /// the swarm into a cannon aimed at some other host.
     fn check_origin(&self, origin: Option<&str>) -> Result<(), ApiError> {
         let Some(origin) = origin else { return Ok(()) };
-        if origin == self.advertised_public || self.peers.peers().iter().any(|p| p.public == origin) {
+        if self.is_member(origin) {
             return Ok(());
         }
         Err(ApiError::new(
@@ -312,7 +318,7 @@ impl Swarm {
     /// A report must come from a peer this agent knows: by its public address and, where that address is an
     /// IP, from that IP.
     pub fn check_reporter(&self, address: &str, from: IpAddr) -> Result<(), ApiError> {
-        let known = address == self.advertised_public || self.peers.peers().iter().any(|p| p.public == address);
+        let known = self.is_member(address);
         let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
         let from_there = match host.trim_matches(['[', ']']).parse::<IpAddr>() {
             Ok(ip) => ip == from || (ip.is_loopback() && from.is_loopback()),
@@ -388,6 +394,31 @@ mod tests {
         assert_eq!(super::split(5, 10), vec![1, 1, 1, 1, 1]);
         assert_eq!(super::split(0, 10), Vec::<u64>::new());
         assert_eq!(super::split(7, 3), vec![3, 2, 2]);
+    }
+
+    #[test]
+    fn a_dedupe_copy_refused_for_backpressure_is_taken_when_it_comes_again() {
+        use super::{Entry, Route, Scheme, Swarm, WaveBounds, WaveSpec, MAX_HOPS_IN_FLIGHT};
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let limits = tarsier_plugin::Limits::default();
+        let metrics = crate::metrics::Metrics::new(false, Vec::new(), &limits).unwrap();
+        let swarm = Swarm::new(
+            "a".into(),
+            "127.0.0.1:1".into(),
+            Scheme::Http,
+            std::sync::Arc::new(crate::discovery::NoPeers),
+            reqwest::Client::new(),
+            metrics.waves.clone(),
+            WaveBounds::from_limits(&limits),
+        );
+        let copy =
+            || WaveSpec { id: Some("w1".into()), hop: 1, remain: 2, buddies: 2, dedupe: true, ..Default::default() };
+        let busy = swarm.hops.clone().try_acquire_many_owned(MAX_HOPS_IN_FLIGHT as u32).unwrap();
+        let refused = swarm.enter(Some(copy()), Route::Exec, "sleep/sleep").err().unwrap();
+        assert_eq!(refused.status, axum::http::StatusCode::TOO_MANY_REQUESTS);
+        drop(busy);
+        assert!(matches!(swarm.enter(Some(copy()), Route::Exec, "sleep/sleep"), Ok(Entry::Run(_))));
+        assert!(matches!(swarm.enter(Some(copy()), Route::Exec, "sleep/sleep"), Ok(Entry::Duplicate { .. })));
     }
 
     #[test]
