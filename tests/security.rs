@@ -22,7 +22,7 @@ fn token_file(dir: &std::path::Path) -> std::path::PathBuf {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    common::fixed_port()
 }
 
 /// The sum of every sample of `metric` in a /metrics text.

@@ -319,3 +319,16 @@ pub fn find_tool(name: &str, env: &str, version_arg: &str) -> PathBuf {
     }
     panic!("no {name} binary: run scripts/{name}.sh install (scripts/test.sh does)");
 }
+
+/// A free port below the ephemeral range (32768 and up), for an agent that must listen on a port known in
+/// advance (static peers). A port from binding port 0 is ephemeral: another test's client socket, or an
+/// agent on 127.0.0.1:0, can take it between the check and the agent's bind.
+pub fn fixed_port() -> u16 {
+    for _ in 0..100 {
+        let port = rand::random_range(20_000..32_000u16);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between 20000 and 32000");
+}
