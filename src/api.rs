@@ -95,20 +95,22 @@ async fn abort(
         Entry::Duplicate { wave_id } => return Ok(Json(AbortAnswer::duplicate(&state.name, wave_id))),
         Entry::Run(admitted) => admitted,
     };
-    // First: no copy of an older wave is taken or sent on from here, then the jobs go.
+    // First: no copy of an older wave is taken or sent on from here.
     state.swarm.note_abort(admitted.started_at_ms.unwrap_or_else(now_ms));
-    let started_ms = now_ms();
-    let aborted = state.abort_local().await;
-    let elapsed_ms = now_ms().saturating_sub(started_ms);
-    let result = json!({ "cancelled_jobs": aborted.cancelled_jobs, "released": aborted.released });
-    let (swarm, reported) = (state.swarm.clone(), admitted.clone());
-    tokio::spawn(async move { swarm.report(&reported, Status::Ok, elapsed_ms, result).await });
+    // Then the abort goes on, before this agent's own jobs are let go: releasing waits for them to stop
+    // (up to half a second), and the flood should not wait that long at every hop.
     let copies = admitted.copies(|wave| AbortBody { wave: Some(wave), local: false });
     // The abort's origin sends its copy to every peer it knows, not to 3: an agent too busy to pass the flood
     // on (the very storm being aborted) cannot keep it from the rest. The dedupe flood goes on from each of
     // them as a second path.
     let fan_out = admitted.is_origin.then(|| u32::try_from(state.swarm.peers.peers().len()).unwrap_or(u32::MAX));
     let forwarding = state.swarm.forward(Route::Abort, &admitted, copies, fan_out);
+    let started_ms = now_ms();
+    let aborted = state.abort_local().await;
+    let elapsed_ms = now_ms().saturating_sub(started_ms);
+    let result = json!({ "cancelled_jobs": aborted.cancelled_jobs, "released": aborted.released });
+    let (swarm, reported) = (state.swarm.clone(), admitted.clone());
+    tokio::spawn(async move { swarm.report(&reported, Status::Ok, elapsed_ms, result).await });
     // The origin waits for its first hop so its answer can say how far the abort went; peers do not.
     let forwarded = match (admitted.is_origin, forwarding) {
         (true, Some(task)) => task.await.unwrap_or_default(),
