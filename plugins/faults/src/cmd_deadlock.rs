@@ -70,6 +70,12 @@ impl Command for Deadlock {
                 _ = ctx.cancel.cancelled() => "cancel",
             };
             trap.release();
+            // The threads wake within microseconds; waiting (briefly) for them to end means that when the
+            // job ends, what it held is no longer counted as held (an abort reports what it released).
+            let woken = Instant::now();
+            while !trap.all_ended() && woken.elapsed() < std::time::Duration::from_millis(100) {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
             traps.forget(&trap);
             drop(health_guard);
             Ok(json!({

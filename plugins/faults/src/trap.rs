@@ -27,6 +27,8 @@ pub struct Trap {
     state: Mutex<TrapState>,
     wake: Condvar,
     _reserved: Reservation,
+    /// Threads of this trap that have not ended yet.
+    alive: AtomicU64,
 }
 
 impl Trap {
@@ -83,6 +85,11 @@ impl Trap {
         }
     }
 
+    /// True once every thread of the trap has ended (so no longer counts as blocked).
+    pub fn all_ended(&self) -> bool {
+        self.alive.load(Ordering::Acquire) == 0
+    }
+
     pub fn release(&self) {
         self.lock_state().released = true;
         self.wake.notify_all();
@@ -103,7 +110,12 @@ impl Traps {
 
     /// Starts `threads` detached OS threads deadlocked until `deadline` or release.
     pub fn spring(&self, threads: u32, deadline: Instant, reserved: Reservation) -> std::io::Result<Arc<Trap>> {
-        let trap = Arc::new(Trap { state: Mutex::default(), wake: Condvar::new(), _reserved: reserved });
+        let trap = Arc::new(Trap {
+            state: Mutex::default(),
+            wake: Condvar::new(),
+            _reserved: reserved,
+            alive: AtomicU64::new(u64::from(threads)),
+        });
         self.live.lock().unwrap_or_else(|p| p.into_inner()).push(trap.clone());
         if threads == 1 {
             // A lone thread takes the first lock and then waits for the second, which the agent holds.
@@ -125,6 +137,7 @@ impl Traps {
                     blocked.fetch_add(1, Ordering::Relaxed);
                     mine.wait_for(second, me, deadline);
                     blocked.fetch_sub(1, Ordering::Relaxed);
+                    mine.alive.fetch_sub(1, Ordering::Release);
                 });
             if let Err(err) = spawned {
                 trap.release();
