@@ -312,9 +312,14 @@ fn oversized_and_odd_requests_get_json_errors_without_reading_the_body() {
         (http.get(format!("{}/jobs?{}", agent.public, "a".repeat(9000))), 414),
         (http.get(format!("{}/jobs", agent.public)).header("x-big", "b".repeat(20_000)), 431),
         (http.post(format!("{}/exec", agent.public)).header("expect", "something"), 417),
-        (http.post(format!("{}/exec", agent.public)).body(vec![b'a'; 2 << 20]), 413),
         (http.get(format!("{}/waves/%FF", agent.public)), 400),
     ];
+    // A 2 MiB body: 413 before it is read, and the connection closed; a client still writing the body may
+    // see that as a broken pipe before it reads the answer. Either way nothing was read.
+    match http.post(format!("{}/exec", agent.public)).body(vec![b'a'; 2 << 20]).send() {
+        Ok(response) => assert_eq!(response.status(), 413),
+        Err(err) => assert!(err.is_request(), "{err}"),
+    }
     for (request, status) in cases {
         let response = request.send().unwrap();
         assert_eq!(response.status().as_u16(), status);

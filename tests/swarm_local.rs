@@ -56,6 +56,12 @@ fn local_swarm_releases_everything_and_exits_0_on_sigterm() {
         .spawn()
         .unwrap();
     let http = common::http();
+    // The swarm binds its agents one after another: wait until the first one sees the other two.
+    let peers = format!("http://127.0.0.1:{}/peers", base + 3);
+    let joined = eventually(Duration::from_secs(20), || {
+        http.get(&peers).send().and_then(|r| r.json::<serde_json::Value>()).is_ok_and(|p| p["count"] == 2)
+    });
+    assert!(joined, "the local swarm did not come up");
     let exec = format!("http://127.0.0.1:{base}/exec");
     let body = "command: storage/write\ndata: {amount: 1MiB, fsync: false}\nwave: {remain: 1, buddies: 2}\n";
     let written = eventually(Duration::from_secs(20), || {
