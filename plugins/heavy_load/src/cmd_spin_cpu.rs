@@ -65,19 +65,19 @@ impl Command for SpinCpu {
             let load = data.load;
             let threads = data.threads;
             // The spinning threads are joined on a thread of their own, never on the shared blocking pool.
-            let cpu_seconds = run_on_thread("spin_cpu", &job_cancel, move || {
+            let asked = run_on_thread("spin_cpu", &job_cancel, move || {
                 let workers: Vec<_> = (0..threads)
                     .map(|n| {
                         let (cancel, busy) = (cancel.clone(), busy.clone());
                         std::thread::Builder::new().name(format!("spin-{n}")).spawn(move || {
                             busy.fetch_add(1, Ordering::Relaxed);
-                            let used = spin(deadline, load, &cancel);
+                            let asked = spin(deadline, load, &cancel);
                             busy.fetch_sub(1, Ordering::Relaxed);
-                            used
+                            asked
                         })
                     })
                     .collect();
-                let mut total = 0.0;
+                let mut total = ThreadTime { cpu_seconds: 0.0, runnable_seconds: Some(0.0) };
                 for worker in workers {
                     let worker = worker.map_err(|err| CommandError::Failed(format!("cannot start a thread: {err}")))?;
                     total += worker.join().map_err(|_| CommandError::Failed("a spinning thread panicked".into()))?;
@@ -86,20 +86,41 @@ impl Command for SpinCpu {
             })
             .await?;
             let ran = started.elapsed().as_secs_f64();
+            let thread_seconds = (ran * threads as f64).max(f64::EPSILON);
             Ok(json!({
                 "threads": threads,
                 "load": load,
                 "ran_seconds": ran,
-                "cpu_seconds": cpu_seconds,
-                "cpu_fraction": cpu_seconds / (ran * threads as f64).max(f64::EPSILON),
+                "cpu_seconds": asked.cpu_seconds,
+                "cpu_fraction": asked.cpu_seconds / thread_seconds,
+                "runnable_seconds": asked.runnable_seconds,
+                "runnable_fraction": asked.runnable_seconds.map(|runnable| runnable / thread_seconds),
             }))
         })
     }
 }
 
-/// Spins until `deadline` (or cancel) and returns the CPU seconds this thread used.
-fn spin(deadline: Instant, load: u8, cancel: &CancelFlag) -> f64 {
+/// What one spinning thread asked of the kernel and what it got.
+#[derive(Debug, Clone, Copy)]
+struct ThreadTime {
+    /// CPU time obtained: depends on what else the machine runs.
+    cpu_seconds: f64,
+    /// Run time plus run-queue wait (`schedstat`): the time the thread wanted a CPU, whatever it got. `None`
+    /// where the kernel has no schedstat.
+    runnable_seconds: Option<f64>,
+}
+
+impl std::ops::AddAssign for ThreadTime {
+    fn add_assign(&mut self, other: Self) {
+        self.cpu_seconds += other.cpu_seconds;
+        self.runnable_seconds = self.runnable_seconds.zip(other.runnable_seconds).map(|(a, b)| a + b);
+    }
+}
+
+/// Spins until `deadline` (or cancel) and returns what this thread asked for and used.
+fn spin(deadline: Instant, load: u8, cancel: &CancelFlag) -> ThreadTime {
     let cpu_start = thread_cpu_seconds();
+    let runnable_start = thread_runnable_seconds();
     let busy_slice = DUTY_PERIOD.mul_f64(f64::from(load) / 100.0);
     let mut x = 1.000_1_f64;
     loop {
@@ -125,7 +146,18 @@ fn spin(deadline: Instant, load: u8, cancel: &CancelFlag) -> f64 {
         }
     }
     black_box(x);
-    thread_cpu_seconds() - cpu_start
+    ThreadTime {
+        cpu_seconds: thread_cpu_seconds() - cpu_start,
+        runnable_seconds: runnable_start.zip(thread_runnable_seconds()).map(|(start, end)| end - start),
+    }
+}
+
+/// This thread's run time plus run-queue wait so far, from `/proc/self/task/TID/schedstat`.
+fn thread_runnable_seconds() -> Option<f64> {
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::gettid() };
+    let stat = procfs::process::Process::myself().ok()?.task_from_tid(tid).ok()?.schedstat().ok()?;
+    Some((stat.sum_exec_runtime + stat.run_delay) as f64 / 1e9)
 }
 
 fn thread_cpu_seconds() -> f64 {
