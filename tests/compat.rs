@@ -42,9 +42,9 @@ fn one_reference_body_per_command() {
     // The reference's base_dir was honoured: the files went there, and close_fd -1 removed what tarsier made.
     let left: Vec<_> = common::files_in(dir.path());
     assert_eq!(left.len(), 1, "only the test's own data.bin remains: {left:?}");
-    // The reference's `amount: 10MB` is 10,000,000 bytes.
+    // The reference's `amount: 10MB` is 10 MiB: its units are binary.
     let (_, gobble) = agent.exec("command: heavy_load/gobble_ram\ndata: {amount: 10MB}\n");
-    assert_eq!(gobble["result"]["size"], 10_000_000);
+    assert_eq!(gobble["result"]["size"], 10 * MIB);
     let (_, gobble) = agent.exec("command: heavy_load/gobble_ram\ndata: {amount: 1048576}\n");
     assert_eq!(gobble["result"]["size"], MIB);
 }

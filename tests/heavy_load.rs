@@ -23,14 +23,16 @@ fn gobble_ram_grows_rss_by_what_it_holds_and_free_ram_gives_it_back() {
     assert_eq!(stats["result"]["held_bytes"], 80 * MIB);
     assert!(agent.metrics().contains("tarsier_held{resource=\"ram_bytes\"} 83886080"));
 
-    // Free the first by index: the second keeps its index.
+    // Free the first by its position: the second moves to index 0 and keeps its id.
     let (status, freed) = agent.exec("command: heavy_load/free_ram\ndata: {index: 0}\n");
     assert_eq!(status, 200, "{freed}");
     assert_eq!(freed["result"]["freed_bytes"], 64 * MIB);
-    let index = second["result"]["index"].as_u64().unwrap();
+    let id = second["result"]["id"].as_u64().unwrap();
     let (_, stats) = agent.exec("command: heavy_load/ram_stats\n");
-    assert_eq!(stats["result"]["regions"][0]["index"], index);
-    let (_, freed) = agent.exec("command: heavy_load/free_ram\n");
+    assert_eq!(stats["result"]["regions"][0]["id"], id);
+    assert_eq!(stats["result"]["regions"][0]["index"], 0);
+    let (status, freed) = agent.exec(&format!("command: heavy_load/free_ram\ndata: {{id: {id}}}\n"));
+    assert_eq!(status, 200, "{freed}");
     assert_eq!(freed["result"]["freed_bytes"], 16 * MIB);
     assert!(agent.rss_bytes() < before + 8 * MIB, "RSS did not come back down");
 }

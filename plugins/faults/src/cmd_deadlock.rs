@@ -4,7 +4,9 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tarsier_plugin::schemars::JsonSchema;
-use tarsier_plugin::{Command, CommandError, DataError, ExecContext, HumanDuration, JobFuture, Reservation};
+use tarsier_plugin::{
+    negative_is_zero, Command, CommandError, DataError, ExecContext, HumanDuration, JobFuture, Reservation,
+};
 
 use crate::Traps;
 
@@ -13,10 +15,12 @@ const MAX_THREADS: u32 = 4096;
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeadlockData {
-    /// OS threads to block: two in a lock-order inversion, the rest waiting on the first lock.
+    /// OS threads to block: two in a lock-order inversion, the rest waiting on the first lock. 0 blocks nothing
+    /// and waits `duration`, as the reference did.
     #[serde(alias = "amount")]
     pub threads: u32,
-    /// How long they stay blocked (or until abort / job cancel).
+    /// How long they stay blocked (or until abort / job cancel); a negative one is no wait, as in the reference.
+    #[serde(deserialize_with = "negative_is_zero")]
     pub duration: HumanDuration,
     /// Make `/health` hang for as long, so a liveness probe fires.
     pub block_health: bool,
@@ -44,8 +48,8 @@ impl Command for Deadlock {
         (released early by abort). With block_health, /health hangs too.";
 
     fn check(&self, data: DeadlockData, ctx: &ExecContext) -> Result<DeadlockPlan, DataError> {
-        if data.threads == 0 || data.threads > MAX_THREADS {
-            return Err(DataError::field("threads", format!("{} must be between 1 and {MAX_THREADS}", data.threads)));
+        if data.threads > MAX_THREADS {
+            return Err(DataError::field("threads", format!("{} must be at most {MAX_THREADS}", data.threads)));
         }
         ctx.limits.check_duration("duration", data.duration)?;
         let reserved = ctx.budgets.blocked_threads.reserve("threads", u64::from(data.threads))?;

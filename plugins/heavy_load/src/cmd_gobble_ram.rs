@@ -34,7 +34,8 @@ pub struct GobbleRamData {
     /// When the kernel (or the cgroup memory limit) refuses, retry with `size × ratio` until it fits.
     pub resize: bool,
     /// Shrink factor between retries, more than 0 and at most 0.95 (the reference's 0.5); at most 100 sizes
-    /// are tried.
+    /// are tried. `ration` is the reference's help text's spelling.
+    #[serde(alias = "ration")]
     pub ratio: f64,
     /// Write every page so RSS really grows (false: map only, RSS stays flat).
     pub touch: bool,
@@ -99,7 +100,7 @@ impl Command for GobbleRam {
             .await?;
             let (regions_held, bytes_held) = regions.totals();
             Ok(json!({
-                "index": index,
+                "id": index,
                 "asked": asked,
                 "size": size,
                 "attempts": attempts,

@@ -21,7 +21,7 @@ const MAX_THREADS: u32 = 1024;
 pub struct SpinCpuData {
     /// How long every thread spins (all threads at once, not one after the other).
     pub duration: HumanDuration,
-    /// OS threads to keep busy; defaults to the number of cores.
+    /// OS threads to keep busy; defaults to the number of cores. 0 spins nothing, as in the reference.
     #[serde(alias = "cores")]
     pub threads: u32,
     /// Percent of each thread's time spent busy, 1 to 100.
@@ -45,8 +45,8 @@ impl Command for SpinCpu {
         `duration`, at `load` percent (busy and idle slices of 100 ms). Answers the CPU time really used.";
 
     fn check(&self, data: SpinCpuData, ctx: &ExecContext) -> Result<SpinCpuData, DataError> {
-        if data.threads == 0 || data.threads > MAX_THREADS {
-            return Err(DataError::field("threads", format!("{} must be between 1 and {MAX_THREADS}", data.threads)));
+        if data.threads > MAX_THREADS {
+            return Err(DataError::field("threads", format!("{} must be at most {MAX_THREADS}", data.threads)));
         }
         if data.load == 0 || data.load > 100 {
             return Err(DataError::field("load", format!("{} must be a percentage from 1 to 100", data.load)));

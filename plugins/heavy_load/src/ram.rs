@@ -3,7 +3,7 @@ use std::time::SystemTime;
 
 use memmap2::MmapMut;
 use serde::Serialize;
-use tarsier_plugin::{Budget, CancelFlag, Reservation, Slots, Target};
+use tarsier_plugin::{Budget, CancelFlag, DataError, Place, Reservation, Slots, Target};
 
 /// One anonymous mapping whose pages were written, so it counts in RSS. Its share of `limits.max_ram` is
 /// given back when it is unmapped.
@@ -16,7 +16,8 @@ pub struct Region {
 /// What `ram_stats` shows of one region.
 #[derive(Debug, Serialize)]
 pub struct RegionInfo {
-    pub index: u64,
+    #[serde(flatten)]
+    pub place: Place,
     pub size: u64,
     pub since: String,
 }
@@ -53,8 +54,8 @@ impl RamRegions {
     }
 
     pub fn list(&self) -> Vec<RegionInfo> {
-        self.held.map(|index, r| RegionInfo {
-            index,
+        self.held.map(|place, r| RegionInfo {
+            place,
             size: r.map.len() as u64,
             since: humantime::format_rfc3339_millis(r.since).to_string(),
         })
@@ -66,7 +67,7 @@ impl RamRegions {
         Some((regions.len() as u64, regions.iter().map(|r| r.map.len() as u64).sum()))
     }
 
-    pub fn indexes(&self) -> Vec<u64> {
-        self.held.indexes()
+    pub fn not_held(&self, target: Target) -> DataError {
+        self.held.not_held(target, "RAM region")
     }
 }

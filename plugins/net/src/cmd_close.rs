@@ -3,38 +3,36 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tarsier_plugin::schemars::JsonSchema;
-use tarsier_plugin::{Command, CommandError, DataError, ExecContext, JobFuture, Target};
+use tarsier_plugin::{Command, CommandError, DataError, ExecContext, Index, JobFuture, Target};
 
 use crate::Connections;
 
 #[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct CloseData {
-    /// Connection to close, as listed by `net/stats`; -1 closes all.
-    pub index: Target,
+    /// Position in the list `net/stats` shows (0 is the oldest held; it shifts when one before it goes, as in
+    /// the reference); -1 closes all. The default when neither `index` nor `id` is given.
+    pub index: Option<Index>,
+    /// The stable id the command that took it answered (never reused): safe when several clients close connections at once.
+    pub id: Option<u64>,
 }
 
 pub struct Close(pub Arc<Connections>);
 
 impl Command for Close {
     type Data = CloseData;
-    type Plan = CloseData;
+    type Plan = Target;
     const NAME: &'static str = "close";
-    const DESCRIPTION: &'static str = "Closes connection `index`, or every connection with -1.";
+    const DESCRIPTION: &'static str = "Closes the connection at `index` or with `id`, or every one (-1, the default).";
 
-    fn check(&self, data: CloseData, _: &ExecContext) -> Result<CloseData, DataError> {
-        Ok(data)
+    fn check(&self, data: CloseData, _: &ExecContext) -> Result<Target, DataError> {
+        Target::pick(data.index, data.id)
     }
 
-    fn execute(&self, data: CloseData, _: ExecContext) -> JobFuture {
+    fn execute(&self, target: Target, _: ExecContext) -> JobFuture {
         let conns = self.0.clone();
         Box::pin(async move {
-            let closed = conns.close(data.index).ok_or_else(|| {
-                CommandError::Invalid(DataError::field(
-                    "index",
-                    format!("no connection {} is open (open: {:?})", data.index, conns.indexes()),
-                ))
-            })?;
+            let closed = conns.close(target).ok_or_else(|| CommandError::Invalid(conns.not_held(target)))?;
             Ok(json!({ "closed": closed, "held": conns.count() }))
         })
     }

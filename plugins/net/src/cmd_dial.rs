@@ -26,7 +26,7 @@ pub struct DialData {
     /// `tcp` or `udp` (UDP "connects" a socket to the peer; nothing is sent).
     #[serde(alias = "network")]
     pub protocol: Protocol,
-    /// How many connections to open and keep.
+    /// How many connections to open and keep (0 opens none, as in the reference).
     #[serde(alias = "amount")]
     pub count: u64,
     /// Per-connection connect timeout.
@@ -67,8 +67,8 @@ impl Command for Dial {
                 ))
             }
         }
-        if data.count == 0 || data.count > MAX_COUNT {
-            return Err(DataError::field("count", format!("{} must be between 1 and {MAX_COUNT}", data.count)));
+        if data.count > MAX_COUNT {
+            return Err(DataError::field("count", format!("{} must be at most {MAX_COUNT}", data.count)));
         }
         ctx.limits.check_duration("timeout", data.timeout)?;
         let allow = AllowList::for_dial(&ctx.limits)?;
@@ -105,7 +105,7 @@ impl Command for Dial {
                 conns.discard(&indexes);
                 return Err(CommandError::Cancelled);
             }
-            if indexes.is_empty() {
+            if indexes.is_empty() && data.count > 0 {
                 return Err(CommandError::Unreachable(format!(
                     "no connection to {} ({peer}) could be opened: {}",
                     data.address,
@@ -117,7 +117,7 @@ impl Command for Dial {
                 "opened": indexes.len(),
                 "failed": errors.values().sum::<u64>(),
                 "errors": errors,
-                "indexes": indexes,
+                "ids": indexes,
                 "held": conns.count(),
             }))
         })

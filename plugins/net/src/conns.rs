@@ -3,7 +3,7 @@ use std::time::SystemTime;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use tarsier_plugin::{CancelFlag, Reservation, Slots, Target};
+use tarsier_plugin::{CancelFlag, DataError, Place, Reservation, Slots, Target};
 use tokio::net::{TcpStream, UdpSocket};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
@@ -31,7 +31,8 @@ struct Conn {
 /// What `net/stats` shows of one connection.
 #[derive(Debug, Serialize)]
 pub struct ConnInfo {
-    pub index: u64,
+    #[serde(flatten)]
+    pub place: Place,
     pub protocol: Protocol,
     pub peer: String,
     pub local: Option<String>,
@@ -70,8 +71,8 @@ impl Connections {
     }
 
     pub fn list(&self) -> Vec<ConnInfo> {
-        self.0.map(|index, c| ConnInfo {
-            index,
+        self.0.map(|place, c| ConnInfo {
+            place,
             protocol: c.protocol,
             peer: c.peer.to_string(),
             local: c.local.map(|a| a.to_string()),
@@ -84,7 +85,7 @@ impl Connections {
         self.0.take(target).map(|closed| closed.len() as u64)
     }
 
-    pub fn indexes(&self) -> Vec<u64> {
-        self.0.indexes()
+    pub fn not_held(&self, target: Target) -> DataError {
+        self.0.not_held(target, "connection")
     }
 }

@@ -22,9 +22,9 @@ pub use error::{CommandError, DataError};
 pub use held::Held;
 pub use limits::{Limits, DEFAULT_ABORT_WINDOW, DEFAULT_MAX_WAVE_EXECUTIONS};
 pub use plugin::{ConfigError, Plugin};
-pub use slots::{Slots, Target};
+pub use slots::{Index, Place, Slots, Target};
 pub use thread::{run_on_thread, CANCEL_GRACE};
-pub use units::{ByteSize, HumanDuration};
+pub use units::{negative_is_zero, ByteSize, HumanDuration};
 
 /// Re-exported so plugin crates derive the same `JsonSchema` the agent's catalogue reads.
 pub use schemars;

@@ -1,5 +1,5 @@
-//! Human units on the wire: durations like `15s`, `1m30s`, `250ms` and sizes like `100 MB`, `1GiB`, `512KiB`
-//! or plain byte counts, as the reference Tarsier accepted them.
+//! Human units on the wire: durations like `15s`, `1m30s`, `1.5h`, `250ms` (Go's syntax) and sizes like
+//! `100 MB`, `1GiB`, `512KiB` or plain byte counts, as the reference Tarsier accepted them.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -80,6 +80,34 @@ impl<'de> Deserialize<'de> for HumanDuration {
     }
 }
 
+/// For `sleep` and `deadlock`'s `duration`: a negative duration (`-5s`, as Go's `time.ParseDuration` takes it)
+/// means no wait, as it did in the reference (its `time.Sleep` returns at once). Use with
+/// `#[serde(deserialize_with = "negative_is_zero")]`; other durations stay refused when negative.
+pub fn negative_is_zero<'de, D: Deserializer<'de>>(deserializer: D) -> Result<HumanDuration, D::Error> {
+    struct WaitVisitor;
+    impl Visitor<'_> for WaitVisitor {
+        type Value = HumanDuration;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a duration such as `15s`, `1m30s` or `250ms`")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            match v.trim().strip_prefix('-') {
+                // Still a duration after the sign: `-fast` stays an error.
+                Some(magnitude) => HumanDuration::parse(magnitude).map(|_| HumanDuration(Duration::ZERO)),
+                None => HumanDuration::parse(v),
+            }
+            .map_err(E::custom)
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            self.visit_u64(v.max(0) as u64)
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            HumanDuration::deserialize(de::value::U64Deserializer::new(v))
+        }
+    }
+    deserializer.deserialize_any(WaitVisitor)
+}
+
 impl JsonSchema for HumanDuration {
     fn schema_name() -> Cow<'static, str> {
         "Duration".into()
@@ -94,7 +122,9 @@ impl JsonSchema for HumanDuration {
 }
 
 /// A size in bytes, written as a human string (`100 MB`, `1GiB`, `512KiB`) or a plain byte count.
-/// Decimal units are powers of 1000 and binary ones powers of 1024, as the reference accepted them.
+/// Every unit is a power of 1024, `MB` as much as `MiB`: the reference Tarsier's sizes (its pattern
+/// `^(\d+) *(([kKMGT]?)i?B)?$` with binary multipliers) meant that, and bodies written for it must hold
+/// what they held there.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ByteSize(pub u64);
 
@@ -108,8 +138,10 @@ impl ByteSize {
         if text.starts_with('-') {
             return Err(format!("size `{text}` must not be negative"));
         }
-        text.parse::<bytesize::ByteSize>()
-            .map(|size| Self(size.as_u64()))
+        parse_size::Config::new()
+            .with_binary()
+            .parse_size(text)
+            .map(Self)
             .map_err(|err| format!("invalid size `{text}` ({err}); write it like `100 MB`, `1GiB` or `4096`"))
     }
 }
@@ -170,22 +202,51 @@ mod tests {
 
     #[test]
     fn durations_in_go_and_human_styles() {
-        for (text, ms) in
-            [("15s", 15_000), ("1m30s", 90_000), ("250ms", 250), ("2h", 7_200_000), ("0", 0), ("1m 30s", 90_000)]
-        {
+        for (text, ms) in [
+            ("15s", 15_000),
+            ("1m30s", 90_000),
+            ("250ms", 250),
+            ("2h", 7_200_000),
+            ("0", 0),
+            ("1m 30s", 90_000),
+            ("1.5h", 5_400_000),
+            ("2h45m", 9_900_000),
+        ] {
             assert_eq!(HumanDuration::parse(text).unwrap().0.as_millis(), ms, "{text}");
         }
         for bad in ["-5s", "5", "fast", "", "5 parsecs"] {
             assert!(HumanDuration::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(HumanDuration::from_secs(90).to_string(), "1m30s");
+        assert_eq!(HumanDuration::parse("1µs").unwrap().0, Duration::from_micros(1));
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct Wait {
+        #[serde(deserialize_with = "negative_is_zero")]
+        duration: HumanDuration,
+    }
+
+    #[test]
+    fn a_negative_wait_is_no_wait_but_still_a_duration() {
+        for (json, ms) in [(r#""-5s""#, 0), (r#""-1m30s""#, 0), ("-3", 0), (r#""250ms""#, 250), ("0", 0)] {
+            let wait: Wait = serde_json::from_str(&format!(r#"{{"duration": {json}}}"#)).unwrap();
+            assert_eq!(wait.duration.0.as_millis(), ms, "{json}");
+        }
+        for bad in [r#""-fast""#, r#""5""#, "7"] {
+            assert!(serde_json::from_str::<Wait>(&format!(r#"{{"duration": {bad}}}"#)).is_err(), "{bad}");
+        }
     }
 
     #[test]
     fn sizes_in_reference_styles() {
         for (text, bytes) in
-            [("10MB", 10_000_000), ("100 MB", 100_000_000), ("1GiB", 1 << 30), ("512KiB", 512 << 10), ("4096", 4096)]
+            [("10MB", 10 << 20), ("100 MB", 100 << 20), ("1GiB", 1 << 30), ("512KiB", 512 << 10), ("4096", 4096)]
         {
+            assert_eq!(ByteSize::parse(text).unwrap().0, bytes, "{text}");
+        }
+        // The reference's own spellings: every unit binary, `kB` and `KB` alike, with or without a space.
+        for (text, bytes) in [("1kB", 1024), ("1KB", 1024), ("256MB", 256 << 20), ("2 GB", 2 << 30), ("1TB", 1 << 40)] {
             assert_eq!(ByteSize::parse(text).unwrap().0, bytes, "{text}");
         }
         for bad in ["-1MB", "lots", "12 XB"] {

@@ -3,12 +3,13 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tarsier_plugin::schemars::JsonSchema;
-use tarsier_plugin::{Command, DataError, ExecContext, HumanDuration, JobFuture};
+use tarsier_plugin::{negative_is_zero, Command, DataError, ExecContext, HumanDuration, JobFuture};
 
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct SleepData {
-    /// How long to wait before answering.
+    /// How long to wait before answering; a negative one is no wait, as in the reference.
+    #[serde(deserialize_with = "negative_is_zero")]
     pub duration: HumanDuration,
 }
 

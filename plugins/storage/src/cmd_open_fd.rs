@@ -33,8 +33,8 @@ impl Command for OpenFd {
     const DESCRIPTION: &'static str = "Creates `count` files in the storage dir and keeps their descriptors open.";
 
     fn check(&self, data: OpenFdData, _: &ExecContext) -> Result<OpenFdData, DataError> {
-        if data.count == 0 || data.count > MAX_COUNT {
-            return Err(DataError::field("count", format!("{} must be between 1 and {MAX_COUNT}", data.count)));
+        if data.count > MAX_COUNT {
+            return Err(DataError::field("count", format!("{} must be at most {MAX_COUNT}", data.count)));
         }
         Ok(data)
     }
@@ -69,7 +69,7 @@ impl Command for OpenFd {
                     files.discard(&indexes);
                     return Err(CommandError::Cancelled);
                 }
-                let mut answer = json!({ "opened": indexes.len(), "indexes": indexes, "held": files.totals().0 });
+                let mut answer = json!({ "opened": indexes.len(), "ids": indexes, "held": files.totals().0 });
                 if let Some(why) = stopped_by {
                     answer["stopped_by"] = json!(why);
                 }

@@ -57,13 +57,12 @@ impl Command for Write {
         `concurrency` writers, fsyncs them, and keeps them open. Answers bytes and MB/s.";
 
     fn check(&self, data: WriteData, ctx: &ExecContext) -> Result<WritePlan, DataError> {
-        if data.amount.0 == 0 {
-            return Err(DataError::field("amount", "must be more than 0 bytes"));
+        if data.files > MAX_FILES {
+            return Err(DataError::field("files", format!("{} must be at most {MAX_FILES}", data.files)));
         }
-        if data.files == 0 || data.files > MAX_FILES {
-            return Err(DataError::field("files", format!("{} must be between 1 and {MAX_FILES}", data.files)));
-        }
-        let writers = data.concurrency.unwrap_or(data.files.min(256));
+        // Nothing to write (0 files or 0 bytes) is nothing done, as in the reference: no file is created.
+        let nothing = data.files == 0 || data.amount.0 == 0;
+        let writers = if nothing { 1 } else { data.concurrency.unwrap_or(data.files.min(256)) };
         check_concurrency(writers)?;
         check_block(data.block_size)?;
         let total = data.amount.0.saturating_mul(u64::from(data.files));
@@ -79,6 +78,12 @@ impl Command for Write {
             let flag = ctx.cancel_flag();
             let writers = plan.writers;
             let started = Instant::now();
+            if plan.data.files == 0 || plan.data.amount.0 == 0 {
+                let mut answer = throughput(0, 0.0);
+                answer["ids"] = json!([]);
+                answer["writers"] = json!(0);
+                return Ok(answer);
+            }
             let (bytes, indexes) = run_on_thread("storage/write", &cancel, move || {
                 let mut indexes = Vec::new();
                 let outcome = create_and_write(&files, plan, &flag, &mut indexes);
@@ -91,7 +96,7 @@ impl Command for Write {
             })
             .await?;
             let mut answer = throughput(bytes, started.elapsed().as_secs_f64());
-            answer["files"] = json!(indexes);
+            answer["ids"] = json!(indexes);
             answer["writers"] = json!(writers);
             Ok(answer)
         })

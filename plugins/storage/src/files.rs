@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use serde::Serialize;
-use tarsier_plugin::{Budget, ByteSize, CancelFlag, DataError, Reservation, Slots, Target};
+use tarsier_plugin::{Budget, ByteSize, CancelFlag, DataError, Place, Reservation, Slots, Target};
 
 /// A file the agent created and keeps open, with its share of `limits.max_disk`.
 pub struct HeldFile {
@@ -19,7 +19,8 @@ pub struct HeldFile {
 
 #[derive(Debug, Serialize)]
 pub struct FileInfo {
-    pub index: u64,
+    #[serde(flatten)]
+    pub place: Place,
     pub path: String,
     pub size: u64,
     pub since: String,
@@ -113,16 +114,16 @@ impl Files {
     }
 
     pub fn list(&self) -> Vec<FileInfo> {
-        self.held.map(|index, f| FileInfo {
-            index,
+        self.held.map(|place, f| FileInfo {
+            place,
             path: f.path.display().to_string(),
             size: f.file.metadata().map(|m| m.len()).unwrap_or(0),
             since: humantime::format_rfc3339_millis(f.since).to_string(),
         })
     }
 
-    pub fn indexes(&self) -> Vec<u64> {
-        self.held.indexes()
+    pub fn not_held(&self, target: Target) -> DataError {
+        self.held.not_held(target, "file")
     }
 
     /// Closes what `target` names (deleting the files when asked): (files, bytes) released, or `None` for an
