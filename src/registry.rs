@@ -18,6 +18,7 @@ pub fn builtin_plugins(config: &AgentConfig) -> anyhow::Result<Vec<Arc<dyn Plugi
         tarsier_net::Net::plugin(),
         tarsier_storage::Storage::from_config(config.plugin_section("storage"))?,
         tarsier_sleep::SleepPlugin::plugin(),
+        tarsier_dummy::Dummy::plugin(),
     ])
 }
 

@@ -7,6 +7,8 @@ pub struct ProcessStats {
     pub pid: u32,
     pub rss_bytes: u64,
     pub rss_peak_bytes: u64,
+    /// Virtual memory mapped (VmSize): a `gobble_ram` with `touch: false` shows here, not in RSS.
+    pub vm_bytes: u64,
     pub threads: u64,
     pub open_fds: u64,
     pub mmap_regions: u64,
@@ -20,6 +22,7 @@ impl ProcessStats {
             pid: std::process::id(),
             rss_bytes: kib("VmRSS:"),
             rss_peak_bytes: kib("VmHWM:"),
+            vm_bytes: kib("VmSize:"),
             threads: status_field(&status, "Threads:").unwrap_or(0),
             open_fds: std::fs::read_dir("/proc/self/fd").map(|d| d.count() as u64).unwrap_or(0),
             mmap_regions: std::fs::read_to_string("/proc/self/maps").map(|m| m.lines().count() as u64).unwrap_or(0),

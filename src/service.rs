@@ -1,4 +1,5 @@
-//! The service port: `/health`, `/metrics`, `/commands`, `/runtime`.
+//! The service port: `/health`, `/metrics`, `/commands`, `/runtime`, and the reference Tarsier's
+//! `/health_check` and `/mem_stats`.
 
 use std::sync::Arc;
 
@@ -15,7 +16,8 @@ use crate::runtime_stats::ProcessStats;
 use crate::state::AgentState;
 
 /// `/health`, `/metrics` and `/sd` stay open for probes, Prometheus and its discovery (read-only; `/sd`
-/// lists service ports only). `/commands`, `/runtime` and `/peers` tell a stranger what the swarm holds and
+/// lists service ports only), and so do the reference's `/health_check` (the URL its Consul check and
+/// probes written for it use) and `/mem_stats` (what `/metrics` already shows of the process's memory). `/commands`, `/runtime` and `/peers` tell a stranger what the swarm holds and
 /// where its members are, so they need the token like the public port.
 pub fn router(state: Arc<AgentState>) -> Router {
     let guarded = Router::new()
@@ -25,6 +27,8 @@ pub fn router(state: Arc<AgentState>) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(state.token.clone(), require_token));
     Router::new()
         .route("/health", get(health))
+        .route("/health_check", get(health))
+        .route("/mem_stats", get(mem_stats))
         .route("/metrics", get(metrics))
         .route("/sd", get(service_discovery))
         .merge(guarded)
@@ -45,6 +49,20 @@ async fn metrics(State(state): State<Arc<AgentState>>) -> impl IntoResponse {
     let text =
         state.metrics.render(&state.registry.held(), state.jobs.running_count(), state.swarm.peers.peers().len());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
+}
+
+/// The reference answered Go's `runtime.MemStats`; a Rust process has no such thing, so this is the same
+/// question answered from /proc: what the process maps and has resident, and what the plugins hold.
+async fn mem_stats(State(state): State<Arc<AgentState>>) -> Json<serde_json::Value> {
+    let process = ProcessStats::read();
+    Json(json!({
+        "agent": state.name,
+        "rss_bytes": process.rss_bytes,
+        "rss_peak_bytes": process.rss_peak_bytes,
+        "vm_bytes": process.vm_bytes,
+        "mmap_regions": process.mmap_regions,
+        "held": state.registry.held(),
+    }))
 }
 
 async fn commands(State(state): State<Arc<AgentState>>) -> Json<serde_json::Value> {

@@ -23,7 +23,8 @@ pub struct DialData {
     /// `host:port`, with an IP or a DNS name (`[::1]:80` for IPv6). Its host must be in limits.dial_targets
     /// (loopback by default).
     pub address: String,
-    /// `tcp` or `udp` (UDP "connects" a socket to the peer; nothing is sent).
+    /// `tcp` or `udp` (UDP "connects" a socket to the peer; nothing is sent); `tcp4`, `tcp6`, `udp4`, `udp6`
+    /// take one address family only. Go's other networks (`unix*`, `ip*`) are refused: see the README.
     #[serde(alias = "network")]
     pub protocol: Protocol,
     /// How many connections to open and keep (0 opens none, as in the reference).
@@ -55,6 +56,9 @@ impl Command for Dial {
         until `net/close` or abort.";
 
     fn check(&self, data: DialData, ctx: &ExecContext) -> Result<DialPlan, DataError> {
+        if let Some(why) = data.protocol.refused_because() {
+            return Err(DataError::field("protocol", why));
+        }
         if data.address.is_empty() {
             return Err(DataError::field("address", "is required: host:port, such as 127.0.0.1:8080"));
         }
@@ -88,7 +92,7 @@ impl Command for Dial {
         Box::pin(async move {
             let DialPlan { data, reserved } = plan;
             let peer = tokio::select! {
-                peer = resolve(&data.address, &ctx.limits) => peer?,
+                peer = resolve(&data.address, data.protocol, &ctx.limits) => peer?,
                 _ = ctx.cancel.cancelled() => return Err(CommandError::Cancelled),
             };
             let opened = dial_all(&conns, peer, &data, reserved, &ctx).await;
@@ -125,11 +129,11 @@ impl Command for Dial {
 }
 
 /// The address to dial: resolved once and checked against `limits.dial_targets`.
-async fn resolve(address: &str, limits: &Limits) -> Result<SocketAddr, CommandError> {
+async fn resolve(address: &str, protocol: Protocol, limits: &Limits) -> Result<SocketAddr, CommandError> {
     let invalid = || DataError::field("address", format!("`{address}` is not host:port"));
     let (host, port) = address.rsplit_once(':').ok_or_else(invalid)?;
     let port = port.parse::<u16>().map_err(|_| invalid())?;
-    Ok(AllowList::for_dial(limits)?.resolve(host, port).await?)
+    Ok(AllowList::for_dial(limits)?.resolve_in(host, port, protocol.family()).await?)
 }
 
 /// Dials `count` connections, `DIAL_PARALLELISM` at a time; each one opened takes one unit of `reserved`.
@@ -163,13 +167,14 @@ async fn dial_all(
 }
 
 async fn dial_one(protocol: Protocol, peer: SocketAddr, timeout: Duration) -> Result<Socket, String> {
-    match protocol {
-        Protocol::Tcp => match tokio::time::timeout(timeout, TcpStream::connect(peer)).await {
+    if !protocol.is_udp() {
+        match tokio::time::timeout(timeout, TcpStream::connect(peer)).await {
             Ok(Ok(stream)) => Ok(Socket::Tcp(stream)),
             Ok(Err(err)) => Err(err.to_string()),
             Err(_) => Err(format!("connect timed out after {}", HumanDuration(timeout))),
-        },
-        Protocol::Udp => {
+        }
+    } else {
+        {
             let bind: SocketAddr = if peer.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }
                 .parse()
                 .map_err(|e: std::net::AddrParseError| e.to_string())?;

@@ -6,11 +6,54 @@ use serde::{Deserialize, Serialize};
 use tarsier_plugin::{CancelFlag, DataError, Place, Reservation, Slots, Target};
 use tokio::net::{TcpStream, UdpSocket};
 
+/// `tcp` and `udp` take either address family; `tcp4`, `tcp6`, `udp4`, `udp6` one only, as Go's networks
+/// (the reference passed `network` to Go's dialer).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     Tcp,
     Udp,
+    Tcp4,
+    Tcp6,
+    Udp4,
+    Udp6,
+    /// Go's other networks, named so that a body written for the reference gets the reason it is refused
+    /// rather than "unknown variant".
+    Unix,
+    Unixgram,
+    Unixpacket,
+    Ip,
+    Ip4,
+    Ip6,
+}
+
+impl Protocol {
+    /// Why tarsier does not dial this network, for the ones it refuses.
+    pub fn refused_because(self) -> Option<&'static str> {
+        match self {
+            Protocol::Unix | Protocol::Unixgram | Protocol::Unixpacket => Some(
+                "Unix sockets are refused: limits.dial_targets cannot fence them, and any client could then \
+                 open the agent host's own sockets (Docker's, systemd's); dial a TCP or UDP address",
+            ),
+            Protocol::Ip | Protocol::Ip4 | Protocol::Ip6 => Some(
+                "raw IP sockets are refused: they need CAP_NET_RAW and carry no connection to hold; dial tcp or udp",
+            ),
+            _ => None,
+        }
+    }
+
+    pub fn is_udp(self) -> bool {
+        matches!(self, Protocol::Udp | Protocol::Udp4 | Protocol::Udp6)
+    }
+
+    pub fn family(self) -> Option<crate::targets::IpFamily> {
+        use crate::targets::IpFamily;
+        match self {
+            Protocol::Tcp4 | Protocol::Udp4 => Some(IpFamily::V4),
+            Protocol::Tcp6 | Protocol::Udp6 => Some(IpFamily::V6),
+            _ => None,
+        }
+    }
 }
 
 pub enum Socket {

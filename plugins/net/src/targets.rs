@@ -69,21 +69,58 @@ impl AllowList {
     /// allowed (or the name itself is). The caller connects to that address, never resolving again, so a
     /// name that changes its answer after the check (DNS rebinding) gets nowhere.
     pub async fn resolve(&self, host: &str, port: u16) -> Result<std::net::SocketAddr, DataError> {
+        self.resolve_in(host, port, None).await
+    }
+
+    /// [`resolve`](Self::resolve), taking only addresses of `family` when one is given (`tcp4`, `udp6`).
+    pub async fn resolve_in(
+        &self,
+        host: &str,
+        port: u16,
+        family: Option<IpFamily>,
+    ) -> Result<std::net::SocketAddr, DataError> {
         let host = host.trim_matches(['[', ']']);
         if let Ok(ip) = host.parse::<IpAddr>() {
+            if let Some(family) = family.filter(|f| !f.holds(ip)) {
+                return Err(DataError::field(self.field, format!("{ip} is not an {family} address")));
+            }
             return if self.allows_ip(ip) { Ok((ip, port).into()) } else { Err(self.refusal(host)) };
         }
         let addrs: Vec<_> = tokio::net::lookup_host((host, port))
             .await
             .map_err(|e| DataError::field(self.field, format!("cannot resolve `{host}`: {e}")))?
             .collect();
-        let first =
-            *addrs.first().ok_or_else(|| DataError::field(self.field, format!("`{host}` resolves to nothing")))?;
+        let first = *addrs.iter().find(|a| family.is_none_or(|f| f.holds(a.ip()))).ok_or_else(|| {
+            let family = family.map(|f| format!(" {f}")).unwrap_or_default();
+            DataError::field(self.field, format!("`{host}` resolves to no{family} address"))
+        })?;
         if self.allows_name(host) || addrs.iter().all(|a| self.allows_ip(a.ip())) {
             Ok(first)
         } else {
             Err(self.refusal(&format!("`{host}` resolves to an address that")))
         }
+    }
+}
+
+/// IPv4 or IPv6 only, as Go's `tcp4`, `udp6` networks ask.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IpFamily {
+    V4,
+    V6,
+}
+
+impl IpFamily {
+    pub fn holds(self, ip: IpAddr) -> bool {
+        matches!((self, ip), (IpFamily::V4, IpAddr::V4(_)) | (IpFamily::V6, IpAddr::V6(_)))
+    }
+}
+
+impl std::fmt::Display for IpFamily {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            IpFamily::V4 => "IPv4",
+            IpFamily::V6 => "IPv6",
+        })
     }
 }
 
