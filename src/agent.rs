@@ -10,7 +10,7 @@ use tarsier_plugin::{Budgets, HealthGate};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::AgentConfig;
-use crate::discovery::{ConsulPeers, LocalRegistry, NoPeers, Peer, PeerSource, StaticPeers};
+use crate::discovery::{ConsulPeers, LocalRegistry, NoPeers, Peer, PeerKind, PeerSource, StaticPeers};
 use crate::jobs::Jobs;
 use crate::metrics::Metrics;
 use crate::registry::{builtin_plugins, Registry};
@@ -59,8 +59,12 @@ impl BoundAgent {
         let advertised_public = format!("{host}:{}", public_addr.port());
         let advertised_service = format!("{host}:{}", service_addr.port());
         let name = config.name.clone().unwrap_or_else(|| format!("{}:{}", hostname(), public_addr.port()));
-        let me =
-            Peer { id: name.clone(), public: advertised_public.clone(), service: Some(advertised_service.clone()) };
+        let me = Peer {
+            id: name.clone(),
+            public: advertised_public.clone(),
+            service: Some(advertised_service.clone()),
+            kind: PeerKind::Tarsier,
+        };
         let peers: Arc<dyn PeerSource> = match (local, &config.discovery.consul) {
             (Some(registry), _) => Arc::new(registry.join(me)),
             (None, Some(consul)) => ConsulPeers::start(
@@ -68,9 +72,8 @@ impl BoundAgent {
                 crate::discovery::consul_registration(
                     &me,
                     &host,
-                    public_addr.port(),
-                    service_addr.port(),
-                    config.tls.is_some(),
+                    (public_addr.port(), public_tls.is_some()),
+                    (service_addr.port(), config.tls.is_some()),
                 ),
                 consul_client()?,
                 shutdown.clone(),

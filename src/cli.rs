@@ -15,7 +15,9 @@ use serde::Deserialize;
         Start an agent with `tarsier agent`, then POST a YAML or JSON command body to its /exec \
         (or use `tarsier exec`). The service port serves /health, /metrics, /commands and /runtime.\n\n\
         Every agent flag can also come from the environment (TARSIER_*) or from the YAML config file \
-        (--config); flags win over the environment, which wins over the file."
+        (--config); flags win over the environment, which wins over the file.\n\n\
+        The reference Tarsier's command line, `tarsier -c FILE`, runs `tarsier agent -c FILE`, and its \
+        config file is read as it is (README: Compatibility)."
 )]
 pub struct Cli {
     #[command(subcommand)]

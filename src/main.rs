@@ -10,7 +10,7 @@ use tarsier::cli::{Cli, CliCommand, LogFormat, ScenarioCommand};
 use tarsier::{agent, client, config, demo, scenario, swarm};
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(reference_command_line(std::env::args_os().collect()));
     // One crypto provider for the whole process (the service port's TLS and the HTTP client).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -33,11 +33,25 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// The reference Tarsier's command line, `tarsier -c FILE`, is `tarsier agent -c FILE`.
+fn reference_command_line(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let reference = args.get(1).and_then(|a| a.to_str()).is_some_and(|a| {
+        a == "-c" || a == "--config" || a.starts_with("--config=") || (a.starts_with("-c") && a.len() > 2)
+    });
+    if reference {
+        args.insert(1, "agent".into());
+    }
+    args
+}
+
 async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         CliCommand::Agent(args) => {
             let config = AgentConfig::load(&args)?;
             let _logs = init_logging(config.log_format.unwrap_or(LogFormat::Text));
+            for note in &config.notes {
+                tracing::warn!("config: {note}");
+            }
             let shutdown = CancellationToken::new();
             let agent = agent::BoundAgent::bind(&config, None, agent::http_client(&config)?, shutdown.clone()).await?;
             let state = agent.state.clone();

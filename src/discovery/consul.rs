@@ -16,7 +16,7 @@ use serde_json::json;
 use tarsier_plugin::HumanDuration;
 use tokio_util::sync::CancellationToken;
 
-use super::{Leave, Peer, PeerSource};
+use super::{Leave, Peer, PeerKind, PeerSource};
 
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -43,6 +43,12 @@ pub struct ConsulConfig {
     pub wait: HumanDuration,
     /// ACL token, if Consul needs one.
     pub token: Option<String>,
+    /// Register `Address` as `http://host` (the scheme included), as the reference Tarsier did: its agents
+    /// build `Address:Port/exec` from Consul and can then reach this one. Off by default, as it costs Consul
+    /// DNS and every other reader of `ServiceAddress` a URL where a host is expected; on when the config is
+    /// the reference's own (`consul:` at the top level).
+    #[serde(default)]
+    pub register_scheme: bool,
 }
 
 fn default_service() -> String {
@@ -68,6 +74,7 @@ impl ConsulConfig {
             deregister_after: default_deregister_after(),
             wait: default_wait(),
             token: None,
+            register_scheme: false,
         }
     }
 
@@ -87,6 +94,7 @@ pub struct Registration {
     pub id: String,
     pub host: String,
     pub public_port: u16,
+    pub public_tls: bool,
     pub service_port: u16,
     pub service_tls: bool,
 }
@@ -163,13 +171,25 @@ impl ConsulPeers {
     async fn register(&self) -> Result<(), String> {
         let me = &self.me;
         let scheme = if me.service_tls { "https" } else { "http" };
+        let address = match (self.config.register_scheme, me.public_tls) {
+            (false, _) => me.host.clone(),
+            (true, false) => format!("http://{}", me.host),
+            (true, true) => format!("https://{}", me.host),
+        };
+        // `proto` tells agents how to speak to this one: an instance without it (a reference agent) gets
+        // HTTP/1.1 and the reference's wave format.
+        let proto = if me.public_tls { "h2" } else { "h2c" };
         let body = json!({
             "ID": me.id,
             "Name": self.config.service,
-            "Address": me.host,
+            "Address": address,
             "Port": me.public_port,
             "Tags": self.config.tags,
-            "Meta": { "service_port": me.service_port.to_string(), "version": env!("CARGO_PKG_VERSION") },
+            "Meta": {
+                "service_port": me.service_port.to_string(),
+                "version": env!("CARGO_PKG_VERSION"),
+                "proto": proto,
+            },
             "Check": {
                 "HTTP": format!("{scheme}://{}:{}/health", me.host, me.service_port),
                 "Interval": self.config.check_interval.to_string(),
@@ -219,10 +239,15 @@ impl ConsulPeers {
         let mut found = Found { peers: Vec::new(), members: Vec::new() };
         for e in entries.into_iter().filter(|e| e.service.id != self.me.id) {
             let passing = e.checks.iter().all(|c| c.status == "passing");
-            let host = if e.service.address.is_empty() { e.node.address } else { e.service.address };
-            let service =
-                e.service.meta.as_ref().and_then(|m| m.get("service_port")).map(|port| format!("{host}:{port}"));
-            let peer = Peer { id: e.service.id, public: format!("{host}:{}", e.service.port), service };
+            let address = if e.service.address.is_empty() { e.node.address } else { e.service.address };
+            // A reference agent registers `http://ip` and no meta; a tarsier agent `ip` (or, with
+            // register_scheme, `http://ip`) and its `proto` and `service_port`.
+            let (host, kind) = PeerKind::from_address(&address);
+            let meta = e.service.meta.as_ref();
+            let tarsier = meta.is_some_and(|m| m.contains_key("proto") || m.contains_key("service_port"));
+            let kind = if tarsier { PeerKind::Tarsier } else { kind_of_untagged(kind) };
+            let service = meta.and_then(|m| m.get("service_port")).map(|port| format!("{host}:{port}"));
+            let peer = Peer { id: e.service.id, public: format!("{host}:{}", e.service.port), service, kind };
             if passing {
                 found.peers.push(peer.clone());
             }
@@ -276,6 +301,14 @@ impl ConsulPeers {
                 }
             }
         }
+    }
+}
+
+/// An instance without tarsier's meta is a reference agent, HTTP/1.1 either way.
+fn kind_of_untagged(from_address: PeerKind) -> PeerKind {
+    match from_address {
+        PeerKind::Tarsier => PeerKind::Reference { https: false },
+        reference => reference,
     }
 }
 

@@ -22,6 +22,35 @@ pub struct Peer {
     pub public: String,
     /// `host:port` of its service port, when known.
     pub service: Option<String>,
+    /// How it is spoken to.
+    #[serde(default)]
+    pub kind: PeerKind,
+}
+
+/// How a peer is spoken to: a tarsier agent, or an agent that speaks HTTP/1.1 only, such as the reference
+/// Go Tarsier during a migration (README: Compatibility).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PeerKind {
+    /// HTTP/2 (h2c, or h2 by ALPN over TLS), tarsier's wave format, the swarm token.
+    #[default]
+    Tarsier,
+    /// HTTP/1.1 (over TLS with `https`), the reference's wave format (`wave: {remains, buddies}`), no token.
+    Reference { https: bool },
+}
+
+impl PeerKind {
+    /// An address as discovery or a static list gives it: `host:port` is a tarsier agent; with a scheme
+    /// (`http://host:port`, the form the reference registered in Consul) an HTTP/1.1 agent.
+    pub fn from_address(address: &str) -> (&str, PeerKind) {
+        if let Some(rest) = address.strip_prefix("http://") {
+            (rest, PeerKind::Reference { https: false })
+        } else if let Some(rest) = address.strip_prefix("https://") {
+            (rest, PeerKind::Reference { https: true })
+        } else {
+            (address, PeerKind::Tarsier)
+        }
+    }
 }
 
 pub type Leave<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
@@ -59,13 +88,14 @@ impl PeerSource for NoPeers {
 pub struct StaticPeers(Arc<[Peer]>);
 
 impl StaticPeers {
-    /// Every address but this agent's own.
+    /// Every address but this agent's own; `http://host:port` names an HTTP/1.1 (reference) agent.
     pub fn new(addresses: &[String], own_public: &str) -> Self {
         Self(
             addresses
                 .iter()
-                .filter(|a| a.as_str() != own_public)
-                .map(|a| Peer { id: a.clone(), public: a.clone(), service: None })
+                .map(|a| (a, PeerKind::from_address(a)))
+                .filter(|(_, (public, _))| *public != own_public)
+                .map(|(a, (public, kind))| Peer { id: a.clone(), public: public.to_owned(), service: None, kind })
                 .collect(),
         )
     }
@@ -81,12 +111,18 @@ impl PeerSource for StaticPeers {
 }
 
 /// This agent's Consul registration.
-pub fn consul_registration(me: &Peer, host: &str, public_port: u16, service_port: u16, tls: bool) -> Registration {
+pub fn consul_registration(
+    me: &Peer,
+    host: &str,
+    (public_port, public_tls): (u16, bool),
+    (service_port, service_tls): (u16, bool),
+) -> Registration {
     Registration {
         id: me.id.clone(),
         host: host.trim_start_matches('[').trim_end_matches(']').to_owned(),
         public_port,
+        public_tls,
         service_port,
-        service_tls: tls,
+        service_tls,
     }
 }

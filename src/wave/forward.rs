@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::records::ReportEntry;
 use super::{Route, Swarm};
-use crate::discovery::Peer;
+use crate::discovery::{Peer, PeerKind};
 
 /// Attempts per peer (the first plus retries) and the pause before each retry.
 const ATTEMPTS: u32 = 3;
@@ -105,6 +105,9 @@ where
 /// arrive (no connection, or a 5xx); after a timeout it may have, so only a dedupe copy (which a peer runs
 /// at most once) is sent again: a retried copy without dedupe would spend its budget twice.
 async fn send_copy(swarm: &Swarm, peer: &Peer, route: Route, copy: &Bytes, dedupe: bool) -> PeerAnswer {
+    if let PeerKind::Reference { https } = peer.kind {
+        return send_reference_copy(swarm, peer, route, copy, https).await;
+    }
     let Some(url) = swarm.scheme.url(&peer.public, &[route.segment()]) else {
         tracing::warn!(peer = ?peer.id, address = ?peer.public, "a peer's address is not host:port");
         return PeerAnswer::Failed;
@@ -152,6 +155,85 @@ async fn send_copy(swarm: &Swarm, peer: &Peer, route: Route, copy: &Bytes, dedup
     }
     tracing::warn!(peer = ?peer.id, %url, error = ?last_error, attempts = ATTEMPTS, "cannot forward a wave to a peer");
     PeerAnswer::Failed
+}
+
+/// Gives a copy to an HTTP/1.1 agent such as the reference Go Tarsier: its body format (`command`, `data`,
+/// `wave: {remains, buddies}`), no token (it takes none), one attempt (it answers when its command ends, so a
+/// retry could run the command twice; a copy it took but has not answered within the timeout counts as
+/// taken). It has no `/abort`, so an abort flood passes it by.
+async fn send_reference_copy(swarm: &Swarm, peer: &Peer, route: Route, copy: &Bytes, https: bool) -> PeerAnswer {
+    if route != Route::Exec {
+        tracing::debug!(peer = ?peer.id, "an HTTP/1.1 (reference) agent has no /abort; not sent");
+        return PeerAnswer::Failed;
+    }
+    let scheme = if https { super::Scheme::Https } else { super::Scheme::Http };
+    let (Some(url), Some(body)) = (scheme.url(&peer.public, &["exec"]), reference_body(copy)) else {
+        tracing::warn!(peer = ?peer.id, address = ?peer.public, "cannot address a copy to an HTTP/1.1 agent");
+        return PeerAnswer::Failed;
+    };
+    let request = swarm.http1.post(url.clone()).timeout(FORWARD_TIMEOUT);
+    match request.header(reqwest::header::CONTENT_TYPE, "application/x-yaml").body(body).send().await {
+        Ok(response) if response.status().is_success() => PeerAnswer::Accepted,
+        Ok(response) => {
+            let status = response.status();
+            let answer: String = response.text().await.unwrap_or_default().chars().take(300).collect();
+            tracing::warn!(peer = ?peer.id, %status, ?answer, "an HTTP/1.1 agent refused a wave copy");
+            PeerAnswer::Failed
+        }
+        Err(err) if err.is_timeout() && !err.is_connect() => PeerAnswer::Accepted,
+        Err(err) => {
+            tracing::warn!(peer = ?peer.id, %url, error = %err, "cannot forward a wave to an HTTP/1.1 agent");
+            PeerAnswer::Failed
+        }
+    }
+}
+
+/// The reference's body for a copy: its three keys only, and `remains` cut so that the copies the reference
+/// agent sends on (which it cannot bound: it has no budget and no dedupe) stay within this copy's budget.
+fn reference_body(copy: &[u8]) -> Option<Vec<u8>> {
+    let body: Value = serde_json::from_slice(copy).ok()?;
+    let wave = &body["wave"];
+    let buddies = wave["buddies"].as_u64().unwrap_or(0);
+    let remain = wave["remain"].as_u64().unwrap_or(0);
+    let remains = if wave["dedupe"].as_bool().unwrap_or(false) {
+        0
+    } else {
+        reference_remains(remain, buddies, wave["budget"].as_u64().unwrap_or(1))
+    };
+    serde_json::to_vec(&serde_json::json!({
+        "command": reference_name(body["command"].as_str()?),
+        "data": body["data"],
+        "wave": { "remains": remains, "buddies": buddies },
+    }))
+    .ok()
+}
+
+/// A command under the reference's plugin names (copies carry tarsier's canonical ones). The data goes as
+/// the client wrote it: for a mixed swarm, write it with the reference's field names.
+fn reference_name(command: &str) -> String {
+    match command.split_once('/') {
+        Some(("storage", "fs_stats")) => "persistent_storage/fd_stats".into(),
+        Some(("storage", name)) => format!("persistent_storage/{name}"),
+        Some(("sleep", name)) => format!("sleeping_beauty/{name}"),
+        _ => command.to_owned(),
+    }
+}
+
+/// The most hops a reference agent may be given: it runs the command once and sends `buddies` copies with one
+/// hop less, so `remains` r costs 1 + b + ... + b^r executions, which must fit in `budget`.
+fn reference_remains(remain: u64, buddies: u64, budget: u64) -> u64 {
+    let mut allowed = 0;
+    let (mut level, mut total) = (1u64, 1u64);
+    while allowed < remain {
+        level = level.saturating_mul(buddies);
+        total = total.saturating_add(level);
+        // A saturated sum is past any budget, u64::MAX included.
+        if total > budget || total == u64::MAX {
+            break;
+        }
+        allowed += 1;
+    }
+    allowed
 }
 
 /// Sends this agent's result to the wave's origin (or records it, when this agent is the origin).
@@ -206,6 +288,37 @@ mod tests {
         assert_eq!((outcome.failed, tried), (20, 20), "the floor of 20 tries holds for few buddies");
         let (outcome, tried) = spread_over(1_000, 30, true, || PeerAnswer::Duplicate).await;
         assert_eq!((outcome.duplicates, tried), (60, 60), "2 x buddies when that is more");
+    }
+
+    #[test]
+    fn a_reference_agent_gets_only_the_hops_its_budget_pays_for() {
+        assert_eq!(reference_remains(5, 3, 1), 0, "budget 1: it runs, sends nothing");
+        assert_eq!(reference_remains(5, 3, 4), 1, "1 + 3");
+        assert_eq!(reference_remains(5, 3, 12), 1, "1 + 3 + 9 = 13 > 12");
+        assert_eq!(reference_remains(5, 3, 13), 2);
+        assert_eq!(reference_remains(2, 3, 10_000), 2, "never more than the wave has left");
+        assert_eq!(reference_remains(40, 1000, u64::MAX), 6, "saturates instead of overflowing");
+        let copy = serde_json::json!({
+            "command": "heavy_load/gobble_ram", "data": {"amount": "10MB", "ration": 0.5}, "detach": false,
+            "wave": {"remain": 3, "buddies": 2, "budget": 7, "id": "abc", "hop": 1, "origin": "a:1"},
+        });
+        let body: Value =
+            serde_json::from_slice(&reference_body(&serde_json::to_vec(&copy).unwrap()).unwrap()).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "command": "heavy_load/gobble_ram", "data": {"amount": "10MB", "ration": 0.5},
+                "wave": {"remains": 2, "buddies": 2},
+            })
+        );
+        let sleep = serde_json::json!({"command": "storage/fs_stats", "wave": {"remain": 0, "buddies": 1}});
+        let body: Value =
+            serde_json::from_slice(&reference_body(&serde_json::to_vec(&sleep).unwrap()).unwrap()).unwrap();
+        assert_eq!(body["command"], "persistent_storage/fd_stats");
+        let dedupe = serde_json::json!({"command": "x/y", "wave": {"remain": 3, "buddies": 2, "dedupe": true}});
+        let body: Value =
+            serde_json::from_slice(&reference_body(&serde_json::to_vec(&dedupe).unwrap()).unwrap()).unwrap();
+        assert_eq!(body["wave"]["remains"], 0, "a dedupe wave cannot be deduplicated by a reference agent");
     }
 
     #[tokio::test]

@@ -41,6 +41,8 @@ pub struct Swarm {
     pub peers: Arc<dyn PeerSource>,
     /// One client for copies and reports (one HTTP/2 connection per peer).
     http: reqwest::Client,
+    /// HTTP/1.1 for agents that speak nothing else (the reference Go Tarsier); it carries no token.
+    http1: reqwest::Client,
     pub records: WaveRecords,
     metrics: WaveMetrics,
     /// `limits.max_wave_executions` and `limits.abort_window`.
@@ -102,6 +104,18 @@ impl Scheme {
         url.path_segments_mut().ok()?.pop_if_empty().extend(segments);
         Some(url)
     }
+}
+
+/// The client for HTTP/1.1 peers: no token, no redirects, a fresh connection per copy (the reference
+/// closed them after each request anyway).
+fn reference_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .http1_only()
+        .connect_timeout(std::time::Duration::from_secs(2))
+        .pool_max_idle_per_host(0)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_default()
 }
 
 /// The public route a wave's copies go to.
@@ -186,6 +200,7 @@ impl Swarm {
             scheme,
             peers,
             http,
+            http1: reference_client(),
             records: WaveRecords::default(),
             metrics,
             bounds,

@@ -1,4 +1,7 @@
 //! The agent config: a YAML file, overridden by `TARSIER_*` environment variables, overridden by flags.
+//! The reference Tarsier's config file is read too (`reference.rs`).
+
+mod reference;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -52,6 +55,13 @@ pub struct AgentConfig {
     pub advertise: Option<String>,
     #[serde(default)]
     pub discovery: DiscoveryConfig,
+    /// The reference Tarsier's `consul:` section (mapped onto `discovery.consul`).
+    pub consul: Option<reference::ReferenceConsul>,
+    /// The reference Tarsier's `logging:` section (accepted; tarsier logs to stderr).
+    pub logging: Option<reference::ReferenceLogging>,
+    /// What the agent logs at start about the config: reference keys it does not use, and why.
+    #[serde(skip)]
+    pub notes: Vec<String>,
 }
 
 /// Where peers come from: Consul, a static list, or nothing (a lone agent). A local swarm brings its own.
@@ -91,6 +101,10 @@ pub struct ServerConfig {
     pub max_connections: Option<usize>,
     /// Connections open at once on the service port. Default: an eighth of the open-file limit, at most 256.
     pub service_max_connections: Option<usize>,
+    /// The reference Tarsier's `server.public` (`port`, `use_https`, `cert_file`, `key_file`).
+    pub public: Option<reference::ReferenceListener>,
+    /// The reference Tarsier's `server.service`.
+    pub service: Option<reference::ReferenceListener>,
 }
 
 impl ServerConfig {
@@ -114,7 +128,10 @@ impl ServerConfig {
 impl AgentConfig {
     pub fn from_file(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
-        serde_norway::from_str(&text).with_context(|| format!("invalid config {}", path.display()))
+        let mut config: Self =
+            serde_norway::from_str(&text).with_context(|| format!("invalid config {}", path.display()))?;
+        config.apply_reference().with_context(|| format!("invalid config {}", path.display()))?;
+        Ok(config)
     }
 
     /// The config file (if any) with the environment and flags laid over it.
