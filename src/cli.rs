@@ -30,8 +30,18 @@ pub enum CliCommand {
     Agent(AgentArgs),
     /// POST a command body (a YAML or JSON file, or - for stdin) to an agent and print the answer.
     Exec(ExecArgs),
-    /// Cancel every job on an agent and release everything it holds.
+    /// Cancel every job and release everything held, on the whole swarm (an abort flood through the agent's
+    /// peers), or with --local on this agent only.
     Abort(AbortArgs),
+    /// List the commands an agent offers, with their fields and defaults (its service port's /commands).
+    Commands(CommandsArgs),
+    /// Print a shell completion script: `tarsier completions bash > /etc/bash_completion.d/tarsier`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `tarsier man > tarsier.1; man ./tarsier.1`.
+    Man,
     /// Start one agent on loopback, run a few demo commands against it, and keep serving until Ctrl-C.
     Demo(DemoArgs),
     /// Run a local swarm: N agents in this process on 127.0.0.1 with an in-process registry, a demo wave
@@ -109,14 +119,18 @@ pub struct ExecArgs {
     pub url: String,
     /// The command body: a YAML or JSON file, or - to read stdin.
     pub file: String,
-    /// Give up waiting for the answer after this long.
+    /// Give up waiting after this long: for the answer, and with --report for the answer and the report.
     #[arg(long, default_value = "10m")]
     pub timeout: humantime::Duration,
     /// For a wave with `report: true`: wait for the agents' reports and print the swarm-wide result.
     #[arg(long)]
     pub report: bool,
-    /// Print the answers as raw JSON only (no tables, histograms kept).
-    #[arg(long)]
+    /// `table`: a summary for people (a live line on stderr while it waits); `json`: the answers as JSON, one
+    /// per line, histograms kept.
+    #[arg(long, value_enum, default_value = "table")]
+    pub output: crate::client::OutputFormat,
+    /// The same as --output json.
+    #[arg(long, conflicts_with = "output")]
     pub json: bool,
     #[command(flatten)]
     pub client: ClientArgs,
@@ -126,6 +140,20 @@ pub struct ExecArgs {
 pub struct AbortArgs {
     /// The agent's public URL, such as http://127.0.0.1:8080.
     pub url: String,
+    /// Abort this agent only; without it the abort floods the whole swarm.
+    #[arg(long)]
+    pub local: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CommandsArgs {
+    /// The agent's service URL, such as http://127.0.0.1:8081.
+    pub url: String,
+    /// Print the catalogue as JSON (with each command's JSON schema).
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub client: ClientArgs,
 }

@@ -57,7 +57,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
         );
     }
     println!("\nTry: curl -s {service}/commands | head -c 600; echo");
-    println!("     printf 'command: sleep/sleep\\ndata: {{duration: 1s}}\\n' | tarsier exec {public} -");
+    let me = crate::client::output::self_command();
+    println!("     printf 'command: sleep/sleep\\ndata: {{duration: 1s}}\\n' | {me} exec {public} -");
     if args.once {
         shutdown.cancel();
     } else {

@@ -68,9 +68,22 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         CliCommand::Exec(args) => {
-            client::exec(&args.url, &args.file, args.timeout.into(), args.report, args.json, &args.client).await
+            let output = if args.json { client::OutputFormat::Json } else { args.output };
+            let options = client::ExecOptions { timeout: args.timeout.into(), report: args.report, output };
+            client::exec(&args.url, &args.file, options, &args.client).await
         }
-        CliCommand::Abort(args) => client::abort(&args.url, &args.client).await,
+        CliCommand::Abort(args) => client::abort(&args.url, args.local, &args.client).await,
+        CliCommand::Commands(args) => client::commands(&args.url, args.json, &args.client).await,
+        CliCommand::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "tarsier", &mut std::io::stdout());
+            Ok(0)
+        }
+        CliCommand::Man => {
+            let page = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command());
+            anyhow::Context::context(page.render(&mut std::io::stdout()), "cannot write the man page")?;
+            Ok(0)
+        }
         CliCommand::Swarm(args) => {
             if std::env::var_os("TARSIER_LOG").is_none() {
                 std::env::set_var("TARSIER_LOG", "warn");

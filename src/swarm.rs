@@ -109,8 +109,11 @@ pub async fn run(args: SwarmArgs, shutdown: CancellationToken) -> anyhow::Result
             _ = shutdown.cancelled() => {}
         }
     }
-    println!("\nSend your own:  printf 'command: sleep/sleep\\nwave: {{remain: 2, buddies: 3, report: true}}\\n' | tarsier exec {first} -");
-    println!("Stop everything: tarsier abort {first}");
+    let me = crate::client::output::self_command();
+    crate::client::output::line(format!(
+        "\nSend your own:  printf 'command: sleep/sleep\\nwave: {{remain: 2, buddies: 3, report: true}}\\n' | {me} exec --report {first} -"
+    ));
+    crate::client::output::line(format!("Stop everything: {me} abort {first}"));
     if !args.once {
         println!("Serving until Ctrl-C or SIGTERM.");
         shutdown.cancelled().await;
@@ -140,21 +143,10 @@ async fn demo_waves(first: &str, n: usize) -> anyhow::Result<()> {
         let answer: Value =
             client.post(format!("{first}/exec")).body(body).send().await?.json().await.context("the exec answer")?;
         let id = answer["wave_id"].as_str().context("no wave_id in the answer")?.to_owned();
-        let summary = wait_for_report(&client, first, &id, expected).await?;
-        println!("\nwave {id}: {title}");
-        println!(
-            "  agents reached {:>4}   executions {:>4}   succeeded {:>4}   failed {:>3}   full coverage after {} ms",
-            count(&summary["agents_reached"]),
-            count(&summary["executions"]),
-            count(&summary["succeeded"]),
-            count(&summary["failed"]),
-            summary["last_arrival_ms"]
-        );
-        println!("  executions per hop: {}", summary["per_hop"]);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let summary = wait_for_report(&client, first, &id, expected, deadline).await?;
+        crate::client::output::line(format!("\n{title}:"));
+        crate::client::output::wave_report(&summary, Some(n as u64));
     }
     Ok(())
-}
-
-fn count(value: &Value) -> u64 {
-    value.as_u64().unwrap_or(0)
 }

@@ -244,7 +244,7 @@ fn exec_cli_posts_a_file_or_stdin_and_abort_cli_aborts() {
     let dir = tempfile::tempdir().unwrap();
     let body = dir.path().join("sleep.yaml");
     std::fs::write(&body, "command: sleep/sleep\ndata: {duration: 10ms}\n").unwrap();
-    let out = Command::new(BIN).args(["exec", &agent.public]).arg(&body).output().unwrap();
+    let out = Command::new(BIN).args(["exec", "--output", "json", &agent.public]).arg(&body).output().unwrap();
     assert!(out.status.success(), "{out:?}");
     let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(answer["status"], "ok");
@@ -257,7 +257,7 @@ fn exec_cli_posts_a_file_or_stdin_and_abort_cli_aborts() {
         .unwrap();
     child.stdin.take().unwrap().write_all(b"command: sleep/nap\n").unwrap();
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "an agent's refusal is a failure");
+    assert_eq!(out.status.code(), Some(2), "an unknown command is a bad body: exit 2");
     assert!(String::from_utf8_lossy(&out.stdout).contains("unknown command"));
 
     let out = Command::new(BIN).args(["abort", &agent.public]).output().unwrap();

@@ -15,8 +15,8 @@ fn local_swarm_runs_its_demo_waves_to_every_agent() {
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("local swarm: 10 agents"), "{stdout}");
     // The wave with duplicates: 1 + 3 + 9 executions; the dedupe flood: each of the 10 agents once.
-    assert!(stdout.contains("executions   13   succeeded   13"), "{stdout}");
-    assert!(stdout.contains("agents reached   10   executions   10"), "{stdout}");
+    assert!(stdout.contains("13 executions, 13 ok, 0 failed"), "{stdout}");
+    assert!(stdout.contains("reached 10 of 10 agents; 10 executions, 10 ok"), "{stdout}");
 }
 
 #[test]

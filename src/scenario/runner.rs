@@ -15,6 +15,9 @@ use super::measure::{at_path, metric, promql};
 use super::report::{Outcome, StepResult};
 use crate::client::wait_for_report;
 
+/// The longest an exec step waits for its wave's reports.
+const REPORT_WAIT: Duration = Duration::from_secs(600);
+
 /// How often `expect ... within` and `probe` look again.
 const POLL: Duration = Duration::from_millis(500);
 
@@ -212,7 +215,7 @@ impl Runner {
         let mut answer: Value = response.json().await.map_err(|e| format!("the answer is not JSON: {e}"))?;
         if exec.wave.as_ref().is_some_and(|w| w.report) && http.is_success() {
             if let Some(id) = answer["wave_id"].as_str().map(str::to_owned) {
-                let report = wait_for_report(&self.client, &self.public, &id, u64::MAX)
+                let report = wait_for_report(&self.client, &self.public, &id, u64::MAX, Instant::now() + REPORT_WAIT)
                     .await
                     .map_err(|e| format!("cannot read the wave report: {e}"))?;
                 answer["report"] = report;

@@ -11,7 +11,7 @@ impl Command for RamStats {
     type Data = NoData;
     type Plan = NoData;
     const NAME: &'static str = "ram_stats";
-    const DESCRIPTION: &'static str = "Lists the RAM regions held: index, size, since.";
+    const DESCRIPTION: &'static str = "Lists the RAM regions held, oldest first: index (position), id, size, since.";
 
     fn check(&self, data: NoData, _: &ExecContext) -> Result<NoData, DataError> {
         Ok(data)

@@ -11,7 +11,8 @@ impl Command for Stats {
     type Data = NoData;
     type Plan = NoData;
     const NAME: &'static str = "stats";
-    const DESCRIPTION: &'static str = "Lists the open connections: index, protocol, peer, local address, since.";
+    const DESCRIPTION: &'static str =
+        "Lists the open connections, oldest first: index (position), id, protocol, peer, local address, since.";
 
     fn check(&self, data: NoData, _: &ExecContext) -> Result<NoData, DataError> {
         Ok(data)

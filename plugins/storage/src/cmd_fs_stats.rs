@@ -12,7 +12,8 @@ impl Command for FsStats {
     type Plan = NoData;
     const NAME: &'static str = "fs_stats";
     const ALIASES: &'static [&'static str] = &["fd_stats"];
-    const DESCRIPTION: &'static str = "Lists the files held open: index, path, size, since.";
+    const DESCRIPTION: &'static str =
+        "Lists the files held open, oldest first: index (position), id, path, size, since.";
 
     fn check(&self, data: NoData, _: &ExecContext) -> Result<NoData, DataError> {
         Ok(data)

@@ -1,0 +1,268 @@
+//! `tarsier exec`, `tarsier abort` and `tarsier commands`: the agent's API from the command line.
+
+use std::io::Read as _;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde_json::Value;
+use std::time::Instant;
+
+pub mod output;
+pub use output::OutputFormat;
+
+use crate::auth::Token;
+use crate::cli::ClientArgs;
+
+/// `http://host:port` gets `path` appended; a URL that already has a path is used as it is.
+pub fn endpoint(url: &str, path: &str) -> String {
+    let trimmed = url.trim_end_matches('/');
+    let after_scheme = trimmed.split_once("://").map(|(_, rest)| rest).unwrap_or(trimmed);
+    let base = if url.contains("://") { trimmed.to_owned() } else { format!("http://{trimmed}") };
+    if after_scheme.contains('/') {
+        base
+    } else {
+        format!("{base}{path}")
+    }
+}
+
+/// The client the CLI reaches agents with: the swarm token on every request, the CA for https:// agents,
+/// and a client certificate for agents that require mutual TLS.
+pub fn agent_client(timeout: Duration, args: &ClientArgs) -> anyhow::Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(path) = &args.token_file {
+        headers.insert(reqwest::header::AUTHORIZATION, Token::from_file(path)?.bearer());
+    }
+    let mut builder = reqwest::Client::builder().timeout(timeout).default_headers(headers);
+    if let Some(ca) = &args.ca_file {
+        let identity = args.cert_file.as_deref().zip(args.key_file.as_deref());
+        builder = builder.tls_backend_preconfigured(crate::tls::client_config(ca, identity)?);
+    }
+    builder.build().context("cannot build an HTTP client")
+}
+
+/// Exit statuses, as k6 keeps them apart: the command ran as asked; it did not (it failed, was cancelled,
+/// or a wave's agents failed); or the input or the setup is wrong (a bad body, a refused token, an agent
+/// that cannot be reached), which retrying will not fix.
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_FAILED: i32 = 1;
+pub const EXIT_SETUP: i32 = 2;
+
+/// `tarsier exec`'s choices.
+#[derive(Debug, Clone, Copy)]
+pub struct ExecOptions {
+    /// For the answer, and with `report` for the answer and the report together.
+    pub timeout: Duration,
+    pub report: bool,
+    pub output: OutputFormat,
+}
+
+/// Posts a body and prints the answer; the exit status says whether the agent accepted and ran it. With
+/// `report`, then waits for the wave's report on the origin and prints it, merged.
+pub async fn exec(url: &str, file: &str, options: ExecOptions, access: &ClientArgs) -> anyhow::Result<i32> {
+    let started = Instant::now();
+    let body = if file == "-" {
+        let mut text = Vec::new();
+        std::io::stdin().read_to_end(&mut text).context("cannot read the body from stdin")?;
+        text
+    } else {
+        std::fs::read(file).with_context(|| format!("cannot read {file}"))?
+    };
+    // A first look at the body, for the progress line and to refuse `--report` at once when the wave keeps
+    // no report (the agent decides everything else and names the field).
+    let parsed: Option<Value> = serde_norway::from_slice(&body).ok();
+    let command = parsed.as_ref().and_then(|b| b["command"].as_str()).unwrap_or("the command").to_owned();
+    if options.report && !parsed.as_ref().is_some_and(|b| b["wave"]["report"] == Value::Bool(true)) {
+        anyhow::bail!(
+            "--report waits for a wave report, and only a body with `wave: {{report: true}}` has one: add it to \
+             {file}, or leave --report out"
+        );
+    }
+    let content_type = if file.ends_with(".json") { "application/json" } else { "application/yaml" };
+    let target = endpoint(url, "/exec");
+    let client = agent_client(options.timeout, access)?;
+    let progress = Progress::start(options.output, format!("{command} on {target}"));
+    let sent = client.post(&target).header(reqwest::header::CONTENT_TYPE, content_type).body(body).send().await;
+    let response = match sent {
+        Ok(response) => response,
+        Err(err) if err.is_timeout() => {
+            progress.finish();
+            anyhow::bail!("{target} did not answer within --timeout {}", humantime::format_duration(options.timeout))
+        }
+        Err(err) => {
+            progress.finish();
+            return Err(err).with_context(|| format!("cannot reach {target}"));
+        }
+    };
+    let status = response.status();
+    let text = response.text().await.context("cannot read the answer")?;
+    progress.finish();
+    let answer: Value = serde_json::from_str(&text)
+        .with_context(|| format!("{target} answered {status} with something that is not JSON: {text:.200}"))?;
+    match options.output {
+        OutputFormat::Json => output::json_line(&answer),
+        OutputFormat::Table => output::exec_answer(status.as_u16(), &answer),
+    }
+    let mut code = exit_code(status, &answer);
+    if options.report && status.is_success() {
+        let id = answer["wave_id"].as_str().context("no wave_id in the answer")?;
+        let origin = endpoint(url, "").trim_end_matches("/exec").to_owned();
+        let deadline = started + options.timeout;
+        let progress = Progress::start(options.output, format!("waiting for wave {id}'s reports"));
+        let summary = wait_for_report(&client, &origin, id, u64::MAX, deadline).await;
+        progress.finish();
+        let summary = summary?;
+        match options.output {
+            OutputFormat::Json => output::json_line(&summary),
+            OutputFormat::Table => {
+                output::line("");
+                output::wave_report(&summary, None);
+            }
+        }
+        if code == EXIT_OK && summary["failed"].as_u64().unwrap_or(0) > 0 {
+            code = EXIT_FAILED;
+        }
+    }
+    Ok(code)
+}
+
+/// The exit status for an answer: 2 when the body or the access was wrong (a 4xx that names it), 1 when
+/// the command did not end `ok` (failed, cancelled, refused by the machine, busy), 0 otherwise.
+fn exit_code(http: reqwest::StatusCode, answer: &Value) -> i32 {
+    use reqwest::StatusCode as S;
+    let setup = [
+        S::BAD_REQUEST,
+        S::UNAUTHORIZED,
+        S::FORBIDDEN,
+        S::NOT_FOUND,
+        S::METHOD_NOT_ALLOWED,
+        S::PAYLOAD_TOO_LARGE,
+        S::URI_TOO_LONG,
+        S::UNSUPPORTED_MEDIA_TYPE,
+        S::EXPECTATION_FAILED,
+        S::REQUEST_HEADER_FIELDS_TOO_LARGE,
+    ];
+    if setup.contains(&http) {
+        return EXIT_SETUP;
+    }
+    let ran = matches!(answer["status"].as_str(), Some("ok" | "running" | "accepted" | "duplicate"));
+    if http.is_success() && ran {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    }
+}
+
+/// A live line on stderr while the CLI waits (what runs, how long so far), for people: hidden when stderr
+/// is no terminal and with `--output json` (indicatif decides the first).
+struct Progress(Option<indicatif::ProgressBar>);
+
+impl Progress {
+    fn start(output: OutputFormat, what: String) -> Self {
+        if output != OutputFormat::Table {
+            return Self(None);
+        }
+        let bar = indicatif::ProgressBar::new_spinner();
+        if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}") {
+            bar.set_style(style);
+        }
+        bar.set_message(what);
+        bar.enable_steady_tick(Duration::from_millis(100));
+        Self(Some(bar))
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Polls the origin's report until `expected` executions are in, nothing new came for a second, or
+/// `deadline`. A wave the origin keeps no report of is an error at once, with the origin's reason.
+pub async fn wait_for_report(
+    client: &reqwest::Client,
+    origin: &str,
+    id: &str,
+    expected: u64,
+    deadline: Instant,
+) -> anyhow::Result<Value> {
+    let mut last = (0, Instant::now());
+    loop {
+        let response = client.get(format!("{origin}/waves/{id}")).send().await?;
+        let status = response.status();
+        let summary: Value = response.json().await.context("the wave report is not JSON")?;
+        if !status.is_success() {
+            let why = summary["error"].as_str().unwrap_or("no reason given");
+            anyhow::bail!("{origin} has no report of wave {id} ({status}): {why}");
+        }
+        let executions = summary["executions"].as_u64().unwrap_or(0);
+        if executions != last.0 {
+            last = (executions, Instant::now());
+        }
+        // Every agent that runs the command reports when it is done; silence means the wave is over.
+        let quiet = executions > 0 && last.1.elapsed() > Duration::from_secs(1);
+        if executions >= expected || quiet || Instant::now() > deadline {
+            return Ok(summary);
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// `POST /abort`: the whole swarm, or with `local` this agent only.
+pub async fn abort(url: &str, local: bool, access: &ClientArgs) -> anyhow::Result<i32> {
+    let target = endpoint(url, "/abort");
+    let body = if local { r#"{"local": true}"# } else { "{}" };
+    let response = agent_client(Duration::from_secs(30), access)?
+        .post(&target)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {target}"))?;
+    let status = response.status();
+    let text = response.text().await.context("cannot read the answer")?;
+    let answer: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    if let Some(error) = answer["error"].as_str() {
+        output::line(format!("{} ({status}): {error}", output::styled(output::BAD, "FAILED")));
+    } else {
+        let scope = if local { "this agent" } else { "the swarm (flooded through its peers)" };
+        output::line(format!("aborted {scope}:"));
+        output::line(serde_json::to_string_pretty(&answer)?);
+    }
+    Ok(if status.is_success() { EXIT_OK } else { exit_code(status, &answer) })
+}
+
+/// `GET /commands` on the service port, as a table or as JSON.
+pub async fn commands(url: &str, json: bool, access: &ClientArgs) -> anyhow::Result<i32> {
+    let target = endpoint(url, "/commands");
+    let response = agent_client(Duration::from_secs(30), access)?
+        .get(&target)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {target}"))?;
+    let status = response.status();
+    let catalogue: Value = response.json().await.context("the catalogue is not JSON")?;
+    if !status.is_success() {
+        let why = catalogue["error"].as_str().unwrap_or("no reason given");
+        anyhow::bail!("{target} answered {status}: {why}");
+    }
+    if json {
+        output::line(serde_json::to_string_pretty(&catalogue)?);
+    } else {
+        output::catalogue(&catalogue);
+    }
+    Ok(EXIT_OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::endpoint;
+
+    #[test]
+    fn endpoints() {
+        assert_eq!(endpoint("http://127.0.0.1:8080", "/exec"), "http://127.0.0.1:8080/exec");
+        assert_eq!(endpoint("http://127.0.0.1:8080/", "/exec"), "http://127.0.0.1:8080/exec");
+        assert_eq!(endpoint("127.0.0.1:8080", "/abort"), "http://127.0.0.1:8080/abort");
+        assert_eq!(endpoint("http://h:1/custom/exec", "/exec"), "http://h:1/custom/exec");
+    }
+}

@@ -1,0 +1,259 @@
+//! How the CLI shows answers: a table for people (coloured on a terminal, plain when piped or with
+//! `NO_COLOR`, both decided by anstream), or JSON for programs. Writes never panic on a closed pipe
+//! (`tarsier exec ... | head`).
+
+use std::io::Write as _;
+
+use anstyle::{AnsiColor, Style};
+use clap::ValueEnum;
+use serde::Deserialize as _;
+use serde_json::Value;
+use tarsier_net::HttpLoadResult;
+
+/// `--output`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum OutputFormat {
+    /// A summary and tables, for people.
+    #[default]
+    Table,
+    /// The agent's answers as JSON, one document per line, histograms kept: for programs.
+    Json,
+}
+
+pub const GOOD: Style = AnsiColor::Green.on_default();
+pub const BAD: Style = AnsiColor::Red.on_default().bold();
+pub const DIM: Style = Style::new().dimmed();
+
+/// One line to stdout; a closed pipe ends the output quietly.
+pub fn line(text: impl std::fmt::Display) {
+    let _ = writeln!(anstream::stdout(), "{text}");
+}
+
+/// `text` in `style`, where colour is on.
+pub fn styled(style: Style, text: impl std::fmt::Display) -> String {
+    format!("{style}{text}{style:#}")
+}
+
+pub fn json_line(value: &Value) {
+    line(value);
+}
+
+/// The answer of `/exec` as a summary: what ran where and how it ended, then its result as aligned
+/// key/value rows, an `http_load` table where there is one, and how the wave went on.
+pub fn exec_answer(http_status: u16, answer: &Value) {
+    let status = answer["status"].as_str().unwrap_or("");
+    let command = answer["command"].as_str().unwrap_or("the command");
+    let agent = answer["agent"].as_str().unwrap_or("the agent");
+    if let Some(error) = answer["error"].as_str() {
+        let what = if status.is_empty() { http_status.to_string() } else { format!("{http_status} {status}") };
+        line(format!("{} ({what}): {error}", styled(BAD, "FAILED")));
+        if !status.is_empty() {
+            line(styled(DIM, format!("  {command} on {agent}")));
+        }
+        return;
+    }
+    let shown = match status {
+        "ok" | "running" | "accepted" => styled(GOOD, status),
+        other => styled(BAD, other.to_uppercase()),
+    };
+    let elapsed = answer["elapsed_ms"].as_u64().map(|ms| format!(" in {}", seconds(ms))).unwrap_or_default();
+    line(format!("{command} on {agent}: {shown}{elapsed}"));
+    let ids = match (answer["job_id"].as_u64(), answer["wave_id"].as_str()) {
+        (Some(job), Some(wave)) => format!("  job {job}, wave {wave}"),
+        _ => String::new(),
+    };
+    if !ids.is_empty() {
+        line(styled(DIM, ids));
+    }
+    key_values(&answer["result"]);
+    http_load_table(&answer["result"], "this agent");
+    let forward = &answer["forward"];
+    let sent = ["accepted", "duplicates", "failed"].map(|k| forward[k].as_u64().unwrap_or(0));
+    if sent.iter().any(|n| *n > 0) {
+        line(format!("  wave: {} peers took it, {} had it already, {} failed", sent[0], sent[1], sent[2]));
+    }
+}
+
+/// A wave report as a summary: what was measured, said as such.
+pub fn wave_report(summary: &Value, expected: Option<u64>) {
+    let n = |key: &str| summary[key].as_u64().unwrap_or(0);
+    let reached = match expected {
+        Some(total) => format!("{} of {total} agents", n("agents_reached")),
+        None => format!("{} agents", n("agents_reached")),
+    };
+    let failed = n("failed");
+    let failed = if failed > 0 { styled(BAD, format!("{failed} failed")) } else { "0 failed".into() };
+    line(format!(
+        "wave {}: reached {reached}; {} executions, {} ok, {failed}",
+        summary["wave_id"].as_str().unwrap_or("?"),
+        n("executions"),
+        n("succeeded")
+    ));
+    if let (Some(first), Some(last)) = (summary["first_arrival_ms"].as_u64(), summary["last_arrival_ms"].as_u64()) {
+        line(format!("  the command reached its agents {first} to {last} ms after the wave started (their clocks)"));
+    }
+    if let Some(hops) = summary["per_hop"].as_object() {
+        let hops: Vec<String> = hops.iter().map(|(hop, count)| format!("{hop}: {count}")).collect();
+        line(format!("  executions per hop: {}", hops.join(", ")));
+    }
+    http_load_table(&summary["merged"], &format!("the swarm ({} agents)", n("agents_reached")));
+}
+
+/// How to call this binary in a printed hint: `tarsier` when that is what PATH finds, else its full path
+/// (after `cargo build`, `tarsier` is not on PATH until `cargo install --path .`).
+pub fn self_command() -> String {
+    let me = std::env::current_exe().ok().and_then(|p| p.canonicalize().ok());
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .any(|dir| dir.join("tarsier").canonicalize().ok().is_some_and(|found| Some(found) == me));
+    match me {
+        Some(path) if !on_path => path.display().to_string(),
+        _ => "tarsier".into(),
+    }
+}
+
+/// `64MiB` for 67108864: the largest binary unit that divides it, as a body would write it.
+fn whole_bytes(bytes: u64) -> String {
+    for (unit, name) in [(1u64 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")] {
+        if bytes >= unit && bytes % unit == 0 {
+            return format!("{}{name}", bytes / unit);
+        }
+    }
+    bytes.to_string()
+}
+
+fn seconds(ms: u64) -> String {
+    if ms < 1_000 {
+        format!("{ms} ms")
+    } else {
+        format!("{:.2} s", ms as f64 / 1000.0)
+    }
+}
+
+/// A result's fields as `key  value` rows, nested objects with dotted keys; long arrays and histograms are
+/// summed up instead of dumped (`--output json` has them whole).
+fn key_values(result: &Value) {
+    let mut rows = Vec::new();
+    flatten("", result, &mut rows);
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    for (key, value) in rows {
+        line(format!("  {key:<width$}  {value}"));
+    }
+}
+
+fn flatten(prefix: &str, value: &Value, rows: &mut Vec<(String, String)>) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map {
+                let key = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+                flatten(&key, v, rows);
+            }
+        }
+        Value::Null => {}
+        Value::String(text) if prefix.ends_with("histogram") => {
+            rows.push((prefix.to_owned(), format!("<HDR histogram, {} bytes of base64>", text.len())));
+        }
+        Value::String(text) => rows.push((prefix.to_owned(), text.clone())),
+        Value::Number(n) => rows.push((prefix.to_owned(), number(n))),
+        other => {
+            let text = other.to_string();
+            let text = if text.len() > 80 { format!("[{} items]", other.as_array().map_or(0, Vec::len)) } else { text };
+            rows.push((prefix.to_owned(), text));
+        }
+    }
+}
+
+fn number(n: &serde_json::Number) -> String {
+    match n.as_f64() {
+        Some(f) if n.is_f64() => format!("{f:.3}").trim_end_matches('0').trim_end_matches('.').to_owned(),
+        _ => n.to_string(),
+    }
+}
+
+/// A wrk-like table of an http_load result, if `result` is one.
+pub fn http_load_table(result: &Value, whose: &str) {
+    let Ok(result) = HttpLoadResult::deserialize(result) else { return };
+    let Some(latency) = result.latency_ms else { return };
+    let errors = &result.errors;
+    line(format!("\nhttp_load, {whose}:"));
+    line(format!(
+        "  {:>10} {:>10} {:>8} {:>6} {:>6} {:>10} | latency ms {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "requests", "completed", "errors", "4xx", "5xx", "req/s", "min", "p50", "p90", "p99", "p99.9", "max"
+    ));
+    line(format!(
+        "  {:>10} {:>10} {:>8} {:>6} {:>6} {:>10.1} |            {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
+        result.requests_sent,
+        result.completed,
+        errors.connect + errors.timeout + errors.other,
+        errors.status_4xx,
+        errors.status_5xx,
+        result.req_per_s,
+        latency.min,
+        latency.p50,
+        latency.p90,
+        latency.p99,
+        latency.p999,
+        latency.max,
+    ));
+}
+
+/// The catalogue as a table: command (and aliases), its fields with their defaults, what it does. Wrapped to
+/// the terminal's width; plain when piped.
+pub fn catalogue(catalogue: &Value) {
+    let mut table = comfy_table::Table::new();
+    table.load_preset(comfy_table::presets::UTF8_HORIZONTAL_ONLY);
+    table.set_content_arrangement(comfy_table::ContentArrangement::Dynamic);
+    table.set_header(["command", "fields (default)", "does"]);
+    for entry in catalogue["commands"].as_array().into_iter().flatten() {
+        let mut name = entry["command"].as_str().unwrap_or("?").to_owned();
+        if let Some(aliases) = entry["aliases"].as_array().filter(|a| !a.is_empty()) {
+            let aliases: Vec<&str> = aliases.iter().filter_map(Value::as_str).collect();
+            // No colour inside the table: comfy-table would count the escape codes as width.
+            name = format!("{name}\n  also {}", aliases.join("\n  also "));
+        }
+        let fields: Vec<String> = entry["fields"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|field| {
+                let name = field["name"].as_str().unwrap_or("?");
+                match (&field["default"], field["type"].as_str()) {
+                    (Value::Null, _) => name.to_owned(),
+                    (Value::String(text), _) => format!("{name} ({text})"),
+                    (Value::Number(n), Some("ByteSize")) => {
+                        format!("{name} ({})", whole_bytes(n.as_u64().unwrap_or(0)))
+                    }
+                    (other, _) => format!("{name} ({other})"),
+                }
+            })
+            .collect();
+        table.add_row([name, fields.join("\n"), entry["description"].as_str().unwrap_or("").to_owned()]);
+    }
+    if table.width().is_none() {
+        // Not a terminal: wrap to a width that reads well in a file or a CI log.
+        table.set_width(120);
+    }
+    line(table);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_flatten_into_rows() {
+        let mut rows = Vec::new();
+        let result = serde_json::json!({"a": 1, "b": {"c": 0.5, "histogram": "QUJD"}, "ids": [1, 2], "none": null});
+        flatten("", &result, &mut rows);
+        let rows: Vec<(&str, &str)> = rows.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(
+            rows,
+            vec![("a", "1"), ("b.c", "0.5"), ("b.histogram", "<HDR histogram, 4 bytes of base64>"), ("ids", "[1,2]")]
+        );
+        assert_eq!(
+            (whole_bytes(64 << 20), whole_bytes(1536), whole_bytes(1000)),
+            ("64MiB".into(), "1536".into(), "1000".into())
+        );
+    }
+}
