@@ -106,6 +106,16 @@ pub struct ClientArgs {
     pub key_file: Option<PathBuf>,
 }
 
+/// `--output`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum OutputFormat {
+    /// A summary and tables, for people.
+    #[default]
+    Table,
+    /// The agent's answers as JSON, one document per line, histograms kept: for programs.
+    Json,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -128,7 +138,7 @@ pub struct ExecArgs {
     /// `table`: a summary for people (a live line on stderr while it waits); `json`: the answers as JSON, one
     /// per line, histograms kept.
     #[arg(long, value_enum, default_value = "table")]
-    pub output: crate::client::OutputFormat,
+    pub output: OutputFormat,
     /// The same as --output json.
     #[arg(long, conflicts_with = "output")]
     pub json: bool,

@@ -60,6 +60,16 @@ fn bad_files_exit_2_with_the_line() {
         ("name: x\ntarget: {local: 1}\nsteps:\n  - expect: {metric: x, is: 'about 3'}\n", "not a comparison"),
         ("name: x\ntarget: {local: 1}\nsteps:\n  - exec: {command: faults/segfault}\n", "kill the local swarm"),
         ("name: x\ntarget: {local: 1, agent: 'http://a:1'}\nsteps:\n  - wait: 1s\n", "exactly one of"),
+        // Exec bodies are typed by the binary's own plugins.
+        ("name: x\ntarget: {local: 1}\nsteps:\n  - exec: {command: sleep/nap}\n", "exec.command: unknown command"),
+        (
+            "name: x\ntarget: {local: 1}\nsteps:\n  - exec: {command: sleep/sleep, data: {duraton: 1s}}\n",
+            "steps[0].exec.data.duraton: unknown field",
+        ),
+        (
+            "name: x\ntarget: {local: 1}\nsteps:\n  - exec: {command: sleep/sleep, data: {duration: 5}}\n",
+            "steps[0].exec.data.duration",
+        ),
     ];
     for (i, (body, message)) in cases.iter().enumerate() {
         let file = dir.path().join(format!("bad-{i}.yaml"));
@@ -70,6 +80,22 @@ fn bad_files_exit_2_with_the_line() {
             assert!(text(&out).contains(message), "{verb} {body}: {}", text(&out));
         }
     }
+}
+
+/// An agent that cannot be reached is a broken setup (exit 2) with its cause, not a failed test (exit 1).
+#[test]
+fn an_unreachable_target_exits_2_with_the_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let file = dir.path().join("unreachable.yaml");
+    std::fs::write(
+        &file,
+        format!("name: x\ntarget: {{agent: 'http://{closed}'}}\nsteps:\n  - exec: {{command: sleep/sleep}}\n"),
+    )
+    .unwrap();
+    let out = scenario(&["run"], &[&file]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("Connection refused"), "{}", text(&out));
 }
 
 /// A real Prometheus scrapes two child agents, one of them found through its own /sd (http_sd_configs).

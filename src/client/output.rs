@@ -5,20 +5,11 @@
 use std::io::Write as _;
 
 use anstyle::{AnsiColor, Style};
-use clap::ValueEnum;
 use serde::Deserialize as _;
 use serde_json::Value;
 use tarsier_net::HttpLoadResult;
 
-/// `--output`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
-pub enum OutputFormat {
-    /// A summary and tables, for people.
-    #[default]
-    Table,
-    /// The agent's answers as JSON, one document per line, histograms kept: for programs.
-    Json,
-}
+pub use crate::cli::OutputFormat;
 
 pub const GOOD: Style = AnsiColor::Green.on_default();
 pub const BAD: Style = AnsiColor::Red.on_default().bold();

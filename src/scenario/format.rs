@@ -313,6 +313,26 @@ fn check(scenario: &Scenario) -> Result<(), String> {
     check_steps(&scenario.steps, "steps", scenario.prometheus.is_some(), t.local.is_some())
 }
 
+/// The command and its data as this binary's plugins type them: an unknown command, a misspelled field or
+/// a bad duration is a bad file before any agent is asked. Data with `{{...}}` placeholders is left to the
+/// agent, which sees it filled in. What depends on the agent (its limits, its files) is checked there.
+fn check_body(exec: &ExecStep) -> Result<(), String> {
+    static REGISTRY: std::sync::OnceLock<Option<crate::registry::Registry>> = std::sync::OnceLock::new();
+    let registry = REGISTRY.get_or_init(|| {
+        crate::registry::builtin_plugins(&crate::config::AgentConfig::default())
+            .ok()
+            .map(crate::registry::Registry::new)
+    });
+    let Some(registry) = registry else { return Ok(()) };
+    let resolved = registry.resolve(&exec.command).map_err(|e| format!("command: {}", e.message))?;
+    if exec.data.to_string().contains("{{") {
+        return Ok(());
+    }
+    let data = if exec.data.is_null() { Value::Object(Default::default()) } else { exec.data.clone() };
+    // The message names the field (`data.duration: ...`).
+    resolved.command.parse(data).map_err(|e| e.message)
+}
+
 /// Commands that kill the agent's process: against a local swarm that process is the runner itself.
 const DEADLY: [&str; 4] = ["faults/segfault", "faults/panic", "faults/abort", "faults/exit"];
 
@@ -322,6 +342,7 @@ fn check_steps(steps: &[Step], at: &str, has_prometheus: bool, local: bool) -> R
         let action = step.action().map_err(|e| format!("{here}: {e}"))?;
         match action {
             Action::Exec(exec) => {
+                check_body(exec).map_err(|e| format!("{here}.exec.{e}"))?;
                 if local && DEADLY.contains(&exec.command.as_str()) {
                     return Err(format!(
                         "{here}.exec: {} would kill the local swarm and this runner with it; run it with \
@@ -377,6 +398,22 @@ mod tests {
         let text = "name: x\ntarget: {local: 2}\nsteps:\n  - wait: 1s\n  - exce: {command: sleep/sleep}\n";
         let err = serde_norway::from_str::<Scenario>(text).unwrap_err().to_string();
         assert!(err.contains("unknown field `exce`") && err.contains("line 5"), "{err}");
+    }
+
+    #[test]
+    fn exec_bodies_are_typed_by_the_plugins() {
+        let check_exec = |exec: &str| {
+            let text = format!("name: x\ntarget: {{agent: 'http://127.0.0.1:1'}}\nsteps:\n  - exec: {exec}\n");
+            check(&serde_norway::from_str::<Scenario>(&text).unwrap())
+        };
+        let err = check_exec("{command: sleep/nap}").unwrap_err();
+        assert!(err.contains("steps[0].exec.command: unknown command `sleep/nap`"), "{err}");
+        let err = check_exec("{command: sleep/sleep, data: {duraton: 1s}}").unwrap_err();
+        assert!(err.contains("steps[0].exec.data.duraton: unknown field"), "{err}");
+        let err = check_exec("{command: sleep/sleep, data: {duration: fast}}").unwrap_err();
+        assert!(err.contains("steps[0].exec.data.duration: invalid duration"), "{err}");
+        assert!(check_exec("{command: persistent_storage/write, data: {amount: 1MB}}").is_ok());
+        assert!(check_exec("{command: sleep/sleep, data: {duration: '{{wait}}'}}").is_ok(), "placeholders wait");
     }
 
     #[test]

@@ -82,7 +82,13 @@ pub async fn run_files(
     for (file, scenario) in scenarios {
         let report = run_one(file, scenario, cancel.clone(), access).await?;
         print!("{}", report.table());
-        if report.failures() > 0 {
+        if report.broken {
+            eprintln!(
+                "{}: the setup is broken (an agent unreachable, or a body or token refused): exit 2",
+                report.file
+            );
+            code = EXIT_BAD_FILE;
+        } else if report.failures() > 0 && code == EXIT_OK {
             code = EXIT_FAILED;
         }
         reports.push(report);
@@ -123,6 +129,7 @@ async fn run_one(
         continue_on_failure: scenario.continue_on_failure,
         cancel,
         results: Mutex::new(Vec::new()),
+        broken: Default::default(),
     });
     runner.run_steps(&scenario.steps, 0).await;
     // Always: whatever happened, nothing the scenario started is left running.
@@ -139,6 +146,7 @@ async fn run_one(
         name: scenario.name,
         steps,
         seconds: started.elapsed().as_secs_f64(),
+        broken: runner.broken.load(std::sync::atomic::Ordering::Relaxed),
     })
 }
 

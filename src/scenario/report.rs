@@ -35,6 +35,8 @@ pub struct RunReport {
     pub name: String,
     pub steps: Vec<StepResult>,
     pub seconds: f64,
+    /// A step found the setup broken (see `Runner::broken`).
+    pub broken: bool,
 }
 
 impl RunReport {
@@ -139,6 +141,7 @@ mod tests {
     fn junit_escapes_and_counts() {
         let report = RunReport {
             file: "s.yaml".into(),
+            broken: false,
             name: "a <b> & \"c\"".into(),
             steps: vec![
                 StepResult {

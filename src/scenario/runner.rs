@@ -34,6 +34,23 @@ pub struct Runner {
     /// Fired by Ctrl-C: the running step stops and the rest are skipped.
     pub cancel: CancellationToken,
     pub results: Mutex<Vec<StepResult>>,
+    /// Set when a step found the setup broken rather than the system under test failing: the agent cannot be
+    /// reached, or refused the body or the token. The run then exits 2, not 1.
+    pub broken: std::sync::atomic::AtomicBool,
+}
+
+/// An error with every cause it carries (`error sending request: ... : Connection refused`).
+fn with_causes(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text = format!("{text}: {said}");
+        }
+        source = cause.source();
+    }
+    text
 }
 
 type StepFuture<'a> = Pin<Box<dyn Future<Output = bool> + Send + 'a>>;
@@ -204,14 +221,14 @@ impl Runner {
         if let Some(wave) = &exec.wave {
             body["wave"] = json!(wave);
         }
-        let response = self
-            .client
-            .post(format!("{}/exec", self.public))
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| format!("cannot reach {}: {e}", self.public))?;
+        let response = self.client.post(format!("{}/exec", self.public)).json(&body).send().await.map_err(|e| {
+            self.broken.store(true, std::sync::atomic::Ordering::Relaxed);
+            format!("cannot reach {}: {}", self.public, with_causes(&e))
+        })?;
         let http = response.status();
+        if matches!(http.as_u16(), 400 | 401 | 403 | 404 | 413 | 415) {
+            self.broken.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         let mut answer: Value = response.json().await.map_err(|e| format!("the answer is not JSON: {e}"))?;
         if exec.wave.as_ref().is_some_and(|w| w.report) && http.is_success() {
             if let Some(id) = answer["wave_id"].as_str().map(str::to_owned) {

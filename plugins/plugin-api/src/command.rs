@@ -46,6 +46,9 @@ pub trait DynCommand: Send + Sync + 'static {
     fn description(&self) -> &'static str;
     /// JSON Schema of the data, derived from the data struct.
     fn data_schema(&self) -> Value;
+    /// Parses `data` into the command's typed data only (field names, types, units), nothing reserved or
+    /// run: what `tarsier scenario check` can tell of a body before any agent sees it.
+    fn parse(&self, data: Value) -> Result<(), DataError>;
     /// Parses and checks `data` (the body's `data:` as JSON), reserves its budget, and returns the job to run.
     fn prepare(&self, data: Value, ctx: ExecContext) -> Result<JobFuture, DataError>;
     /// See [`Command::merge`].
@@ -64,6 +67,9 @@ impl<C: Command> DynCommand for C {
     }
     fn data_schema(&self) -> Value {
         schemars::schema_for!(C::Data).to_value()
+    }
+    fn parse(&self, data: Value) -> Result<(), DataError> {
+        parse_data::<C::Data>(data).map(drop)
     }
     fn prepare(&self, data: Value, ctx: ExecContext) -> Result<JobFuture, DataError> {
         let plan = self.check(parse_data::<C::Data>(data)?, &ctx)?;
