@@ -4,9 +4,8 @@
 #   scripts/consul.sh install   make sure a consul binary exists; prints its path
 #   scripts/consul.sh start     start `consul agent -dev` on 127.0.0.1 with free ports; prints its HTTP address
 #
-# Where the binary comes from, in order: `consul` on PATH; Debian 11 (bullseye)'s `consul` package, fetched with
-# apt through a private sources list built from this machine's own Debian mirror (no host is written here) and
-# unpacked into .cache/consul; last, ../shared/debs/consul_*.deb when that exists.
+# Where the binary comes from, in order: `consul` on PATH; Debian 11 (bullseye)'s `consul` package, fetched by
+# scripts/debian-package.sh and unpacked into .cache/consul; last, ../shared/debs/consul_*.deb when that exists.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cache="$root/.cache/consul"
@@ -20,37 +19,13 @@ find_consul() {
   return 1
 }
 
-# The first Debian archive URI this machine's apt uses (deb822 or one-line format).
-debian_mirror() {
-  local uri=""
-  if compgen -G "/etc/apt/sources.list.d/*.sources" >/dev/null; then
-    uri=$(awk '/^URIs:/ { for (i = 2; i <= NF; i++) if ($i !~ /security/) { print $i; exit } }' /etc/apt/sources.list.d/*.sources || true)
-  fi
-  if [ -z "$uri" ] && [ -f /etc/apt/sources.list ]; then
-    uri=$(awk '$1 == "deb" && $0 !~ /security/ { for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) { print $i; exit } }' /etc/apt/sources.list || true)
-  fi
-  echo "${uri%/}"
-}
-
 unpack() {
   rm -rf "$cache/root" && mkdir -p "$cache/root"
   dpkg-deb -x "$1" "$cache/root"
 }
 
 install_from_bullseye() {
-  local mirror; mirror=$(debian_mirror)
-  [ -n "$mirror" ] || { log "no Debian mirror found in the apt sources"; return 1; }
-  local apt="$cache/apt"
-  mkdir -p "$apt/lists/partial" "$apt/archives/partial" "$apt/etc/preferences.d" "$apt/debs"
-  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror bullseye main" > "$apt/etc/sources.list"
-  local opts=(-o "Dir::Etc::sourcelist=$apt/etc/sources.list" -o "Dir::Etc::sourceparts=-"
-              -o "Dir::Etc::preferencesparts=$apt/etc/preferences.d"
-              -o "Dir::State::Lists=$apt/lists" -o "Dir::Cache::archives=$apt/archives"
-              -o "APT::Get::List-Cleanup=0" -o "Debug::NoLocking=1")
-  log "fetching the bullseye package index"
-  timeout 300 apt-get "${opts[@]}" -qq update || { log "apt-get update for bullseye failed"; return 1; }
-  (cd "$apt/debs" && timeout 300 apt-get "${opts[@]}" -qq download consul) || { log "apt-get download consul failed"; return 1; }
-  unpack "$(ls "$apt"/debs/consul_*.deb | head -n 1)"
+  "$root/scripts/debian-package.sh" bullseye consul "$cache/root"
 }
 
 install_from_shared() {

@@ -14,6 +14,10 @@ TARSIER_PROMETHEUS_BIN="$(scripts/prometheus.sh install)"
 export TARSIER_PROMETHEUS_BIN
 "$TARSIER_PROMETHEUS_BIN" --version 2>&1 | sed -n 1p
 
+echo "== xmllint (a test validates the JUnit XML against tests/junit.xsd)"
+TARSIER_XMLLINT_BIN="$(scripts/xmllint.sh install)"
+export TARSIER_XMLLINT_BIN
+
 if docker info >/dev/null 2>&1; then
   echo "== docker: the container tests build their images with scripts/image.sh (no registry needed)"
 else

@@ -172,7 +172,7 @@ fn advertised_host(config: &AgentConfig, public: SocketAddr) -> String {
     }
 }
 
-fn hostname() -> String {
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .ok()

@@ -200,26 +200,43 @@ pub struct SwarmArgs {
     pub once: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct ScenarioRunArgs {
+    /// Scenario files.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub outputs: RunOutputs,
+    /// Run against this agent's public URL instead of each file's target.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// With --target: the agent's service URL (default: the public port + 1).
+    #[arg(long, requires = "target")]
+    pub service: Option<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// What `scenario run` writes besides its table.
+#[derive(Debug, Args, Default, Clone)]
+pub struct RunOutputs {
+    /// Write JUnit XML here: one suite per file, one case per step.
+    #[arg(long)]
+    pub junit: Option<PathBuf>,
+    /// Write the whole run as JSON here (every scenario, step and recorded figure), like k6's summary export.
+    #[arg(long)]
+    pub summary: Option<PathBuf>,
+    /// Write the recorded figures as CSV here: scenario, file, step, figure, value.
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum ScenarioCommand {
-    /// Run scenarios: exit 0 when every expectation held, 1 when one failed, 2 for a bad file, 130 on Ctrl-C.
+    /// Run scenarios: exit 0 when every expectation held, 1 when one failed, 2 for a bad file or a broken setup
+    /// (an agent unreachable, a body or token refused), 130 on Ctrl-C.
     /// The swarm is always aborted at the end.
-    Run {
-        /// Scenario files.
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-        /// Write JUnit XML here.
-        #[arg(long)]
-        junit: Option<PathBuf>,
-        /// Run against this agent's public URL instead of each file's target.
-        #[arg(long)]
-        target: Option<String>,
-        /// With --target: the agent's service URL (default: the public port + 1).
-        #[arg(long, requires = "target")]
-        service: Option<String>,
-        #[command(flatten)]
-        client: ClientArgs,
-    },
+    Run(Box<ScenarioRunArgs>),
     /// Check scenario files without running them: exit 0 when all are valid, 2 otherwise.
     Check {
         #[arg(required = true)]

@@ -94,12 +94,19 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             swarm::run(args, shutdown).await
         }
         CliCommand::Scenario(ScenarioCommand::Check { files }) => Ok(scenario::check_files(&files)),
-        CliCommand::Scenario(ScenarioCommand::Run { files, junit, target, service, client }) => {
+        CliCommand::Scenario(ScenarioCommand::Run(args)) => {
             if std::env::var_os("TARSIER_LOG").is_none() {
                 std::env::set_var("TARSIER_LOG", "warn");
             }
             let _logs = init_logging(LogFormat::Text);
-            scenario::run_files(&files, junit.as_ref(), target.as_deref(), service.as_deref(), &client).await
+            scenario::run_files(
+                &args.files,
+                &args.outputs,
+                args.target.as_deref(),
+                args.service.as_deref(),
+                &args.client,
+            )
+            .await
         }
         CliCommand::Demo(args) => {
             if std::env::var_os("TARSIER_LOG").is_none() {

@@ -82,6 +82,54 @@ fn bad_files_exit_2_with_the_line() {
     }
 }
 
+/// JUnit that CI tools read: valid against the common schema (tests/junit.xsd, checked with xmllint from
+/// scripts/xmllint.sh), with the same test cases whether the run passes or stops at its first step.
+#[test]
+fn junit_is_valid_and_counts_the_same_cases_when_a_run_fails_early() {
+    let xmllint = common::find_tool("xmllint", "TARSIER_XMLLINT_BIN", "--version");
+    let xsd = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/junit.xsd");
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, bound: &str| {
+        let file = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(
+            &file,
+            format!(
+                "name: {name}\ntarget: {{local: 2}}\nsteps:\n  - exec: {{command: sleep/sleep, data: {{duration: 1ms}}, \
+                 expect: {{values: {{result.slept_ms: '{bound}'}}}}}}\n  - repeat: 2\n    steps:\n      - wait: 10ms\n      \
+                 - parallel:\n          - exec: {{command: sleep/sleep, data: {{duration: 1ms}}}}\n          - wait: 1ms\n"
+            ),
+        )
+        .unwrap();
+        let (junit, summary, csv) =
+            (dir.path().join(format!("{name}.xml")), dir.path().join(format!("{name}.json")), dir.path().join("f.csv"));
+        let out = Command::new(BIN)
+            .args(["scenario", "run"])
+            .arg(&file)
+            .arg("--junit")
+            .arg(&junit)
+            .arg("--summary")
+            .arg(&summary)
+            .arg("--csv")
+            .arg(&csv)
+            .output()
+            .unwrap();
+        let lint = Command::new(&xmllint).args(["--noout", "--schema"]).arg(&xsd).arg(&junit).output().unwrap();
+        assert!(lint.status.success(), "{name}: {}", String::from_utf8_lossy(&lint.stderr));
+        let xml = std::fs::read_to_string(&junit).unwrap();
+        let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+        (out.status.code(), xml.matches("<testcase ").count(), xml, summary)
+    };
+    let (passed, passed_cases, _, summary) = run("passes", ">= 0");
+    assert_eq!(passed, Some(0));
+    assert_eq!(summary["scenarios"][0]["figures"][0]["figure"], "result.slept_ms", "{summary}");
+    let (failed, failed_cases, xml, _) = run("fails", "> 100000");
+    assert_eq!(failed, Some(1));
+    assert_eq!(passed_cases, failed_cases, "the same steps, whatever happened:\n{xml}");
+    assert_eq!(passed_cases, 7, "1 exec + 2 rounds x (wait + exec + wait); groups are no cases:\n{xml}");
+    assert!(xml.contains("failures=\"1\"") && xml.contains("skipped=\"6\""), "{xml}");
+    assert!(xml.contains("result.slept_ms=") && xml.contains("want &gt; 100000"), "the failure's text: {xml}");
+}
+
 /// An agent that cannot be reached is a broken setup (exit 2) with its cause, not a failed test (exit 1).
 #[test]
 fn an_unreachable_target_exits_2_with_the_cause() {

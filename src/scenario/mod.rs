@@ -15,7 +15,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::ClientArgs;
-use crate::cli::SwarmArgs;
+use crate::cli::{RunOutputs, SwarmArgs};
 use crate::swarm::LocalSwarm;
 use format::{load, Scenario, Target};
 use report::{junit, RunReport};
@@ -45,7 +45,7 @@ pub fn check_files(files: &[PathBuf]) -> i32 {
 /// `tarsier scenario run`: every file in turn; the swarm is aborted after each, on failure and on Ctrl-C.
 pub async fn run_files(
     files: &[PathBuf],
-    junit_path: Option<&PathBuf>,
+    outputs: &RunOutputs,
     target: Option<&str>,
     service: Option<&str>,
     access: &ClientArgs,
@@ -97,9 +97,20 @@ pub async fn run_files(
             break;
         }
     }
-    if let Some(path) = junit_path {
-        std::fs::write(path, junit(&reports)).with_context(|| format!("cannot write {}", path.display()))?;
+    if let Some(path) = &outputs.junit {
+        let xml = junit(&reports).context("cannot write JUnit XML")?;
+        std::fs::write(path, xml).with_context(|| format!("cannot write {}", path.display()))?;
         println!("JUnit XML: {}", path.display());
+    }
+    if let Some(path) = &outputs.summary {
+        let json = report::summary_json(&reports).context("cannot write the JSON summary")?;
+        std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))?;
+        println!("JSON summary: {}", path.display());
+    }
+    if let Some(path) = &outputs.csv {
+        let csv = report::figures_csv(&reports).context("cannot write the figures as CSV")?;
+        std::fs::write(path, csv).with_context(|| format!("cannot write {}", path.display()))?;
+        println!("Figures (CSV): {}", path.display());
     }
     Ok(code)
 }
@@ -111,6 +122,7 @@ async fn run_one(
     access: &ClientArgs,
 ) -> anyhow::Result<RunReport> {
     let started = Instant::now();
+    let started_at = std::time::SystemTime::now();
     println!("\n== {} ({})", scenario.name, file.display());
     if let Some(description) = &scenario.description {
         println!("   {}", description.trim());
@@ -130,6 +142,7 @@ async fn run_one(
         cancel,
         results: Mutex::new(Vec::new()),
         broken: Default::default(),
+        figures: Mutex::new(Vec::new()),
     });
     runner.run_steps(&scenario.steps, 0).await;
     // Always: whatever happened, nothing the scenario started is left running.
@@ -141,12 +154,15 @@ async fn run_one(
         swarm.stop().await?;
     }
     let steps = std::mem::take(&mut *runner.results.lock().unwrap_or_else(|p| p.into_inner()));
+    let figures = std::mem::take(&mut *runner.figures.lock().unwrap_or_else(|p| p.into_inner()));
     Ok(RunReport {
         file: file.display().to_string(),
         name: scenario.name,
         steps,
+        started_at,
         seconds: started.elapsed().as_secs_f64(),
         broken: runner.broken.load(std::sync::atomic::Ordering::Relaxed),
+        figures,
     })
 }
 

@@ -1,8 +1,14 @@
-//! The end of a run: the summary table on the terminal, and JUnit XML for CI.
+//! The end of a run: the summary table on the terminal, and for CI JUnit XML (quick-junit), a JSON summary
+//! and a CSV of the recorded figures.
 
 use std::fmt::Write as _;
+use std::time::{Duration, SystemTime};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Outcome {
     Passed,
     Failed,
@@ -19,24 +25,43 @@ impl Outcome {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct StepResult {
     pub title: String,
     /// Nesting in parallel or repeated groups, for the table's indentation.
     pub depth: usize,
+    /// A parallel or repeated group: a row of the table, not a test case of its own.
+    pub group: bool,
     pub outcome: Outcome,
     pub seconds: f64,
     pub detail: String,
 }
 
+/// A number an exec step recorded.
+#[derive(Debug, Clone, Serialize)]
+pub struct Figure {
+    pub step: String,
+    /// The dotted path of the answer it came from.
+    pub figure: String,
+    pub value: f64,
+}
+
 /// One scenario file's run.
+#[derive(Debug, Serialize)]
 pub struct RunReport {
     pub file: String,
     pub name: String,
-    pub steps: Vec<StepResult>,
+    #[serde(serialize_with = "rfc3339")]
+    pub started_at: SystemTime,
     pub seconds: f64,
     /// A step found the setup broken (see `Runner::broken`).
     pub broken: bool,
+    pub steps: Vec<StepResult>,
+    pub figures: Vec<Figure>,
+}
+
+fn rfc3339<S: serde::Serializer>(at: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(&humantime::format_rfc3339_millis(*at))
 }
 
 impl RunReport {
@@ -76,94 +101,106 @@ impl RunReport {
     }
 }
 
-fn escape(text: &str) -> String {
-    text.chars()
-        .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
-        .map(|c| match c {
-            '&' => "&amp;".to_owned(),
-            '<' => "&lt;".to_owned(),
-            '>' => "&gt;".to_owned(),
-            '"' => "&quot;".to_owned(),
-            '\'' => "&apos;".to_owned(),
-            c => c.to_string(),
-        })
-        .collect()
-}
-
 /// JUnit XML: a testsuite per scenario, a testcase per step.
-pub fn junit(reports: &[RunReport]) -> String {
-    let tests: usize = reports.iter().map(|r| r.steps.len()).sum();
-    let failures: usize = reports.iter().map(RunReport::failures).sum();
-    let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let _ = writeln!(xml, "<testsuites name=\"tarsier\" tests=\"{tests}\" failures=\"{failures}\">");
-    for report in reports {
-        let skipped = report.steps.iter().filter(|s| s.outcome == Outcome::Skipped).count();
-        let _ = writeln!(
-            xml,
-            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" skipped=\"{skipped}\" time=\"{:.3}\">",
-            escape(&report.name),
-            report.steps.len(),
-            report.failures(),
-            report.seconds
-        );
-        for (i, step) in report.steps.iter().enumerate() {
-            let _ = write!(
-                xml,
-                "    <testcase classname=\"{}\" name=\"{:02} {}\" time=\"{:.3}\"",
-                escape(&report.file),
-                i + 1,
-                escape(&step.title),
-                step.seconds
-            );
-            match step.outcome {
-                Outcome::Passed => {
-                    let _ = writeln!(xml, "><system-out>{}</system-out></testcase>", escape(&step.detail));
-                }
+/// JUnit XML, one suite per scenario file and one case per step that is not a group, in the shape CI tools
+/// read (counts of failures, errors and skipped; timestamp; hostname; the failure's text). Every step has a
+/// case whether it ran or not, so a file reports the same cases when it passes and when it stops early. A
+/// failure is a `failure` (an expectation did not hold), or an `error` when the setup was broken.
+pub fn junit(reports: &[RunReport]) -> Result<String, quick_junit::SerializeError> {
+    let mut junit = Report::new("tarsier");
+    let host = crate::agent::hostname();
+    for run in reports {
+        let mut suite = TestSuite::new(run.name.as_str());
+        suite.set_timestamp(chrono::DateTime::<chrono::Utc>::from(run.started_at));
+        suite.set_time(Duration::from_secs_f64(run.seconds));
+        suite.extra.insert("hostname".into(), host.as_str().into());
+        suite.add_property(Property::new("file", run.file.as_str()));
+        for (i, step) in run.steps.iter().filter(|s| !s.group).enumerate() {
+            let status = match step.outcome {
+                Outcome::Passed => TestCaseStatus::success(),
                 Outcome::Failed => {
-                    let _ = writeln!(xml, "><failure message=\"{}\"/></testcase>", escape(&step.detail));
+                    let (kind, ty) = if run.broken {
+                        (NonSuccessKind::Error, "broken setup")
+                    } else {
+                        (NonSuccessKind::Failure, "expectation")
+                    };
+                    let mut status = TestCaseStatus::non_success(kind);
+                    status.set_message(step.detail.lines().next().unwrap_or("failed")).set_type(ty);
+                    status.set_description(step.detail.as_str());
+                    status
                 }
                 Outcome::Skipped => {
-                    let _ = writeln!(xml, "><skipped/></testcase>");
+                    let mut status = TestCaseStatus::skipped();
+                    status.set_message("not run: an earlier step failed, or the run was interrupted");
+                    status
                 }
+            };
+            let mut case = TestCase::new(format!("{:02} {}", i + 1, step.title), status);
+            case.set_classname(run.file.as_str()).set_time(Duration::from_secs_f64(step.seconds));
+            if step.outcome == Outcome::Passed && !step.detail.is_empty() {
+                case.set_system_out(step.detail.as_str());
             }
+            suite.add_test_case(case);
         }
-        let _ = writeln!(xml, "  </testsuite>");
+        junit.add_test_suite(suite);
     }
-    xml.push_str("</testsuites>\n");
-    xml
+    junit.to_string()
+}
+
+/// The whole run as JSON, like k6's summary export: every scenario, step and recorded figure.
+pub fn summary_json(reports: &[RunReport]) -> serde_json::Result<String> {
+    serde_json::to_string_pretty(&serde_json::json!({ "scenarios": reports }))
+}
+
+/// The recorded figures as CSV: scenario, step, figure, value; one row each.
+pub fn figures_csv(reports: &[RunReport]) -> Result<Vec<u8>, csv::Error> {
+    let mut out = csv::Writer::from_writer(Vec::new());
+    out.write_record(["scenario", "file", "step", "figure", "value"])?;
+    for run in reports {
+        for figure in &run.figures {
+            let value = figure.value.to_string();
+            out.write_record([&run.name, &run.file, &figure.step, &figure.figure, &value])?;
+        }
+    }
+    out.into_inner().map_err(|err| csv::Error::from(err.into_error()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn step(title: &str, group: bool, outcome: Outcome, detail: &str) -> StepResult {
+        StepResult { title: title.into(), depth: 0, group, outcome, seconds: 0.5, detail: detail.into() }
+    }
+
     #[test]
-    fn junit_escapes_and_counts() {
+    fn junit_escapes_counts_leaves_and_keeps_the_failure_text() {
         let report = RunReport {
             file: "s.yaml".into(),
             broken: false,
             name: "a <b> & \"c\"".into(),
+            started_at: SystemTime::UNIX_EPOCH,
             steps: vec![
-                StepResult {
-                    title: "one".into(),
-                    depth: 0,
-                    outcome: Outcome::Passed,
-                    seconds: 1.0,
-                    detail: "x".into(),
-                },
-                StepResult {
-                    title: "two".into(),
-                    depth: 0,
-                    outcome: Outcome::Failed,
-                    seconds: 0.5,
-                    detail: "p99 = 9 > 5".into(),
-                },
+                step("one", false, Outcome::Passed, "x"),
+                step("group", true, Outcome::Failed, "a step failed"),
+                step("two", false, Outcome::Failed, "p99 = 9 > 5"),
+                step("three", false, Outcome::Skipped, ""),
             ],
             seconds: 1.5,
+            figures: vec![Figure { step: "one, with a comma".into(), figure: "result.x".into(), value: 2.5 }],
         };
-        let xml = junit(&[report]);
-        assert!(xml.contains("tests=\"2\" failures=\"1\""), "{xml}");
+        let xml = junit(std::slice::from_ref(&report)).unwrap();
+        assert!(
+            xml.contains("tests=\"3\"") && xml.contains("failures=\"1\"") && xml.contains("skipped=\"1\""),
+            "{xml}"
+        );
+        assert!(xml.contains("errors=\"0\"") && xml.contains("hostname=") && xml.contains("timestamp=\"1970"), "{xml}");
         assert!(xml.contains("a &lt;b&gt; &amp; &quot;c&quot;"), "{xml}");
-        assert!(xml.contains("<failure message=\"p99 = 9 &gt; 5\"/>"), "{xml}");
+        assert!(xml.contains("message=\"p99 = 9 &gt; 5\"") && xml.contains(">p99 = 9 &gt; 5</failure>"), "{xml}");
+        assert!(!xml.contains("group"), "a group is no test case: {xml}");
+        let csv = String::from_utf8(figures_csv(std::slice::from_ref(&report)).unwrap()).unwrap();
+        assert!(csv.contains("\"one, with a comma\",result.x,2.5"), "{csv}");
+        let json: serde_json::Value = serde_json::from_str(&summary_json(&[report]).unwrap()).unwrap();
+        assert_eq!(json["scenarios"][0]["steps"][2]["outcome"], "failed");
     }
 }

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::format::RunStep;
 use super::format::{Action, AnswerExpect, Bound, ExecStep, ExpectStep, ProbeStep, Step};
 use super::measure::{at_path, metric, promql};
-use super::report::{Outcome, StepResult};
+use super::report::{Figure, Outcome, StepResult};
 use crate::client::wait_for_report;
 
 /// The longest an exec step waits for its wave's reports.
@@ -37,6 +37,8 @@ pub struct Runner {
     /// Set when a step found the setup broken rather than the system under test failing: the agent cannot be
     /// reached, or refused the body or the token. The run then exits 2, not 1.
     pub broken: std::sync::atomic::AtomicBool,
+    /// The figures exec steps recorded (`record:` and `expect.values`), for the CSV and JSON summary.
+    pub figures: Mutex<Vec<Figure>>,
 }
 
 /// An error with every cause it carries (`error sending request: ... : Connection refused`).
@@ -57,11 +59,12 @@ type StepFuture<'a> = Pin<Box<dyn Future<Output = bool> + Send + 'a>>;
 
 impl Runner {
     /// Keeps the step's row in the order steps start (a group's row above its steps), filled when it ends.
-    fn reserve(&self, title: &str, depth: usize) -> usize {
+    fn reserve(&self, title: &str, depth: usize, group: bool) -> usize {
         let mut results = self.results.lock().unwrap_or_else(|p| p.into_inner());
         results.push(StepResult {
             title: title.to_owned(),
             depth,
+            group,
             outcome: Outcome::Skipped,
             seconds: 0.0,
             detail: String::new(),
@@ -74,11 +77,19 @@ impl Runner {
         self.results.lock().unwrap_or_else(|p| p.into_inner())[slot] = result;
     }
 
-    /// Steps not run: their reserved rows already say skipped.
+    /// Steps not run: their reserved rows already say skipped. A group's steps get their rows too, once per
+    /// round, so a run reports the same steps whether it passed or stopped early (JUnit counts stay stable).
     fn skip(&self, steps: &[Step], depth: usize) {
         for step in steps {
-            let slot = self.reserve(&step.title(), depth);
+            let action = step.action();
+            let group = matches!(action, Ok(Action::Parallel(_) | Action::Group(..)));
+            let slot = self.reserve(&step.title(), depth, group);
             announce(&self.results.lock().unwrap_or_else(|p| p.into_inner())[slot]);
+            match action {
+                Ok(Action::Parallel(inner)) => self.skip(inner, depth + 1),
+                Ok(Action::Group(inner, repeat)) => (0..repeat).for_each(|_| self.skip(inner, depth + 1)),
+                _ => {}
+            }
         }
     }
 
@@ -100,10 +111,11 @@ impl Runner {
     fn run_step<'a>(self: &'a Arc<Self>, step: &'a Step, depth: usize) -> StepFuture<'a> {
         Box::pin(async move {
             let title = step.title();
-            let slot = self.reserve(&title, depth);
-            let started = Instant::now();
             // Checked when the file was loaded.
             let Ok(action) = step.action() else { return false };
+            let group = matches!(action, Action::Parallel(_) | Action::Group(..));
+            let slot = self.reserve(&title, depth, group);
+            let started = Instant::now();
             let outcome = match action {
                 Action::Parallel(inner) => {
                     println!("{}[ .... ] {title}", "  ".repeat(depth));
@@ -125,16 +137,15 @@ impl Runner {
                 Action::Group(inner, repeat) => {
                     println!("{}[ .... ] {title}", "  ".repeat(depth));
                     let mut held = true;
-                    for _ in 0..repeat {
-                        if !self.run_steps(inner, depth + 1).await {
-                            held = false;
-                            if !self.continue_on_failure {
-                                break;
-                            }
-                        }
-                        if self.cancel.is_cancelled() {
+                    for round in 0..repeat {
+                        if !held && !self.continue_on_failure || self.cancel.is_cancelled() {
+                            // The rounds not run are reported as skipped, step by step.
+                            (round..repeat).for_each(|_| self.skip(inner, depth + 1));
                             held = false;
                             break;
+                        }
+                        if !self.run_steps(inner, depth + 1).await {
+                            held = false;
                         }
                     }
                     if held {
@@ -144,7 +155,7 @@ impl Runner {
                     }
                 }
                 leaf => {
-                    let work = self.leaf(leaf);
+                    let work = self.leaf(leaf, &title);
                     tokio::select! {
                         outcome = work => outcome,
                         _ = self.cancel.cancelled() => Err("interrupted".to_owned()),
@@ -155,14 +166,15 @@ impl Runner {
                 Ok(detail) => (Outcome::Passed, detail),
                 Err(detail) => (Outcome::Failed, detail),
             };
-            self.fill(slot, StepResult { title, depth, outcome, seconds: started.elapsed().as_secs_f64(), detail });
+            let seconds = started.elapsed().as_secs_f64();
+            self.fill(slot, StepResult { title, depth, group, outcome, seconds, detail });
             outcome == Outcome::Passed
         })
     }
 
-    async fn leaf(&self, action: Action<'_>) -> Result<String, String> {
+    async fn leaf(&self, action: Action<'_>, title: &str) -> Result<String, String> {
         match action {
-            Action::Exec(exec) => self.exec(exec).await,
+            Action::Exec(exec) => self.exec(exec, title).await,
             Action::Wait(duration) => {
                 wait_with_bar(duration.0).await;
                 Ok(String::new())
@@ -215,7 +227,7 @@ impl Runner {
         }
     }
 
-    async fn exec(&self, exec: &ExecStep) -> Result<String, String> {
+    async fn exec(&self, exec: &ExecStep, title: &str) -> Result<String, String> {
         let data = self.substitute(&exec.data);
         let mut body = json!({ "command": exec.command, "data": data, "detach": exec.detach });
         if let Some(wave) = &exec.wave {
@@ -250,7 +262,11 @@ impl Runner {
         let mut failures = Vec::new();
         for (path, bound) in &expect.values {
             let bound = Bound::parse(bound)?;
-            match at_path(&answer, path).and_then(Value::as_f64) {
+            let value = at_path(&answer, path).and_then(Value::as_f64);
+            if let Some(x) = value {
+                self.record(title, path, x);
+            }
+            match value {
                 Some(x) if bound.holds(x) => details.push(format!("{path}={}", short(x))),
                 Some(x) => failures.push(format!("{path}={}, want {bound}", short(x))),
                 None => failures.push(format!("{path}: not a number in the answer")),
@@ -258,7 +274,10 @@ impl Runner {
         }
         for path in exec.record.iter().filter(|p| !expect.values.contains_key(*p)) {
             let shown = at_path(&answer, path).map(|v| match v.as_f64() {
-                Some(x) => short(x),
+                Some(x) => {
+                    self.record(title, path, x);
+                    short(x)
+                }
                 None => v.to_string(),
             });
             details.push(format!("{path}={}", shown.unwrap_or_else(|| "-".into())));
@@ -271,6 +290,11 @@ impl Runner {
         } else {
             Err(failures.join("; "))
         }
+    }
+
+    fn record(&self, step: &str, path: &str, value: f64) {
+        let figure = Figure { step: step.to_owned(), figure: path.to_owned(), value };
+        self.figures.lock().unwrap_or_else(|p| p.into_inner()).push(figure);
     }
 
     async fn expect(&self, expect: &ExpectStep) -> Result<String, String> {
