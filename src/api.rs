@@ -69,11 +69,35 @@ fn body_format(headers: &HeaderMap) -> BodyFormat {
     BodyFormat::from_content_type(headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()))
 }
 
-async fn exec(State(state): State<Arc<AgentState>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
-    let bytes = body_bytes(&state, body).await?;
-    let body = CommandBody::parse(&bytes, body_format(&headers))?;
-    let answer = execute(&state, body).await?;
-    Ok((answer.status, Json(answer.body)).into_response())
+async fn exec(State(state): State<Arc<AgentState>>, request: axum::extract::Request) -> Result<Response, ApiError> {
+    let client = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+    let (parts, body) = request.into_parts();
+    let answer = async {
+        let bytes = body_bytes(&state, body).await?;
+        let body = CommandBody::parse(&bytes, body_format(&parts.headers))?;
+        execute(&state, body).await
+    }
+    .await;
+    match answer {
+        Err(err) => {
+            log_refused(client, err.status, err.field.as_deref(), &err.message);
+            Err(err)
+        }
+        Ok(answer) => {
+            if answer.status.is_client_error() {
+                let field = answer.body.field.clone().flatten();
+                log_refused(client, answer.status, field.as_deref(), answer.body.error.as_deref().unwrap_or_default());
+            }
+            Ok((answer.status, Json(answer.body)).into_response())
+        }
+    }
+}
+
+/// One line per refused body: who sent it, the status, the field and why (Debug-quoted and cut short, so no
+/// body can forge or flood a log line).
+fn log_refused(client: Option<SocketAddr>, status: StatusCode, field: Option<&str>, message: &str) {
+    let message: String = message.chars().take(300).collect();
+    tracing::warn!(client = ?client, status = status.as_u16(), field = ?field, error = ?message, "refused a command body");
 }
 
 /// `POST /abort`: releases everything here, then floods the abort to the whole swarm as a dedupe wave that

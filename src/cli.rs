@@ -27,7 +27,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum CliCommand {
     /// Run an agent: the public port takes commands, the service port serves health and metrics.
-    Agent(AgentArgs),
+    Agent(Box<AgentArgs>),
     /// POST a command body (a YAML or JSON file, or - for stdin) to an agent and print the answer.
     Exec(ExecArgs),
     /// Cancel every job and release everything held, on the whole swarm (an abort flood through the agent's
@@ -87,6 +87,38 @@ pub struct AgentArgs {
     /// Listen on a non-loopback address without a token. Only on a trusted, isolated network.
     #[arg(long, env = "TARSIER_INSECURE_NO_AUTH")]
     pub insecure_no_auth: bool,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// `limits:` of the config, from flags or `TARSIER_*` variables (README: Configuration).
+#[derive(Debug, Args, Default, Clone)]
+#[command(next_help_heading = "Limits (override limits.* of the config)")]
+pub struct LimitArgs {
+    /// Most anonymous memory held at once, such as 2GiB.
+    #[arg(long, env = "TARSIER_MAX_RAM", value_parser = tarsier_plugin::ByteSize::parse)]
+    pub max_ram: Option<tarsier_plugin::ByteSize>,
+    /// Most bytes held in files at once.
+    #[arg(long, env = "TARSIER_MAX_DISK", value_parser = tarsier_plugin::ByteSize::parse)]
+    pub max_disk: Option<tarsier_plugin::ByteSize>,
+    /// Longest duration any command may ask for, such as 30m.
+    #[arg(long, env = "TARSIER_MAX_DURATION", value_parser = tarsier_plugin::HumanDuration::parse)]
+    pub max_duration: Option<tarsier_plugin::HumanDuration>,
+    /// Most network connections held at once.
+    #[arg(long, env = "TARSIER_MAX_CONNECTIONS")]
+    pub max_connections: Option<u64>,
+    /// Most threads faults/deadlock keeps blocked at once.
+    #[arg(long, env = "TARSIER_MAX_BLOCKED_THREADS")]
+    pub max_blocked_threads: Option<u64>,
+    /// Executions a wave without dedupe may cause in the whole swarm.
+    #[arg(long, env = "TARSIER_MAX_WAVE_EXECUTIONS")]
+    pub max_wave_executions: Option<u64>,
+    /// Hosts and CIDRs net/dial may connect to, comma-separated.
+    #[arg(long, env = "TARSIER_DIAL_TARGETS", value_delimiter = ',')]
+    pub dial_targets: Option<Vec<String>>,
+    /// Hosts and CIDRs net/http_load may target, comma-separated.
+    #[arg(long, env = "TARSIER_HTTP_LOAD_TARGETS", value_delimiter = ',')]
+    pub http_load_targets: Option<Vec<String>>,
 }
 
 /// How the CLI reaches an agent: its token, and the TLS it needs for an https:// URL.

@@ -36,6 +36,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
     println!("tarsier agent {} serving: public {public}  service {service}\n", state.name);
 
     let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
+    let mut table = comfy_table::Table::new();
+    table.load_preset(comfy_table::presets::UTF8_HORIZONTAL_ONLY);
+    table.set_content_arrangement(comfy_table::ContentArrangement::Dynamic);
+    table.set_header(["what", "command", "status", "ms", "RSS MiB", "result"]);
     for (what, body) in DEMO_COMMANDS {
         let answer: Value = client
             .post(format!("{public}/exec"))
@@ -47,17 +51,21 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
             .json()
             .await?;
         let rss: Value = client.get(format!("{service}/runtime")).send().await?.json().await?;
-        println!(
-            "{what:<32} {:<26} {:<9} {:>6} ms   rss {:>4} MiB   {}",
-            answer["command"].as_str().unwrap_or("?"),
-            answer["status"].as_str().unwrap_or("?"),
-            answer["elapsed_ms"],
-            rss["process"]["rss_bytes"].as_u64().unwrap_or(0) >> 20,
+        table.add_row([
+            what.to_owned(),
+            answer["command"].as_str().unwrap_or("?").to_owned(),
+            answer["status"].as_str().unwrap_or("?").to_owned(),
+            answer["elapsed_ms"].to_string(),
+            (rss["process"]["rss_bytes"].as_u64().unwrap_or(0) >> 20).to_string(),
             compact(&answer["result"]),
-        );
+        ]);
     }
-    println!("\nTry: curl -s {service}/commands | head -c 600; echo");
+    if table.width().is_none() {
+        table.set_width(120);
+    }
+    crate::client::output::line(table);
     let me = crate::client::output::self_command();
+    println!("\nTry: {me} commands {service}");
     println!("     printf 'command: sleep/sleep\\ndata: {{duration: 1s}}\\n' | {me} exec {public} -");
     if args.once {
         shutdown.cancel();
@@ -70,11 +78,17 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// A result's top-level fields as `key=value`, numbers rounded, lists counted: a cell, not a JSON dump.
 fn compact(result: &Value) -> String {
-    let text = result.to_string();
-    if text.len() > 110 {
-        format!("{}…", text.chars().take(110).collect::<String>())
-    } else {
-        text
-    }
+    let Some(fields) = result.as_object() else { return result.to_string() };
+    let shown: Vec<String> = fields
+        .iter()
+        .map(|(key, value)| match value {
+            Value::Number(n) if n.is_f64() => format!("{key}={:.2}", n.as_f64().unwrap_or(0.0)),
+            Value::Array(items) => format!("{key}=[{} items]", items.len()),
+            Value::Object(_) => format!("{key}={{…}}"),
+            other => format!("{key}={other}"),
+        })
+        .collect();
+    shown.join(" ")
 }

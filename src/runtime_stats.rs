@@ -15,26 +15,21 @@ pub struct ProcessStats {
 }
 
 impl ProcessStats {
+    /// What /proc says of this process (through procfs); a figure it cannot read is 0.
     pub fn read() -> Self {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-        let kib = |key: &str| status_field(&status, key).map(|v| v * 1024).unwrap_or(0);
+        let Ok(me) = procfs::process::Process::myself() else { return Self::default() };
+        let status = me.status().ok();
+        let kib = |field: fn(&procfs::process::Status) -> Option<u64>| {
+            status.as_ref().and_then(field).map(|v| v * 1024).unwrap_or(0)
+        };
         Self {
             pid: std::process::id(),
-            rss_bytes: kib("VmRSS:"),
-            rss_peak_bytes: kib("VmHWM:"),
-            vm_bytes: kib("VmSize:"),
-            threads: status_field(&status, "Threads:").unwrap_or(0),
-            open_fds: std::fs::read_dir("/proc/self/fd").map(|d| d.count() as u64).unwrap_or(0),
-            mmap_regions: std::fs::read_to_string("/proc/self/maps").map(|m| m.lines().count() as u64).unwrap_or(0),
+            rss_bytes: kib(|s| s.vmrss),
+            rss_peak_bytes: kib(|s| s.vmhwm),
+            vm_bytes: kib(|s| s.vmsize),
+            threads: status.as_ref().map(|s| s.threads).unwrap_or(0),
+            open_fds: me.fd_count().map(|n| n as u64).unwrap_or(0),
+            mmap_regions: me.maps().map(|maps| maps.len() as u64).unwrap_or(0),
         }
     }
-}
-
-/// The first number after `key` in /proc/PID/status.
-fn status_field(status: &str, key: &str) -> Option<u64> {
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(key))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
 }

@@ -65,8 +65,11 @@ async fn mem_stats(State(state): State<Arc<AgentState>>) -> Json<serde_json::Val
     }))
 }
 
-async fn commands(State(state): State<Arc<AgentState>>) -> Json<serde_json::Value> {
-    Json(json!({ "commands": state.registry.catalogue() }))
+/// Pretty-printed: the catalogue is read by people with curl as much as by programs.
+async fn commands(State(state): State<Arc<AgentState>>) -> impl IntoResponse {
+    let text = serde_json::to_string_pretty(&json!({ "commands": state.registry.catalogue() }))
+        .unwrap_or_else(|err| json!({ "error": err.to_string() }).to_string());
+    ([(header::CONTENT_TYPE, "application/json")], text + "\n")
 }
 
 async fn runtime(State(state): State<Arc<AgentState>>) -> Json<serde_json::Value> {

@@ -152,3 +152,29 @@ fn colour_and_a_live_line_on_a_terminal_only() {
     let live = on_terminal(format!("{BIN} exec {} {slow}", agent.public), false);
     assert!(live.contains("sleep/sleep on http://"), "no live line: {live:?}");
 }
+
+/// Limits come from flags and `TARSIER_*` variables too, and every refused body leaves one log line with the
+/// client's address, the status and the field.
+#[test]
+fn limits_from_flags_and_the_environment_and_a_log_line_per_refused_body() {
+    let agent = ChildAgent::spawn_with(common::Spawn {
+        args: &["--max-connections", "3"],
+        env: &[("TARSIER_MAX_RAM", "16MiB")],
+        ..Default::default()
+    });
+    let (status, answer) = agent.exec("command: heavy_load/gobble_ram\ndata: {size: 24MiB}\n");
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("limits.max_ram"), "{answer}");
+    let (status, answer) = agent.exec("command: net/dial\ndata: {address: '127.0.0.1:9', count: 5}\n");
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("limits.max_connections"), "{answer}");
+    let (status, _) = agent.exec("command: sleep/sleep\ndata: {duraton: 1s}\n");
+    assert_eq!(status, 400);
+    let logged = common::eventually(Duration::from_secs(5), || {
+        let log = agent.log_text();
+        log.contains("refused a command body") && log.contains("data.duraton") && log.contains("127.0.0.1:")
+    });
+    assert!(logged, "{}", agent.log_text());
+    let refusals = agent.log_text().matches("refused a command body").count();
+    assert_eq!(refusals, 3, "one line per refused body: {}", agent.log_text());
+}

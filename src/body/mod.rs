@@ -236,7 +236,14 @@ impl CommandBody {
 /// data error names the field it is about.
 fn located(path: String, message: String, syntax: &str, is_syntax_error: bool) -> ApiError {
     let field = if is_syntax_error { String::new() } else { field_path(&path, &message) };
-    let message = message.replace("struct CommandBody", "a command body (a mapping with `command:`)");
+    let message = tarsier_plugin::plain_words(
+        &message.replace("struct CommandBody", "a command body (a mapping with `command:`)"),
+    );
+    // A wave's fields that agents set for each other are not offered to people writing one.
+    let message = message.replace(
+        "expected one of `remain`, `remains`, `buddies`, `id`, `hop`, `dedupe`, `report`, `origin`, `budget`, `started_at_ms`",
+        "expected one of `remain` (or `remains`), `buddies`, `dedupe`, `report`",
+    );
     if field.is_empty() {
         ApiError::bad_request(None, format!("invalid {syntax} body: {message}"))
     } else {

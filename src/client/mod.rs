@@ -13,16 +13,20 @@ pub use output::OutputFormat;
 use crate::auth::Token;
 use crate::cli::ClientArgs;
 
-/// `http://host:port` gets `path` appended; a URL that already has a path is used as it is.
+/// `http://host:port` (or `host:port`) gets `path` appended; a URL that already has a path is used as it is.
+/// With an empty `path` the base URL comes back without a trailing `/`, for callers that add their own.
 pub fn endpoint(url: &str, path: &str) -> String {
-    let trimmed = url.trim_end_matches('/');
-    let after_scheme = trimmed.split_once("://").map(|(_, rest)| rest).unwrap_or(trimmed);
-    let base = if url.contains("://") { trimmed.to_owned() } else { format!("http://{trimmed}") };
-    if after_scheme.contains('/') {
-        base
-    } else {
-        format!("{base}{path}")
-    }
+    let with_scheme = if url.contains("://") { url.to_owned() } else { format!("http://{url}") };
+    let joined = match reqwest::Url::parse(&with_scheme) {
+        Ok(mut parsed) if parsed.path() == "/" => {
+            parsed.set_path(path);
+            parsed.to_string()
+        }
+        Ok(parsed) => parsed.to_string(),
+        // Not a URL: the request fails with the URL library's reason, naming it.
+        Err(_) => with_scheme,
+    };
+    joined.trim_end_matches('/').to_owned()
 }
 
 /// The client the CLI reaches agents with: the swarm token on every request, the CA for https:// agents,
@@ -264,5 +268,7 @@ mod tests {
         assert_eq!(endpoint("http://127.0.0.1:8080/", "/exec"), "http://127.0.0.1:8080/exec");
         assert_eq!(endpoint("127.0.0.1:8080", "/abort"), "http://127.0.0.1:8080/abort");
         assert_eq!(endpoint("http://h:1/custom/exec", "/exec"), "http://h:1/custom/exec");
+        assert_eq!(endpoint("http://h:1/", ""), "http://h:1");
+        assert_eq!(endpoint("https://[::1]:8443", "/abort"), "https://[::1]:8443/abort");
     }
 }

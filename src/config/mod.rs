@@ -147,6 +147,15 @@ impl AgentConfig {
         config.advertise = args.advertise.clone().or(config.advertise);
         config.auth.token_file = args.token_file.clone().or(config.auth.token_file);
         config.auth.insecure_no_auth |= args.insecure_no_auth;
+        let (limits, flags) = (&mut config.limits, args.limits.clone());
+        limits.max_ram = flags.max_ram.or(limits.max_ram);
+        limits.max_disk = flags.max_disk.or(limits.max_disk);
+        limits.max_duration = flags.max_duration.or(limits.max_duration);
+        limits.max_connections = flags.max_connections.or(limits.max_connections);
+        limits.max_blocked_threads = flags.max_blocked_threads.or(limits.max_blocked_threads);
+        limits.max_wave_executions = flags.max_wave_executions.or(limits.max_wave_executions);
+        limits.dial_targets = flags.dial_targets.or(limits.dial_targets.take());
+        limits.http_load_targets = flags.http_load_targets.or(limits.http_load_targets.take());
         if let Some(peers) = &args.peers {
             config.discovery.static_peers = peers.clone();
         }

@@ -88,8 +88,36 @@ fn parse_data<T: DeserializeOwned>(data: Value) -> Result<T, DataError> {
     };
     serde_path_to_error::deserialize::<_, T>(data).map_err(|err| {
         let inner = err.inner().to_string();
-        DataError::field(&field_path(&err.path().to_string(), &inner), inner)
+        DataError::field(&field_path(&err.path().to_string(), &inner), plain_words(&inner))
     })
+}
+
+/// serde's messages in the words of the wire, not of Rust: `expected u32` is `expected a whole number from 0
+/// to 4294967295`.
+pub fn plain_words(message: &str) -> String {
+    const TYPES: [(&str, &str); 10] = [
+        ("expected u8", "expected a whole number from 0 to 255"),
+        ("expected u16", "expected a whole number from 0 to 65535"),
+        ("expected u32", "expected a whole number from 0 to 4294967295"),
+        ("expected u64", "expected a whole number from 0 up"),
+        ("expected usize", "expected a whole number from 0 up"),
+        ("expected i32", "expected a whole number"),
+        ("expected i64", "expected a whole number"),
+        ("expected f64", "expected a number"),
+        ("expected f32", "expected a number"),
+        ("expected a boolean", "expected true or false"),
+    ];
+    let mut message = message.to_owned();
+    for (rust, wire) in TYPES {
+        // Whole words only: `expected u8` must not touch `expected u80`.
+        if let Some(at) = message.find(rust) {
+            let end = at + rust.len();
+            if !message[end..].starts_with(|c: char| c.is_ascii_alphanumeric()) {
+                message.replace_range(at..end, wire);
+            }
+        }
+    }
+    message
 }
 
 /// The data of a command that takes none; any field given is an error.
@@ -117,6 +145,18 @@ pub fn field_path(path: &str, message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::field_path;
+
+    #[test]
+    fn rust_types_become_wire_words() {
+        assert_eq!(
+            super::plain_words("invalid value: integer `-1`, expected u32"),
+            "invalid value: integer `-1`, expected a whole number from 0 to 4294967295"
+        );
+        assert_eq!(
+            super::plain_words("invalid type: string \"x\", expected f64"),
+            "invalid type: string \"x\", expected a number"
+        );
+    }
 
     #[test]
     fn field_paths() {

@@ -16,7 +16,7 @@ mod thread;
 mod units;
 
 pub use budget::{Budget, Budgets, Reservation, DEFAULT_MAX_BLOCKED_THREADS};
-pub use command::{field_path, Command, DynCommand, JobFuture, NoData};
+pub use command::{field_path, plain_words, Command, DynCommand, JobFuture, NoData};
 pub use context::{Cancel, CancelFlag, ExecContext, HealthGate};
 pub use error::{CommandError, DataError};
 pub use held::Held;
