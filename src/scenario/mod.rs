@@ -81,7 +81,8 @@ pub async fn run_files(
     let mut code = EXIT_OK;
     for (file, scenario) in scenarios {
         let report = run_one(file, scenario, cancel.clone(), access).await?;
-        print!("{}", report.table());
+        // Through anstream: the colours of the table go when the output is no terminal.
+        let _ = std::io::Write::write_all(&mut anstream::stdout(), report.table().as_bytes());
         if report.broken {
             eprintln!(
                 "{}: the setup is broken (an agent unreachable, or a body or token refused): exit 2",

@@ -23,6 +23,17 @@ impl Outcome {
             Outcome::Skipped => "skipped",
         }
     }
+
+    /// The word padded to `width`, then coloured (green ok, red FAILED): the escape codes go around the
+    /// padding so columns stay aligned. anstream drops them when the output is no terminal or NO_COLOR is set.
+    pub fn styled(self, width: usize) -> String {
+        let padded = format!("{:<width$}", self.word());
+        match self {
+            Outcome::Passed => crate::client::output::styled(crate::client::output::GOOD, padded),
+            Outcome::Failed => crate::client::output::styled(crate::client::output::BAD, padded),
+            Outcome::Skipped => crate::client::output::styled(crate::client::output::DIM, padded),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -82,8 +93,8 @@ impl RunReport {
             let title: String = title.chars().take(title_width).collect();
             let _ = writeln!(
                 out,
-                "  {title:<title_width$}  {:<7}  {:>7.2}s  {}",
-                step.outcome.word(),
+                "  {title:<title_width$}  {}  {:>7.2}s  {}",
+                step.outcome.styled(7),
                 step.seconds,
                 step.detail
             );

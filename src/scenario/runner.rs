@@ -370,11 +370,15 @@ impl Runner {
 /// The progress line of a finished (or skipped) step.
 fn announce(result: &StepResult) {
     let mark = match result.outcome {
-        Outcome::Passed => "  ok  ",
-        Outcome::Failed => "FAILED",
-        Outcome::Skipped => " skip ",
+        Outcome::Passed => crate::client::output::styled(crate::client::output::GOOD, "  ok  "),
+        Outcome::Failed => crate::client::output::styled(crate::client::output::BAD, "FAILED"),
+        Outcome::Skipped => crate::client::output::styled(crate::client::output::DIM, " skip "),
     };
-    println!("{}[{mark}] {} ({:.2}s) {}", "  ".repeat(result.depth), result.title, result.seconds, result.detail);
+    let indent = "  ".repeat(result.depth);
+    crate::client::output::line(format!(
+        "{indent}[{mark}] {} ({:.2}s) {}",
+        result.title, result.seconds, result.detail
+    ));
 }
 
 fn short(x: f64) -> String {
