@@ -72,10 +72,12 @@ fn body_format(headers: &HeaderMap) -> BodyFormat {
 async fn exec(State(state): State<Arc<AgentState>>, request: axum::extract::Request) -> Result<Response, ApiError> {
     let client = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
     let (parts, body) = request.into_parts();
+    let request_id = parts.headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()).filter(|id| check_wave_id(id).is_ok());
+    let request_id = request_id.map(str::to_owned);
     let answer = async {
         let bytes = body_bytes(&state, body).await?;
         let body = CommandBody::parse(&bytes, body_format(&parts.headers))?;
-        execute(&state, body).await
+        execute(&state, body, request_id).await
     }
     .await;
     match answer {
@@ -92,6 +94,10 @@ async fn exec(State(state): State<Arc<AgentState>>, request: axum::extract::Requ
         }
     }
 }
+
+/// A client's name for its request (1 to 64 of `A-Z a-z 0-9 _ -`, like a wave id; anything else is ignored):
+/// the job it starts carries it, so `GET /jobs` shows the client its job's progress while it waits.
+pub const REQUEST_ID: &str = "tarsier-request-id";
 
 /// One line per refused body: who sent it, the status, the field and why (Debug-quoted and cut short, so no
 /// body can forge or flood a log line).

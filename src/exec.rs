@@ -70,7 +70,12 @@ impl ExecAnswer {
 ///
 /// A copy forwarded by a peer is answered `202` at once, so a deep wave never holds connections open along
 /// its tree; the origin's client gets the answer when its own command has finished.
-pub async fn execute(state: &Arc<AgentState>, mut body: CommandBody) -> Result<Answer, ApiError> {
+/// `request_id` is the client's `Tarsier-Request-Id`, kept with the job so the client can find it.
+pub async fn execute(
+    state: &Arc<AgentState>,
+    mut body: CommandBody,
+    request_id: Option<String>,
+) -> Result<Answer, ApiError> {
     let resolved = state.registry.resolve(&body.command)?;
     let admitted = match state.swarm.enter(body.wave.take(), Route::Exec, &resolved.name)? {
         Entry::Duplicate { wave_id } => {
@@ -86,8 +91,10 @@ pub async fn execute(state: &Arc<AgentState>, mut body: CommandBody) -> Result<A
         wave: Some(wave),
         detach: false,
     });
-    let (job_id, cancel) = state.jobs.start(&resolved.name, &admitted.wave_id, body.detach || !admitted.is_origin);
-    let job = match resolved.command.prepare(body.data, state.exec_context(cancel.clone())) {
+    let detached = body.detach || !admitted.is_origin;
+    let started = state.jobs.start(&resolved.name, &admitted.wave_id, detached, request_id);
+    let (job_id, cancel) = (started.id, started.cancel);
+    let job = match resolved.command.prepare(body.data, state.exec_context(cancel.clone(), started.progress)) {
         Ok(job) => job,
         Err(err) => {
             state.jobs.discard(job_id);

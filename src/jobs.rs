@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 use serde_json::Value;
-use tarsier_plugin::Cancel;
+use tarsier_plugin::{Cancel, Progress};
 
 use crate::outcome::Status;
 
@@ -31,6 +31,13 @@ pub struct JobView {
     pub elapsed_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<Value>,
+    /// The `Tarsier-Request-Id` header of the request that started it, so a client can find its job while it
+    /// waits for the answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// How far a running command got, if it says (`net/http_load` does).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Value>,
 }
 
 fn rfc3339_millis<S: serde::Serializer>(at: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
@@ -40,6 +47,14 @@ fn rfc3339_millis<S: serde::Serializer>(at: &SystemTime, serializer: S) -> Resul
 struct Running {
     view: JobView,
     cancel: Cancel,
+    progress: Progress,
+}
+
+impl Running {
+    /// The view with the latest progress in it.
+    fn view(&self) -> JobView {
+        JobView { progress: self.progress.get(), ..self.view.clone() }
+    }
 }
 
 #[derive(Default)]
@@ -47,6 +62,13 @@ struct Table {
     next_id: u64,
     running: BTreeMap<u64, Running>,
     finished: VecDeque<JobView>,
+}
+
+/// A job just registered: its id, its cancellation and where it reports progress.
+pub struct Started {
+    pub id: u64,
+    pub cancel: Cancel,
+    pub progress: Progress,
 }
 
 #[derive(Default)]
@@ -60,7 +82,7 @@ impl Jobs {
     }
 
     /// Registers a job and returns its id and cancellation.
-    pub fn start(&self, command: &str, wave_id: &str, detached: bool) -> (u64, Cancel) {
+    pub fn start(&self, command: &str, wave_id: &str, detached: bool, request_id: Option<String>) -> Started {
         let mut table = self.lock();
         table.next_id += 1;
         let id = table.next_id;
@@ -74,9 +96,12 @@ impl Jobs {
             status: Status::Running,
             elapsed_ms: None,
             result: None,
+            request_id,
+            progress: None,
         };
-        table.running.insert(id, Running { view, cancel: cancel.clone() });
-        (id, cancel)
+        let progress = Progress::default();
+        table.running.insert(id, Running { view, cancel: cancel.clone(), progress: progress.clone() });
+        Started { id, cancel, progress }
     }
 
     /// Moves a job to the finished list with its outcome.
@@ -109,12 +134,12 @@ impl Jobs {
 
     pub fn list(&self) -> (Vec<JobView>, Vec<JobView>) {
         let table = self.lock();
-        (table.running.values().map(|r| r.view.clone()).collect(), table.finished.iter().rev().cloned().collect())
+        (table.running.values().map(Running::view).collect(), table.finished.iter().rev().cloned().collect())
     }
 
     pub fn get(&self, id: u64) -> Option<JobView> {
         let table = self.lock();
-        table.running.get(&id).map(|r| r.view.clone()).or_else(|| table.finished.iter().find(|v| v.id == id).cloned())
+        table.running.get(&id).map(Running::view).or_else(|| table.finished.iter().find(|v| v.id == id).cloned())
     }
 
     /// Cancels one running job; `None` if unknown, `Some(false)` if it already finished.

@@ -59,8 +59,14 @@ pub struct Aborted {
 
 impl AgentState {
     /// The context a job of this agent runs with.
-    pub fn exec_context(&self, cancel: Cancel) -> ExecContext {
-        ExecContext { cancel, limits: self.limits.clone(), budgets: self.budgets.clone(), health: self.health.clone() }
+    pub fn exec_context(&self, cancel: Cancel, progress: tarsier_plugin::Progress) -> ExecContext {
+        ExecContext {
+            cancel,
+            limits: self.limits.clone(),
+            budgets: self.budgets.clone(),
+            health: self.health.clone(),
+            progress,
+        }
     }
 
     /// Cancels every job, then releases everything every plugin holds (the local half of `/abort`). In that

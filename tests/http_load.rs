@@ -220,3 +220,42 @@ fn a_wave_merges_every_agents_result_at_the_origin() {
     assert!(stdout.contains("http_load, the swarm (3 agents)"), "{stdout}");
     assert!(stdout.contains("p99.9"), "{stdout}");
 }
+
+/// A running load says how far it got, in `GET /jobs` (with the client's request id) and on the CLI's live
+/// line, seen through a pseudo-terminal (util-linux `script`; that part is skipped without it).
+#[test]
+fn a_running_load_shows_its_progress_in_jobs_and_on_the_live_line() {
+    let target = Target::start();
+    let agent = ChildAgent::spawn();
+    let body = format!(
+        "command: net/http_load\ndata: {{url: 'http://{}/slow', duration: 3s, concurrency: 2}}\n",
+        target.address
+    );
+    let client = reqwest::blocking::Client::new();
+    let public = agent.public.clone();
+    let waiting = std::thread::spawn({
+        let body = body.clone();
+        move || client.post(format!("{public}/exec")).header("tarsier-request-id", "test-progress-1").body(body).send()
+    });
+    let seen = eventually(Duration::from_secs(5), || {
+        let jobs = agent.get_json(&format!("{}/jobs", agent.public));
+        jobs["running"].as_array().unwrap().iter().any(|job| {
+            job["request_id"] == "test-progress-1" && job["progress"]["completed"].as_u64().unwrap_or(0) > 10
+        })
+    });
+    assert!(seen, "{}", agent.get_json(&format!("{}/jobs", agent.public)));
+    assert_eq!(waiting.join().unwrap().unwrap().status(), 200);
+
+    if std::process::Command::new("script").arg("--version").output().is_err() {
+        println!("skipped: no `script` to make a pseudo-terminal");
+        return;
+    }
+    let file = agent.dir.path().join("load.yaml");
+    std::fs::write(&file, body).unwrap();
+    let cmd = format!("{} exec {} {}", common::BIN, agent.public, file.display());
+    let out =
+        std::process::Command::new("script").args(["-qec", &cmd, "/dev/null"]).env("TERM", "xterm").output().unwrap();
+    let terminal = String::from_utf8_lossy(&out.stdout);
+    assert!(terminal.contains("req/s") && terminal.contains(" sent, "), "no live figures: {terminal:?}");
+    assert!(terminal.contains("http_load, this agent"), "{terminal:?}");
+}

@@ -85,7 +85,19 @@ pub async fn exec(url: &str, file: &str, options: ExecOptions, access: &ClientAr
     let target = endpoint(url, "/exec");
     let client = agent_client(options.timeout, access)?;
     let progress = Progress::start(options.output, format!("{command} on {target}"));
-    let sent = client.post(&target).header(reqwest::header::CONTENT_TYPE, content_type).body(body).send().await;
+    // The request's id lets the live line find the job on the agent and show how far it got.
+    let request_id = format!("cli-{:016x}", rand::random::<u64>());
+    let watching = progress.watch(client.clone(), endpoint(url, "/jobs"), request_id.clone(), command.clone());
+    let sent = client
+        .post(&target)
+        .header(reqwest::header::CONTENT_TYPE, content_type)
+        .header(crate::api::REQUEST_ID, &request_id)
+        .body(body)
+        .send()
+        .await;
+    if let Some(watching) = watching {
+        watching.abort();
+    }
     let response = match sent {
         Ok(response) => response,
         Err(err) if err.is_timeout() => {
@@ -178,6 +190,31 @@ impl Progress {
         if let Some(bar) = &self.0 {
             bar.finish_and_clear();
         }
+    }
+
+    /// Polls the agent's running jobs for the one this request started and shows its progress on the line
+    /// (requests, req/s, errors for an `http_load`), until aborted. Nothing when there is no line.
+    fn watch(
+        &self,
+        client: reqwest::Client,
+        jobs: String,
+        request_id: String,
+        command: String,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let bar = self.0.clone()?;
+        Some(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let Ok(response) = client.get(&jobs).send().await else { continue };
+                let Ok(listed) = response.json::<Value>().await else { continue };
+                let mine = listed["running"].as_array().and_then(|jobs| {
+                    jobs.iter().find(|job| job["request_id"].as_str() == Some(request_id.as_str())).cloned()
+                });
+                if let Some(progress) = mine.as_ref().map(|job| &job["progress"]).filter(|p| p.is_object()) {
+                    bar.set_message(format!("{command}: {}", output::progress_line(progress)));
+                }
+            }
+        }))
     }
 }
 

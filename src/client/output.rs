@@ -29,6 +29,29 @@ pub fn json_line(value: &Value) {
     line(value);
 }
 
+/// A running job's progress as one short line: `1234 sent, 1200 done, 3 errors, 812.4 req/s, mean 1.20 ms`.
+pub fn progress_line(progress: &Value) -> String {
+    let mut parts = Vec::new();
+    let count = |key: &str| progress[key].as_u64();
+    if let Some(sent) = count("sent") {
+        parts.push(format!("{sent} sent"));
+    }
+    if let Some(done) = count("completed") {
+        parts.push(format!("{done} done"));
+    }
+    if let Some(errors) = count("errors") {
+        let text = format!("{errors} errors");
+        parts.push(if errors > 0 { styled(BAD, text) } else { text });
+    }
+    if let Some(rate) = progress["req_per_s"].as_f64() {
+        parts.push(format!("{rate:.1} req/s"));
+    }
+    if let Some(mean) = progress["mean_ms"].as_f64() {
+        parts.push(format!("mean {mean:.2} ms"));
+    }
+    parts.join(", ")
+}
+
 /// The answer of `/exec` as a summary: what ran where and how it ended, then its result as aligned
 /// key/value rows, an `http_load` table where there is one, and how the wave went on.
 pub fn exec_answer(http_status: u16, answer: &Value) {

@@ -152,7 +152,20 @@ impl Command for HttpLoad {
             let (url, concurrency, rate) = (plan.data.url.clone(), plan.data.concurrency, plan.data.rate);
             let load = Load::new(plan, addr)?;
             let started = Instant::now();
-            let tally = load.run(&metrics, &ctx.cancel).await;
+            // Twice a second the job's progress says how far the load got (GET /jobs, the CLI's live line).
+            let live = Arc::new(Live::default());
+            let reporter = {
+                let (live, progress) = (live.clone(), ctx.progress.clone());
+                tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(PROGRESS_EVERY);
+                    loop {
+                        tick.tick().await;
+                        progress.set(live.snapshot(started.elapsed()));
+                    }
+                })
+            };
+            let tally = load.run(&metrics, &ctx.cancel, &live).await;
+            reporter.abort();
             let seconds = started.elapsed().as_secs_f64();
             let mut result = tally.result(seconds, tally.completed as f64 / seconds.max(f64::EPSILON));
             result.url = Some(url);
@@ -174,6 +187,34 @@ async fn check_resolved(url: &reqwest::Url, limits: &Limits) -> Result<std::net:
     let allow = AllowList::from_limits(limits)?;
     let host = url.host_str().unwrap_or_default();
     Ok(allow.resolve(host, url.port_or_known_default().unwrap_or(80)).await?)
+}
+
+/// How often a running load publishes its progress.
+const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+
+/// What the workers have done so far, for the progress line: relaxed counters, a few adds per request (the
+/// exact figures are each worker's own tally, summed at the end).
+#[derive(Default)]
+struct Live {
+    sent: AtomicU64,
+    completed: AtomicU64,
+    errors: AtomicU64,
+    latency_us: AtomicU64,
+}
+
+impl Live {
+    fn snapshot(&self, elapsed: Duration) -> serde_json::Value {
+        let completed = self.completed.load(Ordering::Relaxed);
+        let seconds = elapsed.as_secs_f64().max(f64::EPSILON);
+        serde_json::json!({
+            "elapsed_s": elapsed.as_secs_f64(),
+            "sent": self.sent.load(Ordering::Relaxed),
+            "completed": completed,
+            "errors": self.errors.load(Ordering::Relaxed),
+            "req_per_s": completed as f64 / seconds,
+            "mean_ms": self.latency_us.load(Ordering::Relaxed) as f64 / 1000.0 / completed.max(1) as f64,
+        })
+    }
 }
 
 /// Everything the workers share.
@@ -243,14 +284,15 @@ impl Load {
         })
     }
 
-    async fn run(self, metrics: &HttpLoadMetrics, cancel: &Cancel) -> Tally {
+    async fn run(self, metrics: &HttpLoadMetrics, cancel: &Cancel, live: &Arc<Live>) -> Tally {
         let plan = Arc::new(self);
         let next = Arc::new(AtomicU64::new(0));
         let start = Instant::now();
         let mut workers = tokio::task::JoinSet::new();
         for _ in 0..plan.concurrency {
             let (plan, next, metrics, cancel) = (plan.clone(), next.clone(), metrics.clone(), cancel.clone());
-            workers.spawn(async move { plan.worker(start, &next, &metrics, &cancel).await });
+            let live = live.clone();
+            workers.spawn(async move { plan.worker(start, &next, &metrics, &cancel, &live).await });
         }
         let mut total = Tally::default();
         while let Some(done) = workers.join_next().await {
@@ -262,7 +304,14 @@ impl Load {
     }
 
     /// Takes request numbers from the shared counter until the plan is done or cancelled.
-    async fn worker(&self, start: Instant, next: &AtomicU64, metrics: &HttpLoadMetrics, cancel: &Cancel) -> Tally {
+    async fn worker(
+        &self,
+        start: Instant,
+        next: &AtomicU64,
+        metrics: &HttpLoadMetrics,
+        cancel: &Cancel,
+        live: &Live,
+    ) -> Tally {
         let mut tally = Tally::default();
         let mut connection = Connection::default();
         let end = self.duration.map(|d| start + d);
@@ -288,6 +337,7 @@ impl Load {
                 break;
             }
             tally.sent += 1;
+            live.sent.fetch_add(1, Ordering::Relaxed);
             metrics.in_flight.inc();
             let outcome = tokio::select! {
                 outcome = self.send(&mut connection) => outcome,
@@ -302,6 +352,11 @@ impl Load {
             let code = match outcome {
                 Ok((status, bytes)) => {
                     tally.completed += 1;
+                    live.completed.fetch_add(1, Ordering::Relaxed);
+                    live.latency_us.fetch_add(latency.as_micros() as u64, Ordering::Relaxed);
+                    if status >= 400 {
+                        live.errors.fetch_add(1, Ordering::Relaxed);
+                    }
                     tally.bytes += bytes;
                     *tally.status.entry(status).or_default() += 1;
                     match status {
@@ -314,14 +369,17 @@ impl Load {
                     status.to_string()
                 }
                 Err(SendError::Connect) => {
+                    live.errors.fetch_add(1, Ordering::Relaxed);
                     tally.errors.connect += 1;
                     "connect_error".into()
                 }
                 Err(SendError::Timeout) => {
+                    live.errors.fetch_add(1, Ordering::Relaxed);
                     tally.errors.timeout += 1;
                     "timeout".into()
                 }
                 Err(SendError::Other) => {
+                    live.errors.fetch_add(1, Ordering::Relaxed);
                     tally.errors.other += 1;
                     "error".into()
                 }

@@ -16,6 +16,22 @@ pub struct ExecContext {
     /// The agent-wide budgets that `check` reserves from (`limits.max_ram`, `max_disk`, ...).
     pub budgets: Arc<Budgets>,
     pub health: HealthGate,
+    /// Where a long command publishes how far it got, for `GET /jobs` and the CLI's live line.
+    pub progress: Progress,
+}
+
+/// A running command's latest progress (a small JSON object it replaces now and then); `GET /jobs` shows it.
+#[derive(Clone, Default)]
+pub struct Progress(Arc<std::sync::Mutex<Option<serde_json::Value>>>);
+
+impl Progress {
+    pub fn set(&self, progress: serde_json::Value) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(progress);
+    }
+
+    pub fn get(&self) -> Option<serde_json::Value> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 impl ExecContext {
@@ -27,6 +43,7 @@ impl ExecContext {
             budgets: Arc::new(Budgets::from_limits(&limits)),
             limits,
             health: HealthGate::default(),
+            progress: Progress::default(),
         }
     }
 

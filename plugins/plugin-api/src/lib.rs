@@ -17,7 +17,7 @@ mod units;
 
 pub use budget::{Budget, Budgets, Reservation, DEFAULT_MAX_BLOCKED_THREADS};
 pub use command::{field_path, plain_words, Command, DynCommand, JobFuture, NoData};
-pub use context::{Cancel, CancelFlag, ExecContext, HealthGate};
+pub use context::{Cancel, CancelFlag, ExecContext, HealthGate, Progress};
 pub use error::{CommandError, DataError};
 pub use held::Held;
 pub use limits::{Limits, DEFAULT_ABORT_WINDOW, DEFAULT_MAX_WAVE_EXECUTIONS};
