@@ -178,3 +178,25 @@ fn limits_from_flags_and_the_environment_and_a_log_line_per_refused_body() {
     let refusals = agent.log_text().matches("refused a command body").count();
     assert_eq!(refusals, 3, "one line per refused body: {}", agent.log_text());
 }
+
+/// A scenario's exec step shows a live line with its title while it runs (on a terminal: `script` makes one).
+#[test]
+fn a_scenario_step_has_a_live_line_on_a_terminal() {
+    if Command::new("script").arg("--version").output().is_err() {
+        println!("skipped: no `script` to make a pseudo-terminal");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = body_file(
+        &dir,
+        "live.yaml",
+        "name: live\ntarget: {local: 2}\nsteps:\n  - name: a slow step\n    exec: {command: sleep/sleep, data: {duration: 1200ms}}\n",
+    );
+    let cmd = format!("{BIN} scenario run {file}");
+    let out = Command::new("script").args(["-qec", &cmd, "/dev/null"]).env("TERM", "xterm").output().unwrap();
+    let terminal = text(&out.stdout);
+    // The spinner redraws the title (with the time so far) before the step's result line.
+    let live = terminal.find("a slow step 0s").or_else(|| terminal.find("a slow step 1s"));
+    let done = terminal.find("] a slow step (");
+    assert!(live.is_some() && live < done, "{terminal:?}");
+}

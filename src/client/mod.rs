@@ -8,7 +8,7 @@ use serde_json::Value;
 use std::time::Instant;
 
 pub mod output;
-pub use output::OutputFormat;
+pub use output::{LiveLine, OutputFormat};
 
 use crate::auth::Token;
 use crate::cli::ClientArgs;
@@ -84,7 +84,7 @@ pub async fn exec(url: &str, file: &str, options: ExecOptions, access: &ClientAr
     let content_type = if file.ends_with(".json") { "application/json" } else { "application/yaml" };
     let target = endpoint(url, "/exec");
     let client = agent_client(options.timeout, access)?;
-    let progress = Progress::start(options.output, format!("{command} on {target}"));
+    let progress = LiveLine::start(options.output == OutputFormat::Table, format!("{command} on {target}"));
     // The request's id lets the live line find the job on the agent and show how far it got.
     let request_id = format!("cli-{:016x}", rand::random::<u64>());
     let watching = progress.watch(client.clone(), endpoint(url, "/jobs"), request_id.clone(), command.clone());
@@ -123,7 +123,8 @@ pub async fn exec(url: &str, file: &str, options: ExecOptions, access: &ClientAr
         let id = answer["wave_id"].as_str().context("no wave_id in the answer")?;
         let origin = endpoint(url, "").trim_end_matches("/exec").to_owned();
         let deadline = started + options.timeout;
-        let progress = Progress::start(options.output, format!("waiting for wave {id}'s reports"));
+        let progress =
+            LiveLine::start(options.output == OutputFormat::Table, format!("waiting for wave {id}'s reports"));
         let summary = wait_for_report(&client, &origin, id, u64::MAX, deadline).await;
         progress.finish();
         let summary = summary?;
@@ -165,56 +166,6 @@ fn exit_code(http: reqwest::StatusCode, answer: &Value) -> i32 {
         EXIT_OK
     } else {
         EXIT_FAILED
-    }
-}
-
-/// A live line on stderr while the CLI waits (what runs, how long so far), for people: hidden when stderr
-/// is no terminal and with `--output json` (indicatif decides the first).
-struct Progress(Option<indicatif::ProgressBar>);
-
-impl Progress {
-    fn start(output: OutputFormat, what: String) -> Self {
-        if output != OutputFormat::Table {
-            return Self(None);
-        }
-        let bar = indicatif::ProgressBar::new_spinner();
-        if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}") {
-            bar.set_style(style);
-        }
-        bar.set_message(what);
-        bar.enable_steady_tick(Duration::from_millis(100));
-        Self(Some(bar))
-    }
-
-    fn finish(&self) {
-        if let Some(bar) = &self.0 {
-            bar.finish_and_clear();
-        }
-    }
-
-    /// Polls the agent's running jobs for the one this request started and shows its progress on the line
-    /// (requests, req/s, errors for an `http_load`), until aborted. Nothing when there is no line.
-    fn watch(
-        &self,
-        client: reqwest::Client,
-        jobs: String,
-        request_id: String,
-        command: String,
-    ) -> Option<tokio::task::JoinHandle<()>> {
-        let bar = self.0.clone()?;
-        Some(tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                let Ok(response) = client.get(&jobs).send().await else { continue };
-                let Ok(listed) = response.json::<Value>().await else { continue };
-                let mine = listed["running"].as_array().and_then(|jobs| {
-                    jobs.iter().find(|job| job["request_id"].as_str() == Some(request_id.as_str())).cloned()
-                });
-                if let Some(progress) = mine.as_ref().map(|job| &job["progress"]).filter(|p| p.is_object()) {
-                    bar.set_message(format!("{command}: {}", output::progress_line(progress)));
-                }
-            }
-        }))
     }
 }
 

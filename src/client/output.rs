@@ -4,6 +4,8 @@
 
 use std::io::Write as _;
 
+use std::time::Duration;
+
 use anstyle::{AnsiColor, Style};
 use serde::Deserialize as _;
 use serde_json::Value;
@@ -249,6 +251,72 @@ pub fn catalogue(catalogue: &Value) {
         table.set_width(120);
     }
     line(table);
+}
+
+/// A live line on stderr while the CLI waits (what runs, how long so far, a job's progress), for people:
+/// hidden when stderr is no terminal (indicatif decides) and when the caller does not show it.
+pub struct LiveLine(Option<indicatif::ProgressBar>);
+
+impl LiveLine {
+    /// A spinner saying `what` and the time so far; nothing unless `shown`.
+    pub fn start(shown: bool, what: String) -> Self {
+        if !shown {
+            return Self(None);
+        }
+        let bar = indicatif::ProgressBar::new_spinner();
+        if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}") {
+            bar.set_style(style);
+        }
+        bar.set_message(what);
+        bar.enable_steady_tick(Duration::from_millis(100));
+        Self(Some(bar))
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
+    }
+
+    /// Polls the agent's running jobs for the one this request started and shows its progress on the line
+    /// (requests, req/s, errors for an `http_load`), until aborted. Nothing when there is no line.
+    pub fn watch(
+        &self,
+        client: reqwest::Client,
+        jobs: String,
+        request_id: String,
+        command: String,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let bar = self.0.clone()?;
+        Some(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let Ok(response) = client.get(&jobs).send().await else { continue };
+                let Ok(listed) = response.json::<Value>().await else { continue };
+                let mine = listed["running"].as_array().and_then(|jobs| {
+                    jobs.iter().find(|job| job["request_id"].as_str() == Some(request_id.as_str())).cloned()
+                });
+                if let Some(progress) = mine.as_ref().map(|job| &job["progress"]).filter(|p| p.is_object()) {
+                    bar.set_message(format!("{command}: {}", progress_line(progress)));
+                }
+            }
+        }))
+    }
+    /// A bar filling up over `duration` (a scenario's `wait:`).
+    pub fn bar(duration: Duration) -> Self {
+        let bar = indicatif::ProgressBar::new(duration.as_millis() as u64);
+        if let Ok(style) = indicatif::ProgressStyle::with_template("  wait [{bar:30}] {elapsed} / {msg}") {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_message(humantime::format_duration(duration).to_string());
+        Self(Some(bar))
+    }
+
+    pub fn set_position(&self, done: Duration) {
+        if let Some(bar) = &self.0 {
+            bar.set_position(done.as_millis() as u64);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,6 @@
 //! Runs a scenario's steps against its target and records each step's outcome.
 
 use std::future::Future;
-use std::io::{IsTerminal as _, Write as _};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,7 +12,7 @@ use super::format::RunStep;
 use super::format::{Action, AnswerExpect, Bound, ExecStep, ExpectStep, ProbeStep, Step};
 use super::measure::{at_path, metric, promql};
 use super::report::{Figure, Outcome, StepResult};
-use crate::client::wait_for_report;
+use crate::client::{wait_for_report, LiveLine};
 
 /// The longest an exec step waits for its wave's reports.
 const REPORT_WAIT: Duration = Duration::from_secs(600);
@@ -233,7 +232,23 @@ impl Runner {
         if let Some(wave) = &exec.wave {
             body["wave"] = json!(wave);
         }
-        let response = self.client.post(format!("{}/exec", self.public)).json(&body).send().await.map_err(|e| {
+        // A live line while the step runs: its title, the time so far, and the job's progress where it has one.
+        let line = LiveLine::start(true, title.to_owned());
+        let request_id = format!("scenario-{:016x}", rand::random::<u64>());
+        let jobs = format!("{}/jobs", self.public);
+        let watching = line.watch(self.client.clone(), jobs, request_id.clone(), title.to_owned());
+        let sent = self
+            .client
+            .post(format!("{}/exec", self.public))
+            .header(crate::api::REQUEST_ID, &request_id)
+            .json(&body)
+            .send()
+            .await;
+        if let Some(watching) = watching {
+            watching.abort();
+        }
+        line.finish();
+        let response = sent.map_err(|e| {
             self.broken.store(true, std::sync::atomic::Ordering::Relaxed);
             format!("cannot reach {}: {}", self.public, with_causes(&e))
         })?;
@@ -390,25 +405,17 @@ fn short(x: f64) -> String {
 }
 
 /// Sleeps, drawing a bar when stdout is a terminal.
+/// Waits, with a bar on a terminal (indicatif draws it on stderr and hides it elsewhere).
 async fn wait_with_bar(duration: Duration) {
-    if !std::io::stdout().is_terminal() || duration < Duration::from_secs(1) {
+    if duration < Duration::from_secs(1) {
         tokio::time::sleep(duration).await;
         return;
     }
+    let bar = LiveLine::bar(duration);
     let started = Instant::now();
-    const WIDTH: usize = 30;
     while started.elapsed() < duration {
-        let done = (started.elapsed().as_secs_f64() / duration.as_secs_f64()).min(1.0);
-        let filled = (done * WIDTH as f64) as usize;
-        print!(
-            "\r  wait [{}{}] {:>5.1}s / {:.1}s",
-            "=".repeat(filled),
-            " ".repeat(WIDTH - filled),
-            started.elapsed().as_secs_f64(),
-            duration.as_secs_f64()
-        );
-        let _ = std::io::stdout().flush();
+        bar.set_position(started.elapsed());
         tokio::time::sleep(Duration::from_millis(200).min(duration.saturating_sub(started.elapsed()))).await;
     }
-    print!("\r{}\r", " ".repeat(WIDTH + 30));
+    bar.finish();
 }
