@@ -240,7 +240,9 @@ fn a_running_load_shows_its_progress_in_jobs_and_on_the_live_line() {
     let seen = eventually(Duration::from_secs(5), || {
         let jobs = agent.get_json(&format!("{}/jobs", agent.public));
         jobs["running"].as_array().unwrap().iter().any(|job| {
-            job["request_id"] == "test-progress-1" && job["progress"]["completed"].as_u64().unwrap_or(0) > 10
+            job["request_id"] == "test-progress-1"
+                && job["progress"]["completed"].as_u64().unwrap_or(0) > 10
+                && job["progress"]["p99_ms"].as_f64().is_some_and(|p99| p99 >= 20.0)
         })
     });
     assert!(seen, "{}", agent.get_json(&format!("{}/jobs", agent.public)));
@@ -256,6 +258,6 @@ fn a_running_load_shows_its_progress_in_jobs_and_on_the_live_line() {
     let out =
         std::process::Command::new("script").args(["-qec", &cmd, "/dev/null"]).env("TERM", "xterm").output().unwrap();
     let terminal = String::from_utf8_lossy(&out.stdout);
-    assert!(terminal.contains("req/s") && terminal.contains(" sent, "), "no live figures: {terminal:?}");
+    assert!(terminal.contains("req/s") && terminal.contains(" sent, ") && terminal.contains("p99 "), "{terminal:?}");
     assert!(terminal.contains("http_load, this agent"), "{terminal:?}");
 }

@@ -31,7 +31,8 @@ pub fn json_line(value: &Value) {
     line(value);
 }
 
-/// A running job's progress as one short line: `1234 sent, 1200 done, 3 errors, 812.4 req/s, mean 1.20 ms`.
+/// A running job's progress as one short line: `1234 sent, 1200 done, 3 errors, 812.4 req/s, mean 1.20 ms,
+/// p99 3.10 ms`.
 pub fn progress_line(progress: &Value) -> String {
     let mut parts = Vec::new();
     let count = |key: &str| progress[key].as_u64();
@@ -50,6 +51,9 @@ pub fn progress_line(progress: &Value) -> String {
     }
     if let Some(mean) = progress["mean_ms"].as_f64() {
         parts.push(format!("mean {mean:.2} ms"));
+    }
+    if let Some(p99) = progress["p99_ms"].as_f64() {
+        parts.push(format!("p99 {p99:.2} ms"));
     }
     parts.join(", ")
 }

@@ -192,20 +192,67 @@ async fn check_resolved(url: &reqwest::Url, limits: &Limits) -> Result<std::net:
 /// How often a running load publishes its progress.
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
-/// What the workers have done so far, for the progress line: relaxed counters, a few adds per request (the
-/// exact figures are each worker's own tally, summed at the end).
-#[derive(Default)]
+/// What the workers have done so far, for the progress line: relaxed counters, a few adds per request, and
+/// latencies each worker hands over in batches (the exact figures are each worker's own tally, summed at the
+/// end).
 struct Live {
     sent: AtomicU64,
     completed: AtomicU64,
     errors: AtomicU64,
     latency_us: AtomicU64,
+    latencies: std::sync::Mutex<hdrhistogram::Histogram<u64>>,
+}
+
+impl Default for Live {
+    fn default() -> Self {
+        Self {
+            sent: AtomicU64::new(0),
+            completed: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            latency_us: AtomicU64::new(0),
+            latencies: std::sync::Mutex::new(crate::http_stats::new_histogram()),
+        }
+    }
+}
+
+/// A worker's latencies not yet handed to [`Live`]: handed over every 64 answers or 250 ms, so the shared
+/// histogram's lock is taken rarely.
+struct Batch {
+    latencies: hdrhistogram::Histogram<u64>,
+    since: Instant,
+}
+
+impl Batch {
+    fn new() -> Self {
+        Self { latencies: crate::http_stats::new_histogram(), since: Instant::now() }
+    }
+
+    fn record(&mut self, live: &Live, latency: Duration) {
+        let _ = self.latencies.record((latency.as_micros() as u64).max(1));
+        if self.latencies.len() >= 64 || self.since.elapsed() >= Duration::from_millis(250) {
+            self.hand_over(live);
+        }
+    }
+
+    fn hand_over(&mut self, live: &Live) {
+        if self.latencies.is_empty() {
+            return;
+        }
+        let mut shared = live.latencies.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = shared.add(&self.latencies);
+        self.latencies.reset();
+        self.since = Instant::now();
+    }
 }
 
 impl Live {
     fn snapshot(&self, elapsed: Duration) -> serde_json::Value {
         let completed = self.completed.load(Ordering::Relaxed);
         let seconds = elapsed.as_secs_f64().max(f64::EPSILON);
+        let p99_ms = {
+            let latencies = self.latencies.lock().unwrap_or_else(|p| p.into_inner());
+            (!latencies.is_empty()).then(|| latencies.value_at_quantile(0.99) as f64 / 1000.0)
+        };
         serde_json::json!({
             "elapsed_s": elapsed.as_secs_f64(),
             "sent": self.sent.load(Ordering::Relaxed),
@@ -213,6 +260,7 @@ impl Live {
             "errors": self.errors.load(Ordering::Relaxed),
             "req_per_s": completed as f64 / seconds,
             "mean_ms": self.latency_us.load(Ordering::Relaxed) as f64 / 1000.0 / completed.max(1) as f64,
+            "p99_ms": p99_ms,
         })
     }
 }
@@ -313,6 +361,7 @@ impl Load {
         live: &Live,
     ) -> Tally {
         let mut tally = Tally::default();
+        let mut batch = Batch::new();
         let mut connection = Connection::default();
         let end = self.duration.map(|d| start + d);
         loop {
@@ -354,6 +403,7 @@ impl Load {
                     tally.completed += 1;
                     live.completed.fetch_add(1, Ordering::Relaxed);
                     live.latency_us.fetch_add(latency.as_micros() as u64, Ordering::Relaxed);
+                    batch.record(live, latency);
                     if status >= 400 {
                         live.errors.fetch_add(1, Ordering::Relaxed);
                     }
@@ -386,6 +436,7 @@ impl Load {
             };
             metrics.requests.with_label_values(&[code.as_str()]).inc();
         }
+        batch.hand_over(live);
         tally
     }
 
