@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::agent::{http_client, BoundAgent};
 use crate::cli::{AgentArgs, SwarmArgs};
-use crate::client::wait_for_report;
+use crate::client::{wait_for_report, LiveLine};
 use crate::config::AgentConfig;
 use crate::discovery::LocalRegistry;
 use crate::state::AgentState;
@@ -144,7 +144,7 @@ async fn demo_waves(first: &str, n: usize) -> anyhow::Result<()> {
             client.post(format!("{first}/exec")).body(body).send().await?.json().await.context("the exec answer")?;
         let id = answer["wave_id"].as_str().context("no wave_id in the answer")?.to_owned();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        let summary = wait_for_report(&client, first, &id, expected, deadline).await?;
+        let summary = wait_for_report(&client, first, &id, expected, deadline, &LiveLine::hidden()).await?;
         crate::client::output::line(format!("\n{title}:"));
         crate::client::output::wave_report(&summary, Some(n as u64));
     }

@@ -125,7 +125,7 @@ pub async fn exec(url: &str, file: &str, options: ExecOptions, access: &ClientAr
         let deadline = started + options.timeout;
         let progress =
             LiveLine::start(options.output == OutputFormat::Table, format!("waiting for wave {id}'s reports"));
-        let summary = wait_for_report(&client, &origin, id, u64::MAX, deadline).await;
+        let summary = wait_for_report(&client, &origin, id, u64::MAX, deadline, &progress).await;
         progress.finish();
         let summary = summary?;
         match options.output {
@@ -170,13 +170,15 @@ fn exit_code(http: reqwest::StatusCode, answer: &Value) -> i32 {
 }
 
 /// Polls the origin's report until `expected` executions are in, nothing new came for a second, or
-/// `deadline`. A wave the origin keeps no report of is an error at once, with the origin's reason.
+/// `deadline`. A wave the origin keeps no report of is an error at once, with the origin's reason. `line`
+/// shows how many agents reported so far.
 pub async fn wait_for_report(
     client: &reqwest::Client,
     origin: &str,
     id: &str,
     expected: u64,
     deadline: Instant,
+    line: &LiveLine,
 ) -> anyhow::Result<Value> {
     let mut last = (0, Instant::now());
     loop {
@@ -190,6 +192,8 @@ pub async fn wait_for_report(
         let executions = summary["executions"].as_u64().unwrap_or(0);
         if executions != last.0 {
             last = (executions, Instant::now());
+            let reached = summary["agents_reached"].as_u64().unwrap_or(0);
+            line.set_message(format!("wave {id}: {reached} agents reported, {executions} executions so far"));
         }
         // Every agent that runs the command reports when it is done; silence means the wave is over.
         let quiet = executions > 0 && last.1.elapsed() > Duration::from_secs(1);

@@ -276,6 +276,17 @@ impl LiveLine {
         Self(Some(bar))
     }
 
+    /// A line that shows nothing (for callers without a terminal user).
+    pub fn hidden() -> Self {
+        Self(None)
+    }
+
+    pub fn set_message(&self, message: String) {
+        if let Some(bar) = &self.0 {
+            bar.set_message(message);
+        }
+    }
+
     pub fn finish(&self) {
         if let Some(bar) = &self.0 {
             bar.finish_and_clear();

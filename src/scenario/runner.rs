@@ -259,9 +259,11 @@ impl Runner {
         let mut answer: Value = response.json().await.map_err(|e| format!("the answer is not JSON: {e}"))?;
         if exec.wave.as_ref().is_some_and(|w| w.report) && http.is_success() {
             if let Some(id) = answer["wave_id"].as_str().map(str::to_owned) {
-                let report = wait_for_report(&self.client, &self.public, &id, u64::MAX, Instant::now() + REPORT_WAIT)
-                    .await
-                    .map_err(|e| format!("cannot read the wave report: {e}"))?;
+                let line = LiveLine::start(true, format!("{title}: waiting for the wave's reports"));
+                let deadline = Instant::now() + REPORT_WAIT;
+                let report = wait_for_report(&self.client, &self.public, &id, u64::MAX, deadline, &line).await;
+                line.finish();
+                let report = report.map_err(|e| format!("cannot read the wave report: {e}"))?;
                 answer["report"] = report;
             }
         }
