@@ -33,7 +33,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
     let serving = tokio::spawn(agent.serve());
     let public = format!("http://{}", state.public_addr);
     let service = format!("http://{}", state.service_addr);
-    println!("tarsier agent {} serving: public {public}  service {service}\n", state.name);
+    crate::say!("tarsier agent {} serving: public {public}  service {service}\n", state.name);
 
     let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
     let mut table = comfy_table::Table::new();
@@ -65,12 +65,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
     }
     crate::client::output::line(table);
     let me = crate::client::output::self_command();
-    println!("\nTry: {me} commands {service}");
-    println!("     printf 'command: sleep/sleep\\ndata: {{duration: 1s}}\\n' | {me} exec {public} -");
+    crate::say!("\nTry: {me} commands {service}");
+    crate::say!("     printf 'command: sleep/sleep\\ndata: {{duration: 1s}}\\n' | {me} exec {public} -");
     if args.once {
         shutdown.cancel();
     } else {
-        println!("Serving until Ctrl-C.");
+        crate::say!("Serving until Ctrl-C.");
         let _ = tokio::signal::ctrl_c().await;
         shutdown.cancel();
     }

@@ -92,19 +92,19 @@ impl LocalSwarm {
 pub async fn run(args: SwarmArgs, shutdown: CancellationToken) -> anyhow::Result<i32> {
     let swarm = LocalSwarm::start(&args).await?;
     let n = swarm.agents.len();
-    println!("local swarm: {n} agents on 127.0.0.1");
+    crate::say!("local swarm: {n} agents on 127.0.0.1");
     for agent in swarm.agents.iter().take(5) {
-        println!("  {:<10} public http://{}  service http://{}", agent.name, agent.public_addr, agent.service_addr);
+        crate::say!("  {:<10} public http://{}  service http://{}", agent.name, agent.public_addr, agent.service_addr);
     }
     if n > 5 {
         let last = &swarm.agents[n - 1];
-        println!("  ... {:<6} public http://{}  service http://{}", last.name, last.public_addr, last.service_addr);
+        crate::say!("  ... {:<6} public http://{}  service http://{}", last.name, last.public_addr, last.service_addr);
     }
     let first = format!("http://{}", swarm.agents[0].public_addr);
     if !args.no_demo {
         tokio::select! {
             demo = demo_waves(&first, n) => if let Err(err) = demo {
-                eprintln!("tarsier swarm: demo wave failed: {err:#}");
+                crate::say_err!("tarsier swarm: demo wave failed: {err:#}");
             },
             _ = shutdown.cancelled() => {}
         }
@@ -115,7 +115,7 @@ pub async fn run(args: SwarmArgs, shutdown: CancellationToken) -> anyhow::Result
     ));
     crate::client::output::line(format!("Stop everything: {me} abort {first}"));
     if !args.once {
-        println!("Serving until Ctrl-C or SIGTERM.");
+        crate::say!("Serving until Ctrl-C or SIGTERM.");
         shutdown.cancelled().await;
     }
     swarm.stop().await?;

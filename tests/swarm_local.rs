@@ -177,3 +177,22 @@ fn a_forwarded_copy_is_accepted_at_once_and_a_repeat_is_a_duplicate() {
     let (status, answer) = agent.post("/waves/nope/report", "application/json", entry("127.0.0.1:1").into_bytes());
     assert_eq!(status, 403, "{answer}");
 }
+
+/// `tarsier swarm | head -1`: the reader goes away after one line and the swarm still ends cleanly, without
+/// a panic on the closed pipe.
+#[test]
+fn a_closed_stdout_pipe_is_no_panic() {
+    use std::io::BufRead as _;
+    let mut child = Command::new(BIN)
+        .args(["swarm", "--agents", "3", "--once"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    assert!(first.contains("local swarm"), "{first}");
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !stderr.contains("panicked"), "{:?}: {stderr}", out.status);
+}

@@ -17,6 +17,23 @@ pub const GOOD: Style = AnsiColor::Green.on_default();
 pub const BAD: Style = AnsiColor::Red.on_default().bold();
 pub const DIM: Style = Style::new().dimmed();
 
+/// `println!` that never panics: through [`line`]. For output a person or a pipe reads.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => { $crate::client::output::line(format!($($arg)*)) };
+}
+
+/// `eprintln!` that never panics: through [`error_line`].
+#[macro_export]
+macro_rules! say_err {
+    ($($arg:tt)*) => { $crate::client::output::error_line(format!($($arg)*)) };
+}
+
+/// One line to stderr; a closed pipe is ignored.
+pub fn error_line(text: impl std::fmt::Display) {
+    let _ = writeln!(anstream::stderr(), "{text}");
+}
+
 /// One line to stdout; a closed pipe ends the output quietly.
 pub fn line(text: impl std::fmt::Display) {
     let _ = writeln!(anstream::stdout(), "{text}");

@@ -32,9 +32,9 @@ pub fn check_files(files: &[PathBuf]) -> i32 {
     let mut code = EXIT_OK;
     for file in files {
         match load(file) {
-            Ok(scenario) => println!("{}: ok ({}, {} steps)", file.display(), scenario.name, scenario.steps.len()),
+            Ok(scenario) => crate::say!("{}: ok ({}, {} steps)", file.display(), scenario.name, scenario.steps.len()),
             Err(err) => {
-                eprintln!("{err}");
+                crate::say_err!("{err}");
                 code = EXIT_BAD_FILE;
             }
         }
@@ -64,7 +64,7 @@ pub async fn run_files(
                 scenarios.push((file, scenario));
             }
             Err(err) => {
-                eprintln!("{err}");
+                crate::say_err!("{err}");
                 return Ok(EXIT_BAD_FILE);
             }
         }
@@ -73,7 +73,7 @@ pub async fn run_files(
     let interrupted = cancel.clone();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("\ninterrupted: stopping the step, aborting the swarm");
+            crate::say_err!("\ninterrupted: stopping the step, aborting the swarm");
             interrupted.cancel();
         }
     });
@@ -84,7 +84,7 @@ pub async fn run_files(
         // Through anstream: the colours of the table go when the output is no terminal.
         let _ = std::io::Write::write_all(&mut anstream::stdout(), report.table().as_bytes());
         if report.broken {
-            eprintln!(
+            crate::say_err!(
                 "{}: the setup is broken (an agent unreachable, or a body or token refused): exit 2",
                 report.file
             );
@@ -101,17 +101,17 @@ pub async fn run_files(
     if let Some(path) = &outputs.junit {
         let xml = junit(&reports).context("cannot write JUnit XML")?;
         std::fs::write(path, xml).with_context(|| format!("cannot write {}", path.display()))?;
-        println!("JUnit XML: {}", path.display());
+        crate::say!("JUnit XML: {}", path.display());
     }
     if let Some(path) = &outputs.summary {
         let json = report::summary_json(&reports).context("cannot write the JSON summary")?;
         std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))?;
-        println!("JSON summary: {}", path.display());
+        crate::say!("JSON summary: {}", path.display());
     }
     if let Some(path) = &outputs.csv {
         let csv = report::figures_csv(&reports).context("cannot write the figures as CSV")?;
         std::fs::write(path, csv).with_context(|| format!("cannot write {}", path.display()))?;
-        println!("Figures (CSV): {}", path.display());
+        crate::say!("Figures (CSV): {}", path.display());
     }
     Ok(code)
 }
@@ -124,15 +124,15 @@ async fn run_one(
 ) -> anyhow::Result<RunReport> {
     let started = Instant::now();
     let started_at = std::time::SystemTime::now();
-    println!("\n== {} ({})", scenario.name, file.display());
+    crate::say!("\n== {} ({})", scenario.name, file.display());
     if let Some(description) = &scenario.description {
-        println!("   {}", description.trim());
+        crate::say!("   {}", description.trim());
     }
     // The token and certificates go to the agents only, never to Prometheus.
     let client = crate::client::agent_client(Duration::from_secs(3600), access)?;
     let prometheus_client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
     let (swarm, public, service) = resolve_target(&client, &scenario.target).await?;
-    println!("   target {public} (service {service})");
+    crate::say!("   target {public} (service {service})");
     let runner = Arc::new(Runner {
         client,
         prometheus_client,
@@ -148,8 +148,8 @@ async fn run_one(
     runner.run_steps(&scenario.steps, 0).await;
     // Always: whatever happened, nothing the scenario started is left running.
     match runner.abort().await {
-        Ok(detail) => println!("   abort at the end: {detail}"),
-        Err(err) => eprintln!("   abort at the end failed: {err}"),
+        Ok(detail) => crate::say!("   abort at the end: {detail}"),
+        Err(err) => crate::say_err!("   abort at the end failed: {err}"),
     }
     if let Some(swarm) = swarm {
         swarm.stop().await?;

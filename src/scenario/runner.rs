@@ -117,7 +117,7 @@ impl Runner {
             let started = Instant::now();
             let outcome = match action {
                 Action::Parallel(inner) => {
-                    println!("{}[ .... ] {title}", "  ".repeat(depth));
+                    crate::say!("{}[ .... ] {title}", "  ".repeat(depth));
                     let mut set = tokio::task::JoinSet::new();
                     for s in inner {
                         let (runner, s) = (self.clone(), s.clone());
@@ -134,7 +134,7 @@ impl Runner {
                     }
                 }
                 Action::Group(inner, repeat) => {
-                    println!("{}[ .... ] {title}", "  ".repeat(depth));
+                    crate::say!("{}[ .... ] {title}", "  ".repeat(depth));
                     let mut held = true;
                     for round in 0..repeat {
                         if !held && !self.continue_on_failure || self.cancel.is_cancelled() {
