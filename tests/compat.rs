@@ -438,3 +438,30 @@ fn a_mixed_swarm_through_consul() {
     let me = catalogue.as_array().unwrap().iter().find(|s| s["ServiceMeta"]["proto"] == "h2c").expect("registered");
     assert_eq!(me["ServiceAddress"], "http://127.0.0.1", "{me}");
 }
+
+/// 9, without being told: a static peer written as a plain `host:port` that speaks HTTP/1.1 only gets the copy
+/// again over HTTP/1.1 in the reference's format, and is spoken to that way from then on.
+#[test]
+fn a_plain_static_peer_that_speaks_only_http1_is_found_out() {
+    let (reference, received) = stand_in_reference(6);
+    let peers = reference.to_string();
+    let agent = ChildAgent::spawn_with(Spawn { args: &["--peers", &peers], ..Default::default() });
+    let body = "command: dummy/say_hello\ndata: {amount: 20}\nwave: {remains: 1, buddies: 1}\n";
+    let (status, answer) = agent.exec(body);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["forward"]["accepted"], 1, "{answer}");
+    let posts = |received: &Mutex<Vec<Received>>| {
+        received.lock().unwrap().iter().filter(|r| r.request_line == "POST /exec HTTP/1.1").count()
+    };
+    assert!(eventually(Duration::from_secs(10), || posts(&received) == 1), "{:?}", received.lock().unwrap());
+    let tried_h2 = received.lock().unwrap().iter().filter(|r| r.request_line.starts_with("PRI ")).count();
+    assert_eq!(tried_h2, 1, "HTTP/2 was tried once: {:?}", received.lock().unwrap());
+
+    let (status, _) = agent.exec(body);
+    assert_eq!(status, 200);
+    assert!(eventually(Duration::from_secs(10), || posts(&received) == 2));
+    let tried_h2 = received.lock().unwrap().iter().filter(|r| r.request_line.starts_with("PRI ")).count();
+    assert_eq!(tried_h2, 1, "the second copy went straight over HTTP/1.1");
+    let copy: Value = serde_json::from_str(&received.lock().unwrap().last().unwrap().body).unwrap();
+    assert_eq!(copy["wave"], serde_json::json!({"remains": 0, "buddies": 1}));
+}

@@ -100,12 +100,21 @@ where
     outcome
 }
 
-/// POSTs the copy to one peer, retrying connection errors, timeouts and 5xx a bounded number of times.
 /// POSTs the copy to one peer. A failure is retried a bounded number of times when the copy surely did not
 /// arrive (no connection, or a 5xx); after a timeout it may have, so only a dedupe copy (which a peer runs
 /// at most once) is sent again: a retried copy without dedupe would spend its budget twice.
+///
+/// A static peer that takes a connection but cannot speak HTTP/2 (a reference agent listed as a plain
+/// `host:port`) gets the copy again over HTTP/1.1 in the reference's format, once; if that works, it is
+/// spoken to that way from then on. Only a static peer that never answered over HTTP/2 is tried so: an
+/// HTTP/2 preface is no HTTP/1 request, so nothing ran there, whereas a tarsier peer whose connection broke
+/// mid-request might have run the copy already (Consul and local peers say what they speak).
 async fn send_copy(swarm: &Swarm, peer: &Peer, route: Route, copy: &Bytes, dedupe: bool) -> PeerAnswer {
     if let PeerKind::Reference { https } = peer.kind {
+        return send_reference_copy(swarm, peer, route, copy, https).await;
+    }
+    let https = swarm.scheme == super::Scheme::Https;
+    if swarm.speaks_http1(&peer.public) {
         return send_reference_copy(swarm, peer, route, copy, https).await;
     }
     let Some(url) = swarm.scheme.url(&peer.public, &[route.segment()]) else {
@@ -123,6 +132,7 @@ async fn send_copy(swarm: &Swarm, peer: &Peer, route: Route, copy: &Bytes, dedup
         match request.send().await {
             Ok(response) if response.status().is_success() => {
                 swarm.metrics.forward_seconds.observe(started.elapsed().as_secs_f64());
+                swarm.remember_h2(&peer.public);
                 let body: Value = response.json().await.unwrap_or(Value::Null);
                 return if body["status"] == "duplicate" { PeerAnswer::Duplicate } else { PeerAnswer::Accepted };
             }
@@ -146,6 +156,18 @@ async fn send_copy(swarm: &Swarm, peer: &Peer, route: Route, copy: &Bytes, dedup
                 return PeerAnswer::Failed;
             }
             Ok(response) => last_error = format!("answered {}", response.status()),
+            Err(err)
+                if attempt == 1 && !err.is_connect() && !err.is_timeout() && swarm.may_speak_http1(peer, route) =>
+            {
+                // Connected, but the HTTP/2 exchange failed: perhaps an HTTP/1.1-only agent.
+                let answer = send_reference_copy(swarm, peer, route, copy, https).await;
+                if matches!(answer, PeerAnswer::Accepted) {
+                    tracing::info!(peer = ?peer.id, "the peer speaks HTTP/1.1 only; copies go to it in the reference's format");
+                    swarm.remember_http1(&peer.public);
+                    return answer;
+                }
+                last_error = err.to_string();
+            }
             Err(err) if err.is_connect() || dedupe => last_error = err.to_string(),
             Err(err) => {
                 last_error = err.to_string();

@@ -43,6 +43,10 @@ pub struct Swarm {
     http: reqwest::Client,
     /// HTTP/1.1 for agents that speak nothing else (the reference Go Tarsier); it carries no token.
     http1: reqwest::Client,
+    /// Static peers found to speak HTTP/1.1 only (an HTTP/2 attempt failed and HTTP/1.1 worked), by address.
+    http1_peers: Mutex<std::collections::HashSet<String>>,
+    /// Static peers that answered over HTTP/2: never tried over HTTP/1.1.
+    h2_peers: Mutex<std::collections::HashSet<String>>,
     pub records: WaveRecords,
     metrics: WaveMetrics,
     /// `limits.max_wave_executions` and `limits.abort_window`.
@@ -103,6 +107,39 @@ impl Scheme {
         }
         url.path_segments_mut().ok()?.pop_if_empty().extend(segments);
         Some(url)
+    }
+}
+
+/// At most this many peers are remembered as HTTP/1.1-only; past it the next one is tried over HTTP/2 again.
+const MAX_HTTP1_PEERS: usize = 4096;
+
+impl Swarm {
+    fn speaks_http1(&self, address: &str) -> bool {
+        self.http1_peers.lock().unwrap_or_else(|p| p.into_inner()).contains(address)
+    }
+
+    /// Whether a failed HTTP/2 copy to `peer` may be sent again over HTTP/1.1 (see `forward::send_copy`).
+    fn may_speak_http1(&self, peer: &crate::discovery::Peer, route: Route) -> bool {
+        route == Route::Exec
+            && self.peers.kind() == "static"
+            && !self.h2_peers.lock().unwrap_or_else(|p| p.into_inner()).contains(&peer.public)
+    }
+
+    fn remember_h2(&self, address: &str) {
+        if self.peers.kind() != "static" {
+            return;
+        }
+        let mut peers = self.h2_peers.lock().unwrap_or_else(|p| p.into_inner());
+        if peers.len() < MAX_HTTP1_PEERS && !peers.contains(address) {
+            peers.insert(address.to_owned());
+        }
+    }
+
+    fn remember_http1(&self, address: &str) {
+        let mut peers = self.http1_peers.lock().unwrap_or_else(|p| p.into_inner());
+        if peers.len() < MAX_HTTP1_PEERS {
+            peers.insert(address.to_owned());
+        }
     }
 }
 
@@ -201,6 +238,8 @@ impl Swarm {
             peers,
             http,
             http1: reference_client(),
+            http1_peers: Mutex::new(std::collections::HashSet::new()),
+            h2_peers: Mutex::new(std::collections::HashSet::new()),
             records: WaveRecords::default(),
             metrics,
             bounds,
