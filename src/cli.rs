@@ -261,6 +261,10 @@ pub struct RunOutputs {
     /// Write the recorded figures as CSV here: scenario, file, step, figure, value.
     #[arg(long)]
     pub csv: Option<PathBuf>,
+    /// Write everything into this directory: junit.xml, summary.json, figures.csv, and for each sweep its
+    /// table as sweep-NAME.csv and .json and its chart as sweep-NAME.svg.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -130,6 +130,48 @@ fn junit_is_valid_and_counts_the_same_cases_when_a_run_fails_early() {
     assert!(xml.contains("result.slept_ms=") && xml.contains("want &gt; 100000"), "the failure's text: {xml}");
 }
 
+/// A sweep runs its steps once per value with the value in place, and writes its table as CSV and JSON and
+/// its chart as SVG next to the JUnit file; JUnit counts every round's steps, run or skipped.
+#[test]
+fn a_sweep_runs_once_per_value_and_writes_its_table_and_chart() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sweep.yaml");
+    let body = |bound: &str| {
+        format!(
+            "name: sweep\ntarget: {{local: 2}}\nsteps:\n  - name: sleep by length\n    sweep: {{ms: [1, 20, 40]}}\n    steps:\n\
+             \x20     - run: 'echo {{{{ms}}}}'\n      - exec:\n          command: sleep/sleep\n\
+             \x20         data: {{duration: '{{{{ms}}}}ms'}}\n          record: [result.slept_ms]\n\
+             \x20         expect: {{values: {{result.slept_ms: '{bound}'}}}}\n"
+        )
+    };
+    std::fs::write(&file, body(">= 0")).unwrap();
+    let out_dir = dir.path().join("out");
+    let out = Command::new(BIN).args(["scenario", "run"]).arg(&file).arg("--out").arg(&out_dir).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("sweep: sleep by length"), "{}", text(&out));
+    let csv = std::fs::read_to_string(out_dir.join("sweep-sleep-by-length.csv")).unwrap();
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(rows[0], "ms,result.slept_ms", "{csv}");
+    assert_eq!(rows.len(), 4, "{csv}");
+    let slept: Vec<f64> = rows[1..].iter().map(|r| r.split(',').nth(1).unwrap().parse().unwrap()).collect();
+    assert!(slept[0] < slept[1] && slept[1] < slept[2] && slept[2] >= 40.0, "the value went in: {slept:?}");
+    let svg = std::fs::read_to_string(out_dir.join("sweep-sleep-by-length.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("result.slept_ms"), "{svg:.300}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["scenarios"][0]["sweeps"][0]["rows"].as_array().unwrap().len(), 3);
+    let passed_cases = std::fs::read_to_string(out_dir.join("junit.xml")).unwrap().matches("<testcase ").count();
+    assert_eq!(passed_cases, 6, "3 rounds x 2 steps");
+
+    // The second round fails: the third is skipped step by step, and JUnit still has 6 cases.
+    std::fs::write(&file, body("< 10")).unwrap();
+    let out = Command::new(BIN).args(["scenario", "run"]).arg(&file).arg("--out").arg(&out_dir).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let xml = std::fs::read_to_string(out_dir.join("junit.xml")).unwrap();
+    assert_eq!(xml.matches("<testcase ").count(), 6, "{xml}");
+    assert!(xml.contains("skipped=\"2\""), "{xml}");
+}
+
 /// An agent that cannot be reached is a broken setup (exit 2) with its cause, not a failed test (exit 1).
 #[test]
 fn an_unreachable_target_exits_2_with_the_cause() {

@@ -1,9 +1,10 @@
 //! The scenario file (README: Scenarios): a target, an optional Prometheus, and steps. Unknown keys are refused with
 //! their line and column.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tarsier_plugin::HumanDuration;
 
@@ -46,7 +47,7 @@ fn default_consul_service() -> String {
 }
 
 /// One step: exactly one action, with an optional name.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Step {
     pub name: Option<String>,
@@ -63,10 +64,14 @@ pub struct Step {
     /// Steps run in order, `repeat` times.
     pub steps: Option<Vec<Step>>,
     pub repeat: Option<u32>,
+    /// `sweep: {replicas: [1, 2, 4]}` with `steps:`: the steps run once per value (several parameters: once
+    /// per combination), with `{{replicas}}` replaced in their strings and exec data; the figures they record
+    /// make one row of the sweep's table per round.
+    pub sweep: Option<BTreeMap<String, Vec<Value>>>,
 }
 
 /// A command body plus what its answer must show.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExecStep {
     pub command: String,
@@ -83,7 +88,7 @@ pub struct ExecStep {
     pub record: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AnswerExpect {
     /// The answer's `status` (default `ok`, or `running` for a detached command).
@@ -94,7 +99,7 @@ pub struct AnswerExpect {
 }
 
 /// A number from Prometheus or from the target's /metrics, compared with a bound.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExpectStep {
     /// A PromQL query answered by the scenario's `prometheus`; it must give one number.
@@ -111,7 +116,7 @@ pub struct ExpectStep {
 /// the command exits with `status` within `timeout`; past the timeout it is killed. `{{public}}` and
 /// `{{service}}` in the command become the target's `host:port`s. A scenario with `run:` steps runs
 /// programs: run only scenario files you trust.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum RunStep {
     Line(String),
@@ -141,7 +146,7 @@ impl RunStep {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProbeStep {
     pub url: String,
@@ -224,6 +229,7 @@ pub enum Action<'a> {
     Abort,
     Parallel(&'a [Step]),
     Group(&'a [Step], u32),
+    Sweep(&'a BTreeMap<String, Vec<Value>>, &'a [Step]),
 }
 
 impl Step {
@@ -257,10 +263,15 @@ impl Step {
         if let Some(steps) = &self.parallel {
             actions.push(Action::Parallel(steps));
         }
-        if let Some(steps) = &self.steps {
-            actions.push(Action::Group(steps, self.repeat.unwrap_or(1)));
-        } else if self.repeat.is_some() {
-            return Err("`repeat` needs `steps:` to repeat".into());
+        match (&self.steps, &self.sweep) {
+            (Some(_), Some(_)) if self.repeat.is_some() => {
+                return Err("a sweep runs its steps once per round: give `sweep` or `repeat`, not both".into())
+            }
+            (Some(steps), Some(params)) => actions.push(Action::Sweep(params, steps)),
+            (Some(steps), None) => actions.push(Action::Group(steps, self.repeat.unwrap_or(1))),
+            (None, Some(_)) => return Err("`sweep` needs `steps:` to run in each round".into()),
+            (None, None) if self.repeat.is_some() => return Err("`repeat` needs `steps:` to repeat".into()),
+            (None, None) => {}
         }
         match actions.len() {
             1 => Ok(actions.remove(0)),
@@ -285,6 +296,7 @@ impl Step {
             Ok(Action::Abort) => "abort".into(),
             Ok(Action::Parallel(s)) => format!("parallel ({} steps)", s.len()),
             Ok(Action::Group(s, n)) => format!("repeat {n} × {} steps", s.len()),
+            Ok(Action::Sweep(params, _)) => format!("sweep {}", params.keys().cloned().collect::<Vec<_>>().join(" × ")),
             Err(_) => "invalid step".into(),
         }
     }
@@ -333,6 +345,82 @@ fn check_body(exec: &ExecStep) -> Result<(), String> {
     resolved.command.parse(data).map_err(|e| e.message)
 }
 
+/// The most rounds one sweep may run (the product of its parameters' values).
+pub const MAX_SWEEP_ROUNDS: usize = 1_000;
+
+/// One round of a sweep: each parameter's value.
+pub type Round = Vec<(String, Value)>;
+
+/// Every combination of the parameters' values, the first parameter (by name) varying slowest.
+pub fn sweep_rounds(params: &BTreeMap<String, Vec<Value>>) -> Result<Vec<Round>, String> {
+    if params.is_empty() {
+        return Err("give at least one parameter and its values, such as `{replicas: [1, 2, 4]}`".into());
+    }
+    let mut rounds: Vec<Round> = vec![Vec::new()];
+    for (name, values) in params {
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!("`{name}`: a parameter's name is letters, digits and `_`"));
+        }
+        if values.is_empty() {
+            return Err(format!("{name}: give at least one value"));
+        }
+        if let Some(bad) = values.iter().find(|v| !(v.is_number() || v.is_string() || v.is_boolean())) {
+            return Err(format!("{name}: {bad} is not a number, string or boolean"));
+        }
+        if rounds.len().saturating_mul(values.len()) > MAX_SWEEP_ROUNDS {
+            return Err(format!("more than {MAX_SWEEP_ROUNDS} rounds"));
+        }
+        rounds = rounds
+            .into_iter()
+            .flat_map(|round| {
+                values.iter().map(move |value| {
+                    let mut next = round.clone();
+                    next.push((name.clone(), value.clone()));
+                    next
+                })
+            })
+            .collect();
+    }
+    Ok(rounds)
+}
+
+/// `replicas=2 concurrency=50`.
+pub fn round_label(round: &Round) -> String {
+    round.iter().map(|(name, value)| format!("{name}={}", plain(value))).collect::<Vec<_>>().join(" ")
+}
+
+fn plain(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The steps with `{{name}}` replaced by the round's values in every string: a string that is only the
+/// placeholder becomes the value itself (a number stays a number in exec data).
+pub fn substitute_steps(steps: &[Step], round: &Round) -> Result<Vec<Step>, String> {
+    let mut value = serde_json::to_value(steps).map_err(|e| e.to_string())?;
+    fill(&mut value, round);
+    serde_json::from_value(value).map_err(|e| e.to_string())
+}
+
+fn fill(value: &mut Value, round: &Round) {
+    match value {
+        Value::String(text) => {
+            if let Some((_, whole)) = round.iter().find(|(name, _)| *text == format!("{{{{{name}}}}}")) {
+                *value = whole.clone();
+                return;
+            }
+            for (name, replacement) in round {
+                *text = text.replace(&format!("{{{{{name}}}}}"), &plain(replacement));
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|item| fill(item, round)),
+        Value::Object(map) => map.values_mut().for_each(|item| fill(item, round)),
+        _ => {}
+    }
+}
+
 /// Commands that kill the agent's process: against a local swarm that process is the runner itself.
 const DEADLY: [&str; 4] = ["faults/segfault", "faults/panic", "faults/abort", "faults/exit"];
 
@@ -373,6 +461,14 @@ fn check_steps(steps: &[Step], at: &str, has_prometheus: bool, local: bool) -> R
                 }
                 check_steps(inner, &format!("{here}.steps"), has_prometheus, local)?
             }
+            Action::Sweep(params, inner) => {
+                let rounds = sweep_rounds(params).map_err(|e| format!("{here}.sweep: {e}"))?;
+                // Every round is checked with its values in place: a typed body must hold for each.
+                for round in &rounds {
+                    let steps = substitute_steps(inner, round).map_err(|e| format!("{here}.steps: {e}"))?;
+                    check_steps(&steps, &format!("{here}.steps[{}]", round_label(round)), has_prometheus, local)?;
+                }
+            }
             Action::Wait(_) | Action::Probe(_) | Action::Run(_) | Action::Abort => {}
         }
     }
@@ -398,6 +494,27 @@ mod tests {
         let text = "name: x\ntarget: {local: 2}\nsteps:\n  - wait: 1s\n  - exce: {command: sleep/sleep}\n";
         let err = serde_norway::from_str::<Scenario>(text).unwrap_err().to_string();
         assert!(err.contains("unknown field `exce`") && err.contains("line 5"), "{err}");
+    }
+
+    #[test]
+    fn sweeps_run_the_product_of_their_parameters_with_values_in_place() {
+        let params: BTreeMap<String, Vec<Value>> = serde_json::from_str(r#"{"b": [1, 2], "a": ["x", "y"]}"#).unwrap();
+        let rounds = sweep_rounds(&params).unwrap();
+        let labels: Vec<String> = rounds.iter().map(round_label).collect();
+        assert_eq!(labels, ["a=x b=1", "a=x b=2", "a=y b=1", "a=y b=2"]);
+        let steps: Vec<Step> = serde_norway::from_str(
+            "- run: 'scale to {{b}} in {{a}}'\n- exec: {command: sleep/sleep, data: {n: '{{b}}', s: 'b{{b}}'}}\n",
+        )
+        .unwrap();
+        let filled = substitute_steps(&steps, &rounds[1]).unwrap();
+        assert_eq!(filled[0].run.as_ref().unwrap().parts().0, "scale to 2 in x");
+        let data = &filled[1].exec.as_ref().unwrap().data;
+        assert_eq!(data["n"], 2, "a lone placeholder keeps the value's type");
+        assert_eq!(data["s"], "b2");
+        let too_many: BTreeMap<String, Vec<Value>> =
+            [("a".to_owned(), vec![Value::from(1); 100]), ("b".to_owned(), vec![Value::from(1); 11])].into();
+        assert!(sweep_rounds(&too_many).unwrap_err().contains("more than 1000 rounds"));
+        assert!(sweep_rounds(&BTreeMap::new()).is_err());
     }
 
     #[test]

@@ -83,6 +83,9 @@ pub async fn run_files(
         let report = run_one(file, scenario, cancel.clone(), access).await?;
         // Through anstream: the colours of the table go when the output is no terminal.
         let _ = std::io::Write::write_all(&mut anstream::stdout(), report.table().as_bytes());
+        for sweep in &report.sweeps {
+            crate::client::output::line(sweep.render());
+        }
         if report.broken {
             crate::say_err!(
                 "{}: the setup is broken (an agent unreachable, or a body or token refused): exit 2",
@@ -97,6 +100,9 @@ pub async fn run_files(
             code = EXIT_INTERRUPTED;
             break;
         }
+    }
+    if let Some(dir) = &outputs.out {
+        write_out_dir(dir, &reports)?;
     }
     if let Some(path) = &outputs.junit {
         let xml = junit(&reports).context("cannot write JUnit XML")?;
@@ -114,6 +120,27 @@ pub async fn run_files(
         crate::say!("Figures (CSV): {}", path.display());
     }
     Ok(code)
+}
+
+/// `--out DIR`: every output of the run in one directory, the sweeps' tables and charts included.
+fn write_out_dir(dir: &std::path::Path, reports: &[RunReport]) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let write = |name: String, bytes: Vec<u8>| {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))
+    };
+    write("junit.xml".into(), junit(reports).context("cannot write JUnit XML")?.into_bytes())?;
+    write("summary.json".into(), report::summary_json(reports)?.into_bytes())?;
+    write("figures.csv".into(), report::figures_csv(reports)?)?;
+    for sweep in reports.iter().flat_map(|r| &r.sweeps) {
+        let slug = sweep.slug();
+        write(format!("sweep-{slug}.csv"), sweep.csv()?)?;
+        write(format!("sweep-{slug}.json"), serde_json::to_vec_pretty(sweep)?)?;
+        let chart = sweep.chart_svg().map_err(|e| anyhow::anyhow!("cannot draw the chart of {}: {e}", sweep.name))?;
+        write(format!("sweep-{slug}.svg"), chart.into_bytes())?;
+    }
+    crate::say!("Outputs: {}", dir.display());
+    Ok(())
 }
 
 async fn run_one(
@@ -144,6 +171,7 @@ async fn run_one(
         results: Mutex::new(Vec::new()),
         broken: Default::default(),
         figures: Mutex::new(Vec::new()),
+        sweeps: Mutex::new(Vec::new()),
     });
     runner.run_steps(&scenario.steps, 0).await;
     // Always: whatever happened, nothing the scenario started is left running.
@@ -156,6 +184,7 @@ async fn run_one(
     }
     let steps = std::mem::take(&mut *runner.results.lock().unwrap_or_else(|p| p.into_inner()));
     let figures = std::mem::take(&mut *runner.figures.lock().unwrap_or_else(|p| p.into_inner()));
+    let sweeps = std::mem::take(&mut *runner.sweeps.lock().unwrap_or_else(|p| p.into_inner()));
     Ok(RunReport {
         file: file.display().to_string(),
         name: scenario.name,
@@ -164,6 +193,7 @@ async fn run_one(
         seconds: started.elapsed().as_secs_f64(),
         broken: runner.broken.load(std::sync::atomic::Ordering::Relaxed),
         figures,
+        sweeps,
     })
 }
 

@@ -57,6 +57,146 @@ pub struct Figure {
     pub value: f64,
 }
 
+/// A sweep's results: one row per round, the parameters' values and the figures its steps recorded.
+#[derive(Debug, Clone, Serialize)]
+pub struct SweepTable {
+    /// The sweep step's title.
+    pub name: String,
+    pub params: Vec<String>,
+    pub rows: Vec<SweepRow>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SweepRow {
+    pub values: Vec<serde_json::Value>,
+    /// Figure (dotted path) -> value; the last one recorded in the round when a path was recorded twice.
+    pub figures: std::collections::BTreeMap<String, f64>,
+}
+
+impl SweepTable {
+    /// The figures recorded in any round, in name order: the table's columns after the parameters.
+    pub fn figure_names(&self) -> Vec<String> {
+        let names: std::collections::BTreeSet<&String> = self.rows.iter().flat_map(|r| r.figures.keys()).collect();
+        names.into_iter().cloned().collect()
+    }
+
+    /// The table for a person: parameters then figures, one row per round (comfy-table, fitted to the
+    /// terminal, 120 columns when piped).
+    pub fn render(&self) -> String {
+        let figures = self.figure_names();
+        let mut table = comfy_table::Table::new();
+        table.load_preset(comfy_table::presets::UTF8_HORIZONTAL_ONLY);
+        table.set_content_arrangement(comfy_table::ContentArrangement::Dynamic);
+        table.set_header(self.params.iter().chain(&figures).cloned().collect::<Vec<_>>());
+        for row in &self.rows {
+            let values = row.values.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned));
+            let figures = figures.iter().map(|f| row.figures.get(f).map_or("-".to_owned(), |x| short_number(*x)));
+            table.add_row(values.chain(figures).collect::<Vec<_>>());
+        }
+        if table.width().is_none() {
+            table.set_width(120);
+        }
+        format!("sweep: {}\n{table}\n", self.name)
+    }
+
+    /// The table as CSV: the parameters, then the figures.
+    pub fn csv(&self) -> Result<Vec<u8>, csv::Error> {
+        let figures = self.figure_names();
+        let mut out = csv::Writer::from_writer(Vec::new());
+        out.write_record(self.params.iter().chain(&figures))?;
+        for row in &self.rows {
+            let values = row.values.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned));
+            let figures = figures.iter().map(|f| row.figures.get(f).map_or(String::new(), |x| x.to_string()));
+            out.write_record(values.chain(figures).collect::<Vec<_>>())?;
+        }
+        out.into_inner().map_err(|err| csv::Error::from(err.into_error()))
+    }
+}
+
+impl SweepTable {
+    /// An SVG chart: the figures (one line each, for each combination of the other parameters) against the
+    /// first parameter, or against the round when that is not a number. Drawn with plotters.
+    pub fn chart_svg(&self) -> Result<String, String> {
+        use plotters::prelude::*;
+        let xs: Vec<f64> = self
+            .rows
+            .iter()
+            .enumerate()
+            .map(|(i, row)| row.values.first().and_then(|v| v.as_f64()).unwrap_or(i as f64))
+            .collect();
+        let x_name = match self.rows.first().and_then(|r| r.values.first()) {
+            Some(v) if v.is_number() => self.params.first().cloned().unwrap_or_default(),
+            _ => "round".to_owned(),
+        };
+        // One series per figure and per combination of the parameters after the first.
+        let mut series: std::collections::BTreeMap<String, Vec<(f64, f64)>> = std::collections::BTreeMap::new();
+        for (row, x) in self.rows.iter().zip(&xs) {
+            let rest: Vec<String> =
+                self.params.iter().zip(&row.values).skip(1).map(|(p, v)| format!("{p}={v}")).collect();
+            for (figure, y) in &row.figures {
+                let label = if rest.is_empty() { figure.clone() } else { format!("{figure} ({})", rest.join(", ")) };
+                series.entry(label).or_default().push((*x, *y));
+            }
+        }
+        let points = series.values().flatten();
+        let (x_max, y_max) = points.fold((1.0f64, 1.0f64), |(x, y), (px, py)| (x.max(*px), y.max(*py)));
+        let mut svg = String::new();
+        {
+            let root = SVGBackend::with_string(&mut svg, (900, 520)).into_drawing_area();
+            let error = |e: &dyn std::fmt::Display| e.to_string();
+            root.fill(&WHITE).map_err(|e| error(&e))?;
+            let mut chart = ChartBuilder::on(&root)
+                .caption(&self.name, ("sans-serif", 20))
+                .margin(20)
+                .x_label_area_size(40)
+                .y_label_area_size(70)
+                .build_cartesian_2d(0f64..x_max * 1.05, 0f64..y_max * 1.1)
+                .map_err(|e| error(&e))?;
+            chart.configure_mesh().x_desc(x_name).y_desc("recorded value").draw().map_err(|e| error(&e))?;
+            for (i, (label, mut points)) in series.into_iter().enumerate() {
+                points.sort_by(|a, b| a.0.total_cmp(&b.0));
+                let colour = Palette99::pick(i).to_rgba();
+                chart
+                    .draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))
+                    .map_err(|e| error(&e))?
+                    .label(label)
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour));
+                chart
+                    .draw_series(points.into_iter().map(|p| Circle::new(p, 3, colour.filled())))
+                    .map_err(|e| error(&e))?;
+            }
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw()
+                .map_err(|e| error(&e))?;
+            root.present().map_err(|e| error(&e))?;
+        }
+        Ok(svg)
+    }
+
+    /// A file name for this sweep's outputs: its title in lowercase letters, digits and dashes.
+    pub fn slug(&self) -> String {
+        let slug: String =
+            self.name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
+        let slug = slug.split('-').filter(|p| !p.is_empty()).collect::<Vec<_>>().join("-");
+        if slug.is_empty() {
+            "sweep".into()
+        } else {
+            slug.chars().take(60).collect()
+        }
+    }
+}
+
+fn short_number(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        format!("{}", x as i64)
+    } else {
+        format!("{x:.3}")
+    }
+}
+
 /// One scenario file's run.
 #[derive(Debug, Serialize)]
 pub struct RunReport {
@@ -69,6 +209,7 @@ pub struct RunReport {
     pub broken: bool,
     pub steps: Vec<StepResult>,
     pub figures: Vec<Figure>,
+    pub sweeps: Vec<SweepTable>,
 }
 
 fn rfc3339<S: serde::Serializer>(at: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
@@ -199,6 +340,7 @@ mod tests {
             ],
             seconds: 1.5,
             figures: vec![Figure { step: "one, with a comma".into(), figure: "result.x".into(), value: 2.5 }],
+            sweeps: Vec::new(),
         };
         let xml = junit(std::slice::from_ref(&report)).unwrap();
         assert!(

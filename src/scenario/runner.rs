@@ -9,9 +9,10 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 use super::format::RunStep;
+use super::format::{round_label, substitute_steps, sweep_rounds};
 use super::format::{Action, AnswerExpect, Bound, ExecStep, ExpectStep, ProbeStep, Step};
 use super::measure::{at_path, metric, promql};
-use super::report::{Figure, Outcome, StepResult};
+use super::report::{Figure, Outcome, StepResult, SweepRow, SweepTable};
 use crate::client::{wait_for_report, LiveLine};
 
 /// The longest an exec step waits for its wave's reports.
@@ -38,6 +39,8 @@ pub struct Runner {
     pub broken: std::sync::atomic::AtomicBool,
     /// The figures exec steps recorded (`record:` and `expect.values`), for the CSV and JSON summary.
     pub figures: Mutex<Vec<Figure>>,
+    /// Every sweep's table, as its last round ends.
+    pub sweeps: Mutex<Vec<SweepTable>>,
 }
 
 /// An error with every cause it carries (`error sending request: ... : Connection refused`).
@@ -87,6 +90,11 @@ impl Runner {
             match action {
                 Ok(Action::Parallel(inner)) => self.skip(inner, depth + 1),
                 Ok(Action::Group(inner, repeat)) => (0..repeat).for_each(|_| self.skip(inner, depth + 1)),
+                Ok(Action::Sweep(params, inner)) => {
+                    for round in sweep_rounds(params).unwrap_or_default() {
+                        self.skip(&substitute_steps(inner, &round).unwrap_or_default(), depth + 1);
+                    }
+                }
                 _ => {}
             }
         }
@@ -112,7 +120,7 @@ impl Runner {
             let title = step.title();
             // Checked when the file was loaded.
             let Ok(action) = step.action() else { return false };
-            let group = matches!(action, Action::Parallel(_) | Action::Group(..));
+            let group = matches!(action, Action::Parallel(_) | Action::Group(..) | Action::Sweep(..));
             let slot = self.reserve(&title, depth, group);
             let started = Instant::now();
             let outcome = match action {
@@ -153,6 +161,10 @@ impl Runner {
                         Err("a step failed".to_owned())
                     }
                 }
+                Action::Sweep(params, inner) => {
+                    crate::say!("{}[ .... ] {title}", "  ".repeat(depth));
+                    self.sweep(&title, params, inner, depth).await
+                }
                 leaf => {
                     let work = self.leaf(leaf, &title);
                     tokio::select! {
@@ -182,7 +194,7 @@ impl Runner {
             Action::Probe(probe) => self.probe(probe).await,
             Action::Run(run) => self.run_command(run).await,
             Action::Abort => self.abort().await,
-            Action::Parallel(_) | Action::Group(..) => Err("not a single step".into()),
+            Action::Parallel(_) | Action::Group(..) | Action::Sweep(..) => Err("not a single step".into()),
         }
     }
 
@@ -306,6 +318,44 @@ impl Runner {
             Ok(details.join("  "))
         } else {
             Err(failures.join("; "))
+        }
+    }
+
+    /// Runs a sweep's steps once per round, with the round's values in place, and keeps what each round
+    /// recorded as a row of the sweep's table. After a failed round the rest are skipped (reported step by
+    /// step), unless `continue_on_failure`.
+    async fn sweep(
+        self: &Arc<Self>,
+        title: &str,
+        params: &std::collections::BTreeMap<String, Vec<Value>>,
+        inner: &[Step],
+        depth: usize,
+    ) -> Result<String, String> {
+        let rounds = sweep_rounds(params)?;
+        let mut table =
+            SweepTable { name: title.to_owned(), params: params.keys().cloned().collect(), rows: Vec::new() };
+        let mut held = true;
+        for (i, round) in rounds.iter().enumerate() {
+            let steps = substitute_steps(inner, round)?;
+            if (!held && !self.continue_on_failure) || self.cancel.is_cancelled() {
+                self.skip(&steps, depth + 1);
+                held = false;
+                continue;
+            }
+            crate::say!("{}  round {} of {}: {}", "  ".repeat(depth), i + 1, rounds.len(), round_label(round));
+            let before = self.figures.lock().unwrap_or_else(|p| p.into_inner()).len();
+            held &= self.run_steps(&steps, depth + 1).await;
+            let figures = self.figures.lock().unwrap_or_else(|p| p.into_inner())[before..]
+                .iter()
+                .map(|f| (f.figure.clone(), f.value))
+                .collect();
+            table.rows.push(SweepRow { values: round.iter().map(|(_, v)| v.clone()).collect(), figures });
+        }
+        self.sweeps.lock().unwrap_or_else(|p| p.into_inner()).push(table);
+        if held {
+            Ok(format!("{} rounds", rounds.len()))
+        } else {
+            Err("a step failed".to_owned())
         }
     }
 
