@@ -266,3 +266,32 @@ fn metric_expectations_and_probes_against_an_agent_target() {
         "the final abort released the fds"
     );
 }
+
+/// A sweep's `compare:` holds or fails across its rounds, and a bad one is a bad file.
+#[test]
+fn sweep_comparisons_hold_or_fail_across_rounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("compare.yaml");
+    let body = |comparison: &str| {
+        format!(
+            "name: compare\ntarget: {{local: 1}}\nsteps:\n  - sweep: {{ms: [5, 50]}}\n    compare: ['{comparison}']\n    steps:\n      \
+             - exec: {{command: sleep/sleep, data: {{duration: '{{{{ms}}}}ms'}}, record: [result.slept_ms]}}\n"
+        )
+    };
+    std::fs::write(&file, body("result.slept_ms at ms=50 >= 5x at ms=5")).unwrap();
+    let out = scenario_run(&file);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains(">= 5x"), "{}", text(&out));
+    std::fs::write(&file, body("result.slept_ms at ms=5 >= 2x at ms=50")).unwrap();
+    let out = scenario_run(&file);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("does not hold"), "{}", text(&out));
+    std::fs::write(&file, body("result.slept_ms at replicas=5 > 1")).unwrap();
+    let out = scenario(&["check"], &[&file]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("compare[0]: `replicas` is no parameter of this sweep"), "{}", text(&out));
+}
+
+fn scenario_run(file: &Path) -> Output {
+    Command::new(BIN).args(["scenario", "run"]).arg(file).output().unwrap()
+}

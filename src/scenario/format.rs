@@ -68,6 +68,9 @@ pub struct Step {
     /// per combination), with `{{replicas}}` replaced in their strings and exec data; the figures they record
     /// make one row of the sweep's table per round.
     pub sweep: Option<BTreeMap<String, Vec<Value>>>,
+    /// With `sweep`: comparisons across its rounds, checked when the last round ends
+    /// (`result.req_per_s at replicas=8 >= 1.5x at replicas=1`).
+    pub compare: Option<Vec<String>>,
 }
 
 /// A command body plus what its answer must show.
@@ -270,6 +273,9 @@ impl Step {
             (Some(steps), Some(params)) => actions.push(Action::Sweep(params, steps)),
             (Some(steps), None) => actions.push(Action::Group(steps, self.repeat.unwrap_or(1))),
             (None, Some(_)) => return Err("`sweep` needs `steps:` to run in each round".into()),
+            _ if self.compare.is_some() && self.sweep.is_none() => {
+                return Err("`compare` compares a sweep's rounds: it needs `sweep:`".into())
+            }
             (None, None) if self.repeat.is_some() => return Err("`repeat` needs `steps:` to repeat".into()),
             (None, None) => {}
         }
@@ -463,6 +469,10 @@ fn check_steps(steps: &[Step], at: &str, has_prometheus: bool, local: bool) -> R
             }
             Action::Sweep(params, inner) => {
                 let rounds = sweep_rounds(params).map_err(|e| format!("{here}.sweep: {e}"))?;
+                let names: Vec<String> = params.keys().cloned().collect();
+                for (i, text) in step.compare.iter().flatten().enumerate() {
+                    super::compare::Comparison::parse(text, &names).map_err(|e| format!("{here}.compare[{i}]: {e}"))?;
+                }
                 // Every round is checked with its values in place: a typed body must hold for each.
                 for round in &rounds {
                     let steps = substitute_steps(inner, round).map_err(|e| format!("{here}.steps: {e}"))?;

@@ -1,6 +1,7 @@
 //! Scenarios: declarative chaos runs with expectations, for CI. `format` reads and checks a file,
 //! `runner` runs its steps, `measure` reads the numbers, `report` prints the table and writes JUnit XML.
 
+mod compare;
 mod format;
 mod measure;
 mod report;

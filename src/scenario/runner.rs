@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
+use super::compare::Comparison;
 use super::format::RunStep;
 use super::format::{round_label, substitute_steps, sweep_rounds};
 use super::format::{Action, AnswerExpect, Bound, ExecStep, ExpectStep, ProbeStep, Step};
@@ -163,7 +164,8 @@ impl Runner {
                 }
                 Action::Sweep(params, inner) => {
                     crate::say!("{}[ .... ] {title}", "  ".repeat(depth));
-                    self.sweep(&title, params, inner, depth).await
+                    let compare = step.compare.as_deref().unwrap_or_default();
+                    self.sweep(&title, params, inner, compare, depth).await
                 }
                 leaf => {
                     let work = self.leaf(leaf, &title);
@@ -329,9 +331,12 @@ impl Runner {
         title: &str,
         params: &std::collections::BTreeMap<String, Vec<Value>>,
         inner: &[Step],
+        compare: &[String],
         depth: usize,
     ) -> Result<String, String> {
         let rounds = sweep_rounds(params)?;
+        let names: Vec<String> = params.keys().cloned().collect();
+        let comparisons = compare.iter().map(|text| Comparison::parse(text, &names)).collect::<Result<Vec<_>, _>>()?;
         let mut table =
             SweepTable { name: title.to_owned(), params: params.keys().cloned().collect(), rows: Vec::new() };
         let mut held = true;
@@ -351,12 +356,28 @@ impl Runner {
                 .collect();
             table.rows.push(SweepRow { values: round.iter().map(|(_, v)| v.clone()).collect(), figures });
         }
-        self.sweeps.lock().unwrap_or_else(|p| p.into_inner()).push(table);
+        // The comparisons across rounds, once every round has run.
+        let (mut held_text, mut failed) = (Vec::new(), Vec::new());
         if held {
-            Ok(format!("{} rounds", rounds.len()))
-        } else {
-            Err("a step failed".to_owned())
+            for comparison in &comparisons {
+                match comparison.check(&table) {
+                    Ok(said) => held_text.push(said),
+                    Err(why) => failed.push(why),
+                }
+            }
         }
+        self.sweeps.lock().unwrap_or_else(|p| p.into_inner()).push(table);
+        if !held {
+            return Err("a step failed".to_owned());
+        }
+        if !failed.is_empty() {
+            return Err(failed.join("; "));
+        }
+        let mut detail = format!("{} rounds", rounds.len());
+        for said in held_text {
+            detail.push_str(&format!("; {said}"));
+        }
+        Ok(detail)
     }
 
     fn record(&self, step: &str, path: &str, value: f64) {
