@@ -2,8 +2,9 @@
 //! factor (`result.req_per_s at replicas=8 >= 1.5x at replicas=1`), or against a number
 //! (`result.latency_ms.p99 at replicas=16 < 100`).
 
+use super::format::plain;
 use super::format::Bound;
-use super::report::SweepTable;
+use super::report::{short_number, SweepTable};
 
 /// A round, named by some of its parameters' values: `replicas=8` or `replicas=8,concurrency=50`.
 type Selector = Vec<(String, String)>;
@@ -58,11 +59,11 @@ impl Comparison {
             Right::Number(n) => (*n, format!("{n}")),
             Right::Factor(factor, selector) => {
                 let other = self.value(table, selector)?;
-                (factor * other, format!("{factor}x {} = {}", short(other), short(factor * other)))
+                (factor * other, format!("{factor}x {} = {}", short_number(other), short_number(factor * other)))
             }
         };
         let bound = Bound::parse(&format!("{} {threshold}", self.op_text))?;
-        let said = format!("{}: {} {} {against}", self.text, short(x), self.op_text);
+        let said = format!("{}: {} {} {against}", self.text, short_number(x), self.op_text);
         if bound.holds(x) {
             Ok(said)
         } else {
@@ -77,8 +78,7 @@ impl Comparison {
             .find(|row| {
                 selector.iter().all(|(param, want)| {
                     let at = table.params.iter().position(|p| p == param);
-                    at.and_then(|i| row.values.get(i))
-                        .is_some_and(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned) == *want)
+                    at.and_then(|i| row.values.get(i)).is_some_and(|v| plain(v) == *want)
                 })
             })
             .ok_or_else(|| format!("{}: no round with {}", self.text, show(selector)))?;
@@ -108,14 +108,6 @@ fn selector_of(text: &str, params: &[String]) -> Result<Selector, String> {
 
 fn show(selector: &Selector) -> String {
     selector.iter().map(|(p, v)| format!("{p}={v}")).collect::<Vec<_>>().join(",")
-}
-
-fn short(x: f64) -> String {
-    if x.fract() == 0.0 && x.abs() < 1e15 {
-        format!("{}", x as i64)
-    } else {
-        format!("{x:.3}")
-    }
 }
 
 #[cfg(test)]

@@ -395,7 +395,8 @@ pub fn round_label(round: &Round) -> String {
     round.iter().map(|(name, value)| format!("{name}={}", plain(value))).collect::<Vec<_>>().join(" ")
 }
 
-fn plain(value: &Value) -> String {
+/// A parameter's value as written: a string without its quotes, anything else as JSON.
+pub fn plain(value: &Value) -> String {
     match value {
         Value::String(text) => text.clone(),
         other => other.to_string(),

@@ -89,7 +89,7 @@ impl SweepTable {
         table.set_content_arrangement(comfy_table::ContentArrangement::Dynamic);
         table.set_header(self.params.iter().chain(&figures).cloned().collect::<Vec<_>>());
         for row in &self.rows {
-            let values = row.values.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned));
+            let values = row.values.iter().map(super::format::plain);
             let figures = figures.iter().map(|f| row.figures.get(f).map_or("-".to_owned(), |x| short_number(*x)));
             table.add_row(values.chain(figures).collect::<Vec<_>>());
         }
@@ -105,7 +105,7 @@ impl SweepTable {
         let mut out = csv::Writer::from_writer(Vec::new());
         out.write_record(self.params.iter().chain(&figures))?;
         for row in &self.rows {
-            let values = row.values.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned));
+            let values = row.values.iter().map(super::format::plain);
             let figures = figures.iter().map(|f| row.figures.get(f).map_or(String::new(), |x| x.to_string()));
             out.write_record(values.chain(figures).collect::<Vec<_>>())?;
         }
@@ -189,7 +189,8 @@ impl SweepTable {
     }
 }
 
-fn short_number(x: f64) -> String {
+/// A figure as people read it: whole numbers whole, others to three decimals.
+pub fn short_number(x: f64) -> String {
     if x.fract() == 0.0 && x.abs() < 1e15 {
         format!("{}", x as i64)
     } else {

@@ -13,7 +13,7 @@ use super::format::RunStep;
 use super::format::{round_label, substitute_steps, sweep_rounds};
 use super::format::{Action, AnswerExpect, Bound, ExecStep, ExpectStep, ProbeStep, Step};
 use super::measure::{at_path, metric, promql};
-use super::report::{Figure, Outcome, StepResult, SweepRow, SweepTable};
+use super::report::{short_number, Figure, Outcome, StepResult, SweepRow, SweepTable};
 use crate::client::{wait_for_report, LiveLine};
 
 /// The longest an exec step waits for its wave's reports.
@@ -298,8 +298,8 @@ impl Runner {
                 self.record(title, path, x);
             }
             match value {
-                Some(x) if bound.holds(x) => details.push(format!("{path}={}", short(x))),
-                Some(x) => failures.push(format!("{path}={}, want {bound}", short(x))),
+                Some(x) if bound.holds(x) => details.push(format!("{path}={}", short_number(x))),
+                Some(x) => failures.push(format!("{path}={}, want {bound}", short_number(x))),
                 None => failures.push(format!("{path}: not a number in the answer")),
             }
         }
@@ -307,7 +307,7 @@ impl Runner {
             let shown = at_path(&answer, path).map(|v| match v.as_f64() {
                 Some(x) => {
                     self.record(title, path, x);
-                    short(x)
+                    short_number(x)
                 }
                 None => v.to_string(),
             });
@@ -395,8 +395,8 @@ impl Runner {
                 _ => Err("no prometheus: URL for a promql expectation".into()),
             };
             let last = match value {
-                Ok(Some(x)) if bound.holds(x) => return Ok(format!("{} {bound}", short(x))),
-                Ok(Some(x)) => format!("{}, want {bound}", short(x)),
+                Ok(Some(x)) if bound.holds(x) => return Ok(format!("{} {bound}", short_number(x))),
+                Ok(Some(x)) => format!("{}, want {bound}", short_number(x)),
                 Ok(None) => "no data".to_owned(),
                 Err(e) => e,
             };
@@ -467,14 +467,6 @@ fn announce(result: &StepResult) {
         "{indent}[{mark}] {} ({:.2}s) {}",
         result.title, result.seconds, result.detail
     ));
-}
-
-fn short(x: f64) -> String {
-    if x.fract() == 0.0 && x.abs() < 1e15 {
-        format!("{}", x as i64)
-    } else {
-        format!("{x:.3}")
-    }
 }
 
 /// Sleeps, drawing a bar when stdout is a terminal.
