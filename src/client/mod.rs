@@ -145,6 +145,20 @@ pub async fn exec(url: &str, file: &str, options: ExecOptions, access: &ClientAr
 /// The exit status for an answer: 2 when the body or the access was wrong (a 4xx that names it), 1 when
 /// the command did not end `ok` (failed, cancelled, refused by the machine, busy), 0 otherwise.
 fn exit_code(http: reqwest::StatusCode, answer: &Value) -> i32 {
+    if is_setup_error(http) {
+        return EXIT_SETUP;
+    }
+    let ran = matches!(answer["status"].as_str(), Some("ok" | "running" | "accepted" | "duplicate"));
+    if http.is_success() && ran {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    }
+}
+
+/// An agent's answer that says the body or the access was wrong, not the command: retrying will not help.
+/// `tarsier exec` exits 2 on one, and a scenario step that gets one marks the setup broken.
+pub fn is_setup_error(http: reqwest::StatusCode) -> bool {
     use reqwest::StatusCode as S;
     let setup = [
         S::BAD_REQUEST,
@@ -158,15 +172,7 @@ fn exit_code(http: reqwest::StatusCode, answer: &Value) -> i32 {
         S::EXPECTATION_FAILED,
         S::REQUEST_HEADER_FIELDS_TOO_LARGE,
     ];
-    if setup.contains(&http) {
-        return EXIT_SETUP;
-    }
-    let ran = matches!(answer["status"].as_str(), Some("ok" | "running" | "accepted" | "duplicate"));
-    if http.is_success() && ran {
-        EXIT_OK
-    } else {
-        EXIT_FAILED
-    }
+    setup.contains(&http)
 }
 
 /// Polls the origin's report until `expected` executions are in, nothing new came for a second, or

@@ -319,7 +319,8 @@ impl LiveLine {
         request_id: String,
         command: String,
     ) -> Option<tokio::task::JoinHandle<()>> {
-        let bar = self.0.clone()?;
+        // No terminal to draw on (CI, a pipe): no polling either.
+        let bar = self.0.clone().filter(|bar| !bar.is_hidden())?;
         Some(tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis(500)).await;

@@ -267,7 +267,7 @@ impl Runner {
             format!("cannot reach {}: {}", self.public, with_causes(&e))
         })?;
         let http = response.status();
-        if matches!(http.as_u16(), 400 | 401 | 403 | 404 | 413 | 415) {
+        if crate::client::is_setup_error(http) {
             self.broken.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         let mut answer: Value = response.json().await.map_err(|e| format!("the answer is not JSON: {e}"))?;
