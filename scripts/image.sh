@@ -8,6 +8,8 @@
 #   tarsier:latest          the base + the tarsier binary built on this host (debug unless --release)
 #   tarsier-consul:latest   the base + Consul, as scripts/consul.sh fetches it (Debian 11's package)
 #   tarsier-prometheus:latest  the base + Prometheus, as scripts/prometheus.sh fetches it (Debian's package)
+#   tarsier-nginx:latest    the base + Debian's nginx and the libraries it links: the experiments' load
+#                           balancer (deploy/stack.yaml)
 #
 # Each image is rebuilt only when what it holds changed. Prints nothing on stdout but the image names.
 set -euo pipefail
@@ -82,3 +84,15 @@ build tarsier-consul:latest "$root/deploy/consul/Dockerfile" "$consul"
 
 prometheus=$("$root/scripts/prometheus.sh" install)
 build tarsier-prometheus:latest "$root/deploy/prometheus/Dockerfile" "$prometheus"
+
+# nginx from Debian's packages, unpacked into a tree the Dockerfile copies over the base.
+nginx_tree="$root/.cache/nginx-root"
+if [ ! -x "$nginx_tree/usr/sbin/nginx" ]; then
+  log "unpacking Debian's nginx"
+  debs=$(mktemp -d)
+  download "$debs" nginx libcrypt1 libpcre2-8-0 libssl3 zlib1g
+  rm -rf "$nginx_tree" && mkdir -p "$nginx_tree"
+  for deb in "$debs"/*.deb; do dpkg-deb -x "$deb" "$nginx_tree"; done
+  rm -rf "$debs" "$nginx_tree/usr/share/doc" "$nginx_tree/usr/share/man" "$nginx_tree/etc/nginx/sites-enabled"
+fi
+build tarsier-nginx:latest "$root/deploy/nginx/Dockerfile" "$nginx_tree"

@@ -35,6 +35,9 @@ pub enum CliCommand {
     Abort(AbortArgs),
     /// List the commands an agent offers, with their fields and defaults (its service port's /commands).
     Commands(CommandsArgs),
+    /// GET a URL and exit 0 when it answers 2xx within --timeout, 1 otherwise: the health check of an image
+    /// without curl (Docker HEALTHCHECK, a Kubernetes exec probe).
+    Probe(ProbeArgs),
     /// Print a shell completion script: `tarsier completions bash > /etc/bash_completion.d/tarsier`.
     Completions {
         /// The shell.
@@ -201,6 +204,17 @@ pub struct CommandsArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// The URL, such as http://127.0.0.1:8081/health.
+    pub url: String,
+    /// How long the answer may take.
+    #[arg(long, default_value = "2s", value_parser = tarsier_plugin::HumanDuration::parse)]
+    pub timeout: tarsier_plugin::HumanDuration,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Public address of the demo agent.
     #[arg(long, default_value = "127.0.0.1:8080")]
@@ -245,6 +259,10 @@ pub struct ScenarioRunArgs {
     /// With --target: the agent's service URL (default: the public port + 1).
     #[arg(long, requires = "target")]
     pub service: Option<String>,
+    /// Replace a sweep parameter's values, such as `--sweep replicas=1,4` (a shorter run for CI). Every sweep
+    /// that has the parameter takes them; a name no sweep has is an error. May be given several times.
+    #[arg(long = "sweep", value_name = "NAME=V1,V2")]
+    pub sweeps: Vec<String>,
     #[command(flatten)]
     pub client: ClientArgs,
 }

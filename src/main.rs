@@ -73,6 +73,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             client::exec(&args.url, &args.file, options, &args.client).await
         }
         CliCommand::Abort(args) => client::abort(&args.url, args.local, &args.client).await,
+        CliCommand::Probe(args) => client::probe(&args.url, args.timeout.0, &args.client).await,
         CliCommand::Commands(args) => client::commands(&args.url, args.json, &args.client).await,
         CliCommand::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
@@ -104,6 +105,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 &args.outputs,
                 args.target.as_deref(),
                 args.service.as_deref(),
+                &args.sweeps,
                 &args.client,
             )
             .await

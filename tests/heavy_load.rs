@@ -110,6 +110,22 @@ fn spin_cpu_at_half_load_idles_half_the_time() {
 }
 
 #[test]
+fn spin_cpu_with_cpu_time_stops_once_that_work_is_done() {
+    let agent = ChildAgent::spawn();
+    // A fixed cost of work: however long the thread waits for a core (the other may be busy), it stops
+    // once it has used 50 ms of CPU, well before the 20 s bound.
+    let (status, answer) =
+        agent.exec("command: heavy_load/spin_cpu\ndata: {cpu_time: 50ms, duration: 20s, threads: 1}\n");
+    assert_eq!(status, 200, "{answer}");
+    let cpu = answer["result"]["cpu_seconds"].as_f64().unwrap();
+    assert!((0.05..0.2).contains(&cpu), "used {cpu} s of CPU for 50 ms of work");
+    assert!(answer["result"]["ran_seconds"].as_f64().unwrap() < 20.0, "{answer}");
+    let (status, refused) = agent.exec("command: heavy_load/spin_cpu\ndata: {cpu_time: 2s, duration: 1s}\n");
+    assert_eq!(status, 400, "{refused}");
+    assert!(refused["error"].as_str().unwrap().contains("cpu_time"), "{refused}");
+}
+
+#[test]
 fn spin_cpu_is_cancelled_by_abort_and_threads_go_away() {
     let agent = ChildAgent::spawn();
     let threads_before = agent.threads();

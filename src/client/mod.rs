@@ -256,6 +256,25 @@ pub async fn commands(url: &str, json: bool, access: &ClientArgs) -> anyhow::Res
     Ok(EXIT_OK)
 }
 
+/// `tarsier probe URL`: 0 on a 2xx answer within `timeout`, 1 on anything else, with one line saying which.
+pub async fn probe(url: &str, timeout: Duration, access: &ClientArgs) -> anyhow::Result<i32> {
+    let target = endpoint(url, "");
+    match agent_client(timeout, access)?.get(&target).send().await {
+        Ok(response) if response.status().is_success() => {
+            crate::say!("{target}: {}", response.status());
+            Ok(EXIT_OK)
+        }
+        Ok(response) => {
+            crate::say_err!("{target}: {}", response.status());
+            Ok(EXIT_FAILED)
+        }
+        Err(err) => {
+            crate::say_err!("{target}: {err}");
+            Ok(EXIT_FAILED)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::endpoint;

@@ -24,6 +24,10 @@ pub struct Scenario {
     #[serde(default)]
     pub continue_on_failure: bool,
     pub steps: Vec<Step>,
+    /// Steps run after `steps` whatever happened to them (a failure, Ctrl-C): each one, in order. For
+    /// releasing what the steps set up (`run: python3 scripts/stack.py down`).
+    #[serde(default)]
+    pub teardown: Vec<Step>,
 }
 
 /// Where the scenario sends its commands: exactly one of `agent`, `consul` or `local`.
@@ -117,8 +121,10 @@ pub struct ExpectStep {
 
 /// `run: "docker kill x"` (run by `sh -c`) or `run: {command: ..., status: 0, timeout: 60s}`: it holds when
 /// the command exits with `status` within `timeout`; past the timeout it is killed. `{{public}}` and
-/// `{{service}}` in the command become the target's `host:port`s. A scenario with `run:` steps runs
-/// programs: run only scenario files you trust.
+/// `{{service}}` in the command become the target's `host:port`s. A command that prints a JSON object on
+/// its last line of stdout (`{"seconds": 4.2}`) can be measured like an exec answer: `values:` compares
+/// its fields and `record:` keeps them. A scenario with `run:` steps runs programs: run only scenario files
+/// you trust.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum RunStep {
@@ -129,6 +135,12 @@ pub enum RunStep {
         status: i32,
         #[serde(default = "default_run_timeout")]
         timeout: HumanDuration,
+        /// Comparisons on dotted paths of the JSON object the command printed last.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        values: BTreeMap<String, String>,
+        /// Dotted paths of that object to record.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        record: Vec<String>,
     },
 }
 
@@ -144,7 +156,15 @@ impl RunStep {
     pub fn parts(&self) -> (&str, i32, HumanDuration) {
         match self {
             RunStep::Line(command) => (command, 0, default_run_timeout()),
-            RunStep::Full { command, status, timeout } => (command, *status, *timeout),
+            RunStep::Full { command, status, timeout, .. } => (command, *status, *timeout),
+        }
+    }
+
+    /// What the step compares and records of the command's JSON output (nothing for a plain line).
+    pub fn measures(&self) -> (Option<&BTreeMap<String, String>>, &[String]) {
+        match self {
+            RunStep::Line(_) => (None, &[]),
+            RunStep::Full { values, record, .. } => (Some(values), record),
         }
     }
 }
@@ -310,10 +330,63 @@ impl Step {
 
 /// Reads and checks a scenario file; the error says where and what.
 pub fn load(path: &Path) -> Result<Scenario, String> {
+    load_with(path, &[])
+}
+
+/// Reads a scenario file, gives its sweeps the values of `overrides` (`--sweep`), then checks it.
+pub fn load_with(path: &Path, overrides: &[SweepOverride]) -> Result<Scenario, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let scenario: Scenario = serde_norway::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut scenario: Scenario = serde_norway::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    for change in overrides {
+        if override_sweeps(&mut scenario.steps, change) == 0 {
+            return Err(format!(
+                "{}: --sweep {}: no sweep has the parameter `{}`",
+                path.display(),
+                change.name,
+                change.name
+            ));
+        }
+    }
     check(&scenario).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(scenario)
+}
+
+/// `--sweep replicas=1,4`: new values for a sweep parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SweepOverride {
+    pub name: String,
+    pub values: Vec<Value>,
+}
+
+impl SweepOverride {
+    /// `NAME=V1,V2,...`; each value is read as YAML, so `4` is a number and `fast` a string.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (name, list) = text.split_once('=').ok_or_else(|| format!("--sweep {text}: write NAME=V1,V2"))?;
+        let values = list
+            .split(',')
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| serde_norway::from_str::<Value>(v.trim()).map_err(|e| format!("--sweep {text}: `{v}`: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        if values.is_empty() {
+            return Err(format!("--sweep {text}: give at least one value"));
+        }
+        Ok(SweepOverride { name: name.trim().to_owned(), values })
+    }
+}
+
+/// Puts the override's values into every sweep (at any depth) that has its parameter; how many did.
+fn override_sweeps(steps: &mut [Step], change: &SweepOverride) -> usize {
+    let mut changed = 0;
+    for step in steps {
+        if let Some(values) = step.sweep.as_mut().and_then(|params| params.get_mut(&change.name)) {
+            *values = change.values.clone();
+            changed += 1;
+        }
+        for inner in [step.steps.as_mut(), step.parallel.as_mut()].into_iter().flatten() {
+            changed += override_sweeps(inner, change);
+        }
+    }
+    changed
 }
 
 fn check(scenario: &Scenario) -> Result<(), String> {
@@ -328,7 +401,8 @@ fn check(scenario: &Scenario) -> Result<(), String> {
     if scenario.steps.is_empty() {
         return Err("steps: a scenario needs at least one step".into());
     }
-    check_steps(&scenario.steps, "steps", scenario.prometheus.is_some(), t.local.is_some())
+    check_steps(&scenario.steps, "steps", scenario.prometheus.is_some(), t.local.is_some())?;
+    check_steps(&scenario.teardown, "teardown", scenario.prometheus.is_some(), t.local.is_some())
 }
 
 /// The command and its data as this binary's plugins type them: an unknown command, a misspelled field or
@@ -480,7 +554,12 @@ fn check_steps(steps: &[Step], at: &str, has_prometheus: bool, local: bool) -> R
                     check_steps(&steps, &format!("{here}.steps[{}]", round_label(round)), has_prometheus, local)?;
                 }
             }
-            Action::Wait(_) | Action::Probe(_) | Action::Run(_) | Action::Abort => {}
+            Action::Run(run) => {
+                for (path, bound) in run.measures().0.into_iter().flatten() {
+                    Bound::parse(bound).map_err(|e| format!("{here}.run.values.{path}: {e}"))?;
+                }
+            }
+            Action::Wait(_) | Action::Probe(_) | Action::Abort => {}
         }
     }
     Ok(())
@@ -526,6 +605,29 @@ mod tests {
             [("a".to_owned(), vec![Value::from(1); 100]), ("b".to_owned(), vec![Value::from(1); 11])].into();
         assert!(sweep_rounds(&too_many).unwrap_err().contains("more than 1000 rounds"));
         assert!(sweep_rounds(&BTreeMap::new()).is_err());
+    }
+
+    #[test]
+    fn sweep_overrides_replace_values_at_any_depth() {
+        let change = SweepOverride::parse("n=1, 4,fast").unwrap();
+        assert_eq!(change.values, [Value::from(1), Value::from(4), Value::from("fast")]);
+        assert!(SweepOverride::parse("n").is_err() && SweepOverride::parse("n=").is_err());
+        let mut steps: Vec<Step> = serde_norway::from_str(
+            "- steps:\n  - sweep: {n: [1, 2, 3]}\n    steps: [{run: 'echo {{n}}'}]\n- sweep: {m: [1]}\n  steps: [{wait: 1s}]\n",
+        )
+        .unwrap();
+        assert_eq!(override_sweeps(&mut steps, &change), 1);
+        assert_eq!(steps[0].steps.as_ref().unwrap()[0].sweep.as_ref().unwrap()["n"].len(), 3);
+        assert_eq!(override_sweeps(&mut steps, &SweepOverride::parse("x=1").unwrap()), 0);
+    }
+
+    #[test]
+    fn run_steps_measure_what_their_command_prints() {
+        let text = "name: x\ntarget: {local: 1}\nsteps:\n  - run: {command: 'echo', values: {s: 'soon'}}\n";
+        let err = check(&serde_norway::from_str::<Scenario>(text).unwrap()).unwrap_err();
+        assert!(err.contains("steps[0].run.values.s"), "{err}");
+        let text = "name: x\ntarget: {local: 1}\nsteps:\n  - run: {command: 'echo', values: {s: '< 3'}, record: [t]}\n";
+        assert!(check(&serde_norway::from_str::<Scenario>(text).unwrap()).is_ok());
     }
 
     #[test]

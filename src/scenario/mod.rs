@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::ClientArgs;
 use crate::cli::{RunOutputs, SwarmArgs};
 use crate::swarm::LocalSwarm;
-use format::{load, Scenario, Target};
+use format::{load, load_with, Scenario, SweepOverride, Target};
 use report::{junit, RunReport};
 use runner::Runner;
 
@@ -49,11 +49,22 @@ pub async fn run_files(
     outputs: &RunOutputs,
     target: Option<&str>,
     service: Option<&str>,
+    sweeps: &[String],
     access: &ClientArgs,
 ) -> anyhow::Result<i32> {
+    let mut overrides = Vec::new();
+    for text in sweeps {
+        match SweepOverride::parse(text) {
+            Ok(change) => overrides.push(change),
+            Err(err) => {
+                crate::say_err!("{err}");
+                return Ok(EXIT_BAD_FILE);
+            }
+        }
+    }
     let mut scenarios = Vec::new();
     for file in files {
-        match load(file) {
+        match load_with(file, &overrides) {
             Ok(mut scenario) => {
                 if let Some(url) = target {
                     scenario.target = Target {
@@ -169,17 +180,20 @@ async fn run_one(
         prometheus: scenario.prometheus.clone(),
         continue_on_failure: scenario.continue_on_failure,
         cancel,
+        tearing_down: Default::default(),
         results: Mutex::new(Vec::new()),
         broken: Default::default(),
         figures: Mutex::new(Vec::new()),
         sweeps: Mutex::new(Vec::new()),
+        token: read_token(access)?,
     });
     runner.run_steps(&scenario.steps, 0).await;
-    // Always: whatever happened, nothing the scenario started is left running.
+    // Always: whatever happened, nothing the scenario started is left running, then the teardown.
     match runner.abort().await {
         Ok(detail) => crate::say!("   abort at the end: {detail}"),
         Err(err) => crate::say_err!("   abort at the end failed: {err}"),
     }
+    runner.teardown(&scenario.teardown).await;
     if let Some(swarm) = swarm {
         swarm.stop().await?;
     }
@@ -239,4 +253,11 @@ fn next_port(url: &str) -> Option<String> {
     let (base, port) = url.rsplit_once(':')?;
     let port: u16 = port.trim_end_matches('/').parse().ok()?;
     Some(format!("{base}:{}", port.checked_add(1)?))
+}
+
+/// The swarm token of `--token-file`, for `{{token}}` in exec data.
+fn read_token(access: &ClientArgs) -> anyhow::Result<Option<String>> {
+    let Some(path) = &access.token_file else { return Ok(None) };
+    let token = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(Some(token.trim().to_owned()))
 }

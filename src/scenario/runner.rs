@@ -32,8 +32,10 @@ pub struct Runner {
     pub service: String,
     pub prometheus: Option<String>,
     pub continue_on_failure: bool,
-    /// Fired by Ctrl-C: the running step stops and the rest are skipped.
+    /// Fired by Ctrl-C: the running step stops and the rest are skipped (but for the teardown).
     pub cancel: CancellationToken,
+    /// Set while the teardown runs: every teardown step runs, whatever failed or was interrupted before.
+    pub tearing_down: std::sync::atomic::AtomicBool,
     pub results: Mutex<Vec<StepResult>>,
     /// Set when a step found the setup broken rather than the system under test failing: the agent cannot be
     /// reached, or refused the body or the token. The run then exits 2, not 1.
@@ -42,6 +44,8 @@ pub struct Runner {
     pub figures: Mutex<Vec<Figure>>,
     /// Every sweep's table, as its last round ends.
     pub sweeps: Mutex<Vec<SweepTable>>,
+    /// The swarm token (`--token-file`), for `{{token}}` in exec data: load aimed at agents of the swarm.
+    pub token: Option<String>,
 }
 
 /// An error with every cause it carries (`error sending request: ... : Connection refused`).
@@ -61,6 +65,30 @@ fn with_causes(err: &dyn std::error::Error) -> String {
 type StepFuture<'a> = Pin<Box<dyn Future<Output = bool> + Send + 'a>>;
 
 impl Runner {
+    fn in_teardown(&self) -> bool {
+        self.tearing_down.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Ctrl-C was pressed and this is not the teardown (which runs to its end: it releases what the steps
+    /// took, such as a stack of containers).
+    fn interrupted(&self) -> bool {
+        self.cancel.is_cancelled() && !self.in_teardown()
+    }
+
+    /// The scenario's `teardown:` steps, every one of them, after the steps whatever their outcome.
+    pub async fn teardown(self: &Arc<Self>, steps: &[Step]) -> bool {
+        if steps.is_empty() {
+            return true;
+        }
+        self.tearing_down.store(true, std::sync::atomic::Ordering::Relaxed);
+        crate::say!("   teardown");
+        let mut held = true;
+        for step in steps {
+            held &= self.run_step(step, 0).await;
+        }
+        held
+    }
+
     /// Keeps the step's row in the order steps start (a group's row above its steps), filled when it ends.
     fn reserve(&self, title: &str, depth: usize, group: bool) -> usize {
         let mut results = self.results.lock().unwrap_or_else(|p| p.into_inner());
@@ -106,7 +134,7 @@ impl Runner {
         Box::pin(async move {
             let mut all_held = true;
             for (i, step) in steps.iter().enumerate() {
-                if self.cancel.is_cancelled() || (!all_held && !self.continue_on_failure) {
+                if self.interrupted() || (!all_held && !self.continue_on_failure && !self.in_teardown()) {
                     self.skip(&steps[i..], depth);
                     break;
                 }
@@ -146,7 +174,7 @@ impl Runner {
                     crate::say!("{}[ .... ] {title}", "  ".repeat(depth));
                     let mut held = true;
                     for round in 0..repeat {
-                        if !held && !self.continue_on_failure || self.cancel.is_cancelled() {
+                        if !held && !self.continue_on_failure || self.interrupted() {
                             // The rounds not run are reported as skipped, step by step.
                             (round..repeat).for_each(|_| self.skip(inner, depth + 1));
                             held = false;
@@ -169,9 +197,13 @@ impl Runner {
                 }
                 leaf => {
                     let work = self.leaf(leaf, &title);
-                    tokio::select! {
-                        outcome = work => outcome,
-                        _ = self.cancel.cancelled() => Err("interrupted".to_owned()),
+                    if self.in_teardown() {
+                        work.await
+                    } else {
+                        tokio::select! {
+                            outcome = work => outcome,
+                            _ = self.cancel.cancelled() => Err("interrupted".to_owned()),
+                        }
                     }
                 }
             };
@@ -194,7 +226,7 @@ impl Runner {
             }
             Action::Expect(expect) => self.expect(expect).await,
             Action::Probe(probe) => self.probe(probe).await,
-            Action::Run(run) => self.run_command(run).await,
+            Action::Run(run) => self.run_command(run, title).await,
             Action::Abort => self.abort().await,
             Action::Parallel(_) | Action::Group(..) | Action::Sweep(..) => Err("not a single step".into()),
         }
@@ -206,6 +238,20 @@ impl Runner {
         serde_json::from_str(&self.substitute_text(&data.to_string())).unwrap_or_else(|_| data.clone())
     }
 
+    /// Exec data with its placeholders filled, `{{token}}` included (only there: never in a `run:` command,
+    /// whose text may be printed).
+    fn exec_data(&self, data: &Value) -> Result<Value, String> {
+        let data = self.substitute(data);
+        let text = data.to_string();
+        if !text.contains("{{token}}") {
+            return Ok(data);
+        }
+        let token = self.token.as_deref().ok_or("`{{token}}` in the data needs --token-file")?;
+        // Through JSON so a token with quotes stays one string.
+        let token = Value::String(token.to_owned()).to_string();
+        serde_json::from_str(&text.replace("{{token}}", token.trim_matches('"'))).map_err(|e| e.to_string())
+    }
+
     fn substitute_text(&self, text: &str) -> String {
         let host_port =
             |url: &str| url.split_once("://").map(|(_, rest)| rest).unwrap_or(url).trim_end_matches('/').to_owned();
@@ -213,7 +259,7 @@ impl Runner {
     }
 
     /// Runs a `run:` step's command with `sh -c`, bounded by its timeout (the process is killed past it).
-    async fn run_command(&self, run: &RunStep) -> Result<String, String> {
+    async fn run_command(&self, run: &RunStep, title: &str) -> Result<String, String> {
         let (command, want, timeout) = run.parts();
         let command = self.substitute_text(command);
         let child = tokio::process::Command::new("sh")
@@ -226,22 +272,76 @@ impl Runner {
             Ok(Err(err)) => return Err(format!("cannot run `{command}`: {err}")),
             Err(_) => return Err(format!("`{command}` did not end within {timeout}; killed")),
         };
-        let last_line = |bytes: &[u8]| {
-            String::from_utf8_lossy(bytes).trim().lines().last().unwrap_or("").chars().take(200).collect::<String>()
-        };
+        let last_line = |bytes: &[u8]| String::from_utf8_lossy(bytes).trim().lines().last().unwrap_or("").to_owned();
         let said = match (last_line(&output.stdout), last_line(&output.stderr)) {
             (out, _) if !out.is_empty() => out,
             (_, err) => err,
         };
+        let short: String = said.chars().take(200).collect();
         match output.status.code() {
-            Some(code) if code == want => Ok(said),
-            Some(code) => Err(format!("exited {code} (want {want}): {said}")),
-            None => Err(format!("killed by a signal: {said}")),
+            Some(code) if code == want => {}
+            Some(code) => return Err(format!("exited {code} (want {want}): {short}")),
+            None => return Err(format!("killed by a signal: {short}")),
+        }
+        let (values, record) = run.measures();
+        let values = values.cloned().unwrap_or_default();
+        if values.is_empty() && record.is_empty() {
+            return Ok(short);
+        }
+        let printed: Value = serde_json::from_str(&last_line(&output.stdout))
+            .ok()
+            .filter(Value::is_object)
+            .ok_or_else(|| format!("its last line of stdout is not a JSON object: {short}"))?;
+        self.check_values(&printed, &values, record, title)
+    }
+
+    /// Compares `values` against an answer (an exec answer or what a `run:` command printed) and records
+    /// them and `record`; the detail line, or every comparison that failed.
+    fn check_values(
+        &self,
+        answer: &Value,
+        values: &std::collections::BTreeMap<String, String>,
+        record: &[String],
+        title: &str,
+    ) -> Result<String, String> {
+        let mut details = Vec::new();
+        let mut failures = Vec::new();
+        for (path, bound) in values {
+            let bound = Bound::parse(bound)?;
+            let value = at_path(answer, path).and_then(Value::as_f64);
+            if let Some(x) = value {
+                self.record(title, path, x);
+            }
+            match value {
+                Some(x) if bound.holds(x) => details.push(format!("{path}={}", short_number(x))),
+                Some(x) => failures.push(format!("{path}={}, want {bound}", short_number(x))),
+                None => failures.push(format!("{path}: not a number in the answer")),
+            }
+        }
+        for path in record.iter().filter(|p| !values.contains_key(*p)) {
+            let shown = at_path(answer, path).map(|v| match v.as_f64() {
+                Some(x) => {
+                    self.record(title, path, x);
+                    short_number(x)
+                }
+                None => v.to_string(),
+            });
+            details.push(format!("{path}={}", shown.unwrap_or_else(|| "-".into())));
+        }
+        if answer["report"].is_object() {
+            details.push(format!("agents={}", answer["report"]["agents_reached"]));
+        }
+        if failures.is_empty() {
+            Ok(details.join("  "))
+        } else {
+            Err(failures.join("; "))
         }
     }
 
     async fn exec(&self, exec: &ExecStep, title: &str) -> Result<String, String> {
-        let data = self.substitute(&exec.data);
+        let data = self.exec_data(&exec.data).inspect_err(|_| {
+            self.broken.store(true, std::sync::atomic::Ordering::Relaxed);
+        })?;
         let mut body = json!({ "command": exec.command, "data": data, "detach": exec.detach });
         if let Some(wave) = &exec.wave {
             body["wave"] = json!(wave);
@@ -289,38 +389,7 @@ impl Runner {
             let why = answer["error"].as_str().map(|e| format!(": {e}")).unwrap_or_default();
             return Err(format!("HTTP {} status `{got_status}`, want `{want_status}`{why}", http.as_u16()));
         }
-        let mut details = Vec::new();
-        let mut failures = Vec::new();
-        for (path, bound) in &expect.values {
-            let bound = Bound::parse(bound)?;
-            let value = at_path(&answer, path).and_then(Value::as_f64);
-            if let Some(x) = value {
-                self.record(title, path, x);
-            }
-            match value {
-                Some(x) if bound.holds(x) => details.push(format!("{path}={}", short_number(x))),
-                Some(x) => failures.push(format!("{path}={}, want {bound}", short_number(x))),
-                None => failures.push(format!("{path}: not a number in the answer")),
-            }
-        }
-        for path in exec.record.iter().filter(|p| !expect.values.contains_key(*p)) {
-            let shown = at_path(&answer, path).map(|v| match v.as_f64() {
-                Some(x) => {
-                    self.record(title, path, x);
-                    short_number(x)
-                }
-                None => v.to_string(),
-            });
-            details.push(format!("{path}={}", shown.unwrap_or_else(|| "-".into())));
-        }
-        if answer["report"].is_object() {
-            details.push(format!("agents={}", answer["report"]["agents_reached"]));
-        }
-        if failures.is_empty() {
-            Ok(details.join("  "))
-        } else {
-            Err(failures.join("; "))
-        }
+        self.check_values(&answer, &expect.values, &exec.record, title)
     }
 
     /// Runs a sweep's steps once per round, with the round's values in place, and keeps what each round
@@ -342,7 +411,7 @@ impl Runner {
         let mut held = true;
         for (i, round) in rounds.iter().enumerate() {
             let steps = substitute_steps(inner, round)?;
-            if (!held && !self.continue_on_failure) || self.cancel.is_cancelled() {
+            if (!held && !self.continue_on_failure) || self.interrupted() {
                 self.skip(&steps, depth + 1);
                 held = false;
                 continue;

@@ -26,12 +26,16 @@ pub struct SpinCpuData {
     pub threads: u32,
     /// Percent of each thread's time spent busy, 1 to 100.
     pub load: u8,
+    /// A fixed amount of work instead of a time: each thread stops once it has used this much CPU time,
+    /// however long it waited for a CPU (a request that costs 10 ms of CPU, as a CPU-bound service's
+    /// would). `duration` still bounds it.
+    pub cpu_time: Option<HumanDuration>,
 }
 
 impl Default for SpinCpuData {
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
-        Self { duration: HumanDuration::from_secs(10), threads: cores, load: 100 }
+        Self { duration: HumanDuration::from_secs(10), threads: cores, load: 100, cpu_time: None }
     }
 }
 
@@ -52,6 +56,9 @@ impl Command for SpinCpu {
             return Err(DataError::field("load", format!("{} must be a percentage from 1 to 100", data.load)));
         }
         ctx.limits.check_duration("duration", data.duration)?;
+        if data.cpu_time.is_some_and(|work| work.0.is_zero() || work.0 > data.duration.0) {
+            return Err(DataError::field("cpu_time", "must be more than 0 and at most `duration`"));
+        }
         Ok(data)
     }
 
@@ -64,6 +71,7 @@ impl Command for SpinCpu {
             let deadline = started + data.duration.0;
             let load = data.load;
             let threads = data.threads;
+            let work = data.cpu_time.map(|work| work.0.as_secs_f64());
             // The spinning threads are joined on a thread of their own, never on the shared blocking pool.
             let asked = run_on_thread("spin_cpu", &job_cancel, move || {
                 let workers: Vec<_> = (0..threads)
@@ -71,7 +79,7 @@ impl Command for SpinCpu {
                         let (cancel, busy) = (cancel.clone(), busy.clone());
                         std::thread::Builder::new().name(format!("spin-{n}")).spawn(move || {
                             busy.fetch_add(1, Ordering::Relaxed);
-                            let asked = spin(deadline, load, &cancel);
+                            let asked = spin(deadline, load, work, &cancel);
                             busy.fetch_sub(1, Ordering::Relaxed);
                             asked
                         })
@@ -117,19 +125,21 @@ impl std::ops::AddAssign for ThreadTime {
     }
 }
 
-/// Spins until `deadline` (or cancel) and returns what this thread asked for and used.
-fn spin(deadline: Instant, load: u8, cancel: &CancelFlag) -> ThreadTime {
+/// Spins until `deadline`, cancel, or (with `work`) once this thread has used that many CPU seconds, and
+/// returns what it asked for and used.
+fn spin(deadline: Instant, load: u8, work: Option<f64>, cancel: &CancelFlag) -> ThreadTime {
     let cpu_start = thread_cpu_seconds();
     let runnable_start = thread_runnable_seconds();
     let busy_slice = DUTY_PERIOD.mul_f64(f64::from(load) / 100.0);
+    let worked = || work.is_some_and(|work| thread_cpu_seconds() - cpu_start >= work);
     let mut x = 1.000_1_f64;
     loop {
         let slice_start = Instant::now();
-        if slice_start >= deadline || cancel.is_raised() {
+        if slice_start >= deadline || cancel.is_raised() || worked() {
             break;
         }
         let busy_until = if load >= 100 { slice_start + DUTY_PERIOD } else { slice_start + busy_slice }.min(deadline);
-        while Instant::now() < busy_until && !cancel.is_raised() {
+        while Instant::now() < busy_until && !cancel.is_raised() && !worked() {
             for _ in 0..1_000 {
                 x = black_box(black_box(x) * 1.000_000_1 / 1.000_000_09);
             }

@@ -1,0 +1,279 @@
+#!/usr/bin/env python3
+"""The experiment stack (deploy/stack.yaml) on Docker Swarm mode, driven by the `run:` steps of
+scenarios/experiments/. Each measuring command prints progress on stderr and ONE JSON object as its last
+line of stdout, which a scenario's `run: {values: ..., record: ...}` reads.
+
+  stack.py up                        init a one-node swarm if the engine has none (remembered, so `down`
+                                     leaves it again), build the images, deploy, wait until all is healthy
+  stack.py down                      remove the stack; leave the swarm if `up` made it
+  stack.py scale SERVICE N           scale, wait until exactly N tasks are healthy
+                                     -> {"replicas": N, "seconds": time until the last one was healthy}
+  stack.py kill SERVICE --how docker-kill|segfault [--times 5]
+                                     kill one task at a time; each time wait for its replacement
+                                     -> {"kills", "median_s", "max_s", "min_s"}: kill -> replacement healthy
+  stack.py update SERVICE            a rolling update (`docker service update --force`, the service's
+                                     update_config) -> {"seconds", "replaced", "ready_median_s", "ready_max_s"}
+  stack.py load SERVICE --ram 64MiB --cpu-load 50 --seconds 10
+                                     in every task: hold the memory, then spin one thread at the load
+                                     -> {"containers", "cpu_share_mean", "cpu_share_min", "cpu_share_max"}:
+                                     the CPU fraction each got while asking for cpu-load percent of a core
+
+Services are named as in deploy/stack.yaml (backend, bystander, density, lb). TARSIER_STACK names the stack
+(default tarsier-exp). Times come from the engine's own event log (create, health_status), not from polling.
+On Kubernetes the same steps are kubectl commands; the README's Experiments section lists them.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STACK = os.environ.get("TARSIER_STACK", "tarsier-exp")
+LB = "http://127.0.0.1:18090"
+MADE_SWARM = os.path.join(ROOT, ".cache", "stack-made-swarm")
+TOKEN = os.path.join(ROOT, "deploy", ".token")
+# Every wait is bounded: a stack that does not settle in this long is reported, not waited for.
+SETTLE_S = 180
+
+
+def log(text):
+    print(f"stack.py: {text}", file=sys.stderr, flush=True)
+
+
+def docker(*args, check=True, stdin=None, timeout=120):
+    done = subprocess.run(["docker", *args], input=stdin, capture_output=True, text=True, timeout=timeout)
+    if check and done.returncode != 0:
+        raise SystemExit(f"stack.py: docker {' '.join(args)}: {done.stderr.strip() or done.stdout.strip()}")
+    return done.stdout.strip()
+
+
+def service_name(service):
+    return f"{STACK}_{service}"
+
+
+def containers(service, healthy=False):
+    """Ids of the service's running containers (only those whose health check passes, with healthy)."""
+    args = ["ps", "-q", "--no-trunc", "--filter", f"label=com.docker.swarm.service.name={service_name(service)}",
+            "--filter", "status=running"]
+    if healthy:
+        args += ["--filter", "health=healthy"]
+    return set(docker(*args).split())
+
+
+def desired(service):
+    return int(docker("service", "inspect", "-f", "{{.Spec.Mode.Replicated.Replicas}}", service_name(service)))
+
+
+def wait_until(what, test, limit=SETTLE_S, every=0.1):
+    deadline = time.monotonic() + limit
+    while True:
+        value = test()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise SystemExit(f"stack.py: {what}: not within {limit} s")
+        time.sleep(every)
+
+
+def engine_events(service, since, until, event):
+    """The engine's events of the service's containers between two wall-clock times: [(id, seconds)]."""
+    out = docker("events", "--since", f"{since:.6f}", "--until", f"{until:.6f}",
+                 "--filter", "type=container", "--filter", f"event={event}",
+                 "--filter", f"label=com.docker.swarm.service.name={service_name(service)}",
+                 "--format", "{{json .}}")
+    found = []
+    for line in out.splitlines():
+        entry = json.loads(line)
+        if event == "health_status" and not entry.get("status", "").endswith(": healthy"):
+            continue
+        found.append((entry["id"], entry["timeNano"] / 1e9))
+    return found
+
+
+def first_healthy(service, since, until):
+    """When each container first turned healthy: {id: wall-clock seconds}."""
+    times = {}
+    for cid, at in engine_events(service, since, until, "health_status"):
+        times.setdefault(cid, at)
+    return times
+
+
+def http_ok(url):
+    try:
+        with urllib.request.urlopen(url, timeout=2) as answer:
+            return answer.status == 200
+    except OSError:
+        return False
+
+
+def up(_args):
+    if docker("info", "-f", "{{.Swarm.LocalNodeState}}") != "active":
+        log("no swarm: docker swarm init on 127.0.0.1 (left again by `down`)")
+        docker("swarm", "init", "--advertise-addr", "127.0.0.1")
+        os.makedirs(os.path.dirname(MADE_SWARM), exist_ok=True)
+        open(MADE_SWARM, "w").close()
+    # TARSIER_IMAGE_PROFILE=release builds the agent image from a release build (for measured runs).
+    release = ["--release"] if os.environ.get("TARSIER_IMAGE_PROFILE") == "release" else []
+    subprocess.run([os.path.join(ROOT, "scripts", "image.sh"), *release], check=True, stdout=subprocess.DEVNULL)
+    if not os.path.exists(TOKEN) or os.path.getsize(TOKEN) == 0:
+        with open(TOKEN, "w") as f:
+            f.write(os.urandom(32).hex())
+    os.chmod(TOKEN, 0o644)
+    docker("stack", "deploy", "-c", os.path.join(ROOT, "deploy", "stack.yaml"), STACK, timeout=300)
+    for service in ("backend", "bystander"):
+        want = desired(service)
+        wait_until(f"{want} healthy {service}", lambda: len(containers(service, healthy=True)) == want)
+    wait_until("the load balancer forwards /health", lambda: http_ok(f"{LB}/health"))
+    wait_until("the load balancer forwards /bystander/health", lambda: http_ok(f"{LB}/bystander/health"))
+    log(f"stack {STACK} is up: load balancer at {LB}, token in deploy/.token")
+
+
+def down(_args):
+    docker("stack", "rm", STACK, check=False)
+    label = f"label=com.docker.stack.namespace={STACK}"
+    wait_until("the stack's containers are gone", lambda: not docker("ps", "-aq", "--filter", label), every=0.5)
+    wait_until("the stack's network is gone",
+               lambda: not docker("network", "ls", "-q", "--filter", label), every=0.5)
+    if os.path.exists(MADE_SWARM):
+        docker("swarm", "leave", "--force", check=False)
+        # The bridge `swarm init` made for overlay tasks outlives the swarm; nothing else uses it.
+        docker("network", "rm", "docker_gwbridge", check=False)
+        os.remove(MADE_SWARM)
+    log(f"stack {STACK} removed")
+
+
+def scale(args):
+    service, n = args.service, args.replicas
+    started = time.time()
+    docker("service", "scale", "-d", f"{service_name(service)}={n}")
+    wait_until(f"exactly {n} healthy {service}",
+               lambda: len(containers(service, healthy=True)) == n and len(containers(service)) == n,
+               limit=args.timeout)
+    settled = time.time()
+    healthy = first_healthy(service, started, settled)
+    # The last container to turn healthy, by the engine's clock; a scale down takes until the extra ones are gone.
+    last = max(healthy.values(), default=settled) if n > 0 else settled
+    print(json.dumps({"replicas": n, "seconds": round(last - started, 3)}))
+
+
+def segfault_from_inside(cid):
+    body = "command: faults/segfault\ndata: {delay: 0s}\n"
+    docker("exec", "-i", cid, "/usr/local/bin/tarsier", "exec", "http://127.0.0.1:8080",
+           "--token-file", "/run/secrets/tarsier_token", "-", check=False, stdin=body, timeout=30)
+
+
+def kill(args):
+    service = args.service
+    want = desired(service)
+    if want < 1:
+        raise SystemExit(f"stack.py: {service} has no replicas to kill")
+    times = []
+    for round_no in range(1, args.times + 1):
+        before = wait_until(f"{want} healthy {service}",
+                            lambda: (lambda c: c if len(c) == want else None)(containers(service, healthy=True)))
+        victim = sorted(before)[0]
+        killed_at = time.time()
+        if args.how == "docker-kill":
+            docker("kill", victim)
+        else:
+            segfault_from_inside(victim)
+        wait_until(f"a healthy replacement for {victim[:12]}",
+                   lambda: len(containers(service, healthy=True) - before) >= 1
+                   and len(containers(service, healthy=True)) == want)
+        healthy = first_healthy(service, killed_at, time.time())
+        new = [at for cid, at in healthy.items() if cid not in before]
+        seconds = (min(new) if new else time.time()) - killed_at
+        times.append(seconds)
+        log(f"{args.how} {round_no}/{args.times}: a replacement was healthy {seconds:.2f} s after the kill")
+        time.sleep(args.pause)
+    print(json.dumps({"kills": len(times), "median_s": round(statistics.median(times), 3),
+                      "max_s": round(max(times), 3), "min_s": round(min(times), 3)}))
+
+
+def update(args):
+    service = args.service
+    before = containers(service)
+    started = time.time()
+    docker("service", "update", "--force", "-d", service_name(service))
+
+    def finished():
+        state = docker("service", "inspect", "-f", "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}",
+                       service_name(service))
+        return state if state in ("completed", "rollback_completed", "paused", "rollback_paused") else None
+
+    state = wait_until("the rolling update", finished, limit=args.timeout, every=0.2)
+    ended = time.time()
+    if state != "completed":
+        raise SystemExit(f"stack.py: the rolling update ended `{state}`")
+    created = {cid: at for cid, at in engine_events(service, started, ended, "create") if cid not in before}
+    healthy = first_healthy(service, started, ended)
+    ready = [healthy[cid] - at for cid, at in created.items() if cid in healthy]
+    print(json.dumps({"seconds": round(ended - started, 3), "replaced": len(ready),
+                      "ready_median_s": round(statistics.median(ready), 3) if ready else None,
+                      "ready_max_s": round(max(ready), 3) if ready else None}))
+
+
+def tarsier_exec(cid, body, timeout):
+    out = docker("exec", "-i", cid, "/usr/local/bin/tarsier", "exec", "http://127.0.0.1:8080",
+                 "--token-file", "/run/secrets/tarsier_token", "--output", "json", "-",
+                 stdin=body, timeout=timeout)
+    return json.loads(out)
+
+
+def load(args):
+    targets = sorted(containers(args.service))
+    if not targets:
+        raise SystemExit(f"stack.py: {args.service} has no running tasks")
+    hold = f"command: heavy_load/gobble_ram\ndata: {{size: {args.ram}}}\n"
+    spin = f"command: heavy_load/spin_cpu\ndata: {{duration: {args.seconds}s, load: {args.cpu_load}, threads: 1}}\n"
+
+    def one(cid):
+        tarsier_exec(cid, hold, 60)
+        return tarsier_exec(cid, spin, args.seconds + 60)["result"]["cpu_fraction"]
+
+    with ThreadPoolExecutor(max_workers=len(targets)) as pool:
+        shares = list(pool.map(one, targets))
+    print(json.dumps({"containers": len(shares), "cpu_share_mean": round(statistics.mean(shares), 4),
+                      "cpu_share_min": round(min(shares), 4), "cpu_share_max": round(max(shares), 4)}))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("up").set_defaults(run=up)
+    commands.add_parser("down").set_defaults(run=down)
+    p = commands.add_parser("scale")
+    p.add_argument("service")
+    p.add_argument("replicas", type=int)
+    p.add_argument("--timeout", type=float, default=SETTLE_S)
+    p.set_defaults(run=scale)
+    p = commands.add_parser("kill")
+    p.add_argument("service")
+    p.add_argument("--how", choices=["docker-kill", "segfault"], required=True)
+    p.add_argument("--times", type=int, default=5)
+    p.add_argument("--pause", type=float, default=2.0, help="seconds between kills")
+    p.set_defaults(run=kill)
+    p = commands.add_parser("update")
+    p.add_argument("service")
+    p.add_argument("--timeout", type=float, default=SETTLE_S)
+    p.set_defaults(run=update)
+    p = commands.add_parser("load")
+    p.add_argument("service")
+    p.add_argument("--ram", default="64MiB")
+    p.add_argument("--cpu-load", type=int, default=50)
+    p.add_argument("--seconds", type=int, default=10)
+    p.set_defaults(run=load)
+    args = parser.parse_args()
+    if args.command not in ("up", "down") and not 1 <= getattr(args, "times", 1) <= 100:
+        parser.error("--times: 1 to 100")
+    args.run(args)
+
+
+if __name__ == "__main__":
+    main()
