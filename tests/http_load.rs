@@ -64,6 +64,8 @@ fn counts_statuses_and_latency_of_a_fixed_number_of_requests() {
     let result = &answer["result"];
     assert_eq!(result["requests_sent"], 300, "{result}");
     assert_eq!(result["completed"], 300);
+    assert_eq!(result["succeeded"], 300);
+    assert_eq!(result["availability"], 1.0);
     assert_eq!(result["status"]["200"], 300);
     assert_eq!(result["bytes"], 600);
     assert_eq!(target.hits(), 300, "the target saw every request exactly once");
@@ -84,6 +86,10 @@ fn counts_statuses_and_latency_of_a_fixed_number_of_requests() {
     ));
     assert_eq!(answer["result"]["errors"]["status_5xx"], 20, "{answer}");
     assert_eq!(answer["result"]["status"]["500"], 20);
+    // Answered, but not served: availability counts only answers below 400.
+    assert_eq!(answer["result"]["completed"], 20);
+    assert_eq!(answer["result"]["succeeded"], 0);
+    assert_eq!(answer["result"]["availability"], 0.0);
 }
 
 #[test]
@@ -198,6 +204,7 @@ fn a_wave_merges_every_agents_result_at_the_origin() {
     let merged = &report["merged"];
     assert_eq!(merged["agents"], 3, "{report}");
     assert_eq!(merged["completed"], 300);
+    assert_eq!(merged["availability"], 1.0);
     assert_eq!(merged["status"]["200"], 300);
     assert_eq!(target.hits(), 300);
     assert!(merged["latency_ms"]["p99"].as_f64().unwrap() > 0.0);

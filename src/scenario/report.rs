@@ -87,7 +87,9 @@ impl SweepTable {
         let mut table = comfy_table::Table::new();
         table.load_preset(comfy_table::presets::UTF8_HORIZONTAL_ONLY);
         table.set_content_arrangement(comfy_table::ContentArrangement::Dynamic);
-        table.set_header(self.params.iter().chain(&figures).cloned().collect::<Vec<_>>());
+        // `result.` starts most figures: the header leaves it out (the CSV and JSON keep whole paths).
+        let shown = figures.iter().map(|f| f.strip_prefix("result.").unwrap_or(f).to_owned());
+        table.set_header(self.params.iter().cloned().chain(shown).collect::<Vec<_>>());
         for row in &self.rows {
             let values = row.values.iter().map(super::format::plain);
             let figures = figures.iter().map(|f| row.figures.get(f).map_or("-".to_owned(), |x| short_number(*x)));
@@ -114,63 +116,115 @@ impl SweepTable {
 }
 
 impl SweepTable {
-    /// An SVG chart: the figures (one line each, for each combination of the other parameters) against the
-    /// first parameter, or against the round when that is not a number. Drawn with plotters.
+    /// An SVG chart with one panel per figure (each on its own scale: req/s and milliseconds do not share an
+    /// axis), the figure against the first parameter: one line per combination of the other parameters. A
+    /// first parameter that is not a number is drawn as categories, in the order of the rounds. Plotters.
     pub fn chart_svg(&self) -> Result<String, String> {
         use plotters::prelude::*;
+        let first_is_number = self.rows.iter().all(|r| r.values.first().is_some_and(|v| v.is_number()));
+        let mut categories: Vec<String> = Vec::new();
         let xs: Vec<f64> = self
             .rows
             .iter()
-            .enumerate()
-            .map(|(i, row)| row.values.first().and_then(|v| v.as_f64()).unwrap_or(i as f64))
+            .map(|row| {
+                let value = row.values.first().map(super::format::plain).unwrap_or_default();
+                if first_is_number {
+                    return row.values.first().and_then(|v| v.as_f64()).unwrap_or_default();
+                }
+                let at = categories.iter().position(|c| *c == value).unwrap_or_else(|| {
+                    categories.push(value);
+                    categories.len() - 1
+                });
+                at as f64
+            })
             .collect();
-        let x_name = match self.rows.first().and_then(|r| r.values.first()) {
-            Some(v) if v.is_number() => self.params.first().cloned().unwrap_or_default(),
-            _ => "round".to_owned(),
-        };
-        // One series per figure and per combination of the parameters after the first.
-        let mut series: std::collections::BTreeMap<String, Vec<(f64, f64)>> = std::collections::BTreeMap::new();
+        let x_name = self.params.first().cloned().unwrap_or_else(|| "round".into());
+        let figures = self.figure_names();
+        // Per figure: one line per combination of the parameters after the first.
+        let mut panels: Vec<std::collections::BTreeMap<String, Vec<(f64, f64)>>> =
+            vec![Default::default(); figures.len()];
         for (row, x) in self.rows.iter().zip(&xs) {
-            let rest: Vec<String> =
-                self.params.iter().zip(&row.values).skip(1).map(|(p, v)| format!("{p}={v}")).collect();
-            for (figure, y) in &row.figures {
-                let label = if rest.is_empty() { figure.clone() } else { format!("{figure} ({})", rest.join(", ")) };
-                series.entry(label).or_default().push((*x, *y));
+            let rest: Vec<String> = self
+                .params
+                .iter()
+                .zip(&row.values)
+                .skip(1)
+                .map(|(p, v)| format!("{p}={}", super::format::plain(v)))
+                .collect();
+            for (panel, figure) in panels.iter_mut().zip(&figures) {
+                if let Some(y) = row.figures.get(figure) {
+                    panel.entry(rest.join(", ")).or_default().push((*x, *y));
+                }
             }
         }
-        let points = series.values().flatten();
-        let (x_max, y_max) = points.fold((1.0f64, 1.0f64), |(x, y), (px, py)| (x.max(*px), y.max(*py)));
+        let columns = figures.len().clamp(1, 3);
+        let rows = figures.len().div_ceil(columns).max(1);
+        let (width, height) = (440 * columns as u32, 40 + 280 * rows as u32);
+        let (x_min, x_max) = if first_is_number {
+            let max = xs.iter().copied().fold(1.0f64, f64::max);
+            (xs.iter().copied().fold(max, f64::min).min(0.0), max * 1.05)
+        } else {
+            (-0.5, categories.len() as f64 - 0.5)
+        };
+        let label_of = |x: &f64| {
+            if first_is_number {
+                short_number(*x)
+            } else {
+                let at = x.round();
+                if (x - at).abs() < 0.01 && at >= 0.0 {
+                    categories.get(at as usize).cloned().unwrap_or_default()
+                } else {
+                    String::new()
+                }
+            }
+        };
         let mut svg = String::new();
         {
-            let root = SVGBackend::with_string(&mut svg, (900, 520)).into_drawing_area();
             let error = |e: &dyn std::fmt::Display| e.to_string();
+            let root = SVGBackend::with_string(&mut svg, (width, height)).into_drawing_area();
             root.fill(&WHITE).map_err(|e| error(&e))?;
-            let mut chart = ChartBuilder::on(&root)
-                .caption(&self.name, ("sans-serif", 20))
-                .margin(20)
-                .x_label_area_size(40)
-                .y_label_area_size(70)
-                .build_cartesian_2d(0f64..x_max * 1.05, 0f64..y_max * 1.1)
-                .map_err(|e| error(&e))?;
-            chart.configure_mesh().x_desc(x_name).y_desc("recorded value").draw().map_err(|e| error(&e))?;
-            for (i, (label, mut points)) in series.into_iter().enumerate() {
-                points.sort_by(|a, b| a.0.total_cmp(&b.0));
-                let colour = Palette99::pick(i).to_rgba();
-                chart
-                    .draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))
-                    .map_err(|e| error(&e))?
-                    .label(label)
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour));
-                chart
-                    .draw_series(points.into_iter().map(|p| Circle::new(p, 3, colour.filled())))
+            let root = root.titled(&self.name, ("sans-serif", 20)).map_err(|e| error(&e))?;
+            for (area, (figure, lines)) in root.split_evenly((rows, columns)).iter().zip(figures.iter().zip(&panels)) {
+                let y_max = lines.values().flatten().map(|p| p.1).fold(0.0f64, f64::max);
+                let y_max = if y_max > 0.0 { y_max * 1.1 } else { 1.0 };
+                let mut chart = ChartBuilder::on(area)
+                    .caption(figure.strip_prefix("result.").unwrap_or(figure), ("sans-serif", 15))
+                    .margin(12)
+                    .x_label_area_size(32)
+                    .y_label_area_size(56)
+                    .build_cartesian_2d(x_min..x_max, 0f64..y_max)
                     .map_err(|e| error(&e))?;
+                let x_labels = if first_is_number { 8 } else { categories.len().max(1) * 2 + 1 };
+                chart
+                    .configure_mesh()
+                    .x_desc(&x_name)
+                    .x_labels(x_labels)
+                    .x_label_formatter(&label_of)
+                    .draw()
+                    .map_err(|e| error(&e))?;
+                for (i, (label, points)) in lines.iter().enumerate() {
+                    let mut points = points.clone();
+                    points.sort_by(|a, b| a.0.total_cmp(&b.0));
+                    let colour = Palette99::pick(i).to_rgba();
+                    let series = chart
+                        .draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))
+                        .map_err(|e| error(&e))?;
+                    if !label.is_empty() {
+                        series.label(label).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], colour));
+                    }
+                    chart
+                        .draw_series(points.into_iter().map(|p| Circle::new(p, 3, colour.filled())))
+                        .map_err(|e| error(&e))?;
+                }
+                if lines.len() > 1 {
+                    chart
+                        .configure_series_labels()
+                        .background_style(WHITE.mix(0.8))
+                        .border_style(BLACK)
+                        .draw()
+                        .map_err(|e| error(&e))?;
+                }
             }
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .draw()
-                .map_err(|e| error(&e))?;
             root.present().map_err(|e| error(&e))?;
         }
         Ok(svg)
@@ -324,6 +378,31 @@ mod tests {
 
     fn step(title: &str, group: bool, outcome: Outcome, detail: &str) -> StepResult {
         StepResult { title: title.into(), depth: 0, group, outcome, seconds: 0.5, detail: detail.into() }
+    }
+
+    #[test]
+    fn charts_give_each_figure_a_panel_and_name_categories() {
+        let row = |how: &str, n: f64, p99: f64, lost: f64| SweepRow {
+            values: vec![how.into(), n.into()],
+            figures: [("result.latency_ms.p99".to_owned(), p99), ("lost".to_owned(), lost)].into(),
+        };
+        let table = SweepTable {
+            name: "kills".into(),
+            params: vec!["how".into(), "n".into()],
+            rows: vec![
+                row("docker-kill", 1.0, 1800.0, 0.0),
+                row("segfault", 1.0, 75.0, 2.0),
+                row("segfault", 2.0, 70.0, 1.0),
+            ],
+        };
+        let svg = table.chart_svg().unwrap();
+        if let Some(dir) = std::env::var_os("TARSIER_CHART_DIR") {
+            std::fs::write(std::path::Path::new(&dir).join("categories.svg"), &svg).unwrap();
+        }
+        // One panel per figure, captioned without `result.`; the categories label the x axis.
+        assert!(svg.contains(">\nlatency_ms.p99\n<") && svg.contains(">\nlost\n<"), "{svg}");
+        assert!(svg.contains("docker-kill") && svg.contains("segfault"));
+        assert!(svg.contains("n=1") && svg.contains("n=2"), "a line per value of the other parameter");
     }
 
     #[test]

@@ -87,9 +87,12 @@ impl Tally {
             p999: ms(h.value_at_quantile(0.999)),
             max: ms(h.max()),
         });
+        let succeeded = self.completed.saturating_sub(self.errors.status_4xx + self.errors.status_5xx);
         HttpLoadResult {
             requests_sent: self.sent,
             completed: self.completed,
+            succeeded,
+            availability: if self.sent == 0 { 1.0 } else { succeeded as f64 / self.sent as f64 },
             errors: self.errors.clone(),
             status: self.status.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
             seconds,
@@ -124,6 +127,12 @@ pub struct HttpLoadResult {
     pub requests_sent: u64,
     /// Requests that got an HTTP answer, whatever its status.
     pub completed: u64,
+    /// Requests answered with a status below 400: what a user would count as served.
+    #[serde(default)]
+    pub succeeded: u64,
+    /// `succeeded / requests_sent` (1 when nothing was sent): the availability an SLO speaks of.
+    #[serde(default)]
+    pub availability: f64,
     pub errors: Errors,
     /// Answers by status code.
     pub status: BTreeMap<String, u64>,
