@@ -6,6 +6,8 @@ line of stdout, which a scenario's `run: {values: ..., record: ...}` reads.
   stack.py up                        init a one-node swarm if the engine has none (remembered, so `down`
                                      leaves it again), build the images, deploy, wait until all is healthy
   stack.py down                      remove the stack; leave the swarm if `up` made it
+  stack.py token                     make the swarm token deploy/.token if there is none; print its path
+                                     (for `tarsier scenario run --token-file`, read before `up` runs)
   stack.py scale SERVICE N           scale, wait until exactly N tasks are healthy
                                      -> {"replicas": N, "seconds": time until the last one was healthy}
   stack.py kill SERVICE --how docker-kill|segfault [--times 5]
@@ -112,6 +114,19 @@ def http_ok(url):
         return False
 
 
+def make_token():
+    if not os.path.exists(TOKEN) or os.path.getsize(TOKEN) == 0:
+        with open(TOKEN, "w") as f:
+            f.write(os.urandom(32).hex())
+    # The agents run as user 10001 and read it as a Swarm secret.
+    os.chmod(TOKEN, 0o644)
+    return TOKEN
+
+
+def token(_args):
+    print(os.path.relpath(make_token()))
+
+
 def up(_args):
     if docker("info", "-f", "{{.Swarm.LocalNodeState}}") != "active":
         log("no swarm: docker swarm init on 127.0.0.1 (left again by `down`)")
@@ -121,10 +136,7 @@ def up(_args):
     # TARSIER_IMAGE_PROFILE=release builds the agent image from a release build (for measured runs).
     release = ["--release"] if os.environ.get("TARSIER_IMAGE_PROFILE") == "release" else []
     subprocess.run([os.path.join(ROOT, "scripts", "image.sh"), *release], check=True, stdout=subprocess.DEVNULL)
-    if not os.path.exists(TOKEN) or os.path.getsize(TOKEN) == 0:
-        with open(TOKEN, "w") as f:
-            f.write(os.urandom(32).hex())
-    os.chmod(TOKEN, 0o644)
+    make_token()
     docker("stack", "deploy", "-c", os.path.join(ROOT, "deploy", "stack.yaml"), STACK, timeout=300)
     for service in ("backend", "bystander"):
         want = desired(service)
@@ -248,6 +260,7 @@ def main():
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("up").set_defaults(run=up)
     commands.add_parser("down").set_defaults(run=down)
+    commands.add_parser("token").set_defaults(run=token)
     p = commands.add_parser("scale")
     p.add_argument("service")
     p.add_argument("replicas", type=int)
@@ -270,7 +283,7 @@ def main():
     p.add_argument("--seconds", type=int, default=10)
     p.set_defaults(run=load)
     args = parser.parse_args()
-    if args.command not in ("up", "down") and not 1 <= getattr(args, "times", 1) <= 100:
+    if args.command not in ("up", "down", "token") and not 1 <= getattr(args, "times", 1) <= 100:
         parser.error("--times: 1 to 100")
     args.run(args)
 

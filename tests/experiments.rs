@@ -83,6 +83,9 @@ fn the_four_experiments_run_on_docker_swarm_and_leave_nothing_behind() {
     }
     let swarm_before = docker(&["info", "-f", "{{.Swarm.LocalNodeState}}"]);
     let stack = StackName(format!("tarsiertest{}", std::process::id()));
+    // The swarm token the runner reads before the stack (which would make it) is up.
+    let made = Command::new("python3").args(["scripts/stack.py", "token"]).current_dir(root()).status();
+    assert!(made.is_ok_and(|s| s.success()), "stack.py token failed");
     let dir = std::env::temp_dir().join(format!("tarsier-experiments-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
 

@@ -18,11 +18,33 @@ fn text(out: &Output) -> String {
     format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
-fn library() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+fn yaml_files(dir: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
     files.sort();
     files
+}
+
+fn library() -> Vec<PathBuf> {
+    yaml_files("scenarios")
+}
+
+#[test]
+fn every_experiment_is_valid_and_opens_with_its_question() {
+    let files = yaml_files("scenarios/experiments");
+    assert_eq!(files.len(), 4, "{files:?}");
+    let refs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+    let out = scenario(&["check"], &refs);
+    assert!(out.status.success(), "{}", text(&out));
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        assert!(text.starts_with("# Question: "), "{file:?} must open with the question it answers");
+        assert!(text.contains("teardown:"), "{file:?} must remove what it set up, whatever happens");
+    }
 }
 
 #[test]
