@@ -103,7 +103,7 @@ fn the_four_experiments_run_on_docker_swarm_and_leave_nothing_behind() {
 
     // Failover: two kills each way; a replacement every time, within the file's 30 s bound.
     let out = dir.join("failover-mttr");
-    run_experiment(&stack, "scenarios/experiments/failover-mttr.yaml", &["kills=2", "seconds=20"], &out);
+    run_experiment(&stack, "scenarios/experiments/failover-mttr.yaml", &["kills=2", "load_s=20"], &out);
     let max_s = column(&out, "max_s");
     assert!(max_s.len() == 2 && max_s.iter().all(|x| *x > 0.0 && *x < 30.0), "{max_s:?}");
 
@@ -112,7 +112,7 @@ fn the_four_experiments_run_on_docker_swarm_and_leave_nothing_behind() {
     run_experiment(
         &stack,
         "scenarios/experiments/rolling-update-availability.yaml",
-        &["replicas=2", "seconds=30"],
+        &["replicas=2", "load_s=30"],
         &out,
     );
     assert_eq!(column(&out, "replaced"), [2.0]);

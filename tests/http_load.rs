@@ -9,7 +9,8 @@ use std::time::Duration;
 use axum::http::{StatusCode, Uri};
 use common::{eventually, ChildAgent, Spawn};
 
-/// A target on 127.0.0.1 that counts what it serves: `/` answers 200, `/fail` 500, `/slow` after 20 ms.
+/// A target on 127.0.0.1 that counts what it serves: `/` answers 200, `/fail` 500, `/slow` after 20 ms,
+/// `/stall` after 1 s, `/stall-once` after 1 s when it is the target's 100th request.
 struct Target {
     address: String,
     hits: Arc<AtomicU64>,
@@ -25,6 +26,17 @@ async fn serve(
         "/slow" => {
             tokio::time::sleep(Duration::from_millis(20)).await;
             (StatusCode::OK, "slow")
+        }
+        "/stall" => {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            (StatusCode::OK, "stalled")
+        }
+        "/stall-once" => {
+            // This target's 100th request (the count includes this one).
+            if hits.load(Ordering::Relaxed) == 100 {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            (StatusCode::OK, "ok")
         }
         _ => (StatusCode::OK, "ok"),
     }
@@ -119,6 +131,74 @@ fn a_fixed_rate_is_kept_within_two_percent() {
     assert_eq!(result["completed"], 1000);
     let rate = result["req_per_s"].as_f64().unwrap();
     assert!((rate - 200.0).abs() / 200.0 < 0.02, "{rate:.1} req/s for a rate of 200");
+}
+
+#[test]
+fn a_rate_above_capacity_ends_with_its_duration_and_counts_what_it_dropped() {
+    let target = Target::start();
+    let agent = ChildAgent::spawn();
+    // 200,000 requests/s for 2 s over 4 connections: far more than one machine's loopback answers.
+    let (status, answer) = agent.exec(&format!(
+        "command: net/http_load\ndata: {{url: 'http://{}/', rate: 200000, duration: 2s, concurrency: 4, timeout: 2s}}\n",
+        target.address
+    ));
+    assert_eq!(status, 200, "{answer}");
+    let result = &answer["result"];
+    let (sent, dropped) = (result["requests_sent"].as_u64().unwrap(), result["dropped"].as_u64().unwrap());
+    // Every request due in the window is either sent or dropped, none twice.
+    assert_eq!(sent + dropped, 400_000, "{result}");
+    assert!(dropped > 0, "{result}");
+    // Nothing is sent after the window: what runs on is at most the requests in flight, each within its timeout.
+    assert!(result["seconds"].as_f64().unwrap() < 2.0 + 2.0 + 1.0, "{result}");
+    assert_eq!(result["latency_correction"], "schedule");
+}
+
+#[test]
+fn answers_after_the_window_are_stragglers_not_throughput() {
+    let target = Target::start();
+    let agent = ChildAgent::spawn();
+    // 20 requests due within 1 s, each answered 1 s after it was sent: all of them after the window.
+    let (status, answer) = agent.exec(&format!(
+        "command: net/http_load\ndata: {{url: 'http://{}/stall', rate: 20, duration: 1s, concurrency: 30}}\n",
+        target.address
+    ));
+    assert_eq!(status, 200, "{answer}");
+    let result = &answer["result"];
+    assert_eq!(result["requests_sent"], 20, "{result}");
+    assert_eq!(result["completed"], 20);
+    assert_eq!(result["stragglers"], 20);
+    assert_eq!(result["dropped"], 0);
+    assert_eq!(result["req_per_s"], 0.0, "nothing was answered within the window");
+}
+
+#[test]
+fn closed_mode_corrects_for_a_stall_only_when_asked_and_says_so() {
+    let agent = ChildAgent::spawn();
+    // Each run against a target of its own, which stalls 1 s once, at its 100th request.
+    let load = |correct: bool| {
+        let target = Target::start();
+        let (status, answer) = agent.exec(&format!(
+            "command: net/http_load\ndata: {{url: 'http://{}/stall-once', duration: 3s, concurrency: 1, correct: {correct}}}\n",
+            target.address
+        ));
+        assert_eq!(status, 200, "{answer}");
+        let result = answer["result"].clone();
+        assert!(result["latency_ms"]["max"].as_f64().unwrap() >= 1000.0, "the stall is in the run: {result}");
+        result
+    };
+    // Uncorrected, the stall is one sample among many: the tail hides what it held back.
+    let plain = load(false);
+    assert_eq!(plain["latency_correction"], "none");
+    // Corrected as wrk does, the requests the stall held back fill the tail.
+    let corrected = load(true);
+    assert_eq!(corrected["latency_correction"], "expected_interval");
+    let (p99_plain, p99_corrected) =
+        (plain["latency_ms"]["p99"].as_f64().unwrap(), corrected["latency_ms"]["p99"].as_f64().unwrap());
+    assert!(p99_corrected >= 10.0 * p99_plain, "p99 {p99_plain} ms plain, {p99_corrected} ms corrected");
+    let (status, refused) =
+        agent.exec("command: net/http_load\ndata: {url: 'http://127.0.0.1:1/', rate: 10, correct: true}\n");
+    assert_eq!(status, 400, "{refused}");
+    assert!(refused["error"].as_str().unwrap_or_default().contains("correct"), "{refused}");
 }
 
 #[test]

@@ -178,7 +178,7 @@ fn a_sweep_runs_once_per_value_and_writes_its_table_and_chart() {
     let slept: Vec<f64> = rows[1..].iter().map(|r| r.split(',').nth(1).unwrap().parse().unwrap()).collect();
     assert!(slept[0] < slept[1] && slept[1] < slept[2] && slept[2] >= 40.0, "the value went in: {slept:?}");
     let svg = std::fs::read_to_string(out_dir.join("sweep-sleep-by-length.svg")).unwrap();
-    assert!(svg.starts_with("<svg") && svg.contains("result.slept_ms"), "{svg:.300}");
+    assert!(svg.starts_with("<svg") && svg.contains("slept_ms"), "{svg:.300}");
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["scenarios"][0]["sweeps"][0]["rows"].as_array().unwrap().len(), 3);

@@ -87,8 +87,12 @@ impl SweepTable {
         let mut table = comfy_table::Table::new();
         table.load_preset(comfy_table::presets::UTF8_HORIZONTAL_ONLY);
         table.set_content_arrangement(comfy_table::ContentArrangement::Dynamic);
-        // `result.` starts most figures: the header leaves it out (the CSV and JSON keep whole paths).
-        let shown = figures.iter().map(|f| f.strip_prefix("result.").unwrap_or(f).to_owned());
+        // `result.` starts most figures: the header leaves it out where no other column has the shorter name
+        // (the CSV and JSON keep whole paths).
+        let shown = figures.iter().map(|f| match f.strip_prefix("result.") {
+            Some(short) if !figures.iter().any(|other| other == short) => short.to_owned(),
+            _ => f.clone(),
+        });
         table.set_header(self.params.iter().cloned().chain(shown).collect::<Vec<_>>());
         for row in &self.rows {
             let values = row.values.iter().map(super::format::plain);

@@ -11,7 +11,7 @@ use tarsier_plugin::{Cancel, Command, CommandError, DataError, ExecContext, Huma
 
 use crate::http1_conn::{Connection, Failure, Template};
 use crate::http_metrics::HttpLoadMetrics;
-use crate::http_stats::{merge, HttpLoadResult, Tally};
+use crate::http_stats::{merge, HttpLoadResult, LatencyCorrection, Tally};
 use crate::targets::AllowList;
 
 const MAX_CONCURRENCY: u32 = 10_000;
@@ -37,8 +37,13 @@ pub struct HttpLoadData {
     /// How long to send for; default 10s when `requests` is not given either.
     pub duration: Option<HumanDuration>,
     /// Requests per second, on a fixed schedule (open model); latency counts from each request's scheduled
-    /// time, so a slow server cannot hide its queueing (coordinated omission is corrected, like wrk2).
+    /// time, so a slow server cannot hide its queueing (coordinated omission is corrected, like wrk2). With
+    /// `duration` the load ends when it does: requests not sent by then are `dropped`.
     pub rate: Option<f64>,
+    /// Closed mode (no `rate`): correct the latencies for coordinated omission as wrk does (HdrHistogram's
+    /// expected-interval correction, the interval being the mean latency), so a server that stalls shows in
+    /// the percentiles. The answer's `latency_correction` says which way latencies were taken.
+    pub correct: bool,
     /// Per-request timeout.
     pub timeout: HumanDuration,
     /// Speak HTTP/2 (prior knowledge on http://; https negotiates it with ALPN anyway).
@@ -58,6 +63,7 @@ impl Default for HttpLoadData {
             requests: None,
             duration: None,
             rate: None,
+            correct: false,
             timeout: HumanDuration::from_secs(10),
             http2: false,
             insecure: false,
@@ -138,6 +144,12 @@ impl Command for HttpLoad {
                 ));
             }
         }
+        if data.correct && data.rate.is_some() {
+            return Err(DataError::field(
+                "correct",
+                "rate mode already counts latency from each request's schedule; `correct` is for closed mode",
+            ));
+        }
         limits.check_duration("timeout", data.timeout)?;
         Ok(HttpLoadPlan { data, url, method, headers })
     }
@@ -150,7 +162,9 @@ impl Command for HttpLoad {
                 _ = ctx.cancel.cancelled() => return Err(CommandError::Cancelled),
             };
             let (url, concurrency, rate) = (plan.data.url.clone(), plan.data.concurrency, plan.data.rate);
+            let correct = plan.data.correct;
             let load = Load::new(plan, addr)?;
+            let window = load.duration;
             let started = Instant::now();
             // Twice a second the job's progress says how far the load got (GET /jobs, the CLI's live line).
             let live = Arc::new(Live::default());
@@ -164,10 +178,25 @@ impl Command for HttpLoad {
                     }
                 })
             };
-            let tally = load.run(&metrics, &ctx.cancel, &live).await;
+            let mut tally = load.run(&metrics, &ctx.cancel, &live).await?;
             reporter.abort();
             let seconds = started.elapsed().as_secs_f64();
-            let mut result = tally.result(seconds, tally.completed as f64 / seconds.max(f64::EPSILON));
+            // Over a window, what was answered within it, like wrk; stragglers are reported apart.
+            let req_per_s = match window {
+                Some(window) => (tally.completed - tally.stragglers) as f64 / window.as_secs_f64().max(f64::EPSILON),
+                None => tally.completed as f64 / seconds.max(f64::EPSILON),
+            };
+            let correction = match (rate, correct) {
+                (Some(_), _) => LatencyCorrection::Schedule,
+                (None, false) => LatencyCorrection::None,
+                (None, true) => {
+                    let interval = tally.latency_us.mean().round().max(1.0) as u64;
+                    tally.latency_us = tally.latency_us.clone_correct(interval);
+                    LatencyCorrection::ExpectedInterval
+                }
+            };
+            let mut result = tally.result(seconds, req_per_s);
+            result.latency_correction = Some(correction);
             result.url = Some(url);
             result.concurrency = Some(concurrency);
             result.rate = rate;
@@ -332,15 +361,32 @@ impl Load {
         })
     }
 
-    async fn run(self, metrics: &HttpLoadMetrics, cancel: &Cancel, live: &Arc<Live>) -> Tally {
+    async fn run(self, metrics: &HttpLoadMetrics, cancel: &Cancel, live: &Arc<Live>) -> Result<Tally, CommandError> {
         let plan = Arc::new(self);
         let next = Arc::new(AtomicU64::new(0));
         let start = Instant::now();
+        let end = plan.duration.map(|d| start + d);
+        // Rate mode: a pacer thread hands out request numbers at their due times.
+        let unreleased = Arc::new(AtomicU64::new(0));
+        let tickets = match plan.rate {
+            Some(rate) => {
+                let pacer = Pacer {
+                    start,
+                    rate,
+                    total: plan.requests,
+                    end,
+                    cancel: cancel.flag(),
+                    unreleased: unreleased.clone(),
+                };
+                Some(Arc::new(tokio::sync::Mutex::new(pacer.start(plan.concurrency as usize)?)))
+            }
+            None => None,
+        };
         let mut workers = tokio::task::JoinSet::new();
         for _ in 0..plan.concurrency {
             let (plan, next, metrics, cancel) = (plan.clone(), next.clone(), metrics.clone(), cancel.clone());
-            let live = live.clone();
-            workers.spawn(async move { plan.worker(start, &next, &metrics, &cancel, &live).await });
+            let (live, tickets) = (live.clone(), tickets.clone());
+            workers.spawn(async move { plan.worker(start, &next, tickets.as_deref(), &metrics, &cancel, &live).await });
         }
         let mut total = Tally::default();
         while let Some(done) = workers.join_next().await {
@@ -348,7 +394,8 @@ impl Load {
                 total.add(&tally);
             }
         }
-        total
+        total.dropped += unreleased.load(Ordering::Relaxed);
+        Ok(total)
     }
 
     /// Takes request numbers from the shared counter until the plan is done or cancelled.
@@ -356,6 +403,7 @@ impl Load {
         &self,
         start: Instant,
         next: &AtomicU64,
+        tickets: Option<&Tickets>,
         metrics: &HttpLoadMetrics,
         cancel: &Cancel,
         live: &Live,
@@ -365,24 +413,34 @@ impl Load {
         let mut connection = Connection::default();
         let end = self.duration.map(|d| start + d);
         loop {
-            let n = next.fetch_add(1, Ordering::Relaxed);
-            if self.requests.is_some_and(|total| n >= total) {
-                break;
-            }
-            let scheduled = match self.rate {
-                Some(rate) => start + Duration::from_secs_f64(n as f64 / rate),
-                None => Instant::now(),
-            };
-            if end.is_some_and(|end| scheduled >= end) {
-                break;
-            }
-            if self.rate.is_some() {
-                tokio::select! {
-                    _ = tokio::time::sleep_until(scheduled.into()) => {}
-                    _ = cancel.cancelled() => break,
+            let scheduled = match (tickets, self.rate) {
+                // Rate mode: the next request due, handed out by the pacer at its time (or at once when late).
+                (Some(tickets), Some(rate)) => {
+                    let ticket = tokio::select! {
+                        ticket = async { tickets.lock().await.recv().await } => ticket,
+                        _ = cancel.cancelled() => None,
+                    };
+                    let Some(n) = ticket else { break };
+                    start + Duration::from_secs_f64(n as f64 / rate)
                 }
-            }
+                _ => {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if self.requests.is_some_and(|total| n >= total) {
+                        break;
+                    }
+                    Instant::now()
+                }
+            };
             if cancel.is_cancelled() {
+                break;
+            }
+            if end.is_some_and(|end| Instant::now() >= end) {
+                // The window closed before this request could go: rate mode counts it as dropped (and drains
+                // the rest the same way); closed mode simply stops.
+                if self.rate.is_some() {
+                    tally.dropped += 1;
+                    continue;
+                }
                 break;
             }
             tally.sent += 1;
@@ -398,6 +456,9 @@ impl Load {
             metrics.in_flight.dec();
             // With a rate, latency counts from the scheduled time: waiting for a busy connection is latency too.
             let latency = scheduled.elapsed();
+            if end.is_some_and(|end| Instant::now() > end) {
+                tally.stragglers += 1;
+            }
             let code = match outcome {
                 Ok((status, bytes)) => {
                     tally.completed += 1;
@@ -477,6 +538,67 @@ impl From<reqwest::Error> for SendError {
             SendError::Connect
         } else {
             SendError::Other
+        }
+    }
+}
+
+/// The request numbers of a rate-mode load, each sent when it is due.
+type Tickets = tokio::sync::Mutex<tokio::sync::mpsc::Receiver<u64>>;
+
+/// Hands out request numbers at their due times (`start + n / rate`) from a thread of its own: a thread's
+/// sleep with a 1 ns timer slack wakes within tens of microseconds, where tokio's timer has a 1 ms grain that
+/// would add up to a millisecond to every latency. A worker picks a number up when it is free; one that waited
+/// counts the wait as latency (the schedule is the start). Stops at `total`, at the window's end, on cancel,
+/// or when every worker is gone. The channel holds a few numbers per worker, so a load that cannot keep up
+/// queues nothing unbounded: what was due but not handed out when the window closed is `unreleased`.
+struct Pacer {
+    start: Instant,
+    rate: f64,
+    total: Option<u64>,
+    end: Option<Instant>,
+    cancel: tarsier_plugin::CancelFlag,
+    unreleased: Arc<AtomicU64>,
+}
+
+impl Pacer {
+    fn start(self, workers: usize) -> Result<tokio::sync::mpsc::Receiver<u64>, CommandError> {
+        let (sender, receiver) = tokio::sync::mpsc::channel(workers.clamp(1, 1024) * 2);
+        std::thread::Builder::new()
+            .name("http-load-pacer".into())
+            .spawn(move || self.pace(&sender))
+            .map_err(|e| CommandError::Failed(format!("cannot start the pacing thread: {e}")))?;
+        Ok(receiver)
+    }
+
+    fn pace(self, sender: &tokio::sync::mpsc::Sender<u64>) {
+        // SAFETY: PR_SET_TIMERSLACK takes a plain integer and changes only this thread's timer slack.
+        unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
+        let mut n: u64 = 0;
+        while !self.cancel.is_raised() && !sender.is_closed() && self.total.is_none_or(|total| n < total) {
+            let due = self.start + Duration::from_secs_f64(n as f64 / self.rate);
+            if let Some(end) = self.end {
+                if due >= end {
+                    break;
+                }
+                if Instant::now() >= end {
+                    // The window closed with numbers still due in it: never handed out, dropped.
+                    let due_in_window = ((end - self.start).as_secs_f64() * self.rate).ceil() as u64;
+                    let planned = self.total.map_or(due_in_window, |total| total.min(due_in_window));
+                    self.unreleased.store(planned.saturating_sub(n), Ordering::Relaxed);
+                    break;
+                }
+            }
+            let now = Instant::now();
+            if due > now {
+                // In slices, so a cancel is seen within 10 ms.
+                std::thread::sleep((due - now).min(Duration::from_millis(10)));
+                continue;
+            }
+            // Waits while every worker is busy and the channel full: the load is behind its schedule.
+            if sender.blocking_send(n).is_err() {
+                break;
+            }
+            n += 1;
         }
     }
 }

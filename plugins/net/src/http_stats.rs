@@ -36,6 +36,11 @@ pub struct Tally {
     pub errors: Errors,
     pub status: BTreeMap<u16, u64>,
     pub latency_us: Histogram<u64>,
+    /// Rate mode: requests due in the window but not sent by its end (the generator or its connections
+    /// could not keep up), like k6's dropped iterations.
+    pub dropped: u64,
+    /// Requests answered after the window ended: in `completed` and the latencies, not in `req_per_s`.
+    pub stragglers: u64,
 }
 
 impl Default for Tally {
@@ -47,6 +52,8 @@ impl Default for Tally {
             errors: Errors::default(),
             status: BTreeMap::new(),
             latency_us: new_histogram(),
+            dropped: 0,
+            stragglers: 0,
         }
     }
 }
@@ -62,6 +69,8 @@ impl Tally {
         self.sent += other.sent;
         self.completed += other.completed;
         self.bytes += other.bytes;
+        self.dropped += other.dropped;
+        self.stragglers += other.stragglers;
         self.errors.connect += other.errors.connect;
         self.errors.timeout += other.errors.timeout;
         self.errors.other += other.errors.other;
@@ -93,6 +102,9 @@ impl Tally {
             completed: self.completed,
             succeeded,
             availability: if self.sent == 0 { 1.0 } else { succeeded as f64 / self.sent as f64 },
+            dropped: self.dropped,
+            stragglers: self.stragglers,
+            latency_correction: None,
             errors: self.errors.clone(),
             status: self.status.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
             seconds,
@@ -116,6 +128,8 @@ impl Tally {
             errors: result.errors.clone(),
             status: result.status.iter().filter_map(|(k, v)| Some((k.parse().ok()?, *v))).collect(),
             latency_us: decode(&result.histogram)?,
+            dropped: result.dropped,
+            stragglers: result.stragglers,
         })
     }
 }
@@ -133,6 +147,16 @@ pub struct HttpLoadResult {
     /// `succeeded / requests_sent` (1 when nothing was sent): the availability an SLO speaks of.
     #[serde(default)]
     pub availability: f64,
+    /// Rate mode: requests due within `duration` but not sent by its end (the load could not keep up).
+    #[serde(default)]
+    pub dropped: u64,
+    /// Requests answered after `duration` ended: counted in `completed` and the latencies, not in `req_per_s`.
+    #[serde(default)]
+    pub stragglers: u64,
+    /// Where latencies count from: `schedule` (rate mode: each request's due time), `none` (closed mode: when
+    /// it was sent), `expected_interval` (closed mode with `correct`: wrk-style correction).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_correction: Option<LatencyCorrection>,
     pub errors: Errors,
     /// Answers by status code.
     pub status: BTreeMap<String, u64>,
@@ -152,6 +176,19 @@ pub struct HttpLoadResult {
     /// How many agents' results a merged result adds up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agents: Option<u64>,
+}
+
+/// How the latencies of a load were taken (see [`HttpLoadResult::latency_correction`]).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LatencyCorrection {
+    /// Rate mode: from each request's scheduled time, so queueing behind a stalled server counts.
+    Schedule,
+    /// Closed mode: from when each request was sent; a stalled server hides the requests it held back.
+    None,
+    /// Closed mode, corrected as wrk does: HdrHistogram adds the samples a stall held back, the expected
+    /// interval being the mean latency.
+    ExpectedInterval,
 }
 
 /// Latency percentiles in milliseconds.
@@ -202,6 +239,8 @@ pub fn merge(results: &[HttpLoadResult]) -> Option<HttpLoadResult> {
     }
     let mut merged = total.result(seconds, req_per_s);
     merged.agents = Some(agents);
+    // One body for the whole wave: the same way of taking latencies everywhere.
+    merged.latency_correction = results.iter().find_map(|r| r.latency_correction);
     Some(merged)
 }
 
