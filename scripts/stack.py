@@ -21,16 +21,19 @@ line of stdout, which a scenario's `run: {values: ..., record: ...}` reads.
                                      the CPU fraction each got while asking for cpu-load percent of a core
 
 Services are named as in deploy/stack.yaml (backend, bystander, density, lb). TARSIER_STACK names the stack
-(default tarsier-exp). Times come from the engine's own event log (create, health_status), not from polling.
+(default tarsier-exp). Times come from the engine's own events (create, health_status), streamed while the
+step runs, not from polling.
 On Kubernetes the same steps are kubectl commands; the README's Experiments section lists them.
 """
 
 import argparse
+import atexit
 import json
 import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -83,27 +86,49 @@ def wait_until(what, test, limit=SETTLE_S, every=0.1):
         time.sleep(every)
 
 
-def engine_events(service, since, until, event):
-    """The engine's events of the service's containers between two wall-clock times: [(id, seconds)]."""
-    out = docker("events", "--since", f"{since:.6f}", "--until", f"{until:.6f}",
-                 "--filter", "type=container", "--filter", f"event={event}",
-                 "--filter", f"label=com.docker.swarm.service.name={service_name(service)}",
-                 "--format", "{{json .}}")
-    found = []
-    for line in out.splitlines():
-        entry = json.loads(line)
-        if event == "health_status" and not entry.get("status", "").endswith(": healthy"):
-            continue
-        found.append((entry["id"], entry["timeNano"] / 1e9))
-    return found
+class EngineEvents:
+    """The engine's create and health events of a service's containers, streamed while a step runs. Streamed,
+    not asked for afterwards: the engine keeps only its last 256 events, and every health check (a `docker
+    exec`) adds three, so with a few dozen containers a query after the fact finds the start gone."""
 
+    def __init__(self, service):
+        self.events = []
+        self.process = subprocess.Popen(
+            ["docker", "events", "--filter", "type=container",
+             "--filter", f"label=com.docker.swarm.service.name={service_name(service)}",
+             "--filter", "event=create", "--filter", "event=health_status", "--format", "{{json .}}"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        # A step that fails half-way exits through SystemExit: the stream goes with it.
+        atexit.register(self.process.kill)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        # The stream starts when the engine has it: a moment, taken before the step begins.
+        time.sleep(0.3)
 
-def first_healthy(service, since, until):
-    """When each container first turned healthy: {id: wall-clock seconds}."""
-    times = {}
-    for cid, at in engine_events(service, since, until, "health_status"):
-        times.setdefault(cid, at)
-    return times
+    def _read(self):
+        for line in self.process.stdout:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            self.events.append((entry.get("status", ""), entry["id"], entry["timeNano"] / 1e9))
+
+    def stop(self):
+        time.sleep(0.3)  # the last events still on their way
+        self.process.terminate()
+        self.process.wait(timeout=10)
+        self.reader.join(timeout=5)
+
+    def created(self):
+        return {cid: at for status, cid, at in self.events if status == "create"}
+
+    def first_healthy(self):
+        """When each container first turned healthy: {id: wall-clock seconds}."""
+        times = {}
+        for status, cid, at in self.events:
+            if status.endswith(": healthy"):
+                times.setdefault(cid, at)
+        return times
 
 
 def http_ok(url):
@@ -162,13 +187,15 @@ def down(_args):
 
 def scale(args):
     service, n = args.service, args.replicas
+    events = EngineEvents(service)
     started = time.time()
     docker("service", "scale", "-d", f"{service_name(service)}={n}")
     wait_until(f"exactly {n} healthy {service}",
                lambda: len(containers(service, healthy=True)) == n and len(containers(service)) == n,
                limit=args.timeout)
     settled = time.time()
-    healthy = first_healthy(service, started, settled)
+    events.stop()
+    healthy = events.first_healthy()
     # The last container to turn healthy, by the engine's clock; a scale down takes until the extra ones are gone.
     last = max(healthy.values(), default=settled) if n > 0 else settled
     print(json.dumps({"replicas": n, "seconds": round(last - started, 3)}))
@@ -190,6 +217,7 @@ def kill(args):
         before = wait_until(f"{want} healthy {service}",
                             lambda: (lambda c: c if len(c) == want else None)(containers(service, healthy=True)))
         victim = sorted(before)[0]
+        events = EngineEvents(service)
         killed_at = time.time()
         if args.how == "docker-kill":
             docker("kill", victim)
@@ -198,7 +226,8 @@ def kill(args):
         wait_until(f"a healthy replacement for {victim[:12]}",
                    lambda: len(containers(service, healthy=True) - before) >= 1
                    and len(containers(service, healthy=True)) == want)
-        healthy = first_healthy(service, killed_at, time.time())
+        events.stop()
+        healthy = events.first_healthy()
         new = [at for cid, at in healthy.items() if cid not in before]
         seconds = (min(new) if new else time.time()) - killed_at
         times.append(seconds)
@@ -211,6 +240,7 @@ def kill(args):
 def update(args):
     service = args.service
     before = containers(service)
+    events = EngineEvents(service)
     started = time.time()
     docker("service", "update", "--force", "-d", service_name(service))
 
@@ -221,10 +251,11 @@ def update(args):
 
     state = wait_until("the rolling update", finished, limit=args.timeout, every=0.2)
     ended = time.time()
+    events.stop()
     if state != "completed":
         raise SystemExit(f"stack.py: the rolling update ended `{state}`")
-    created = {cid: at for cid, at in engine_events(service, started, ended, "create") if cid not in before}
-    healthy = first_healthy(service, started, ended)
+    created = {cid: at for cid, at in events.created().items() if cid not in before}
+    healthy = events.first_healthy()
     ready = [healthy[cid] - at for cid, at in created.items() if cid in healthy]
     print(json.dumps({"seconds": round(ended - started, 3), "replaced": len(ready),
                       "ready_median_s": round(statistics.median(ready), 3) if ready else None,
