@@ -296,4 +296,13 @@ pub enum ScenarioCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Draw a sweep's chart again from its JSON (`--out DIR` wrote sweep-NAME.json): the SVG on stdout, or
+    /// next to the JSON as sweep-NAME.svg with --write.
+    Chart {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Write each chart next to its JSON (same name, .svg) instead of printing it.
+        #[arg(long)]
+        write: bool,
+    },
 }

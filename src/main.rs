@@ -95,6 +95,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             swarm::run(args, shutdown).await
         }
         CliCommand::Scenario(ScenarioCommand::Check { files }) => Ok(scenario::check_files(&files)),
+        CliCommand::Scenario(ScenarioCommand::Chart { files, write }) => scenario::chart_files(&files, write),
         CliCommand::Scenario(ScenarioCommand::Run(args)) => {
             if std::env::var_os("TARSIER_LOG").is_none() {
                 std::env::set_var("TARSIER_LOG", "warn");

@@ -179,6 +179,15 @@ fn a_sweep_runs_once_per_value_and_writes_its_table_and_chart() {
     assert!(slept[0] < slept[1] && slept[1] < slept[2] && slept[2] >= 40.0, "the value went in: {slept:?}");
     let svg = std::fs::read_to_string(out_dir.join("sweep-sleep-by-length.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("slept_ms"), "{svg:.300}");
+    // The chart drawn again from the sweep's JSON is the chart the run drew.
+    std::fs::remove_file(out_dir.join("sweep-sleep-by-length.svg")).unwrap();
+    let drawn = Command::new(BIN)
+        .args(["scenario", "chart", "--write"])
+        .arg(out_dir.join("sweep-sleep-by-length.json"))
+        .output()
+        .unwrap();
+    assert_eq!(drawn.status.code(), Some(0), "{}", text(&drawn));
+    assert_eq!(std::fs::read_to_string(out_dir.join("sweep-sleep-by-length.svg")).unwrap(), svg);
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["scenarios"][0]["sweeps"][0]["rows"].as_array().unwrap().len(), 3);

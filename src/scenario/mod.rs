@@ -43,6 +43,25 @@ pub fn check_files(files: &[PathBuf]) -> i32 {
     code
 }
 
+/// `tarsier scenario chart`: each sweep JSON drawn again as SVG (after a change to the chart, without running
+/// the experiment again).
+pub fn chart_files(files: &[PathBuf], write: bool) -> anyhow::Result<i32> {
+    for file in files {
+        let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+        let table: report::SweepTable =
+            serde_json::from_str(&text).with_context(|| format!("{}: not a sweep's JSON", file.display()))?;
+        let svg = table.chart_svg().map_err(|e| anyhow::anyhow!("cannot draw {}: {e}", file.display()))?;
+        if write {
+            let target = file.with_extension("svg");
+            std::fs::write(&target, svg).with_context(|| format!("cannot write {}", target.display()))?;
+            crate::say!("{}", target.display());
+        } else {
+            crate::client::output::line(svg);
+        }
+    }
+    Ok(EXIT_OK)
+}
+
 /// `tarsier scenario run`: every file in turn; the swarm is aborted after each, on failure and on Ctrl-C.
 pub async fn run_files(
     files: &[PathBuf],

@@ -57,8 +57,9 @@ pub struct Figure {
     pub value: f64,
 }
 
-/// A sweep's results: one row per round, the parameters' values and the figures its steps recorded.
-#[derive(Debug, Clone, Serialize)]
+/// A sweep's results: one row per round, the parameters' values and the figures its steps recorded. Read
+/// back from its JSON by `tarsier scenario chart`.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct SweepTable {
     /// The sweep step's title.
     pub name: String,
@@ -66,7 +67,7 @@ pub struct SweepTable {
     pub rows: Vec<SweepRow>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct SweepRow {
     pub values: Vec<serde_json::Value>,
     /// Figure (dotted path) -> value; the last one recorded in the round when a path was recorded twice.
@@ -80,6 +81,19 @@ impl SweepTable {
         names.into_iter().cloned().collect()
     }
 
+    /// The figures as headers and captions show them: without the `result.` most start with, unless another
+    /// figure has that shorter name (the CSV and JSON keep whole paths).
+    fn shown_names(&self) -> Vec<String> {
+        let figures = self.figure_names();
+        figures
+            .iter()
+            .map(|f| match f.strip_prefix("result.") {
+                Some(short) if !figures.iter().any(|other| other == short) => short.to_owned(),
+                _ => f.clone(),
+            })
+            .collect()
+    }
+
     /// The table for a person: parameters then figures, one row per round (comfy-table, fitted to the
     /// terminal, 120 columns when piped).
     pub fn render(&self) -> String {
@@ -87,13 +101,7 @@ impl SweepTable {
         let mut table = comfy_table::Table::new();
         table.load_preset(comfy_table::presets::UTF8_HORIZONTAL_ONLY);
         table.set_content_arrangement(comfy_table::ContentArrangement::Dynamic);
-        // `result.` starts most figures: the header leaves it out where no other column has the shorter name
-        // (the CSV and JSON keep whole paths).
-        let shown = figures.iter().map(|f| match f.strip_prefix("result.") {
-            Some(short) if !figures.iter().any(|other| other == short) => short.to_owned(),
-            _ => f.clone(),
-        });
-        table.set_header(self.params.iter().cloned().chain(shown).collect::<Vec<_>>());
+        table.set_header(self.params.iter().cloned().chain(self.shown_names()).collect::<Vec<_>>());
         for row in &self.rows {
             let values = row.values.iter().map(super::format::plain);
             let figures = figures.iter().map(|f| row.figures.get(f).map_or("-".to_owned(), |x| short_number(*x)));
@@ -188,11 +196,13 @@ impl SweepTable {
             let root = SVGBackend::with_string(&mut svg, (width, height)).into_drawing_area();
             root.fill(&WHITE).map_err(|e| error(&e))?;
             let root = root.titled(&self.name, ("sans-serif", 20)).map_err(|e| error(&e))?;
-            for (area, (figure, lines)) in root.split_evenly((rows, columns)).iter().zip(figures.iter().zip(&panels)) {
+            let captions = self.shown_names();
+            for (area, (caption, lines)) in root.split_evenly((rows, columns)).iter().zip(captions.iter().zip(&panels))
+            {
                 let y_max = lines.values().flatten().map(|p| p.1).fold(0.0f64, f64::max);
                 let y_max = if y_max > 0.0 { y_max * 1.1 } else { 1.0 };
                 let mut chart = ChartBuilder::on(area)
-                    .caption(figure.strip_prefix("result.").unwrap_or(figure), ("sans-serif", 15))
+                    .caption(caption, ("sans-serif", 15))
                     .margin(12)
                     .x_label_area_size(32)
                     .y_label_area_size(56)
