@@ -336,7 +336,29 @@ def http_load():
     row("load generation", "net/http_load p99 latency", fmt(t_p99, "ms"), fmt(w_p99, "ms") + " (wrk)", f"{t_p99 / w_p99:.2f}", "-", "-", "same runs")
 
 
-SECTIONS = {"control": control, "parse": parse, "handler": handler, "wave": wave, "fidelity": fidelity, "http_load": http_load}
+def rate():
+    """Rate mode against an idle target: latency as exact as closed mode's, and a run that ends with its window."""
+    print("rate", file=sys.stderr)
+    bare, agent = Bare(), Agent()
+    closed, paced = [], []
+    try:
+        url = f"http://127.0.0.1:{bare.port}/"
+        for _ in range(ROUNDS):
+            a = agent.exec(f"command: net/http_load\ndata: {{url: '{url}', concurrency: 1, duration: 3s}}\n")
+            closed.append(a["result"]["latency_ms"]["p50"])
+            a = agent.exec(f"command: net/http_load\ndata: {{url: '{url}', rate: 500, concurrency: 4, duration: 3s}}\n")
+            paced.append(a["result"]["latency_ms"]["p50"])
+        over = agent.exec(f"command: net/http_load\ndata: {{url: '{url}', rate: 150000, concurrency: 64, duration: 5s}}\n", timeout=120)["result"]
+    finally:
+        bare.stop(), agent.stop()
+    c, r = statistics.median(closed), statistics.median(paced)
+    how = f"bare axum GET /, idle; closed: concurrency 1, 3 s; rate: 500/s over 4 connections, 3 s; median of {ROUNDS} interleaved rounds"
+    row("load generation", "rate mode p50 latency, idle target", fmt(r, "ms"), fmt(c, "ms") + " (closed mode, same target)", f"+{(r - c) * 1000:.0f} µs", "within 0.1 ms", "yes" if r - c <= 0.1 else "**no**", how)
+    planned = 150000 * 5
+    row("load generation", "rate 150,000/s for 5 s, above capacity: run time", fmt(over["seconds"], "s"), "5 s (duration)", f"{over['seconds'] / 5:.2f}", "ends with its window", "yes" if over["seconds"] < 5.5 else "**no**", f"sent {over['requests_sent']:,} + dropped {over['dropped']:,} = {over['requests_sent'] + over['dropped']:,} of {planned:,} due; {over['stragglers']:,} stragglers")
+
+
+SECTIONS = {"control": control, "parse": parse, "handler": handler, "wave": wave, "fidelity": fidelity, "http_load": http_load, "rate": rate}
 
 if __name__ == "__main__":
     chosen = sys.argv[1:] or list(SECTIONS)
