@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The four experiments in full (README: Experiments), from a release build: each one's table, CSV, JSON and
 # chart under scenarios/experiments/results/NAME/. Needs a Docker engine (Swarm mode on one node); about
-# 15 minutes on 2 cores. Leaves nothing running (each scenario's teardown removes its stack).
+# 10 minutes on 2 cores once built. Leaves nothing running (each scenario's teardown removes its stack).
 #
 #   scripts/experiments.sh [NAME...]      all four, or the ones named (scaling-knee, density, ...)
 set -euo pipefail
