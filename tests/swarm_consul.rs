@@ -43,6 +43,7 @@ fn twenty_agents_discover_each_other_run_waves_and_abort_together() {
     let report = agents[7].wave_report(answer["wave_id"].as_str().unwrap(), 20);
     assert_eq!(report["agents_reached"], 20, "{report}");
     assert_eq!(report["executions"], 20, "{report}");
+    assert_eq!((report["expected_agents"].as_u64(), report["complete"].as_bool()), (Some(20), Some(true)), "{report}");
 
     // Every agent holds RAM and fds; one abort releases all twenty.
     for agent in &agents {

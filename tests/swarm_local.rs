@@ -125,6 +125,11 @@ fn static_peers_carry_waves_and_the_abort_flood_and_count_dead_peers() {
     let report = agents[0].wave_report(answer["wave_id"].as_str().unwrap(), 3);
     assert_eq!(report["agents_reached"], 3, "the dead peer did not stop the wave: {report}");
     assert_eq!(report["executions"], 3, "{report}");
+    // The origin knew four agents (itself and three peers, one of them dead): the count is not final, and
+    // the report says so rather than passing 3 off as everyone.
+    assert_eq!(report["expected_agents"], 4, "{report}");
+    assert_eq!(report["still_expected"], 1, "{report}");
+    assert_eq!(report["complete"], false, "{report}");
     let errors: u64 = agents
         .iter()
         .map(|a| {

@@ -203,7 +203,9 @@ pub async fn wait_for_report(
         }
         // Every agent that runs the command reports when it is done; silence means the wave is over.
         let quiet = executions > 0 && last.1.elapsed() > Duration::from_secs(1);
-        if executions >= expected || quiet || Instant::now() > deadline {
+        // A dedupe wave's origin says when every agent it expected has reported.
+        let complete = summary["complete"].as_bool() == Some(true);
+        if executions >= expected || complete || quiet || Instant::now() > deadline {
             return Ok(summary);
         }
         tokio::time::sleep(Duration::from_millis(25)).await;

@@ -114,7 +114,7 @@ pub fn exec_answer(http_status: u16, answer: &Value) {
 /// A wave report as a summary: what was measured, said as such.
 pub fn wave_report(summary: &Value, expected: Option<u64>) {
     let n = |key: &str| summary[key].as_u64().unwrap_or(0);
-    let reached = match expected {
+    let reached = match expected.or(summary["expected_agents"].as_u64()) {
         Some(total) => format!("{} of {total} agents", n("agents_reached")),
         None => format!("{} agents", n("agents_reached")),
     };

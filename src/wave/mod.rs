@@ -291,7 +291,11 @@ impl Swarm {
         };
         let wave_id = wave.id.get_or_insert_with(new_wave_id).clone();
         if is_origin && wave.report {
-            self.records.open_report(&wave_id, command);
+            // A dedupe wave runs once per agent: the origin expects the swarm it knows (its peers and
+            // itself), or fewer when `remain` and `buddies` cannot reach that far.
+            let swarm = self.peers.peers().len() as u64 + 1;
+            let expected = wave.dedupe.then(|| swarm.min(records::reach_bound(wave.remain, wave.buddies)));
+            self.records.open_report(&wave_id, command, expected);
         }
         if !is_origin {
             self.metrics.received.with_label_values(&[route.segment()]).inc();

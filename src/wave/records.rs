@@ -71,6 +71,8 @@ struct WaveRecord {
     sizes: Vec<usize>,
     /// Entries refused because the byte budget was spent.
     dropped: u64,
+    /// A dedupe wave: how many agents the origin expected to report (see `Swarm::enter`).
+    expected: Option<u64>,
 }
 
 /// The origin's records of the waves it started, oldest first, with their size.
@@ -104,8 +106,9 @@ impl WaveRecords {
         self.seen.lock().unwrap_or_else(|p| p.into_inner()).first_time(id)
     }
 
-    /// The origin opens a report for a wave it starts.
-    pub fn open_report(&self, id: &str, command: &str) {
+    /// The origin opens a report for a wave it starts; `expected` is how many agents it can reach (a dedupe
+    /// wave: the swarm it knows, within what `remain` and `buddies` allow).
+    pub fn open_report(&self, id: &str, command: &str, expected: Option<u64>) {
         let mut reports = self.reports.lock().unwrap_or_else(|p| p.into_inner());
         if reports.records.contains_key(id) {
             return;
@@ -119,6 +122,7 @@ impl WaveRecords {
             entries: Vec::new(),
             sizes: Vec::new(),
             dropped: 0,
+            expected,
         };
         reports.records.insert(id.to_owned(), record);
         reports.order.push_back(id.to_owned());
@@ -184,6 +188,13 @@ impl WaveRecords {
         if record.dropped > 0 {
             summary["entries_dropped"] = json!(record.dropped);
         }
+        // Reached and reported are one count here (an agent is counted when its report arrives); what is
+        // still expected tells a reader whether that count is final.
+        if let Some(expected) = record.expected {
+            summary["expected_agents"] = json!(expected);
+            summary["still_expected"] = json!(expected.saturating_sub(agents.len() as u64));
+            summary["complete"] = json!(agents.len() as u64 >= expected);
+        }
         if with_entries {
             let mut budget = ANSWER_ENTRIES_BYTES_MAX;
             let shown = record
@@ -203,4 +214,28 @@ impl WaveRecords {
 /// Unix time in milliseconds.
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// How many agents a wave can reach at most: itself and `buddies` copies per hop for `remain` hops
+/// (1 + b + ... + b^r), saturating.
+pub fn reach_bound(remain: u32, buddies: u32) -> u64 {
+    let (mut level, mut total) = (1u64, 1u64);
+    for _ in 0..remain {
+        level = level.saturating_mul(u64::from(buddies));
+        total = total.saturating_add(level);
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reach_bound;
+
+    #[test]
+    fn a_wave_reaches_at_most_one_plus_buddies_per_hop() {
+        assert_eq!(reach_bound(0, 5), 1);
+        assert_eq!(reach_bound(3, 10), 1111);
+        assert_eq!(reach_bound(5, 1), 6);
+        assert_eq!(reach_bound(32, 1000), u64::MAX, "saturates");
+    }
 }
