@@ -118,7 +118,8 @@ fn junit_is_valid_and_counts_the_same_cases_when_a_run_fails_early() {
             format!(
                 "name: {name}\ntarget: {{local: 2}}\nsteps:\n  - exec: {{command: sleep/sleep, data: {{duration: 1ms}}, \
                  expect: {{values: {{result.slept_ms: '{bound}'}}}}}}\n  - repeat: 2\n    steps:\n      - wait: 10ms\n      \
-                 - parallel:\n          - exec: {{command: sleep/sleep, data: {{duration: 1ms}}}}\n          - wait: 1ms\n"
+                 - parallel:\n          - exec: {{command: sleep/sleep, data: {{duration: 1ms}}}}\n          - wait: 1ms\n  \
+                 - sweep: {{n: [1, 2]}}\n    steps:\n      - wait: 1ms\n"
             ),
         )
         .unwrap();
@@ -147,8 +148,11 @@ fn junit_is_valid_and_counts_the_same_cases_when_a_run_fails_early() {
     let (failed, failed_cases, xml, _) = run("fails", "> 100000");
     assert_eq!(failed, Some(1));
     assert_eq!(passed_cases, failed_cases, "the same steps, whatever happened:\n{xml}");
-    assert_eq!(passed_cases, 7, "1 exec + 2 rounds x (wait + exec + wait); groups are no cases:\n{xml}");
-    assert!(xml.contains("failures=\"1\"") && xml.contains("skipped=\"6\""), "{xml}");
+    assert_eq!(
+        passed_cases, 9,
+        "1 exec + 2 rounds x (wait + exec + wait) + 2 sweep rounds x wait; groups are no cases:\n{xml}"
+    );
+    assert!(xml.contains("failures=\"1\"") && xml.contains("skipped=\"8\""), "{xml}");
     assert!(xml.contains("result.slept_ms=") && xml.contains("want &gt; 100000"), "the failure's text: {xml}");
 }
 

@@ -113,7 +113,8 @@ impl Runner {
     fn skip(&self, steps: &[Step], depth: usize) {
         for step in steps {
             let action = step.action();
-            let group = matches!(action, Ok(Action::Parallel(_) | Action::Group(..)));
+            // As `run_step` marks them: a sweep is a group too, so a skipped one is no JUnit case.
+            let group = matches!(action, Ok(Action::Parallel(_) | Action::Group(..) | Action::Sweep(..)));
             let slot = self.reserve(&step.title(), depth, group);
             announce(&self.results.lock().unwrap_or_else(|p| p.into_inner())[slot]);
             match action {
