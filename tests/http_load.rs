@@ -172,6 +172,22 @@ fn answers_after_the_window_are_stragglers_not_throughput() {
 }
 
 #[test]
+fn requests_that_fail_after_the_window_are_errors_not_stragglers() {
+    let target = Target::start();
+    let agent = ChildAgent::spawn();
+    // 5 requests due within 1 s, each given up after 500 ms: the last ones time out after the window.
+    let (status, answer) = agent.exec(&format!(
+        "command: net/http_load\ndata: {{url: 'http://{}/stall', rate: 5, duration: 1s, concurrency: 10, timeout: 500ms}}\n",
+        target.address
+    ));
+    assert_eq!(status, 200, "{answer}");
+    let result = &answer["result"];
+    assert_eq!(result["errors"]["timeout"], 5, "{result}");
+    assert_eq!((&result["completed"], &result["stragglers"]), (&0.into(), &0.into()), "{result}");
+    assert_eq!(result["req_per_s"], 0.0);
+}
+
+#[test]
 fn closed_mode_corrects_for_a_stall_only_when_asked_and_says_so() {
     let agent = ChildAgent::spawn();
     // Each run against a target of its own, which stalls 1 s once, at its 100th request.
