@@ -413,17 +413,17 @@ impl Load {
         let mut connection = Connection::default();
         let end = self.duration.map(|d| start + d);
         loop {
-            let scheduled = match (tickets, self.rate) {
-                // Rate mode: the next request due, handed out by the pacer at its time (or at once when late).
-                (Some(tickets), Some(rate)) => {
+            let scheduled = match tickets {
+                // Rate mode: the next request's due time, handed out by the pacer then (or at once when late).
+                Some(tickets) => {
                     let ticket = tokio::select! {
                         ticket = async { tickets.lock().await.recv().await } => ticket,
                         _ = cancel.cancelled() => None,
                     };
-                    let Some(n) = ticket else { break };
-                    start + Duration::from_secs_f64(n as f64 / rate)
+                    let Some(due) = ticket else { break };
+                    due
                 }
-                _ => {
+                None => {
                     let n = next.fetch_add(1, Ordering::Relaxed);
                     if self.requests.is_some_and(|total| n >= total) {
                         break;
@@ -543,14 +543,14 @@ impl From<reqwest::Error> for SendError {
     }
 }
 
-/// The request numbers of a rate-mode load, each sent when it is due.
-type Tickets = tokio::sync::Mutex<tokio::sync::mpsc::Receiver<u64>>;
+/// The due times of a rate-mode load's requests, each handed out when it comes.
+type Tickets = tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Instant>>;
 
-/// Hands out request numbers at their due times (`start + n / rate`) from a thread of its own: a thread's
+/// Hands out the requests' due times (`start + n / rate`) from a thread of its own: a thread's
 /// sleep with a 1 ns timer slack wakes within tens of microseconds, where tokio's timer has a 1 ms grain that
-/// would add up to a millisecond to every latency. A worker picks a number up when it is free; one that waited
+/// would add up to a millisecond to every latency. A worker picks a ticket up when it is free; one that waited
 /// counts the wait as latency (the schedule is the start). Stops at `total`, at the window's end, on cancel,
-/// or when every worker is gone. The channel holds a few numbers per worker, so a load that cannot keep up
+/// or when every worker is gone. The channel holds a few tickets per worker, so a load that cannot keep up
 /// queues nothing unbounded: what was due but not handed out when the window closed is `unreleased`.
 struct Pacer {
     start: Instant,
@@ -562,7 +562,7 @@ struct Pacer {
 }
 
 impl Pacer {
-    fn start(self, workers: usize) -> Result<tokio::sync::mpsc::Receiver<u64>, CommandError> {
+    fn start(self, workers: usize) -> Result<tokio::sync::mpsc::Receiver<Instant>, CommandError> {
         let (sender, receiver) = tokio::sync::mpsc::channel(workers.clamp(1, 1024) * 2);
         std::thread::Builder::new()
             .name("http-load-pacer".into())
@@ -571,7 +571,7 @@ impl Pacer {
         Ok(receiver)
     }
 
-    fn pace(self, sender: &tokio::sync::mpsc::Sender<u64>) {
+    fn pace(self, sender: &tokio::sync::mpsc::Sender<Instant>) {
         // SAFETY: PR_SET_TIMERSLACK takes a plain integer and changes only this thread's timer slack.
         unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
         let mut n: u64 = 0;
@@ -582,7 +582,7 @@ impl Pacer {
                     break;
                 }
                 if Instant::now() >= end {
-                    // The window closed with numbers still due in it: never handed out, dropped.
+                    // The window closed with requests still due in it: never handed out, dropped.
                     let due_in_window = ((end - self.start).as_secs_f64() * self.rate).ceil() as u64;
                     let planned = self.total.map_or(due_in_window, |total| total.min(due_in_window));
                     self.unreleased.store(planned.saturating_sub(n), Ordering::Relaxed);
@@ -596,7 +596,7 @@ impl Pacer {
                 continue;
             }
             // Waits while every worker is busy and the channel full: the load is behind its schedule.
-            if sender.blocking_send(n).is_err() {
+            if sender.blocking_send(due).is_err() {
                 break;
             }
             n += 1;
