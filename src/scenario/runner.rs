@@ -242,10 +242,10 @@ impl Runner {
     /// Exec data with its placeholders filled, `{{token}}` included (only there: never in a `run:` command,
     /// whose text may be printed).
     fn exec_data(&self, data: &Value) -> Result<Value, String> {
-        let data = self.substitute(data);
-        let text = data.to_string();
+        let text = self.substitute_text(&data.to_string());
         if !text.contains("{{token}}") {
-            return Ok(data);
+            // As `substitute`, from the text already filled in.
+            return Ok(serde_json::from_str(&text).unwrap_or_else(|_| data.clone()));
         }
         let token = self.token.as_deref().ok_or("`{{token}}` in the data needs --token-file")?;
         // Through JSON so a token with quotes stays one string.
