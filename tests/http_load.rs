@@ -364,3 +364,77 @@ fn a_running_load_shows_its_progress_in_jobs_and_on_the_live_line() {
     assert!(terminal.contains("req/s") && terminal.contains(" sent, ") && terminal.contains("p99 "), "{terminal:?}");
     assert!(terminal.contains("http_load, this agent"), "{terminal:?}");
 }
+
+/// Answers of every framing HTTP/1.x allows, in turn: chunked with extensions and a trailer, a length with
+/// `connection: close`, HTTP/1.0 delimited by the close, 204 without a body, and 100 Continue before the answer.
+/// Built on a raw socket because a well-behaved server library picks one framing itself.
+const FRAMINGS: [&[u8]; 5] = [
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n3;ext=1\r\nabc\r\n0\r\nX-Trailer: 1\r\n\r\n",
+    b"HTTP/1.1 201 Created\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbody",
+    b"HTTP/1.0 202 Accepted\r\n\r\nuntil-close",
+    b"HTTP/1.1 204 No Content\r\n\r\n",
+    b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+];
+
+fn raw_framing_target() -> (String, Arc<AtomicU64>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let served = Arc::new(AtomicU64::new(0));
+    let counter = served.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(1_000) {
+            let Ok(mut stream) = stream else { continue };
+            let counter = counter.clone();
+            std::thread::spawn(move || {
+                let mut request = Vec::new();
+                let mut chunk = [0u8; 1024];
+                // Bounded: a connection serves at most 1,000 requests.
+                for _ in 0..1_000 {
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let end = request.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                    request.drain(..end);
+                    let k = counter.fetch_add(1, Ordering::SeqCst) as usize % FRAMINGS.len();
+                    if stream.write_all(FRAMINGS[k]).is_err() || k == 1 || k == 2 {
+                        return; // the close ends the answer (HTTP/1.0) or was announced
+                    }
+                }
+            });
+        }
+    });
+    (address, served)
+}
+
+#[test]
+fn every_http1_framing_is_read_to_its_end_and_the_connection_reused_only_when_it_may_be() {
+    let (address, served) = raw_framing_target();
+    let agent = ChildAgent::spawn();
+    let (status, answer) = agent
+        .exec(&format!("command: net/http_load\ndata: {{url: 'http://{address}/', requests: 300, concurrency: 4}}\n"));
+    assert_eq!(status, 200, "{answer}");
+    let result = &answer["result"];
+    assert_eq!(result["completed"], 300, "{result}");
+    assert_eq!(result["errors"]["other"], 0, "{result}");
+    // 60 of each; the 100 Continue is skipped, not counted.
+    assert_eq!(result["status"], serde_json::json!({"200": 120, "201": 60, "202": 60, "204": 60}), "{result}");
+    assert_eq!(result["bytes"], 60 * (8 + 4 + 11 + 2), "{result}");
+    assert_eq!(served.load(Ordering::SeqCst), 300, "nothing was sent twice");
+}
+
+#[test]
+fn framing_headers_are_refused_because_the_body_sets_them() {
+    let agent = ChildAgent::spawn();
+    for header in ["content-length: '3'", "Transfer-Encoding: chunked"] {
+        let (status, answer) = agent.exec(&format!(
+            "command: net/http_load\ndata: {{url: 'http://127.0.0.1:1/', requests: 1, headers: {{{header}}}}}\n"
+        ));
+        assert_eq!(status, 400, "{answer}");
+        assert_eq!(answer["field"], "data.headers", "{answer}");
+        assert!(answer["error"].as_str().unwrap().contains("set by http_load from `body`"), "{answer}");
+    }
+}

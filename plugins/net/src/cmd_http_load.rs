@@ -120,6 +120,9 @@ impl Command for HttpLoad {
         for (name, value) in &data.headers {
             let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| DataError::field("headers", format!("`{name}` is not a header name")))?;
+            if name == reqwest::header::CONTENT_LENGTH || name == reqwest::header::TRANSFER_ENCODING {
+                return Err(DataError::field("headers", format!("`{name}` is set by http_load from `body`")));
+            }
             let value = reqwest::header::HeaderValue::from_str(value)
                 .map_err(|_| DataError::field("headers", format!("the value of `{name}` is not a header value")))?;
             headers.insert(name, value);
@@ -221,9 +224,8 @@ async fn check_resolved(url: &reqwest::Url, limits: &Limits) -> Result<std::net:
 /// How often a running load publishes its progress.
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
-/// What the workers have done so far, for the progress line: relaxed counters, a few adds per request, and
-/// latencies each worker hands over in batches (the exact figures are each worker's own tally, summed at the
-/// end).
+/// What the workers have done so far, for the progress line: counters and latencies each worker hands over in
+/// batches (the exact figures are each worker's own tally, summed at the end).
 struct Live {
     sent: AtomicU64,
     completed: AtomicU64,
@@ -241,36 +243,6 @@ impl Default for Live {
             latency_us: AtomicU64::new(0),
             latencies: std::sync::Mutex::new(crate::http_stats::new_histogram()),
         }
-    }
-}
-
-/// A worker's latencies not yet handed to [`Live`]: handed over every 64 answers or 250 ms, so the shared
-/// histogram's lock is taken rarely.
-struct Batch {
-    latencies: hdrhistogram::Histogram<u64>,
-    since: Instant,
-}
-
-impl Batch {
-    fn new() -> Self {
-        Self { latencies: crate::http_stats::new_histogram(), since: Instant::now() }
-    }
-
-    fn record(&mut self, live: &Live, latency: Duration) {
-        let _ = self.latencies.record((latency.as_micros() as u64).max(1));
-        if self.latencies.len() >= 64 || self.since.elapsed() >= Duration::from_millis(250) {
-            self.hand_over(live);
-        }
-    }
-
-    fn hand_over(&mut self, live: &Live) {
-        if self.latencies.is_empty() {
-            return;
-        }
-        let mut shared = live.latencies.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = shared.add(&self.latencies);
-        self.latencies.reset();
-        self.since = Instant::now();
     }
 }
 
@@ -294,7 +266,118 @@ impl Live {
     }
 }
 
-/// Everything the workers share.
+/// How a request ended, as the `code` label of `tarsier_http_load_requests_total`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Status(u16),
+    Connect,
+    Timeout,
+    Other,
+}
+
+impl Outcome {
+    fn label(self) -> std::borrow::Cow<'static, str> {
+        match self {
+            Outcome::Status(status) => status.to_string().into(),
+            Outcome::Connect => "connect_error".into(),
+            Outcome::Timeout => "timeout".into(),
+            Outcome::Other => "error".into(),
+        }
+    }
+}
+
+/// What a worker has not yet handed to the shared counters (the progress line's [`Live`] and the agent's
+/// Prometheus metrics): handed over every 64 answers or 250 ms, so the hot path touches no memory another
+/// worker writes (shared atomics and the metrics' locks cost as much as the request itself at wrk's speed).
+struct Batch {
+    latencies: hdrhistogram::Histogram<u64>,
+    sent: u64,
+    completed: u64,
+    errors: u64,
+    latency_us: u64,
+    outcomes: Vec<(Outcome, u64)>,
+    metric_latency: prometheus::local::LocalHistogram,
+    since: Instant,
+}
+
+impl Batch {
+    fn new(metrics: &HttpLoadMetrics) -> Self {
+        Self {
+            latencies: crate::http_stats::new_histogram(),
+            sent: 0,
+            completed: 0,
+            errors: 0,
+            latency_us: 0,
+            outcomes: Vec::new(),
+            metric_latency: metrics.latency.local(),
+            since: Instant::now(),
+        }
+    }
+
+    fn record(&mut self, outcome: Outcome, latency: Duration, live: &Live, metrics: &HttpLoadMetrics) {
+        match outcome {
+            Outcome::Status(status) => {
+                self.completed += 1;
+                self.latency_us += latency.as_micros() as u64;
+                let _ = self.latencies.record((latency.as_micros() as u64).max(1));
+                self.metric_latency.observe(latency.as_secs_f64());
+                if status >= 400 {
+                    self.errors += 1;
+                }
+            }
+            _ => self.errors += 1,
+        }
+        match self.outcomes.iter_mut().find(|(o, _)| *o == outcome) {
+            Some((_, n)) => *n += 1,
+            None => self.outcomes.push((outcome, 1)),
+        }
+        if self.latencies.len() >= 64 || self.since.elapsed() >= Duration::from_millis(250) {
+            self.hand_over(live, metrics);
+        }
+    }
+
+    fn hand_over(&mut self, live: &Live, metrics: &HttpLoadMetrics) {
+        live.sent.fetch_add(std::mem::take(&mut self.sent), Ordering::Relaxed);
+        live.completed.fetch_add(std::mem::take(&mut self.completed), Ordering::Relaxed);
+        live.errors.fetch_add(std::mem::take(&mut self.errors), Ordering::Relaxed);
+        live.latency_us.fetch_add(std::mem::take(&mut self.latency_us), Ordering::Relaxed);
+        for (outcome, n) in self.outcomes.drain(..) {
+            metrics.requests.with_label_values(&[outcome.label().as_ref()]).inc_by(n);
+        }
+        self.metric_latency.flush();
+        if !self.latencies.is_empty() {
+            let mut shared = live.latencies.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = shared.add(&self.latencies);
+            self.latencies.reset();
+        }
+        self.since = Instant::now();
+    }
+}
+
+/// A worker's books: its exact tally and its pending batch, handed over when the worker ends however it ends (a
+/// cancelled load aborts its workers mid-request, and what they did still counts).
+struct Books {
+    tally: Tally,
+    batch: Batch,
+    shared: Arc<Shared>,
+}
+
+impl Drop for Books {
+    fn drop(&mut self) {
+        self.batch.hand_over(&self.shared.live, &self.shared.metrics);
+        self.shared.total.lock().unwrap_or_else(|p| p.into_inner()).add(&self.tally);
+    }
+}
+
+/// What the workers of one load share and write rarely.
+struct Shared {
+    live: Arc<Live>,
+    metrics: HttpLoadMetrics,
+    /// Every worker's tally, added when it ends.
+    total: std::sync::Mutex<Tally>,
+}
+
+/// Everything the workers share and only read.
 struct Load {
     /// Plain HTTP/1.1: each worker's own connection (see `http1_conn`); otherwise reqwest.
     fast: Option<Template>,
@@ -328,19 +411,17 @@ impl Load {
             builder = builder.http2_prior_knowledge();
         }
         let client = builder.build().map_err(|e| CommandError::Failed(format!("cannot build the HTTP client: {e}")))?;
-        let fast = (url.scheme() == "http" && !data.http2).then(|| Template {
-            addr,
-            method: method.clone(),
-            target: match url.query() {
+        let fast = (url.scheme() == "http" && !data.http2).then(|| {
+            let target = match url.query() {
                 Some(query) => format!("{}?{query}", url.path()),
                 None => url.path().to_owned(),
-            },
-            host: match url.port() {
+            };
+            let host = match url.port() {
                 Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
                 None => url.host_str().unwrap_or_default().to_owned(),
-            },
-            headers: headers.clone(),
-            body: bytes::Bytes::from(data.body.clone().unwrap_or_default()),
+            };
+            let body = data.body.as_deref().unwrap_or_default().as_bytes();
+            Template::new(addr, &method, &target, &host, &headers, body)
         });
         Ok(Self {
             fast,
@@ -382,45 +463,41 @@ impl Load {
             }
             None => None,
         };
+        let shared = Arc::new(Shared { live: live.clone(), metrics: metrics.clone(), total: Default::default() });
         let mut workers = tokio::task::JoinSet::new();
         for _ in 0..plan.concurrency {
-            let (plan, next, metrics, cancel) = (plan.clone(), next.clone(), metrics.clone(), cancel.clone());
-            let (live, tickets) = (live.clone(), tickets.clone());
-            workers.spawn(async move { plan.worker(start, &next, tickets.as_deref(), &metrics, &cancel, &live).await });
+            let (plan, next, tickets) = (plan.clone(), next.clone(), tickets.clone());
+            let books = Books { tally: Tally::default(), batch: Batch::new(metrics), shared: shared.clone() };
+            workers.spawn(async move { plan.worker(start, &next, tickets.as_deref(), books).await });
         }
-        let mut total = Tally::default();
-        while let Some(done) = workers.join_next().await {
-            if let Ok(tally) = done {
-                total.add(&tally);
+        // One wait on the cancel for the whole load, not one per request: a cancel aborts the workers, whose
+        // books hand over what they did as they are dropped.
+        tokio::select! {
+            _ = async { while workers.join_next().await.is_some() {} } => {}
+            _ = cancel.cancelled() => {
+                workers.abort_all();
+                while workers.join_next().await.is_some() {}
             }
         }
+        drop(tickets);
+        let mut total = std::mem::take(&mut *shared.total.lock().unwrap_or_else(|p| p.into_inner()));
         total.dropped += unreleased.load(Ordering::Relaxed);
         Ok(total)
     }
 
-    /// Takes request numbers from the shared counter until the plan is done or cancelled.
-    async fn worker(
-        &self,
-        start: Instant,
-        next: &AtomicU64,
-        tickets: Option<&Tickets>,
-        metrics: &HttpLoadMetrics,
-        cancel: &Cancel,
-        live: &Live,
-    ) -> Tally {
-        let mut tally = Tally::default();
-        let mut batch = Batch::new();
+    /// Takes request numbers from the shared counter (or due times from the pacer) until the plan is done.
+    async fn worker(&self, start: Instant, next: &AtomicU64, tickets: Option<&Tickets>, mut books: Books) {
         let mut connection = Connection::default();
         let end = self.duration.map(|d| start + d);
+        let shared = books.shared.clone();
+        let metrics = &shared.metrics;
+        // Closed mode always has a request in flight on each worker; rate mode only while it sends.
+        let _busy = self.rate.is_none().then(|| InFlight::new(metrics));
         loop {
             let scheduled = match tickets {
                 // Rate mode: the next request's due time, handed out by the pacer then (or at once when late).
                 Some(tickets) => {
-                    let ticket = tokio::select! {
-                        ticket = async { tickets.lock().await.recv().await } => ticket,
-                        _ = cancel.cancelled() => None,
-                    };
-                    let Some(due) = ticket else { break };
+                    let Some(due) = tickets.lock().await.recv().await else { break };
                     due
                 }
                 None => {
@@ -431,43 +508,30 @@ impl Load {
                     Instant::now()
                 }
             };
-            if cancel.is_cancelled() {
-                break;
-            }
             if end.is_some_and(|end| Instant::now() >= end) {
                 // The window closed before this request could go: rate mode counts it as dropped (and drains
                 // the rest the same way); closed mode simply stops.
                 if self.rate.is_some() {
-                    tally.dropped += 1;
+                    books.tally.dropped += 1;
                     continue;
                 }
                 break;
             }
-            tally.sent += 1;
-            live.sent.fetch_add(1, Ordering::Relaxed);
-            metrics.in_flight.inc();
-            let outcome = tokio::select! {
-                outcome = self.send(&mut connection) => outcome,
-                _ = cancel.cancelled() => {
-                    metrics.in_flight.dec();
-                    break;
-                }
+            books.tally.sent += 1;
+            books.batch.sent += 1;
+            let outcome = {
+                let _sending = self.rate.is_some().then(|| InFlight::new(metrics));
+                self.send(&mut connection).await
             };
-            metrics.in_flight.dec();
             // With a rate, latency counts from the scheduled time: waiting for a busy connection is latency too.
             let latency = scheduled.elapsed();
-            let code = match outcome {
+            let tally = &mut books.tally;
+            let outcome = match outcome {
                 Ok((status, bytes)) => {
                     tally.completed += 1;
                     // Answered after the window: in `completed`, not in `req_per_s` (so never more than it).
                     if end.is_some_and(|end| Instant::now() > end) {
                         tally.stragglers += 1;
-                    }
-                    live.completed.fetch_add(1, Ordering::Relaxed);
-                    live.latency_us.fetch_add(latency.as_micros() as u64, Ordering::Relaxed);
-                    batch.record(live, latency);
-                    if status >= 400 {
-                        live.errors.fetch_add(1, Ordering::Relaxed);
                     }
                     tally.bytes += bytes;
                     *tally.status.entry(status).or_default() += 1;
@@ -477,29 +541,23 @@ impl Load {
                         _ => {}
                     }
                     tally.record_latency(latency);
-                    metrics.latency.observe(latency.as_secs_f64());
-                    status.to_string()
+                    Outcome::Status(status)
                 }
                 Err(SendError::Connect) => {
-                    live.errors.fetch_add(1, Ordering::Relaxed);
                     tally.errors.connect += 1;
-                    "connect_error".into()
+                    Outcome::Connect
                 }
                 Err(SendError::Timeout) => {
-                    live.errors.fetch_add(1, Ordering::Relaxed);
                     tally.errors.timeout += 1;
-                    "timeout".into()
+                    Outcome::Timeout
                 }
                 Err(SendError::Other) => {
-                    live.errors.fetch_add(1, Ordering::Relaxed);
                     tally.errors.other += 1;
-                    "error".into()
+                    Outcome::Other
                 }
             };
-            metrics.requests.with_label_values(&[code.as_str()]).inc();
+            books.batch.record(outcome, latency, &shared.live, metrics);
         }
-        batch.hand_over(live);
-        tally
     }
 
     async fn send(&self, connection: &mut Connection) -> Result<(u16, u64), SendError> {
@@ -522,6 +580,22 @@ impl Load {
         let status = response.status().as_u16();
         let bytes = response.bytes().await.map_err(SendError::from)?;
         Ok((status, bytes.len() as u64))
+    }
+}
+
+/// Counts one in `tarsier_http_load_in_flight` for as long as it lives (dropped with an aborted worker too).
+struct InFlight<'a>(&'a prometheus::IntGauge);
+
+impl<'a> InFlight<'a> {
+    fn new(metrics: &'a HttpLoadMetrics) -> Self {
+        metrics.in_flight.inc();
+        Self(&metrics.in_flight)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
