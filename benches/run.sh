@@ -2,12 +2,17 @@
 # Regenerates the README's performance table: every figure next to its baseline from the same run.
 #   benches/run.sh            (all sections; about 9 minutes on 2 cores)
 #   benches/run.sh wave       (one section: control, parse, handler, wave, fidelity, http_load, rate)
-# Installs wrk and stress-ng from Debian if missing. Everything runs on 127.0.0.1.
+# Installs wrk, stress-ng, nginx and h2load from Debian if missing, and oha from crates.io. Everything runs on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need() { command -v "$1" >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq "$2" >/dev/null; }; }
 need wrk wrk
 need stress-ng stress-ng
+need nginx nginx-light
+need h2load nghttp2-client
+# oha is not in Debian: built once from crates.io into .cache (a few minutes), pinned for comparable runs.
+oha=.cache/oha/bin/oha
+[ -x "$oha" ] || cargo install --quiet --locked --root .cache/oha oha --version 1.16.0
 cargo build --release --quiet --bin tarsier
 bare=$(cargo bench --bench bare_axum --no-run --message-format=json 2>/dev/null \
   | python3 -c 'import json,sys
@@ -15,5 +20,5 @@ for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "bare_axum" and m.get("executable"):
         print(m["executable"])')
-export TARSIER_BIN="$PWD/target/release/tarsier" BARE_AXUM_BIN="$bare"
+export TARSIER_BIN="$PWD/target/release/tarsier" BARE_AXUM_BIN="$bare" OHA_BIN="$PWD/$oha"
 exec python3 benches/run.py "$@"

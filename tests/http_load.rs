@@ -438,3 +438,19 @@ fn framing_headers_are_refused_because_the_body_sets_them() {
         assert!(answer["error"].as_str().unwrap().contains("set by http_load from `body`"), "{answer}");
     }
 }
+
+/// The per-request timeout is one timer per connection, moved to the current request's deadline when it fires
+/// early: a stall after many quick answers must still time out on its own deadline.
+#[test]
+fn a_stall_after_quick_answers_times_out_on_its_own_deadline() {
+    let target = Target::start();
+    let agent = ChildAgent::spawn();
+    let (status, answer) = agent.exec(&format!(
+        "command: net/http_load\ndata: {{url: 'http://{}/stall-once', requests: 200, concurrency: 1, timeout: 300ms}}\n",
+        target.address
+    ));
+    assert_eq!(status, 200, "{answer}");
+    let result = &answer["result"];
+    assert_eq!(result["errors"]["timeout"], 1, "{result}");
+    assert_eq!(result["completed"], 199, "{result}");
+}

@@ -286,9 +286,10 @@ impl Outcome {
     }
 }
 
-/// What a worker has not yet handed to the shared counters (the progress line's [`Live`] and the agent's
-/// Prometheus metrics): handed over every 64 answers or 250 ms, so the hot path touches no memory another
-/// worker writes (shared atomics and the metrics' locks cost as much as the request itself at wrk's speed).
+/// What a worker has not yet handed over: to its own tally's histogram, to the progress line's [`Live`] and to
+/// the agent's Prometheus metrics. Handed over every 250 ms, so the hot path records each latency once and
+/// touches no memory another worker writes (shared atomics and the metrics' locks cost as much as the request
+/// itself at wrk's speed).
 struct Batch {
     latencies: hdrhistogram::Histogram<u64>,
     sent: u64,
@@ -299,6 +300,9 @@ struct Batch {
     metric_latency: prometheus::local::LocalHistogram,
     since: Instant,
 }
+
+/// How often a worker hands its batch over.
+const HAND_OVER_EVERY: Duration = Duration::from_millis(250);
 
 impl Batch {
     fn new(metrics: &HttpLoadMetrics) -> Self {
@@ -314,12 +318,13 @@ impl Batch {
         }
     }
 
-    fn record(&mut self, outcome: Outcome, latency: Duration, live: &Live, metrics: &HttpLoadMetrics) {
+    /// Counts one request; `now` is when it ended.
+    fn record(&mut self, outcome: Outcome, latency: Duration, now: Instant) -> bool {
         match outcome {
             Outcome::Status(status) => {
                 self.completed += 1;
                 self.latency_us += latency.as_micros() as u64;
-                let _ = self.latencies.record((latency.as_micros() as u64).max(1));
+                let _ = self.latencies.record(crate::http_stats::latency_us(latency));
                 self.metric_latency.observe(latency.as_secs_f64());
                 if status >= 400 {
                     self.errors += 1;
@@ -331,12 +336,10 @@ impl Batch {
             Some((_, n)) => *n += 1,
             None => self.outcomes.push((outcome, 1)),
         }
-        if self.latencies.len() >= 64 || self.since.elapsed() >= Duration::from_millis(250) {
-            self.hand_over(live, metrics);
-        }
+        now.duration_since(self.since) >= HAND_OVER_EVERY
     }
 
-    fn hand_over(&mut self, live: &Live, metrics: &HttpLoadMetrics) {
+    fn hand_over(&mut self, tally: &mut Tally, live: &Live, metrics: &HttpLoadMetrics) {
         live.sent.fetch_add(std::mem::take(&mut self.sent), Ordering::Relaxed);
         live.completed.fetch_add(std::mem::take(&mut self.completed), Ordering::Relaxed);
         live.errors.fetch_add(std::mem::take(&mut self.errors), Ordering::Relaxed);
@@ -346,8 +349,10 @@ impl Batch {
         }
         self.metric_latency.flush();
         if !self.latencies.is_empty() {
+            let _ = tally.latency_us.add(&self.latencies);
             let mut shared = live.latencies.lock().unwrap_or_else(|p| p.into_inner());
             let _ = shared.add(&self.latencies);
+            drop(shared);
             self.latencies.reset();
         }
         self.since = Instant::now();
@@ -362,9 +367,15 @@ struct Books {
     shared: Arc<Shared>,
 }
 
+impl Books {
+    fn hand_over(&mut self) {
+        self.batch.hand_over(&mut self.tally, &self.shared.live, &self.shared.metrics);
+    }
+}
+
 impl Drop for Books {
     fn drop(&mut self) {
-        self.batch.hand_over(&self.shared.live, &self.shared.metrics);
+        self.hand_over();
         self.shared.total.lock().unwrap_or_else(|p| p.into_inner()).add(&self.tally);
     }
 }
@@ -494,6 +505,7 @@ impl Load {
         // Closed mode always has a request in flight on each worker; rate mode only while it sends.
         let _busy = self.rate.is_none().then(|| InFlight::new(metrics));
         loop {
+            // Two clock reads a request: when it was due (closed mode: now) and when it ended.
             let scheduled = match tickets {
                 // Rate mode: the next request's due time, handed out by the pacer then (or at once when late).
                 Some(tickets) => {
@@ -508,7 +520,8 @@ impl Load {
                     Instant::now()
                 }
             };
-            if end.is_some_and(|end| Instant::now() >= end) {
+            let sending = if self.rate.is_some() { Instant::now() } else { scheduled };
+            if end.is_some_and(|end| sending >= end) {
                 // The window closed before this request could go: rate mode counts it as dropped (and drains
                 // the rest the same way); closed mode simply stops.
                 if self.rate.is_some() {
@@ -521,16 +534,17 @@ impl Load {
             books.batch.sent += 1;
             let outcome = {
                 let _sending = self.rate.is_some().then(|| InFlight::new(metrics));
-                self.send(&mut connection).await
+                self.send(&mut connection, sending).await
             };
+            let ended = Instant::now();
             // With a rate, latency counts from the scheduled time: waiting for a busy connection is latency too.
-            let latency = scheduled.elapsed();
+            let latency = ended.duration_since(scheduled);
             let tally = &mut books.tally;
             let outcome = match outcome {
                 Ok((status, bytes)) => {
                     tally.completed += 1;
                     // Answered after the window: in `completed`, not in `req_per_s` (so never more than it).
-                    if end.is_some_and(|end| Instant::now() > end) {
+                    if end.is_some_and(|end| ended > end) {
                         tally.stragglers += 1;
                     }
                     tally.bytes += bytes;
@@ -540,7 +554,6 @@ impl Load {
                         500..=599 => tally.errors.status_5xx += 1,
                         _ => {}
                     }
-                    tally.record_latency(latency);
                     Outcome::Status(status)
                 }
                 Err(SendError::Connect) => {
@@ -556,13 +569,15 @@ impl Load {
                     Outcome::Other
                 }
             };
-            books.batch.record(outcome, latency, &shared.live, metrics);
+            if books.batch.record(outcome, latency, ended) {
+                books.hand_over();
+            }
         }
     }
 
-    async fn send(&self, connection: &mut Connection) -> Result<(u16, u64), SendError> {
+    async fn send(&self, connection: &mut Connection, started: Instant) -> Result<(u16, u64), SendError> {
         if let Some(template) = &self.fast {
-            return connection.send(template, self.timeout).await.map_err(|failure| match failure {
+            return connection.send(template, self.timeout, started).await.map_err(|failure| match failure {
                 Failure::Connect => SendError::Connect,
                 Failure::Timeout => SendError::Timeout,
                 Failure::Other => SendError::Other,

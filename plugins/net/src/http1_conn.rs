@@ -5,11 +5,13 @@
 //! they need.)
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 
 /// An answer's head may not grow past this: a target that sends more is broken, and the worker's buffer stays
 /// bounded.
@@ -72,12 +74,21 @@ pub enum Failure {
 }
 
 /// One worker's connection, opened on first use and again after an error or a `connection: close`.
+#[derive(Default)]
 pub struct Connection {
+    socket: Socket,
+    /// The per-request timeout, armed lazily: registering a timer per request costs as much as parsing the
+    /// answer, so one timer stays armed and is moved to the current request's deadline only when it fires
+    /// early (at most once per `timeout` while answers come quickly).
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+struct Socket {
     stream: Option<TcpStream>,
     buf: BytesMut,
 }
 
-impl Default for Connection {
+impl Default for Socket {
     fn default() -> Self {
         Self { stream: None, buf: BytesMut::with_capacity(READ_CHUNK) }
     }
@@ -98,19 +109,43 @@ struct Head {
 }
 
 impl Connection {
-    /// Sends one request and reads the whole answer: (status, body bytes).
-    pub async fn send(&mut self, template: &Template, timeout: Duration) -> Result<(u16, u64), Failure> {
-        let result = match tokio::time::timeout(timeout, self.exchange(template)).await {
-            Ok(result) => result,
-            Err(_) => Err(Failure::Timeout),
+    /// Sends one request and reads the whole answer: (status, body bytes). `started` is now, read by the
+    /// caller, which needs it anyway.
+    pub async fn send(
+        &mut self,
+        template: &Template,
+        timeout: Duration,
+        started: Instant,
+    ) -> Result<(u16, u64), Failure> {
+        let deadline = tokio::time::Instant::from_std(started + timeout);
+        let Self { socket, timer } = self;
+        let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        let result = {
+            let exchange = socket.exchange(template);
+            tokio::pin!(exchange);
+            loop {
+                tokio::select! {
+                    biased;
+                    result = &mut exchange => break result,
+                    () = timer.as_mut() => {
+                        if tokio::time::Instant::now() >= deadline {
+                            break Err(Failure::Timeout);
+                        }
+                        // Armed for an earlier request: now for this one.
+                        timer.as_mut().reset(deadline);
+                    }
+                }
+            }
         };
         if result.is_err() {
             // Whatever state the connection is in now, the next request starts on a fresh one.
-            self.stream = None;
+            socket.stream = None;
         }
         result
     }
+}
 
+impl Socket {
     async fn exchange(&mut self, template: &Template) -> Result<(u16, u64), Failure> {
         if self.stream.is_some() {
             match self.round_trip(template).await {

@@ -12,6 +12,11 @@ use serde::{Deserialize, Serialize};
 /// Latencies are recorded in microseconds, from 1 µs to 10 minutes, to 3 significant digits.
 const MAX_LATENCY_US: u64 = 600_000_000;
 
+/// A latency in the histograms' unit, clamped into their bounds.
+pub fn latency_us(latency: Duration) -> u64 {
+    (latency.as_micros() as u64).clamp(1, MAX_LATENCY_US)
+}
+
 pub fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("the bounds are valid")
 }
@@ -59,12 +64,6 @@ impl Default for Tally {
 }
 
 impl Tally {
-    pub fn record_latency(&mut self, latency: Duration) {
-        let us = (latency.as_micros() as u64).clamp(1, MAX_LATENCY_US);
-        // Clamped into the bounds, so recording cannot fail.
-        let _ = self.latency_us.record(us);
-    }
-
     pub fn add(&mut self, other: &Tally) {
         self.sent += other.sent;
         self.completed += other.completed;
@@ -254,7 +253,7 @@ mod tests {
             t.sent += 1;
             t.completed += 1;
             *t.status.entry(200).or_default() += 1;
-            t.record_latency(Duration::from_micros(us));
+            let _ = t.latency_us.record(latency_us(Duration::from_micros(us)));
         }
         t
     }
