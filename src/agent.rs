@@ -206,13 +206,15 @@ pub fn http_client(config: &AgentConfig) -> anyhow::Result<reqwest::Client> {
         )?;
         let identity = tls.client_auth.then_some((tls.cert.as_path(), tls.key.as_path()));
         builder = builder.tls_backend_preconfigured(crate::tls::client_config(ca, identity)?);
+    } else {
+        builder = crate::tls::with_system_roots(builder);
     }
     builder.build().context("cannot build the HTTP client")
 }
 
 /// Consul's HTTP API speaks HTTP/1 only.
 pub fn consul_client() -> anyhow::Result<reqwest::Client> {
-    reqwest::Client::builder()
+    crate::tls::with_system_roots(reqwest::Client::builder())
         .connect_timeout(std::time::Duration::from_secs(2))
         .pool_max_idle_per_host(2)
         .build()

@@ -68,6 +68,13 @@ pub fn server_config(tls: &TlsConfig) -> anyhow::Result<Arc<rustls::ServerConfig
     Ok(Arc::new(config))
 }
 
+/// A client builder whose HTTPS trusts the system's roots, loaded on the first handshake rather than now (see
+/// `tarsier_plugin::tls_client`).
+pub fn with_system_roots(builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+    use tarsier_plugin::tls_client::{client_config, ServerCheck};
+    builder.tls_backend_preconfigured(client_config(ServerCheck::SystemRoots))
+}
+
 /// The client side: trust `ca` only, and present `identity` (certificate, key) when given.
 pub fn client_config(ca: &Path, identity: Option<(&Path, &Path)>) -> anyhow::Result<rustls::ClientConfig> {
     let builder = rustls::ClientConfig::builder().with_root_certificates(roots(ca)?);

@@ -517,3 +517,34 @@ fn agents_talk_h2_over_mutual_tls_and_strangers_without_a_certificate_are_refuse
     let plain = agents[0].public.replace("https://", "http://");
     assert!(common::http().get(format!("{plain}/jobs")).send().map(|r| !r.status().is_success()).unwrap_or(true));
 }
+
+/// http_load checks an https target's certificate against the system's roots (loaded on the first handshake,
+/// not at start), and accepts any certificate only with `insecure: true`. The target is an agent serving
+/// HTTPS with a certificate from this test's own CA, which no system trusts.
+#[test]
+fn http_load_checks_https_certificates_unless_told_insecure() {
+    let pki = Pki::new();
+    let tls = format!(
+        "public_tls:\n  cert: {}\n  key: {}\n  ca: {}\n",
+        pki.path("agent.pem"),
+        pki.path("agent-key.pem"),
+        pki.path("ca.pem")
+    );
+    let target = ChildAgent::spawn_with(Spawn {
+        config: &tls,
+        public_scheme: Some("https"),
+        client: Some(pki.client(false)),
+        ..Default::default()
+    });
+    let loader = ChildAgent::spawn();
+    let url = format!("{}/health", target.public);
+    let (status, answer) =
+        loader.exec(&format!("command: net/http_load\ndata: {{url: '{url}', requests: 5, concurrency: 1}}\n"));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["result"]["completed"], 0, "an unknown CA was trusted: {answer}");
+    let (status, answer) = loader.exec(&format!(
+        "command: net/http_load\ndata: {{url: '{url}', requests: 5, concurrency: 1, insecure: true}}\n"
+    ));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["result"]["completed"], 5, "{answer}");
+}

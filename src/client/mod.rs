@@ -40,6 +40,8 @@ pub fn agent_client(timeout: Duration, args: &ClientArgs) -> anyhow::Result<reqw
     if let Some(ca) = &args.ca_file {
         let identity = args.cert_file.as_deref().zip(args.key_file.as_deref());
         builder = builder.tls_backend_preconfigured(crate::tls::client_config(ca, identity)?);
+    } else {
+        builder = crate::tls::with_system_roots(builder);
     }
     builder.build().context("cannot build an HTTP client")
 }

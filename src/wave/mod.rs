@@ -146,7 +146,7 @@ impl Swarm {
 /// The client for HTTP/1.1 peers: no token, no redirects, a fresh connection per copy (the reference
 /// closed them after each request anyway).
 fn reference_client() -> reqwest::Client {
-    reqwest::Client::builder()
+    crate::tls::with_system_roots(reqwest::Client::builder())
         .http1_only()
         .connect_timeout(std::time::Duration::from_secs(2))
         .pool_max_idle_per_host(0)

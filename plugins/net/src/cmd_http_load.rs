@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tarsier_plugin::schemars::JsonSchema;
+use tarsier_plugin::tls_client::{client_config, ServerCheck};
 use tarsier_plugin::{Cancel, Command, CommandError, DataError, ExecContext, HumanDuration, JobFuture, Limits};
 
 use crate::http1_conn::{Connection, Failure, Template};
@@ -407,10 +408,12 @@ struct Load {
 impl Load {
     fn new(plan: HttpLoadPlan, addr: std::net::SocketAddr) -> Result<Self, CommandError> {
         let HttpLoadPlan { data, url, method, headers } = plan;
+        // The system's roots are loaded on the first handshake (an http:// load never needs them).
+        let check = if data.insecure { ServerCheck::AcceptAny } else { ServerCheck::SystemRoots };
         let mut builder = reqwest::Client::builder()
+            .tls_backend_preconfigured(client_config(check))
             .pool_max_idle_per_host(data.concurrency as usize)
             .tcp_nodelay(true)
-            .danger_accept_invalid_certs(data.insecure)
             // Like wrk: a redirect is an answer, counted by its status, never followed (it could lead
             // anywhere, past the allow-list).
             .redirect(reqwest::redirect::Policy::none());

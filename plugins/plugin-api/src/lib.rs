@@ -13,6 +13,7 @@ mod limits;
 mod plugin;
 mod slots;
 mod thread;
+pub mod tls_client;
 mod units;
 
 pub use budget::{Budget, Budgets, Reservation, DEFAULT_MAX_BLOCKED_THREADS};
