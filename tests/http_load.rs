@@ -454,3 +454,44 @@ fn a_stall_after_quick_answers_times_out_on_its_own_deadline() {
     assert_eq!(result["errors"]["timeout"], 1, "{result}");
     assert_eq!(result["completed"], 199, "{result}");
 }
+
+/// A server that closes every connection right after its answer without saying so (no `connection: close`):
+/// the next request on that connection finds it closed before any answer, so it goes again on a fresh one and
+/// nothing counts as an error. (The load clears a socket's stale readiness after each answer; this checks that
+/// a close racing that clear still wakes the worker rather than leaving it to its timeout.)
+#[test]
+fn a_silently_closed_keep_alive_connection_is_retried_not_counted_as_an_error() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let served = Arc::new(AtomicU64::new(0));
+    let counter = served.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(1_000) {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = Vec::new();
+            let mut chunk = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&chunk[..n]),
+                }
+            }
+            if request.windows(4).any(|w| w == b"\r\n\r\n") {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+            }
+            // Dropped: closed without a word.
+        }
+    });
+    let agent = ChildAgent::spawn();
+    let (status, answer) = agent.exec(&format!(
+        "command: net/http_load\ndata: {{url: 'http://{address}/', requests: 50, concurrency: 1, timeout: 5s}}\n"
+    ));
+    assert_eq!(status, 200, "{answer}");
+    let result = &answer["result"];
+    assert_eq!(result["completed"], 50, "{result}");
+    assert_eq!(result["errors"]["other"], 0, "{result}");
+    assert_eq!(result["errors"]["timeout"], 0, "{result}");
+    assert_eq!(served.load(Ordering::SeqCst), 50);
+}

@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
@@ -187,6 +187,12 @@ impl Socket {
         if !reusable || !buf.is_empty() {
             // Closed by the server, or it sent more than one answer: neither connection can carry the next.
             *stream = None;
+        } else {
+            // The answer was read whole without a read coming back empty, so tokio still thinks the socket
+            // readable, and the next answer's first read would be a syscall that finds nothing. Nothing can
+            // arrive before the next request but a close, and a close after this point wakes the socket
+            // again (and one before it errors the next write), so the stale readiness is dropped here.
+            let _ = socket.try_io(Interest::READABLE, || Err::<(), _>(std::io::ErrorKind::WouldBlock.into()));
         }
         Ok((head.status, bytes))
     }
