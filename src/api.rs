@@ -16,11 +16,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tarsier_plugin::Held;
 
-use crate::auth::require_token;
 use crate::body::{check_wave_id, BodyFormat, CommandBody, WaveSpec, MAX_REMAIN};
 use crate::error::ApiError;
 use crate::exec::execute;
-use crate::http_common::{count_requests, method_not_allowed, no_such_route, request_bounds};
+use crate::http_common::{method_not_allowed, no_such_route, public_gate};
 use crate::outcome::Status;
 use crate::state::AgentState;
 use crate::wave::{now_ms, Entry, Forwarded, ReportEntry, Route};
@@ -37,9 +36,7 @@ pub fn router(state: Arc<AgentState>) -> Router {
         .route("/waves/{id}/report", post(wave_report))
         .fallback(no_such_route)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(state.token.clone(), require_token))
-        .layer(axum::middleware::from_fn_with_state(state.bodies.max_bytes, request_bounds))
-        .layer(axum::middleware::from_fn_with_state((state.clone(), "public"), count_requests))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), public_gate))
         .with_state(state)
 }
 

@@ -68,9 +68,17 @@ impl Token {
 /// Middleware: the request must carry the token (when the agent has one). A refusal is a `401` JSON error
 /// that closes the connection, logged with the client's address.
 pub async fn require_token(State(token): State<Option<Token>>, request: Request, next: Next) -> Response {
-    let Some(token) = token else { return next.run(request).await };
+    match token_refusal(token.as_ref(), &request) {
+        None => next.run(request).await,
+        Some(refusal) => refusal,
+    }
+}
+
+/// The 401 for a request without the swarm's token, when the agent has one.
+pub fn token_refusal(token: Option<&Token>, request: &Request) -> Option<Response> {
+    let token = token?;
     if token.accepts(request.headers().get(header::AUTHORIZATION)) {
-        return next.run(request).await;
+        return None;
     }
     let client = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
     let given = if request.headers().contains_key(header::AUTHORIZATION) { "a wrong token" } else { "no token" };
@@ -82,7 +90,7 @@ pub async fn require_token(State(token): State<Option<Token>>, request: Request,
     .into_response();
     response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-    response
+    Some(response)
 }
 
 #[cfg(test)]
