@@ -376,8 +376,25 @@ const FRAMINGS: [&[u8]; 5] = [
     b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
 ];
 
+/// Reads from `stream` into `pending` until a request head (bodiless requests only) is there, and consumes it;
+/// false when the client closed first.
+fn next_request_head(stream: &mut std::net::TcpStream, pending: &mut Vec<u8>) -> bool {
+    use std::io::Read;
+    let mut chunk = [0u8; 1024];
+    loop {
+        if let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            pending.drain(..end + 4);
+            return true;
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => pending.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
 fn raw_framing_target() -> (String, Arc<AtomicU64>) {
-    use std::io::{Read, Write};
+    use std::io::Write;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap().to_string();
     let served = Arc::new(AtomicU64::new(0));
@@ -387,18 +404,12 @@ fn raw_framing_target() -> (String, Arc<AtomicU64>) {
             let Ok(mut stream) = stream else { continue };
             let counter = counter.clone();
             std::thread::spawn(move || {
-                let mut request = Vec::new();
-                let mut chunk = [0u8; 1024];
+                let mut pending = Vec::new();
                 // Bounded: a connection serves at most 1,000 requests.
                 for _ in 0..1_000 {
-                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match stream.read(&mut chunk) {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => request.extend_from_slice(&chunk[..n]),
-                        }
+                    if !next_request_head(&mut stream, &mut pending) {
+                        return;
                     }
-                    let end = request.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-                    request.drain(..end);
                     let k = counter.fetch_add(1, Ordering::SeqCst) as usize % FRAMINGS.len();
                     if stream.write_all(FRAMINGS[k]).is_err() || k == 1 || k == 2 {
                         return; // the close ends the answer (HTTP/1.0) or was announced
@@ -461,7 +472,7 @@ fn a_stall_after_quick_answers_times_out_on_its_own_deadline() {
 /// a close racing that clear still wakes the worker rather than leaving it to its timeout.)
 #[test]
 fn a_silently_closed_keep_alive_connection_is_retried_not_counted_as_an_error() {
-    use std::io::{Read, Write};
+    use std::io::Write;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap().to_string();
     let served = Arc::new(AtomicU64::new(0));
@@ -469,15 +480,7 @@ fn a_silently_closed_keep_alive_connection_is_retried_not_counted_as_an_error() 
     std::thread::spawn(move || {
         for stream in listener.incoming().take(1_000) {
             let Ok(mut stream) = stream else { continue };
-            let mut request = Vec::new();
-            let mut chunk = [0u8; 1024];
-            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                match stream.read(&mut chunk) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => request.extend_from_slice(&chunk[..n]),
-                }
-            }
-            if request.windows(4).any(|w| w == b"\r\n\r\n") {
+            if next_request_head(&mut stream, &mut Vec::new()) {
                 counter.fetch_add(1, Ordering::SeqCst);
                 let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
             }
