@@ -125,16 +125,22 @@ def fmt(x, unit=""):
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 
 
+def post_script(body_lua, content_type):
+    """A wrk script POSTing one body (a Lua string literal) with `content_type`; returns its path."""
+    script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
+    script.write(f'wrk.method = "POST"\nwrk.body = {body_lua}\nwrk.headers["Content-Type"] = "{content_type}"\n')
+    script.close()
+    return script
+
+
+YAML_SLEEP = '"command: sleep/sleep\\ndata: {duration: 0s}\\n"'
+JSON_SLEEP = '\'{"command": "sleep/sleep", "data": {"duration": "0s"}}\''
+
+
 def control():
     print("control plane", file=sys.stderr)
-    script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
-    script.write('wrk.method = "POST"\nwrk.body = "command: sleep/sleep\\ndata: {duration: 0s}\\n"\n'
-                 'wrk.headers["Content-Type"] = "application/yaml"\n')
-    script.close()
-    json_script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
-    json_script.write('wrk.method = "POST"\nwrk.body = \'{"command": "sleep/sleep", "data": {"duration": "0s"}}\'\n'
-                      'wrk.headers["Content-Type"] = "application/json"\n')
-    json_script.close()
+    script = post_script(YAML_SLEEP, "application/yaml")
+    json_script = post_script(JSON_SLEEP, "application/json")
     bare, agent = Bare(), Agent()
     # Interleaved rounds, medians: the machine is shared and its speed drifts within a minute.
     runs = {"bare": [], "bare+parse": [], "agent": [], "agent json": []}
@@ -165,10 +171,7 @@ def control():
 def control_hog():
     """/exec's p99 with a CPU hog on the other core, next to bare axum's under the same hog."""
     print("control plane under a CPU hog", file=sys.stderr)
-    script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
-    script.write('wrk.method = "POST"\nwrk.body = \'{"command": "sleep/sleep", "data": {"duration": "0s"}}\'\n'
-                 'wrk.headers["Content-Type"] = "application/json"\n')
-    script.close()
+    script = post_script(JSON_SLEEP, "application/json")
     bare, agent = Bare(), Agent()
     hog = subprocess.Popen(["stress-ng", "--cpu", "1", "--timeout", "600s", "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     runs = {"bare": [], "agent": []}
