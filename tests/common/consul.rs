@@ -110,6 +110,25 @@ impl ConsulDev {
             .unwrap_or(0)
     }
 
+    /// Consul's own view of the `tarsier` checks that do not pass: "ID status: output" lines, for a failure
+    /// message (a check that times out, is refused, or has not run yet reads differently).
+    pub fn failing_checks(&self) -> String {
+        let checks = super::http()
+            .get(format!("http://{}/v1/health/checks/tarsier", self.address))
+            .send()
+            .ok()
+            .and_then(|r| r.json::<serde_json::Value>().ok())
+            .unwrap_or_default();
+        let lines: Vec<String> = checks
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["Status"] != "passing")
+            .map(|c| format!("{} {}: {}", c["ServiceID"], c["Status"], c["Output"].as_str().unwrap_or("").trim()))
+            .collect();
+        lines.join("\n")
+    }
+
     /// The agent config that makes an agent use this Consul, with checks fast enough for tests.
     pub fn agent_config(&self) -> String {
         format!("discovery:\n  consul:\n    address: {}\n    check_interval: 1s\n    wait: 2s\n", self.address)
