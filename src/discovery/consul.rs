@@ -16,7 +16,7 @@ use serde_json::json;
 use tarsier_plugin::HumanDuration;
 use tokio_util::sync::CancellationToken;
 
-use super::{Leave, Peer, PeerKind, PeerSource};
+use super::{Leave, Peer, PeerKind, PeerList, PeerSource};
 
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -316,11 +316,11 @@ impl PeerSource for ConsulPeers {
     fn kind(&self) -> &'static str {
         "consul"
     }
-    fn peers(&self) -> Arc<[Peer]> {
-        self.list.read().unwrap_or_else(|p| p.into_inner()).clone()
+    fn peers(&self) -> PeerList {
+        self.list.read().unwrap_or_else(|p| p.into_inner()).clone().into()
     }
-    fn members(&self) -> Arc<[Peer]> {
-        self.members.read().unwrap_or_else(|p| p.into_inner()).clone()
+    fn members(&self) -> PeerList {
+        self.members.read().unwrap_or_else(|p| p.into_inner()).clone().into()
     }
     fn leave(&self) -> Leave<'_> {
         Box::pin(async move {

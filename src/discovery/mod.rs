@@ -5,6 +5,7 @@ mod consul;
 mod local;
 
 use std::future::Future;
+use std::ops::{Deref, Range};
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -53,6 +54,37 @@ impl PeerKind {
     }
 }
 
+/// A shared snapshot of peers: a window of a list that many views may share. The local registry gives each of
+/// its agents a window of one list, so a swarm of N agents holds O(N) peers instead of N copies of N-1 (at
+/// 1,000 agents those copies were about 170 MB).
+#[derive(Clone, Debug, Default)]
+pub struct PeerList {
+    shared: Arc<[Peer]>,
+    window: Range<usize>,
+}
+
+impl PeerList {
+    /// `window` of `shared`; a window that does not fit is cut to the list.
+    pub fn window(shared: Arc<[Peer]>, window: Range<usize>) -> Self {
+        let end = window.end.min(shared.len());
+        Self { window: window.start.min(end)..end, shared }
+    }
+}
+
+impl From<Arc<[Peer]>> for PeerList {
+    fn from(shared: Arc<[Peer]>) -> Self {
+        let window = 0..shared.len();
+        Self { shared, window }
+    }
+}
+
+impl Deref for PeerList {
+    type Target = [Peer];
+    fn deref(&self) -> &[Peer] {
+        &self.shared[self.window.clone()]
+    }
+}
+
 pub type Leave<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
 pub trait PeerSource: Send + Sync + 'static {
@@ -60,10 +92,10 @@ pub trait PeerSource: Send + Sync + 'static {
     fn kind(&self) -> &'static str;
     /// The healthy peers known now, never this agent itself. A shared snapshot: every hop of every wave asks,
     /// so this must not copy the list (at 1,000 agents copying it was a large part of a wave's cost).
-    fn peers(&self) -> Arc<[Peer]>;
+    fn peers(&self) -> PeerList;
     /// Every agent known to be part of the swarm, healthy or not (for Prometheus' `/sd`, so a failing
     /// agent shows as `up == 0` instead of vanishing). The healthy peers, where nothing more is known.
-    fn members(&self) -> Arc<[Peer]> {
+    fn members(&self) -> PeerList {
         self.peers()
     }
     /// Leaves the swarm (deregisters) at shutdown.
@@ -79,8 +111,8 @@ impl PeerSource for NoPeers {
     fn kind(&self) -> &'static str {
         "none"
     }
-    fn peers(&self) -> Arc<[Peer]> {
-        Arc::new([])
+    fn peers(&self) -> PeerList {
+        PeerList::default()
     }
 }
 
@@ -105,8 +137,8 @@ impl PeerSource for StaticPeers {
     fn kind(&self) -> &'static str {
         "static"
     }
-    fn peers(&self) -> Arc<[Peer]> {
-        self.0.clone()
+    fn peers(&self) -> PeerList {
+        self.0.clone().into()
     }
 }
 
