@@ -180,6 +180,9 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
+/// How long an idle connection to a peer is kept open.
+pub const PEER_CONNECTION_IDLE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The client agents use to forward waves and send reports: it carries the swarm token, and with
 /// `public_tls` it speaks HTTPS to peers, verifying them against `public_tls.ca` and, with `client_auth`,
 /// presenting this agent's certificate (mutual TLS).
@@ -193,11 +196,13 @@ pub fn http_client(config: &AgentConfig) -> anyhow::Result<reqwest::Client> {
         .connect_timeout(std::time::Duration::from_secs(2))
         // Agents speak HTTP/2 to each other (their public port serves h2c, and h2 over TLS): one multiplexed
         // connection per peer carries every copy and report. Fresh HTTP/1 connections per burst left tens of
-        // thousands of sockets in TIME_WAIT and overflowed listen queues at 1,000 local agents. One
-        // connection per peer is cheap enough to keep for a minute, so waves a few seconds apart find it open.
+        // thousands of sockets in TIME_WAIT and overflowed listen queues at 1,000 local agents. An idle
+        // connection is kept 10 s, so waves a few seconds apart find it open; no longer, because one costs
+        // ~160 KiB at both ends together (h2's buffers and stream tables) and a wave leaves an agent
+        // connected to tens of peers (a 1,000-agent swarm held ~250 MiB of them for a minute).
         .http2_prior_knowledge()
         .pool_max_idle_per_host(1)
-        .pool_idle_timeout(std::time::Duration::from_secs(60))
+        .pool_idle_timeout(PEER_CONNECTION_IDLE)
         // A copy or report is never redirected: a peer that answers 3xx is a failed send.
         .redirect(reqwest::redirect::Policy::none());
     if let Some(tls) = &config.public_tls {

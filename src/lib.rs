@@ -12,6 +12,7 @@ pub mod demo;
 pub mod discovery;
 pub mod error;
 pub mod exec;
+pub mod heap_trim;
 pub mod http_common;
 pub mod jobs;
 pub mod metrics;

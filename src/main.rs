@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use config::AgentConfig;
 use tarsier::cli::{Cli, CliCommand, LogFormat, ScenarioCommand};
-use tarsier::{agent, client, config, demo, scenario, swarm};
+use tarsier::{agent, client, config, demo, heap_trim, scenario, swarm};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse_from(reference_command_line(std::env::args_os().collect()));
@@ -63,7 +63,8 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 state.name,
                 std::process::id()
             );
-            tokio::spawn(stop_on_signal(shutdown));
+            tokio::spawn(stop_on_signal(shutdown.clone()));
+            tokio::spawn(heap_trim::trim_freed_heap(shutdown));
             agent.serve().await?;
             Ok(0)
         }
@@ -92,6 +93,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             let _logs = init_logging(LogFormat::Text);
             let shutdown = CancellationToken::new();
             tokio::spawn(stop_on_signal(shutdown.clone()));
+            tokio::spawn(heap_trim::trim_freed_heap(shutdown.clone()));
             swarm::run(args, shutdown).await
         }
         CliCommand::Scenario(ScenarioCommand::Check { files }) => Ok(scenario::check_files(&files)),
