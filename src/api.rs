@@ -136,8 +136,9 @@ async fn abort(
     let aborted = state.abort_local().await;
     let elapsed_ms = now_ms().saturating_sub(started_ms);
     let result = json!({ "cancelled_jobs": aborted.cancelled_jobs, "released": aborted.released });
+    let result = serde_json::value::to_raw_value(&result).unwrap_or_default();
     let (swarm, reported) = (state.swarm.clone(), admitted.clone());
-    tokio::spawn(async move { swarm.report(&reported, Status::Ok, elapsed_ms, result).await });
+    tokio::spawn(async move { swarm.report(&reported, Status::Ok, elapsed_ms, &result).await });
     // The origin waits for its first hop so its answer can say how far the abort went; peers do not.
     let forwarded = match (admitted.is_origin, forwarding) {
         (true, Some(task)) => task.await.unwrap_or_default(),

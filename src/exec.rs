@@ -173,11 +173,13 @@ impl RunningJob {
         } else {
             tracing::info!(command = %self.command, %wave_id, job = self.job_id, elapsed_ms, %status, "command ended");
         }
+        // Serialized once, for the job list and the wave report; the client's answer takes the value itself.
         let stored = match &error {
-            Some((message, _)) => json!({ "error": message }),
-            None => result.clone(),
-        };
-        self.state.swarm.report(&self.admitted, status, elapsed_ms, stored.clone()).await;
+            Some((message, _)) => serde_json::value::to_raw_value(&json!({ "error": message })),
+            None => serde_json::value::to_raw_value(&result),
+        }
+        .unwrap_or_default();
+        self.state.swarm.report(&self.admitted, status, elapsed_ms, &stored).await;
         self.state.jobs.finish(self.job_id, status, elapsed_ms, stored);
         answer.result = Some(result);
         Answer { status: http, body: answer }

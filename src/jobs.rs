@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use std::time::SystemTime;
 
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 use tarsier_plugin::{Cancel, Progress};
 
@@ -29,8 +30,9 @@ pub struct JobView {
     pub status: Status,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub elapsed_ms: Option<u64>,
+    /// The result's JSON text: one allocation per kept job, not a tree, and shared with the wave report.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub result: Option<Value>,
+    pub result: Option<Box<RawValue>>,
     /// The `Tarsier-Request-Id` header of the request that started it, so a client can find its job while it
     /// waits for the answer.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -105,17 +107,19 @@ impl Jobs {
     }
 
     /// Moves a job to the finished list with its outcome.
-    pub fn finish(&self, id: u64, status: Status, elapsed_ms: u64, result: Value) {
+    pub fn finish(&self, id: u64, status: Status, elapsed_ms: u64, result: Box<RawValue>) {
+        let size = result.get().len();
+        let result = if size > RESULT_KEPT_BYTES {
+            let note = serde_json::json!({ "not_kept": format!("a result of {size} bytes; /jobs keeps up to {RESULT_KEPT_BYTES}") });
+            serde_json::value::to_raw_value(&note).unwrap_or_default()
+        } else {
+            result
+        };
         let mut table = self.lock();
         if let Some(Running { mut view, .. }) = table.running.remove(&id) {
             view.status = status;
             view.elapsed_ms = Some(elapsed_ms);
-            let size = serde_json::to_vec(&result).map_or(0, |bytes| bytes.len());
-            view.result = Some(if size > RESULT_KEPT_BYTES {
-                serde_json::json!({ "not_kept": format!("a result of {size} bytes; /jobs keeps up to {RESULT_KEPT_BYTES}") })
-            } else {
-                result
-            });
+            view.result = Some(result);
             if table.finished.len() == FINISHED_KEPT {
                 table.finished.pop_front();
             }

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use axum::body::Bytes;
 use axum::http::StatusCode;
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::value::RawValue;
 use tarsier_plugin::{DEFAULT_ABORT_WINDOW, DEFAULT_MAX_WAVE_EXECUTIONS};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
@@ -421,8 +421,9 @@ impl Swarm {
     }
 
     /// Reports this agent's result to the wave's origin, when the wave asked for reports.
-    pub async fn report(&self, admitted: &Admitted, status: Status, elapsed_ms: u64, result: Value) {
+    pub async fn report(&self, admitted: &Admitted, status: Status, elapsed_ms: u64, result: &RawValue) {
         let Some(origin) = &admitted.report_to else { return };
+        let result = result.to_owned();
         let entry = ReportEntry {
             agent: self.name.clone(),
             address: self.advertised_public.clone(),

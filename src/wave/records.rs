@@ -5,6 +5,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use crate::outcome::Status;
@@ -59,8 +60,9 @@ pub struct ReportEntry {
     /// When the agent received the command (Unix ms).
     pub received_at_ms: u64,
     pub elapsed_ms: u64,
+    /// Kept as received: one allocation per entry, not a tree (a 1,000-agent wave has 1,000 of them).
     #[serde(default)]
-    pub result: Value,
+    pub result: Box<RawValue>,
 }
 
 struct WaveRecord {
@@ -155,7 +157,13 @@ impl WaveRecords {
     pub fn results(&self, id: &str) -> Option<(String, Vec<Value>)> {
         let reports = self.reports.lock().unwrap_or_else(|p| p.into_inner());
         let record = reports.records.get(id)?;
-        let ok = record.entries.iter().filter(|e| e.status == Status::Ok).map(|e| e.result.clone()).collect();
+        // Parsed again here, where a merge needs it: the text was valid JSON when it was received.
+        let ok = record
+            .entries
+            .iter()
+            .filter(|e| e.status == Status::Ok)
+            .map(|e| serde_json::from_str(e.result.get()).unwrap_or(Value::Null))
+            .collect();
         Some((record.command.clone(), ok))
     }
 
