@@ -6,7 +6,9 @@ ARG RUNTIME=gcr.io/distroless/cc-debian12:nonroot
 
 FROM ${BUILDER} AS build
 WORKDIR /src
-COPY Cargo.toml Cargo.lock rustfmt.toml ./
+COPY Cargo.toml Cargo.lock rustfmt.toml build.rs ./
+# build.rs lays out the functions listed in link/hot-symbols.txt first: a smaller idle RSS.
+COPY link link
 COPY src src
 COPY plugins plugins
 # Cargo.toml declares the benches, so their sources must be there for cargo to read the manifest.
