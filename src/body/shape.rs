@@ -2,6 +2,7 @@
 //! parser given 120 KB of `[` spent 14 s of CPU before it refused it), and duplicate keys at any depth (serde
 //! keeps the last one silently, so `{"size": "1MiB", "size": "1TiB"}` would mean whichever came last).
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
 
@@ -91,14 +92,10 @@ impl<'de> Visitor<'de> for UniqueKeysVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<UniqueKeys, A::Error> {
-        let mut seen = HashSet::new();
-        while let Some(key) = map.next_key::<serde_json::Value>()? {
-            let shown = match &key {
-                serde_json::Value::String(text) => text.clone(),
-                other => other.to_string(),
-            };
-            if !seen.insert(shown.clone()) {
-                return Err(de::Error::custom(format!("duplicate key `{shown}`")));
+        let mut seen = SeenKeys::default();
+        while let Some(KeyText(key)) = map.next_key::<KeyText>()? {
+            if let Some(duplicate) = seen.insert(key) {
+                return Err(de::Error::custom(format!("duplicate key `{duplicate}`")));
             }
             map.next_value::<UniqueKeys>()?;
         }
@@ -155,6 +152,113 @@ impl<'de> Visitor<'de> for UniqueKeysVisitor {
     }
 }
 
+/// The keys of one mapping so far. A command body's mappings have a handful of keys: they are compared one
+/// by one, without hashing or allocating; a mapping past [`FEW_KEYS`] moves to a hash set, so a body of
+/// 100,000 keys still takes linear time.
+#[derive(Default)]
+struct SeenKeys<'de> {
+    few: Vec<Cow<'de, str>>,
+    many: HashSet<Cow<'de, str>>,
+}
+
+const FEW_KEYS: usize = 16;
+
+impl<'de> SeenKeys<'de> {
+    /// Adds `key`; gives it back if the mapping had it already.
+    fn insert(&mut self, key: Cow<'de, str>) -> Option<Cow<'de, str>> {
+        if self.many.is_empty() {
+            if self.few.contains(&key) {
+                return Some(key);
+            }
+            if self.few.len() < FEW_KEYS {
+                self.few.push(key);
+                return None;
+            }
+            self.many.extend(self.few.drain(..));
+        }
+        if self.many.contains(&key) {
+            return Some(key);
+        }
+        self.many.insert(key);
+        None
+    }
+}
+
+/// A mapping key as text, borrowed from the body when the parser allows. A key that is not a string (YAML
+/// allows numbers, booleans, even sequences) is its JSON text, so `1` and `"1"` are the same key.
+struct KeyText<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for KeyText<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(KeyTextVisitor)
+    }
+}
+
+struct KeyTextVisitor;
+
+impl KeyTextVisitor {
+    fn json<'de>(value: impl Into<serde_json::Value>) -> KeyText<'de> {
+        KeyText(Cow::Owned(value.into().to_string()))
+    }
+}
+
+impl<'de> Visitor<'de> for KeyTextVisitor {
+    type Value = KeyText<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a mapping key")
+    }
+
+    fn visit_borrowed_str<E>(self, text: &'de str) -> Result<KeyText<'de>, E> {
+        Ok(KeyText(Cow::Borrowed(text)))
+    }
+    fn visit_str<E>(self, text: &str) -> Result<KeyText<'de>, E> {
+        Ok(KeyText(Cow::Owned(text.to_owned())))
+    }
+    fn visit_string<E>(self, text: String) -> Result<KeyText<'de>, E> {
+        Ok(KeyText(Cow::Owned(text)))
+    }
+    fn visit_bytes<E>(self, bytes: &[u8]) -> Result<KeyText<'de>, E> {
+        Ok(KeyText(Cow::Owned(String::from_utf8_lossy(bytes).into_owned())))
+    }
+    fn visit_bool<E>(self, value: bool) -> Result<KeyText<'de>, E> {
+        Ok(Self::json(value))
+    }
+    fn visit_i64<E>(self, value: i64) -> Result<KeyText<'de>, E> {
+        Ok(Self::json(value))
+    }
+    fn visit_u64<E>(self, value: u64) -> Result<KeyText<'de>, E> {
+        Ok(Self::json(value))
+    }
+    fn visit_i128<E>(self, value: i128) -> Result<KeyText<'de>, E> {
+        Ok(KeyText(Cow::Owned(value.to_string())))
+    }
+    fn visit_u128<E>(self, value: u128) -> Result<KeyText<'de>, E> {
+        Ok(KeyText(Cow::Owned(value.to_string())))
+    }
+    fn visit_f64<E>(self, value: f64) -> Result<KeyText<'de>, E> {
+        Ok(Self::json(value))
+    }
+    fn visit_unit<E>(self) -> Result<KeyText<'de>, E> {
+        Ok(Self::json(serde_json::Value::Null))
+    }
+    fn visit_none<E>(self) -> Result<KeyText<'de>, E> {
+        Ok(Self::json(serde_json::Value::Null))
+    }
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<KeyText<'de>, D::Error> {
+        KeyText::deserialize(deserializer)
+    }
+    fn visit_newtype_struct<D: Deserializer<'de>>(self, deserializer: D) -> Result<KeyText<'de>, D::Error> {
+        KeyText::deserialize(deserializer)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<KeyText<'de>, A::Error> {
+        serde_json::Value::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(Self::json)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<KeyText<'de>, A::Error> {
+        serde_json::Value::deserialize(de::value::MapAccessDeserializer::new(map)).map(Self::json)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,5 +286,21 @@ mod tests {
         let yaml = b"command: x\ndata:\n  size: 1MiB\n  size: 1TiB\n";
         let err = serde_norway::from_slice::<UniqueKeys>(yaml).err().unwrap().to_string();
         assert!(err.contains("duplicate") && err.contains("size"), "{err}");
+        // A key that is not a string counts by its text; escaped and plain spellings are one key.
+        let err = serde_norway::from_slice::<UniqueKeys>(b"1: a\n\"1\": b\n").err().unwrap().to_string();
+        assert!(err.contains("duplicate key `1`"), "{err}");
+        let err = serde_json::from_slice::<UniqueKeys>(br#"{"a\u0062": 1, "ab": 2}"#).err().unwrap().to_string();
+        assert!(err.contains("duplicate key `ab`"), "{err}");
+    }
+
+    #[test]
+    fn a_wide_mapping_is_checked_in_linear_time_and_its_duplicate_found() {
+        let keys: Vec<String> = (0..50_000).map(|i| format!("\"k{i}\": 0")).collect();
+        let wide = format!("{{{}, \"k49999\": 1}}", keys.join(", "));
+        let started = std::time::Instant::now();
+        let err = serde_json::from_slice::<UniqueKeys>(wide.as_bytes()).err().unwrap().to_string();
+        assert!(err.contains("duplicate key `k49999`"), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert!(serde_json::from_slice::<UniqueKeys>(format!("{{{}}}", keys.join(", ")).as_bytes()).is_ok());
     }
 }
