@@ -79,14 +79,14 @@ pub async fn execute(
     let resolved = state.registry.resolve(&body.command)?;
     let admitted = match state.swarm.enter(body.wave.take(), Route::Exec, &resolved.name)? {
         Entry::Duplicate { wave_id } => {
-            let body = ExecAnswer::new(wave_id, state.name.clone(), resolved.name, None, Status::Duplicate);
+            let body = ExecAnswer::new(wave_id, state.name.clone(), resolved.name.to_string(), None, Status::Duplicate);
             return Ok(Answer { status: StatusCode::OK, body });
         }
         Entry::Run(admitted) => admitted,
     };
     // The copies are made before the data goes to the command, and sent only once the command accepted it.
     let copies = admitted.copies(|wave| CommandBody {
-        command: resolved.name.clone(),
+        command: resolved.name.to_string(),
         data: body.data.clone(),
         wave: Some(wave),
         detach: false,
@@ -98,7 +98,7 @@ pub async fn execute(
         Ok(job) => job,
         Err(err) => {
             state.jobs.discard(job_id);
-            state.metrics.commands.with_label_values(&[resolved.name.as_str(), Status::Invalid.as_str()]).inc();
+            state.metrics.commands.with_label_values(&[&*resolved.name, Status::Invalid.as_str()]).inc();
             return Err(err.into());
         }
     };
@@ -130,14 +130,15 @@ pub async fn execute(
 struct RunningJob {
     state: Arc<AgentState>,
     job_id: u64,
-    command: String,
+    command: Arc<str>,
     cancel: Cancel,
     admitted: Admitted,
 }
 
 impl RunningJob {
     fn answer_base(&self) -> ExecAnswer {
-        let (wave_id, agent, command) = (self.admitted.wave_id.clone(), self.state.name.clone(), self.command.clone());
+        let (wave_id, agent, command) =
+            (self.admitted.wave_id.clone(), self.state.name.clone(), self.command.to_string());
         ExecAnswer::new(wave_id, agent, command, Some(self.job_id), Status::Running)
     }
 
@@ -159,8 +160,8 @@ impl RunningJob {
             }
         };
         let metrics = &self.state.metrics;
-        metrics.commands.with_label_values(&[self.command.as_str(), status.as_str()]).inc();
-        metrics.command_duration.with_label_values(&[self.command.as_str()]).observe(elapsed.as_secs_f64());
+        metrics.commands.with_label_values(&[&*self.command, status.as_str()]).inc();
+        metrics.command_duration.with_label_values(&[&*self.command]).observe(elapsed.as_secs_f64());
         let elapsed_ms = elapsed.as_millis() as u64;
         let mut answer = self.answer_base();
         answer.status = status;

@@ -2,7 +2,7 @@
 //! Finished jobs are kept for a while so a detached job's result can be fetched.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use serde::Serialize;
@@ -11,6 +11,7 @@ use serde_json::Value;
 use tarsier_plugin::{Cancel, Progress};
 
 use crate::outcome::Status;
+use crate::wave::WaveKey;
 
 /// How many finished jobs `/jobs` remembers.
 const FINISHED_KEPT: usize = 100;
@@ -21,8 +22,10 @@ const RESULT_KEPT_BYTES: usize = 64 * 1024;
 #[derive(Clone, Serialize)]
 pub struct JobView {
     pub id: u64,
-    pub command: String,
-    pub wave_id: String,
+    /// Shared with the registry: a finished job's record allocates nothing for its names.
+    #[serde(serialize_with = "as_str")]
+    pub command: Arc<str>,
+    pub wave_id: WaveKey,
     pub detached: bool,
     /// RFC 3339 on the wire; formatted only when listed, not on every command.
     #[serde(serialize_with = "rfc3339_millis")]
@@ -30,9 +33,9 @@ pub struct JobView {
     pub status: Status,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub elapsed_ms: Option<u64>,
-    /// The result's JSON text: one allocation per kept job, not a tree, and shared with the wave report.
+    /// The result's JSON text: not a tree, and a small one (most are) without an allocation of its own.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub result: Option<Box<RawValue>>,
+    pub result: Option<KeptJson>,
     /// The `Tarsier-Request-Id` header of the request that started it, so a client can find its job while it
     /// waits for the answer.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -40,6 +43,50 @@ pub struct JobView {
     /// How far a running command got, if it says (`net/http_load` does).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub progress: Option<Value>,
+}
+
+/// A JSON value's text as a finished job keeps it: up to [`KeptJson::INLINE`] bytes in place, a larger one
+/// boxed. Why: a record kept after a wave is allocated while the wave's transient state fills the heap, and
+/// every such small allocation can keep a page of it from being given back (a 1,000-agent swarm in one
+/// process held tens of MiB so); `{"slept_ms":0}` needs none.
+#[derive(Clone)]
+pub enum KeptJson {
+    Inline { len: u8, bytes: [u8; KeptJson::INLINE] },
+    Boxed(Box<RawValue>),
+}
+
+impl KeptJson {
+    const INLINE: usize = 22;
+
+    fn new(value: Box<RawValue>) -> Self {
+        let text = value.get().as_bytes();
+        if text.len() > Self::INLINE {
+            return Self::Boxed(value);
+        }
+        let mut bytes = [0; Self::INLINE];
+        bytes[..text.len()].copy_from_slice(text);
+        Self::Inline { len: text.len() as u8, bytes }
+    }
+
+    pub fn get(&self) -> &str {
+        match self {
+            // Copied from a `str` at a character boundary (its end), so it is UTF-8.
+            Self::Inline { len, bytes } => std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or("null"),
+            Self::Boxed(value) => value.get(),
+        }
+    }
+}
+
+impl Serialize for KeptJson {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // The text was a valid JSON value when it was kept.
+        let raw: &RawValue = serde_json::from_str(self.get()).map_err(serde::ser::Error::custom)?;
+        raw.serialize(serializer)
+    }
+}
+
+fn as_str<S: serde::Serializer>(text: &Arc<str>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(text)
 }
 
 fn rfc3339_millis<S: serde::Serializer>(at: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
@@ -84,15 +131,15 @@ impl Jobs {
     }
 
     /// Registers a job and returns its id and cancellation.
-    pub fn start(&self, command: &str, wave_id: &str, detached: bool, request_id: Option<String>) -> Started {
+    pub fn start(&self, command: &Arc<str>, wave_id: &str, detached: bool, request_id: Option<String>) -> Started {
         let mut table = self.lock();
         table.next_id += 1;
         let id = table.next_id;
         let cancel = Cancel::default();
         let view = JobView {
             id,
-            command: command.to_owned(),
-            wave_id: wave_id.to_owned(),
+            command: command.clone(),
+            wave_id: WaveKey::of(wave_id),
             detached,
             started: SystemTime::now(),
             status: Status::Running,
@@ -119,7 +166,7 @@ impl Jobs {
         if let Some(Running { mut view, .. }) = table.running.remove(&id) {
             view.status = status;
             view.elapsed_ms = Some(elapsed_ms);
-            view.result = Some(result);
+            view.result = Some(KeptJson::new(result));
             if table.finished.len() == FINISHED_KEPT {
                 table.finished.pop_front();
             }
@@ -167,5 +214,20 @@ impl Jobs {
     pub fn any_running(&self, ids: &[u64]) -> bool {
         let table = self.lock();
         ids.iter().any(|id| table.running.contains_key(id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KeptJson;
+
+    #[test]
+    fn a_kept_result_reads_back_as_it_was_small_or_large() {
+        for text in [r#"{"slept_ms":0}"#, "null", r#""ünïcödé""#, r#"{"error":"a longer message than fits"}"#] {
+            let kept = KeptJson::new(serde_json::value::RawValue::from_string(text.to_owned()).unwrap());
+            assert_eq!(kept.get(), text);
+            assert_eq!(serde_json::to_string(&kept).unwrap(), text);
+            assert_eq!(matches!(kept, KeptJson::Inline { .. }), text.len() <= KeptJson::INLINE, "{text}");
+        }
     }
 }

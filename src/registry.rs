@@ -25,17 +25,21 @@ pub fn builtin_plugins(config: &AgentConfig) -> anyhow::Result<Vec<Arc<dyn Plugi
 /// A command found by name.
 #[derive(Clone)]
 pub struct Resolved {
-    /// Canonical `plugin/command`, used in metrics and answers whatever alias was asked.
-    pub name: String,
+    /// Canonical `plugin/command`, used in metrics and answers whatever alias was asked; made once per
+    /// command, shared by every job's record.
+    pub name: Arc<str>,
     pub command: Arc<dyn DynCommand>,
 }
+
+/// A command with its canonical `plugin/command` name.
+type Named = (Arc<str>, Arc<dyn DynCommand>);
 
 pub struct Registry {
     plugins: Vec<Arc<dyn Plugin>>,
     /// plugin name or alias -> index in `plugins`.
     plugin_names: BTreeMap<&'static str, usize>,
-    /// canonical plugin name -> command name or alias -> command.
-    commands: BTreeMap<&'static str, BTreeMap<&'static str, Arc<dyn DynCommand>>>,
+    /// canonical plugin name -> command name or alias -> the command and its canonical `plugin/command`.
+    commands: BTreeMap<&'static str, BTreeMap<&'static str, Named>>,
 }
 
 impl Registry {
@@ -49,10 +53,11 @@ impl Registry {
             }
             let table: &mut BTreeMap<_, _> = commands.entry(plugin.name()).or_default();
             for command in plugin.commands() {
+                let canonical: Arc<str> = format!("{}/{}", plugin.name(), command.name()).into();
                 for alias in command.aliases() {
-                    table.insert(*alias, command.clone());
+                    table.insert(*alias, (canonical.clone(), command.clone()));
                 }
-                table.insert(command.name(), command);
+                table.insert(command.name(), (canonical, command));
             }
         }
         Self { plugins, plugin_names, commands }
@@ -73,7 +78,7 @@ impl Registry {
             ))
         })?;
         let table = &self.commands[plugin.name()];
-        let command = table.get(command_name).ok_or_else(|| {
+        let (name, command) = table.get(command_name).ok_or_else(|| {
             let known: Vec<_> = plugin.commands().iter().map(|c| c.name()).collect();
             ApiError::not_found(format!(
                 "unknown command `{full}`: plugin `{}` has {}",
@@ -81,7 +86,7 @@ impl Registry {
                 known.join(", ")
             ))
         })?;
-        Ok(Resolved { name: format!("{}/{}", plugin.name(), command.name()), command: command.clone() })
+        Ok(Resolved { name: name.clone(), command: command.clone() })
     }
 
     pub fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {

@@ -28,7 +28,7 @@ use crate::metrics::WaveMetrics;
 use crate::outcome::Status;
 
 pub use forward::{Forwarded, FORWARD_TIMEOUT};
-pub use records::{now_ms, ReportEntry, WaveRecords};
+pub use records::{now_ms, ReportEntry, WaveKey, WaveRecords};
 
 /// This agent's part in the swarm.
 pub struct Swarm {

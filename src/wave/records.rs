@@ -21,11 +21,46 @@ const REPORT_BYTES_MAX: usize = 64 << 20;
 /// Bytes of entries one `?entries=true` answer carries at most.
 const ANSWER_ENTRIES_BYTES_MAX: usize = 8 << 20;
 
+/// A wave id as kept in records that outlive the wave, without a heap allocation for the ids agents make
+/// (16 lowercase hex digits, `new_wave_id`), which are the number they spell; ids a client chose stay text.
+/// Why: records kept after a wave are many small allocations made while the wave's transient state fills the
+/// heap, and each can keep a page of it from being given back (a 1,000-agent swarm in one process).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum WaveKey {
+    Generated(u64),
+    Chosen(Box<str>),
+}
+
+impl WaveKey {
+    pub fn of(id: &str) -> Self {
+        let generated = id.len() == 16 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        match u64::from_str_radix(id, 16) {
+            Ok(number) if generated => Self::Generated(number),
+            _ => Self::Chosen(id.into()),
+        }
+    }
+}
+
+impl std::fmt::Display for WaveKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Generated(number) => write!(f, "{number:016x}"),
+            Self::Chosen(text) => f.write_str(text),
+        }
+    }
+}
+
+impl Serialize for WaveKey {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
 /// Recent dedupe wave ids: bounded in count and age.
 #[derive(Default)]
 struct Seen {
-    ids: HashSet<String>,
-    order: VecDeque<(Instant, String)>,
+    ids: HashSet<WaveKey>,
+    order: VecDeque<(Instant, WaveKey)>,
 }
 
 impl Seen {
@@ -38,11 +73,12 @@ impl Seen {
             self.ids.remove(old);
             self.order.pop_front();
         }
-        if self.ids.contains(id) {
+        let key = WaveKey::of(id);
+        if self.ids.contains(&key) {
             return false;
         }
-        self.ids.insert(id.to_owned());
-        self.order.push_back((now, id.to_owned()));
+        self.ids.insert(key.clone());
+        self.order.push_back((now, key));
         true
     }
 }
@@ -68,13 +104,91 @@ pub struct ReportEntry {
 struct WaveRecord {
     command: String,
     started_at_ms: u64,
-    entries: Vec<ReportEntry>,
-    /// The size of each entry as received, in the order of `entries`.
-    sizes: Vec<usize>,
+    entries: Vec<KeptEntry>,
+    /// The texts of every entry (agent, address, result), one after the other: a report kept costs no
+    /// allocation of its own. Small allocations that outlive a wave, made while its transient state fills
+    /// the heap, each keep a page of it from being given back; a 1,000-agent wave brought 3,000 of them here.
+    text: String,
     /// Entries refused because the byte budget was spent.
     dropped: u64,
     /// A dedupe wave: how many agents the origin expected to report (see `Swarm::enter`).
     expected: Option<u64>,
+}
+
+/// One report as the origin keeps it: its numbers, and where its texts are in the record's `text`.
+struct KeptEntry {
+    hop: u32,
+    status: Status,
+    received_at_ms: u64,
+    elapsed_ms: u64,
+    /// The entry's size as received, counted against the byte budget.
+    size: usize,
+    /// `text[start..agent_end]` is the agent, then the address up to `address_end`, then the result.
+    start: usize,
+    agent_end: usize,
+    address_end: usize,
+    result_end: usize,
+}
+
+/// A kept report as it is answered: the fields of [`ReportEntry`], in its order.
+#[derive(Serialize)]
+struct EntryView<'a> {
+    agent: &'a str,
+    address: &'a str,
+    hop: u32,
+    status: Status,
+    received_at_ms: u64,
+    elapsed_ms: u64,
+    result: &'a RawValue,
+}
+
+impl WaveRecord {
+    fn keep(&mut self, entry: ReportEntry, size: usize) {
+        let start = self.text.len();
+        self.text.push_str(&entry.agent);
+        let agent_end = self.text.len();
+        self.text.push_str(&entry.address);
+        let address_end = self.text.len();
+        self.text.push_str(entry.result.get());
+        let result_end = self.text.len();
+        self.entries.push(KeptEntry {
+            hop: entry.hop,
+            status: entry.status,
+            received_at_ms: entry.received_at_ms,
+            elapsed_ms: entry.elapsed_ms,
+            size,
+            start,
+            agent_end,
+            address_end,
+            result_end,
+        });
+    }
+
+    fn agent(&self, e: &KeptEntry) -> &str {
+        &self.text[e.start..e.agent_end]
+    }
+
+    fn result_text(&self, e: &KeptEntry) -> &str {
+        &self.text[e.address_end..e.result_end]
+    }
+
+    fn view<'a>(&'a self, e: &KeptEntry) -> EntryView<'a> {
+        // The text was a valid JSON value when it was received; a null stands in should it not parse.
+        let result = serde_json::from_str::<&RawValue>(self.result_text(e)).unwrap_or(RawValue::NULL);
+        EntryView {
+            agent: self.agent(e),
+            address: &self.text[e.agent_end..e.address_end],
+            hop: e.hop,
+            status: e.status,
+            received_at_ms: e.received_at_ms,
+            elapsed_ms: e.elapsed_ms,
+            result,
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        self.entries.iter().map(|e| e.size).sum()
+    }
 }
 
 /// The origin's records of the waves it started, oldest first, with their size.
@@ -89,7 +203,7 @@ impl Reports {
     fn forget_oldest(&mut self) -> bool {
         let Some(old) = self.order.pop_front() else { return false };
         if let Some(record) = self.records.remove(&old) {
-            self.bytes -= record.sizes.iter().sum::<usize>();
+            self.bytes -= record.bytes();
         }
         true
     }
@@ -122,7 +236,7 @@ impl WaveRecords {
             command: command.to_owned(),
             started_at_ms: now_ms(),
             entries: Vec::new(),
-            sizes: Vec::new(),
+            text: String::new(),
             dropped: 0,
             expected,
         };
@@ -144,8 +258,7 @@ impl WaveRecords {
         let fits = reports.bytes + size <= REPORT_BYTES_MAX;
         let Some(record) = reports.records.get_mut(id) else { return false };
         if fits && record.entries.len() < ENTRIES_MAX {
-            record.entries.push(entry);
-            record.sizes.push(size);
+            record.keep(entry, size);
             reports.bytes += size;
         } else {
             record.dropped += 1;
@@ -162,7 +275,7 @@ impl WaveRecords {
             .entries
             .iter()
             .filter(|e| e.status == Status::Ok)
-            .map(|e| serde_json::from_str(e.result.get()).unwrap_or(Value::Null))
+            .map(|e| serde_json::from_str(record.result_text(e)).unwrap_or(Value::Null))
             .collect();
         Some((record.command.clone(), ok))
     }
@@ -171,7 +284,7 @@ impl WaveRecords {
     pub fn summary(&self, id: &str, with_entries: bool) -> Option<Value> {
         let reports = self.reports.lock().unwrap_or_else(|p| p.into_inner());
         let record = reports.records.get(id)?;
-        let agents: HashSet<&str> = record.entries.iter().map(|e| e.agent.as_str()).collect();
+        let agents: HashSet<&str> = record.entries.iter().map(|e| record.agent(e)).collect();
         let mut per_hop: BTreeMap<u32, u64> = BTreeMap::new();
         let mut by_status: BTreeMap<Status, u64> = BTreeMap::new();
         for e in &record.entries {
@@ -206,11 +319,12 @@ impl WaveRecords {
         if with_entries {
             let mut budget = ANSWER_ENTRIES_BYTES_MAX;
             let shown = record
-                .sizes
+                .entries
                 .iter()
-                .take_while(|size| budget.checked_sub(**size).map(|left| budget = left).is_some())
+                .take_while(|e| budget.checked_sub(e.size).map(|left| budget = left).is_some())
                 .count();
-            summary["entries"] = json!(record.entries[..shown]);
+            let views: Vec<EntryView> = record.entries[..shown].iter().map(|e| record.view(e)).collect();
+            summary["entries"] = json!(views);
             if shown < record.entries.len() {
                 summary["entries_not_shown"] = json!(record.entries.len() - shown);
             }
@@ -245,5 +359,23 @@ mod tests {
         assert_eq!(reach_bound(3, 10), 1111);
         assert_eq!(reach_bound(5, 1), 6);
         assert_eq!(reach_bound(32, 1000), u64::MAX, "saturates");
+    }
+
+    #[test]
+    fn a_wave_key_reads_back_as_the_id_it_was_made_from() {
+        use super::WaveKey;
+        for id in [
+            "5dfdbf27219fb4aa",
+            "0000000000000000",
+            "ffffffffffffffff",
+            "5DFDBF27219FB4AA",
+            "5dfdbf27219fb4a",
+            "nightly-run_7",
+        ] {
+            assert_eq!(WaveKey::of(id).to_string(), id);
+        }
+        assert_eq!(WaveKey::of("00000000000000ff"), WaveKey::Generated(255));
+        assert!(matches!(WaveKey::of("00000000000000FF"), WaveKey::Chosen(_)), "upper case is not what agents make");
+        assert_ne!(WaveKey::of("00000000000000ff"), WaveKey::of("ff"));
     }
 }
