@@ -13,12 +13,17 @@ need h2load nghttp2-client
 # oha is not in Debian: built once from crates.io into .cache (a few minutes), pinned for comparable runs.
 oha=.cache/oha/bin/oha
 [ -x "$oha" ] || cargo install --quiet --locked --root .cache/oha oha --version 1.16.0
-cargo build --release --quiet --bin tarsier
 bare=$(cargo bench --bench bare_axum --no-run --message-format=json 2>/dev/null \
   | python3 -c 'import json,sys
 for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "bare_axum" and m.get("executable"):
         print(m["executable"])')
-export TARSIER_BIN="$PWD/target/release/tarsier" BARE_AXUM_BIN="$bare" OHA_BIN="$PWD/$oha"
+# What is measured is what `cargo build --release` makes, copied aside: every `cargo bench` (the baseline
+# above, the criterion sections) builds the package's binary too, in the bench profile and over
+# target/release/tarsier, with other symbol names than a release build (link/hot-symbols.txt would not match).
+cargo build --release --quiet --bin tarsier
+mkdir -p target/bench-bin
+cp target/release/tarsier target/bench-bin/tarsier
+export TARSIER_BIN="$PWD/target/bench-bin/tarsier" BARE_AXUM_BIN="$bare" OHA_BIN="$PWD/$oha"
 exec python3 benches/run.py "$@"
