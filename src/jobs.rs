@@ -113,6 +113,19 @@ struct Table {
     finished: VecDeque<JobView>,
 }
 
+impl Table {
+    /// Takes a job out of the running ones. An emptied map is replaced by a new one: a `BTreeMap` keeps its
+    /// last node (about 2 KiB here) after its last entry goes, allocated during the first command, maybe
+    /// amid a wave's transient state, where it would keep a page from being given back.
+    fn remove_running(&mut self, id: u64) -> Option<Running> {
+        let removed = self.running.remove(&id);
+        if self.running.is_empty() {
+            self.running = BTreeMap::new();
+        }
+        removed
+    }
+}
+
 /// A job just registered: its id, its cancellation and where it reports progress.
 pub struct Started {
     pub id: u64,
@@ -163,7 +176,8 @@ impl Jobs {
             result
         };
         let mut table = self.lock();
-        if let Some(Running { mut view, .. }) = table.running.remove(&id) {
+        let removed = table.remove_running(id);
+        if let Some(Running { mut view, .. }) = removed {
             view.status = status;
             view.elapsed_ms = Some(elapsed_ms);
             view.result = Some(KeptJson::new(result));
@@ -176,7 +190,7 @@ impl Jobs {
 
     /// Forgets a job that never ran (its data was refused).
     pub fn discard(&self, id: u64) {
-        self.lock().running.remove(&id);
+        self.lock().remove_running(id);
     }
 
     pub fn running_count(&self) -> usize {
