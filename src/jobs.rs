@@ -79,9 +79,14 @@ impl KeptJson {
 
 impl Serialize for KeptJson {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        // The text was a valid JSON value when it was kept.
-        let raw: &RawValue = serde_json::from_str(self.get()).map_err(serde::ser::Error::custom)?;
-        raw.serialize(serializer)
+        match self {
+            Self::Boxed(value) => value.serialize(serializer),
+            // The text was a valid JSON value when it was kept; as a RawValue it is written as it is.
+            Self::Inline { .. } => {
+                let raw: &RawValue = serde_json::from_str(self.get()).map_err(serde::ser::Error::custom)?;
+                raw.serialize(serializer)
+            }
+        }
     }
 }
 

@@ -135,7 +135,8 @@ async fn send_copy(swarm: &Swarm, peer: &Peer, route: Route, copy: &Bytes, dedup
             tokio::time::sleep(RETRY_PAUSE * attempt).await;
         }
         let _permit = match route {
-            Route::Exec => Some(COPIES_IN_FLIGHT.acquire().await),
+            // The semaphore is never closed, so this is always a permit.
+            Route::Exec => COPIES_IN_FLIGHT.acquire().await.ok(),
             Route::Abort => None,
         };
         let request = swarm.http.post(url.clone()).timeout(FORWARD_TIMEOUT);

@@ -96,7 +96,7 @@ pub struct ReportEntry {
     /// When the agent received the command (Unix ms).
     pub received_at_ms: u64,
     pub elapsed_ms: u64,
-    /// Kept as received: one allocation per entry, not a tree (a 1,000-agent wave has 1,000 of them).
+    /// As received, not parsed into a tree; the origin copies it into its wave's text buffer.
     #[serde(default)]
     pub result: Box<RawValue>,
 }
