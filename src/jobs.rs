@@ -181,8 +181,7 @@ impl Jobs {
             result
         };
         let mut table = self.lock();
-        let removed = table.remove_running(id);
-        if let Some(Running { mut view, .. }) = removed {
+        if let Some(Running { mut view, .. }) = table.remove_running(id) {
             view.status = status;
             view.elapsed_ms = Some(elapsed_ms);
             view.result = Some(KeptJson::new(result));
