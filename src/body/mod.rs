@@ -8,7 +8,7 @@ use serde_json::Value;
 use tarsier_plugin::field_path;
 
 use crate::error::ApiError;
-pub use shape::{check_nesting, UniqueKeys, MAX_DEPTH, MAX_INDENT};
+pub use shape::{check_nesting, unique_value, UniqueKeys, MAX_DEPTH, MAX_INDENT};
 
 /// A wave id: 1 to 64 characters of `A-Z a-z 0-9 _ -`. Ids travel in URLs, logs and memory of every agent,
 /// so anything else is refused (a 500 KB id, `../` in a report URL, a newline in a log line).
@@ -38,8 +38,8 @@ pub const MAX_BUDDIES: u32 = 1_000;
 pub struct CommandBody {
     /// `plugin/command`.
     pub command: String,
-    /// The command's own fields.
-    #[serde(default)]
+    /// The command's own fields; a key given twice is refused (serde would keep the last one silently).
+    #[serde(default, deserialize_with = "unique_value")]
     pub data: Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wave: Option<WaveSpec>,
@@ -188,7 +188,20 @@ impl CommandBody {
                 "empty body: send a command such as `command: sleep/sleep` with its `data:`",
             ));
         }
-        check_shape(bytes, format, &format!("{} body", format.name()))?;
+        // Duplicate keys are refused by the typed parse itself: serde's derive for the body's own fields,
+        // `unique_value` for `data`.
+        check_nesting(bytes)
+            .map_err(|why| ApiError::bad_request(None, format!("invalid {} body: {why}", format.name())))?;
+        // Parsed without tracking field paths first: tracking cost a tenth of an `/exec`, and only a refused
+        // body needs it, parsed again below to name the field.
+        let untracked = match format {
+            BodyFormat::Json => serde_json::from_slice::<CommandBody>(bytes).ok(),
+            BodyFormat::Yaml => serde_norway::from_slice::<CommandBody>(bytes).ok(),
+        };
+        if let Some(parsed) = untracked {
+            parsed.check()?;
+            return Ok(parsed);
+        }
         let parsed = match format {
             BodyFormat::Json => {
                 let mut de = serde_json::Deserializer::from_slice(bytes);

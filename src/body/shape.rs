@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::Value;
 
 /// Deepest nesting of `[` / `{` a body may have. Command bodies need 3 or 4.
 pub const MAX_DEPTH: usize = 32;
@@ -16,6 +17,12 @@ pub const MAX_INDENT: usize = 256;
 /// Refuses a body nested deeper than [`MAX_DEPTH`] or indented more than [`MAX_INDENT`], in one pass over
 /// its bytes: brackets inside quoted strings and comments do not count.
 pub fn check_nesting(bytes: &[u8]) -> Result<(), String> {
+    // Most bodies cannot break either bound: too short for a line indented past the bound, and fewer opening
+    // brackets in all than the depth allowed. Counting those is a fraction of the walk below.
+    let openings = bytes.iter().filter(|&&b| b == b'[' || b == b'{').count();
+    if bytes.len() <= MAX_INDENT && openings <= MAX_DEPTH {
+        return Ok(());
+    }
     let (mut depth, mut indent, mut line) = (0usize, 0usize, 1usize);
     let mut at_line_start = true;
     let mut quote: Option<u8> = None;
@@ -149,6 +156,97 @@ impl<'de> Visitor<'de> for UniqueKeysVisitor {
     }
     fn visit_unit<E>(self) -> Result<UniqueKeys, E> {
         Ok(UniqueKeys)
+    }
+}
+
+/// A command's `data` as a JSON value, refusing a mapping that has a key twice at any depth: the check rides
+/// on the one parse the body gets, where a walk of its own beforehand cost as much again. Keys are compared as
+/// [`KeyText`] makes them, so YAML's `1` and `"1"` are one key, as in [`UniqueKeys`].
+pub fn unique_value<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Value, D::Error> {
+    UniqueValue::deserialize(deserializer).map(|unique| unique.0)
+}
+
+struct UniqueValue(Value);
+
+impl<'de> Deserialize<'de> for UniqueValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(UniqueValueVisitor)
+    }
+}
+
+struct UniqueValueVisitor;
+
+impl<'de> Visitor<'de> for UniqueValueVisitor {
+    type Value = UniqueValue;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<UniqueValue, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(KeyText(key)) = map.next_key::<KeyText>()? {
+            let UniqueValue(value) = map.next_value()?;
+            match object.entry(key.into_owned()) {
+                serde_json::map::Entry::Vacant(vacant) => drop(vacant.insert(value)),
+                serde_json::map::Entry::Occupied(occupied) => {
+                    return Err(de::Error::custom(format!("duplicate key `{}`", occupied.key())));
+                }
+            }
+        }
+        Ok(UniqueValue(Value::Object(object)))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<UniqueValue, A::Error> {
+        let mut list = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(16));
+        while let Some(UniqueValue(value)) = seq.next_element()? {
+            list.push(value);
+        }
+        Ok(UniqueValue(Value::Array(list)))
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<UniqueValue, D::Error> {
+        UniqueValue::deserialize(deserializer)
+    }
+    fn visit_newtype_struct<D: Deserializer<'de>>(self, deserializer: D) -> Result<UniqueValue, D::Error> {
+        UniqueValue::deserialize(deserializer)
+    }
+    fn visit_bool<E>(self, value: bool) -> Result<UniqueValue, E> {
+        Ok(UniqueValue(Value::Bool(value)))
+    }
+    fn visit_i64<E>(self, value: i64) -> Result<UniqueValue, E> {
+        Ok(UniqueValue(Value::from(value)))
+    }
+    fn visit_u64<E>(self, value: u64) -> Result<UniqueValue, E> {
+        Ok(UniqueValue(Value::from(value)))
+    }
+    fn visit_i128<E: de::Error>(self, value: i128) -> Result<UniqueValue, E> {
+        match (i64::try_from(value), u64::try_from(value)) {
+            (Ok(small), _) => Ok(UniqueValue(Value::from(small))),
+            (_, Ok(large)) => Ok(UniqueValue(Value::from(large))),
+            _ => Err(E::custom(format!("the number {value} is out of range"))),
+        }
+    }
+    fn visit_u128<E: de::Error>(self, value: u128) -> Result<UniqueValue, E> {
+        u64::try_from(value)
+            .map(|fits| UniqueValue(Value::from(fits)))
+            .map_err(|_| E::custom(format!("the number {value} is out of range")))
+    }
+    /// A NaN or an infinity is `null`, as `serde_json::Value` makes it.
+    fn visit_f64<E>(self, value: f64) -> Result<UniqueValue, E> {
+        Ok(UniqueValue(Value::from(value)))
+    }
+    fn visit_str<E>(self, text: &str) -> Result<UniqueValue, E> {
+        Ok(UniqueValue(Value::String(text.to_owned())))
+    }
+    fn visit_string<E>(self, text: String) -> Result<UniqueValue, E> {
+        Ok(UniqueValue(Value::String(text)))
+    }
+    fn visit_none<E>(self) -> Result<UniqueValue, E> {
+        Ok(UniqueValue(Value::Null))
+    }
+    fn visit_unit<E>(self) -> Result<UniqueValue, E> {
+        Ok(UniqueValue(Value::Null))
     }
 }
 
@@ -291,6 +389,27 @@ mod tests {
         assert!(err.contains("duplicate key `1`"), "{err}");
         let err = serde_json::from_slice::<UniqueKeys>(br#"{"a\u0062": 1, "ab": 2}"#).err().unwrap().to_string();
         assert!(err.contains("duplicate key `ab`"), "{err}");
+    }
+
+    #[test]
+    fn data_with_a_key_twice_is_refused_in_the_typed_parse_at_any_depth() {
+        #[derive(Debug, serde::Deserialize)]
+        struct Body {
+            #[serde(deserialize_with = "unique_value")]
+            data: Value,
+        }
+        let json = br#"{"data": {"list": [{"a": 1, "a": 2}]}}"#;
+        let err = serde_json::from_slice::<Body>(json).unwrap_err().to_string();
+        assert!(err.contains("duplicate key `a`"), "{err}");
+        let err = serde_json::from_slice::<Body>(br#"{"data": {"a\u0062": 1, "ab": 2}}"#).unwrap_err().to_string();
+        assert!(err.contains("duplicate key `ab`"), "{err}");
+        let err = serde_norway::from_slice::<Body>(b"data:\n  1: a\n  \"1\": b\n").unwrap_err().to_string();
+        assert!(err.contains("duplicate key `1`"), "{err}");
+        // What is accepted reads as `serde_json::Value` would read it.
+        let text =
+            r#"{"data": {"a": {"a": 1}, "b": [1, -2, 2.5, true, null, "x", {"a": 2}], "c": 18446744073709551615}}"#;
+        let body: Body = serde_json::from_str(text).unwrap();
+        assert_eq!(body.data, serde_json::from_str::<Value>(text).unwrap()["data"]);
     }
 
     #[test]

@@ -86,6 +86,11 @@ fn parse_data<T: DeserializeOwned>(data: Value) -> Result<T, DataError> {
         Value::Null => Value::Object(Default::default()),
         other => other,
     };
+    // Without tracking the field path first (it cost as much as the parse); only refused data is parsed
+    // again, with it, to name the field.
+    if let Ok(parsed) = T::deserialize(&data) {
+        return Ok(parsed);
+    }
     serde_path_to_error::deserialize::<_, T>(data).map_err(|err| {
         let inner = err.inner().to_string();
         DataError::field(&field_path(&err.path().to_string(), &inner), plain_words(&inner))
