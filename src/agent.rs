@@ -89,7 +89,7 @@ impl BoundAgent {
         let swarm =
             Arc::new(Swarm::new(name.clone(), advertised_public, scheme, peers, http, metrics.waves.clone(), bounds));
         let state = Arc::new(AgentState {
-            name,
+            name: name.into(),
             registry,
             jobs: Jobs::default(),
             metrics,

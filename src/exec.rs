@@ -1,6 +1,8 @@
 //! Running one command body on this agent: resolve, enter the wave, check, run as a job, answer.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Instant;
 
 use axum::http::StatusCode;
@@ -25,8 +27,11 @@ pub struct Answer {
 #[derive(Debug, Serialize)]
 pub struct ExecAnswer {
     pub wave_id: String,
-    pub agent: String,
-    pub command: String,
+    /// Shared with the agent's state and the registry: an answer allocates nothing for its names.
+    #[serde(serialize_with = "crate::jobs::as_str")]
+    pub agent: Arc<str>,
+    #[serde(serialize_with = "crate::jobs::as_str")]
+    pub command: Arc<str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub job_id: Option<u64>,
     pub status: Status,
@@ -47,7 +52,7 @@ pub struct ExecAnswer {
 
 impl ExecAnswer {
     /// An answer with no result (yet), nothing forwarded.
-    fn new(wave_id: String, agent: String, command: String, job_id: Option<u64>, status: Status) -> Self {
+    fn new(wave_id: String, agent: Arc<str>, command: Arc<str>, job_id: Option<u64>, status: Status) -> Self {
         Self {
             wave_id,
             agent,
@@ -79,7 +84,7 @@ pub async fn execute(
     let resolved = state.registry.resolve(&body.command)?;
     let admitted = match state.swarm.enter(body.wave.take(), Route::Exec, &resolved.name)? {
         Entry::Duplicate { wave_id } => {
-            let body = ExecAnswer::new(wave_id, state.name.clone(), resolved.name.to_string(), None, Status::Duplicate);
+            let body = ExecAnswer::new(wave_id, state.name.clone(), resolved.name, None, Status::Duplicate);
             return Ok(Answer { status: StatusCode::OK, body });
         }
         Entry::Run(admitted) => admitted,
@@ -106,25 +111,58 @@ pub async fn execute(
     let forwarding = state.swarm.forward(Route::Exec, &admitted, copies, None);
     let is_origin = admitted.is_origin;
     let run = RunningJob { state: state.clone(), job_id, command: resolved.name, cancel, admitted };
-    let base = run.answer_base();
-    let handle = tokio::spawn(run.finish(job));
-    if !is_origin {
-        return Ok(Answer { status: StatusCode::ACCEPTED, body: ExecAnswer { status: Status::Accepted, ..base } });
-    }
+    // A peer's copy and a detached job are answered before the job ends: what it is, not how it ended.
+    let answered_early = match (is_origin, body.detach) {
+        (false, _) => Some(Status::Accepted),
+        (true, true) => Some(Status::Running),
+        (true, false) => None,
+    };
+    let early = answered_early.map(|status| ExecAnswer { status, ..run.answer_base() });
+    let finishing = run_job(run.finish(job)).await;
+    let mut answer = match early {
+        Some(body) if !is_origin => return Ok(Answer { status: StatusCode::ACCEPTED, body }),
+        Some(body) => Answer { status: StatusCode::ACCEPTED, body },
+        None => match finishing {
+            Finishing::Done(answer) => answer?,
+            Finishing::Running(handle) => handle.await.map_err(job_failed)?,
+        },
+    };
     let forwarded = match forwarding {
         Some(task) => task.await.unwrap_or_default(),
         None => Forwarded::default(),
     };
-    let mut answer = if body.detach {
-        Answer { status: StatusCode::ACCEPTED, body: ExecAnswer { status: Status::Running, ..base } }
-    } else {
-        handle
-            .await
-            .map_err(|err| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("the job's task failed: {err}")))?
-    };
     answer.body.forwarded = forwarded.accepted;
     answer.body.forward = Some(forwarded);
     Ok(answer)
+}
+
+/// A job's end: already there, or in a task of its own.
+enum Finishing {
+    Done(Result<Answer, ApiError>),
+    Running(tokio::task::JoinHandle<Answer>),
+}
+
+/// Polls a job once where the request is, and gives it a task of its own only if it is not done then. Why:
+/// most control commands (a zero sleep, a stats read) finish at their first poll, and a task of their own
+/// cost an allocation, a wake-up of another worker thread and a join per request (about a tenth of an
+/// `/exec`). A job that waits goes on in its task as before, so a client that hangs up does not cut it short.
+async fn run_job(finish: impl Future<Output = Answer> + Send + 'static) -> Finishing {
+    let mut finish = Box::pin(finish);
+    // A panic in the first poll is the job's failure, as it would be in its own task, not the connection's.
+    let first = std::future::poll_fn(|cx| {
+        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| finish.as_mut().poll(cx)));
+        Poll::Ready(polled)
+    })
+    .await;
+    match first {
+        Ok(Poll::Ready(answer)) => Finishing::Done(Ok(answer)),
+        Ok(Poll::Pending) => Finishing::Running(tokio::spawn(finish)),
+        Err(_) => Finishing::Done(Err(job_failed("it panicked"))),
+    }
+}
+
+fn job_failed(why: impl std::fmt::Display) -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("the job's task failed: {why}"))
 }
 
 struct RunningJob {
@@ -137,8 +175,7 @@ struct RunningJob {
 
 impl RunningJob {
     fn answer_base(&self) -> ExecAnswer {
-        let (wave_id, agent, command) =
-            (self.admitted.wave_id.clone(), self.state.name.clone(), self.command.to_string());
+        let (wave_id, agent, command) = (self.admitted.wave_id.clone(), self.state.name.clone(), self.command.clone());
         ExecAnswer::new(wave_id, agent, command, Some(self.job_id), Status::Running)
     }
 

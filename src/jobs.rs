@@ -90,7 +90,8 @@ impl Serialize for KeptJson {
     }
 }
 
-fn as_str<S: serde::Serializer>(text: &Arc<str>, serializer: S) -> Result<S::Ok, S::Error> {
+/// Writes a shared name as a plain string (serde's `rc` feature is not on).
+pub(crate) fn as_str<S: serde::Serializer>(text: &Arc<str>, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(text)
 }
 

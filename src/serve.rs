@@ -1,12 +1,12 @@
 //! Serving one listener: plain TCP or TLS (rustls; HTTP/2 by ALPN), HTTP/1.1 and HTTP/2 (h2c too), and the
-//! bounds a server on a shared network needs: a cap on open connections, a header read timeout (which hyper
-//! also applies while an HTTP/1 connection waits for its next request), an idle timeout for any connection
+//! bounds a server on a shared network needs: a cap on open connections, a header timeout (also the longest
+//! an HTTP/1 connection may wait between its requests), an idle timeout for any HTTP/2 connection
 //! with no request in flight, and a graceful stop. Every request carries the client's address
 //! (`ConnectInfo<SocketAddr>`), for the logs.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -123,6 +123,9 @@ async fn drive<I>(
     let in_service = activity.clone();
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(peer));
+        if request.version() == hyper::Version::HTTP_2 {
+            in_service.http2.store(true, Ordering::Relaxed);
+        }
         let (app, in_flight) = (app.clone(), InFlight::start(&in_service));
         async move {
             let response = app.oneshot(request.map(axum::body::Body::new)).await;
@@ -133,8 +136,9 @@ async fn drive<I>(
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
+        // The header timeout is the watchdog's below: hyper's own arms a timer for every request, which cost
+        // 1.5 % of an `/exec`; a deadline checked twice a second costs nothing per request.
+        .header_read_timeout(None)
         // Headers larger than this get hyper's own (bodiless) 431; the routers answer JSON below it.
         .max_buf_size(MAX_HEADER_BUFFER);
     builder
@@ -156,10 +160,19 @@ async fn drive<I>(
                 shutting_down = true;
             }
             _ = watchdog.tick() => {
-                // Before its first request a connection gets the header timeout, after it the idle timeout.
-                let allowed = if activity.requests() == 0 { limits.header_timeout } else { limits.idle_timeout };
-                if activity.in_flight() == 0 && activity.quiet_for() > allowed {
-                    tracing::debug!(%peer, "closing an idle connection");
+                if activity.in_flight() > 0 {
+                    continue;
+                }
+                // An HTTP/1 connection between requests must send the next head within the header timeout,
+                // counted from its last answer (or its opening), however slowly its bytes trickle in; an
+                // HTTP/2 one may stay open while bytes move, until the idle timeout passes without any.
+                let expired = if activity.http2.load(Ordering::Relaxed) {
+                    activity.quiet_for() > limits.idle_timeout
+                } else {
+                    activity.waiting_for_head() > limits.header_timeout
+                };
+                if expired {
+                    tracing::debug!(%peer, "closing an idle or stalled connection");
                     return;
                 }
             }
@@ -172,12 +185,17 @@ const MAX_HEADER_BUFFER: usize = 64 * 1024;
 /// HTTP/2 requests in flight on one connection (a peer's multiplexed copies and reports).
 const MAX_STREAMS: u32 = 512;
 
-/// When a connection last moved bytes, and how many of its requests are being handled.
+/// When a connection last moved bytes, last wrote or finished a request, and how many of its requests are
+/// being handled. Times are milliseconds since it opened.
 struct Activity {
     opened: Instant,
     last_ms: AtomicU64,
+    /// The last write or finished request: an HTTP/1 client's next head is due within the header timeout
+    /// of it.
+    answered_ms: AtomicU64,
     in_flight: AtomicUsize,
-    requests: AtomicU64,
+    /// Seen to speak HTTP/2 (a multiplexed connection has no "next head" to wait for).
+    http2: AtomicBool,
 }
 
 impl Activity {
@@ -185,26 +203,40 @@ impl Activity {
         Self {
             opened: Instant::now(),
             last_ms: AtomicU64::new(0),
+            answered_ms: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
-            requests: AtomicU64::new(0),
+            http2: AtomicBool::new(false),
         }
     }
 
-    fn touch(&self) {
-        self.last_ms.store(self.opened.elapsed().as_millis() as u64, Ordering::Relaxed);
+    fn now_ms(&self) -> u64 {
+        self.opened.elapsed().as_millis() as u64
+    }
+
+    fn read(&self) {
+        self.last_ms.store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    fn wrote(&self) {
+        let now = self.now_ms();
+        self.last_ms.store(now, Ordering::Relaxed);
+        self.answered_ms.store(now, Ordering::Relaxed);
+    }
+
+    fn since(&self, at_ms: &AtomicU64) -> Duration {
+        Duration::from_millis(self.now_ms().saturating_sub(at_ms.load(Ordering::Relaxed)))
     }
 
     fn quiet_for(&self) -> Duration {
-        let now = self.opened.elapsed().as_millis() as u64;
-        Duration::from_millis(now.saturating_sub(self.last_ms.load(Ordering::Relaxed)))
+        self.since(&self.last_ms)
+    }
+
+    fn waiting_for_head(&self) -> Duration {
+        self.since(&self.answered_ms)
     }
 
     fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
-    }
-
-    fn requests(&self) -> u64 {
-        self.requests.load(Ordering::Relaxed)
     }
 }
 
@@ -213,7 +245,6 @@ struct InFlight(Arc<Activity>);
 
 impl InFlight {
     fn start(activity: &Arc<Activity>) -> Self {
-        activity.requests.fetch_add(1, Ordering::Relaxed);
         activity.in_flight.fetch_add(1, Ordering::Relaxed);
         Self(activity.clone())
     }
@@ -221,7 +252,7 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.touch();
+        self.0.wrote();
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -237,7 +268,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.activity.touch();
+            self.activity.read();
         }
         polled
     }
@@ -247,7 +278,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
+            self.activity.wrote();
         }
         polled
     }
@@ -261,7 +292,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     ) -> Poll<std::io::Result<usize>> {
         let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
+            self.activity.wrote();
         }
         polled
     }

@@ -42,7 +42,7 @@ pub fn router(state: Arc<AgentState>) -> Router {
 /// Answers as long as the agent's runtime answers; a `faults/deadlock` with `block_health` makes it hang.
 async fn health(State(state): State<Arc<AgentState>>) -> Json<serde_json::Value> {
     state.health.pass().await;
-    Json(json!({ "status": "ok", "agent": state.name, "uptime_seconds": state.started.elapsed().as_secs_f64() }))
+    Json(json!({ "status": "ok", "agent": &*state.name, "uptime_seconds": state.started.elapsed().as_secs_f64() }))
 }
 
 async fn metrics(State(state): State<Arc<AgentState>>) -> impl IntoResponse {
@@ -56,7 +56,7 @@ async fn metrics(State(state): State<Arc<AgentState>>) -> impl IntoResponse {
 async fn mem_stats(State(state): State<Arc<AgentState>>) -> Json<serde_json::Value> {
     let process = ProcessStats::read();
     Json(json!({
-        "agent": state.name,
+        "agent": &*state.name,
         "rss_bytes": process.rss_bytes,
         "rss_peak_bytes": process.rss_peak_bytes,
         "vm_bytes": process.vm_bytes,
@@ -74,7 +74,7 @@ async fn commands(State(state): State<Arc<AgentState>>) -> impl IntoResponse {
 
 async fn runtime(State(state): State<Arc<AgentState>>) -> Json<serde_json::Value> {
     Json(json!({
-        "agent": state.name,
+        "agent": &*state.name,
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": state.started.elapsed().as_secs_f64(),
         "process": ProcessStats::read(),
@@ -96,7 +96,7 @@ async fn runtime(State(state): State<Arc<AgentState>>) -> Json<serde_json::Value
 async fn peers(State(state): State<Arc<AgentState>>) -> Json<serde_json::Value> {
     let source = &state.swarm.peers;
     let peers = source.peers();
-    Json(json!({ "agent": state.name, "source": source.kind(), "count": peers.len(), "peers": &*peers }))
+    Json(json!({ "agent": &*state.name, "source": source.kind(), "count": peers.len(), "peers": &*peers }))
 }
 
 /// Prometheus `http_sd_configs`: the service port of this agent and of every peer whose service port is known.

@@ -15,7 +15,8 @@ use crate::registry::Registry;
 use crate::wave::Swarm;
 
 pub struct AgentState {
-    pub name: String,
+    /// Shared: every `/exec` answer carries it.
+    pub name: Arc<str>,
     pub registry: Registry,
     pub jobs: Jobs,
     pub metrics: Metrics,
