@@ -118,7 +118,12 @@ pub async fn execute(
         (true, false) => None,
     };
     let early = answered_early.map(|status| ExecAnswer { status, ..run.answer_base() });
-    let finishing = run_job(run.finish(job)).await;
+    // Polled here only when the client waits for the end anyway: a peer's copy is answered before its
+    // first poll, so a wave's next hop never waits for this one's job (or its report's first steps).
+    let finishing = match early {
+        Some(_) => Finishing::Running(tokio::spawn(run.finish(job))),
+        None => run_job(run.finish(job)).await,
+    };
     let mut answer = match early {
         Some(body) if !is_origin => return Ok(Answer { status: StatusCode::ACCEPTED, body }),
         Some(body) => Answer { status: StatusCode::ACCEPTED, body },
@@ -144,8 +149,8 @@ enum Finishing {
 
 /// Polls a job once where the request is, and gives it a task of its own only if it is not done then. Why:
 /// most control commands (a zero sleep, a stats read) finish at their first poll, and a task of their own
-/// cost an allocation, a wake-up of another worker thread and a join per request (about a tenth of an
-/// `/exec`). A job that waits goes on in its task as before, so a client that hangs up does not cut it short.
+/// cost an allocation, maybe a wake-up of another worker thread, and a join per request. A job that waits
+/// goes on in its task as before, so a client that hangs up does not cut it short.
 async fn run_job(finish: impl Future<Output = Answer> + Send + 'static) -> Finishing {
     let mut finish = Box::pin(finish);
     // A panic in the first poll is the job's failure, as it would be in its own task, not the connection's.
