@@ -165,7 +165,8 @@ def control():
     p99 = {k: statistics.median(p for _, p in v) for k, v in runs.items()}
     cmd = f"wrk -t2 -c32 -d5s -s post.lua (sleep/sleep 0s), median of {ROUNDS} interleaved rounds"
     ratio = rps["agent"] / rps["bare"]
-    row("control plane", "/exec requests/s", fmt(rps["agent"]), fmt(rps["bare"]) + " (bare axum)", f"{ratio:.2f}", ">= 0.8", "yes" if ratio >= 0.8 else "**no**", cmd)
+    # No target of its own: a YAML body's target is against bare axum + the same parse (below).
+    row("control plane", "/exec requests/s, YAML body", fmt(rps["agent"]), fmt(rps["bare"]) + " (bare axum)", f"{ratio:.2f}", "-", "-", cmd)
     row("control plane", "/exec p99 latency", fmt(p99["agent"], "ms"), fmt(p99["bare"], "ms") + " (bare axum)", f"{p99['agent'] / p99['bare']:.2f}", "-", "-", cmd)
     row("control plane", "bare axum + the agent's YAML parse, requests/s", fmt(rps["bare+parse"]), fmt(rps["bare"]) + " (bare axum)",
         f"{rps['bare+parse'] / rps['bare']:.2f}", "-", "-", cmd + "; the ceiling for YAML bodies")

@@ -10,9 +10,12 @@ need wrk wrk
 need stress-ng stress-ng
 need nginx nginx-light
 need h2load nghttp2-client
-# oha is not in Debian: built once from crates.io into .cache (a few minutes), pinned for comparable runs.
+# oha is not in Debian: built once from crates.io into .cache (a few minutes), pinned for comparable runs; only
+# the http_load section uses it.
 oha=.cache/oha/bin/oha
-[ -x "$oha" ] || cargo install --quiet --locked --root .cache/oha oha --version 1.16.0
+if [ $# -eq 0 ] || [[ " $* " == *" http_load "* ]]; then
+  [ -x "$oha" ] || cargo install --quiet --locked --root .cache/oha oha --version 1.16.0
+fi
 bare=$(cargo bench --bench bare_axum --no-run --message-format=json 2>/dev/null \
   | python3 -c 'import json,sys
 for line in sys.stdin:
