@@ -302,8 +302,7 @@ fn sigterm_ends_the_agent_within_two_seconds_even_with_500_deadlocked_threads() 
 /// picks the ports itself.
 #[test]
 fn a_stderr_nobody_reads_or_that_is_closed_never_stalls_the_agent() {
-    let free_port = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let (public, service) = (free_port(), free_port());
+    let (public, service) = (common::fixed_port(), common::fixed_port());
     let storage = tempfile::tempdir().unwrap();
     let mut child = Command::new(common::BIN)
         .args(["agent", "--listen", &format!("127.0.0.1:{public}")])

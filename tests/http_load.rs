@@ -107,7 +107,7 @@ fn counts_statuses_and_latency_of_a_fixed_number_of_requests() {
 #[test]
 fn connection_errors_are_counted_not_fatal() {
     let agent = ChildAgent::spawn();
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let closed = common::fixed_port();
     let (status, answer) = agent.exec(&format!(
         "command: net/http_load\ndata: {{url: 'http://127.0.0.1:{closed}/', requests: 10, concurrency: 2}}\n"
     ));
@@ -281,8 +281,7 @@ fn http2_prior_knowledge() {
 #[test]
 fn a_wave_merges_every_agents_result_at_the_origin() {
     let target = Target::start();
-    let ports: Vec<u16> =
-        (0..3).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()).collect();
+    let ports: Vec<u16> = (0..3).map(|_| common::fixed_port()).collect();
     let peers = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
     let agents: Vec<ChildAgent> = ports
         .iter()

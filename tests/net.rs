@@ -58,7 +58,7 @@ fn dial_udp_and_dns_names() {
 #[test]
 fn dial_to_a_closed_port_is_refused_and_holds_nothing() {
     let agent = ChildAgent::spawn();
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = common::fixed_port();
     // The listener is dropped: nothing listens on `port` any more.
     let (status, answer) = agent.exec(&format!("command: net/dial\ndata: {{address: '127.0.0.1:{port}', count: 2}}\n"));
     // 502: the target is what failed, not this machine's resources (507).

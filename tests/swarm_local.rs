@@ -100,7 +100,7 @@ fn free_port_range(count: u16) -> u16 {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    common::fixed_port()
 }
 
 #[test]

@@ -2,7 +2,6 @@
 //! `scripts/consul.sh install` (run by scripts/test.sh), which sets nothing global: it is found through
 //! TARSIER_CONSUL_BIN, PATH, or the script's cache.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,7 +16,7 @@ pub struct ConsulDev {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    super::fixed_port()
 }
 
 pub fn consul_bin() -> PathBuf {

@@ -20,7 +20,7 @@ impl Prometheus {
     /// Starts Prometheus with `scrape_configs` (YAML, indented as a list under scrape_configs:).
     pub fn start(scrape_configs: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = super::fixed_port();
         let config = dir.path().join("prometheus.yml");
         std::fs::write(
             &config,
