@@ -322,11 +322,15 @@ pub fn find_tool(name: &str, env: &str, version_arg: &str) -> PathBuf {
 
 /// A free port below the ephemeral range (32768 and up), for an agent that must listen on a port known in
 /// advance (static peers). A port from binding port 0 is ephemeral: another test's client socket, or an
-/// agent on 127.0.0.1:0, can take it between the check and the agent's bind.
+/// agent on 127.0.0.1:0, can take it between the check and the agent's bind. Never the same port twice in
+/// one test process, so a test asking for several gets several.
 pub fn fixed_port() -> u16 {
+    static GIVEN: Mutex<std::collections::BTreeSet<u16>> = Mutex::new(std::collections::BTreeSet::new());
     for _ in 0..100 {
         let port = rand::random_range(20_000..32_000u16);
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && GIVEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(port)
+        {
             return port;
         }
     }
