@@ -111,23 +111,24 @@ pub async fn execute(
     let forwarding = state.swarm.forward(Route::Exec, &admitted, copies, None);
     let is_origin = admitted.is_origin;
     let run = RunningJob { state: state.clone(), job_id, command: resolved.name, cancel, admitted };
-    // A peer's copy and a detached job are answered before the job ends: what it is, not how it ended.
+    // A peer's copy and a detached job are answered before the job ends: what it is, not how it ended. Their
+    // job gets its task at once, so a wave's next hop never waits for this one's job (or its report's first
+    // steps); a job its client waits for anyway is polled here first.
     let answered_early = match (is_origin, body.detach) {
         (false, _) => Some(Status::Accepted),
         (true, true) => Some(Status::Running),
         (true, false) => None,
     };
-    let early = answered_early.map(|status| ExecAnswer { status, ..run.answer_base() });
-    // Polled here only when the client waits for the end anyway: a peer's copy is answered before its
-    // first poll, so a wave's next hop never waits for this one's job (or its report's first steps).
-    let finishing = match early {
-        Some(_) => Finishing::Running(tokio::spawn(run.finish(job))),
-        None => run_job(run.finish(job)).await,
-    };
-    let mut answer = match early {
-        Some(body) if !is_origin => return Ok(Answer { status: StatusCode::ACCEPTED, body }),
-        Some(body) => Answer { status: StatusCode::ACCEPTED, body },
-        None => match finishing {
+    let mut answer = match answered_early {
+        Some(status) => {
+            let body = ExecAnswer { status, ..run.answer_base() };
+            tokio::spawn(run.finish(job));
+            if !is_origin {
+                return Ok(Answer { status: StatusCode::ACCEPTED, body });
+            }
+            Answer { status: StatusCode::ACCEPTED, body }
+        }
+        None => match run_job(run.finish(job)).await {
             Finishing::Done(answer) => answer?,
             Finishing::Running(handle) => handle.await.map_err(job_failed)?,
         },
