@@ -1,6 +1,6 @@
 # The tarsier image, built from source: `docker build -t tarsier:latest .`
 # Base images are build arguments. On a machine without a registry, build the binary on the host and use
-# deploy/Dockerfile.prebuilt instead: scripts/image.sh does both steps (README: Run a swarm in containers).
+# deploy/Dockerfile.prebuilt instead: scripts/image.sh does both steps (docs/operating.md).
 ARG BUILDER=rust:1-bookworm
 ARG RUNTIME=gcr.io/distroless/cc-debian12:nonroot
 

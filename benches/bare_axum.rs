@@ -2,14 +2,14 @@
 //! same runtime settings, so the agent's own cost is what the ratio shows.
 //!   bare_axum LISTEN   (for example 127.0.0.1:9000; prints `listening ADDR` when ready)
 //! `POST /exec` answers a small JSON without looking at the body; `POST /parse` first parses the body exactly as
-//! the agent does (tarsier::body), which splits the agent's cost into parsing and the rest; `GET /` and
+//! the agent does (tarsier::wire::body), which splits the agent's cost into parsing and the rest; `GET /` and
 //! `GET /health` answer `ok`.
 
 use axum::body::Bytes;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use tarsier::body::{BodyFormat, CommandBody};
+use tarsier::wire::body::{BodyFormat, CommandBody};
 
 async fn parse_then_answer(body: Bytes) -> Result<Json<serde_json::Value>, StatusCode> {
     let parsed = CommandBody::parse(&body, BodyFormat::Yaml).map_err(|_| StatusCode::BAD_REQUEST)?;

@@ -8,8 +8,8 @@ use axum::http::Request;
 use axum::routing::post;
 use axum::{Json, Router};
 use criterion::{criterion_group, criterion_main, Criterion};
+use tarsier::agent::config::AgentConfig;
 use tarsier::agent::{http_client, BoundAgent};
-use tarsier::config::AgentConfig;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 
@@ -32,7 +32,7 @@ fn bench(c: &mut Criterion) {
         let agent = BoundAgent::bind(&config, None, http_client(&config).expect("a client"), CancellationToken::new())
             .await
             .expect("an agent");
-        tarsier::api::router(agent.state.clone())
+        tarsier::agent::http::public::router(agent.state.clone())
     });
     let bare_router: Router = Router::new()
         .route("/exec", post(|| async { Json(serde_json::json!({"status": "ok", "result": {"slept_ms": 0}})) }));

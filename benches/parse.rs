@@ -3,7 +3,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;
-use tarsier::body::{BodyFormat, CommandBody};
+use tarsier::wire::body::{BodyFormat, CommandBody};
 
 const SMALL_YAML: &[u8] = b"command: sleep/sleep\ndata: {duration: 0s}\n";
 const FULL_YAML: &[u8] = b"command: net/http_load\ndata:\n  url: http://127.0.0.1:9000/\n  concurrency: 64\n  duration: 30s\n  headers: {x-test: '1', accept: application/json}\nwave:\n  remains: 3\n  buddies: 10\n  dedupe: true\n  report: true\n";

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates the README's performance table: every figure next to its baseline from the same run.
+# Regenerates docs/performance.md's table: every figure next to its baseline from the same run.
 #   benches/run.sh            (all sections; about 9 minutes on 2 cores)
 #   benches/run.sh wave       (one section: control, control_hog, parse, handler, wave, fidelity, http_load, rate)
 # Installs wrk, stress-ng, nginx and h2load from Debian if missing, and oha from crates.io. Everything runs on 127.0.0.1.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Consul for tarsier's tests and local runs (README: Consul).
+# Consul for tarsier's tests and local runs (docs/operating.md: Consul).
 #
 #   scripts/consul.sh install   make sure a consul binary exists; prints its path
 #   scripts/consul.sh start     start `consul agent -dev` on 127.0.0.1 with free ports; prints its HTTP address

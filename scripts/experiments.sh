@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The four experiments in full (README: Experiments), from a release build: each one's table, CSV, JSON and
+# The four experiments in full (docs/experiments.md), from a release build: each one's table, CSV, JSON and
 # chart under scenarios/experiments/results/NAME/. Needs a Docker engine (Swarm mode on one node); about
 # 10 minutes on 2 cores once built. Leaves nothing running (each scenario's teardown removes its stack).
 #

@@ -3,7 +3,7 @@
 
 Why: the kernel maps a binary's text in large page-cache folios, so an idle agent's RSS is mostly the pages of
 text it touched once. Functions that start and idle an agent sit scattered among 8 MB of cold code (the CLI, the
-scenario runner, the plugins' commands); laid out together they fill few pages (README: Performance).
+scenario runner, the plugins' commands); laid out together they fill few pages (docs/performance.md).
 
 How: runs `target/release/tarsier agent` under valgrind's callgrind (Debian's `valgrind` package), which lists
 every function executed. Group 1 is start, idle, /health, /metrics and the service routes; a callgrind dump ends

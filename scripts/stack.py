@@ -23,7 +23,7 @@ line of stdout, which a scenario's `run: {values: ..., record: ...}` reads.
 Services are named as in deploy/stack.yaml (backend, bystander, density, lb). TARSIER_STACK names the stack
 (default tarsier-exp). Times come from the engine's own events (create, health_status), streamed while the
 step runs, not from polling.
-On Kubernetes the same steps are kubectl commands; the README's Experiments section lists them.
+On Kubernetes the same steps are kubectl commands; docs/experiments.md lists them.
 """
 
 import argparse

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# xmllint, for the test that validates tarsier's JUnit XML against tests/junit.xsd (README: Tests).
+# xmllint, for the test that validates tarsier's JUnit XML against tests/junit.xsd (ARCHITECTURE.md: Tests).
 #
 #   scripts/xmllint.sh install   make sure an xmllint exists; prints its path
 #

@@ -17,7 +17,7 @@ use serde::Deserialize;
         Every agent flag can also come from the environment (TARSIER_*) or from the YAML config file \
         (--config); flags win over the environment, which wins over the file.\n\n\
         The reference Tarsier's command line, `tarsier -c FILE`, runs `tarsier agent -c FILE`, and its \
-        config file is read as it is (README: Compatibility)."
+        config file is read as it is (docs/compatibility.md)."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -94,7 +94,7 @@ pub struct AgentArgs {
     pub limits: LimitArgs,
 }
 
-/// `limits:` of the config, from flags or `TARSIER_*` variables (README: Configuration).
+/// `limits:` of the config, from flags or `TARSIER_*` variables (docs/operating.md: Configuration).
 #[derive(Debug, Args, Default, Clone)]
 #[command(next_help_heading = "Limits (override limits.* of the config)")]
 pub struct LimitArgs {

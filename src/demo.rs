@@ -6,9 +6,9 @@ use anyhow::Context as _;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use crate::agent::config::AgentConfig;
 use crate::agent::BoundAgent;
 use crate::cli::{AgentArgs, DemoArgs};
-use crate::config::AgentConfig;
 
 /// Small amounts: the demo must be safe on a laptop.
 const DEMO_COMMANDS: [(&str, &str); 7] = [

@@ -1,28 +1,14 @@
-//! tarsier as a library: the agent, the swarm, scenarios and the CLI's pieces. The `tarsier` binary
-//! (src/main.rs) is a thin shell over it; benches and tests use it directly.
+//! tarsier as a library. The `tarsier` binary (src/main.rs) is a thin shell over it; benches and tests use it
+//! directly. The server side is `agent`, the client side `client` and `scenario`, and what crosses the network
+//! between them `wire`; `credentials` and `sys` serve both (ARCHITECTURE.md has the map).
 
 pub mod agent;
-pub mod api;
-pub mod auth;
-pub mod body;
+pub mod catalogue;
 pub mod cli;
 pub mod client;
-pub mod config;
+pub mod credentials;
 pub mod demo;
-pub mod discovery;
-pub mod error;
-pub mod exec;
-pub mod heap_trim;
-pub mod http_common;
-pub mod jobs;
-pub mod metrics;
-pub mod outcome;
-pub mod registry;
-pub mod runtime_stats;
+pub mod local_swarm;
 pub mod scenario;
-pub mod serve;
-pub mod service;
-pub mod state;
-pub mod swarm;
-pub mod tls;
-pub mod wave;
+pub mod sys;
+pub mod wire;

@@ -6,8 +6,10 @@ use clap::Parser as _;
 use tokio_util::sync::CancellationToken;
 
 use config::AgentConfig;
+use tarsier::agent::config;
 use tarsier::cli::{Cli, CliCommand, LogFormat, ScenarioCommand};
-use tarsier::{agent, client, config, demo, heap_trim, scenario, swarm};
+use tarsier::sys::heap_trim;
+use tarsier::{agent, client, demo, local_swarm, scenario};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse_from(reference_command_line(std::env::args_os().collect()));
@@ -94,7 +96,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             let shutdown = CancellationToken::new();
             tokio::spawn(stop_on_signal(shutdown.clone()));
             tokio::spawn(heap_trim::trim_freed_heap(shutdown.clone()));
-            swarm::run(args, shutdown).await
+            local_swarm::run(args, shutdown).await
         }
         CliCommand::Scenario(ScenarioCommand::Check { files }) => Ok(scenario::check_files(&files)),
         CliCommand::Scenario(ScenarioCommand::Chart { files, write }) => scenario::chart_files(&files, write),

@@ -10,8 +10,8 @@ use std::time::Instant;
 pub mod output;
 pub use output::{LiveLine, OutputFormat};
 
-use crate::auth::Token;
 use crate::cli::ClientArgs;
+use crate::credentials::Token;
 
 /// `http://host:port` (or `host:port`) gets `path` appended; a URL that already has a path is used as it is.
 /// With an empty `path` the base URL comes back without a trailing `/`, for callers that add their own.
@@ -39,9 +39,9 @@ pub fn agent_client(timeout: Duration, args: &ClientArgs) -> anyhow::Result<reqw
     let mut builder = reqwest::Client::builder().timeout(timeout).default_headers(headers);
     if let Some(ca) = &args.ca_file {
         let identity = args.cert_file.as_deref().zip(args.key_file.as_deref());
-        builder = builder.tls_backend_preconfigured(crate::tls::client_config(ca, identity)?);
+        builder = builder.tls_backend_preconfigured(crate::credentials::tls::client_config(ca, identity)?);
     } else {
-        builder = crate::tls::with_system_roots(builder);
+        builder = crate::credentials::tls::with_system_roots(builder);
     }
     builder.build().context("cannot build an HTTP client")
 }
@@ -93,7 +93,7 @@ pub async fn exec(url: &str, file: &str, options: ExecOptions, access: &ClientAr
     let sent = client
         .post(&target)
         .header(reqwest::header::CONTENT_TYPE, content_type)
-        .header(crate::api::REQUEST_ID, &request_id)
+        .header(crate::wire::REQUEST_ID, &request_id)
         .body(body)
         .send()
         .await;

@@ -1,4 +1,4 @@
-//! Expectations across a sweep's rounds (README: Sweeps): one round's figure against another round's, times a
+//! Expectations across a sweep's rounds (docs/scenarios.md: Sweeps): one round's figure against another round's, times a
 //! factor (`result.req_per_s at replicas=8 >= 1.5x at replicas=1`), or against a number
 //! (`result.latency_ms.p99 at replicas=16 < 100`).
 

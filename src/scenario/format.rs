@@ -1,4 +1,4 @@
-//! The scenario file (README: Scenarios): a target, an optional Prometheus, and steps. Unknown keys are refused with
+//! The scenario file (docs/scenarios.md): a target, an optional Prometheus, and steps. Unknown keys are refused with
 //! their line and column.
 
 use std::collections::BTreeMap;
@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tarsier_plugin::HumanDuration;
 
-use crate::body::WaveSpec;
+use crate::wire::body::WaveSpec;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -409,20 +409,11 @@ fn check(scenario: &Scenario) -> Result<(), String> {
 /// a bad duration is a bad file before any agent is asked. Data with `{{...}}` placeholders is left to the
 /// agent, which sees it filled in. What depends on the agent (its limits, its files) is checked there.
 fn check_body(exec: &ExecStep) -> Result<(), String> {
-    static REGISTRY: std::sync::OnceLock<Option<crate::registry::Registry>> = std::sync::OnceLock::new();
-    let registry = REGISTRY.get_or_init(|| {
-        crate::registry::builtin_plugins(&crate::config::AgentConfig::default())
-            .ok()
-            .map(crate::registry::Registry::new)
-    });
-    let Some(registry) = registry else { return Ok(()) };
-    let resolved = registry.resolve(&exec.command).map_err(|e| format!("command: {}", e.message))?;
     if exec.data.to_string().contains("{{") {
-        return Ok(());
+        return crate::catalogue::check_command(&exec.command).map(|_| ());
     }
     let data = if exec.data.is_null() { Value::Object(Default::default()) } else { exec.data.clone() };
-    // The message names the field (`data.duration: ...`).
-    resolved.command.parse(data).map_err(|e| e.message)
+    crate::catalogue::check_body(&exec.command, data)
 }
 
 /// The most rounds one sweep may run (the product of its parameters' values).

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::ClientArgs;
 use crate::cli::{RunOutputs, SwarmArgs};
-use crate::swarm::LocalSwarm;
+use crate::local_swarm::LocalSwarm;
 use format::{load, load_with, Scenario, SweepOverride, Target};
 use report::{junit, RunReport};
 use runner::Runner;

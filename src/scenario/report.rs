@@ -329,7 +329,7 @@ impl RunReport {
 /// failure is a `failure` (an expectation did not hold), or an `error` when the setup was broken.
 pub fn junit(reports: &[RunReport]) -> Result<String, quick_junit::SerializeError> {
     let mut junit = Report::new("tarsier");
-    let host = crate::agent::hostname();
+    let host = crate::sys::hostname();
     for run in reports {
         let mut suite = TestSuite::new(run.name.as_str());
         suite.set_timestamp(chrono::DateTime::<chrono::Utc>::from(run.started_at));

@@ -355,7 +355,7 @@ impl Runner {
         let sent = self
             .client
             .post(format!("{}/exec", self.public))
-            .header(crate::api::REQUEST_ID, &request_id)
+            .header(crate::wire::REQUEST_ID, &request_id)
             .json(&body)
             .send()
             .await;

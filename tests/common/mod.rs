@@ -2,10 +2,7 @@
 //! first log line, observed from outside (/proc/PID), and killed and reaped on drop. Destructive commands
 //! only ever run in such a child, never in the test runner.
 
-#![allow(dead_code)]
-
 use std::io::{BufRead, BufReader};
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -215,7 +212,7 @@ impl ChildAgent {
 
     /// Waits (bounded) for the child to exit.
     pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
-        let deadline = Instant::now() + within;
+        let deadline = Instant::now() + patient(within);
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
                 self.reaped = Some(status);
@@ -255,13 +252,27 @@ pub fn proc_status_kib(pid: u32, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
-pub fn signal_of(status: ExitStatus) -> Option<i32> {
-    status.signal()
+/// How many times slower than a quiet 2-core machine this one may be: `TARSIER_TEST_PATIENCE` (a number >= 1,
+/// default 1). CI shares its machine, so every fixed time budget of the tests goes through [`patient`].
+pub fn patience() -> f64 {
+    static PATIENCE: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *PATIENCE.get_or_init(|| {
+        std::env::var("TARSIER_TEST_PATIENCE")
+            .ok()
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|p| *p >= 1.0)
+            .unwrap_or(1.0)
+    })
 }
 
-/// Polls `check` every 20 ms until it returns true or `within` passes.
+/// A time budget scaled by [`patience`].
+pub fn patient(budget: Duration) -> Duration {
+    budget.mul_f64(patience())
+}
+
+/// Polls `check` every 20 ms until it returns true or `within` (scaled by [`patience`]) passes.
 pub fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
+    let deadline = Instant::now() + patient(within);
     while Instant::now() < deadline {
         if check() {
             return true;

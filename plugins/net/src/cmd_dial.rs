@@ -24,7 +24,7 @@ pub struct DialData {
     /// (loopback by default).
     pub address: String,
     /// `tcp` or `udp` (UDP "connects" a socket to the peer; nothing is sent); `tcp4`, `tcp6`, `udp4`, `udp6`
-    /// take one address family only. Go's other networks (`unix*`, `ip*`) are refused: see the README.
+    /// take one address family only. Go's other networks (`unix*`, `ip*`) are refused: see docs/compatibility.md.
     #[serde(alias = "network")]
     pub protocol: Protocol,
     /// How many connections to open and keep (0 opens none, as in the reference).

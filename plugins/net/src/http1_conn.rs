@@ -75,6 +75,7 @@ pub enum Failure {
 
 /// One worker's connection, opened on first use and again after an error or a `connection: close`.
 #[derive(Default)]
+// PERF(http_load): wrk's design: the request serialized once, one socket per worker, no pool, bodies counted.
 pub struct Connection {
     socket: Socket,
     /// The per-request timeout, armed lazily: registering a timer per request costs as much as parsing the

@@ -1,0 +1,233 @@
+//! Running one command body on this agent: resolve, enter the wave, check, run as a job, answer.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Instant;
+
+use axum::http::StatusCode;
+use serde::Serialize;
+use serde_json::{json, Value};
+use tarsier_plugin::{Cancel, CommandError};
+
+use crate::agent::state::AgentState;
+use crate::agent::wave::{Admitted, Entry, Forwarded, Route};
+use crate::wire::body::CommandBody;
+use crate::wire::error::ApiError;
+use crate::wire::status::Status;
+
+/// A finished command's HTTP status and JSON answer.
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: ExecAnswer,
+}
+
+/// The JSON answer of `/exec`. Typed rather than built as a `serde_json::Value`: building, patching and
+/// dropping that tree was a fifth of an agent's own cost per request.
+#[derive(Debug, Serialize)]
+// PERF(control): a typed answer, not a serde_json::Value tree built and dropped per request.
+pub struct ExecAnswer {
+    pub wave_id: String,
+    /// Shared with the agent's state and the registry: an answer allocates nothing for its names.
+    #[serde(serialize_with = "crate::agent::jobs::as_str")]
+    pub agent: Arc<str>,
+    #[serde(serialize_with = "crate::agent::jobs::as_str")]
+    pub command: Arc<str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<u64>,
+    pub status: Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub elapsed_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The data field an `invalid` answer is about; `null` when it is about the whole data.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<Option<String>>,
+    /// Peers that took this agent's copy of the wave.
+    pub forwarded: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forward: Option<Forwarded>,
+}
+
+impl ExecAnswer {
+    /// An answer with no result (yet), nothing forwarded.
+    fn new(wave_id: String, agent: Arc<str>, command: Arc<str>, job_id: Option<u64>, status: Status) -> Self {
+        Self {
+            wave_id,
+            agent,
+            command,
+            job_id,
+            status,
+            result: None,
+            elapsed_ms: None,
+            error: None,
+            field: None,
+            forwarded: 0,
+            forward: None,
+        }
+    }
+}
+
+/// Runs `body` here and sends it on through the swarm when it is a wave. Refusals (unknown command, bad data,
+/// over a limit) come back as `Err` before anything is taken; once accepted, the command runs as a job in its
+/// own task, so a client that hangs up does not cut it short, and the answer says how it ended.
+///
+/// A copy forwarded by a peer is answered `202` at once, so a deep wave never holds connections open along
+/// its tree; the origin's client gets the answer when its own command has finished.
+/// `request_id` is the client's `Tarsier-Request-Id`, kept with the job so the client can find it.
+pub async fn execute(
+    state: &Arc<AgentState>,
+    mut body: CommandBody,
+    request_id: Option<String>,
+) -> Result<Answer, ApiError> {
+    let resolved = state.registry.resolve(&body.command)?;
+    let admitted = match state.swarm.enter(body.wave.take(), Route::Exec, &resolved.name)? {
+        Entry::Duplicate { wave_id } => {
+            let body = ExecAnswer::new(wave_id, state.name.clone(), resolved.name, None, Status::Duplicate);
+            return Ok(Answer { status: StatusCode::OK, body });
+        }
+        Entry::Run(admitted) => admitted,
+    };
+    // The copies are made before the data goes to the command, and sent only once the command accepted it.
+    let copies = admitted.copies(|wave| CommandBody {
+        command: resolved.name.to_string(),
+        data: body.data.clone(),
+        wave: Some(wave),
+        detach: false,
+    });
+    let detached = body.detach || !admitted.is_origin;
+    let started = state.jobs.start(&resolved.name, &admitted.wave_id, detached, request_id);
+    let (job_id, cancel) = (started.id, started.cancel);
+    let job = match resolved.command.prepare(body.data, state.exec_context(cancel.clone(), started.progress)) {
+        Ok(job) => job,
+        Err(err) => {
+            state.jobs.discard(job_id);
+            state.metrics.commands.with_label_values(&[&*resolved.name, Status::Invalid.as_str()]).inc();
+            return Err(err.into());
+        }
+    };
+    // The local command and the forwarding start together.
+    let forwarding = state.swarm.forward(Route::Exec, &admitted, copies, None);
+    let is_origin = admitted.is_origin;
+    let run = RunningJob { state: state.clone(), job_id, command: resolved.name, cancel, admitted };
+    // A peer's copy and a detached job are answered before the job ends: what it is, not how it ended. Their
+    // job gets its task at once, so a wave's next hop never waits for this one's job (or its report's first
+    // steps); a job its client waits for anyway is polled here first.
+    let answered_early = match (is_origin, body.detach) {
+        (false, _) => Some(Status::Accepted),
+        (true, true) => Some(Status::Running),
+        (true, false) => None,
+    };
+    let mut answer = match answered_early {
+        Some(status) => {
+            let body = ExecAnswer { status, ..run.answer_base() };
+            tokio::spawn(run.finish(job));
+            if !is_origin {
+                return Ok(Answer { status: StatusCode::ACCEPTED, body });
+            }
+            Answer { status: StatusCode::ACCEPTED, body }
+        }
+        None => match run_job(run.finish(job)).await {
+            Finishing::Done(answer) => answer?,
+            Finishing::Running(handle) => handle.await.map_err(job_failed)?,
+        },
+    };
+    let forwarded = match forwarding {
+        Some(task) => task.await.unwrap_or_default(),
+        None => Forwarded::default(),
+    };
+    answer.body.forwarded = forwarded.accepted;
+    answer.body.forward = Some(forwarded);
+    Ok(answer)
+}
+
+/// A job's end: already there, or in a task of its own.
+enum Finishing {
+    Done(Result<Answer, ApiError>),
+    Running(tokio::task::JoinHandle<Answer>),
+}
+
+/// Polls a job once where the request is, and gives it a task of its own only if it is not done then. Why:
+/// most control commands (a zero sleep, a stats read) finish at their first poll, and a task of their own
+/// cost an allocation, maybe a wake-up of another worker thread, and a join per request. A job that waits
+/// goes on in its task as before, so a client that hangs up does not cut it short.
+// PERF(control): the job is polled once in place; only one that waits gets a task of its own.
+async fn run_job(finish: impl Future<Output = Answer> + Send + 'static) -> Finishing {
+    let mut finish = Box::pin(finish);
+    // A panic in the first poll is the job's failure, as it would be in its own task, not the connection's.
+    let first = std::future::poll_fn(|cx| {
+        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| finish.as_mut().poll(cx)));
+        Poll::Ready(polled)
+    })
+    .await;
+    match first {
+        Ok(Poll::Ready(answer)) => Finishing::Done(Ok(answer)),
+        Ok(Poll::Pending) => Finishing::Running(tokio::spawn(finish)),
+        Err(_) => Finishing::Done(Err(job_failed("it panicked"))),
+    }
+}
+
+fn job_failed(why: impl std::fmt::Display) -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("the job's task failed: {why}"))
+}
+
+struct RunningJob {
+    state: Arc<AgentState>,
+    job_id: u64,
+    command: Arc<str>,
+    cancel: Cancel,
+    admitted: Admitted,
+}
+
+impl RunningJob {
+    fn answer_base(&self) -> ExecAnswer {
+        let (wave_id, agent, command) = (self.admitted.wave_id.clone(), self.state.name.clone(), self.command.clone());
+        ExecAnswer::new(wave_id, agent, command, Some(self.job_id), Status::Running)
+    }
+
+    async fn finish(self, job: tarsier_plugin::JobFuture) -> Answer {
+        let started = Instant::now();
+        let outcome = job.await;
+        let elapsed = started.elapsed();
+        let (status, http, result, error) = match outcome {
+            // A command that stopped early but said what it did (a cut-short sleep or load) was cancelled.
+            Ok(result) if self.cancel.is_cancelled() => (Status::Cancelled, StatusCode::OK, result, None),
+            Ok(result) => (Status::Ok, StatusCode::OK, result, None),
+            Err(err) => {
+                let (status, http) = Status::of_error(&err);
+                let field = match &err {
+                    CommandError::Invalid(data) => data.field.clone(),
+                    _ => None,
+                };
+                (status, http, Value::Null, Some((err.to_string(), field)))
+            }
+        };
+        let metrics = &self.state.metrics;
+        metrics.commands.with_label_values(&[&*self.command, status.as_str()]).inc();
+        metrics.command_duration.with_label_values(&[&*self.command]).observe(elapsed.as_secs_f64());
+        let elapsed_ms = elapsed.as_millis() as u64;
+        let mut answer = self.answer_base();
+        answer.status = status;
+        answer.elapsed_ms = Some(elapsed_ms);
+        let wave_id = &self.admitted.wave_id;
+        if let Some((message, field)) = &error {
+            answer.error = Some(message.clone());
+            answer.field = Some(field.clone());
+            tracing::warn!(command = %self.command, %wave_id, job = self.job_id, elapsed_ms, %status, error = %message, "command ended");
+        } else {
+            tracing::info!(command = %self.command, %wave_id, job = self.job_id, elapsed_ms, %status, "command ended");
+        }
+        // Serialized once, for the job list and the wave report; the client's answer takes the value itself.
+        let stored = match &error {
+            Some((message, _)) => serde_json::value::to_raw_value(&json!({ "error": message })),
+            None => serde_json::value::to_raw_value(&result),
+        }
+        .unwrap_or_default();
+        self.state.swarm.report(&self.admitted, status, elapsed_ms, &stored).await;
+        self.state.jobs.finish(self.job_id, status, elapsed_ms, stored);
+        answer.result = Some(result);
+        Answer { status: http, body: answer }
+    }
+}

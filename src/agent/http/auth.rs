@@ -1,0 +1,40 @@
+//! The token check of both ports: a request must carry the swarm's token (`credentials::Token`) when the
+//! agent has one. Agents send it on the copies and reports they send each other.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::credentials::Token;
+use crate::wire::error::ApiError;
+
+/// Middleware: the request must carry the token (when the agent has one). A refusal is a `401` JSON error
+/// that closes the connection, logged with the client's address.
+pub async fn require_token(State(token): State<Option<Token>>, request: Request, next: Next) -> Response {
+    match token_refusal(token.as_ref(), &request) {
+        None => next.run(request).await,
+        Some(refusal) => refusal,
+    }
+}
+
+/// The 401 for a request without the swarm's token, when the agent has one.
+pub fn token_refusal(token: Option<&Token>, request: &Request) -> Option<Response> {
+    let token = token?;
+    if token.accepts(request.headers().get(header::AUTHORIZATION)) {
+        return None;
+    }
+    let client = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+    let given = if request.headers().contains_key(header::AUTHORIZATION) { "a wrong token" } else { "no token" };
+    tracing::warn!(client = ?client, method = %request.method(), path = %request.uri().path().escape_debug(), "refused: {given}");
+    let mut response = ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        format!("{given}: send the swarm's token as `Authorization: Bearer <token>` (tarsier --token-file)"),
+    )
+    .into_response();
+    response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    Some(response)
+}

@@ -1,0 +1,144 @@
+//! What both listeners share: request counting, and JSON answers for unknown routes and wrong methods.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tower::{Layer, Service};
+
+use crate::agent::state::AgentState;
+use crate::wire::error::ApiError;
+
+/// Counts every answered request in `tarsier_http_requests_total{listener, path, code}`.
+pub async fn count_requests(
+    State((state, listener)): State<(Arc<AgentState>, &'static str)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let path = request.extensions().get::<MatchedPath>().cloned();
+    let response = next.run(request).await;
+    count(&state, listener, path.as_ref(), &response);
+    response
+}
+
+/// The public port's whole gate in one layer, outermost first: counted, then the request bounds, then the
+/// token. A tower service of its own rather than `axum::middleware::from_fn`, which clones and boxes the
+/// inner service and boxes its future on every request; this boxes one future (with axum's features
+/// trimmed, 48,200 -> 43,500 instructions per `/exec`).
+#[derive(Clone)]
+pub struct PublicGateLayer(pub Arc<AgentState>);
+
+impl<S> Layer<S> for PublicGateLayer {
+    type Service = PublicGate<S>;
+
+    fn layer(&self, inner: S) -> PublicGate<S> {
+        PublicGate { inner, state: self.0.clone() }
+    }
+}
+
+#[derive(Clone)]
+// PERF(control): a hand-written tower Service, not three `from_fn` layers (each a boxed future per request).
+pub struct PublicGate<S> {
+    inner: S,
+    state: Arc<AgentState>,
+}
+
+impl<S> Service<Request> for PublicGate<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let path = request.extensions().get::<MatchedPath>().cloned();
+        let state = self.state.clone();
+        let refusal = bounds_refusal(&request, state.bodies.max_bytes)
+            .or_else(|| crate::agent::http::auth::token_refusal(state.token.as_ref(), &request));
+        // `poll_ready` was passed on, so the inner service is ready for this call.
+        let answered = match refusal {
+            Some(refusal) => Err(refusal),
+            None => Ok(self.inner.call(request)),
+        };
+        Box::pin(async move {
+            let response = match answered {
+                Err(refusal) => refusal,
+                Ok(answering) => answering.await?,
+            };
+            count(&state, "public", path.as_ref(), &response);
+            Ok(response)
+        })
+    }
+}
+
+/// One answered request in `tarsier_http_requests_total`, labelled by route pattern, never the raw path, so
+/// a scanner cannot blow up the label set.
+fn count(state: &AgentState, listener: &str, path: Option<&MatchedPath>, response: &Response) {
+    let path = path.map_or("other", MatchedPath::as_str);
+    state.metrics.http_requests.with_label_values(&[listener, path, response.status().as_str()]).inc();
+}
+
+pub async fn no_such_route(uri: Uri) -> ApiError {
+    ApiError::not_found(format!("no route {}", uri.path()))
+}
+
+pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, format!("{method} is not allowed on {}", uri.path()))
+}
+
+/// The longest request target (path and query) either listener reads.
+pub const MAX_URI: usize = 8 * 1024;
+/// The most header bytes (names and values) either listener reads; hyper itself stops at 64 KiB.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// Refuses what is too large before anything is read, as JSON: a long URI (414), large headers (431), an
+/// `Expect` other than `100-continue` (417), and a `Content-Length` over `max_body` (413). The last is
+/// answered before the body is touched, so a client that sent `Expect: 100-continue` never gets its
+/// `100 Continue` and does not send the body at all. A refusal closes the connection.
+pub async fn request_bounds(State(max_body): State<usize>, request: Request, next: Next) -> Response {
+    match bounds_refusal(&request, max_body) {
+        None => next.run(request).await,
+        Some(refusal) => refusal,
+    }
+}
+
+/// The answer to a request that breaks the bounds above, if it does.
+pub fn bounds_refusal(request: &Request, max_body: usize) -> Option<Response> {
+    let headers = request.headers();
+    let target = request.uri().path_and_query().map_or(0, |target| target.as_str().len());
+    let refusal = if target > MAX_URI {
+        Some((StatusCode::URI_TOO_LONG, format!("the request target is longer than {MAX_URI} bytes")))
+    } else if headers.iter().map(|(name, value)| name.as_str().len() + value.len()).sum::<usize>() > MAX_HEADER_BYTES {
+        Some((
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!("the headers are larger than {MAX_HEADER_BYTES} bytes"),
+        ))
+    } else if headers.get(header::EXPECT).is_some_and(|e| !e.as_bytes().eq_ignore_ascii_case(b"100-continue")) {
+        Some((StatusCode::EXPECTATION_FAILED, "only `Expect: 100-continue` is understood".to_owned()))
+    } else {
+        let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        declared.filter(|len| *len > max_body as u64).map(|len| {
+            (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("a body of {len} bytes is larger than this agent accepts ({max_body} bytes, max_body)"),
+            )
+        })
+    };
+    refusal.map(|(status, message)| {
+        let mut response = ApiError::new(status, message).into_response();
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        response
+    })
+}

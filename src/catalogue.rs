@@ -1,0 +1,31 @@
+//! The commands this binary's plugins offer, without an agent: what `scenario check` types a file's bodies
+//! against before any agent is asked. A bridge like `local_swarm`: the client side reaches the plugins only
+//! through it, never through `agent` itself.
+
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+use crate::agent::config::AgentConfig;
+use crate::agent::registry::{builtin_plugins, Registry};
+
+/// The plugins as a default agent registers them; `None` when they cannot be built here (then nothing is
+/// checked offline, and the agent checks the body when it arrives).
+fn registry() -> Option<&'static Registry> {
+    static REGISTRY: OnceLock<Option<Registry>> = OnceLock::new();
+    REGISTRY.get_or_init(|| builtin_plugins(&AgentConfig::default()).ok().map(Registry::new)).as_ref()
+}
+
+/// Whether `command` names a command (with the reference Tarsier's aliases); the error says why not.
+pub fn check_command(command: &str) -> Result<(), String> {
+    let Some(registry) = registry() else { return Ok(()) };
+    registry.resolve(command).map(|_| ()).map_err(|e| format!("command: {}", e.message))
+}
+
+/// The command and its data as the plugins type them: an unknown command, a misspelled field or a bad
+/// duration is an error that names the field (`data.duration: ...`).
+pub fn check_body(command: &str, data: Value) -> Result<(), String> {
+    let Some(registry) = registry() else { return Ok(()) };
+    let resolved = registry.resolve(command).map_err(|e| format!("command: {}", e.message))?;
+    resolved.command.parse(data).map_err(|e| e.message)
+}

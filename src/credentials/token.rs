@@ -1,0 +1,83 @@
+//! The swarm's bearer token: read from a file (`auth.token_file`, `--token-file`, `TARSIER_TOKEN_FILE`; a
+//! Kubernetes Secret mounted as a file), checked for strength, sent as `Authorization: Bearer <token>`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::http::HeaderValue;
+use subtle::ConstantTimeEq as _;
+
+/// Shorter secrets are refused: a token is all that stands between the network and `faults/segfault`.
+pub const MIN_TOKEN_LEN: usize = 16;
+/// Longer ones are refused too (a header of that size is a mistake, not a secret).
+pub const MAX_TOKEN_LEN: usize = 4096;
+
+/// The swarm's shared secret.
+#[derive(Clone)]
+pub struct Token(Arc<str>);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(***)")
+    }
+}
+
+impl Token {
+    /// Reads the token from a file; surrounding white space (a trailing newline) is not part of it.
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read the token file {}", path.display()))?;
+        Self::new(text.trim()).with_context(|| format!("the token in {}", path.display()))
+    }
+
+    pub fn new(text: &str) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            (MIN_TOKEN_LEN..=MAX_TOKEN_LEN).contains(&text.len()),
+            "must be {MIN_TOKEN_LEN} to {MAX_TOKEN_LEN} characters long (it has {}); `openssl rand -hex 32` makes one",
+            text.len()
+        );
+        anyhow::ensure!(
+            text.bytes().all(|b| b.is_ascii_graphic()),
+            "must be printable ASCII without spaces (it goes into an HTTP header)"
+        );
+        Ok(Self(text.into()))
+    }
+
+    /// The `Authorization` header value, marked sensitive so it never shows in debug output.
+    pub fn bearer(&self) -> HeaderValue {
+        let mut value = HeaderValue::from_str(&format!("Bearer {}", self.0)).unwrap_or(HeaderValue::from_static(""));
+        value.set_sensitive(true);
+        value
+    }
+
+    /// True when `header` is `Bearer <this token>`, compared in constant time.
+    pub(crate) fn accepts(&self, header: Option<&HeaderValue>) -> bool {
+        let Some(given) = header.and_then(|h| h.as_bytes().strip_prefix(b"Bearer ")) else { return false };
+        given.ct_eq(self.0.as_bytes()).into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_checked_whole_and_weak_ones_refused() {
+        let token = Token::new("0123456789abcdef0123").unwrap();
+        assert!(token.accepts(Some(&HeaderValue::from_static("Bearer 0123456789abcdef0123"))));
+        for wrong in [
+            "Bearer 0123456789abcdef012",
+            "Bearer 0123456789abcdef01234",
+            "bearer 0123456789abcdef0123",
+            "0123456789abcdef0123",
+            "",
+        ] {
+            assert!(!token.accepts(Some(&HeaderValue::from_static(wrong))), "{wrong}");
+        }
+        assert!(!token.accepts(None));
+        assert!(Token::new("short").is_err());
+        assert!(Token::new("has a space in it, sadly").is_err());
+        assert_eq!(format!("{token:?}"), "Token(***)");
+    }
+}

@@ -1,0 +1,24 @@
+//! Every integration test but the Docker ones, in one binary: one link of the library, reqwest and rustls
+//! instead of one per area, and one pool of test threads across all areas. One module per area; `common`
+//! holds the child-agent harness and the helpers for Consul and Prometheus. Tests that start Docker
+//! containers live in tests/docker/ (a binary of their own, so `cargo test --test it` never needs an engine).
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod agent_api;
+mod agent_core;
+mod bad_bodies;
+mod cli;
+mod compat;
+mod faults;
+mod heavy_load;
+mod http_load;
+mod k8s;
+mod layout;
+mod net;
+mod scenarios;
+mod security;
+mod storage;
+mod swarm_consul;
+mod swarm_local;
