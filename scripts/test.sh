@@ -21,7 +21,7 @@ export TARSIER_XMLLINT_BIN
 if docker info >/dev/null 2>&1; then
   echo "== docker: the container tests build their images with scripts/image.sh (no registry needed)"
 else
-  echo "== docker: no engine answers; tests/containers.rs will print 'skipped: no Docker engine'"
+  echo "== docker: no engine answers; the tests in tests/docker/ will print 'skipped: no Docker engine'"
 fi
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
