@@ -16,16 +16,25 @@ fn registry() -> Option<&'static Registry> {
     REGISTRY.get_or_init(|| builtin_plugins(&AgentConfig::default()).ok().map(Registry::new)).as_ref()
 }
 
+/// What the client side may know of a command before any agent runs it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Known {
+    /// It ends the agent's process (see `tarsier_plugin::Command::ENDS_PROCESS`).
+    pub ends_process: bool,
+}
+
 /// Whether `command` names a command (with the reference Tarsier's aliases); the error says why not.
-pub fn check_command(command: &str) -> Result<(), String> {
-    let Some(registry) = registry() else { return Ok(()) };
-    registry.resolve(command).map(|_| ()).map_err(|e| format!("command: {}", e.message))
+pub fn check_command(command: &str) -> Result<Known, String> {
+    let Some(registry) = registry() else { return Ok(Known::default()) };
+    let resolved = registry.resolve(command).map_err(|e| format!("command: {}", e.message))?;
+    Ok(Known { ends_process: resolved.command.ends_process() })
 }
 
 /// The command and its data as the plugins type them: an unknown command, a misspelled field or a bad
 /// duration is an error that names the field (`data.duration: ...`).
-pub fn check_body(command: &str, data: Value) -> Result<(), String> {
-    let Some(registry) = registry() else { return Ok(()) };
+pub fn check_body(command: &str, data: Value) -> Result<Known, String> {
+    let Some(registry) = registry() else { return Ok(Known::default()) };
     let resolved = registry.resolve(command).map_err(|e| format!("command: {}", e.message))?;
-    resolved.command.parse(data).map_err(|e| e.message)
+    resolved.command.parse(data).map_err(|e| e.message)?;
+    Ok(Known { ends_process: resolved.command.ends_process() })
 }

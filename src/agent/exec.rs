@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tarsier_plugin::{Cancel, CommandError};
 
+use crate::agent::jobs::raw_json;
 use crate::agent::state::AgentState;
 use crate::agent::wave::{Admitted, Entry, Forwarded, Route};
 use crate::wire::body::CommandBody;
@@ -91,12 +92,16 @@ pub async fn execute(
         Entry::Run(admitted) => admitted,
     };
     // The copies are made before the data goes to the command, and sent only once the command accepted it.
-    let copies = admitted.copies(|wave| CommandBody {
-        command: resolved.name.to_string(),
-        data: body.data.clone(),
-        wave: Some(wave),
-        detach: false,
-    });
+    let copies = admitted
+        .copies(|wave| CommandBody {
+            command: resolved.name.to_string(),
+            data: body.data.clone(),
+            wave: Some(wave),
+            detach: false,
+        })
+        .map_err(|err| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot write the wave's copy as JSON: {err}"))
+        })?;
     let detached = body.detach || !admitted.is_origin;
     let started = state.jobs.start(&resolved.name, &admitted.wave_id, detached, request_id);
     let (job_id, cancel) = (started.id, started.cancel);
@@ -135,7 +140,7 @@ pub async fn execute(
         },
     };
     let forwarded = match forwarding {
-        Some(task) => task.await.unwrap_or_default(),
+        Some(forwarding) => forwarding.outcome().await,
         None => Forwarded::default(),
     };
     answer.body.forwarded = forwarded.accepted;
@@ -221,10 +226,9 @@ impl RunningJob {
         }
         // Serialized once, for the job list and the wave report; the client's answer takes the value itself.
         let stored = match &error {
-            Some((message, _)) => serde_json::value::to_raw_value(&json!({ "error": message })),
-            None => serde_json::value::to_raw_value(&result),
-        }
-        .unwrap_or_default();
+            Some((message, _)) => raw_json(&json!({ "error": message })),
+            None => raw_json(&result),
+        };
         self.state.swarm.report(&self.admitted, status, elapsed_ms, &stored).await;
         self.state.jobs.finish(self.job_id, status, elapsed_ms, stored);
         answer.result = Some(result);

@@ -178,7 +178,7 @@ impl Jobs {
         let size = result.get().len();
         let result = if size > RESULT_KEPT_BYTES {
             let note = serde_json::json!({ "not_kept": format!("a result of {size} bytes; /jobs keeps up to {RESULT_KEPT_BYTES}") });
-            serde_json::value::to_raw_value(&note).unwrap_or_default()
+            raw_json(&note)
         } else {
             result
         };
@@ -235,6 +235,17 @@ impl Jobs {
         let table = self.lock();
         ids.iter().any(|id| table.running.contains_key(id))
     }
+}
+
+/// `value` as JSON text, for the job list and wave reports. What cannot be written (a map with keys that are
+/// not strings) is kept as an `error` saying so, and logged: never an empty or `null` result that reads as
+/// a command that answered nothing.
+pub fn raw_json(value: &impl serde::Serialize) -> Box<RawValue> {
+    serde_json::value::to_raw_value(value).unwrap_or_else(|err| {
+        tracing::error!(%err, "cannot write a result as JSON");
+        let message = serde_json::Value::String(format!("the result cannot be written as JSON: {err}"));
+        RawValue::from_string(format!("{{\"error\":{message}}}")).unwrap_or_else(|_| RawValue::NULL.to_owned())
+    })
 }
 
 #[cfg(test)]

@@ -99,7 +99,7 @@ impl BoundAgent {
         let scheme = if public_tls.is_some() { Scheme::Https } else { Scheme::Http };
         let bounds = WaveBounds::from_limits(&config.limits);
         let swarm =
-            Arc::new(Swarm::new(name.clone(), advertised_public, scheme, peers, http, metrics.waves.clone(), bounds));
+            Arc::new(Swarm::new(name.clone(), advertised_public, scheme, peers, http, metrics.waves.clone(), bounds)?);
         let state = Arc::new(AgentState {
             name: name.into(),
             registry,

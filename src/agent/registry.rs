@@ -118,6 +118,7 @@ impl Registry {
                     command: name,
                     aliases,
                     description: command.description(),
+                    ends_process: command.ends_process(),
                     fields: fields_of(&schema),
                     schema,
                 });
@@ -132,6 +133,8 @@ pub struct CatalogueEntry {
     pub command: String,
     pub aliases: Vec<String>,
     pub description: &'static str,
+    /// The command ends the agent's process (`faults/segfault`, `faults/exit`, ...).
+    pub ends_process: bool,
     pub fields: Vec<Value>,
     /// The JSON Schema of `data`, derived from the data struct the parser uses.
     pub schema: Value,

@@ -408,9 +408,9 @@ fn check(scenario: &Scenario) -> Result<(), String> {
 /// The command and its data as this binary's plugins type them: an unknown command, a misspelled field or
 /// a bad duration is a bad file before any agent is asked. Data with `{{...}}` placeholders is left to the
 /// agent, which sees it filled in. What depends on the agent (its limits, its files) is checked there.
-fn check_body(exec: &ExecStep) -> Result<(), String> {
+fn check_body(exec: &ExecStep) -> Result<crate::catalogue::Known, String> {
     if exec.data.to_string().contains("{{") {
-        return crate::catalogue::check_command(&exec.command).map(|_| ());
+        return crate::catalogue::check_command(&exec.command);
     }
     let data = if exec.data.is_null() { Value::Object(Default::default()) } else { exec.data.clone() };
     crate::catalogue::check_body(&exec.command, data)
@@ -493,17 +493,15 @@ fn fill(value: &mut Value, round: &Round) {
     }
 }
 
-/// Commands that kill the agent's process: against a local swarm that process is the runner itself.
-const DEADLY: [&str; 4] = ["faults/segfault", "faults/panic", "faults/abort", "faults/exit"];
-
 fn check_steps(steps: &[Step], at: &str, has_prometheus: bool, local: bool) -> Result<(), String> {
     for (i, step) in steps.iter().enumerate() {
         let here = format!("{at}[{i}]");
         let action = step.action().map_err(|e| format!("{here}: {e}"))?;
         match action {
             Action::Exec(exec) => {
-                check_body(exec).map_err(|e| format!("{here}.exec.{e}"))?;
-                if local && DEADLY.contains(&exec.command.as_str()) {
+                let known = check_body(exec).map_err(|e| format!("{here}.exec.{e}"))?;
+                // Against a local swarm the agent's process is this runner's own.
+                if local && known.ends_process {
                     return Err(format!(
                         "{here}.exec: {} would kill the local swarm and this runner with it; run it with \
                          --target against agents an orchestrator restarts",

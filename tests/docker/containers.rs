@@ -4,21 +4,13 @@
 //! elsewhere. All traffic goes to the network the stack makes for itself.
 
 use crate::common;
-use std::path::PathBuf;
+use crate::{docker_answers, one_at_a_time, root};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 const AGENTS: usize = 8;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn docker_answers() -> bool {
-    Command::new("docker").arg("info").output().is_ok_and(|o| o.status.success())
-}
 
 fn run(program: &str, args: &[&str]) -> String {
     let output = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"));
@@ -163,6 +155,7 @@ fn the_swarm_in_containers_survives_partitions_node_loss_and_crash_loops() {
         println!("skipped: no Docker engine");
         return;
     }
+    let _engine = one_at_a_time();
     let started = Instant::now();
     let stack = Stack::up(AGENTS);
     println!("{AGENTS} agents up and healthy in Consul after {:?}", started.elapsed());

@@ -4,17 +4,10 @@
 //! wherever a Docker engine answers; prints one `skipped: no Docker engine` line elsewhere. Traffic goes
 //! to 127.0.0.1:18090 (the stack's nginx, published on the host) and to the stack's own overlay network.
 
+use crate::{docker_answers, one_at_a_time, root};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn docker_answers() -> bool {
-    Command::new("docker").arg("info").output().is_ok_and(|o| o.status.success())
-}
 
 fn docker(args: &[&str]) -> String {
     let output = Command::new("docker").args(args).output().expect("docker runs");
@@ -81,6 +74,7 @@ fn the_four_experiments_run_on_docker_swarm_and_leave_nothing_behind() {
         println!("skipped: no Docker engine");
         return;
     }
+    let _engine = one_at_a_time();
     let swarm_before = docker(&["info", "-f", "{{.Swarm.LocalNodeState}}"]);
     let stack = StackName(format!("tarsiertest{}", std::process::id()));
     // The swarm token the runner reads before the stack (which would make it) is up.

@@ -9,3 +9,22 @@ mod common;
 
 mod containers;
 mod experiments;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn docker_answers() -> bool {
+    Command::new("docker").arg("info").output().is_ok_and(|o| o.status.success())
+}
+
+/// The Docker tests take the engine one at a time: each builds the images with scripts/image.sh (the same
+/// tags) and starts a stack of its own, and two at once fought over both (an image build failed).
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static ENGINE: Mutex<()> = Mutex::new(());
+    ENGINE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -117,8 +117,8 @@ fn no_import_circle_between_the_modules_of_src() {
     }
     // The wave code owns what it uses: it does not reach back into the agent.
     for named in &graph["agent::wave"] {
-        let agent_side = ["agent", "agent::state", "agent::exec"].contains(&named.as_str())
-            || named.starts_with("agent::http::");
+        let agent_side =
+            ["agent", "agent::state", "agent::exec"].contains(&named.as_str()) || named.starts_with("agent::http::");
         assert!(!agent_side, "agent::wave imports {named}");
     }
 }

@@ -11,6 +11,8 @@ mod agent_core;
 mod bad_bodies;
 mod cli;
 mod compat;
+mod deps;
+mod docs;
 mod faults;
 mod heavy_load;
 mod http_load;

@@ -8,6 +8,7 @@ impl Command for Abort {
     type Data = DeathData;
     type Plan = DeathData;
     const NAME: &'static str = "abort";
+    const ENDS_PROCESS: bool = true;
     const DESCRIPTION: &'static str = "Dies of SIGABRT (std::process::abort), as a failed assertion in C would.";
 
     fn check(&self, data: DeathData, ctx: &ExecContext) -> Result<DeathData, DataError> {

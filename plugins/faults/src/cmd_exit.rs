@@ -27,6 +27,7 @@ impl Command for Exit {
     type Data = ExitData;
     type Plan = ExitData;
     const NAME: &'static str = "exit";
+    const ENDS_PROCESS: bool = true;
     const DESCRIPTION: &'static str = "Exits at once with status `code`, without any clean-up (like os.Exit).";
 
     fn check(&self, data: ExitData, ctx: &ExecContext) -> Result<ExitData, DataError> {

@@ -11,6 +11,7 @@ impl Command for Panic {
     type Data = DeathData;
     type Plan = DeathData;
     const NAME: &'static str = "panic";
+    const ENDS_PROCESS: bool = true;
     const DESCRIPTION: &'static str = "Dies of a Rust panic: the message on stderr, exit status 101.";
 
     fn check(&self, data: DeathData, ctx: &ExecContext) -> Result<DeathData, DataError> {

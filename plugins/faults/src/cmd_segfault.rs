@@ -8,6 +8,7 @@ impl Command for Segfault {
     type Data = DeathData;
     type Plan = DeathData;
     const NAME: &'static str = "segfault";
+    const ENDS_PROCESS: bool = true;
     const DESCRIPTION: &'static str = "Dies of a real SIGSEGV (a write to a page mapped with no access), \
         `delay` after answering.";
 

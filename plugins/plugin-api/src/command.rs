@@ -23,6 +23,9 @@ pub trait Command: Send + Sync + 'static {
     const DESCRIPTION: &'static str;
     /// Other names the command answers to inside its plugin.
     const ALIASES: &'static [&'static str] = &[];
+    /// True for a command that ends the agent's process (a crash, an exit). Against a local swarm that
+    /// process is the scenario runner's own, so `scenario check` refuses such a step there.
+    const ENDS_PROCESS: bool = false;
 
     /// Checks data against sanity bounds and the agent's limits, and reserves what the command will take from
     /// `ctx.budgets`, before anything is taken (a refusal is a `400`). Its plan is all `execute` gets.
@@ -44,6 +47,8 @@ pub trait DynCommand: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     fn aliases(&self) -> &'static [&'static str];
     fn description(&self) -> &'static str;
+    /// See [`Command::ENDS_PROCESS`].
+    fn ends_process(&self) -> bool;
     /// JSON Schema of the data, derived from the data struct.
     fn data_schema(&self) -> Value;
     /// Parses `data` into the command's typed data only (field names, types, units), nothing reserved or
@@ -64,6 +69,9 @@ impl<C: Command> DynCommand for C {
     }
     fn description(&self) -> &'static str {
         C::DESCRIPTION
+    }
+    fn ends_process(&self) -> bool {
+        C::ENDS_PROCESS
     }
     fn data_schema(&self) -> Value {
         schemars::schema_for!(C::Data).to_value()

@@ -18,6 +18,7 @@ use tarsier_plugin::Held;
 
 use crate::agent::exec::execute;
 use crate::agent::http::gate::{method_not_allowed, no_such_route, PublicGateLayer};
+use crate::agent::jobs::raw_json;
 use crate::agent::state::AgentState;
 use crate::agent::wave::{now_ms, Entry, Forwarded, ReportEntry, Route};
 use crate::wire::body::{check_wave_id, BodyFormat, CommandBody, WaveSpec, MAX_REMAIN};
@@ -139,7 +140,11 @@ async fn abort(
     state.swarm.note_abort(admitted.started_at_ms.unwrap_or_else(now_ms));
     // Then the abort goes on, before this agent's own jobs are let go: releasing waits for them to stop
     // (up to half a second), and the flood should not wait that long at every hop.
-    let copies = admitted.copies(|wave| AbortBody { wave: Some(wave), local: false });
+    // A copy that cannot be written stops the flood here, never the local abort.
+    let copies = admitted.copies(|wave| AbortBody { wave: Some(wave), local: false }).unwrap_or_else(|err| {
+        tracing::error!(%err, "cannot write the abort's copy as JSON; it goes no further than this agent");
+        Vec::new()
+    });
     // The abort's origin sends its copy to every peer it knows, not to 3: an agent too busy to pass the flood
     // on (the very storm being aborted) cannot keep it from the rest. The dedupe flood goes on from each of
     // them as a second path.
@@ -149,12 +154,12 @@ async fn abort(
     let aborted = state.abort_local().await;
     let elapsed_ms = now_ms().saturating_sub(started_ms);
     let result = json!({ "cancelled_jobs": aborted.cancelled_jobs, "released": aborted.released });
-    let result = serde_json::value::to_raw_value(&result).unwrap_or_default();
+    let result = raw_json(&result);
     let (swarm, reported) = (state.swarm.clone(), admitted.clone());
     tokio::spawn(async move { swarm.report(&reported, Status::Ok, elapsed_ms, &result).await });
     // The origin waits for its first hop so its answer can say how far the abort went; peers do not.
     let forwarded = match (admitted.is_origin, forwarding) {
-        (true, Some(task)) => task.await.unwrap_or_default(),
+        (true, Some(forwarding)) => forwarding.outcome().await,
         _ => Forwarded::default(),
     };
     Ok(Json(AbortAnswer {

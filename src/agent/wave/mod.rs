@@ -113,6 +113,26 @@ impl Scheme {
 /// At most this many peers are remembered as HTTP/1.1-only; past it the next one is tried over HTTP/2 again.
 const MAX_HTTP1_PEERS: usize = 4096;
 
+/// One hop's copies on their way, from [`Swarm::forward`].
+pub struct Forwarding {
+    task: JoinHandle<Forwarded>,
+    buddies: u32,
+}
+
+impl Forwarding {
+    /// How the hop went. A sending task that died (a panic) counts every copy it had to send as failed, and
+    /// says so in the log: it never reads as a hop that had no peers to reach.
+    pub async fn outcome(self) -> Forwarded {
+        match self.task.await {
+            Ok(forwarded) => forwarded,
+            Err(err) => {
+                tracing::error!(%err, "the task sending a wave's copies died; its copies count as failed");
+                Forwarded { failed: self.buddies, ..Forwarded::default() }
+            }
+        }
+    }
+}
+
 impl Swarm {
     fn speaks_http1(&self, address: &str) -> bool {
         self.http1_peers.lock().unwrap_or_else(|p| p.into_inner()).contains(address)
@@ -147,8 +167,9 @@ impl Swarm {
 /// closed them after each request anyway). One per process: it holds nothing of an agent's, and each one
 /// carries a TLS session cache of ~14 KiB, which a swarm of 1,000 agents paid 1,000 times.
 // PERF(wave): one HTTP/1.1 reference client per process, not one TLS session cache per agent.
-fn reference_client() -> reqwest::Client {
-    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+/// One that cannot be built is an error at start, not a default client that would follow redirects.
+fn reference_client() -> anyhow::Result<reqwest::Client> {
+    static CLIENT: std::sync::OnceLock<Result<reqwest::Client, String>> = std::sync::OnceLock::new();
     CLIENT
         .get_or_init(|| {
             crate::credentials::tls::with_system_roots(reqwest::Client::builder())
@@ -157,9 +178,10 @@ fn reference_client() -> reqwest::Client {
                 .pool_max_idle_per_host(0)
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
-                .unwrap_or_default()
+                .map_err(|err| format!("cannot build the HTTP/1.1 client for reference peers: {err}"))
         })
         .clone()
+        .map_err(anyhow::Error::msg)
 }
 
 /// The public route a wave's copies go to.
@@ -212,19 +234,22 @@ impl Admitted {
     /// The copies to send on; `make` builds the body around a copy's wave. Copies differ only in their budget
     /// share, which takes at most two values, so at most two bodies are serialized and the rest share them
     /// (a thousand buddies of a 1 MiB body would otherwise be a gigabyte).
-    pub fn copies<T: Serialize>(&self, make: impl Fn(WaveSpec) -> T) -> Vec<Bytes> {
+    /// A body that cannot be written as JSON is an error, never an empty copy sent to every peer.
+    pub fn copies<T: Serialize>(&self, make: impl Fn(WaveSpec) -> T) -> Result<Vec<Bytes>, serde_json::Error> {
         let mut made: Vec<(Option<u64>, Bytes)> = Vec::with_capacity(2);
-        self.next
-            .iter()
-            .map(|wave| match made.iter().find(|(budget, _)| *budget == wave.budget) {
+        let mut copies = Vec::with_capacity(self.next.len());
+        for wave in &self.next {
+            let bytes = match made.iter().find(|(budget, _)| *budget == wave.budget) {
                 Some((_, bytes)) => bytes.clone(),
                 None => {
-                    let bytes = Bytes::from(serde_json::to_vec(&make(wave.clone())).unwrap_or_default());
+                    let bytes = Bytes::from(serde_json::to_vec(&make(wave.clone()))?);
                     made.push((wave.budget, bytes.clone()));
                     bytes
                 }
-            })
-            .collect()
+            };
+            copies.push(bytes);
+        }
+        Ok(copies)
     }
 }
 
@@ -237,14 +262,14 @@ impl Swarm {
         http: reqwest::Client,
         metrics: WaveMetrics,
         bounds: WaveBounds,
-    ) -> Self {
-        Self {
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
             name,
             advertised_public,
             scheme,
             peers,
             http,
-            http1: reference_client(),
+            http1: reference_client()?,
             http1_peers: Mutex::new(std::collections::HashSet::new()),
             h2_peers: Mutex::new(std::collections::HashSet::new()),
             records: WaveRecords::default(),
@@ -253,7 +278,7 @@ impl Swarm {
             aborted_at_ms: AtomicU64::new(0),
             forwarding: Mutex::new(CancellationToken::new()),
             hops: Arc::new(Semaphore::new(MAX_HOPS_IN_FLIGHT)),
-        }
+        })
     }
 
     /// Takes in a body's wave (the default, a wave of one, when it has none) arriving on `route`; `command`
@@ -404,7 +429,7 @@ impl Swarm {
         admitted: &Admitted,
         copies: Vec<Bytes>,
         fan_out: Option<u32>,
-    ) -> Option<JoinHandle<Forwarded>> {
+    ) -> Option<Forwarding> {
         let buddies = fan_out.unwrap_or(admitted.next.first()?.buddies);
         // Taken in just before an abort, sent on just after it: not sent.
         if route == Route::Exec && !admitted.is_origin && self.check_not_aborted(admitted.started_at_ms).is_err() {
@@ -412,13 +437,14 @@ impl Swarm {
         }
         let (swarm, dedupe, hop_slot) = (self.clone(), admitted.dedupe, admitted.hop_slot.clone());
         let stop = self.forwarding.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        Some(tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let _hop_slot = hop_slot;
             tokio::select! {
                 forwarded = forward::forward(&swarm, route, copies, buddies, dedupe) => forwarded,
                 _ = stop.cancelled() => Forwarded::default(),
             }
-        }))
+        });
+        Some(Forwarding { task, buddies })
     }
 
     /// Reports this agent's result to the wave's origin, when the wave asked for reports.
@@ -479,7 +505,8 @@ mod tests {
             reqwest::Client::new(),
             metrics.waves.clone(),
             WaveBounds::from_limits(&limits),
-        );
+        )
+        .unwrap();
         let copy =
             || WaveSpec { id: Some("w1".into()), hop: 1, remain: 2, buddies: 2, dedupe: true, ..Default::default() };
         let busy = swarm.hops.clone().try_acquire_many_owned(MAX_HOPS_IN_FLIGHT as u32).unwrap();
@@ -507,7 +534,7 @@ mod tests {
             dedupe: false,
             hop_slot: None,
         };
-        let copies = admitted.copies(|wave| serde_json::json!({ "data": "x".repeat(1000), "wave": wave }));
+        let copies = admitted.copies(|wave| serde_json::json!({ "data": "x".repeat(1000), "wave": wave })).unwrap();
         assert_eq!(copies.len(), 19);
         let mut distinct: Vec<*const u8> = copies.iter().map(|c| c.as_ptr()).collect();
         distinct.sort();

@@ -1,0 +1,152 @@
+//! The docs agree with the agent: docs/commands.md has one row per command of the catalogue (`GET /commands`),
+//! and each row names every field of its command with the default the catalogue reports. Defaults so have one
+//! source, the commands' data structs, and a change there fails here until the table follows.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::common::ChildAgent;
+
+/// `docs/commands.md`'s rows: command name -> the row's text.
+fn table_rows() -> BTreeMap<String, String> {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/commands.md")).unwrap();
+    let mut rows = BTreeMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("| `") else { continue };
+        let Some((name, _)) = rest.split_once('`') else { continue };
+        if name.contains('/') {
+            rows.insert(name.to_owned(), line.to_owned());
+        }
+    }
+    rows
+}
+
+/// Defaults that depend on the machine, written in words in the table: (command, field, words).
+const MACHINE_DEFAULTS: [(&str, &str, &str); 1] = [("heavy_load/spin_cpu", "threads", "(all cores")];
+
+/// How the table writes a default: sizes in binary units (`64MiB`), everything else as JSON writes it.
+fn written(default: &Value, kind: &str) -> String {
+    match (default, kind) {
+        (Value::Number(n), "ByteSize") => {
+            let bytes = n.as_u64().unwrap_or(0);
+            let units = [(1u64 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+            match units.iter().find(|(size, _)| bytes >= *size && bytes % size == 0) {
+                Some((size, unit)) => format!("{}{unit}", bytes / size),
+                None => bytes.to_string(),
+            }
+        }
+        (Value::String(s), _) => s.clone(),
+        (Value::Object(o), _) if o.is_empty() => "{}".into(),
+        (other, _) => other.to_string(),
+    }
+}
+
+#[test]
+fn the_commands_table_has_every_command_field_and_default_of_the_catalogue() {
+    let agent = ChildAgent::spawn();
+    let catalogue = agent.get_json(&format!("{}/commands", agent.service));
+    let commands = catalogue["commands"].as_array().expect("a list of commands");
+    let rows = table_rows();
+    let mut wrong = Vec::new();
+    for command in commands {
+        let name = command["command"].as_str().unwrap();
+        let Some(row) = rows.get(name) else {
+            wrong.push(format!("{name}: no row in docs/commands.md"));
+            continue;
+        };
+        for field in command["fields"].as_array().unwrap() {
+            let field_name = field["name"].as_str().unwrap();
+            let named = format!("`{field_name}`");
+            let Some(at) = row.find(&named) else {
+                wrong.push(format!("{name}: field `{field_name}` is not in its row"));
+                continue;
+            };
+            let default = &field["default"];
+            if default.is_null() {
+                continue;
+            }
+            let in_words = MACHINE_DEFAULTS.iter().find(|(c, f, _)| *c == name && *f == field_name).map(|m| m.2);
+            let expected = match in_words {
+                Some(words) => words.to_owned(),
+                None => format!("({}", written(default, field["type"].as_str().unwrap_or(""))),
+            };
+            let after = &row[at + named.len()..];
+            if !after.trim_start().starts_with(&expected) {
+                let shown: String = after.chars().take(40).collect();
+                wrong.push(format!("{name}: `{field_name}` should read `{expected}...`, the row has `{shown}`"));
+            }
+        }
+    }
+    let known: Vec<&str> = commands.iter().filter_map(|c| c["command"].as_str()).collect();
+    for name in rows.keys() {
+        if !known.contains(&name.as_str()) {
+            wrong.push(format!("{name}: a row for a command the agent does not have"));
+        }
+    }
+    assert!(wrong.is_empty(), "docs/commands.md disagrees with GET /commands:\n{}", wrong.join("\n"));
+}
+
+#[test]
+fn every_field_of_every_command_is_described() {
+    let agent = ChildAgent::spawn();
+    let catalogue = agent.get_json(&format!("{}/commands", agent.service));
+    let mut missing = Vec::new();
+    for command in catalogue["commands"].as_array().unwrap() {
+        let name = command["command"].as_str().unwrap();
+        if command["description"].as_str().is_none_or(|d| d.trim().is_empty()) {
+            missing.push(name.to_owned());
+        }
+        for field in command["fields"].as_array().unwrap() {
+            if field["description"].as_str().is_none_or(|d| d.trim().is_empty()) {
+                missing.push(format!("{name}: {}", field["name"]));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "no description: {missing:?}");
+}
+
+/// Every command's defaults parse: a body with no data passes `scenario check` (the commands' own parsers,
+/// offline, nothing run) for every command that has no required field, and is refused naming the field for
+/// those that have one. A command the catalogue marks `ends_process` is refused against a local swarm.
+#[test]
+fn every_command_s_defaults_parse_and_a_missing_required_field_is_named() {
+    let agent = ChildAgent::spawn();
+    let catalogue = agent.get_json(&format!("{}/commands", agent.service));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("defaults.yaml");
+    let check = |target: &str, command: &str| {
+        let scenario = format!("name: defaults\ntarget: {target}\nsteps:\n  - exec: {{command: {command}}}\n");
+        std::fs::write(&file, scenario).unwrap();
+        let out =
+            std::process::Command::new(crate::common::BIN).args(["scenario", "check"]).arg(&file).output().unwrap();
+        (
+            out.status.success(),
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        )
+    };
+    let mut ending = 0;
+    for command in catalogue["commands"].as_array().unwrap() {
+        let name = command["command"].as_str().unwrap();
+        let required: Vec<&str> = command["schema"]["required"]
+            .as_array()
+            .map(|r| r.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        // Checked, never sent: nothing listens on port 9.
+        let (ok, said) = check("{agent: 'http://127.0.0.1:9'}", name);
+        if required.is_empty() {
+            assert!(ok, "{name}: its defaults do not parse: {said}");
+        } else {
+            assert!(!ok, "{name}: accepted without {required:?}");
+            let named = required.iter().any(|field| said.contains(field));
+            assert!(named, "{name}: the refusal names none of {required:?}: {said}");
+        }
+        if command["ends_process"] == true {
+            ending += 1;
+            let (ok, said) = check("{local: 1}", name);
+            assert!(!ok && said.contains("would kill the local swarm"), "{name} against a local swarm: {said}");
+        }
+    }
+    assert_eq!(ending, 4, "faults/segfault, panic, abort and exit end the process");
+}
