@@ -6,13 +6,13 @@ use std::task::Poll;
 use std::time::Instant;
 
 use axum::http::StatusCode;
-use serde::Serialize;
 use serde_json::{json, Value};
 use tarsier_plugin::{Cancel, CommandError};
 
 use crate::agent::jobs::raw_json;
 use crate::agent::state::AgentState;
-use crate::agent::wave::{Admitted, Entry, Forwarded, Route};
+use crate::agent::wave::{Admitted, Entry, Route};
+use crate::wire::answer::{ExecAnswer, Forwarded};
 use crate::wire::body::CommandBody;
 use crate::wire::error::ApiError;
 use crate::wire::status::Status;
@@ -21,54 +21,6 @@ use crate::wire::status::Status;
 pub struct Answer {
     pub status: StatusCode,
     pub body: ExecAnswer,
-}
-
-/// The JSON answer of `/exec`. Typed rather than built as a `serde_json::Value`: building, patching and
-/// dropping that tree was a fifth of an agent's own cost per request.
-#[derive(Debug, Serialize)]
-// PERF(control): a typed answer, not a serde_json::Value tree built and dropped per request.
-pub struct ExecAnswer {
-    pub wave_id: String,
-    /// Shared with the agent's state and the registry: an answer allocates nothing for its names.
-    #[serde(serialize_with = "crate::agent::jobs::as_str")]
-    pub agent: Arc<str>,
-    #[serde(serialize_with = "crate::agent::jobs::as_str")]
-    pub command: Arc<str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub job_id: Option<u64>,
-    pub status: Status,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub result: Option<Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub elapsed_ms: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// The data field an `invalid` answer is about; `null` when it is about the whole data.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub field: Option<Option<String>>,
-    /// Peers that took this agent's copy of the wave.
-    pub forwarded: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub forward: Option<Forwarded>,
-}
-
-impl ExecAnswer {
-    /// An answer with no result (yet), nothing forwarded.
-    fn new(wave_id: String, agent: Arc<str>, command: Arc<str>, job_id: Option<u64>, status: Status) -> Self {
-        Self {
-            wave_id,
-            agent,
-            command,
-            job_id,
-            status,
-            result: None,
-            elapsed_ms: None,
-            error: None,
-            field: None,
-            forwarded: 0,
-            forward: None,
-        }
-    }
 }
 
 /// Runs `body` here and sends it on through the swarm when it is a wave. Refusals (unknown command, bad data,

@@ -23,7 +23,7 @@ const RESULT_KEPT_BYTES: usize = 64 * 1024;
 pub struct JobView {
     pub id: u64,
     /// Shared with the registry: a finished job's record allocates nothing for its names.
-    #[serde(serialize_with = "as_str")]
+    #[serde(serialize_with = "crate::wire::answer::as_str")]
     pub command: Arc<str>,
     pub wave_id: WaveKey,
     pub detached: bool,
@@ -89,11 +89,6 @@ impl Serialize for KeptJson {
             }
         }
     }
-}
-
-/// Writes a shared name as a plain string (serde's `rc` feature is not on).
-pub(crate) fn as_str<S: serde::Serializer>(text: &Arc<str>, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(text)
 }
 
 fn rfc3339_millis<S: serde::Serializer>(at: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {

@@ -12,6 +12,7 @@ pub use output::{LiveLine, OutputFormat};
 
 use crate::cli::ClientArgs;
 use crate::credentials::Token;
+use crate::wire::status::Status;
 
 /// `http://host:port` (or `host:port`) gets `path` appended; a URL that already has a path is used as it is.
 /// With an empty `path` the base URL comes back without a trailing `/`, for callers that add their own.
@@ -150,7 +151,7 @@ fn exit_code(http: reqwest::StatusCode, answer: &Value) -> i32 {
     if is_setup_error(http) {
         return EXIT_SETUP;
     }
-    let ran = matches!(answer["status"].as_str(), Some("ok" | "running" | "accepted" | "duplicate"));
+    let ran = Status::of_answer(answer).is_some_and(Status::ran);
     if http.is_success() && ran {
         EXIT_OK
     } else {

@@ -11,6 +11,8 @@ use serde::Deserialize as _;
 use serde_json::Value;
 use tarsier_net::HttpLoadResult;
 
+use crate::wire::status::Status;
+
 pub use crate::cli::OutputFormat;
 
 pub const GOOD: Style = AnsiColor::Green.on_default();
@@ -89,9 +91,10 @@ pub fn exec_answer(http_status: u16, answer: &Value) {
         }
         return;
     }
-    let shown = match status {
-        "ok" | "running" | "accepted" => styled(GOOD, status),
-        other => styled(BAD, other.to_uppercase()),
+    let shown = match Status::of_answer(answer) {
+        Some(ran @ (Status::Ok | Status::Running | Status::Accepted)) => styled(GOOD, ran.as_str()),
+        Some(other) => styled(BAD, other.as_str().to_uppercase()),
+        None => styled(BAD, status.to_uppercase()),
     };
     let elapsed = answer["elapsed_ms"].as_u64().map(|ms| format!(" in {}", seconds(ms))).unwrap_or_default();
     line(format!("{command} on {agent}: {shown}{elapsed}"));

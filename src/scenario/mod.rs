@@ -1,11 +1,15 @@
-//! Scenarios: declarative chaos runs with expectations, for CI. `format` reads and checks a file,
-//! `runner` runs its steps, `measure` reads the numbers, `report` prints the table and writes JUnit XML.
+//! Scenarios: declarative chaos runs with expectations, for CI. `model` is the file as written, `plan` turns
+//! it once into typed steps (`bound`, `compare` and `sweep` are the pieces it types), `runner` runs them,
+//! `measure` reads the numbers, `report` prints the table and writes JUnit XML.
 
+mod bound;
 mod compare;
-mod format;
 mod measure;
+mod model;
+mod plan;
 mod report;
 mod runner;
+mod sweep;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -18,9 +22,11 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::ClientArgs;
 use crate::cli::{RunOutputs, SwarmArgs};
 use crate::local_swarm::LocalSwarm;
-use format::{load, load_with, Scenario, SweepOverride, Target};
+use plan::{load, load_with, Scenario, Target};
+use report::Outcome;
 use report::{junit, RunReport};
 use runner::Runner;
+use sweep::SweepOverride;
 
 /// Exit statuses of `tarsier scenario run`.
 pub const EXIT_OK: i32 = 0;
@@ -86,11 +92,7 @@ pub async fn run_files(
         match load_with(file, &overrides) {
             Ok(mut scenario) => {
                 if let Some(url) = target {
-                    scenario.target = Target {
-                        agent: Some(url.to_owned()),
-                        service: service.map(str::to_owned),
-                        ..Target::default()
-                    };
+                    scenario.target = Target::Agent { public: url.to_owned(), service: service.map(str::to_owned) };
                 }
                 scenarios.push((file, scenario));
             }
@@ -201,7 +203,6 @@ async fn run_one(
         cancel,
         tearing_down: Default::default(),
         results: Mutex::new(Vec::new()),
-        broken: Default::default(),
         figures: Mutex::new(Vec::new()),
         sweeps: Mutex::new(Vec::new()),
         token: read_token(access)?,
@@ -217,6 +218,7 @@ async fn run_one(
         swarm.stop().await?;
     }
     let steps = std::mem::take(&mut *runner.results.lock().unwrap_or_else(|p| p.into_inner()));
+    let broken = steps.iter().any(|step| step.outcome == Outcome::Broken);
     let figures = std::mem::take(&mut *runner.figures.lock().unwrap_or_else(|p| p.into_inner()));
     let sweeps = std::mem::take(&mut *runner.sweeps.lock().unwrap_or_else(|p| p.into_inner()));
     Ok(RunReport {
@@ -225,7 +227,7 @@ async fn run_one(
         steps,
         started_at,
         seconds: started.elapsed().as_secs_f64(),
-        broken: runner.broken.load(std::sync::atomic::Ordering::Relaxed),
+        broken,
         figures,
         sweeps,
     })
@@ -236,27 +238,29 @@ async fn resolve_target(
     client: &reqwest::Client,
     target: &Target,
 ) -> anyhow::Result<(Option<LocalSwarm>, String, String)> {
-    if let Some(n) = target.local {
-        let swarm =
-            LocalSwarm::start(&SwarmArgs { agents: n, base_port: None, config: None, no_demo: true, once: true })
-                .await?;
-        let first = &swarm.agents[0];
-        let (public, service) = (format!("http://{}", first.public_addr), format!("http://{}", first.service_addr));
-        return Ok((Some(swarm), public, service));
-    }
-    if let Some(agent) = &target.agent {
-        let public = crate::client::endpoint(agent, "");
-        let service = match &target.service {
-            Some(service) => crate::client::endpoint(service, ""),
-            None => next_port(&public).unwrap_or_else(|| public.clone()),
-        };
-        return Ok((None, public, service));
-    }
-    let consul = target.consul.as_deref().context("target: no agent, consul or local")?;
-    let url = format!("{}/v1/health/service/{}?passing=1", crate::client::endpoint(consul, ""), target.consul_service);
+    let (consul, consul_service) = match target {
+        Target::Local(n) => {
+            let swarm =
+                LocalSwarm::start(&SwarmArgs { agents: *n, base_port: None, config: None, no_demo: true, once: true })
+                    .await?;
+            let first = &swarm.agents[0];
+            let (public, service) = (format!("http://{}", first.public_addr), format!("http://{}", first.service_addr));
+            return Ok((Some(swarm), public, service));
+        }
+        Target::Agent { public, service } => {
+            let public = crate::client::endpoint(public, "");
+            let service = match service {
+                Some(service) => crate::client::endpoint(service, ""),
+                None => next_port(&public).unwrap_or_else(|| public.clone()),
+            };
+            return Ok((None, public, service));
+        }
+        Target::Consul { address, service } => (address, service),
+    };
+    let url = format!("{}/v1/health/service/{consul_service}?passing=1", crate::client::endpoint(consul, ""));
     let entries: Vec<Value> =
         client.get(&url).send().await.with_context(|| format!("cannot reach {url}"))?.json().await?;
-    let entry = entries.first().with_context(|| format!("Consul has no passing `{}` agent", target.consul_service))?;
+    let entry = entries.first().with_context(|| format!("Consul has no passing `{consul_service}` agent"))?;
     let service = &entry["Service"];
     let host = match service["Address"].as_str() {
         Some(a) if !a.is_empty() => a.to_owned(),

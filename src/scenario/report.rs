@@ -11,7 +11,10 @@ use serde::Serialize;
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     Passed,
+    /// An expectation did not hold.
     Failed,
+    /// The step could not ask: the setup is broken (see `runner::StepError::Broken`).
+    Broken,
     Skipped,
 }
 
@@ -20,6 +23,7 @@ impl Outcome {
         match self {
             Outcome::Passed => "ok",
             Outcome::Failed => "FAILED",
+            Outcome::Broken => "BROKEN",
             Outcome::Skipped => "skipped",
         }
     }
@@ -30,7 +34,7 @@ impl Outcome {
         let padded = format!("{:<width$}", self.word());
         match self {
             Outcome::Passed => crate::client::output::styled(crate::client::output::GOOD, padded),
-            Outcome::Failed => crate::client::output::styled(crate::client::output::BAD, padded),
+            Outcome::Failed | Outcome::Broken => crate::client::output::styled(crate::client::output::BAD, padded),
             Outcome::Skipped => crate::client::output::styled(crate::client::output::DIM, padded),
         }
     }
@@ -103,7 +107,7 @@ impl SweepTable {
         table.set_content_arrangement(comfy_table::ContentArrangement::Dynamic);
         table.set_header(self.params.iter().cloned().chain(self.shown_names()).collect::<Vec<_>>());
         for row in &self.rows {
-            let values = row.values.iter().map(super::format::plain);
+            let values = row.values.iter().map(super::sweep::plain);
             let figures = figures.iter().map(|f| row.figures.get(f).map_or("-".to_owned(), |x| short_number(*x)));
             table.add_row(values.chain(figures).collect::<Vec<_>>());
         }
@@ -119,7 +123,7 @@ impl SweepTable {
         let mut out = csv::Writer::from_writer(Vec::new());
         out.write_record(self.params.iter().chain(&figures))?;
         for row in &self.rows {
-            let values = row.values.iter().map(super::format::plain);
+            let values = row.values.iter().map(super::sweep::plain);
             let figures = figures.iter().map(|f| row.figures.get(f).map_or(String::new(), |x| x.to_string()));
             out.write_record(values.chain(figures).collect::<Vec<_>>())?;
         }
@@ -139,7 +143,7 @@ impl SweepTable {
             .rows
             .iter()
             .map(|row| {
-                let value = row.values.first().map(super::format::plain).unwrap_or_default();
+                let value = row.values.first().map(super::sweep::plain).unwrap_or_default();
                 if first_is_number {
                     return row.values.first().and_then(|v| v.as_f64()).unwrap_or_default();
                 }
@@ -161,7 +165,7 @@ impl SweepTable {
                 .iter()
                 .zip(&row.values)
                 .skip(1)
-                .map(|(p, v)| format!("{p}={}", super::format::plain(v)))
+                .map(|(p, v)| format!("{p}={}", super::sweep::plain(v)))
                 .collect();
             for (panel, figure) in panels.iter_mut().zip(&figures) {
                 if let Some(y) = row.figures.get(figure) {
@@ -274,7 +278,7 @@ pub struct RunReport {
     #[serde(serialize_with = "rfc3339")]
     pub started_at: SystemTime,
     pub seconds: f64,
-    /// A step found the setup broken (see `Runner::broken`).
+    /// A step found the setup broken (an `Outcome::Broken` step): the run exits 2, not 1.
     pub broken: bool,
     pub steps: Vec<StepResult>,
     pub figures: Vec<Figure>,
@@ -287,7 +291,7 @@ fn rfc3339<S: serde::Serializer>(at: &SystemTime, serializer: S) -> Result<S::Ok
 
 impl RunReport {
     pub fn failures(&self) -> usize {
-        self.steps.iter().filter(|s| s.outcome == Outcome::Failed).count()
+        self.steps.iter().filter(|s| matches!(s.outcome, Outcome::Failed | Outcome::Broken)).count()
     }
 
     pub fn table(&self) -> String {
@@ -326,7 +330,8 @@ impl RunReport {
 /// JUnit XML, one suite per scenario file and one case per step that is not a group, in the shape CI tools
 /// read (counts of failures, errors and skipped; timestamp; hostname; the failure's text). Every step has a
 /// case whether it ran or not, so a file reports the same cases when it passes and when it stops early. A
-/// failure is a `failure` (an expectation did not hold), or an `error` when the setup was broken.
+/// failure is a `failure` (an expectation did not hold), or an `error` for the step that found the setup
+/// broken (that step only: the steps after it that failed on their own stay failures).
 pub fn junit(reports: &[RunReport]) -> Result<String, quick_junit::SerializeError> {
     let mut junit = Report::new("tarsier");
     let host = crate::sys::hostname();
@@ -339,8 +344,8 @@ pub fn junit(reports: &[RunReport]) -> Result<String, quick_junit::SerializeErro
         for (i, step) in run.steps.iter().filter(|s| !s.group).enumerate() {
             let status = match step.outcome {
                 Outcome::Passed => TestCaseStatus::success(),
-                Outcome::Failed => {
-                    let (kind, ty) = if run.broken {
+                Outcome::Failed | Outcome::Broken => {
+                    let (kind, ty) = if step.outcome == Outcome::Broken {
                         (NonSuccessKind::Error, "broken setup")
                     } else {
                         (NonSuccessKind::Failure, "expectation")

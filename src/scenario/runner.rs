@@ -5,16 +5,18 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::compare::Comparison;
-use super::format::RunStep;
-use super::format::{round_label, substitute_steps, sweep_rounds};
-use super::format::{Action, AnswerExpect, Bound, ExecStep, ExpectStep, ProbeStep, Step};
+use super::bound::Bound;
 use super::measure::{at_path, metric, promql};
+use super::model::ProbeStep;
+use super::plan::{Action, Exec, Expectation, RunCommand, Source, Step, Sweep};
 use super::report::{short_number, Figure, Outcome, StepResult, SweepRow, SweepTable};
+use super::sweep::round_label;
 use crate::client::{wait_for_report, LiveLine};
+use crate::wire::body::CommandBody;
+use crate::wire::status::Status;
 
 /// The longest an exec step waits for its wave's reports.
 const REPORT_WAIT: Duration = Duration::from_secs(600);
@@ -37,9 +39,6 @@ pub struct Runner {
     /// Set while the teardown runs: every teardown step runs, whatever failed or was interrupted before.
     pub tearing_down: std::sync::atomic::AtomicBool,
     pub results: Mutex<Vec<StepResult>>,
-    /// Set when a step found the setup broken rather than the system under test failing: the agent cannot be
-    /// reached, or refused the body or the token. The run then exits 2, not 1.
-    pub broken: std::sync::atomic::AtomicBool,
     /// The figures exec steps recorded (`record:` and `expect.values`), for the CSV and JSON summary.
     pub figures: Mutex<Vec<Figure>>,
     /// Every sweep's table, as its last round ends.
@@ -63,6 +62,37 @@ fn with_causes(err: &dyn std::error::Error) -> String {
 }
 
 type StepFuture<'a> = Pin<Box<dyn Future<Output = bool> + Send + 'a>>;
+
+/// Why a step did not hold.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepError {
+    /// The system under test did not do what the step expected: an expectation that did not hold.
+    Failed(String),
+    /// The step could not ask at all: the agent cannot be reached, it refused the body or the token, a
+    /// placeholder has no value. The run then exits 2, not 1, and JUnit marks this step an error.
+    Broken(String),
+}
+
+impl std::fmt::Display for StepError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StepError::Failed(why) => f.write_str(why),
+            StepError::Broken(why) => write!(f, "the setup is broken: {why}"),
+        }
+    }
+}
+
+impl From<String> for StepError {
+    fn from(why: String) -> Self {
+        StepError::Failed(why)
+    }
+}
+
+impl From<&str> for StepError {
+    fn from(why: &str) -> Self {
+        StepError::Failed(why.to_owned())
+    }
+}
 
 impl Runner {
     fn in_teardown(&self) -> bool {
@@ -112,19 +142,12 @@ impl Runner {
     /// round, so a run reports the same steps whether it passed or stopped early (JUnit counts stay stable).
     fn skip(&self, steps: &[Step], depth: usize) {
         for step in steps {
-            let action = step.action();
-            // As `run_step` marks them: a sweep is a group too, so a skipped one is no JUnit case.
-            let group = matches!(action, Ok(Action::Parallel(_) | Action::Group(..) | Action::Sweep(..)));
-            let slot = self.reserve(&step.title(), depth, group);
+            let slot = self.reserve(&step.title, depth, step.action.is_group());
             announce(&self.results.lock().unwrap_or_else(|p| p.into_inner())[slot]);
-            match action {
-                Ok(Action::Parallel(inner)) => self.skip(inner, depth + 1),
-                Ok(Action::Group(inner, repeat)) => (0..repeat).for_each(|_| self.skip(inner, depth + 1)),
-                Ok(Action::Sweep(params, inner)) => {
-                    for round in sweep_rounds(params).unwrap_or_default() {
-                        self.skip(&substitute_steps(inner, &round).unwrap_or_default(), depth + 1);
-                    }
-                }
+            match &step.action {
+                Action::Parallel(inner) => self.skip(inner, depth + 1),
+                Action::Repeat { steps, times } => (0..*times).for_each(|_| self.skip(steps, depth + 1)),
+                Action::Sweep(sweep) => sweep.rounds.iter().for_each(|round| self.skip(&round.steps, depth + 1)),
                 _ => {}
             }
         }
@@ -147,13 +170,11 @@ impl Runner {
 
     fn run_step<'a>(self: &'a Arc<Self>, step: &'a Step, depth: usize) -> StepFuture<'a> {
         Box::pin(async move {
-            let title = step.title();
-            // Checked when the file was loaded.
-            let Ok(action) = step.action() else { return false };
-            let group = matches!(action, Action::Parallel(_) | Action::Group(..) | Action::Sweep(..));
+            let title = step.title.clone();
+            let group = step.action.is_group();
             let slot = self.reserve(&title, depth, group);
             let started = Instant::now();
-            let outcome = match action {
+            let outcome: Result<String, StepError> = match &step.action {
                 Action::Parallel(inner) => {
                     crate::say!("{}[ .... ] {title}", "  ".repeat(depth));
                     let mut set = tokio::task::JoinSet::new();
@@ -168,33 +189,32 @@ impl Runner {
                     if held {
                         Ok("every step held".to_owned())
                     } else {
-                        Err("a step failed".to_owned())
+                        Err("a step failed".into())
                     }
                 }
-                Action::Group(inner, repeat) => {
+                Action::Repeat { steps, times } => {
                     crate::say!("{}[ .... ] {title}", "  ".repeat(depth));
                     let mut held = true;
-                    for round in 0..repeat {
+                    for round in 0..*times {
                         if !held && !self.continue_on_failure || self.interrupted() {
                             // The rounds not run are reported as skipped, step by step.
-                            (round..repeat).for_each(|_| self.skip(inner, depth + 1));
+                            (round..*times).for_each(|_| self.skip(steps, depth + 1));
                             held = false;
                             break;
                         }
-                        if !self.run_steps(inner, depth + 1).await {
+                        if !self.run_steps(steps, depth + 1).await {
                             held = false;
                         }
                     }
                     if held {
-                        Ok(format!("{repeat} round(s)"))
+                        Ok(format!("{times} round(s)"))
                     } else {
-                        Err("a step failed".to_owned())
+                        Err("a step failed".into())
                     }
                 }
-                Action::Sweep(params, inner) => {
+                Action::Sweep(sweep) => {
                     crate::say!("{}[ .... ] {title}", "  ".repeat(depth));
-                    let compare = step.compare.as_deref().unwrap_or_default();
-                    self.sweep(&title, params, inner, compare, depth).await
+                    self.sweep(&title, sweep, depth).await.map_err(StepError::Failed)
                 }
                 leaf => {
                     let work = self.leaf(leaf, &title);
@@ -203,14 +223,15 @@ impl Runner {
                     } else {
                         tokio::select! {
                             outcome = work => outcome,
-                            _ = self.cancel.cancelled() => Err("interrupted".to_owned()),
+                            _ = self.cancel.cancelled() => Err("interrupted".into()),
                         }
                     }
                 }
             };
             let (outcome, detail) = match outcome {
                 Ok(detail) => (Outcome::Passed, detail),
-                Err(detail) => (Outcome::Failed, detail),
+                Err(StepError::Failed(detail)) => (Outcome::Failed, detail),
+                Err(StepError::Broken(detail)) => (Outcome::Broken, detail),
             };
             let seconds = started.elapsed().as_secs_f64();
             self.fill(slot, StepResult { title, depth, group, outcome, seconds, detail });
@@ -218,18 +239,18 @@ impl Runner {
         })
     }
 
-    async fn leaf(&self, action: Action<'_>, title: &str) -> Result<String, String> {
+    async fn leaf(&self, action: &Action, title: &str) -> Result<String, StepError> {
         match action {
             Action::Exec(exec) => self.exec(exec, title).await,
             Action::Wait(duration) => {
                 wait_with_bar(duration.0).await;
                 Ok(String::new())
             }
-            Action::Expect(expect) => self.expect(expect).await,
-            Action::Probe(probe) => self.probe(probe).await,
+            Action::Expect(expect) => Ok(self.expect(expect).await?),
+            Action::Probe(probe) => Ok(self.probe(probe).await?),
             Action::Run(run) => self.run_command(run, title).await,
             Action::Abort => self.abort().await,
-            Action::Parallel(_) | Action::Group(..) | Action::Sweep(..) => Err("not a single step".into()),
+            Action::Parallel(_) | Action::Repeat { .. } | Action::Sweep(_) => Err("not a single step".into()),
         }
     }
 
@@ -260,9 +281,9 @@ impl Runner {
     }
 
     /// Runs a `run:` step's command with `sh -c`, bounded by its timeout (the process is killed past it).
-    async fn run_command(&self, run: &RunStep, title: &str) -> Result<String, String> {
-        let (command, want, timeout) = run.parts();
-        let command = self.substitute_text(command);
+    async fn run_command(&self, run: &RunCommand, title: &str) -> Result<String, StepError> {
+        let (want, timeout) = (run.status, run.timeout);
+        let command = self.substitute_text(&run.command);
         let child = tokio::process::Command::new("sh")
             .args(["-c", &command])
             .stdin(std::process::Stdio::null())
@@ -270,8 +291,8 @@ impl Runner {
             .output();
         let output = match tokio::time::timeout(timeout.0, child).await {
             Ok(Ok(output)) => output,
-            Ok(Err(err)) => return Err(format!("cannot run `{command}`: {err}")),
-            Err(_) => return Err(format!("`{command}` did not end within {timeout}; killed")),
+            Ok(Err(err)) => return Err(StepError::Broken(format!("cannot run `{command}`: {err}"))),
+            Err(_) => return Err(format!("`{command}` did not end within {timeout}; killed").into()),
         };
         let last_line = |bytes: &[u8]| String::from_utf8_lossy(bytes).trim().lines().last().unwrap_or("").to_owned();
         let said = match (last_line(&output.stdout), last_line(&output.stderr)) {
@@ -281,19 +302,17 @@ impl Runner {
         let short: String = said.chars().take(200).collect();
         match output.status.code() {
             Some(code) if code == want => {}
-            Some(code) => return Err(format!("exited {code} (want {want}): {short}")),
-            None => return Err(format!("killed by a signal: {short}")),
+            Some(code) => return Err(format!("exited {code} (want {want}): {short}").into()),
+            None => return Err(format!("killed by a signal: {short}").into()),
         }
-        let (values, record) = run.measures();
-        let values = values.cloned().unwrap_or_default();
-        if values.is_empty() && record.is_empty() {
+        if !run.measures() {
             return Ok(short);
         }
         let printed: Value = serde_json::from_str(&last_line(&output.stdout))
             .ok()
             .filter(Value::is_object)
             .ok_or_else(|| format!("its last line of stdout is not a JSON object: {short}"))?;
-        self.check_values(&printed, &values, record, title)
+        Ok(self.check_values(&printed, &run.values, &run.record, title)?)
     }
 
     /// Compares `values` against an answer (an exec answer or what a `run:` command printed) and records
@@ -301,14 +320,13 @@ impl Runner {
     fn check_values(
         &self,
         answer: &Value,
-        values: &std::collections::BTreeMap<String, String>,
+        values: &std::collections::BTreeMap<String, Bound>,
         record: &[String],
         title: &str,
     ) -> Result<String, String> {
         let mut details = Vec::new();
         let mut failures = Vec::new();
         for (path, bound) in values {
-            let bound = Bound::parse(bound)?;
             let value = at_path(answer, path).and_then(Value::as_f64);
             if let Some(x) = value {
                 self.record(title, path, x);
@@ -339,14 +357,9 @@ impl Runner {
         }
     }
 
-    async fn exec(&self, exec: &ExecStep, title: &str) -> Result<String, String> {
-        let data = self.exec_data(&exec.data).inspect_err(|_| {
-            self.broken.store(true, std::sync::atomic::Ordering::Relaxed);
-        })?;
-        let mut body = json!({ "command": exec.command, "data": data, "detach": exec.detach });
-        if let Some(wave) = &exec.wave {
-            body["wave"] = json!(wave);
-        }
+    async fn exec(&self, exec: &Exec, title: &str) -> Result<String, StepError> {
+        let data = self.exec_data(&exec.data).map_err(StepError::Broken)?;
+        let body = CommandBody { command: exec.command.clone(), data, wave: exec.wave.clone(), detach: exec.detach };
         // A live line while the step runs: its title, the time so far, and the job's progress where it has one.
         let line = LiveLine::start(true, title.to_owned());
         let request_id = format!("scenario-{:016x}", rand::random::<u64>());
@@ -363,14 +376,9 @@ impl Runner {
             watching.abort();
         }
         line.finish();
-        let response = sent.map_err(|e| {
-            self.broken.store(true, std::sync::atomic::Ordering::Relaxed);
-            format!("cannot reach {}: {}", self.public, with_causes(&e))
-        })?;
+        let response =
+            sent.map_err(|e| StepError::Broken(format!("cannot reach {}: {}", self.public, with_causes(&e))))?;
         let http = response.status();
-        if crate::client::is_setup_error(http) {
-            self.broken.store(true, std::sync::atomic::Ordering::Relaxed);
-        }
         let mut answer: Value = response.json().await.map_err(|e| format!("the answer is not JSON: {e}"))?;
         if exec.wave.as_ref().is_some_and(|w| w.report) && http.is_success() {
             if let Some(id) = answer["wave_id"].as_str().map(str::to_owned) {
@@ -382,54 +390,43 @@ impl Runner {
                 answer["report"] = report;
             }
         }
-        let default = AnswerExpect::default();
-        let expect = exec.expect.as_ref().unwrap_or(&default);
-        let want_status = expect.status.clone().unwrap_or_else(|| if exec.detach { "running" } else { "ok" }.into());
-        let got_status = answer["status"].as_str().unwrap_or("").to_owned();
-        if got_status != want_status {
+        let got = Status::of_answer(&answer);
+        if got != Some(exec.status) {
             let why = answer["error"].as_str().map(|e| format!(": {e}")).unwrap_or_default();
-            return Err(format!("HTTP {} status `{got_status}`, want `{want_status}`{why}", http.as_u16()));
+            let got = got.map_or("none", Status::as_str);
+            let said = format!("HTTP {} status `{got}`, want `{}`{why}", http.as_u16(), exec.status.as_str());
+            // A body or token the agent refused is the setup's fault, not the system under test's.
+            return Err(if crate::client::is_setup_error(http) { StepError::Broken(said) } else { said.into() });
         }
-        self.check_values(&answer, &expect.values, &exec.record, title)
+        Ok(self.check_values(&answer, &exec.values, &exec.record, title)?)
     }
 
     /// Runs a sweep's steps once per round, with the round's values in place, and keeps what each round
     /// recorded as a row of the sweep's table. After a failed round the rest are skipped (reported step by
     /// step), unless `continue_on_failure`.
-    async fn sweep(
-        self: &Arc<Self>,
-        title: &str,
-        params: &std::collections::BTreeMap<String, Vec<Value>>,
-        inner: &[Step],
-        compare: &[String],
-        depth: usize,
-    ) -> Result<String, String> {
-        let rounds = sweep_rounds(params)?;
-        let names: Vec<String> = params.keys().cloned().collect();
-        let comparisons = compare.iter().map(|text| Comparison::parse(text, &names)).collect::<Result<Vec<_>, _>>()?;
-        let mut table =
-            SweepTable { name: title.to_owned(), params: params.keys().cloned().collect(), rows: Vec::new() };
+    async fn sweep(self: &Arc<Self>, title: &str, sweep: &Sweep, depth: usize) -> Result<String, String> {
+        let mut table = SweepTable { name: title.to_owned(), params: sweep.params.clone(), rows: Vec::new() };
         let mut held = true;
-        for (i, round) in rounds.iter().enumerate() {
-            let steps = substitute_steps(inner, round)?;
+        for (i, round) in sweep.rounds.iter().enumerate() {
             if (!held && !self.continue_on_failure) || self.interrupted() {
-                self.skip(&steps, depth + 1);
+                self.skip(&round.steps, depth + 1);
                 held = false;
                 continue;
             }
-            crate::say!("{}  round {} of {}: {}", "  ".repeat(depth), i + 1, rounds.len(), round_label(round));
+            let label = round_label(&round.values);
+            crate::say!("{}  round {} of {}: {label}", "  ".repeat(depth), i + 1, sweep.rounds.len());
             let before = self.figures.lock().unwrap_or_else(|p| p.into_inner()).len();
-            held &= self.run_steps(&steps, depth + 1).await;
+            held &= self.run_steps(&round.steps, depth + 1).await;
             let figures = self.figures.lock().unwrap_or_else(|p| p.into_inner())[before..]
                 .iter()
                 .map(|f| (f.figure.clone(), f.value))
                 .collect();
-            table.rows.push(SweepRow { values: round.iter().map(|(_, v)| v.clone()).collect(), figures });
+            table.rows.push(SweepRow { values: round.values.iter().map(|(_, v)| v.clone()).collect(), figures });
         }
         // The comparisons across rounds, once every round has run.
         let (mut held_text, mut failed) = (Vec::new(), Vec::new());
         if held {
-            for comparison in &comparisons {
+            for comparison in &sweep.compare {
                 match comparison.check(&table) {
                     Ok(said) => held_text.push(said),
                     Err(why) => failed.push(why),
@@ -443,7 +440,7 @@ impl Runner {
         if !failed.is_empty() {
             return Err(failed.join("; "));
         }
-        let mut detail = format!("{} rounds", rounds.len());
+        let mut detail = format!("{} rounds", sweep.rounds.len());
         for said in held_text {
             detail.push_str(&format!("; {said}"));
         }
@@ -455,14 +452,14 @@ impl Runner {
         self.figures.lock().unwrap_or_else(|p| p.into_inner()).push(figure);
     }
 
-    async fn expect(&self, expect: &ExpectStep) -> Result<String, String> {
-        let bound = Bound::parse(&expect.is)?;
+    async fn expect(&self, expect: &Expectation) -> Result<String, String> {
+        let bound = expect.is;
         let deadline = Instant::now() + expect.within.map(|w| w.0).unwrap_or_default();
         loop {
-            let value = match (&expect.promql, &expect.metric, &self.prometheus) {
-                (Some(query), _, Some(prometheus)) => promql(&self.prometheus_client, prometheus, query).await,
-                (_, Some(selector), _) => metric(&self.client, &self.service, selector).await,
-                _ => Err("no prometheus: URL for a promql expectation".into()),
+            let value = match (&expect.source, &self.prometheus) {
+                (Source::PromQl(query), Some(prometheus)) => promql(&self.prometheus_client, prometheus, query).await,
+                (Source::Metric(selector), _) => metric(&self.client, &self.service, selector).await,
+                (Source::PromQl(_), None) => Err("no prometheus: URL for a promql expectation".into()),
             };
             let last = match value {
                 Ok(Some(x)) if bound.holds(x) => return Ok(format!("{} {bound}", short_number(x))),
@@ -510,14 +507,14 @@ impl Runner {
     }
 
     /// POST /abort to the target: it releases everything and floods the abort to the whole swarm.
-    pub async fn abort(&self) -> Result<String, String> {
+    pub async fn abort(&self) -> Result<String, StepError> {
         let answer: Value = self
             .client
             .post(format!("{}/abort", self.public))
             .timeout(Duration::from_secs(30))
             .send()
             .await
-            .map_err(|e| format!("cannot reach {}: {e}", self.public))?
+            .map_err(|e| StepError::Broken(format!("cannot reach {}: {e}", self.public)))?
             .json()
             .await
             .map_err(|e| e.to_string())?;
@@ -530,6 +527,7 @@ fn announce(result: &StepResult) {
     let mark = match result.outcome {
         Outcome::Passed => crate::client::output::styled(crate::client::output::GOOD, "  ok  "),
         Outcome::Failed => crate::client::output::styled(crate::client::output::BAD, "FAILED"),
+        Outcome::Broken => crate::client::output::styled(crate::client::output::BAD, "BROKEN"),
         Outcome::Skipped => crate::client::output::styled(crate::client::output::DIM, " skip "),
     };
     let indent = "  ".repeat(result.depth);

@@ -1,7 +1,9 @@
 //! What crosses the network between a client and an agent, or between agents: the command body (`body`),
-//! how a command ended (`status`), the JSON error (`error`) and the headers tarsier defines. Both sides use
+//! the answers (`answer`), how a command ended (`status`), the JSON error (`error`) and the headers tarsier
+//! defines. Both sides use
 //! these types; neither side's internals belong here.
 
+pub mod answer;
 pub mod body;
 pub mod error;
 pub mod status;

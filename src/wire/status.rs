@@ -40,6 +40,17 @@ impl Status {
         }
     }
 
+    /// The status an answer (of `/exec`, `/abort`, a job) states, if it states one this side knows.
+    pub fn of_answer(answer: &serde_json::Value) -> Option<Status> {
+        Status::deserialize(&answer["status"]).ok()
+    }
+
+    /// The command ran, or runs, as asked: finished `ok`, still running, taken by a peer, or a dedupe wave
+    /// this agent had already run.
+    pub fn ran(self) -> bool {
+        matches!(self, Status::Ok | Status::Running | Status::Accepted | Status::Duplicate)
+    }
+
     /// The status and HTTP status of a command that ended with `error`.
     pub fn of_error(error: &CommandError) -> (Status, StatusCode) {
         match error {

@@ -11,6 +11,7 @@ mod agent_core;
 mod bad_bodies;
 mod cli;
 mod compat;
+mod contract;
 mod deps;
 mod docs;
 mod faults;

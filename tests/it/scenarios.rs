@@ -206,6 +206,32 @@ fn a_sweep_runs_once_per_value_and_writes_its_table_and_chart() {
     assert!(xml.contains("skipped=\"2\""), "{xml}");
 }
 
+/// A step that finds the setup broken is a JUnit `error`, and only that step: a later step whose expectation
+/// does not hold stays a `failure`. The run exits 2 (a broken setup wins over a failed expectation).
+#[test]
+fn junit_marks_only_the_broken_step_as_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mixed.yaml");
+    std::fs::write(
+        &file,
+        "name: mixed\ntarget: {local: 1}\ncontinue_on_failure: true\nsteps:\n\
+         \x20 - name: needs a token it was not given\n    exec: {command: sleep/sleep, data: {duration: '{{token}}'}}\n\
+         \x20 - name: sleeps too little\n    exec: {command: sleep/sleep, data: {duration: 1ms}, expect: {values: {result.slept_ms: '> 100000'}}}\n",
+    )
+    .unwrap();
+    let junit = dir.path().join("junit.xml");
+    let out = Command::new(BIN).args(["scenario", "run"]).arg(&file).arg("--junit").arg(&junit).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("BROKEN") && text(&out).contains("FAILED"), "{}", text(&out));
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("errors=\"1\"") && xml.contains("failures=\"1\""), "{xml}");
+    let broken = xml.find("needs a token").unwrap();
+    let failed = xml.find("sleeps too little").unwrap();
+    let error_at = xml.find("<error").expect("an error element");
+    let failure_at = xml.find("<failure").expect("a failure element");
+    assert!(broken < error_at && error_at < failed && failed < failure_at, "the error is the first step's: {xml}");
+}
+
 /// An agent that cannot be reached is a broken setup (exit 2) with its cause, not a failed test (exit 1).
 #[test]
 fn an_unreachable_target_exits_2_with_the_cause() {

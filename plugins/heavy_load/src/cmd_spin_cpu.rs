@@ -164,15 +164,15 @@ fn spin(deadline: Instant, load: u8, work: Option<f64>, cancel: &CancelFlag) -> 
 
 /// This thread's run time plus run-queue wait so far, from `/proc/self/task/TID/schedstat`.
 fn thread_runnable_seconds() -> Option<f64> {
-    // SAFETY: gettid has no preconditions.
-    let tid = unsafe { libc::gettid() };
+    let tid = nix::unistd::gettid().as_raw();
     let stat = procfs::process::Process::myself().ok()?.task_from_tid(tid).ok()?.schedstat().ok()?;
     Some((stat.sum_exec_runtime + stat.run_delay) as f64 / 1e9)
 }
 
+/// This thread's CPU time so far; 0 where the clock cannot be read (it always exists on Linux).
 fn thread_cpu_seconds() -> f64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime writes into the timespec we own; CLOCK_THREAD_CPUTIME_ID always exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+    use nix::time::{clock_gettime, ClockId};
+    clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map(|ts| ts.tv_sec() as f64 + ts.tv_nsec() as f64 / 1e9)
+        .unwrap_or(0.0)
 }

@@ -559,15 +559,15 @@ impl Load {
                     }
                     Outcome::Status(status)
                 }
-                Err(SendError::Connect) => {
+                Err(Failure::Connect) => {
                     tally.errors.connect += 1;
                     Outcome::Connect
                 }
-                Err(SendError::Timeout) => {
+                Err(Failure::Timeout) => {
                     tally.errors.timeout += 1;
                     Outcome::Timeout
                 }
-                Err(SendError::Other) => {
+                Err(Failure::Other) => {
                     tally.errors.other += 1;
                     Outcome::Other
                 }
@@ -578,13 +578,9 @@ impl Load {
         }
     }
 
-    async fn send(&self, connection: &mut Connection, started: Instant) -> Result<(u16, u64), SendError> {
+    async fn send(&self, connection: &mut Connection, started: Instant) -> Result<(u16, u64), Failure> {
         if let Some(template) = &self.fast {
-            return connection.send(template, self.timeout, started).await.map_err(|failure| match failure {
-                Failure::Connect => SendError::Connect,
-                Failure::Timeout => SendError::Timeout,
-                Failure::Other => SendError::Other,
-            });
+            return connection.send(template, self.timeout, started).await;
         }
         let mut request = self
             .client
@@ -594,9 +590,9 @@ impl Load {
         if let Some(body) = &self.body {
             request = request.body(body.clone());
         }
-        let response = request.send().await.map_err(SendError::from)?;
+        let response = request.send().await.map_err(Failure::from)?;
         let status = response.status().as_u16();
-        let bytes = response.bytes().await.map_err(SendError::from)?;
+        let bytes = response.bytes().await.map_err(Failure::from)?;
         Ok((status, bytes.len() as u64))
     }
 }
@@ -614,24 +610,6 @@ impl<'a> InFlight<'a> {
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.dec();
-    }
-}
-
-enum SendError {
-    Connect,
-    Timeout,
-    Other,
-}
-
-impl From<reqwest::Error> for SendError {
-    fn from(err: reqwest::Error) -> Self {
-        if err.is_timeout() {
-            SendError::Timeout
-        } else if err.is_connect() {
-            SendError::Connect
-        } else {
-            SendError::Other
-        }
     }
 }
 

@@ -66,11 +66,25 @@ impl Template {
     }
 }
 
+/// How one request failed, on either path: the load counts connect errors, timeouts and the rest apart.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Failure {
     Connect,
     Timeout,
     Other,
+}
+
+/// A reqwest failure (the HTTPS and HTTP/2 path) in the same three kinds as this path's own.
+impl From<reqwest::Error> for Failure {
+    fn from(err: reqwest::Error) -> Self {
+        if err.is_timeout() {
+            Failure::Timeout
+        } else if err.is_connect() {
+            Failure::Connect
+        } else {
+            Failure::Other
+        }
+    }
 }
 
 /// One worker's connection, opened on first use and again after an error or a `connection: close`.

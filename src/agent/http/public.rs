@@ -14,13 +14,13 @@ use axum::{Json, Router};
 use http_body_util::BodyExt as _;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tarsier_plugin::Held;
 
 use crate::agent::exec::execute;
 use crate::agent::http::gate::{method_not_allowed, no_such_route, PublicGateLayer};
 use crate::agent::jobs::raw_json;
 use crate::agent::state::AgentState;
-use crate::agent::wave::{now_ms, Entry, Forwarded, ReportEntry, Route};
+use crate::agent::wave::{now_ms, Entry, ReportEntry, Route};
+use crate::wire::answer::{AbortAnswer, Forwarded};
 use crate::wire::body::{check_wave_id, BodyFormat, CommandBody, WaveSpec, MAX_REMAIN};
 use crate::wire::error::ApiError;
 use crate::wire::status::Status;
@@ -171,35 +171,6 @@ async fn abort(
         forwarded: forwarded.accepted,
         forward: Some(forwarded),
     }))
-}
-
-/// The answer of `/abort`.
-#[derive(Debug, Serialize)]
-struct AbortAnswer {
-    agent: String,
-    wave_id: String,
-    status: Status,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cancelled_jobs: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    released: Option<Held>,
-    forwarded: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    forward: Option<Forwarded>,
-}
-
-impl AbortAnswer {
-    fn duplicate(agent: &str, wave_id: String) -> Self {
-        Self {
-            agent: agent.to_owned(),
-            wave_id,
-            status: Status::Duplicate,
-            cancelled_jobs: None,
-            released: None,
-            forwarded: 0,
-            forward: None,
-        }
-    }
 }
 
 /// One agent's report entry, at most (an `http_load` result with its histogram is a few KiB).

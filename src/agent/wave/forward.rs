@@ -4,12 +4,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use serde::Serialize;
 use serde_json::Value;
 
 use super::records::ReportEntry;
 use super::{Route, Swarm};
 use crate::agent::discovery::{Peer, PeerKind};
+use crate::wire::answer::{CopyAnswer, Forwarded};
+use crate::wire::status::Status;
 
 /// Attempts per peer (the first plus retries) and the pause before each retry.
 const ATTEMPTS: u32 = 3;
@@ -30,17 +31,6 @@ const COPIES_IN_FLIGHT_MAX: usize = 256;
 /// swarm's size: at 1,000 agents, one wave in tens of thousands misses one agent.
 const DEDUPE_TRIES_PER_BUDDY: usize = 2;
 const DEDUPE_TRIES_MIN: usize = 20;
-
-/// What forwarding one hop achieved.
-#[derive(Debug, Default, Clone, Copy, Serialize)]
-pub struct Forwarded {
-    /// Peers that took the copy.
-    pub accepted: u32,
-    /// Peers that had already run this dedupe wave.
-    pub duplicates: u32,
-    /// Peers that could not be reached or refused the copy.
-    pub failed: u32,
-}
 
 /// How one peer answered a copy.
 enum PeerAnswer {
@@ -146,8 +136,9 @@ async fn send_copy(swarm: &Swarm, peer: &Peer, route: Route, copy: &Bytes, dedup
             Ok(response) if response.status().is_success() => {
                 swarm.metrics.forward_seconds.observe(started.elapsed().as_secs_f64());
                 swarm.remember_h2(&peer.public);
-                let body: Value = response.json().await.unwrap_or(Value::Null);
-                return if body["status"] == "duplicate" { PeerAnswer::Duplicate } else { PeerAnswer::Accepted };
+                let answer = response.json::<CopyAnswer>().await.ok();
+                let duplicate = answer.is_some_and(|answer| answer.status == Status::Duplicate);
+                return if duplicate { PeerAnswer::Duplicate } else { PeerAnswer::Accepted };
             }
             Ok(response)
                 if matches!(

@@ -27,7 +27,8 @@ use crate::wire::body::WaveSpec;
 use crate::wire::error::ApiError;
 use crate::wire::status::Status;
 
-pub use forward::{Forwarded, FORWARD_TIMEOUT};
+use crate::wire::answer::Forwarded;
+pub use forward::FORWARD_TIMEOUT;
 pub use records::{now_ms, ReportEntry, WaveKey, WaveRecords};
 
 /// This agent's part in the swarm.

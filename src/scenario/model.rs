@@ -1,0 +1,172 @@
+//! The scenario file as written (docs/scenarios.md): a target, an optional Prometheus, and steps, each a set
+//! of optional keys. Unknown keys are refused with their line and column. Nothing here is checked beyond its
+//! types: `plan` turns this once into typed steps, and the runner never sees these.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tarsier_plugin::HumanDuration;
+
+use crate::wire::body::WaveSpec;
+use crate::wire::status::Status;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScenario {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub target: RawTarget,
+    /// Prometheus base URL for `expect: {promql: ...}` steps.
+    #[serde(default)]
+    pub prometheus: Option<String>,
+    /// Keep running the steps after one fails (default: stop at the first failure).
+    #[serde(default)]
+    pub continue_on_failure: bool,
+    pub steps: Vec<RawStep>,
+    /// Steps run after `steps` whatever happened to them (a failure, Ctrl-C): each one, in order. For
+    /// releasing what the steps set up (`run: python3 scripts/stack.py down`).
+    #[serde(default)]
+    pub teardown: Vec<RawStep>,
+}
+
+/// Where the scenario sends its commands: exactly one of `agent`, `consul` or `local`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTarget {
+    /// An agent's public URL.
+    pub agent: Option<String>,
+    /// That agent's service URL, for `expect: {metric: ...}`; default: the same host, public port + 1.
+    pub service: Option<String>,
+    /// A Consul address: the scenario talks to one passing agent of `consul_service`.
+    pub consul: Option<String>,
+    #[serde(default = "default_consul_service")]
+    pub consul_service: String,
+    /// Start a local swarm of this many agents for the scenario.
+    pub local: Option<usize>,
+}
+
+fn default_consul_service() -> String {
+    "tarsier".into()
+}
+
+/// One step: exactly one action, with an optional name.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStep {
+    pub name: Option<String>,
+    pub exec: Option<RawExec>,
+    pub wait: Option<HumanDuration>,
+    pub expect: Option<RawExpect>,
+    pub probe: Option<ProbeStep>,
+    /// `abort: {}` (or `abort: true`): POST /abort to the target, which floods the swarm.
+    pub abort: Option<Value>,
+    /// A command on the machine that runs the scenario (`docker`, `kubectl`, a script), like a command probe.
+    pub run: Option<RawRun>,
+    /// Steps run at the same time.
+    pub parallel: Option<Vec<RawStep>>,
+    /// Steps run in order, `repeat` times.
+    pub steps: Option<Vec<RawStep>>,
+    pub repeat: Option<u32>,
+    /// `sweep: {replicas: [1, 2, 4]}` with `steps:`: the steps run once per value (several parameters: once
+    /// per combination), with `{{replicas}}` replaced in their strings and exec data; the figures they record
+    /// make one row of the sweep's table per round.
+    pub sweep: Option<BTreeMap<String, Vec<Value>>>,
+    /// With `sweep`: comparisons across its rounds, checked when the last round ends
+    /// (`result.req_per_s at replicas=8 >= 1.5x at replicas=1`).
+    pub compare: Option<Vec<String>>,
+}
+
+/// A command body plus what its answer must show.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExec {
+    pub command: String,
+    #[serde(default)]
+    pub data: Value,
+    #[serde(default)]
+    pub wave: Option<WaveSpec>,
+    #[serde(default)]
+    pub detach: bool,
+    #[serde(default)]
+    pub expect: Option<RawAnswerExpect>,
+    /// Dotted paths of the answer to show in the summary (`result.req_per_s`, `report.merged.latency_ms.p99`).
+    #[serde(default)]
+    pub record: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAnswerExpect {
+    /// The answer's `status` (default `ok`, or `running` for a detached command).
+    pub status: Option<Status>,
+    /// Comparisons on dotted paths of the answer; `report.` paths read the wave report (`wave.report: true`).
+    #[serde(default)]
+    pub values: std::collections::BTreeMap<String, String>,
+}
+
+/// A number from Prometheus or from the target's /metrics, compared with a bound.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExpect {
+    /// A PromQL query answered by the scenario's `prometheus`; it must give one number.
+    pub promql: Option<String>,
+    /// A metric of the target agent's /metrics: `name` or `name{label="value"}`, summed over matching series.
+    pub metric: Option<String>,
+    /// The comparison: `< 5`, `<= 5`, `> 5`, `>= 5` or `== 5`.
+    pub is: String,
+    /// Poll until it holds, for at most this long (default: check once).
+    pub within: Option<HumanDuration>,
+}
+
+/// `run: "docker kill x"` (run by `sh -c`) or `run: {command: ..., status: 0, timeout: 60s}`: it holds when
+/// the command exits with `status` within `timeout`; past the timeout it is killed. `{{public}}` and
+/// `{{service}}` in the command become the target's `host:port`s. A command that prints a JSON object on
+/// its last line of stdout (`{"seconds": 4.2}`) can be measured like an exec answer: `values:` compares
+/// its fields and `record:` keeps them. A scenario with `run:` steps runs programs: run only scenario files
+/// you trust.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum RawRun {
+    Line(String),
+    Full {
+        command: String,
+        #[serde(default)]
+        status: i32,
+        #[serde(default = "default_run_timeout")]
+        timeout: HumanDuration,
+        /// Comparisons on dotted paths of the JSON object the command printed last.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        values: BTreeMap<String, String>,
+        /// Dotted paths of that object to record.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        record: Vec<String>,
+    },
+}
+
+pub fn default_run_timeout() -> HumanDuration {
+    HumanDuration::from_secs(60)
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeStep {
+    pub url: String,
+    /// The status that must come back.
+    #[serde(default = "default_probe_status")]
+    pub status: u16,
+    /// How long the system under test has to answer it.
+    #[serde(default = "default_probe_within")]
+    pub within: HumanDuration,
+    /// Turn the probe around: it holds when `status` does NOT come within the time (a liveness probe fires).
+    #[serde(default)]
+    pub fails: bool,
+}
+
+fn default_probe_status() -> u16 {
+    200
+}
+fn default_probe_within() -> HumanDuration {
+    HumanDuration::from_secs(30)
+}

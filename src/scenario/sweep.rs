@@ -1,0 +1,164 @@
+//! Sweeps: the rounds of a sweep's parameters, their values put in place in the steps of each round, and
+//! `--sweep NAME=V1,V2` overrides. Works on the file's form (`model`): a round's steps are typed only once
+//! their values are in place.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::model::RawStep;
+
+/// The most rounds one sweep may run (the product of its parameters' values).
+pub const MAX_SWEEP_ROUNDS: usize = 1_000;
+
+/// One round of a sweep: each parameter's value.
+pub type Round = Vec<(String, Value)>;
+
+/// Every combination of the parameters' values, the first parameter (by name) varying slowest.
+pub fn sweep_rounds(params: &BTreeMap<String, Vec<Value>>) -> Result<Vec<Round>, String> {
+    if params.is_empty() {
+        return Err("give at least one parameter and its values, such as `{replicas: [1, 2, 4]}`".into());
+    }
+    let mut rounds: Vec<Round> = vec![Vec::new()];
+    for (name, values) in params {
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!("`{name}`: a parameter's name is letters, digits and `_`"));
+        }
+        if values.is_empty() {
+            return Err(format!("{name}: give at least one value"));
+        }
+        if let Some(bad) = values.iter().find(|v| !(v.is_number() || v.is_string() || v.is_boolean())) {
+            return Err(format!("{name}: {bad} is not a number, string or boolean"));
+        }
+        if rounds.len().saturating_mul(values.len()) > MAX_SWEEP_ROUNDS {
+            return Err(format!("more than {MAX_SWEEP_ROUNDS} rounds"));
+        }
+        rounds = rounds
+            .into_iter()
+            .flat_map(|round| {
+                values.iter().map(move |value| {
+                    let mut next = round.clone();
+                    next.push((name.clone(), value.clone()));
+                    next
+                })
+            })
+            .collect();
+    }
+    Ok(rounds)
+}
+
+/// `replicas=2 concurrency=50`.
+pub fn round_label(round: &Round) -> String {
+    round.iter().map(|(name, value)| format!("{name}={}", plain(value))).collect::<Vec<_>>().join(" ")
+}
+
+/// A parameter's value as written: a string without its quotes, anything else as JSON.
+pub fn plain(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The steps with `{{name}}` replaced by the round's values in every string: a string that is only the
+/// placeholder becomes the value itself (a number stays a number in exec data).
+pub fn substitute_steps(steps: &[RawStep], round: &Round) -> Result<Vec<RawStep>, String> {
+    let mut value = serde_json::to_value(steps).map_err(|e| e.to_string())?;
+    fill(&mut value, round);
+    serde_json::from_value(value).map_err(|e| e.to_string())
+}
+
+fn fill(value: &mut Value, round: &Round) {
+    match value {
+        Value::String(text) => {
+            if let Some((_, whole)) = round.iter().find(|(name, _)| *text == format!("{{{{{name}}}}}")) {
+                *value = whole.clone();
+                return;
+            }
+            for (name, replacement) in round {
+                *text = text.replace(&format!("{{{{{name}}}}}"), &plain(replacement));
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|item| fill(item, round)),
+        Value::Object(map) => map.values_mut().for_each(|item| fill(item, round)),
+        _ => {}
+    }
+}
+
+/// `--sweep replicas=1,4`: new values for a sweep parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SweepOverride {
+    pub name: String,
+    pub values: Vec<Value>,
+}
+
+impl SweepOverride {
+    /// `NAME=V1,V2,...`; each value is read as YAML, so `4` is a number and `fast` a string.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (name, list) = text.split_once('=').ok_or_else(|| format!("--sweep {text}: write NAME=V1,V2"))?;
+        let values = list
+            .split(',')
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| serde_norway::from_str::<Value>(v.trim()).map_err(|e| format!("--sweep {text}: `{v}`: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        if values.is_empty() {
+            return Err(format!("--sweep {text}: give at least one value"));
+        }
+        Ok(SweepOverride { name: name.trim().to_owned(), values })
+    }
+}
+
+/// Puts the override's values into every sweep (at any depth) that has its parameter; how many did.
+pub fn override_sweeps(steps: &mut [RawStep], change: &SweepOverride) -> usize {
+    let mut changed = 0;
+    for step in steps {
+        if let Some(values) = step.sweep.as_mut().and_then(|params| params.get_mut(&change.name)) {
+            *values = change.values.clone();
+            changed += 1;
+        }
+        for inner in [step.steps.as_mut(), step.parallel.as_mut()].into_iter().flatten() {
+            changed += override_sweeps(inner, change);
+        }
+    }
+    changed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sweeps_run_the_product_of_their_parameters_with_values_in_place() {
+        let params: BTreeMap<String, Vec<Value>> = serde_json::from_str(r#"{"b": [1, 2], "a": ["x", "y"]}"#).unwrap();
+        let rounds = sweep_rounds(&params).unwrap();
+        let labels: Vec<String> = rounds.iter().map(round_label).collect();
+        assert_eq!(labels, ["a=x b=1", "a=x b=2", "a=y b=1", "a=y b=2"]);
+        let steps: Vec<RawStep> = serde_norway::from_str(
+            "- run: 'scale to {{b}} in {{a}}'\n- exec: {command: sleep/sleep, data: {n: '{{b}}', s: 'b{{b}}'}}\n",
+        )
+        .unwrap();
+        let filled = substitute_steps(&steps, &rounds[1]).unwrap();
+        assert!(matches!(&filled[0].run, Some(super::super::model::RawRun::Line(l)) if l == "scale to 2 in x"));
+        let data = &filled[1].exec.as_ref().unwrap().data;
+        assert_eq!(data["n"], 2, "a lone placeholder keeps the value's type");
+        assert_eq!(data["s"], "b2");
+        let too_many: BTreeMap<String, Vec<Value>> =
+            [("a".to_owned(), vec![Value::from(1); 100]), ("b".to_owned(), vec![Value::from(1); 11])].into();
+        assert!(sweep_rounds(&too_many).unwrap_err().contains("more than 1000 rounds"));
+        assert!(sweep_rounds(&BTreeMap::new()).is_err());
+    }
+
+    #[test]
+    fn sweep_overrides_replace_values_at_any_depth() {
+        let change = SweepOverride::parse("n=1, 4,fast").unwrap();
+        assert_eq!(change.values, [Value::from(1), Value::from(4), Value::from("fast")]);
+        assert!(SweepOverride::parse("n").is_err() && SweepOverride::parse("n=").is_err());
+        let mut steps: Vec<RawStep> = serde_norway::from_str(
+            "- steps:\n  - sweep: {n: [1, 2, 3]}\n    steps: [{run: 'echo {{n}}'}]\n- sweep: {m: [1]}\n  steps: [{wait: 1s}]\n",
+        )
+        .unwrap();
+        assert_eq!(override_sweeps(&mut steps, &change), 1);
+        assert_eq!(steps[0].steps.as_ref().unwrap()[0].sweep.as_ref().unwrap()["n"].len(), 3);
+        assert_eq!(override_sweeps(&mut steps, &SweepOverride::parse("x=1").unwrap()), 0);
+    }
+}
