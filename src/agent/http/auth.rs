@@ -3,24 +3,16 @@
 
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::credentials::Token;
 use crate::wire::error::ApiError;
 
-/// Middleware: the request must carry the token (when the agent has one). A refusal is a `401` JSON error
-/// that closes the connection, logged with the client's address.
-pub async fn require_token(State(token): State<Option<Token>>, request: Request, next: Next) -> Response {
-    match token_refusal(token.as_ref(), &request) {
-        None => next.run(request).await,
-        Some(refusal) => refusal,
-    }
-}
-
-/// The 401 for a request without the swarm's token, when the agent has one.
+/// The 401 for a request without the swarm's token, when the agent has one: a JSON error that closes the
+/// connection, logged with the client's address. The gate (`gate.rs`) asks it for every route that needs the
+/// token.
 pub fn token_refusal(token: Option<&Token>, request: &Request) -> Option<Response> {
     let token = token?;
     if token.accepts(request.headers().get(header::AUTHORIZATION)) {

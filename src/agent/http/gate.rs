@@ -1,4 +1,5 @@
-//! What both listeners share: request counting, and JSON answers for unknown routes and wrong methods.
+//! The gate both listeners share, in front of every route: request counting, the request bounds and the
+//! token check; and JSON answers for unknown routes and wrong methods.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -6,50 +7,85 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tower::{Layer, Service};
 
 use crate::agent::state::AgentState;
 use crate::wire::error::ApiError;
 
-/// Counts every answered request in `tarsier_http_requests_total{listener, path, code}`.
-pub async fn count_requests(
-    State((state, listener)): State<(Arc<AgentState>, &'static str)>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let path = request.extensions().get::<MatchedPath>().cloned();
-    let response = next.run(request).await;
-    count(&state, listener, path.as_ref(), &response);
-    response
+/// The service port's routes that need the token: `/commands`, `/runtime` and `/peers` tell a stranger what
+/// the swarm holds and where its members are. `service.rs` routes them from this list.
+pub const GUARDED_ROUTES: [&str; 3] = ["/commands", "/runtime", "/peers"];
+
+/// The listener a gate guards: its label in the metrics, the largest body it reads, and which of its routes
+/// need the swarm's token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listener {
+    /// Every route needs the token (when the agent has one); bodies up to `max_body`.
+    Public,
+    /// Only the routes that tell a stranger what the swarm holds need it ([`GUARDED_ROUTES`]); probes,
+    /// `/metrics` and `/sd` stay open. No route reads a body.
+    Service,
 }
 
-/// The public port's whole gate in one layer, outermost first: counted, then the request bounds, then the
-/// token. A tower service of its own rather than `axum::middleware::from_fn`, which clones and boxes the
-/// inner service and boxes its future on every request; this boxes one future (with axum's features
-/// trimmed, 48,200 -> 43,500 instructions per `/exec`).
+impl Listener {
+    fn label(self) -> &'static str {
+        match self {
+            Listener::Public => "public",
+            Listener::Service => "service",
+        }
+    }
+
+    fn max_body(self, state: &AgentState) -> usize {
+        match self {
+            Listener::Public => state.bodies.max_bytes,
+            Listener::Service => 0,
+        }
+    }
+
+    fn needs_token(self, path: Option<&MatchedPath>) -> bool {
+        match self {
+            Listener::Public => true,
+            Listener::Service => path.is_some_and(|p| GUARDED_ROUTES.contains(&p.as_str())),
+        }
+    }
+}
+
+/// One gate for both listeners, outermost first: counted, then the request bounds, then the token. A tower
+/// service of its own rather than `axum::middleware::from_fn`, which clones and boxes the inner service and
+/// boxes its future on every request; this boxes one future (with axum's features trimmed, 48,200 -> 43,500
+/// instructions per `/exec`).
 #[derive(Clone)]
-pub struct PublicGateLayer(pub Arc<AgentState>);
+pub struct GateLayer {
+    state: Arc<AgentState>,
+    listener: Listener,
+}
 
-impl<S> Layer<S> for PublicGateLayer {
-    type Service = PublicGate<S>;
+impl GateLayer {
+    pub fn new(state: Arc<AgentState>, listener: Listener) -> Self {
+        Self { state, listener }
+    }
+}
 
-    fn layer(&self, inner: S) -> PublicGate<S> {
-        PublicGate { inner, state: self.0.clone() }
+impl<S> Layer<S> for GateLayer {
+    type Service = Gate<S>;
+
+    fn layer(&self, inner: S) -> Gate<S> {
+        Gate { inner, state: self.state.clone(), listener: self.listener }
     }
 }
 
 #[derive(Clone)]
 // PERF(control): a hand-written tower Service, not three `from_fn` layers (each a boxed future per request).
-pub struct PublicGate<S> {
+pub struct Gate<S> {
     inner: S,
     state: Arc<AgentState>,
+    listener: Listener,
 }
 
-impl<S> Service<Request> for PublicGate<S>
+impl<S> Service<Request> for Gate<S>
 where
     S: Service<Request, Response = Response, Error = Infallible>,
     S::Future: Send + 'static,
@@ -64,9 +100,14 @@ where
 
     fn call(&mut self, request: Request) -> Self::Future {
         let path = request.extensions().get::<MatchedPath>().cloned();
-        let state = self.state.clone();
-        let refusal = bounds_refusal(&request, state.bodies.max_bytes)
-            .or_else(|| crate::agent::http::auth::token_refusal(state.token.as_ref(), &request));
+        let (state, listener) = (self.state.clone(), self.listener);
+        let refusal = bounds_refusal(&request, listener.max_body(&state)).or_else(|| {
+            if listener.needs_token(path.as_ref()) {
+                crate::agent::http::auth::token_refusal(state.token.as_ref(), &request)
+            } else {
+                None
+            }
+        });
         // `poll_ready` was passed on, so the inner service is ready for this call.
         let answered = match refusal {
             Some(refusal) => Err(refusal),
@@ -77,7 +118,7 @@ where
                 Err(refusal) => refusal,
                 Ok(answering) => answering.await?,
             };
-            count(&state, "public", path.as_ref(), &response);
+            count(&state, listener.label(), path.as_ref(), &response);
             Ok(response)
         })
     }
@@ -107,15 +148,7 @@ pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// `Expect` other than `100-continue` (417), and a `Content-Length` over `max_body` (413). The last is
 /// answered before the body is touched, so a client that sent `Expect: 100-continue` never gets its
 /// `100 Continue` and does not send the body at all. A refusal closes the connection.
-pub async fn request_bounds(State(max_body): State<usize>, request: Request, next: Next) -> Response {
-    match bounds_refusal(&request, max_body) {
-        None => next.run(request).await,
-        Some(refusal) => refusal,
-    }
-}
-
-/// The answer to a request that breaks the bounds above, if it does.
-pub fn bounds_refusal(request: &Request, max_body: usize) -> Option<Response> {
+fn bounds_refusal(request: &Request, max_body: usize) -> Option<Response> {
     let headers = request.headers();
     let target = request.uri().path_and_query().map_or(0, |target| target.as_str().len());
     let refusal = if target > MAX_URI {

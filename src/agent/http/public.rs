@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::agent::exec::execute;
-use crate::agent::http::gate::{method_not_allowed, no_such_route, PublicGateLayer};
+use crate::agent::http::gate::{method_not_allowed, no_such_route, GateLayer, Listener};
 use crate::agent::jobs::raw_json;
 use crate::agent::state::AgentState;
 use crate::agent::wave::{now_ms, Entry, ReportEntry, Route};
@@ -38,7 +38,7 @@ pub fn router(state: Arc<AgentState>) -> Router {
         .route("/waves/{id}/report", post(wave_report))
         .fallback(no_such_route)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(PublicGateLayer(state.clone()))
+        .layer(GateLayer::new(state.clone(), Listener::Public))
         .with_state(state)
 }
 

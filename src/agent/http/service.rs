@@ -10,8 +10,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::agent::http::auth::require_token;
-use crate::agent::http::gate::{count_requests, method_not_allowed, no_such_route, request_bounds};
+use crate::agent::http::gate::{method_not_allowed, no_such_route, GateLayer, Listener, GUARDED_ROUTES};
 use crate::agent::state::AgentState;
 use crate::sys::runtime_stats::ProcessStats;
 
@@ -20,22 +19,19 @@ use crate::sys::runtime_stats::ProcessStats;
 /// probes written for it use) and `/mem_stats` (what `/metrics` already shows of the process's memory). `/commands`, `/runtime` and `/peers` tell a stranger what the swarm holds and
 /// where its members are, so they need the token like the public port.
 pub fn router(state: Arc<AgentState>) -> Router {
-    let guarded = Router::new()
-        .route("/commands", get(commands))
-        .route("/runtime", get(runtime))
-        .route("/peers", get(peers))
-        .route_layer(axum::middleware::from_fn_with_state(state.token.clone(), require_token));
+    let [commands_route, runtime_route, peers_route] = GUARDED_ROUTES;
     Router::new()
         .route("/health", get(health))
         .route("/health_check", get(health))
         .route("/mem_stats", get(mem_stats))
         .route("/metrics", get(metrics))
         .route("/sd", get(service_discovery))
-        .merge(guarded)
+        .route(commands_route, get(commands))
+        .route(runtime_route, get(runtime))
+        .route(peers_route, get(peers))
         .fallback(no_such_route)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(0, request_bounds))
-        .layer(axum::middleware::from_fn_with_state((state.clone(), "service"), count_requests))
+        .layer(GateLayer::new(state.clone(), Listener::Service))
         .with_state(state)
 }
 
