@@ -3,10 +3,10 @@
 //! between them `wire`; `credentials` and `sys` serve both (ARCHITECTURE.md has the map).
 
 pub mod agent;
-pub mod catalogue;
+pub(crate) mod catalogue;
 pub mod cli;
 pub mod client;
-pub mod credentials;
+pub(crate) mod credentials;
 pub mod demo;
 pub mod local_swarm;
 pub mod scenario;

@@ -39,7 +39,7 @@ fn raise_fd_limit(agents: usize) {
 const FDS_PER_AGENT: u64 = 4;
 const FDS_SPARE: u64 = 256;
 
-pub struct LocalSwarm {
+pub(crate) struct LocalSwarm {
     pub agents: Vec<Arc<AgentState>>,
     pub shutdown: CancellationToken,
     serving: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,

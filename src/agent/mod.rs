@@ -4,14 +4,14 @@
 //! `state` and `metrics`.
 
 pub mod config;
-pub mod discovery;
-pub mod exec;
+pub(crate) mod discovery;
+pub(crate) mod exec;
 pub mod http;
-pub mod jobs;
-pub mod metrics;
-pub mod registry;
+pub(crate) mod jobs;
+pub(crate) mod metrics;
+pub(crate) mod registry;
 pub mod state;
-pub mod wave;
+pub(crate) mod wave;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -186,7 +186,7 @@ fn advertised_host(config: &AgentConfig, public: SocketAddr) -> String {
 
 /// How long an idle connection to a peer is kept open.
 // PERF(wave): peer connections close after 10 s idle: ~160 KiB each, tens per agent after a wave.
-pub const PEER_CONNECTION_IDLE: std::time::Duration = std::time::Duration::from_secs(10);
+pub(crate) const PEER_CONNECTION_IDLE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The client agents use to forward waves and send reports: it carries the swarm token, and with
 /// `public_tls` it speaks HTTPS to peers, verifying them against `public_tls.ca` and, with `client_auth`,
@@ -223,7 +223,7 @@ pub fn http_client(config: &AgentConfig) -> anyhow::Result<reqwest::Client> {
 }
 
 /// Consul's HTTP API speaks HTTP/1 only.
-pub fn consul_client() -> anyhow::Result<reqwest::Client> {
+pub(crate) fn consul_client() -> anyhow::Result<reqwest::Client> {
     crate::credentials::tls::with_system_roots(reqwest::Client::builder())
         .connect_timeout(std::time::Duration::from_secs(2))
         .pool_max_idle_per_host(2)

@@ -17,26 +17,26 @@ use crate::credentials::Token;
 pub struct AgentState {
     /// Shared: every `/exec` answer carries it.
     pub name: Arc<str>,
-    pub registry: Registry,
-    pub jobs: Jobs,
-    pub metrics: Metrics,
-    pub limits: Arc<Limits>,
+    pub(crate) registry: Registry,
+    pub(crate) jobs: Jobs,
+    pub(crate) metrics: Metrics,
+    pub(crate) limits: Arc<Limits>,
     /// What `limits` caps, reserved by commands before they take it.
-    pub budgets: Arc<Budgets>,
-    pub health: HealthGate,
-    pub started: Instant,
+    pub(crate) budgets: Arc<Budgets>,
+    pub(crate) health: HealthGate,
+    pub(crate) started: Instant,
     pub public_addr: SocketAddr,
     pub service_addr: SocketAddr,
     /// `host:port` Prometheus reaches the service port at (for `/sd`).
-    pub advertised_service: String,
-    pub swarm: Arc<Swarm>,
+    pub(crate) advertised_service: String,
+    pub(crate) swarm: Arc<Swarm>,
     /// The swarm token every public route requires, when the agent has one.
-    pub token: Option<Token>,
-    pub bodies: BodyLimits,
+    pub(crate) token: Option<Token>,
+    pub(crate) bodies: BodyLimits,
     /// Fires when the agent shuts down.
-    pub shutdown: CancellationToken,
+    pub(crate) shutdown: CancellationToken,
     /// One abort at a time here, so two concurrent aborts do not both count what one of them released.
-    pub aborting: tokio::sync::Mutex<()>,
+    pub(crate) aborting: tokio::sync::Mutex<()>,
 }
 
 /// How long an abort waits for the jobs it cancelled to stop and release what they hold (they stop within
@@ -45,14 +45,14 @@ const ABORT_SETTLE: Duration = Duration::from_millis(500);
 
 /// How large a request body may be, and how long it may take to arrive.
 #[derive(Debug, Clone, Copy)]
-pub struct BodyLimits {
+pub(crate) struct BodyLimits {
     pub max_bytes: usize,
     pub timeout: Duration,
 }
 
 /// What the local half of an abort did.
 #[derive(Debug, Clone, Copy)]
-pub struct Aborted {
+pub(crate) struct Aborted {
     /// Jobs this abort cancelled (a job another abort had already cancelled is not counted again).
     pub cancelled_jobs: usize,
     pub released: Held,
@@ -60,7 +60,7 @@ pub struct Aborted {
 
 impl AgentState {
     /// The context a job of this agent runs with.
-    pub fn exec_context(&self, cancel: Cancel, progress: tarsier_plugin::Progress) -> ExecContext {
+    pub(crate) fn exec_context(&self, cancel: Cancel, progress: tarsier_plugin::Progress) -> ExecContext {
         ExecContext {
             cancel,
             limits: self.limits.clone(),
@@ -73,7 +73,7 @@ impl AgentState {
     /// Cancels every job, then releases everything every plugin holds (the local half of `/abort`). In that
     /// order: a command sees its cancel before the release, so it cannot add anything after it. What it says
     /// was released is what was held before and is not any more, once the cancelled jobs have stopped.
-    pub async fn abort_local(self: &Arc<Self>) -> Aborted {
+    pub(crate) async fn abort_local(self: &Arc<Self>) -> Aborted {
         let _one_at_a_time = self.aborting.lock().await;
         let before = self.registry.held();
         let cancelled = self.jobs.cancel_all();
@@ -90,7 +90,7 @@ impl AgentState {
     }
 
     /// Releases everything held, on a thread of its own: deleting 100,000 files blocks for a while.
-    pub async fn release_all(self: &Arc<Self>) -> Held {
+    pub(crate) async fn release_all(self: &Arc<Self>) -> Held {
         let state = self.clone();
         run_on_thread("release", &Cancel::default(), move || Ok(state.registry.release_all())).await.unwrap_or_else(
             |err| {

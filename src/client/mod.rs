@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use serde_json::Value;
 use std::time::Instant;
 
-pub mod output;
+pub(crate) mod output;
 pub use output::{LiveLine, OutputFormat};
 
 use crate::cli::ClientArgs;
@@ -16,7 +16,7 @@ use crate::wire::status::Status;
 
 /// `http://host:port` (or `host:port`) gets `path` appended; a URL that already has a path is used as it is.
 /// With an empty `path` the base URL comes back without a trailing `/`, for callers that add their own.
-pub fn endpoint(url: &str, path: &str) -> String {
+pub(crate) fn endpoint(url: &str, path: &str) -> String {
     let with_scheme = if url.contains("://") { url.to_owned() } else { format!("http://{url}") };
     let joined = match reqwest::Url::parse(&with_scheme) {
         Ok(mut parsed) if parsed.path() == "/" => {
@@ -32,7 +32,7 @@ pub fn endpoint(url: &str, path: &str) -> String {
 
 /// The client the CLI reaches agents with: the swarm token on every request, the CA for https:// agents,
 /// and a client certificate for agents that require mutual TLS.
-pub fn agent_client(timeout: Duration, args: &ClientArgs) -> anyhow::Result<reqwest::Client> {
+pub(crate) fn agent_client(timeout: Duration, args: &ClientArgs) -> anyhow::Result<reqwest::Client> {
     let mut headers = reqwest::header::HeaderMap::new();
     if let Some(path) = &args.token_file {
         headers.insert(reqwest::header::AUTHORIZATION, Token::from_file(path)?.bearer());
@@ -161,7 +161,7 @@ fn exit_code(http: reqwest::StatusCode, answer: &Value) -> i32 {
 
 /// An agent's answer that says the body or the access was wrong, not the command: retrying will not help.
 /// `tarsier exec` exits 2 on one, and a scenario step that gets one marks the setup broken.
-pub fn is_setup_error(http: reqwest::StatusCode) -> bool {
+pub(crate) fn is_setup_error(http: reqwest::StatusCode) -> bool {
     use reqwest::StatusCode as S;
     let setup = [
         S::BAD_REQUEST,
@@ -181,7 +181,7 @@ pub fn is_setup_error(http: reqwest::StatusCode) -> bool {
 /// Polls the origin's report until `expected` executions are in, nothing new came for a second, or
 /// `deadline`. A wave the origin keeps no report of is an error at once, with the origin's reason. `line`
 /// shows how many agents reported so far.
-pub async fn wait_for_report(
+pub(crate) async fn wait_for_report(
     client: &reqwest::Client,
     origin: &str,
     id: &str,

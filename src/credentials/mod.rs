@@ -5,4 +5,4 @@
 pub mod tls;
 mod token;
 
-pub use token::{Token, MAX_TOKEN_LEN, MIN_TOKEN_LEN};
+pub use token::Token;

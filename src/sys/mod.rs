@@ -3,7 +3,7 @@
 //! names the host in its JUnit report.
 
 pub mod heap_trim;
-pub mod runtime_stats;
+pub(crate) mod runtime_stats;
 
 /// This machine's name, or `localhost` when the kernel has none.
 pub fn hostname() -> String {

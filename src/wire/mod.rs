@@ -3,7 +3,7 @@
 //! defines. Both sides use
 //! these types; neither side's internals belong here.
 
-pub mod answer;
+pub(crate) mod answer;
 pub mod body;
 pub mod error;
 pub mod status;

@@ -3,8 +3,8 @@
 //! public port's routes (`/exec`, `/abort`, `/jobs`, `/waves`) and `service` the service port's (`/health`,
 //! `/metrics`, `/commands`, `/runtime`).
 
-pub mod auth;
-pub mod gate;
-pub mod listener;
+pub(crate) mod auth;
+pub(crate) mod gate;
+pub(crate) mod listener;
 pub mod public;
-pub mod service;
+pub(crate) mod service;

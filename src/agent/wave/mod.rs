@@ -28,7 +28,6 @@ use crate::wire::error::ApiError;
 use crate::wire::status::Status;
 
 use crate::wire::answer::Forwarded;
-pub use forward::FORWARD_TIMEOUT;
 pub use records::{now_ms, ReportEntry, WaveKey, WaveRecords};
 
 /// This agent's part in the swarm.
