@@ -5,9 +5,7 @@ mod cmd_dial;
 mod cmd_http_load;
 mod cmd_stats;
 mod conns;
-mod http1_conn;
-mod http_metrics;
-mod http_stats;
+mod http_load;
 mod targets;
 
 use std::sync::Arc;
@@ -15,12 +13,12 @@ use std::sync::Arc;
 use tarsier_plugin::{DynCommand, Held, Plugin};
 
 pub use conns::Connections;
-pub use http_stats::{Errors, HttpLoadResult, LatencyMs};
+pub use http_load::stats::{Errors, HttpLoadResult, LatencyMs};
 
 #[derive(Default)]
 pub struct Net {
     conns: Arc<Connections>,
-    http_metrics: http_metrics::HttpLoadMetrics,
+    http_metrics: http_load::metrics::HttpLoadMetrics,
 }
 
 impl Net {

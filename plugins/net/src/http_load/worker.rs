@@ -1,0 +1,369 @@
+//! The load itself: `concurrency` workers, each with its own connection (or reqwest's pool for HTTPS and
+//! HTTP/2), sending as fast as answers come or at the pacer's schedule, each keeping its own books and handing
+//! them over in batches.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tarsier_plugin::tls_client::{client_config, ServerCheck};
+use tarsier_plugin::{Cancel, CommandError};
+
+use super::conn::{Connection, Failure, Template};
+use super::metrics::HttpLoadMetrics;
+use super::pace::{Pacer, Tickets};
+use super::plan::HttpLoadPlan;
+use super::progress::Live;
+use super::stats::Tally;
+use crate::cmd_http_load::DEFAULT_DURATION;
+
+/// How a request ended, as the `code` label of `tarsier_http_load_requests_total`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Status(u16),
+    Connect,
+    Timeout,
+    Other,
+}
+
+impl Outcome {
+    fn label(self) -> std::borrow::Cow<'static, str> {
+        match self {
+            Outcome::Status(status) => status.to_string().into(),
+            Outcome::Connect => "connect_error".into(),
+            Outcome::Timeout => "timeout".into(),
+            Outcome::Other => "error".into(),
+        }
+    }
+}
+
+/// What a worker has not yet handed over: to its own tally's histogram, to the progress line's [`Live`] and to
+/// the agent's Prometheus metrics. Handed over every 250 ms, so the hot path records each latency once and
+/// touches no memory another worker writes (shared atomics and the metrics' locks cost as much as the request
+/// itself at wrk's speed).
+struct Batch {
+    latencies: hdrhistogram::Histogram<u64>,
+    sent: u64,
+    completed: u64,
+    errors: u64,
+    latency_us: u64,
+    outcomes: Vec<(Outcome, u64)>,
+    metric_latency: prometheus::local::LocalHistogram,
+    since: Instant,
+}
+
+/// How often a worker hands its batch over.
+const HAND_OVER_EVERY: Duration = Duration::from_millis(250);
+
+impl Batch {
+    fn new(metrics: &HttpLoadMetrics) -> Self {
+        Self {
+            latencies: super::stats::new_histogram(),
+            sent: 0,
+            completed: 0,
+            errors: 0,
+            latency_us: 0,
+            outcomes: Vec::new(),
+            metric_latency: metrics.latency.local(),
+            since: Instant::now(),
+        }
+    }
+
+    /// Counts one request; `now` is when it ended.
+    fn record(&mut self, outcome: Outcome, latency: Duration, now: Instant) -> bool {
+        match outcome {
+            Outcome::Status(status) => {
+                self.completed += 1;
+                self.latency_us += latency.as_micros() as u64;
+                let _ = self.latencies.record(super::stats::latency_us(latency));
+                self.metric_latency.observe(latency.as_secs_f64());
+                if status >= 400 {
+                    self.errors += 1;
+                }
+            }
+            _ => self.errors += 1,
+        }
+        match self.outcomes.iter_mut().find(|(o, _)| *o == outcome) {
+            Some((_, n)) => *n += 1,
+            None => self.outcomes.push((outcome, 1)),
+        }
+        now.duration_since(self.since) >= HAND_OVER_EVERY
+    }
+
+    fn hand_over(&mut self, tally: &mut Tally, live: &Live, metrics: &HttpLoadMetrics) {
+        live.sent.fetch_add(std::mem::take(&mut self.sent), Ordering::Relaxed);
+        live.completed.fetch_add(std::mem::take(&mut self.completed), Ordering::Relaxed);
+        live.errors.fetch_add(std::mem::take(&mut self.errors), Ordering::Relaxed);
+        live.latency_us.fetch_add(std::mem::take(&mut self.latency_us), Ordering::Relaxed);
+        for (outcome, n) in self.outcomes.drain(..) {
+            metrics.requests.with_label_values(&[outcome.label().as_ref()]).inc_by(n);
+        }
+        self.metric_latency.flush();
+        if !self.latencies.is_empty() {
+            let _ = tally.latency_us.add(&self.latencies);
+            let mut shared = live.latencies.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = shared.add(&self.latencies);
+            drop(shared);
+            self.latencies.reset();
+        }
+        self.since = Instant::now();
+    }
+}
+
+/// A worker's books: its exact tally and its pending batch, handed over when the worker ends however it ends (a
+/// cancelled load aborts its workers mid-request, and what they did still counts).
+struct Books {
+    tally: Tally,
+    batch: Batch,
+    shared: Arc<Shared>,
+}
+
+impl Books {
+    fn hand_over(&mut self) {
+        self.batch.hand_over(&mut self.tally, &self.shared.live, &self.shared.metrics);
+    }
+}
+
+impl Drop for Books {
+    fn drop(&mut self) {
+        self.hand_over();
+        self.shared.total.lock().unwrap_or_else(|p| p.into_inner()).add(&self.tally);
+    }
+}
+
+/// What the workers of one load share and write rarely.
+struct Shared {
+    live: Arc<Live>,
+    metrics: HttpLoadMetrics,
+    /// Every worker's tally, added when it ends.
+    total: std::sync::Mutex<Tally>,
+}
+
+/// Everything the workers share and only read.
+pub(crate) struct Load {
+    /// Plain HTTP/1.1: each worker's own connection (see `conn`); otherwise reqwest.
+    fast: Option<Template>,
+    client: reqwest::Client,
+    method: reqwest::Method,
+    url: reqwest::Url,
+    headers: reqwest::header::HeaderMap,
+    body: Option<String>,
+    concurrency: u32,
+    requests: Option<u64>,
+    pub(crate) duration: Option<Duration>,
+    rate: Option<f64>,
+    timeout: Duration,
+}
+
+impl Load {
+    pub(crate) fn new(plan: HttpLoadPlan, addr: std::net::SocketAddr) -> Result<Self, CommandError> {
+        let HttpLoadPlan { data, url, method, headers } = plan;
+        // The system's roots are loaded on the first handshake (an http:// load never needs them).
+        let check = if data.insecure { ServerCheck::AcceptAny } else { ServerCheck::SystemRoots };
+        let mut builder = reqwest::Client::builder()
+            .tls_backend_preconfigured(client_config(check))
+            .pool_max_idle_per_host(data.concurrency as usize)
+            .tcp_nodelay(true)
+            // Like wrk: a redirect is an answer, counted by its status, never followed (it could lead
+            // anywhere, past the allow-list).
+            .redirect(reqwest::redirect::Policy::none());
+        // Connect to the address that was checked, not whatever the name resolves to by the time of the load.
+        if let Some(host) = url.host_str().filter(|h| h.parse::<std::net::IpAddr>().is_err()) {
+            builder = builder.resolve(host, addr);
+        }
+        if data.http2 && url.scheme() == "http" {
+            builder = builder.http2_prior_knowledge();
+        }
+        let client = builder.build().map_err(|e| CommandError::Failed(format!("cannot build the HTTP client: {e}")))?;
+        let fast = (url.scheme() == "http" && !data.http2).then(|| {
+            let target = match url.query() {
+                Some(query) => format!("{}?{query}", url.path()),
+                None => url.path().to_owned(),
+            };
+            let host = match url.port() {
+                Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
+                None => url.host_str().unwrap_or_default().to_owned(),
+            };
+            let body = data.body.as_deref().unwrap_or_default().as_bytes();
+            Template::new(addr, &method, &target, &host, &headers, body)
+        });
+        Ok(Self {
+            fast,
+            client,
+            method,
+            url,
+            headers,
+            body: data.body,
+            concurrency: data.concurrency,
+            requests: data.requests,
+            duration: data.duration.map(|d| d.0).or(if data.requests.is_none() {
+                Some(DEFAULT_DURATION)
+            } else {
+                None
+            }),
+            rate: data.rate,
+            timeout: data.timeout.0,
+        })
+    }
+
+    pub(crate) async fn run(
+        self,
+        metrics: &HttpLoadMetrics,
+        cancel: &Cancel,
+        live: &Arc<Live>,
+    ) -> Result<Tally, CommandError> {
+        let plan = Arc::new(self);
+        let next = Arc::new(AtomicU64::new(0));
+        let start = Instant::now();
+        let end = plan.duration.map(|d| start + d);
+        // Rate mode: a pacer thread hands out request numbers at their due times.
+        let unreleased = Arc::new(AtomicU64::new(0));
+        let tickets = match plan.rate {
+            Some(rate) => {
+                let pacer = Pacer {
+                    start,
+                    rate,
+                    total: plan.requests,
+                    end,
+                    cancel: cancel.flag(),
+                    unreleased: unreleased.clone(),
+                };
+                Some(Arc::new(tokio::sync::Mutex::new(pacer.start(plan.concurrency as usize)?)))
+            }
+            None => None,
+        };
+        let shared = Arc::new(Shared { live: live.clone(), metrics: metrics.clone(), total: Default::default() });
+        let mut workers = tokio::task::JoinSet::new();
+        for _ in 0..plan.concurrency {
+            let (plan, next, tickets) = (plan.clone(), next.clone(), tickets.clone());
+            let books = Books { tally: Tally::default(), batch: Batch::new(metrics), shared: shared.clone() };
+            workers.spawn(async move { plan.worker(start, &next, tickets.as_deref(), books).await });
+        }
+        // One wait on the cancel for the whole load, not one per request: a cancel aborts the workers, whose
+        // books hand over what they did as they are dropped.
+        tokio::select! {
+            _ = async { while workers.join_next().await.is_some() {} } => {}
+            _ = cancel.cancelled() => {
+                workers.abort_all();
+                while workers.join_next().await.is_some() {}
+            }
+        }
+        drop(tickets);
+        let mut total = std::mem::take(&mut *shared.total.lock().unwrap_or_else(|p| p.into_inner()));
+        total.dropped += unreleased.load(Ordering::Relaxed);
+        Ok(total)
+    }
+
+    /// Takes request numbers from the shared counter (or due times from the pacer) until the plan is done.
+    async fn worker(&self, start: Instant, next: &AtomicU64, tickets: Option<&Tickets>, mut books: Books) {
+        let mut connection = Connection::default();
+        let end = self.duration.map(|d| start + d);
+        let shared = books.shared.clone();
+        let metrics = &shared.metrics;
+        // Closed mode always has a request in flight on each worker; rate mode only while it sends.
+        let _busy = self.rate.is_none().then(|| InFlight::new(metrics));
+        loop {
+            // Two clock reads a request: when it was due (closed mode: now) and when it ended.
+            let scheduled = match tickets {
+                // Rate mode: the next request's due time, handed out by the pacer then (or at once when late).
+                Some(tickets) => {
+                    let Some(due) = tickets.lock().await.recv().await else { break };
+                    due
+                }
+                None => {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if self.requests.is_some_and(|total| n >= total) {
+                        break;
+                    }
+                    Instant::now()
+                }
+            };
+            let sending = if self.rate.is_some() { Instant::now() } else { scheduled };
+            if end.is_some_and(|end| sending >= end) {
+                // The window closed before this request could go: rate mode counts it as dropped (and drains
+                // the rest the same way); closed mode simply stops.
+                if self.rate.is_some() {
+                    books.tally.dropped += 1;
+                    continue;
+                }
+                break;
+            }
+            books.tally.sent += 1;
+            books.batch.sent += 1;
+            let outcome = {
+                let _sending = self.rate.is_some().then(|| InFlight::new(metrics));
+                self.send(&mut connection, sending).await
+            };
+            let ended = Instant::now();
+            // With a rate, latency counts from the scheduled time: waiting for a busy connection is latency too.
+            let latency = ended.duration_since(scheduled);
+            let tally = &mut books.tally;
+            let outcome = match outcome {
+                Ok((status, bytes)) => {
+                    tally.completed += 1;
+                    // Answered after the window: in `completed`, not in `req_per_s` (so never more than it).
+                    if end.is_some_and(|end| ended > end) {
+                        tally.stragglers += 1;
+                    }
+                    tally.bytes += bytes;
+                    *tally.status.entry(status).or_default() += 1;
+                    match status {
+                        400..=499 => tally.errors.status_4xx += 1,
+                        500..=599 => tally.errors.status_5xx += 1,
+                        _ => {}
+                    }
+                    Outcome::Status(status)
+                }
+                Err(Failure::Connect) => {
+                    tally.errors.connect += 1;
+                    Outcome::Connect
+                }
+                Err(Failure::Timeout) => {
+                    tally.errors.timeout += 1;
+                    Outcome::Timeout
+                }
+                Err(Failure::Other) => {
+                    tally.errors.other += 1;
+                    Outcome::Other
+                }
+            };
+            if books.batch.record(outcome, latency, ended) {
+                books.hand_over();
+            }
+        }
+    }
+
+    async fn send(&self, connection: &mut Connection, started: Instant) -> Result<(u16, u64), Failure> {
+        if let Some(template) = &self.fast {
+            return connection.send(template, self.timeout, started).await;
+        }
+        let mut request = self
+            .client
+            .request(self.method.clone(), self.url.clone())
+            .headers(self.headers.clone())
+            .timeout(self.timeout);
+        if let Some(body) = &self.body {
+            request = request.body(body.clone());
+        }
+        let response = request.send().await.map_err(Failure::from)?;
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.map_err(Failure::from)?;
+        Ok((status, bytes.len() as u64))
+    }
+}
+
+/// Counts one in `tarsier_http_load_in_flight` for as long as it lives (dropped with an aborted worker too).
+struct InFlight<'a>(&'a prometheus::IntGauge);
+
+impl<'a> InFlight<'a> {
+    fn new(metrics: &'a HttpLoadMetrics) -> Self {
+        metrics.in_flight.inc();
+        Self(&metrics.in_flight)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
