@@ -87,8 +87,9 @@ pub struct AgentArgs {
     /// A file holding the swarm's token, required from every client and sent to peers (auth.token_file).
     #[arg(long, env = "TARSIER_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
-    /// Listen on a non-loopback address without a token. Only on a trusted, isolated network.
-    #[arg(long, env = "TARSIER_INSECURE_NO_AUTH")]
+    /// Listen on a non-loopback address without a token. Only on a trusted, isolated network. The variable
+    /// takes 1/0, true/false, yes/no, on/off.
+    #[arg(long, env = "TARSIER_INSECURE_NO_AUTH", value_parser = clap::builder::BoolishValueParser::new())]
     pub insecure_no_auth: bool,
     #[command(flatten)]
     pub limits: LimitArgs,

@@ -90,6 +90,49 @@ fn every_public_route_needs_the_token_and_probes_stay_open() {
     }
 }
 
+/// Two `Authorization` headers are a 400 whichever holds the token (before, the first one won), and run nothing.
+#[test]
+fn two_authorization_headers_are_refused_whatever_they_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = token_file(dir.path());
+    let agent = ChildAgent::spawn_with(Spawn {
+        args: &["--token-file", token.to_str().unwrap()],
+        client: Some(common::http_with_token(TOKEN)),
+        ..Default::default()
+    });
+    let right = format!("Bearer {TOKEN}");
+    for pair in [[right.as_str(), "Bearer wrong-but-long-enough"], ["Bearer wrong-but-long-enough", right.as_str()]] {
+        let response = common::http()
+            .post(format!("{}/exec", agent.public))
+            .header("authorization", pair[0])
+            .header("authorization", pair[1])
+            .body("command: sleep/sleep\ndata: {duration: 0s}\n")
+            .send()
+            .unwrap();
+        assert_eq!(response.status(), 400, "{pair:?}");
+        let answer: Value = response.json().unwrap();
+        assert_eq!(answer["field"], "Authorization", "{answer}");
+    }
+    assert_eq!(metric_sum(&agent.metrics(), "tarsier_commands_total"), 0.0, "nothing ran");
+}
+
+/// `TARSIER_INSECURE_NO_AUTH` takes the usual spellings of a boolean, and an agent that runs with it and no
+/// token says so with a WARN at start. Checked on loopback only: nothing here listens beyond it.
+#[test]
+fn the_insecure_switch_takes_boolean_words_and_warns_at_start() {
+    for (value, on) in [("1", true), ("yes", true), ("true", true), ("on", true), ("0", false), ("no", false)] {
+        let agent = ChildAgent::spawn_with(Spawn { env: &[("TARSIER_INSECURE_NO_AUTH", value)], ..Default::default() });
+        let warned = agent.log_text().contains("insecure: auth.insecure_no_auth is on");
+        assert_eq!(warned, on, "TARSIER_INSECURE_NO_AUTH={value}: {}", agent.log_text());
+    }
+    let output = std::process::Command::new(common::BIN)
+        .args(["agent", "--listen", "127.0.0.1:0", "--service-listen", "127.0.0.1:0"])
+        .env("TARSIER_INSECURE_NO_AUTH", "maybe")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
 #[test]
 fn an_agent_exposed_without_a_token_refuses_to_start() {
     let output = std::process::Command::new(common::BIN)

@@ -188,7 +188,17 @@ impl AgentConfig {
 
     /// The safe default: an agent reachable from other hosts must have a token, unless told otherwise.
     pub fn check_exposure(&self, token: Option<&Token>) -> anyhow::Result<()> {
-        if token.is_some() || self.auth.insecure_no_auth {
+        if token.is_some() {
+            return Ok(());
+        }
+        if self.auth.insecure_no_auth {
+            // Said at every start, so nobody runs an open agent without seeing it in the log.
+            tracing::warn!(
+                public = %self.listen(),
+                service = %self.service_listen(),
+                "insecure: auth.insecure_no_auth is on and no token is set: anyone who reaches these addresses can \
+                 run any command"
+            );
             return Ok(());
         }
         for address in [self.listen(), self.service_listen()] {

@@ -14,6 +14,19 @@ use crate::wire::error::ApiError;
 /// connection, logged with the client's address. The gate (`gate.rs`) asks it for every route that needs the
 /// token.
 pub fn token_refusal(token: Option<&Token>, request: &Request) -> Option<Response> {
+    // Two `Authorization` headers are refused whatever they hold: which one counts would be a guess, and a
+    // proxy and the agent could guess differently.
+    if request.headers().get_all(header::AUTHORIZATION).iter().nth(1).is_some() {
+        let client = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+        tracing::warn!(client = ?client, path = %request.uri().path().escape_debug(), "refused: two Authorization headers");
+        let mut response = ApiError::bad_request(
+            Some("Authorization".into()),
+            "the request has more than one `Authorization` header; send one",
+        )
+        .into_response();
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return Some(response);
+    }
     let token = token?;
     if token.accepts(request.headers().get(header::AUTHORIZATION)) {
         return None;
