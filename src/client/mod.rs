@@ -65,14 +65,18 @@ pub struct ExecOptions {
 
 /// Posts a body and prints the answer; the exit status says whether the agent accepted and ran it. With
 /// `report`, then waits for the wave's report on the origin and prints it, merged.
+/// The largest body `tarsier exec` reads (an agent accepts 1 MiB unless its `max_body` says more).
+const MAX_BODY_FILE: u64 = 64 * 1024 * 1024;
+
 pub async fn exec(url: &str, file: &str, options: ExecOptions, access: &ClientArgs) -> anyhow::Result<i32> {
     let started = Instant::now();
     let body = if file == "-" {
         let mut text = Vec::new();
-        std::io::stdin().read_to_end(&mut text).context("cannot read the body from stdin")?;
+        std::io::stdin().take(MAX_BODY_FILE + 1).read_to_end(&mut text).context("cannot read the body from stdin")?;
+        anyhow::ensure!(text.len() as u64 <= MAX_BODY_FILE, "the body on stdin is larger than {MAX_BODY_FILE} bytes");
         text
     } else {
-        std::fs::read(file).with_context(|| format!("cannot read {file}"))?
+        crate::sys::files::read_bounded(std::path::Path::new(file), MAX_BODY_FILE, "body file")?.text.into_bytes()
     };
     // A first look at the body, for the progress line and to refuse `--report` at once when the wave keeps
     // no report (the agent decides everything else and names the field).

@@ -5,4 +5,4 @@
 pub mod tls;
 mod token;
 
-pub use token::Token;
+pub use token::{Token, MAX_TOKEN_FILE};

@@ -12,6 +12,8 @@ use subtle::ConstantTimeEq as _;
 pub const MIN_TOKEN_LEN: usize = 16;
 /// Longer ones are refused too (a header of that size is a mistake, not a secret).
 pub const MAX_TOKEN_LEN: usize = 4096;
+/// The largest token file read: the longest token and room for white space around it.
+pub const MAX_TOKEN_FILE: u64 = 8 * 1024;
 
 /// The swarm's shared secret.
 #[derive(Clone)]
@@ -25,10 +27,17 @@ impl std::fmt::Debug for Token {
 
 impl Token {
     /// Reads the token from a file; surrounding white space (a trailing newline) is not part of it.
+    /// A regular file of at most [`MAX_TOKEN_FILE`] bytes: a FIFO, a device or a large file is refused before
+    /// it is read. One that others may read is said in a WARN.
     pub fn from_file(path: &Path) -> anyhow::Result<Self> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("cannot read the token file {}", path.display()))?;
-        Self::new(text.trim()).with_context(|| format!("the token in {}", path.display()))
+        let file = crate::sys::files::read_bounded(path, MAX_TOKEN_FILE, "token file")?;
+        if file.world_readable {
+            tracing::warn!(
+                file = %path.display(),
+                "the token file is readable by every user of this machine: chmod 600 it (or 640 for a group)"
+            );
+        }
+        Self::new(file.text.trim()).with_context(|| format!("the token in {}", path.display()))
     }
 
     pub fn new(text: &str) -> anyhow::Result<Self> {

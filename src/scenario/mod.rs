@@ -49,11 +49,14 @@ pub fn check_files(files: &[PathBuf]) -> i32 {
     code
 }
 
+/// The largest sweep JSON `scenario chart` reads (1,000 rounds of a few figures are well under 1 MiB).
+const MAX_SWEEP_JSON: u64 = 16 * 1024 * 1024;
+
 /// `tarsier scenario chart`: each sweep JSON drawn again as SVG (after a change to the chart, without running
 /// the experiment again).
 pub fn chart_files(files: &[PathBuf], write: bool) -> anyhow::Result<i32> {
     for file in files {
-        let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+        let text = crate::sys::files::read_bounded(file, MAX_SWEEP_JSON, "sweep JSON")?.text;
         let table: report::SweepTable =
             serde_json::from_str(&text).with_context(|| format!("{}: not a sweep's JSON", file.display()))?;
         let svg = table.chart_svg().map_err(|e| anyhow::anyhow!("cannot draw {}: {e}", file.display()))?;
@@ -281,6 +284,6 @@ fn next_port(url: &str) -> Option<String> {
 /// The swarm token of `--token-file`, for `{{token}}` in exec data.
 fn read_token(access: &ClientArgs) -> anyhow::Result<Option<String>> {
     let Some(path) = &access.token_file else { return Ok(None) };
-    let token = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let token = crate::sys::files::read_bounded(path, crate::credentials::MAX_TOKEN_FILE, "token file")?.text;
     Ok(Some(token.trim().to_owned()))
 }

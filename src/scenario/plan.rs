@@ -15,6 +15,9 @@ use super::sweep::{override_sweeps, round_label, substitute_steps, sweep_rounds,
 use crate::wire::body::WaveSpec;
 use crate::wire::status::Status;
 
+/// The largest scenario file read (the experiments' are 3-6 KiB).
+pub const MAX_SCENARIO_FILE: u64 = 4 * 1024 * 1024;
+
 /// The longest a `run:` step may be given.
 pub const MAX_RUN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
 
@@ -145,7 +148,10 @@ pub fn load(path: &Path) -> Result<Scenario, String> {
 
 /// Reads a scenario file, gives its sweeps the values of `overrides` (`--sweep`), then checks and types it.
 pub fn load_with(path: &Path, overrides: &[SweepOverride]) -> Result<Scenario, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text =
+        crate::sys::files::read_bounded(path, MAX_SCENARIO_FILE, "scenario file").map_err(|e| e.to_string())?.text;
+    // The bounds of an /exec body, before the parser: a deeply nested file hung it for minutes.
+    crate::wire::body::check_nesting(text.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut raw: RawScenario = serde_norway::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     for change in overrides {
         if override_sweeps(&mut raw.steps, change) == 0 {

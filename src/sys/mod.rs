@@ -2,6 +2,7 @@
 //! Neither side of the wire owns these: the agent names itself and reports `/runtime`, the scenario runner
 //! names the host in its JUnit report.
 
+pub mod files;
 pub mod heap_trim;
 pub(crate) mod runtime_stats;
 

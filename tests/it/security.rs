@@ -15,8 +15,10 @@ use serde_json::Value;
 const TOKEN: &str = "test-token-0123456789abcdef";
 
 fn token_file(dir: &std::path::Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt as _;
     let path = dir.join("token");
     std::fs::write(&path, format!("{TOKEN}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     path
 }
 
@@ -131,6 +133,49 @@ fn the_insecure_switch_takes_boolean_words_and_warns_at_start() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// Files named on the command line are read with bounds: a token "file" that is a device or a FIFO is
+/// refused at once (before, `/dev/zero` was read until memory ran out and a FIFO hung the start), a token file
+/// every user can read is said in a WARN, and a scenario file nested 100,000 deep is refused before its parser
+/// sees it (it hung `scenario check` for over a minute).
+#[test]
+fn files_named_on_the_command_line_are_bounded_before_they_are_parsed() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    for (token, says) in [("/dev/zero", "it is a device"), (fifo.to_str().unwrap(), "it is a FIFO")] {
+        let started = Instant::now();
+        let output = std::process::Command::new(common::BIN)
+            .args(["agent", "--listen", "127.0.0.1:0", "--service-listen", "127.0.0.1:0", "--token-file", token])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{token}: {stderr}");
+        assert!(stderr.contains(says), "{token}: {stderr}");
+        assert!(started.elapsed() < common::patient(Duration::from_secs(10)), "{token}: took {:?}", started.elapsed());
+    }
+    let open_token = token_file(dir.path());
+    std::fs::set_permissions(&open_token, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let agent = ChildAgent::spawn_with(Spawn {
+        args: &["--token-file", open_token.to_str().unwrap()],
+        client: Some(common::http_with_token(TOKEN)),
+        ..Default::default()
+    });
+    assert!(agent.log_text().contains("readable by every user"), "{}", agent.log_text());
+    let deep = dir.path().join("deep.yaml");
+    std::fs::write(
+        &deep,
+        format!("name: deep\ntarget: {{local: 1}}\nsteps: {}{}\n", "[".repeat(100_000), "]".repeat(100_000)),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let output = std::process::Command::new(common::BIN).args(["scenario", "check"]).arg(&deep).output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert_eq!(output.status.code(), Some(2), "{said}");
+    assert!(said.contains("deep.yaml") && said.contains("nest"), "{said}");
+    assert!(started.elapsed() < common::patient(Duration::from_secs(10)), "took {:?}", started.elapsed());
 }
 
 #[test]

@@ -125,9 +125,12 @@ impl ServerConfig {
     }
 }
 
+/// The largest config file read (a real one is a few KiB).
+const MAX_CONFIG_FILE: u64 = 1024 * 1024;
+
 impl AgentConfig {
     pub fn from_file(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
+        let text = crate::sys::files::read_bounded(path, MAX_CONFIG_FILE, "config file")?.text;
         let mut config: Self =
             serde_norway::from_str(&text).with_context(|| format!("invalid config {}", path.display()))?;
         config.apply_reference().with_context(|| format!("invalid config {}", path.display()))?;
