@@ -22,6 +22,15 @@ fn token_file(dir: &std::path::Path) -> std::path::PathBuf {
     path
 }
 
+/// An agent that requires the token in `file`, and a client that sends it.
+fn with_token(file: &std::path::Path) -> ChildAgent {
+    ChildAgent::spawn_with(Spawn {
+        args: &["--token-file", file.to_str().unwrap()],
+        client: Some(common::http_with_token(TOKEN)),
+        ..Default::default()
+    })
+}
+
 fn free_port() -> u16 {
     common::fixed_port()
 }
@@ -59,12 +68,7 @@ impl Sink {
 #[test]
 fn every_public_route_needs_the_token_and_probes_stay_open() {
     let dir = tempfile::tempdir().unwrap();
-    let token = token_file(dir.path());
-    let agent = ChildAgent::spawn_with(Spawn {
-        args: &["--token-file", token.to_str().unwrap()],
-        client: Some(common::http_with_token(TOKEN)),
-        ..Default::default()
-    });
+    let agent = with_token(&token_file(dir.path()));
     let stranger = common::http();
     for (method, path) in
         [("POST", "/exec"), ("POST", "/abort"), ("GET", "/jobs"), ("DELETE", "/jobs/1"), ("GET", "/waves/abc")]
@@ -96,12 +100,7 @@ fn every_public_route_needs_the_token_and_probes_stay_open() {
 #[test]
 fn two_authorization_headers_are_refused_whatever_they_hold() {
     let dir = tempfile::tempdir().unwrap();
-    let token = token_file(dir.path());
-    let agent = ChildAgent::spawn_with(Spawn {
-        args: &["--token-file", token.to_str().unwrap()],
-        client: Some(common::http_with_token(TOKEN)),
-        ..Default::default()
-    });
+    let agent = with_token(&token_file(dir.path()));
     let right = format!("Bearer {TOKEN}");
     for pair in [[right.as_str(), "Bearer wrong-but-long-enough"], ["Bearer wrong-but-long-enough", right.as_str()]] {
         let response = common::http()
@@ -158,11 +157,7 @@ fn files_named_on_the_command_line_are_bounded_before_they_are_parsed() {
     }
     let open_token = token_file(dir.path());
     std::fs::set_permissions(&open_token, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let agent = ChildAgent::spawn_with(Spawn {
-        args: &["--token-file", open_token.to_str().unwrap()],
-        client: Some(common::http_with_token(TOKEN)),
-        ..Default::default()
-    });
+    let agent = with_token(&open_token);
     assert!(agent.log_text().contains("readable by every user"), "{}", agent.log_text());
     let deep = dir.path().join("deep.yaml");
     std::fs::write(
