@@ -163,7 +163,18 @@ pub fn load_with(path: &Path, overrides: &[SweepOverride]) -> Result<Scenario, S
             ));
         }
     }
-    Scenario::from_raw(raw).map_err(|e| format!("{}: {e}", path.display()))
+    Scenario::from_raw(raw).map_err(|e| format!("{}: {}", path.display(), capped(&e)))
+}
+
+/// The most of an error's text shown: errors quote what the file said, and a file can say a megabyte.
+const MAX_ERROR_CHARS: usize = 400;
+
+/// `error` cut to [`MAX_ERROR_CHARS`], saying how much was left out.
+fn capped(error: &str) -> String {
+    match error.char_indices().nth(MAX_ERROR_CHARS) {
+        None => error.to_owned(),
+        Some((at, _)) => format!("{}... ({} more bytes not shown)", &error[..at], error.len() - at),
+    }
 }
 
 /// What the conversion of steps needs to know of the whole scenario.
@@ -437,6 +448,21 @@ mod tests {
         let err =
             from_text("name: x\ntarget: {local: 2}\nsteps:\n  - expect: {promql: up, is: '> 0'}\n").err().unwrap();
         assert!(err.contains("no `prometheus:`"), "{err}");
+    }
+
+    #[test]
+    fn errors_quote_a_few_hundred_characters_of_the_file_at_most() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("loud.yaml");
+        let expression = "x".repeat(1 << 20);
+        let text = format!(
+            "name: x\ntarget: {{local: 1}}\nsteps:\n  - sweep: {{n: [1]}}\n    compare: ['{expression}']\n    steps: [{{wait: 1ms}}]\n"
+        );
+        std::fs::write(&file, text).unwrap();
+        let err = load(&file).err().unwrap();
+        assert!(err.contains("compare[0]") && err.contains("more bytes not shown"), "{err:.600}");
+        assert!(err.len() < 1_000, "the error is {} bytes", err.len());
+        assert_eq!(capped("short"), "short");
     }
 
     #[test]
