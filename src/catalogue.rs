@@ -23,18 +23,14 @@ pub struct Known {
     pub ends_process: bool,
 }
 
-/// Whether `command` names a command (with the reference Tarsier's aliases); the error says why not.
-pub fn check_command(command: &str) -> Result<Known, String> {
+/// Whether `command` names a command (with the reference Tarsier's aliases), and, when `data` is given, whether
+/// the command's own parser takes it: an unknown command, a misspelled field or a bad duration is an error
+/// that names the field (`data.duration: ...`). Data left out (it still has placeholders) is not parsed.
+pub fn check(command: &str, data: Option<Value>) -> Result<Known, String> {
     let Some(registry) = registry() else { return Ok(Known::default()) };
     let resolved = registry.resolve(command).map_err(|e| format!("command: {}", e.message))?;
-    Ok(Known { ends_process: resolved.command.ends_process() })
-}
-
-/// The command and its data as the plugins type them: an unknown command, a misspelled field or a bad
-/// duration is an error that names the field (`data.duration: ...`).
-pub fn check_body(command: &str, data: Value) -> Result<Known, String> {
-    let Some(registry) = registry() else { return Ok(Known::default()) };
-    let resolved = registry.resolve(command).map_err(|e| format!("command: {}", e.message))?;
-    resolved.command.parse(data).map_err(|e| e.message)?;
+    if let Some(data) = data {
+        resolved.command.parse(data).map_err(|e| e.message)?;
+    }
     Ok(Known { ends_process: resolved.command.ends_process() })
 }

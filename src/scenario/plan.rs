@@ -306,13 +306,12 @@ fn title(action: &Action) -> String {
 /// placeholders is left to the agent, which sees it filled in.
 fn exec(raw: &RawExec, here: &str, context: Context) -> Result<Exec, String> {
     let at = format!("{here}.exec");
-    let known = if raw.data.to_string().contains("{{") {
-        crate::catalogue::check_command(&raw.command)
-    } else {
-        let data = if raw.data.is_null() { Value::Object(Default::default()) } else { raw.data.clone() };
-        crate::catalogue::check_body(&raw.command, data)
-    }
-    .map_err(|e| format!("{at}.{e}"))?;
+    let data = match &raw.data {
+        data if data.to_string().contains("{{") => None,
+        Value::Null => Some(Value::Object(Default::default())),
+        data => Some(data.clone()),
+    };
+    let known = crate::catalogue::check(&raw.command, data).map_err(|e| format!("{at}.{e}"))?;
     // Against a local swarm the agent's process is this runner's own.
     if context.local && known.ends_process {
         return Err(format!(

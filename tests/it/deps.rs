@@ -3,18 +3,9 @@
 //! template had a dozen. The check reads the manifests and the sources as text, like `cargo machete`: a
 //! crate counts as used where its name (with `_` for `-`) is followed by `::` or `!`, or follows `use`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for path in entries.map(|e| e.unwrap().path()) {
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
-}
+use crate::rust_files;
 
 /// The names under `[dependencies]`, `[dev-dependencies]` and `[build-dependencies]` of one manifest.
 fn declared(manifest: &str) -> Vec<String> {

@@ -9,6 +9,12 @@ use serde_json::Value;
 
 use crate::common::ChildAgent;
 
+/// `GET /commands` of a fresh child agent.
+fn catalogue() -> Value {
+    let agent = ChildAgent::spawn();
+    agent.get_json(&format!("{}/commands", agent.service))
+}
+
 /// `docs/commands.md`'s rows: command name -> the row's text.
 fn table_rows() -> BTreeMap<String, String> {
     let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/commands.md")).unwrap();
@@ -45,8 +51,7 @@ fn written(default: &Value, kind: &str) -> String {
 
 #[test]
 fn the_commands_table_has_every_command_field_and_default_of_the_catalogue() {
-    let agent = ChildAgent::spawn();
-    let catalogue = agent.get_json(&format!("{}/commands", agent.service));
+    let catalogue = catalogue();
     let commands = catalogue["commands"].as_array().expect("a list of commands");
     let rows = table_rows();
     let mut wrong = Vec::new();
@@ -90,8 +95,7 @@ fn the_commands_table_has_every_command_field_and_default_of_the_catalogue() {
 
 #[test]
 fn every_field_of_every_command_is_described() {
-    let agent = ChildAgent::spawn();
-    let catalogue = agent.get_json(&format!("{}/commands", agent.service));
+    let catalogue = catalogue();
     let mut missing = Vec::new();
     for command in catalogue["commands"].as_array().unwrap() {
         let name = command["command"].as_str().unwrap();
@@ -112,8 +116,7 @@ fn every_field_of_every_command_is_described() {
 /// those that have one. A command the catalogue marks `ends_process` is refused against a local swarm.
 #[test]
 fn every_command_s_defaults_parse_and_a_missing_required_field_is_named() {
-    let agent = ChildAgent::spawn();
-    let catalogue = agent.get_json(&format!("{}/commands", agent.service));
+    let catalogue = catalogue();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("defaults.yaml");
     let check = |target: &str, command: &str| {

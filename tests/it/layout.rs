@@ -7,15 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()) {
-        if entry.is_dir() {
-            rust_files(&entry, out);
-        } else if entry.extension().is_some_and(|e| e == "rs") {
-            out.push(entry);
-        }
-    }
-}
+use crate::rust_files;
 
 /// Folders whose modules are nodes of their own: `agent`'s rooms, and the listener, gate and routes of
 /// `agent::http`. Everywhere else a top-level module is one node.

@@ -25,3 +25,15 @@ mod security;
 mod storage;
 mod swarm_consul;
 mod swarm_local;
+
+/// Every `.rs` file below `dir` (none when it does not exist), for the tests that read the source tree.
+fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for path in entries.map(|e| e.unwrap().path()) {
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
