@@ -9,7 +9,9 @@ mod model;
 mod plan;
 mod report;
 mod runner;
+mod shell;
 mod sweep;
+mod tail;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -62,7 +64,8 @@ pub fn chart_files(files: &[PathBuf], write: bool) -> anyhow::Result<i32> {
         let svg = table.chart_svg().map_err(|e| anyhow::anyhow!("cannot draw {}: {e}", file.display()))?;
         if write {
             let target = file.with_extension("svg");
-            std::fs::write(&target, svg).with_context(|| format!("cannot write {}", target.display()))?;
+            crate::sys::files::write_no_follow(&target, svg.as_bytes())
+                .with_context(|| format!("cannot write {}", target.display()))?;
             crate::say!("{}", target.display());
         } else {
             crate::client::output::line(svg);
@@ -142,17 +145,19 @@ pub async fn run_files(
     }
     if let Some(path) = &outputs.junit {
         let xml = junit(&reports).context("cannot write JUnit XML")?;
-        std::fs::write(path, xml).with_context(|| format!("cannot write {}", path.display()))?;
+        crate::sys::files::write_no_follow(path, xml.as_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))?;
         crate::say!("JUnit XML: {}", path.display());
     }
     if let Some(path) = &outputs.summary {
         let json = report::summary_json(&reports).context("cannot write the JSON summary")?;
-        std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))?;
+        crate::sys::files::write_no_follow(path, json.as_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))?;
         crate::say!("JSON summary: {}", path.display());
     }
     if let Some(path) = &outputs.csv {
         let csv = report::figures_csv(&reports).context("cannot write the figures as CSV")?;
-        std::fs::write(path, csv).with_context(|| format!("cannot write {}", path.display()))?;
+        crate::sys::files::write_no_follow(path, &csv).with_context(|| format!("cannot write {}", path.display()))?;
         crate::say!("Figures (CSV): {}", path.display());
     }
     Ok(code)
@@ -163,7 +168,7 @@ fn write_out_dir(dir: &std::path::Path, reports: &[RunReport]) -> anyhow::Result
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let write = |name: String, bytes: Vec<u8>| {
         let path = dir.join(name);
-        std::fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))
+        crate::sys::files::write_no_follow(&path, &bytes).with_context(|| format!("cannot write {}", path.display()))
     };
     write("junit.xml".into(), junit(reports).context("cannot write JUnit XML")?.into_bytes())?;
     write("summary.json".into(), report::summary_json(reports)?.into_bytes())?;
@@ -269,9 +274,18 @@ async fn resolve_target(
         Some(a) if !a.is_empty() => a.to_owned(),
         _ => entry["Node"]["Address"].as_str().unwrap_or("127.0.0.1").to_owned(),
     };
-    let public = format!("http://{host}:{}", service["Port"]);
-    let service_port = service["Meta"]["service_port"].as_str().unwrap_or_default();
-    Ok((None, public, format!("http://{host}:{service_port}")))
+    // What Consul says is anybody's word who can write to it: it must be a host and ports, nothing else.
+    let port = service["Port"].as_u64().and_then(|p| u16::try_from(p).ok());
+    let service_port = service["Meta"]["service_port"].as_str().and_then(|p| p.parse::<u16>().ok());
+    let (Some(port), Some(service_port)) = (port, service_port) else {
+        anyhow::bail!("Consul's `{consul_service}` instance has no valid Port or Meta.service_port");
+    };
+    anyhow::ensure!(
+        crate::wire::address::is_host(&host),
+        "Consul's `{consul_service}` instance has the address {:?}, which is neither an IP nor a host name",
+        host.chars().take(100).collect::<String>()
+    );
+    Ok((None, format!("http://{host}:{port}"), format!("http://{host}:{service_port}")))
 }
 
 /// `http://host:8080` -> `http://host:8081`: the default layout of the two ports.

@@ -122,7 +122,9 @@ pub struct RawExpect {
 
 /// `run: "docker kill x"` (run by `sh -c`) or `run: {command: ..., status: 0, timeout: 60s}`: it holds when
 /// the command exits with `status` within `timeout`; past the timeout it is killed. `{{public}}` and
-/// `{{service}}` in the command become the target's `host:port`s. A command that prints a JSON object on
+/// `{{service}}` in the command are the target's `host:port`s, and a sweep's `{{name}}` its value: each
+/// reaches the shell as a variable (`$TARSIER_PUBLIC`, `$TARSIER_SERVICE`, `$SWEEP_NAME`), never as script
+/// text, so no value can run as a command. A command that prints a JSON object on
 /// its last line of stdout (`{"seconds": 4.2}`) can be measured like an exec answer: `values:` compares
 /// its fields and `record:` keeps them. A scenario with `run:` steps runs programs: run only scenario files
 /// you trust.
@@ -142,6 +144,9 @@ pub enum RawRun {
         /// Dotted paths of that object to record.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         record: Vec<String>,
+        /// Environment variables for the command. A sweep's values arrive here as `SWEEP_<NAME>`.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        env: BTreeMap<String, String>,
     },
 }
 

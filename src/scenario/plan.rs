@@ -117,9 +117,23 @@ pub struct RunCommand {
     /// Comparisons on the JSON object the command printed last; none for a plain line.
     pub values: BTreeMap<String, Bound>,
     pub record: Vec<String>,
+    /// Set for the command, besides `TARSIER_PUBLIC` and `TARSIER_SERVICE`: `env:` and the sweep's values.
+    pub env: BTreeMap<String, String>,
 }
 
+/// The variables `{{public}}` and `{{service}}` of a `run:` command become: the target's `host:port`s.
+pub const TARGET_PUBLIC: &str = "TARSIER_PUBLIC";
+pub const TARGET_SERVICE: &str = "TARSIER_SERVICE";
+
 impl RunCommand {
+    /// The command as a person reads it: a sweep's variables shown with their values (for titles only;
+    /// what runs is `command` with `env`).
+    pub fn shown(&self) -> String {
+        self.env.iter().fold(self.command.clone(), |text, (name, value)| {
+            text.replace(&format!("\"${{{name}}}\""), value).replace(&format!("${{{name}}}"), value)
+        })
+    }
+
     /// Whether the step reads the command's JSON output.
     pub fn measures(&self) -> bool {
         !self.values.is_empty() || !self.record.is_empty()
@@ -182,12 +196,18 @@ fn capped(error: &str) -> String {
 struct Context {
     has_prometheus: bool,
     local: bool,
+    /// The rounds of the sweeps around these steps, multiplied: 1 outside any sweep.
+    rounds_around: usize,
 }
 
 impl Scenario {
     pub fn from_raw(raw: RawScenario) -> Result<Self, String> {
         let target = target(raw.target)?;
-        let context = Context { has_prometheus: raw.prometheus.is_some(), local: matches!(target, Target::Local(_)) };
+        let context = Context {
+            has_prometheus: raw.prometheus.is_some(),
+            local: matches!(target, Target::Local(_)),
+            rounds_around: 1,
+        };
         if raw.steps.is_empty() {
             return Err("steps: a scenario needs at least one step".into());
         }
@@ -293,7 +313,7 @@ fn title(action: &Action) -> String {
             Source::Metric(selector) => format!("expect {selector} {}", e.is),
         },
         Action::Probe(p) => format!("probe {}", p.url),
-        Action::Run(r) => format!("run {}", r.command.chars().take(60).collect::<String>()),
+        Action::Run(r) => format!("run {}", r.shown().chars().take(60).collect::<String>()),
         Action::Abort => "abort".into(),
         Action::Parallel(s) => format!("parallel ({} steps)", s.len()),
         Action::Repeat { steps, times } => format!("repeat {times} × {} steps", steps.len()),
@@ -353,15 +373,24 @@ fn run_command(raw: &RawRun, here: &str) -> Result<RunCommand, String> {
             timeout: default_run_timeout(),
             values: BTreeMap::new(),
             record: Vec::new(),
+            env: BTreeMap::new(),
         },
-        RawRun::Full { command, status, timeout, values, record } => RunCommand {
+        RawRun::Full { command, status, timeout, values, record, env } => RunCommand {
             command: command.clone(),
             status: *status,
             timeout: *timeout,
             values: bounds(values, &format!("{here}.run.values"))?,
             record: record.clone(),
+            env: env.clone(),
         },
     };
+    let mut run = run;
+    run.command = super::shell::placeholders_to_variables(&run.command, |name| match name {
+        "public" => Some(TARGET_PUBLIC.to_owned()),
+        "service" => Some(TARGET_SERVICE.to_owned()),
+        _ => None,
+    })
+    .map_err(|err| format!("{here}.run: {err}"))?;
     if run.command.trim().is_empty() {
         return Err(format!("{here}: `run` needs a command"));
     }
@@ -385,8 +414,18 @@ fn sweep(
         .enumerate()
         .map(|(i, text)| Comparison::parse(text, &names).map_err(|e| format!("{here}.compare[{i}]: {e}")))
         .collect::<Result<Vec<_>, _>>()?;
+    let every_round = sweep_rounds(params).map_err(|e| format!("{here}.sweep: {e}"))?;
+    // Nested sweeps multiply: 40 rounds inside 40 are 1,600, so the cap holds for the product.
+    let in_all = context.rounds_around.saturating_mul(every_round.len());
+    if in_all > super::sweep::MAX_SWEEP_ROUNDS {
+        return Err(format!(
+            "{here}.sweep: with the sweeps around it, this would run {in_all} rounds in all; at most {} are allowed",
+            super::sweep::MAX_SWEEP_ROUNDS
+        ));
+    }
+    let context = Context { rounds_around: in_all, ..context };
     let mut rounds = Vec::new();
-    for values in sweep_rounds(params).map_err(|e| format!("{here}.sweep: {e}"))? {
+    for values in every_round {
         let filled = substitute_steps(inner, &values).map_err(|e| format!("{here}.steps: {e}"))?;
         let steps = steps(&filled, &format!("{here}.steps[{}]", round_label(&values)), context)?;
         rounds.push(SweepRound { values, steps });
@@ -400,6 +439,21 @@ mod tests {
 
     fn from_text(text: &str) -> Result<Scenario, String> {
         Scenario::from_raw(serde_norway::from_str::<RawScenario>(text).map_err(|e| e.to_string())?)
+    }
+
+    #[test]
+    fn nested_sweeps_are_capped_by_their_product() {
+        let nested = |outer: usize, inner: usize| {
+            let list = |n: usize| format!("[{}]", (0..n).map(|i| i.to_string()).collect::<Vec<_>>().join(", "));
+            format!(
+                "name: x\ntarget: {{local: 1}}\nsteps:\n  - sweep: {{a: {}}}\n    steps:\n      - sweep: {{b: {}}}\n        steps: [{{wait: 1ms}}]\n",
+                list(outer),
+                list(inner)
+            )
+        };
+        assert!(from_text(&nested(20, 50)).is_ok(), "1,000 rounds in all is the cap");
+        let err = from_text(&nested(40, 40)).err().unwrap();
+        assert!(err.contains("1600 rounds in all"), "{err}");
     }
 
     #[test]

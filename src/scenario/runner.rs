@@ -47,6 +47,11 @@ pub struct Runner {
     pub token: Option<String>,
 }
 
+/// `host:port` of a base URL.
+fn host_port(url: &str) -> String {
+    url.split_once("://").map(|(_, rest)| rest).unwrap_or(url).trim_end_matches('/').to_owned()
+}
+
 /// An error with every cause it carries (`error sending request: ... : Connection refused`).
 fn with_causes(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
@@ -275,25 +280,52 @@ impl Runner {
     }
 
     fn substitute_text(&self, text: &str) -> String {
-        let host_port =
-            |url: &str| url.split_once("://").map(|(_, rest)| rest).unwrap_or(url).trim_end_matches('/').to_owned();
         text.replace("{{public}}", &host_port(&self.public)).replace("{{service}}", &host_port(&self.service))
     }
 
     /// Runs a `run:` step's command with `sh -c`, bounded by its timeout (the process is killed past it).
+    /// Its output is read as it comes and only the last MiB of each stream is kept (`scenario::tail`): a
+    /// command that prints without end costs the runner a bounded buffer, and the run still ends in order.
     async fn run_command(&self, run: &RunCommand, title: &str) -> Result<String, StepError> {
         let (want, timeout) = (run.status, run.timeout);
-        let command = self.substitute_text(&run.command);
-        let child = tokio::process::Command::new("sh")
-            .args(["-c", &command])
+        let shown: String = run.shown().chars().take(200).collect();
+        // The command's placeholders were made variable references when it was typed (`scenario::shell`).
+        let spawned = tokio::process::Command::new("sh")
+            .args(["-c", &run.command])
+            .envs(&run.env)
+            .env(super::plan::TARGET_PUBLIC, host_port(&self.public))
+            .env(super::plan::TARGET_SERVICE, host_port(&self.service))
             .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
             .kill_on_drop(true)
-            .output();
-        let output = match tokio::time::timeout(timeout.0, child).await {
-            Ok(Ok(output)) => output,
-            Ok(Err(err)) => return Err(StepError::Broken(format!("cannot run `{command}`: {err}"))),
-            Err(_) => return Err(format!("`{command}` did not end within {timeout}; killed").into()),
+            .spawn();
+        let mut child = spawned.map_err(|err| StepError::Broken(format!("cannot run `{shown}`: {err}")))?;
+        let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+            return Err(StepError::Broken(format!("cannot read the output of `{shown}`")));
         };
+        let ran = async {
+            let (stdout, stderr, status) = tokio::join!(
+                super::tail::read_tail(stdout, super::tail::KEPT),
+                super::tail::read_tail(stderr, super::tail::KEPT),
+                child.wait()
+            );
+            Ok::<_, std::io::Error>((stdout?, stderr?, status?))
+        };
+        let (stdout, stderr, status) = match tokio::time::timeout(timeout.0, ran).await {
+            Ok(Ok(output)) => output,
+            Ok(Err(err)) => return Err(StepError::Broken(format!("cannot run `{shown}`: {err}"))),
+            Err(_) => return Err(format!("`{shown}` did not end within {timeout}; killed").into()),
+        };
+        if stdout.total + stderr.total > 2 * super::tail::KEPT as u64 {
+            tracing::info!(
+                step = title,
+                stdout = stdout.total,
+                stderr = stderr.total,
+                "a run: step printed more than is kept; its last MiB of each is"
+            );
+        }
+        let output = std::process::Output { status, stdout: stdout.bytes, stderr: stderr.bytes };
         let last_line = |bytes: &[u8]| String::from_utf8_lossy(bytes).trim().lines().last().unwrap_or("").to_owned();
         let said = match (last_line(&output.stdout), last_line(&output.stderr)) {
             (out, _) if !out.is_empty() => out,

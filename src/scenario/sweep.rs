@@ -64,11 +64,69 @@ pub fn plain(value: &Value) -> String {
 /// placeholder becomes the value itself (a number stays a number in exec data).
 pub fn substitute_steps(steps: &[RawStep], round: &Round) -> Result<Vec<RawStep>, String> {
     let mut value = serde_json::to_value(steps).map_err(|e| e.to_string())?;
-    fill(&mut value, round);
+    fill(&mut value, round)?;
     serde_json::from_value(value).map_err(|e| e.to_string())
 }
 
-fn fill(value: &mut Value, round: &Round) {
+/// Fills every string but a `run:` command's, whose placeholders become variable references
+/// ([`super::shell`]) with the values in the step's `env`: a value never becomes script text. An exec's
+/// `data` is the command's own and is filled as written, whatever keys it has.
+fn fill(value: &mut Value, round: &Round) -> Result<(), String> {
+    match value {
+        Value::Object(map) if map.contains_key("run") => {
+            if let Some(run) = map.get_mut("run") {
+                fill_run(run, round)?;
+            }
+            for (_, item) in map.iter_mut().filter(|(key, _)| *key != "run") {
+                fill(item, round)?;
+            }
+            Ok(())
+        }
+        Value::Object(map) => {
+            for (key, item) in map.iter_mut() {
+                if key == "data" {
+                    fill_data(item, round);
+                } else {
+                    fill(item, round)?;
+                }
+            }
+            Ok(())
+        }
+        Value::Array(items) => items.iter_mut().try_for_each(|item| fill(item, round)),
+        other => {
+            fill_data(other, round);
+            Ok(())
+        }
+    }
+}
+
+/// A `run:` step's command with the round's placeholders as variable references, its `env` with their values.
+fn fill_run(run: &mut Value, round: &Round) -> Result<(), String> {
+    if let Value::String(line) = run {
+        *run = serde_json::json!({ "command": line.clone() });
+    }
+    let Value::Object(fields) = run else { return Ok(()) };
+    let command = fields.get("command").and_then(Value::as_str).unwrap_or_default();
+    let used: Vec<&(String, Value)> =
+        round.iter().filter(|(name, _)| command.contains(&format!("{{{{{name}}}}}"))).collect();
+    let command = super::shell::placeholders_to_variables(command, |name| {
+        round.iter().any(|(known, _)| known == name).then(|| super::shell::sweep_variable(name))
+    })?;
+    fields.insert("command".into(), Value::String(command));
+    let env = fields.entry("env").or_insert_with(|| Value::Object(Default::default()));
+    if let Value::Object(env) = env {
+        for (name, value) in used {
+            env.insert(super::shell::sweep_variable(name), Value::String(plain(value)));
+        }
+    }
+    for (_, item) in fields.iter_mut().filter(|(key, _)| *key != "command" && *key != "env") {
+        fill_data(item, round);
+    }
+    Ok(())
+}
+
+/// Every string replaced as written: a string that is only a placeholder becomes the value itself.
+fn fill_data(value: &mut Value, round: &Round) {
     match value {
         Value::String(text) => {
             if let Some((_, whole)) = round.iter().find(|(name, _)| *text == format!("{{{{{name}}}}}")) {
@@ -79,8 +137,8 @@ fn fill(value: &mut Value, round: &Round) {
                 *text = text.replace(&format!("{{{{{name}}}}}"), &plain(replacement));
             }
         }
-        Value::Array(items) => items.iter_mut().for_each(|item| fill(item, round)),
-        Value::Object(map) => map.values_mut().for_each(|item| fill(item, round)),
+        Value::Array(items) => items.iter_mut().for_each(|item| fill_data(item, round)),
+        Value::Object(map) => map.values_mut().for_each(|item| fill_data(item, round)),
         _ => {}
     }
 }
@@ -138,7 +196,10 @@ mod tests {
         )
         .unwrap();
         let filled = substitute_steps(&steps, &rounds[1]).unwrap();
-        assert!(matches!(&filled[0].run, Some(super::super::model::RawRun::Line(l)) if l == "scale to 2 in x"));
+        let Some(super::super::model::RawRun::Full { command, env, .. }) = &filled[0].run else { panic!() };
+        assert_eq!(command, "scale to \"${SWEEP_B}\" in \"${SWEEP_A}\"", "values reach run: as variables");
+        assert_eq!(env["SWEEP_B"], "2");
+        assert_eq!(env["SWEEP_A"], "x");
         let data = &filled[1].exec.as_ref().unwrap().data;
         assert_eq!(data["n"], 2, "a lone placeholder keeps the value's type");
         assert_eq!(data["s"], "b2");

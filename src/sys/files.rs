@@ -55,6 +55,30 @@ fn open_nonblocking(path: &Path) -> std::io::Result<File> {
     OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC).open(path)
 }
 
+/// Writes `bytes` to `path`, created or truncated, without following a symbolic link at `path`: a link
+/// planted where an output goes (`--out DIR/junit.xml -> ~/.ssh/authorized_keys`) is refused, never
+/// written through. A new file gets mode 0644 less the umask.
+pub fn write_no_follow(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let opened = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path);
+    let mut file = opened.map_err(|err| {
+        if err.raw_os_error() == Some(libc::ELOOP) {
+            std::io::Error::other(format!(
+                "{} is a symbolic link; outputs are not written through links",
+                path.display()
+            ))
+        } else {
+            err
+        }
+    })?;
+    file.write_all(bytes)
+}
+
 fn kind_of(kind: &std::fs::FileType) -> &'static str {
     use std::os::unix::fs::FileTypeExt as _;
     if kind.is_dir() {
@@ -73,6 +97,22 @@ fn kind_of(kind: &std::fs::FileType) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outputs_are_not_written_through_a_planted_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "keep me").unwrap();
+        let out = dir.path().join("junit.xml");
+        std::os::unix::fs::symlink(&victim, &out).unwrap();
+        let err = write_no_follow(&out, b"<xml/>").unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+        let plain = dir.path().join("plain.xml");
+        write_no_follow(&plain, b"one").unwrap();
+        write_no_follow(&plain, b"2").unwrap();
+        assert_eq!(std::fs::read_to_string(&plain).unwrap(), "2");
+    }
 
     #[test]
     fn only_regular_files_within_the_bound_are_read() {

@@ -3,6 +3,7 @@
 //! defines. Both sides use
 //! these types; neither side's internals belong here.
 
+pub mod address;
 pub(crate) mod answer;
 pub mod body;
 pub mod error;
