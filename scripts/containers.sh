@@ -74,7 +74,7 @@ case "${1:-}" in
     c=$(container "$n"); before=$(docker inspect -f '{{.RestartCount}}' "$c")
     body="command: faults/$kind"$'\n'"data: {delay: 0s}"$'\n'
     [ "$kind" = exit ] && body="command: faults/exit"$'\n'"data: {code: 3, delay: 0s}"$'\n'
-    curl -s -m 5 -H "Authorization: Bearer $(cat "$root/deploy/.token")" --data-binary "$body" \
+    curl -s -m 5 -H "Authorization: Bearer $(cat "$root/deploy/.token")" -H "Content-Type: application/yaml" --data-binary "$body" \
       "http://$(address_of "$c"):8080/exec" >/dev/null || true
     until [ "$(docker inspect -f '{{.RestartCount}}' "$c")" -gt "$before" ] \
         && curl -s -m 1 -o /dev/null "http://$(address_of "$c"):8081/health" \

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::agent::config::AgentConfig;
 use crate::agent::discovery::{ConsulPeers, LocalRegistry, NoPeers, Peer, PeerKind, PeerSource, StaticPeers};
+use crate::agent::http::browsers::BrowserPolicy;
 use crate::agent::http::listener::ServeLimits;
 use crate::agent::jobs::Jobs;
 use crate::agent::metrics::Metrics;
@@ -115,6 +116,11 @@ impl BoundAgent {
             swarm,
             token,
             bodies: BodyLimits { max_bytes: config.max_body(), timeout: config.server.body_timeout() },
+            browsers: BrowserPolicy::new(
+                &[host.trim_start_matches('[').trim_end_matches(']'), &crate::sys::hostname()],
+                &config.server.allowed_hosts,
+                &config.server.allowed_origins,
+            ),
             shutdown,
             aborting: tokio::sync::Mutex::new(()),
         });

@@ -33,6 +33,8 @@ pub struct AgentState {
     /// The swarm token every public route requires, when the agent has one.
     pub(crate) token: Option<Token>,
     pub(crate) bodies: BodyLimits,
+    /// Which host names and web origins requests may carry (`http::browsers`).
+    pub(crate) browsers: crate::agent::http::browsers::BrowserPolicy,
     /// Fires when the agent shuts down.
     pub(crate) shutdown: CancellationToken,
     /// One abort at a time here, so two concurrent aborts do not both count what one of them released.

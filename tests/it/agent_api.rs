@@ -19,10 +19,17 @@ fn sleep_answers_after_its_duration_with_the_wire_format() {
     assert_eq!(answer["command"], "sleep/sleep", "aliases answer with the canonical name");
     assert_eq!(answer["status"], "ok");
     assert!(answer["elapsed_ms"].as_u64().unwrap() >= 300);
-    // JSON bodies work too, with and without a JSON content type.
+    // JSON bodies work too, with a JSON or YAML content type or none; a type a web page can send
+    // cross-site unasked (text/plain, a form) is a 415 naming the header, and nothing runs.
     let json = br#"{"command": "sleep/sleep", "data": {"duration": "10ms"}}"#.to_vec();
     assert_eq!(agent.post("/exec", "application/json", json.clone()).0, 200);
-    assert_eq!(agent.post("/exec", "text/plain", json).0, 200);
+    assert_eq!(agent.post("/exec", "application/x-yaml", json.clone()).0, 200);
+    let unnamed = common::http().post(format!("{}/exec", agent.public)).body(json.clone()).send().unwrap();
+    assert_eq!(unnamed.status(), 200, "no Content-Type is read as YAML");
+    for browser_type in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"] {
+        let (status, answer) = agent.post("/exec", browser_type, json.clone());
+        assert_eq!((status, answer["field"].as_str()), (415, Some("Content-Type")), "{browser_type}: {answer}");
+    }
 }
 
 #[test]

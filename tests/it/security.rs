@@ -357,7 +357,7 @@ fn slowloris_idle_and_stalled_connections_are_closed_and_the_cap_holds() {
     assert!(closed_within(&mut idle, Duration::from_secs(4)), "an idle connection stayed open");
     // A body that stalls: 408 once the body timeout passes.
     let mut stalled = TcpStream::connect(&public).unwrap();
-    stalled.write_all(b"POST /exec HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\ncommand: ").unwrap();
+    stalled.write_all(b"POST /exec HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\ncommand: ").unwrap();
     stalled.set_read_timeout(Some(common::patient(Duration::from_secs(5)))).unwrap();
     let mut answer = String::new();
     let _ = stalled.read_to_string(&mut answer);

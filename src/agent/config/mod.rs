@@ -101,6 +101,15 @@ pub struct ServerConfig {
     pub max_connections: Option<usize>,
     /// Connections open at once on the service port. Default: an eighth of the open-file limit, at most 256.
     pub service_max_connections: Option<usize>,
+    /// Host names this agent answers under besides IP literals, `localhost`, its advertised host and its
+    /// machine's host name (a Kubernetes Service's or a Compose service's name). A request under any other
+    /// name is refused: that is what DNS rebinding sends (docs/security.md).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// Origins whose web pages may send requests (`https://console.example`); none by default, so a
+    /// request with an `Origin` header is refused.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
     /// The reference Tarsier's `server.public` (`port`, `use_https`, `cert_file`, `key_file`).
     pub public: Option<reference::ReferenceListener>,
     /// The reference Tarsier's `server.service`.

@@ -1,5 +1,5 @@
-//! The gate both listeners share, in front of every route: request counting, the request bounds and the
-//! token check; and JSON answers for unknown routes and wrong methods.
+//! The gate both listeners share, in front of every route: request counting, the request bounds, the
+//! browser check (`browsers.rs`) and the token check; and JSON answers for unknown routes and wrong methods.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -101,13 +101,15 @@ where
     fn call(&mut self, request: Request) -> Self::Future {
         let path = request.extensions().get::<MatchedPath>().cloned();
         let (state, listener) = (self.state.clone(), self.listener);
-        let refusal = bounds_refusal(&request, listener.max_body(&state)).or_else(|| {
-            if listener.needs_token(path.as_ref()) {
-                crate::agent::http::auth::token_refusal(state.token.as_ref(), &request)
-            } else {
-                None
-            }
-        });
+        let refusal = bounds_refusal(&request, listener.max_body(&state))
+            .or_else(|| state.browsers.refusal(&request).map(browser_refusal))
+            .or_else(|| {
+                if listener.needs_token(path.as_ref()) {
+                    crate::agent::http::auth::token_refusal(state.token.as_ref(), &request)
+                } else {
+                    None
+                }
+            });
         // `poll_ready` was passed on, so the inner service is ready for this call.
         let answered = match refusal {
             Some(refusal) => Err(refusal),
@@ -122,6 +124,14 @@ where
             Ok(response)
         })
     }
+}
+
+/// A browser's request, refused and logged (the header named, its value Debug-quoted and cut short).
+fn browser_refusal(error: ApiError) -> Response {
+    tracing::warn!(field = ?error.field, error = ?error.message, "refused a request a web page sent");
+    let mut response = error.into_response();
+    response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 /// One answered request in `tarsier_http_requests_total`, labelled by route pattern, never the raw path, so

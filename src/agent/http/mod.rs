@@ -4,6 +4,7 @@
 //! `/metrics`, `/commands`, `/runtime`).
 
 pub(crate) mod auth;
+pub(crate) mod browsers;
 pub(crate) mod gate;
 pub(crate) mod listener;
 pub mod public;

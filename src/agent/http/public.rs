@@ -64,8 +64,21 @@ fn path_param(path: Result<Path<String>, PathRejection>) -> Result<String, ApiEr
     path.map(|Path(id)| id).map_err(|rejection| ApiError::bad_request(None, rejection.body_text()))
 }
 
-fn body_format(headers: &HeaderMap) -> BodyFormat {
-    BodyFormat::from_content_type(headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()))
+/// The body's parser from its `Content-Type`, or a 415 naming the header: only YAML, JSON or none is read.
+fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
+    let given = headers.get(axum::http::header::CONTENT_TYPE);
+    let text = given.map(|v| v.to_str().unwrap_or("(not text)"));
+    BodyFormat::from_content_type(text).ok_or_else(|| {
+        let shown: String = text.unwrap_or_default().chars().take(100).collect();
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "a body of type {shown:?} is not read: send application/yaml or application/json (curl: -H \
+                 'Content-Type: application/yaml')"
+            ),
+        )
+        .with_field("Content-Type")
+    })
 }
 
 async fn exec(State(state): State<Arc<AgentState>>, request: axum::extract::Request) -> Result<Response, ApiError> {
@@ -74,8 +87,9 @@ async fn exec(State(state): State<Arc<AgentState>>, request: axum::extract::Requ
     let request_id = parts.headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()).filter(|id| check_wave_id(id).is_ok());
     let request_id = request_id.map(str::to_owned);
     let answer = async {
+        let format = body_format(&parts.headers)?;
         let bytes = body_bytes(&state, body).await?;
-        let body = CommandBody::parse(&bytes, body_format(&parts.headers))?;
+        let body = CommandBody::parse(&bytes, format)?;
         execute(&state, body, request_id).await
     }
     .await;
@@ -124,8 +138,9 @@ async fn abort(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<AbortAnswer>, ApiError> {
+    let format = body_format(&headers)?;
     let bytes = body_bytes(&state, body).await?;
-    let request = AbortBody::parse(&bytes, body_format(&headers))?;
+    let request = AbortBody::parse(&bytes, format)?;
     let mut wave = request.wave.unwrap_or_default();
     if wave.hop == 0 {
         // A client's abort: whatever its wave said, it floods every agent once and reports back.

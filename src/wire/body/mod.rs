@@ -136,12 +136,19 @@ impl BodyFormat {
         }
     }
 
-    pub fn from_content_type(content_type: Option<&str>) -> Self {
-        match content_type {
-            Some(ct) if ct.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")) => {
-                Self::Json
-            }
-            _ => Self::Yaml,
+    /// The parser for a `Content-Type`: none, or a JSON or YAML type. Any other type is `None` and the body
+    /// is refused unread (415): `text/plain`, forms and `multipart/form-data` are what a web page can send
+    /// cross-site without asking first, so an agent never reads a command from them.
+    pub fn from_content_type(content_type: Option<&str>) -> Option<Self> {
+        let Some(content_type) = content_type else { return Some(Self::Yaml) };
+        let media = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+        match media.as_str() {
+            "" => Some(Self::Yaml),
+            "application/json" => Some(Self::Json),
+            "application/yaml" | "application/x-yaml" | "text/yaml" | "text/x-yaml" => Some(Self::Yaml),
+            media if media.ends_with("+json") => Some(Self::Json),
+            media if media.ends_with("+yaml") => Some(Self::Yaml),
+            _ => None,
         }
     }
 }
