@@ -81,6 +81,10 @@ pub struct AgentArgs {
     /// Host that peers and Consul use to reach this agent. [default: the listen IP, or the hostname]
     #[arg(long, env = "TARSIER_ADVERTISE")]
     pub advertise: Option<String>,
+    /// More host names clients may reach this agent under (server.allowed_hosts), comma-separated: a
+    /// Service's or a Compose service's name. Requests under other names are refused (DNS rebinding).
+    #[arg(long = "allow-host", env = "TARSIER_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Option<Vec<String>>,
     /// Log lines as text or JSON. [default: text]
     #[arg(long, env = "TARSIER_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -91,6 +95,10 @@ pub struct AgentArgs {
     /// takes 1/0, true/false, yes/no, on/off.
     #[arg(long, env = "TARSIER_INSECURE_NO_AUTH", value_parser = clap::builder::BoolishValueParser::new())]
     pub insecure_no_auth: bool,
+    /// Refuse to start when the token file (or the Consul token file) is readable by every user of the
+    /// machine, instead of warning (auth.strict_perms).
+    #[arg(long, env = "TARSIER_STRICT_PERMS", value_parser = clap::builder::BoolishValueParser::new())]
+    pub strict_perms: bool,
     #[command(flatten)]
     pub limits: LimitArgs,
 }

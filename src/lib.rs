@@ -6,7 +6,7 @@ pub mod agent;
 pub(crate) mod catalogue;
 pub mod cli;
 pub mod client;
-pub(crate) mod credentials;
+pub mod credentials;
 pub mod demo;
 pub mod local_swarm;
 pub mod scenario;

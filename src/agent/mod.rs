@@ -22,14 +22,16 @@ use tarsier_plugin::{Budgets, HealthGate};
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::config::AgentConfig;
-use crate::agent::discovery::{ConsulPeers, LocalRegistry, NoPeers, Peer, PeerKind, PeerSource, StaticPeers};
+use crate::agent::discovery::{
+    ConsulPeers, LocalRegistry, NoPeers, Peer, PeerKind, PeerSource, ReferencePeers, StaticPeers, Trust,
+};
 use crate::agent::http::browsers::BrowserPolicy;
 use crate::agent::http::listener::ServeLimits;
 use crate::agent::jobs::Jobs;
 use crate::agent::metrics::Metrics;
 use crate::agent::registry::{builtin_plugins, Registry};
 use crate::agent::state::{AgentState, BodyLimits};
-use crate::agent::wave::{Scheme, Swarm, WaveBounds};
+use crate::agent::wave::{Swarm, WaveBounds};
 
 /// How long in-flight requests get to finish once shutdown starts. Every job is cancelled first and stops
 /// within 100 ms, so requests waiting on one end at once; this bounds only a client that does not read.
@@ -57,6 +59,7 @@ impl BoundAgent {
     ) -> anyhow::Result<Self> {
         let token = config.token()?;
         config.check_exposure(token.as_ref())?;
+        let key = token.as_ref().map(crate::credentials::SwarmKey::from_token);
         let public_tls = config.public_tls.as_ref().map(crate::credentials::tls::server_config).transpose()?;
         let service_tls = config.tls.as_ref().map(crate::credentials::tls::server_config).transpose()?;
         let registry = Registry::new(builtin_plugins(config)?);
@@ -78,29 +81,43 @@ impl BoundAgent {
             service: Some(advertised_service.clone()),
             kind: PeerKind::Tarsier,
         };
+        let trust = Trust {
+            key: key.clone(),
+            reference_peers: ReferencePeers::new(&config.compat.reference_peers)?,
+            tls: public_tls.is_some(),
+        };
+        let discovers = !config.discovery.static_peers.is_empty() || config.discovery.consul.is_some();
+        if key.is_none() && local.is_none() && discovers {
+            tracing::warn!("no token: discovered agents cannot prove membership and are taken as peers as they are");
+        }
         let peers: Arc<dyn PeerSource> = match (local, &config.discovery.consul) {
             (Some(registry), _) => Arc::new(registry.join(me)),
             (None, Some(consul)) => ConsulPeers::start(
-                consul.clone(),
+                {
+                    let mut consul = consul.clone();
+                    consul.resolve_token()?;
+                    consul
+                },
                 crate::agent::discovery::consul_registration(
                     &me,
                     &host,
                     (public_addr.port(), public_tls.is_some()),
                     (service_addr.port(), config.tls.is_some()),
+                    key.as_ref(),
                 ),
                 consul_client()?,
+                trust.clone(),
                 shutdown.clone(),
             ),
             (None, None) if !config.discovery.static_peers.is_empty() => {
-                Arc::new(StaticPeers::new(&config.discovery.static_peers, &advertised_public))
+                Arc::new(StaticPeers::new(&config.discovery.static_peers, &advertised_public, &trust))
             }
             (None, None) => Arc::new(NoPeers),
         };
         let metrics = Metrics::new(true, registry.collectors(), &config.limits)?;
-        let scheme = if public_tls.is_some() { Scheme::Https } else { Scheme::Http };
         let bounds = WaveBounds::from_limits(&config.limits);
         let swarm =
-            Arc::new(Swarm::new(name.clone(), advertised_public, scheme, peers, http, metrics.waves.clone(), bounds)?);
+            Arc::new(Swarm::new(name.clone(), advertised_public, peers, http, trust, metrics.waves.clone(), bounds)?);
         let state = Arc::new(AgentState {
             name: name.into(),
             registry,
@@ -116,6 +133,7 @@ impl BoundAgent {
             swarm,
             token,
             bodies: BodyLimits { max_bytes: config.max_body(), timeout: config.server.body_timeout() },
+            seen_nonces: Default::default(),
             browsers: BrowserPolicy::new(
                 &[host.trim_start_matches('[').trim_end_matches(']'), &crate::sys::hostname()],
                 &config.server.allowed_hosts,
@@ -166,7 +184,9 @@ impl BoundAgent {
 }
 
 /// The host part peers use: `advertise`, else the listen IP unless it is unspecified, else the address the
-/// hostname resolves to (a container's own IP, which Docker writes into /etc/hosts), else the hostname.
+/// hostname resolves to (a container's own IP, which Docker writes into /etc/hosts), else the machine's
+/// primary IP (the source address of its default route), else the hostname, with a warning: peers may not
+/// resolve it.
 fn advertised_host(config: &AgentConfig, public: SocketAddr) -> String {
     if let Some(host) = &config.advertise {
         return host.clone();
@@ -177,9 +197,12 @@ fn advertised_host(config: &AgentConfig, public: SocketAddr) -> String {
             let resolved = std::net::ToSocketAddrs::to_socket_addrs(&(name.as_str(), 0))
                 .ok()
                 .and_then(|mut addrs| addrs.find(|a| !a.ip().is_loopback()).map(|a| a.ip()));
-            match resolved {
+            match resolved.or_else(primary_ip) {
                 Some(ip) => ip,
-                None => return name,
+                None => {
+                    tracing::warn!(host = %name, "no IP to advertise was found; peers are given the host name (set --advertise)");
+                    return name;
+                }
             }
         }
         ip => ip,
@@ -190,20 +213,25 @@ fn advertised_host(config: &AgentConfig, public: SocketAddr) -> String {
     }
 }
 
+/// The source address the kernel picks for the default route: a UDP socket "connected" to a TEST-NET-1
+/// address (RFC 5737) sends no packet, it only chooses a route.
+fn primary_ip() -> Option<std::net::IpAddr> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect("192.0.2.1:9").ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_unspecified() && !ip.is_loopback()).then_some(ip)
+}
+
 /// How long an idle connection to a peer is kept open.
 // PERF(wave): peer connections close after 10 s idle: ~160 KiB each, tens per agent after a wave.
 pub(crate) const PEER_CONNECTION_IDLE: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// The client agents use to forward waves and send reports: it carries the swarm token, and with
-/// `public_tls` it speaks HTTPS to peers, verifying them against `public_tls.ca` and, with `client_auth`,
-/// presenting this agent's certificate (mutual TLS).
+/// The client agents use to forward waves and send reports. It carries no token: each request to a peer is
+/// signed with the swarm key instead (`wave::forward`), so a peer, or whatever poses as one, never sees the
+/// token. With `public_tls` it speaks HTTPS to peers, verifying them against `public_tls.ca` and, with
+/// `client_auth`, presenting this agent's certificate (mutual TLS).
 pub fn http_client(config: &AgentConfig) -> anyhow::Result<reqwest::Client> {
-    let mut headers = reqwest::header::HeaderMap::new();
-    if let Some(token) = config.token()? {
-        headers.insert(reqwest::header::AUTHORIZATION, token.bearer());
-    }
     let mut builder = reqwest::Client::builder()
-        .default_headers(headers)
         .connect_timeout(std::time::Duration::from_secs(2))
         // Agents speak HTTP/2 to each other (their public port serves h2c, and h2 over TLS): one multiplexed
         // connection per peer carries every copy and report. Fresh HTTP/1 connections per burst left tens of

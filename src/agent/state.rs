@@ -33,6 +33,8 @@ pub struct AgentState {
     /// The swarm token every public route requires, when the agent has one.
     pub(crate) token: Option<Token>,
     pub(crate) bodies: BodyLimits,
+    /// Nonces of the signed requests taken from peers (`http::signed`): a copy is taken once.
+    pub(crate) seen_nonces: crate::agent::http::nonces::SeenNonces,
     /// Which host names and web origins requests may carry (`http::browsers`).
     pub(crate) browsers: crate::agent::http::browsers::BrowserPolicy,
     /// Fires when the agent shuts down.

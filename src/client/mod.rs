@@ -35,7 +35,7 @@ pub(crate) fn endpoint(url: &str, path: &str) -> String {
 pub(crate) fn agent_client(timeout: Duration, args: &ClientArgs) -> anyhow::Result<reqwest::Client> {
     let mut headers = reqwest::header::HeaderMap::new();
     if let Some(path) = &args.token_file {
-        headers.insert(reqwest::header::AUTHORIZATION, Token::from_file(path)?.bearer());
+        headers.insert(reqwest::header::AUTHORIZATION, Token::from_file(path, false)?.bearer());
     }
     let mut builder = reqwest::Client::builder().timeout(timeout).default_headers(headers);
     if let Some(ca) = &args.ca_file {

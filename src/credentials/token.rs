@@ -28,9 +28,15 @@ impl std::fmt::Debug for Token {
 impl Token {
     /// Reads the token from a file; surrounding white space (a trailing newline) is not part of it.
     /// A regular file of at most [`MAX_TOKEN_FILE`] bytes: a FIFO, a device or a large file is refused before
-    /// it is read. One that others may read is said in a WARN.
-    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+    /// it is read. One that others may read is said in a WARN, or refused when `strict_perms`.
+    pub fn from_file(path: &Path, strict_perms: bool) -> anyhow::Result<Self> {
         let file = crate::sys::files::read_bounded(path, MAX_TOKEN_FILE, "token file")?;
+        if file.world_readable && strict_perms {
+            anyhow::bail!(
+                "the token file {} is readable by every user of this machine (--strict-perms): chmod 600 it",
+                path.display()
+            );
+        }
         if file.world_readable {
             tracing::warn!(
                 file = %path.display(),
@@ -58,6 +64,11 @@ impl Token {
         let mut value = HeaderValue::from_str(&format!("Bearer {}", self.0)).unwrap_or(HeaderValue::from_static(""));
         value.set_sensitive(true);
         value
+    }
+
+    /// The secret itself, for deriving the swarm key; never logged, never sent to a peer.
+    pub(crate) fn secret(&self) -> &str {
+        &self.0
     }
 
     /// True when `header` is `Bearer <this token>`, compared in constant time.

@@ -164,20 +164,21 @@ pub fn load(path: &Path) -> Result<Scenario, String> {
 pub fn load_with(path: &Path, overrides: &[SweepOverride]) -> Result<Scenario, String> {
     let text =
         crate::sys::files::read_bounded(path, MAX_SCENARIO_FILE, "scenario file").map_err(|e| e.to_string())?.text;
+    parse_with(&text, overrides).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// A scenario file's text, checked and typed, with `overrides` in its sweeps.
+fn parse_with(text: &str, overrides: &[SweepOverride]) -> Result<Scenario, String> {
     // The bounds of an /exec body, before the parser: a deeply nested file hung it for minutes.
-    crate::wire::body::check_nesting(text.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut raw: RawScenario = serde_norway::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    crate::wire::body::check_nesting(text.as_bytes())?;
+    crate::wire::body::check_tags(text.as_bytes())?;
+    let mut raw: RawScenario = serde_norway::from_str(text).map_err(|e| capped(&e.to_string()))?;
     for change in overrides {
         if override_sweeps(&mut raw.steps, change) == 0 {
-            return Err(format!(
-                "{}: --sweep {}: no sweep has the parameter `{}`",
-                path.display(),
-                change.name,
-                change.name
-            ));
+            return Err(format!("--sweep {}: no sweep has the parameter `{}`", change.name, change.name));
         }
     }
-    Scenario::from_raw(raw).map_err(|e| format!("{}: {}", path.display(), capped(&e)))
+    Scenario::from_raw(raw).map_err(|e| capped(&e))
 }
 
 /// The most of an error's text shown: errors quote what the file said, and a file can say a megabyte.
@@ -439,6 +440,24 @@ mod tests {
 
     fn from_text(text: &str) -> Result<Scenario, String> {
         Scenario::from_raw(serde_norway::from_str::<RawScenario>(text).map_err(|e| e.to_string())?)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
+        /// Any text made of a scenario's pieces is typed or refused, quickly, and never panics.
+        #[test]
+        fn any_scenario_text_is_answered_quickly_and_never_panics(
+            parts in proptest::collection::vec(proptest::sample::select(vec![
+                "name: x\n", "target: {local: 1}\n", "steps:\n", "  - ", "exec: ", "{command: sleep/sleep}",
+                "run: ", "'echo {{n}}'", "sweep: ", "{n: [1, 2]}", "steps: ", "[{wait: 1ms}]", "teardown:\n",
+                "[", "]", "{", "}", "\n", "    ", "!!python/object ", "&a ", "*a", "'", "\"", "# c", ": ", ", ",
+            ]), 0..120)
+        ) {
+            let text: String = parts.concat();
+            let started = std::time::Instant::now();
+            let _ = parse_with(&text, &[]);
+            proptest::prop_assert!(started.elapsed() < std::time::Duration::from_secs(2), "{:?}", started.elapsed());
+        }
     }
 
     #[test]

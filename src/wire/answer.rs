@@ -109,3 +109,11 @@ pub struct CopyAnswer {
 pub(crate) fn as_str<S: serde::Serializer>(text: &Arc<str>, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(text)
 }
+
+/// `GET /membership?nonce=N`: an agent's proof that it holds the swarm key, for the address it names as its
+/// own (`credentials::SwarmKey::challenge_answer`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MembershipAnswer {
+    pub address: String,
+    pub proof: String,
+}

@@ -13,6 +13,8 @@ pub struct ConsulDev {
     data: tempfile::TempDir,
     /// `127.0.0.1:PORT` of the HTTP API.
     pub address: String,
+    /// With ACLs on (default deny): the management token.
+    acl_master: Option<String>,
 }
 
 fn free_port() -> u16 {
@@ -32,6 +34,23 @@ impl ConsulDev {
             ports,
             data: tempfile::tempdir().unwrap(),
             address: format!("127.0.0.1:{}", ports[0]),
+            acl_master: None,
+        };
+        consul.launch();
+        consul
+    }
+
+    /// A dev agent with ACLs on and a default-deny policy: nothing is allowed without a token, and `master`
+    /// may do everything.
+    pub fn start_with_acl(master: &str) -> Self {
+        let ports = [free_port(), free_port(), free_port(), free_port()];
+        let mut consul = ConsulDev {
+            child: None,
+            bin: consul_bin(),
+            ports,
+            data: tempfile::tempdir().unwrap(),
+            address: format!("127.0.0.1:{}", ports[0]),
+            acl_master: Some(master.to_owned()),
         };
         consul.launch();
         consul
@@ -55,6 +74,12 @@ impl ConsulDev {
             ])
             .args(["-http-port", &http.to_string(), "-serf-lan-port", &lan.to_string()])
             .args(["-serf-wan-port", &wan.to_string(), "-server-port", &server.to_string()])
+            .args(self.acl_master.iter().flat_map(|master| {
+                let acl = format!(
+                    "acl {{ enabled = true default_policy = \"deny\" down_policy = \"deny\" tokens {{ master = \"{master}\" agent = \"{master}\" }} }}"
+                );
+                ["-hcl".to_owned(), acl]
+            }))
             .arg("-data-dir")
             .arg(self.data.path().join("data"))
             .stdin(Stdio::null())

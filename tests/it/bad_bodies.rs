@@ -264,7 +264,7 @@ const CASES: &[Case] = &[
         b"command: storage/read\ndata: {file: /etc/passwd}\n",
         400,
         Some("data.file"),
-        "not a regular file inside the storage dir",
+        "is not a regular file in the storage dir",
     ),
     (
         "read escaping with ..",
@@ -272,7 +272,7 @@ const CASES: &[Case] = &[
         b"command: storage/read\ndata: {file: ../../../../etc/passwd}\n",
         400,
         Some("data.file"),
-        "not a regular file inside the storage dir",
+        "is not a regular file in the storage dir",
     ),
     (
         "read a missing file",
@@ -280,7 +280,7 @@ const CASES: &[Case] = &[
         b"command: storage/read\ndata: {file: nothing-here}\n",
         400,
         Some("data.file"),
-        "does not exist",
+        "is not a regular file in the storage dir",
     ),
     (
         "free_ram index -2",

@@ -347,9 +347,19 @@ fn a_wave_reaches_an_http1_reference_agent_in_its_own_format() {
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, token).unwrap();
     let peers = format!("http://{reference}");
+    // Not listed in compat.reference_peers, an HTTP/1.1 agent is no peer: it cannot prove membership.
+    let unlisted = ChildAgent::spawn_with(Spawn {
+        args: &["--token-file", token_file.to_str().unwrap(), "--peers", &peers],
+        client: Some(common::http_with_token(token)),
+        ..Default::default()
+    });
+    let peers_seen = unlisted.get_json(&format!("{}/peers", unlisted.service));
+    assert_eq!(peers_seen["count"], 0, "{peers_seen}");
+    assert!(peers_seen["refused"][0]["reason"].as_str().unwrap().contains("compat.reference_peers"), "{peers_seen}");
+    drop(unlisted);
     let agent = ChildAgent::spawn_with(Spawn {
         args: &["--token-file", token_file.to_str().unwrap(), "--peers", &peers],
-        config: "limits:\n  max_wave_executions: 3\n",
+        config: "limits:\n  max_wave_executions: 3\ncompat: {reference_peers: [127.0.0.1]}\n",
         client: Some(common::http_with_token(token)),
         ..Default::default()
     });
@@ -363,6 +373,7 @@ fn a_wave_reaches_an_http1_reference_agent_in_its_own_format() {
     assert_eq!(copy.request_line, "POST /exec HTTP/1.1");
     assert_eq!(copy.header("content-type"), Some("application/x-yaml"));
     assert_eq!(copy.header("authorization"), None, "the swarm token is not given to an HTTP/1.1 agent");
+    assert_eq!(copy.header("tarsier-signature"), None, "nor a signature");
     let body: Value = serde_json::from_str(&copy.body).unwrap();
     // The origin's budget of 3 took 1 here; 2 left pay for the reference agent and one copy of its own.
     assert_eq!(
@@ -414,7 +425,8 @@ fn a_mixed_swarm_through_consul() {
         .send()
         .unwrap();
     assert_eq!(registered.status(), 200);
-    let config = format!("{}    register_scheme: true\n", consul.agent_config());
+    let config =
+        format!("{}    register_scheme: true\ncompat: {{reference_peers: [127.0.0.0/8]}}\n", consul.agent_config());
     let agent = ChildAgent::spawn_with(Spawn { config: &config, ..Default::default() });
     assert!(eventually(Duration::from_secs(20), || agent.peer_count() == 1), "the reference agent is no peer");
     let peers = agent.get_json(&format!("{}/peers", agent.service));
@@ -438,13 +450,17 @@ fn a_mixed_swarm_through_consul() {
     assert_eq!(me["ServiceAddress"], "http://127.0.0.1", "{me}");
 }
 
-/// 9, without being told: a static peer written as a plain `host:port` that speaks HTTP/1.1 only gets the copy
-/// again over HTTP/1.1 in the reference's format, and is spoken to that way from then on.
+/// 9, listed in compat.reference_peers: a static peer written as a plain `host:port` that speaks HTTP/1.1
+/// only gets the copy again over HTTP/1.1 in the reference's format, and is spoken to that way for a while.
 #[test]
 fn a_plain_static_peer_that_speaks_only_http1_is_found_out() {
     let (reference, received) = stand_in_reference(6);
     let peers = reference.to_string();
-    let agent = ChildAgent::spawn_with(Spawn { args: &["--peers", &peers], ..Default::default() });
+    let agent = ChildAgent::spawn_with(Spawn {
+        args: &["--peers", &peers],
+        config: "compat: {reference_peers: ['127.0.0.1']}\n",
+        ..Default::default()
+    });
     let body = "command: dummy/say_hello\ndata: {amount: 20}\nwave: {remains: 1, buddies: 1}\n";
     let (status, answer) = agent.exec(body);
     assert_eq!(status, 200, "{answer}");

@@ -159,6 +159,35 @@ fn files_named_on_the_command_line_are_bounded_before_they_are_parsed() {
     std::fs::set_permissions(&open_token, std::fs::Permissions::from_mode(0o644)).unwrap();
     let agent = with_token(&open_token);
     assert!(agent.log_text().contains("readable by every user"), "{}", agent.log_text());
+    let strict = std::process::Command::new(common::BIN)
+        .args(["agent", "--listen", "127.0.0.1:0", "--service-listen", "127.0.0.1:0", "--strict-perms", "--token-file"])
+        .arg(&open_token)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&strict.stderr);
+    assert_eq!(strict.status.code(), Some(2), "--strict-perms refuses an open token file: {stderr}");
+    assert!(stderr.contains("--strict-perms"), "{stderr}");
+    // A YAML tag is refused, not silently dropped; nested sweeps are capped by their product.
+    let list = |n: usize| format!("[{}]", (0..n).map(|i| i.to_string()).collect::<Vec<_>>().join(", "));
+    for (name, text, says) in [
+        ("tagged.yaml", "name: t\ntarget: {local: 1}\nsteps:\n  - wait: !!python/object:os.system 1s\n".to_owned(), "YAML tags"),
+        (
+            "nested.yaml",
+            format!(
+                "name: n\ntarget: {{local: 1}}\nsteps:\n  - sweep: {{a: {}}}\n    steps:\n      - sweep: {{b: {}}}\n        steps: [{{wait: 1ms}}]\n",
+                list(40),
+                list(40)
+            ),
+            "1600 rounds in all",
+        ),
+    ] {
+        let file = dir.path().join(name);
+        std::fs::write(&file, text).unwrap();
+        let output = std::process::Command::new(common::BIN).args(["scenario", "check"]).arg(&file).output().unwrap();
+        let said = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        assert_eq!(output.status.code(), Some(2), "{name}: {said}");
+        assert!(said.contains(says), "{name}: {said}");
+    }
     let deep = dir.path().join("deep.yaml");
     std::fs::write(
         &deep,
@@ -515,6 +544,17 @@ fn a_symlink_in_the_storage_dir_cannot_lead_out_of_it() {
     std::os::unix::fs::symlink("/etc/passwd", agent.storage_dir().join("passwd")).unwrap();
     let (status, answer) = agent.exec("command: storage/read\ndata: {file: passwd, amount: 1KiB}\n");
     assert_eq!(status, 400, "{answer}");
+    // A file outside the dir that exists and one that does not get the same answer, and no answer names
+    // where the storage dir is.
+    let dir = agent.storage_dir().display().to_string();
+    let (_, existing) = agent.exec("command: storage/read\ndata: {file: ../../../../etc/hostname, amount: 1KiB}\n");
+    let (_, missing) = agent.exec("command: storage/read\ndata: {file: ../../../../etc/no-such-file, amount: 1KiB}\n");
+    let message =
+        |answer: &serde_json::Value| answer["error"].as_str().unwrap_or_default().replace("no-such-file", "hostname");
+    assert_eq!(message(&existing), message(&missing), "{existing} / {missing}");
+    for answer in [&answer, &existing, &missing] {
+        assert!(!answer.to_string().contains(&dir), "the storage dir is named: {answer}");
+    }
 }
 
 /// A CA, and a certificate it signs for 127.0.0.1 that serves and authenticates as a client too.

@@ -1,14 +1,12 @@
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tarsier_plugin::schemars::JsonSchema;
-use tarsier_plugin::{
-    run_on_thread, CancelFlag, Command, CommandError, DataError, ExecContext, HumanDuration, JobFuture,
-};
+use tarsier_plugin::{run_on_thread, Command, CommandError, DataError, ExecContext, HumanDuration, JobFuture};
 
 /// Busy and idle alternate within this period when `load` < 100.
 const DUTY_PERIOD: Duration = Duration::from_millis(100);
@@ -74,23 +72,37 @@ impl Command for SpinCpu {
             let work = data.cpu_time.map(|work| work.0.as_secs_f64());
             // The spinning threads are joined on a thread of their own, never on the shared blocking pool.
             let asked = run_on_thread("spin_cpu", &job_cancel, move || {
-                let workers: Vec<_> = (0..threads)
-                    .map(|n| {
-                        let (cancel, busy) = (cancel.clone(), busy.clone());
-                        std::thread::Builder::new().name(format!("spin-{n}")).spawn(move || {
-                            busy.fetch_add(1, Ordering::Relaxed);
-                            let asked = spin(deadline, load, work, &cancel);
-                            busy.fetch_sub(1, Ordering::Relaxed);
-                            asked
-                        })
-                    })
-                    .collect();
+                // Raised when a thread cannot be started: the ones already spinning stop at once and the
+                // job fails now, not after its whole duration.
+                let abandoned = Arc::new(AtomicBool::new(false));
+                let mut workers = Vec::with_capacity(threads as usize);
+                let mut failed_start = None;
+                for n in 0..threads {
+                    let (cancel, busy, given_up) = (cancel.clone(), busy.clone(), abandoned.clone());
+                    let spawned = std::thread::Builder::new().name(format!("spin-{n}")).spawn(move || {
+                        busy.fetch_add(1, Ordering::Relaxed);
+                        let stop = || cancel.is_raised() || given_up.load(Ordering::Relaxed);
+                        let asked = spin(deadline, load, work, &stop);
+                        busy.fetch_sub(1, Ordering::Relaxed);
+                        asked
+                    });
+                    match spawned {
+                        Ok(worker) => workers.push(worker),
+                        Err(err) => {
+                            abandoned.store(true, Ordering::Relaxed);
+                            failed_start = Some(format!("cannot start spinning thread {n} of {threads}: {err}"));
+                            break;
+                        }
+                    }
+                }
                 let mut total = ThreadTime { cpu_seconds: 0.0, runnable_seconds: Some(0.0) };
                 for worker in workers {
-                    let worker = worker.map_err(|err| CommandError::Failed(format!("cannot start a thread: {err}")))?;
                     total += worker.join().map_err(|_| CommandError::Failed("a spinning thread panicked".into()))?;
                 }
-                Ok(total)
+                match failed_start {
+                    Some(why) => Err(CommandError::Failed(why)),
+                    None => Ok(total),
+                }
             })
             .await?;
             let ran = started.elapsed().as_secs_f64();
@@ -127,7 +139,7 @@ impl std::ops::AddAssign for ThreadTime {
 
 /// Spins until `deadline`, cancel, or (with `work`) once this thread has used that many CPU seconds, and
 /// returns what it asked for and used.
-fn spin(deadline: Instant, load: u8, work: Option<f64>, cancel: &CancelFlag) -> ThreadTime {
+fn spin(deadline: Instant, load: u8, work: Option<f64>, stop: &dyn Fn() -> bool) -> ThreadTime {
     let cpu_start = thread_cpu_seconds();
     let runnable_start = thread_runnable_seconds();
     let busy_slice = DUTY_PERIOD.mul_f64(f64::from(load) / 100.0);
@@ -135,11 +147,11 @@ fn spin(deadline: Instant, load: u8, work: Option<f64>, cancel: &CancelFlag) -> 
     let mut x = 1.000_1_f64;
     loop {
         let slice_start = Instant::now();
-        if slice_start >= deadline || cancel.is_raised() || worked() {
+        if slice_start >= deadline || stop() || worked() {
             break;
         }
         let busy_until = if load >= 100 { slice_start + DUTY_PERIOD } else { slice_start + busy_slice }.min(deadline);
-        while Instant::now() < busy_until && !cancel.is_raised() && !worked() {
+        while Instant::now() < busy_until && !stop() && !worked() {
             for _ in 0..1_000 {
                 x = black_box(black_box(x) * 1.000_000_1 / 1.000_000_09);
             }
@@ -148,7 +160,7 @@ fn spin(deadline: Instant, load: u8, work: Option<f64>, cancel: &CancelFlag) -> 
             let idle_until = (slice_start + DUTY_PERIOD).min(deadline);
             loop {
                 let now = Instant::now();
-                if now >= idle_until || cancel.is_raised() {
+                if now >= idle_until || stop() {
                     break;
                 }
                 std::thread::sleep((idle_until - now).min(IDLE_STEP));

@@ -47,22 +47,21 @@ impl Read {
             return Ok(PathBuf::from(file));
         }
         let path = self.0.dir.join(file);
-        if !path.exists() {
-            return Err(DataError::field("file", format!("{} does not exist", path.display())));
-        }
+        // One answer whether the file is missing, outside the dir, or not a regular file: a caller learns
+        // nothing of what exists outside the storage dir, nor where the dir is.
         if !self.0.contains(&path) || !path.is_file() {
-            return Err(outside(file, &self.0.dir));
+            return Err(outside(file));
         }
         Ok(path)
     }
 }
 
-fn outside(file: &str, dir: &Path) -> DataError {
+fn outside(file: &str) -> DataError {
+    let shown: String = file.chars().take(200).collect();
     DataError::field(
         "file",
         format!(
-            "{file} is not a regular file inside the storage dir {} (nor one of {})",
-            dir.display(),
+            "{shown:?} is not a regular file in the storage dir (paths are relative to it), nor one of {}",
             ALLOWED_DEVICES.join(", ")
         ),
     )
@@ -100,7 +99,8 @@ impl Command for Read {
         Box::pin(async move {
             let flag = ctx.cancel_flag();
             let started = Instant::now();
-            let shown = plan.path.display().to_string();
+            // As asked (relative to the storage dir): the answer does not say where the dir is.
+            let shown = plan.data.file.clone();
             if plan.data.amount.0 == 0 || plan.data.concurrency == 0 {
                 let mut answer = throughput(0, 0.0);
                 answer["file"] = json!(shown);
@@ -125,13 +125,9 @@ impl Command for Read {
 fn open_confined(path: &Path, asked: &str, files: &Files) -> Result<File, CommandError> {
     let device = ALLOWED_DEVICES.contains(&asked);
     let flags = libc::O_NONBLOCK | if device { 0 } else { libc::O_NOFOLLOW };
-    let file = File::options().read(true).custom_flags(flags).open(path).map_err(|err| {
-        CommandError::Invalid(DataError::field("file", format!("cannot open {}: {err}", path.display())))
-    })?;
-    let kind = file
-        .metadata()
-        .map_err(|err| CommandError::Failed(format!("cannot stat {}: {err}", path.display())))?
-        .file_type();
+    let file = File::options().read(true).custom_flags(flags).open(path).map_err(|_| outside(asked))?;
+    let kind =
+        file.metadata().map_err(|err| CommandError::Failed(format!("cannot stat {asked:?}: {err}")))?.file_type();
     let opened = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).unwrap_or_default();
     let allowed = if device {
         kind.is_char_device() && opened == Path::new(asked)
@@ -139,7 +135,7 @@ fn open_confined(path: &Path, asked: &str, files: &Files) -> Result<File, Comman
         kind.is_file() && opened.starts_with(&files.dir)
     };
     if !allowed {
-        return Err(outside(asked, &files.dir).into());
+        return Err(outside(asked).into());
     }
     Ok(file)
 }

@@ -55,6 +55,9 @@ pub struct AgentConfig {
     pub advertise: Option<String>,
     #[serde(default)]
     pub discovery: DiscoveryConfig,
+    /// Mixed swarms with the reference Tarsier: which HTTP/1.1 agents may get copies.
+    #[serde(default)]
+    pub compat: crate::agent::discovery::CompatConfig,
     /// The reference Tarsier's `consul:` section (mapped onto `discovery.consul`).
     pub consul: Option<reference::ReferenceConsul>,
     /// The reference Tarsier's `logging:` section (accepted; tarsier logs to stderr).
@@ -84,6 +87,9 @@ pub struct AuthConfig {
     /// Run without a token on a non-loopback address (a trusted, isolated network only).
     #[serde(default)]
     pub insecure_no_auth: bool,
+    /// Refuse a token file every user of the machine may read, instead of warning.
+    #[serde(default)]
+    pub strict_perms: bool,
 }
 
 /// `server:` in the config: how long a client may take, and how many connections it may hold open.
@@ -157,8 +163,10 @@ impl AgentConfig {
         config.name = args.name.clone().or(config.name);
         config.log_format = args.log_format.or(config.log_format);
         config.advertise = args.advertise.clone().or(config.advertise);
+        config.server.allowed_hosts.extend(args.allowed_hosts.iter().flatten().cloned());
         config.auth.token_file = args.token_file.clone().or(config.auth.token_file);
         config.auth.insecure_no_auth |= args.insecure_no_auth;
+        config.auth.strict_perms |= args.strict_perms;
         let (limits, flags) = (&mut config.limits, args.limits.clone());
         limits.max_ram = flags.max_ram.or(limits.max_ram);
         limits.max_disk = flags.max_disk.or(limits.max_disk);
@@ -195,7 +203,7 @@ impl AgentConfig {
 
     /// The swarm token, when the config names one.
     pub fn token(&self) -> anyhow::Result<Option<Token>> {
-        self.auth.token_file.as_deref().map(Token::from_file).transpose()
+        self.auth.token_file.as_deref().map(|path| Token::from_file(path, self.auth.strict_perms)).transpose()
     }
 
     /// The safe default: an agent reachable from other hosts must have a token, unless told otherwise.

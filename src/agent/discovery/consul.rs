@@ -16,7 +16,7 @@ use serde_json::json;
 use tarsier_plugin::HumanDuration;
 use tokio_util::sync::CancellationToken;
 
-use super::{Leave, Peer, PeerKind, PeerList, PeerSource};
+use super::{Leave, Peer, PeerKind, PeerList, PeerSource, Refused, Trust};
 
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -41,8 +41,12 @@ pub struct ConsulConfig {
     /// Longest wait of one blocking query.
     #[serde(default = "default_wait")]
     pub wait: HumanDuration,
-    /// ACL token, if Consul needs one.
+    /// Consul's ACL token, when Consul needs one (the first line of defense: with ACLs on and a default-deny
+    /// policy, nobody without a token can register a service or read the catalogue). Prefer `token_file`;
+    /// without either, `CONSUL_HTTP_TOKEN` from the environment, as Consul's own tools read it.
     pub token: Option<String>,
+    /// A file holding the ACL token (a Kubernetes Secret mounted as a file).
+    pub token_file: Option<std::path::PathBuf>,
     /// Register `Address` as `http://host` (the scheme included), as the reference Tarsier did: its agents
     /// build `Address:Port/exec` from Consul and can then reach this one. Off by default, as it costs Consul
     /// DNS and every other reader of `ServiceAddress` a URL where a host is expected; on when the config is
@@ -74,8 +78,30 @@ impl ConsulConfig {
             deregister_after: default_deregister_after(),
             wait: default_wait(),
             token: None,
+            token_file: None,
             register_scheme: false,
         }
+    }
+
+    /// The ACL token from `token_file`, `token` or `CONSUL_HTTP_TOKEN`, in that order; checked like the
+    /// swarm token's file (a regular file, bounded) and refused when it could not go into a header.
+    pub fn resolve_token(&mut self) -> anyhow::Result<()> {
+        if let Some(path) = &self.token_file {
+            let file = crate::sys::files::read_bounded(path, 8 * 1024, "Consul token file")?;
+            if file.world_readable {
+                tracing::warn!(file = %path.display(), "the Consul token file is readable by every user of this machine");
+            }
+            self.token = Some(file.text.trim().to_owned());
+        } else if self.token.is_none() {
+            self.token = std::env::var("CONSUL_HTTP_TOKEN").ok().filter(|t| !t.trim().is_empty());
+        }
+        if let Some(token) = &self.token {
+            anyhow::ensure!(
+                !token.is_empty() && token.bytes().all(|b| b.is_ascii_graphic()),
+                "discovery.consul.token: printable ASCII without spaces"
+            );
+        }
+        Ok(())
     }
 
     fn base_url(&self) -> String {
@@ -92,6 +118,8 @@ impl ConsulConfig {
 #[derive(Debug, Clone)]
 pub struct Registration {
     pub id: String,
+    /// The membership proof for `tarsier_member` (`SwarmKey::membership_proof` of id, host, public port).
+    pub proof: Option<String>,
     pub host: String,
     pub public_port: u16,
     pub public_tls: bool,
@@ -103,9 +131,12 @@ pub struct ConsulPeers {
     config: ConsulConfig,
     me: Registration,
     http: reqwest::Client,
+    trust: Trust,
     list: RwLock<Arc<[Peer]>>,
     /// Every registered instance but this one, passing or not (for `/sd`).
     members: RwLock<Arc<[Peer]>>,
+    /// Registered instances that are not peers, and why.
+    refused: RwLock<Vec<Refused>>,
 }
 
 #[derive(Deserialize)]
@@ -123,10 +154,11 @@ struct CheckEntry {
     status: String,
 }
 
-/// What one health query found: the passing peers, and every registered instance.
+/// What one health query found: the passing peers, every admitted instance, and the refused ones.
 struct Found {
     peers: Vec<Peer>,
     members: Vec<Peer>,
+    refused: Vec<Refused>,
 }
 
 #[derive(Deserialize)]
@@ -152,10 +184,18 @@ impl ConsulPeers {
         config: ConsulConfig,
         me: Registration,
         http: reqwest::Client,
+        trust: Trust,
         shutdown: CancellationToken,
     ) -> Arc<Self> {
-        let peers =
-            Arc::new(Self { config, me, http, list: RwLock::new(Arc::new([])), members: RwLock::new(Arc::new([])) });
+        let peers = Arc::new(Self {
+            config,
+            me,
+            http,
+            trust,
+            list: RwLock::new(Arc::new([])),
+            members: RwLock::new(Arc::new([])),
+            refused: RwLock::new(Vec::new()),
+        });
         tokio::spawn(peers.clone().watch(shutdown));
         peers
     }
@@ -179,17 +219,21 @@ impl ConsulPeers {
         // `proto` tells agents how to speak to this one: an instance without it (a reference agent) gets
         // HTTP/1.1 and the reference's wave format.
         let proto = if me.public_tls { "h2" } else { "h2c" };
+        let mut meta = json!({
+            "service_port": me.service_port.to_string(),
+            "version": env!("CARGO_PKG_VERSION"),
+            "proto": proto,
+        });
+        if let Some(proof) = &me.proof {
+            meta["tarsier_member"] = json!(proof);
+        }
         let body = json!({
             "ID": me.id,
             "Name": self.config.service,
             "Address": address,
             "Port": me.public_port,
             "Tags": self.config.tags,
-            "Meta": {
-                "service_port": me.service_port.to_string(),
-                "version": env!("CARGO_PKG_VERSION"),
-                "proto": proto,
-            },
+            "Meta": meta,
             "Check": {
                 "HTTP": format!("{scheme}://{}:{}/health", me.host, me.service_port),
                 "Interval": self.config.check_interval.to_string(),
@@ -236,7 +280,7 @@ impl ConsulPeers {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
         let entries: Vec<HealthEntry> = response.json().await.map_err(|e| e.to_string())?;
-        let mut found = Found { peers: Vec::new(), members: Vec::new() };
+        let mut found = Found { peers: Vec::new(), members: Vec::new(), refused: Vec::new() };
         for e in entries.into_iter().filter(|e| e.service.id != self.me.id) {
             let passing = e.checks.iter().all(|c| c.status == "passing");
             let address = if e.service.address.is_empty() { e.node.address } else { e.service.address };
@@ -246,14 +290,42 @@ impl ConsulPeers {
             let meta = e.service.meta.as_ref();
             let tarsier = meta.is_some_and(|m| m.contains_key("proto") || m.contains_key("service_port"));
             let kind = if tarsier { PeerKind::Tarsier } else { kind_of_untagged(kind) };
-            let service = meta.and_then(|m| m.get("service_port")).map(|port| format!("{host}:{port}"));
+            let service = meta
+                .and_then(|m| m.get("service_port"))
+                .and_then(|port| port.parse::<u16>().ok())
+                .map(|port| format!("{host}:{port}"));
             let peer = Peer { id: e.service.id, public: format!("{host}:{}", e.service.port), service, kind };
-            if passing {
-                found.peers.push(peer.clone());
+            let proof = meta.and_then(|m| m.get("tarsier_member")).map(String::as_str);
+            match self.admit(&peer, host, e.service.port, proof) {
+                Ok(()) => {
+                    if passing {
+                        found.peers.push(peer.clone());
+                    }
+                    found.members.push(peer);
+                }
+                Err(reason) => {
+                    let shown = |text: &str| text.chars().take(200).collect::<String>();
+                    found.refused.push(Refused { id: shown(&peer.id), address: shown(&peer.public), reason });
+                }
             }
-            found.members.push(peer);
         }
         Ok((found, new_index))
+    }
+
+    /// Whether a registered instance is a peer: a tarsier agent must carry a valid membership proof (when
+    /// this agent has the swarm key); a reference agent must be listed (`discovery::admission`).
+    fn admit(&self, peer: &Peer, host: &str, port: u16, proof: Option<&str>) -> Result<(), String> {
+        super::admission(peer, &self.trust)?;
+        match (peer.kind, &self.trust.key) {
+            (PeerKind::Tarsier, Some(key)) => match proof {
+                Some(proof) if key.accepts_membership(&peer.id, host, port, proof) => Ok(()),
+                Some(_) => {
+                    Err("its membership proof (meta tarsier_member) does not hold for its id and address".into())
+                }
+                None => Err("it carries no membership proof (meta tarsier_member): not an agent of this swarm".into()),
+            },
+            _ => Ok(()),
+        }
     }
 
     async fn watch(self: Arc<Self>, shutdown: CancellationToken) {
@@ -282,6 +354,7 @@ impl ConsulPeers {
                     backoff = Duration::from_millis(100);
                     // A smaller index means Consul's state was reset: start the blocking queries over.
                     index = if new_index < index { 0 } else { new_index };
+                    self.note_refused(found.refused);
                     *self.list.write().unwrap_or_else(|p| p.into_inner()) = found.peers.into();
                     *self.members.write().unwrap_or_else(|p| p.into_inner()) = found.members.into();
                 }
@@ -304,6 +377,18 @@ impl ConsulPeers {
     }
 }
 
+impl ConsulPeers {
+    /// Keeps the refused instances, and logs each one once, when it first appears.
+    fn note_refused(&self, refused: Vec<Refused>) {
+        let mut kept = self.refused.write().unwrap_or_else(|p| p.into_inner());
+        for new in refused.iter().filter(|r| !kept.contains(r)) {
+            tracing::warn!(id = ?new.id, address = ?new.address, reason = %new.reason, "a Consul registration is not a peer");
+        }
+        // Bounded: a flood of registrations cannot grow this without end.
+        *kept = refused.into_iter().take(256).collect();
+    }
+}
+
 /// An instance without tarsier's meta is a reference agent, HTTP/1.1 either way.
 fn kind_of_untagged(from_address: PeerKind) -> PeerKind {
     match from_address {
@@ -321,6 +406,9 @@ impl PeerSource for ConsulPeers {
     }
     fn members(&self) -> PeerList {
         self.members.read().unwrap_or_else(|p| p.into_inner()).clone().into()
+    }
+    fn refused(&self) -> Vec<Refused> {
+        self.refused.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
     fn leave(&self) -> Leave<'_> {
         Box::pin(async move {

@@ -3,6 +3,7 @@
 
 mod consul;
 mod local;
+mod trust;
 
 use std::future::Future;
 use std::ops::{Deref, Range};
@@ -13,6 +14,7 @@ use serde::Serialize;
 
 pub use consul::{ConsulConfig, ConsulPeers, Registration};
 pub use local::LocalRegistry;
+pub use trust::{CompatConfig, ReferencePeers, Refused, Trust};
 
 /// Another agent, as waves and Prometheus need it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -98,6 +100,10 @@ pub trait PeerSource: Send + Sync + 'static {
     fn members(&self) -> PeerList {
         self.peers()
     }
+    /// The instances discovery found that are not peers, and why (shown by `/peers`).
+    fn refused(&self) -> Vec<Refused> {
+        Vec::new()
+    }
     /// Leaves the swarm (deregisters) at shutdown.
     fn leave(&self) -> Leave<'_> {
         Box::pin(async {})
@@ -116,20 +122,54 @@ impl PeerSource for NoPeers {
     }
 }
 
-/// `--peers a:8080,b:8080`: a fixed list, for setups without Consul.
-pub struct StaticPeers(Arc<[Peer]>);
+/// `--peers a:8080,b:8080`: a fixed list, for setups without Consul. A `host:port` is a tarsier agent,
+/// which proves membership when first sent to (a challenge, `wave::membership`); `http://host:port` an
+/// HTTP/1.1 (reference) agent, a peer only when `compat.reference_peers` lists it.
+pub struct StaticPeers {
+    peers: Arc<[Peer]>,
+    refused: Vec<Refused>,
+}
 
 impl StaticPeers {
-    /// Every address but this agent's own; `http://host:port` names an HTTP/1.1 (reference) agent.
-    pub fn new(addresses: &[String], own_public: &str) -> Self {
-        Self(
-            addresses
-                .iter()
-                .map(|a| (a, PeerKind::from_address(a)))
-                .filter(|(_, (public, _))| *public != own_public)
-                .map(|(a, (public, kind))| Peer { id: a.clone(), public: public.to_owned(), service: None, kind })
-                .collect(),
-        )
+    /// Every address but this agent's own, sorted into peers and refused ones by `trust`.
+    pub fn new(addresses: &[String], own_public: &str, trust: &Trust) -> Self {
+        let mut peers = Vec::new();
+        let mut refused = Vec::new();
+        for address in addresses {
+            let (public, kind) = PeerKind::from_address(address);
+            if public == own_public {
+                continue;
+            }
+            let peer = Peer { id: address.clone(), public: public.to_owned(), service: None, kind };
+            match admission(&peer, trust) {
+                Ok(()) => peers.push(peer),
+                Err(reason) => {
+                    tracing::warn!(peer = %address, %reason, "a static peer is refused");
+                    refused.push(Refused { id: peer.id, address: peer.public, reason });
+                }
+            }
+        }
+        Self { peers: peers.into(), refused }
+    }
+}
+
+/// Whether a discovered instance may be a peer before any proof: its address must be a host and a port, and
+/// an HTTP/1.1 agent must be listed in `compat.reference_peers` (and speak TLS when this agent does). A
+/// tarsier agent's proof is checked apart (a Consul meta, a challenge).
+pub(crate) fn admission(peer: &Peer, trust: &Trust) -> Result<(), String> {
+    if !crate::wire::address::is_host_port(&peer.public) {
+        return Err("its address is not a host and a port".into());
+    }
+    match peer.kind {
+        PeerKind::Tarsier => Ok(()),
+        PeerKind::Reference { .. } if !trust.reference_peers.lists(&peer.public) => {
+            Err("an HTTP/1.1 (reference) agent that compat.reference_peers does not list: it cannot prove membership"
+                .into())
+        }
+        PeerKind::Reference { https: false } if trust.tls => {
+            Err("an HTTP/1.1 agent without TLS: an agent with public_tls never sends plaintext".into())
+        }
+        PeerKind::Reference { .. } => Ok(()),
     }
 }
 
@@ -138,20 +178,26 @@ impl PeerSource for StaticPeers {
         "static"
     }
     fn peers(&self) -> PeerList {
-        self.0.clone().into()
+        self.peers.clone().into()
+    }
+    fn refused(&self) -> Vec<Refused> {
+        self.refused.clone()
     }
 }
 
-/// This agent's Consul registration.
+/// This agent's Consul registration, with its membership proof when it has the swarm key.
 pub fn consul_registration(
     me: &Peer,
     host: &str,
     (public_port, public_tls): (u16, bool),
     (service_port, service_tls): (u16, bool),
+    key: Option<&crate::credentials::SwarmKey>,
 ) -> Registration {
+    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
     Registration {
         id: me.id.clone(),
-        host: host.trim_start_matches('[').trim_end_matches(']').to_owned(),
+        proof: key.map(|key| key.membership_proof(&me.id, &host, public_port)),
+        host,
         public_port,
         public_tls,
         service_port,

@@ -19,11 +19,16 @@ use crate::wire::error::ApiError;
 /// the swarm holds and where its members are. `service.rs` routes them from this list.
 pub const GUARDED_ROUTES: [&str; 3] = ["/commands", "/runtime", "/peers"];
 
+/// The one public route open without the token: a peer's proof of membership reveals nothing (a MAC of the
+/// asker's nonce and this agent's own address, under a label no other use of the key shares).
+pub const MEMBERSHIP_ROUTE: &str = "/membership";
+
 /// The listener a gate guards: its label in the metrics, the largest body it reads, and which of its routes
 /// need the swarm's token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Listener {
-    /// Every route needs the token (when the agent has one); bodies up to `max_body`.
+    /// Every route needs the token (when the agent has one) but `/membership`, and a peer's copies, aborts
+    /// and reports may come signed instead; bodies up to `max_body`.
     Public,
     /// Only the routes that tell a stranger what the swarm holds need it ([`GUARDED_ROUTES`]); probes,
     /// `/metrics` and `/sd` stay open. No route reads a body.
@@ -47,7 +52,7 @@ impl Listener {
 
     fn needs_token(self, path: Option<&MatchedPath>) -> bool {
         match self {
-            Listener::Public => true,
+            Listener::Public => path.is_none_or(|p| p.as_str() != MEMBERSHIP_ROUTE),
             Listener::Service => path.is_some_and(|p| GUARDED_ROUTES.contains(&p.as_str())),
         }
     }
@@ -87,7 +92,7 @@ pub struct Gate<S> {
 
 impl<S> Service<Request> for Gate<S>
 where
-    S: Service<Request, Response = Response, Error = Infallible>,
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
     type Response = Response;
@@ -101,15 +106,31 @@ where
     fn call(&mut self, request: Request) -> Self::Future {
         let path = request.extensions().get::<MatchedPath>().cloned();
         let (state, listener) = (self.state.clone(), self.listener);
+        // A peer's copy, abort or report comes signed with the swarm key instead of the token.
+        let signed =
+            listener == Listener::Public && state.token.is_some() && crate::agent::http::signed::is_signed(&request);
         let refusal = bounds_refusal(&request, listener.max_body(&state))
             .or_else(|| state.browsers.refusal(&request).map(browser_refusal))
             .or_else(|| {
-                if listener.needs_token(path.as_ref()) {
+                if !signed && listener.needs_token(path.as_ref()) {
                     crate::agent::http::auth::token_refusal(state.token.as_ref(), &request)
                 } else {
                     None
                 }
             });
+        if signed && refusal.is_none() {
+            // The body must be read before the route runs: the service that was made ready goes along.
+            let ready = self.inner.clone();
+            let mut inner = std::mem::replace(&mut self.inner, ready);
+            return Box::pin(async move {
+                let response = match crate::agent::http::signed::admit(&state, request).await {
+                    Ok(request) => inner.call(request).await?,
+                    Err(refusal) => refusal,
+                };
+                count(&state, listener.label(), path.as_ref(), &response);
+                Ok(response)
+            });
+        }
         // `poll_ready` was passed on, so the inner service is ready for this call.
         let answered = match refusal {
             Some(refusal) => Err(refusal),

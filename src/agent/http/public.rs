@@ -4,23 +4,23 @@ use std::sync::Arc;
 
 use std::net::SocketAddr;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use http_body_util::BodyExt as _;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::agent::exec::execute;
-use crate::agent::http::gate::{method_not_allowed, no_such_route, GateLayer, Listener};
+use crate::agent::http::body::body_bytes;
+use crate::agent::http::gate::{method_not_allowed, no_such_route, GateLayer, Listener, MEMBERSHIP_ROUTE};
 use crate::agent::jobs::raw_json;
 use crate::agent::state::AgentState;
 use crate::agent::wave::{now_ms, Entry, ReportEntry, Route};
-use crate::wire::answer::{AbortAnswer, Forwarded};
+use crate::wire::answer::{AbortAnswer, Forwarded, MembershipAnswer};
 use crate::wire::body::{check_wave_id, BodyFormat, CommandBody, WaveSpec, MAX_REMAIN};
 use crate::wire::error::ApiError;
 use crate::wire::status::Status;
@@ -36,27 +36,34 @@ pub fn router(state: Arc<AgentState>) -> Router {
         .route("/jobs/{id}", get(get_job).delete(cancel_job))
         .route("/waves/{id}", get(wave_summary))
         .route("/waves/{id}/report", post(wave_report))
+        .route(MEMBERSHIP_ROUTE, get(membership))
         .fallback(no_such_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(GateLayer::new(state.clone(), Listener::Public))
         .with_state(state)
 }
 
-/// The body, read within `server.body_timeout` and at most `max_body` bytes, or a JSON error.
-async fn body_bytes(state: &AgentState, body: Body) -> Result<Bytes, ApiError> {
-    let limited = http_body_util::Limited::new(body, state.bodies.max_bytes);
-    match tokio::time::timeout(state.bodies.timeout, limited.collect()).await {
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(err)) if err.is::<http_body_util::LengthLimitError>() => Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the body is larger than this agent accepts ({} bytes, max_body)", state.bodies.max_bytes),
-        )),
-        Ok(Err(err)) => Err(ApiError::bad_request(None, format!("cannot read the body: {err}"))),
-        Err(_) => Err(ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            format!("the body did not arrive within {:?} (server.body_timeout)", state.bodies.timeout),
-        )),
+#[derive(Deserialize)]
+struct Challenge {
+    nonce: String,
+}
+
+/// `GET /membership?nonce=N`: this agent's answer to a peer's challenge (`wave::membership`).
+async fn membership(
+    State(state): State<Arc<AgentState>>,
+    query: Result<Query<Challenge>, QueryRejection>,
+) -> Result<Json<MembershipAnswer>, ApiError> {
+    let Query(challenge) =
+        query.map_err(|rejection| ApiError::bad_request(Some("nonce".into()), rejection.body_text()))?;
+    if !(16..=64).contains(&challenge.nonce.len()) || !challenge.nonce.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiError::bad_request(Some("nonce".into()), "nonce: 16 to 64 hex digits"));
     }
+    let Some(key) = state.swarm.key() else {
+        return Err(ApiError::not_found("this agent has no token, so no swarm key to prove membership with"));
+    };
+    let address = state.swarm.advertised_public.clone();
+    let proof = key.challenge_answer(&challenge.nonce, &address);
+    Ok(Json(MembershipAnswer { address, proof }))
 }
 
 /// A path parameter, or a JSON error (axum's own rejection is plain text).

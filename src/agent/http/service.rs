@@ -92,7 +92,14 @@ async fn runtime(State(state): State<Arc<AgentState>>) -> Json<serde_json::Value
 async fn peers(State(state): State<Arc<AgentState>>) -> Json<serde_json::Value> {
     let source = &state.swarm.peers;
     let peers = source.peers();
-    Json(json!({ "agent": &*state.name, "source": source.kind(), "count": peers.len(), "peers": &*peers }))
+    let refused = state.swarm.refused_peers();
+    Json(json!({
+        "agent": &*state.name,
+        "source": source.kind(),
+        "count": peers.len(),
+        "peers": &*peers,
+        "refused": refused,
+    }))
 }
 
 /// Prometheus `http_sd_configs`: the service port of this agent and of every peer whose service port is known.

@@ -115,10 +115,27 @@ async fn send_copy(swarm: &Swarm, peer: &Peer, route: Route, copy: &Bytes, dedup
     if swarm.speaks_http1(&peer.public) {
         return send_reference_copy(swarm, peer, route, copy, https).await;
     }
-    let Some(url) = swarm.scheme.url(&peer.public, &[route.segment()]) else {
+    let (Some(url), Some(challenge_url)) =
+        (swarm.scheme.url(&peer.public, &[route.segment()]), swarm.scheme.url(&peer.public, &["membership"]))
+    else {
         tracing::warn!(peer = ?peer.id, address = ?peer.public, "a peer's address is not host:port");
         return PeerAnswer::Failed;
     };
+    if let (true, Some(key)) = (swarm.needs_challenge(peer), swarm.key()) {
+        if swarm.membership.prove(key, &swarm.http, challenge_url, peer).await.is_err() {
+            // A listed reference agent cannot answer the challenge (it speaks HTTP/1.1): it gets the copy in
+            // its own format. Anything else that cannot prove membership gets nothing.
+            if swarm.may_speak_http1(peer, route) {
+                let answer = send_reference_copy(swarm, peer, route, copy, https).await;
+                if matches!(answer, PeerAnswer::Accepted) {
+                    tracing::info!(peer = ?peer.id, "the peer speaks HTTP/1.1 only; copies go to it in the reference's format");
+                    swarm.remember_http1(&peer.public);
+                }
+                return answer;
+            }
+            return PeerAnswer::Failed;
+        }
+    }
     let started = Instant::now();
     let mut last_error = String::new();
     for attempt in 1..=ATTEMPTS {
@@ -131,6 +148,7 @@ async fn send_copy(swarm: &Swarm, peer: &Peer, route: Route, copy: &Bytes, dedup
             Route::Abort => None,
         };
         let request = swarm.http.post(url.clone()).timeout(FORWARD_TIMEOUT);
+        let request = signed(swarm, request, url.path(), copy);
         let request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(copy.clone());
         match request.send().await {
             Ok(response) if response.status().is_success() => {
@@ -190,6 +208,11 @@ async fn send_copy(swarm: &Swarm, peer: &Peer, route: Route, copy: &Bytes, dedup
 async fn send_reference_copy(swarm: &Swarm, peer: &Peer, route: Route, copy: &Bytes, https: bool) -> PeerAnswer {
     if route != Route::Exec {
         tracing::debug!(peer = ?peer.id, "an HTTP/1.1 (reference) agent has no /abort; not sent");
+        return PeerAnswer::Failed;
+    }
+    if swarm.scheme == super::Scheme::Https && !https {
+        // No downgrade: an agent with public_tls never sends a copy in plaintext, to anyone.
+        tracing::warn!(peer = ?peer.id, "not sent: an HTTP/1.1 agent without TLS, and this agent speaks TLS to peers");
         return PeerAnswer::Failed;
     }
     let scheme = if https { super::Scheme::Https } else { super::Scheme::Http };
@@ -273,8 +296,19 @@ pub(super) async fn report(swarm: &Swarm, origin: &str, wave_id: &str, entry: Re
         tracing::warn!(origin = ?origin, "a wave's origin is not host:port; no report sent");
         return;
     };
+    let body = match serde_json::to_vec(&entry) {
+        Ok(body) => Bytes::from(body),
+        Err(err) => {
+            tracing::error!(%err, "cannot write a wave report as JSON; not sent");
+            return;
+        }
+    };
     for attempt in 1..=ATTEMPTS {
-        match swarm.http.post(url.clone()).timeout(FORWARD_TIMEOUT).json(&entry).send().await {
+        let request = swarm.http.post(url.clone()).timeout(FORWARD_TIMEOUT);
+        let request = signed(swarm, request, url.path(), &body)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.clone());
+        match request.send().await {
             Ok(r) if r.status().is_success() || r.status().is_client_error() => return,
             Ok(r) => tracing::debug!(status = %r.status(), attempt, "report not taken yet"),
             Err(err) => tracing::debug!(%err, attempt, "report not sent yet"),
@@ -282,6 +316,17 @@ pub(super) async fn report(swarm: &Swarm, origin: &str, wave_id: &str, entry: Re
         tokio::time::sleep(RETRY_PAUSE * attempt).await;
     }
     tracing::warn!(origin, wave_id, "cannot report a wave result to its origin");
+}
+
+/// A request to a peer, signed with the swarm key when this agent has one (a fresh nonce each time, so a
+/// retry is not taken for a replay). The token itself is never sent to a peer.
+fn signed(swarm: &Swarm, request: reqwest::RequestBuilder, path: &str, body: &[u8]) -> reqwest::RequestBuilder {
+    match swarm.key() {
+        Some(key) => {
+            request.header(crate::credentials::SIGNATURE_HEADER, key.sign("POST", path, body, super::now_ms()))
+        }
+        None => request,
+    }
 }
 
 #[cfg(test)]

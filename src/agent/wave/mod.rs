@@ -6,6 +6,7 @@
 //! decides who the origin is, drops dedupe duplicates, and says what copy to send on.
 
 mod forward;
+mod membership;
 mod records;
 
 use std::net::IpAddr;
@@ -21,8 +22,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::discovery::PeerSource;
+use crate::agent::discovery::{PeerSource, Refused, Trust};
 use crate::agent::metrics::WaveMetrics;
+use crate::credentials::SwarmKey;
 use crate::wire::body::WaveSpec;
 use crate::wire::error::ApiError;
 use crate::wire::status::Status;
@@ -43,8 +45,14 @@ pub struct Swarm {
     http: reqwest::Client,
     /// HTTP/1.1 for agents that speak nothing else (the reference Go Tarsier); it carries no token.
     http1: reqwest::Client,
-    /// Static peers found to speak HTTP/1.1 only (an HTTP/2 attempt failed and HTTP/1.1 worked), by address.
-    http1_peers: Mutex<std::collections::HashSet<String>>,
+    /// What makes a discovered agent a peer: the swarm key (copies are signed with it), the listed
+    /// reference agents, TLS.
+    trust: Trust,
+    /// Static peers' proofs of membership.
+    membership: membership::Membership,
+    /// Listed static peers found to speak HTTP/1.1 only (an HTTP/2 attempt failed and HTTP/1.1 worked), by
+    /// address: until when they are spoken to that way, and the wait before the next such finding.
+    http1_peers: Mutex<std::collections::HashMap<String, Http1Finding>>,
     /// Static peers that answered over HTTP/2: never tried over HTTP/1.1.
     h2_peers: Mutex<std::collections::HashSet<String>>,
     pub records: WaveRecords,
@@ -113,6 +121,16 @@ impl Scheme {
 /// At most this many peers are remembered as HTTP/1.1-only; past it the next one is tried over HTTP/2 again.
 const MAX_HTTP1_PEERS: usize = 4096;
 
+/// A static peer found to speak HTTP/1.1 only is spoken to that way for a while, then tried over HTTP/2
+/// again (it may have been upgraded to a tarsier agent): 30 s after the first finding, doubling to 10 min.
+#[derive(Debug, Clone, Copy)]
+struct Http1Finding {
+    until: std::time::Instant,
+    backoff: std::time::Duration,
+}
+const HTTP1_FIRST_BACKOFF: std::time::Duration = std::time::Duration::from_secs(30);
+const HTTP1_MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// One hop's copies on their way, from [`Swarm::forward`].
 pub struct Forwarding {
     task: JoinHandle<Forwarded>,
@@ -134,32 +152,62 @@ impl Forwarding {
 }
 
 impl Swarm {
-    fn speaks_http1(&self, address: &str) -> bool {
-        self.http1_peers.lock().unwrap_or_else(|p| p.into_inner()).contains(address)
+    /// The swarm key, when this agent has a token: copies, aborts and reports are signed with it.
+    pub fn key(&self) -> Option<&SwarmKey> {
+        self.trust.key.as_ref()
     }
 
-    /// Whether a failed HTTP/2 copy to `peer` may be sent again over HTTP/1.1 (see `forward::send_copy`).
+    /// The instances discovery found that are not peers, and the static peers that failed their proof.
+    pub fn refused_peers(&self) -> Vec<Refused> {
+        let mut refused = self.peers.refused();
+        refused.extend(self.membership.refused());
+        refused
+    }
+
+    fn speaks_http1(&self, address: &str) -> bool {
+        let peers = self.http1_peers.lock().unwrap_or_else(|p| p.into_inner());
+        peers.get(address).is_some_and(|finding| finding.until > std::time::Instant::now())
+    }
+
+    /// Whether a static peer that does not speak HTTP/2 may get the copy over HTTP/1.1 in the reference's
+    /// format (see `forward::send_copy`): only one `compat.reference_peers` lists, on `/exec`, never in
+    /// plaintext from an agent with TLS, and never one that answered over HTTP/2 before.
     fn may_speak_http1(&self, peer: &crate::agent::discovery::Peer, route: Route) -> bool {
         route == Route::Exec
             && self.peers.kind() == "static"
+            && self.trust.reference_peers.lists(&peer.public)
             && !self.h2_peers.lock().unwrap_or_else(|p| p.into_inner()).contains(&peer.public)
+    }
+
+    /// Whether `peer` must prove membership by a challenge before it gets anything: a static tarsier peer,
+    /// when this agent has the swarm key.
+    fn needs_challenge(&self, peer: &crate::agent::discovery::Peer) -> bool {
+        self.trust.key.is_some()
+            && self.peers.kind() == "static"
+            && peer.kind == crate::agent::discovery::PeerKind::Tarsier
     }
 
     fn remember_h2(&self, address: &str) {
         if self.peers.kind() != "static" {
             return;
         }
+        self.http1_peers.lock().unwrap_or_else(|p| p.into_inner()).remove(address);
         let mut peers = self.h2_peers.lock().unwrap_or_else(|p| p.into_inner());
         if peers.len() < MAX_HTTP1_PEERS && !peers.contains(address) {
             peers.insert(address.to_owned());
         }
     }
 
+    /// Notes that `address` answered over HTTP/1.1 only: it is spoken to that way until its backoff ends,
+    /// then tried over HTTP/2 again; each new finding doubles the backoff.
     fn remember_http1(&self, address: &str) {
         let mut peers = self.http1_peers.lock().unwrap_or_else(|p| p.into_inner());
-        if peers.len() < MAX_HTTP1_PEERS {
-            peers.insert(address.to_owned());
-        }
+        let backoff = match peers.get(address) {
+            Some(finding) => (finding.backoff * 2).min(HTTP1_MAX_BACKOFF),
+            None if peers.len() >= MAX_HTTP1_PEERS => return,
+            None => HTTP1_FIRST_BACKOFF,
+        };
+        peers.insert(address.to_owned(), Http1Finding { until: std::time::Instant::now() + backoff, backoff });
     }
 }
 
@@ -254,23 +302,26 @@ impl Admitted {
 }
 
 impl Swarm {
+    /// `trust.tls` decides how peers are spoken to: all over TLS, or all plain.
     pub fn new(
         name: String,
         advertised_public: String,
-        scheme: Scheme,
         peers: Arc<dyn PeerSource>,
         http: reqwest::Client,
+        trust: Trust,
         metrics: WaveMetrics,
         bounds: WaveBounds,
     ) -> anyhow::Result<Self> {
         Ok(Self {
             name,
             advertised_public,
-            scheme,
+            scheme: if trust.tls { Scheme::Https } else { Scheme::Http },
             peers,
             http,
             http1: reference_client()?,
-            http1_peers: Mutex::new(std::collections::HashSet::new()),
+            trust,
+            membership: membership::Membership::default(),
+            http1_peers: Mutex::new(std::collections::HashMap::new()),
             h2_peers: Mutex::new(std::collections::HashSet::new()),
             records: WaveRecords::default(),
             metrics,
@@ -298,6 +349,19 @@ impl Swarm {
             wave.budget = (!wave.dedupe).then_some(asked.min(self.bounds.max_executions));
         } else {
             self.check_origin(wave.origin.as_deref())?;
+            // A start time from a clock far ahead (or forged) would slip a copy past the abort window,
+            // which refuses only copies that started before the abort.
+            let latest = received_at_ms.saturating_add(crate::credentials::MAX_CLOCK_SKEW_MS);
+            if let Some(started) = wave.started_at_ms.filter(|started| *started > latest) {
+                return Err(ApiError::bad_request(
+                    Some("wave.started_at_ms".into()),
+                    format!(
+                        "wave.started_at_ms is {} ms ahead of this agent's clock, more than the {} ms of skew allowed",
+                        started - received_at_ms,
+                        crate::credentials::MAX_CLOCK_SKEW_MS
+                    ),
+                ));
+            }
             if route == Route::Exec {
                 self.check_not_aborted(wave.started_at_ms)?;
             }
@@ -493,16 +557,16 @@ mod tests {
 
     #[test]
     fn a_dedupe_copy_refused_for_backpressure_is_taken_when_it_comes_again() {
-        use super::{Entry, Route, Scheme, Swarm, WaveBounds, WaveSpec, MAX_HOPS_IN_FLIGHT};
+        use super::{Entry, Route, Swarm, WaveBounds, WaveSpec, MAX_HOPS_IN_FLIGHT};
         let _ = rustls::crypto::ring::default_provider().install_default();
         let limits = tarsier_plugin::Limits::default();
         let metrics = crate::agent::metrics::Metrics::new(false, Vec::new(), &limits).unwrap();
         let swarm = Swarm::new(
             "a".into(),
             "127.0.0.1:1".into(),
-            Scheme::Http,
             std::sync::Arc::new(crate::agent::discovery::NoPeers),
             reqwest::Client::new(),
+            crate::agent::discovery::Trust::default(),
             metrics.waves.clone(),
             WaveBounds::from_limits(&limits),
         )
@@ -515,6 +579,43 @@ mod tests {
         drop(busy);
         assert!(matches!(swarm.enter(Some(copy()), Route::Exec, "sleep/sleep"), Ok(Entry::Run(_))));
         assert!(matches!(swarm.enter(Some(copy()), Route::Exec, "sleep/sleep"), Ok(Entry::Duplicate { .. })));
+    }
+
+    #[test]
+    fn a_copy_from_a_clock_far_ahead_is_refused_and_http1_findings_expire() {
+        use super::{Route, Swarm, WaveBounds, WaveSpec};
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let limits = tarsier_plugin::Limits::default();
+        let metrics = crate::agent::metrics::Metrics::new(false, Vec::new(), &limits).unwrap();
+        let swarm = Swarm::new(
+            "a".into(),
+            "127.0.0.1:1".into(),
+            std::sync::Arc::new(crate::agent::discovery::NoPeers),
+            reqwest::Client::new(),
+            crate::agent::discovery::Trust::default(),
+            metrics.waves.clone(),
+            WaveBounds::from_limits(&limits),
+        )
+        .unwrap();
+        let ahead = super::now_ms() + 10 * 60_000;
+        let copy = WaveSpec { id: Some("w2".into()), hop: 1, started_at_ms: Some(ahead), ..Default::default() };
+        let refused = swarm.enter(Some(copy), Route::Exec, "sleep/sleep").err().unwrap();
+        assert_eq!(refused.field.as_deref(), Some("wave.started_at_ms"));
+        let near = WaveSpec {
+            id: Some("w3".into()),
+            hop: 1,
+            started_at_ms: Some(super::now_ms() + 5_000),
+            ..Default::default()
+        };
+        assert!(swarm.enter(Some(near), Route::Exec, "sleep/sleep").is_ok(), "a few seconds of skew pass");
+
+        swarm.remember_http1("127.0.0.1:9");
+        assert!(swarm.speaks_http1("127.0.0.1:9"));
+        swarm.remember_http1("127.0.0.1:9");
+        let backoff = swarm.http1_peers.lock().unwrap()["127.0.0.1:9"].backoff;
+        assert_eq!(backoff, super::HTTP1_FIRST_BACKOFF * 2, "each new finding doubles the wait");
+        swarm.http1_peers.lock().unwrap().get_mut("127.0.0.1:9").unwrap().until = std::time::Instant::now();
+        assert!(!swarm.speaks_http1("127.0.0.1:9"), "after its backoff the peer is tried over HTTP/2 again");
     }
 
     #[test]

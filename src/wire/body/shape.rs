@@ -1,6 +1,7 @@
 //! Checks of a body's shape that run before, or beside, the parsers: nesting depth in linear time (a YAML
 //! parser given 120 KB of `[` spent 14 s of CPU before it refused it), and duplicate keys at any depth (serde
-//! keeps the last one silently, so `{"size": "1MiB", "size": "1TiB"}` would mean whichever came last).
+//! keeps the last one silently, so `{"size": "1MiB", "size": "1TiB"}` would mean whichever came last), and
+//! YAML tags, which the parser would drop silently.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -71,6 +72,46 @@ pub fn check_nesting(bytes: &[u8]) -> Result<(), String> {
                     }
                 }
                 b']' | b'}' => depth = depth.saturating_sub(1),
+                _ => {}
+            },
+        }
+        previous = byte;
+    }
+    Ok(())
+}
+
+/// Refuses YAML tags (`!!python/object:os.system`, `!custom`): the parser would drop them silently, so a
+/// body would mean something other than what its writer tagged it as. A `!` counts where a token starts
+/// (after a space, a line start, `[`, `{`, `,`), outside quotes and comments; `hello!` is plain text.
+pub fn check_tags(bytes: &[u8]) -> Result<(), String> {
+    if !bytes.contains(&b'!') {
+        return Ok(());
+    }
+    let (mut line, mut quote, mut escaped, mut comment, mut previous) = (1usize, None::<u8>, false, false, b'\n');
+    for &byte in bytes {
+        if byte == b'\n' {
+            (line, quote, comment, previous) = (line + 1, None, false, byte);
+            continue;
+        }
+        match quote {
+            Some(q) => {
+                if escaped {
+                    escaped = false;
+                } else if byte == b'\\' && q == b'"' {
+                    escaped = true;
+                } else if byte == q {
+                    quote = None;
+                }
+            }
+            None if comment => {}
+            None => match byte {
+                b'"' | b'\'' if matches!(previous, b' ' | b'\t' | b'\n' | b'[' | b'{' | b',' | b':') => {
+                    quote = Some(byte)
+                }
+                b'#' if matches!(previous, b' ' | b'\t' | b'\n') => comment = true,
+                b'!' if matches!(previous, b' ' | b'\t' | b'\n' | b'[' | b'{' | b',') => {
+                    return Err(format!("line {line}: YAML tags (`!...`) are not read; write the value plainly"));
+                }
                 _ => {}
             },
         }
