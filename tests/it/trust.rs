@@ -312,3 +312,139 @@ fn agents_register_with_a_consul_acl_token_and_strangers_cannot() {
     let report = agents[0].wave_report(answer["wave_id"].as_str().unwrap(), 2);
     assert_eq!(report["agents_reached"], 2, "{report}");
 }
+
+/// Parameters never become code: a `--sweep` value and a Consul address carrying `;touch FILE` reach a
+/// `run:` step as one argument (the sweep) or are refused as no host (Consul); nothing is created either way.
+#[test]
+fn shell_syntax_in_sweep_values_and_consul_addresses_runs_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let planted = dir.path().join("PLANTED");
+    let echoed = dir.path().join("echoed");
+    let file = dir.path().join("inject.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "name: inject\ntarget: {{local: 1}}\nsteps:\n  - sweep: {{host: ['127.0.0.1']}}\n    steps:\n      - run: printf '%s' {{{{host}}}} > {}\n",
+            echoed.display()
+        ),
+    )
+    .unwrap();
+    let value = format!("host=x;touch {};echo", planted.display());
+    let run = std::process::Command::new(common::BIN)
+        .args(["scenario", "run"])
+        .arg(&file)
+        .args(["--sweep", &value])
+        .output()
+        .unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
+    assert_eq!(run.status.code(), Some(0), "{said}");
+    assert!(!planted.exists(), "the sweep value ran as a command");
+    assert_eq!(std::fs::read_to_string(&echoed).unwrap(), format!("x;touch {};echo", planted.display()));
+
+    let consul = common::consul::ConsulDev::start();
+    let forged = json!({
+        "ID": "forged", "Name": "tarsier", "Address": format!("127.0.0.1;touch {};echo", planted.display()),
+        "Port": 1, "Meta": {"service_port": "2"},
+    });
+    assert_eq!(register(&consul, forged, None), 200);
+    let file = dir.path().join("consul.yaml");
+    std::fs::write(
+        &file,
+        format!("name: via-consul\ntarget: {{consul: {}}}\nsteps:\n  - run: 'true {{{{public}}}}'\n", consul.address),
+    )
+    .unwrap();
+    let run = std::process::Command::new(common::BIN).args(["scenario", "run"]).arg(&file).output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
+    assert_eq!(run.status.code(), Some(2), "{said}");
+    assert!(said.contains("neither an IP nor a host name"), "{said}");
+    assert!(!planted.exists(), "the Consul address ran as a command");
+}
+
+/// Browsers are strangers: against a token-less loopback agent (the Quick start's), a cross-site POST
+/// (with an `Origin`), a form or `text/plain` body, and a DNS-rebinding request (a foreign `Host`) are
+/// refused with a JSON 403 or 415 naming the header, and nothing runs.
+#[test]
+fn cross_site_and_rebinding_requests_are_refused_and_run_nothing() {
+    let agent = ChildAgent::spawn();
+    let http = common::http();
+    let body = "command: sleep/sleep\ndata: {duration: 0s}\n";
+    let cases: [(&str, &str, Vec<(&str, &str)>, u16, &str); 5] = [
+        (
+            "POST",
+            "/exec",
+            vec![("origin", "https://evil.example"), ("content-type", "application/yaml")],
+            403,
+            "Origin",
+        ),
+        ("POST", "/exec", vec![("origin", "null"), ("content-type", "text/plain")], 403, "Origin"),
+        ("POST", "/exec", vec![("content-type", "application/x-www-form-urlencoded")], 415, "Content-Type"),
+        ("POST", "/abort", vec![("content-type", "text/plain")], 415, "Content-Type"),
+        ("GET", "/jobs", vec![("host", "rebind.evil.example")], 403, "Host"),
+    ];
+    for (method, path, headers, status, field) in cases {
+        let mut request = http.request(method.parse().unwrap(), format!("{}{path}", agent.public)).body(body);
+        for (name, value) in &headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().unwrap();
+        let got = response.status().as_u16();
+        let answer: Value = response.json().unwrap_or(Value::Null);
+        assert_eq!((got, answer["field"].as_str()), (status, Some(field)), "{method} {path} {headers:?}: {answer}");
+    }
+    let service = http.get(format!("{}/metrics", agent.service)).header("host", "rebind.evil.example").send().unwrap();
+    assert_eq!(service.status(), 403, "the service port checks the host too");
+    let metrics = agent.metrics();
+    assert!(!metrics.contains("tarsier_commands_total{"), "a command ran:\n{metrics}");
+}
+
+/// A `run:` step that prints 300 MB leaves the runner's memory bounded (its last MiB of output is kept),
+/// and the run ends in order with its JUnit written; a JUnit path that is a planted link is not written
+/// through.
+#[test]
+fn a_loud_run_step_is_bounded_and_outputs_are_not_written_through_links() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("loud.yaml");
+    std::fs::write(
+        &file,
+        "name: loud\ntarget: {local: 1}\nsteps:\n  - run: {command: 'head -c 300000000 /dev/zero; echo done', timeout: 5m}\n",
+    )
+    .unwrap();
+    let junit = dir.path().join("junit.xml");
+    let mut runner = std::process::Command::new(common::BIN)
+        .args(["scenario", "run"])
+        .arg(&file)
+        .arg("--junit")
+        .arg(&junit)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut peak_kib = 0;
+    let status = loop {
+        if let Some(status) = runner.try_wait().unwrap() {
+            break status;
+        }
+        // The high-water mark only grows: any reading after the peak shows it.
+        peak_kib = peak_kib.max(common::proc_status_kib(runner.id(), "VmHWM:"));
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "the loud run failed");
+    assert!(std::fs::read_to_string(&junit).unwrap().contains("testcase"), "no JUnit");
+    assert!(peak_kib > 0 && peak_kib < 150 * 1024, "the runner peaked at {peak_kib} KiB for 300 MB of output");
+
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "keep me").unwrap();
+    let link = dir.path().join("link.xml");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    std::fs::write(&file, "name: quiet\ntarget: {local: 1}\nsteps:\n  - wait: 1ms\n").unwrap();
+    let run = std::process::Command::new(common::BIN)
+        .args(["scenario", "run"])
+        .arg(&file)
+        .arg("--junit")
+        .arg(&link)
+        .output()
+        .unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
+    assert_ne!(run.status.code(), Some(0), "{said}");
+    assert!(said.contains("symbolic link"), "{said}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+}
