@@ -505,7 +505,51 @@ def rate():
     row("load generation", "rate 150,000/s for 5 s, above capacity: run time", fmt(over["seconds"], "s"), "5 s (duration)", f"{over['seconds'] / 5:.2f}", "ends with its window", "yes" if over["seconds"] < 5.5 else "**no**", f"sent {over['requests_sent']:,} + dropped {over['dropped']:,} = {over['requests_sent'] + over['dropped']:,} of {planned:,} due; {over['stragglers']:,} stragglers")
 
 
-SECTIONS = {"control": control, "control_hog": control_hog, "parse": parse, "handler": handler, "wave": wave, "fidelity": fidelity, "http_load": http_load, "rate": rate}
+def signing():
+    """The cost of signing: /exec of a 10-hop wave (11 executions, 10 signed copies verified, all in one local
+    swarm process) with a token (copies signed with the swarm key) and without (no signatures), interleaved."""
+    print("signing", file=sys.stderr)
+    work = tempfile.mkdtemp()
+    token = os.path.join(work, "token")
+    with open(token, "w") as f:
+        f.write("bench-token-0123456789abcdef0123\n")
+    os.chmod(token, 0o600)
+    config = os.path.join(work, "signed.yaml")
+    with open(config, "w") as f:
+        f.write(f"auth: {{token_file: {token}}}\n")
+    body = '"command: sleep/sleep\\ndata: {duration: 0s}\\nwave: {remain: 10, buddies: 1}\\n"'
+    plain = post_script(body, "application/yaml")
+    signed = post_script(body, "application/yaml")
+    with open(signed.name, "a") as f:
+        f.write('wrk.headers["Authorization"] = "Bearer bench-token-0123456789abcdef0123"\n')
+    runs = {"signed": [], "unsigned": []}
+    for _ in range(ROUNDS):
+        for name, extra, script in [("signed", ["--config", config], signed), ("unsigned", [], plain)]:
+            proc = subprocess.Popen([TARSIER, "swarm", "--agents=11", "--no-demo", *extra], stdout=subprocess.PIPE,
+                                    stderr=subprocess.DEVNULL, text=True, env={**os.environ, "TARSIER_LOG": "error"})
+            try:
+                public = service = None
+                for line in proc.stdout:
+                    m = re.search(r"local-0\s+public http://127.0.0.1:(\d+)\s+service http://127.0.0.1:(\d+)", line)
+                    if m:
+                        public, service = int(m.group(1)), int(m.group(2))
+                        break
+                wait_http(f"http://127.0.0.1:{service}/health")
+                runs[name].append(wrk(f"http://127.0.0.1:{public}/exec", 2, 8, 5, script.name))
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=10)
+    rps = {k: statistics.median(r for r, _ in v) for k, v in runs.items()}
+    p99 = {k: statistics.median(p for _, p in v) for k, v in runs.items()}
+    cmd = f"tarsier swarm --agents 11; wrk -t2 -c8 -d5s, wave remain 10 buddies 1 (10 copies per /exec), median of {ROUNDS} interleaved rounds"
+    ratio = rps["signed"] / rps["unsigned"]
+    row("signing", "/exec requests/s of a 10-hop wave, copies signed", fmt(rps["signed"]), fmt(rps["unsigned"]) + " (no token: unsigned)",
+        f"{ratio:.2f}", ">= 0.9", "yes" if ratio >= 0.9 else "**no**", cmd)
+    row("signing", "/exec p99 latency of a 10-hop wave, copies signed", fmt(p99["signed"], "ms"), fmt(p99["unsigned"], "ms") + " (unsigned)",
+        f"{p99['signed'] / p99['unsigned']:.2f}", "-", "-", cmd)
+
+
+SECTIONS = {"control": control, "control_hog": control_hog, "parse": parse, "handler": handler, "wave": wave, "fidelity": fidelity, "http_load": http_load, "rate": rate, "signing": signing}
 
 if __name__ == "__main__":
     chosen = sys.argv[1:] or list(SECTIONS)

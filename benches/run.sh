@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates docs/performance.md's table: every figure next to its baseline from the same run.
 #   benches/run.sh            (all sections; about 9 minutes on 2 cores)
-#   benches/run.sh wave       (one section: control, control_hog, parse, handler, wave, fidelity, http_load, rate)
+#   benches/run.sh wave       (one section: control, control_hog, parse, handler, wave, fidelity, http_load, rate, signing)
 # Installs wrk, stress-ng, nginx and h2load from Debian if missing, and oha from crates.io. Everything runs on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."

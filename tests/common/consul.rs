@@ -27,22 +27,16 @@ pub fn consul_bin() -> PathBuf {
 
 impl ConsulDev {
     pub fn start() -> Self {
-        let ports = [free_port(), free_port(), free_port(), free_port()];
-        let mut consul = ConsulDev {
-            child: None,
-            bin: consul_bin(),
-            ports,
-            data: tempfile::tempdir().unwrap(),
-            address: format!("127.0.0.1:{}", ports[0]),
-            acl_master: None,
-        };
-        consul.launch();
-        consul
+        Self::start_as(None)
     }
 
     /// A dev agent with ACLs on and a default-deny policy: nothing is allowed without a token, and `master`
     /// may do everything.
     pub fn start_with_acl(master: &str) -> Self {
+        Self::start_as(Some(master.to_owned()))
+    }
+
+    fn start_as(acl_master: Option<String>) -> Self {
         let ports = [free_port(), free_port(), free_port(), free_port()];
         let mut consul = ConsulDev {
             child: None,
@@ -50,10 +44,20 @@ impl ConsulDev {
             ports,
             data: tempfile::tempdir().unwrap(),
             address: format!("127.0.0.1:{}", ports[0]),
-            acl_master: Some(master.to_owned()),
+            acl_master,
         };
         consul.launch();
         consul
+    }
+
+    /// `/v1/catalog/service/NAME`: every registered instance, as Consul's catalogue has it.
+    pub fn catalogue(&self, service: &str) -> serde_json::Value {
+        super::http()
+            .get(format!("http://{}/v1/catalog/service/{service}", self.address))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
     }
 
     fn launch(&mut self) {

@@ -440,12 +440,7 @@ fn a_mixed_swarm_through_consul() {
     assert_eq!(body["wave"], serde_json::json!({"remains": 0, "buddies": 1}));
 
     // What a reference agent reads from the catalogue to build `ServiceAddress:ServicePort/exec`.
-    let catalogue: Value = common::http()
-        .get(format!("http://{}/v1/catalog/service/tarsier", consul.address))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let catalogue = consul.catalogue("tarsier");
     let me = catalogue.as_array().unwrap().iter().find(|s| s["ServiceMeta"]["proto"] == "h2c").expect("registered");
     assert_eq!(me["ServiceAddress"], "http://127.0.0.1", "{me}");
 }

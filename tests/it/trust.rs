@@ -23,6 +23,20 @@ fn token_file(dir: &std::path::Path, token: &str) -> std::path::PathBuf {
     path
 }
 
+/// `n` agents of one swarm (the token in `token`) with the same extra `config`.
+fn swarm_of(n: usize, config: &str, token: &std::path::Path) -> Vec<ChildAgent> {
+    (0..n)
+        .map(|_| {
+            ChildAgent::spawn_with(Spawn {
+                config,
+                args: &["--token-file", token.to_str().unwrap()],
+                client: Some(common::http_with_token(TOKEN)),
+                ..Default::default()
+            })
+        })
+        .collect()
+}
+
 /// A rogue: a listener that counts the connections it gets and the bytes they carry.
 struct Rogue {
     address: std::net::SocketAddr,
@@ -78,27 +92,13 @@ fn rogue_consul_registrations_receive_nothing_and_the_swarm_reaches_every_agent(
     let dir = tempfile::tempdir().unwrap();
     let token = token_file(dir.path(), TOKEN);
     let config = consul.agent_config();
-    let agents: Vec<ChildAgent> = (0..3)
-        .map(|_| {
-            ChildAgent::spawn_with(Spawn {
-                config: &config,
-                args: &["--token-file", token.to_str().unwrap()],
-                client: Some(common::http_with_token(TOKEN)),
-                ..Default::default()
-            })
-        })
-        .collect();
+    let agents = swarm_of(3, &config, &token);
     assert!(
         eventually(Duration::from_secs(20), || agents.iter().all(|a| a.peer_count() == 2)),
         "the swarm did not form"
     );
     // A real agent's proof, copied onto a rogue with another id and address, proves nothing.
-    let catalogue: Value = common::http()
-        .get(format!("http://{}/v1/catalog/service/tarsier", consul.address))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let catalogue = consul.catalogue("tarsier");
     let copied_proof =
         catalogue[0]["ServiceMeta"]["tarsier_member"].as_str().expect("agents register a proof").to_owned();
     let rogues: Vec<Rogue> = (0..4).map(|_| Rogue::start()).collect();
@@ -286,16 +286,7 @@ fn agents_register_with_a_consul_acl_token_and_strangers_cannot() {
     std::fs::write(&acl_file, &acl_token).unwrap();
     let token = token_file(dir.path(), TOKEN);
     let config = format!("{}    token_file: {}\n", consul.agent_config(), acl_file.display());
-    let agents: Vec<ChildAgent> = (0..2)
-        .map(|_| {
-            ChildAgent::spawn_with(Spawn {
-                config: &config,
-                args: &["--token-file", token.to_str().unwrap()],
-                client: Some(common::http_with_token(TOKEN)),
-                ..Default::default()
-            })
-        })
-        .collect();
+    let agents = swarm_of(2, &config, &token);
     assert!(
         eventually(Duration::from_secs(20), || agents.iter().all(|a| a.peer_count() == 1)),
         "agents with the ACL token did not find each other: {}",
@@ -360,6 +351,9 @@ fn shell_syntax_in_sweep_values_and_consul_addresses_runs_nothing() {
     assert!(!planted.exists(), "the Consul address ran as a command");
 }
 
+/// A request a browser could be made to send: method, path, headers, the status and the field refused.
+type Case<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, u16, &'a str);
+
 /// Browsers are strangers: against a token-less loopback agent (the Quick start's), a cross-site POST
 /// (with an `Origin`), a form or `text/plain` body, and a DNS-rebinding request (a foreign `Host`) are
 /// refused with a JSON 403 or 415 naming the header, and nothing runs.
@@ -368,7 +362,7 @@ fn cross_site_and_rebinding_requests_are_refused_and_run_nothing() {
     let agent = ChildAgent::spawn();
     let http = common::http();
     let body = "command: sleep/sleep\ndata: {duration: 0s}\n";
-    let cases: [(&str, &str, Vec<(&str, &str)>, u16, &str); 5] = [
+    let cases: [Case; 5] = [
         (
             "POST",
             "/exec",

@@ -546,6 +546,23 @@ pub fn new_wave_id() -> String {
 mod tests {
     use super::Scheme;
 
+    /// A swarm of one, with no peers and no key.
+    fn lone_swarm() -> super::Swarm {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let limits = tarsier_plugin::Limits::default();
+        let metrics = crate::agent::metrics::Metrics::new(false, Vec::new(), &limits).unwrap();
+        super::Swarm::new(
+            "a".into(),
+            "127.0.0.1:1".into(),
+            std::sync::Arc::new(crate::agent::discovery::NoPeers),
+            reqwest::Client::new(),
+            crate::agent::discovery::Trust::default(),
+            metrics.waves.clone(),
+            super::WaveBounds::from_limits(&limits),
+        )
+        .unwrap()
+    }
+
     #[test]
     fn a_budget_is_split_so_the_copies_never_add_up_to_more() {
         assert_eq!(super::split(9_999, 19).iter().sum::<u64>(), 9_999);
@@ -557,20 +574,8 @@ mod tests {
 
     #[test]
     fn a_dedupe_copy_refused_for_backpressure_is_taken_when_it_comes_again() {
-        use super::{Entry, Route, Swarm, WaveBounds, WaveSpec, MAX_HOPS_IN_FLIGHT};
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let limits = tarsier_plugin::Limits::default();
-        let metrics = crate::agent::metrics::Metrics::new(false, Vec::new(), &limits).unwrap();
-        let swarm = Swarm::new(
-            "a".into(),
-            "127.0.0.1:1".into(),
-            std::sync::Arc::new(crate::agent::discovery::NoPeers),
-            reqwest::Client::new(),
-            crate::agent::discovery::Trust::default(),
-            metrics.waves.clone(),
-            WaveBounds::from_limits(&limits),
-        )
-        .unwrap();
+        use super::{Entry, Route, WaveSpec, MAX_HOPS_IN_FLIGHT};
+        let swarm = lone_swarm();
         let copy =
             || WaveSpec { id: Some("w1".into()), hop: 1, remain: 2, buddies: 2, dedupe: true, ..Default::default() };
         let busy = swarm.hops.clone().try_acquire_many_owned(MAX_HOPS_IN_FLIGHT as u32).unwrap();
@@ -583,20 +588,8 @@ mod tests {
 
     #[test]
     fn a_copy_from_a_clock_far_ahead_is_refused_and_http1_findings_expire() {
-        use super::{Route, Swarm, WaveBounds, WaveSpec};
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let limits = tarsier_plugin::Limits::default();
-        let metrics = crate::agent::metrics::Metrics::new(false, Vec::new(), &limits).unwrap();
-        let swarm = Swarm::new(
-            "a".into(),
-            "127.0.0.1:1".into(),
-            std::sync::Arc::new(crate::agent::discovery::NoPeers),
-            reqwest::Client::new(),
-            crate::agent::discovery::Trust::default(),
-            metrics.waves.clone(),
-            WaveBounds::from_limits(&limits),
-        )
-        .unwrap();
+        use super::{Route, WaveSpec};
+        let swarm = lone_swarm();
         let ahead = super::now_ms() + 10 * 60_000;
         let copy = WaveSpec { id: Some("w2".into()), hop: 1, started_at_ms: Some(ahead), ..Default::default() };
         let refused = swarm.enter(Some(copy), Route::Exec, "sleep/sleep").err().unwrap();

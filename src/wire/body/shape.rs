@@ -52,15 +52,7 @@ pub fn check_nesting(bytes: &[u8]) -> Result<(), String> {
             at_line_start = false;
         }
         match quote {
-            Some(q) => {
-                if escaped {
-                    escaped = false;
-                } else if byte == b'\\' && q == b'"' {
-                    escaped = true;
-                } else if byte == q {
-                    quote = None;
-                }
-            }
+            Some(q) => step_in_quote(&mut quote, &mut escaped, q, byte),
             None if comment => {}
             None => match byte {
                 b'"' | b'\'' => quote = Some(byte),
@@ -80,6 +72,18 @@ pub fn check_nesting(bytes: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// One byte inside a quoted string opened by `q`: a backslash escapes the next byte in a double-quoted
+/// string, and `q` itself closes it.
+fn step_in_quote(quote: &mut Option<u8>, escaped: &mut bool, q: u8, byte: u8) {
+    if *escaped {
+        *escaped = false;
+    } else if byte == b'\\' && q == b'"' {
+        *escaped = true;
+    } else if byte == q {
+        *quote = None;
+    }
+}
+
 /// Refuses YAML tags (`!!python/object:os.system`, `!custom`): the parser would drop them silently, so a
 /// body would mean something other than what its writer tagged it as. A `!` counts where a token starts
 /// (after a space, a line start, `[`, `{`, `,`), outside quotes and comments; `hello!` is plain text.
@@ -94,15 +98,7 @@ pub fn check_tags(bytes: &[u8]) -> Result<(), String> {
             continue;
         }
         match quote {
-            Some(q) => {
-                if escaped {
-                    escaped = false;
-                } else if byte == b'\\' && q == b'"' {
-                    escaped = true;
-                } else if byte == q {
-                    quote = None;
-                }
-            }
+            Some(q) => step_in_quote(&mut quote, &mut escaped, q, byte),
             None if comment => {}
             None => match byte {
                 b'"' | b'\'' if matches!(previous, b' ' | b'\t' | b'\n' | b'[' | b'{' | b',' | b':') => {
