@@ -158,7 +158,8 @@ impl RunningJob {
                     CommandError::Invalid(data) => data.field.clone(),
                     _ => None,
                 };
-                (status, http, Value::Null, Some((err.to_string(), field)))
+                let message = crate::wire::error::capped(err.to_string());
+                (status, http, Value::Null, Some((message, field.map(crate::wire::error::capped))))
             }
         };
         let metrics = &self.state.metrics;

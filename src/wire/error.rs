@@ -14,13 +14,26 @@ pub struct ApiError {
     pub field: Option<String>,
 }
 
+/// The most characters of an error message, or of a field's name, an answer carries. Messages quote what the
+/// request said (a command name, a field, a value), and a request can say a megabyte: an error never echoes
+/// more than this, so answers and logs stay small whatever was sent.
+pub const MAX_ECHO_CHARS: usize = 512;
+
+/// `text` cut to [`MAX_ECHO_CHARS`], saying how much was left out.
+pub fn capped(text: String) -> String {
+    match text.char_indices().nth(MAX_ECHO_CHARS) {
+        None => text,
+        Some((at, _)) => format!("{}... ({} more bytes not shown)", &text[..at], text.len() - at),
+    }
+}
+
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: message.into(), field: None }
+        Self { status, message: capped(message.into()), field: None }
     }
 
     pub fn bad_request(field: Option<String>, message: impl Into<String>) -> Self {
-        Self { status: StatusCode::BAD_REQUEST, message: message.into(), field }
+        Self { status: StatusCode::BAD_REQUEST, message: capped(message.into()), field: field.map(capped) }
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
@@ -29,7 +42,7 @@ impl ApiError {
 
     /// Names the field the error is about.
     pub fn with_field(mut self, field: &str) -> Self {
-        self.field = Some(field.to_owned());
+        self.field = Some(capped(field.to_owned()));
         self
     }
 }

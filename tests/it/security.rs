@@ -640,6 +640,55 @@ fn agents_talk_h2_over_mutual_tls_and_strangers_without_a_certificate_are_refuse
     assert!(common::http().get(format!("{plain}/jobs")).send().map(|r| !r.status().is_success()).unwrap_or(true));
 }
 
+/// No downgrade: an agent with public_tls sends nothing in plaintext. A listed reference agent written
+/// `http://` is refused outright; a listed `host:port` that speaks no TLS sees only TLS handshakes, never a
+/// request, a token or a command.
+#[test]
+fn an_agent_with_tls_never_sends_plaintext_to_anyone() {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let token = token_file(dir.path());
+    let received = Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let plain = listener.local_addr().unwrap();
+    let sink = received.clone();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            stream.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+            let mut buffer = [0u8; 4096];
+            while let Ok(n) = stream.read(&mut buffer) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buffer[..n]);
+            }
+        }
+    });
+    let never = Sink::start();
+    let peers = format!("{plain},http://{}", never.address);
+    let config = format!("{}compat: {{reference_peers: [127.0.0.1]}}\n", pki.config());
+    let agent = ChildAgent::spawn_with(Spawn {
+        config: &config,
+        args: &["--peers", &peers, "--token-file", token.to_str().unwrap()],
+        public_scheme: Some("https"),
+        client: Some(pki.client(true)),
+        ..Default::default()
+    });
+    let refused = agent.get_json(&format!("{}/peers", agent.service))["refused"].to_string();
+    assert!(refused.contains("never sends plaintext"), "{refused}");
+    let (status, answer) = agent.exec("command: sleep/sleep\ndata: {duration: 0s}\nwave: {remain: 1, buddies: 2}\n");
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["forward"]["accepted"], 0, "{answer}");
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(never.hits.load(Ordering::SeqCst), 0, "the plaintext reference agent was reached");
+    let bytes = received.lock().unwrap().clone();
+    assert!(bytes.first().is_none_or(|b| *b == 0x16), "not a TLS handshake: {:?}", &bytes[..bytes.len().min(40)]);
+    let text = String::from_utf8_lossy(&bytes);
+    for plaintext in ["POST", "sleep/sleep", TOKEN, "HTTP/1.1"] {
+        assert!(!text.contains(plaintext), "{plaintext} went out in plaintext");
+    }
+}
+
 /// http_load checks an https target's certificate against the system's roots (loaded on the first handshake,
 /// not at start), and accepts any certificate only with `insecure: true`. The target is an agent serving
 /// HTTPS with a certificate from this test's own CA, which no system trusts.

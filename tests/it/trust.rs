@@ -442,3 +442,22 @@ fn a_loud_run_step_is_bounded_and_outputs_are_not_written_through_links() {
     assert!(said.contains("symbolic link"), "{said}");
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
 }
+
+/// An error quotes what the request said, but a few hundred characters of it at most, whatever was sent
+/// (before, a 100 KB command name came back whole).
+#[test]
+fn errors_echo_a_few_hundred_characters_at_most() {
+    let agent = ChildAgent::spawn();
+    let long = "x".repeat(100_000);
+    for body in [
+        format!("command: {long}/y\n"),
+        format!("command: {long}\n"),
+        format!("command: sleep/sleep\ndata: {{duration: '{long}'}}\n"),
+    ] {
+        let (status, answer) = agent.exec(&body);
+        assert!((400..500).contains(&status), "{status}");
+        let text = answer.to_string();
+        assert!(text.len() < 1_024, "{} bytes echoed: {}...", text.len(), &text[..200]);
+        assert!(text.contains("more bytes not shown"), "{text}");
+    }
+}
