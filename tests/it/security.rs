@@ -438,6 +438,24 @@ fn oversized_and_odd_requests_get_json_errors_without_reading_the_body() {
         let answer: Value = response.json().unwrap();
         assert!(answer["error"].is_string(), "{answer}");
     }
+    // What hyper refuses before any router sees it (a 64 KiB target, bytes that are no HTTP) is JSON too.
+    let target = "a".repeat(70_000);
+    let heads = [
+        (format!("GET /jobs?{target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"), "HTTP/1.1 431"),
+        ("NOT HTTP\x01\r\n\r\n".to_owned(), "HTTP/1.1 400"),
+    ];
+    for (head, status) in heads {
+        let mut stream = TcpStream::connect(&public).unwrap();
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.set_read_timeout(Some(common::patient(Duration::from_secs(5)))).unwrap();
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        assert!(answer.starts_with(status), "{answer}");
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains("application/json"), "{answer}");
+        let json: Value = serde_json::from_str(body).unwrap();
+        assert!(json["error"].is_string(), "{answer}");
+    }
 }
 
 #[test]

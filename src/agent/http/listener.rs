@@ -4,6 +4,7 @@
 //! with no request in flight, and a graceful stop. Every request carries the client's address
 //! (`ConnectInfo<SocketAddr>`), for the logs.
 
+use crate::agent::http::parse_errors::JsonParseErrors;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -97,11 +98,13 @@ async fn connection(
     let activity = Arc::new(Activity::new());
     let io = Watched { inner: stream, activity: activity.clone() };
     match tls {
-        None => drive(TokioIo::new(io), peer, app, limits, closing, activity).await,
+        None => drive(TokioIo::new(JsonParseErrors::new(io)), peer, app, limits, closing, activity).await,
         Some(config) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(config);
             match tokio::time::timeout(limits.header_timeout, acceptor.accept(io)).await {
-                Ok(Ok(stream)) => drive(TokioIo::new(stream), peer, app, limits, closing, activity).await,
+                Ok(Ok(stream)) => {
+                    drive(TokioIo::new(JsonParseErrors::new(stream)), peer, app, limits, closing, activity).await
+                }
                 Ok(Err(err)) => tracing::debug!(%peer, %err, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
@@ -140,7 +143,8 @@ async fn drive<I>(
         // 1.5 % of an `/exec`; a deadline checked twice a second costs nothing per request.
         // PERF(control): one watchdog deadline checked twice a second instead of a hyper timer per request.
         .header_read_timeout(None)
-        // Headers larger than this get hyper's own (bodiless) 431; the routers answer JSON below it.
+        // Headers larger than this get hyper's own bodiless 431, made JSON by `parse_errors`; the routers
+        // answer JSON below it.
         .max_buf_size(MAX_HEADER_BUFFER);
     builder
         .http2()

@@ -10,6 +10,7 @@ pub(crate) mod browsers;
 pub(crate) mod gate;
 pub(crate) mod listener;
 pub(crate) mod nonces;
+pub(crate) mod parse_errors;
 pub mod public;
 pub(crate) mod service;
 pub(crate) mod signed;
