@@ -198,3 +198,38 @@ fn gobble_ram_under_a_cgroup_memory_limit_shrinks_or_refuses_and_is_never_oom_ki
     let (_, freed) = agent.exec("command: heavy_load/free_ram\n");
     assert_eq!(freed["result"]["freed_bytes"], size);
 }
+
+/// A spin that cannot start its threads fails at once, saying so, and stops the threads it had started;
+/// before, it failed only after its whole duration. The agent is put in a pids cgroup (v1) of the test's own
+/// with room for a few more threads than it has; without root or that controller the test says skipped.
+#[test]
+fn spin_cpu_fails_at_once_when_a_thread_cannot_start() {
+    let root = std::path::Path::new("/sys/fs/cgroup/pids");
+    let agent = ChildAgent::spawn();
+    let group = root.join(format!("tarsier-test-{}", agent.pid));
+    if std::fs::create_dir(&group).is_err() {
+        println!("skipped: no writable pids cgroup at {}", root.display());
+        return;
+    }
+    struct Remove(std::path::PathBuf);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let _remove = Remove(group.clone());
+    std::fs::write(group.join("pids.max"), (agent.threads() + 3).to_string()).unwrap();
+    std::fs::write(group.join("cgroup.procs"), agent.pid.to_string()).unwrap();
+    let started = std::time::Instant::now();
+    let (status, answer) = agent.exec("command: heavy_load/spin_cpu\ndata: {duration: 60s, threads: 64}\n");
+    let took = started.elapsed();
+    // Out of the cgroup again, so the agent can be reaped normally and the group removed.
+    std::fs::write(root.join("cgroup.procs"), agent.pid.to_string()).unwrap();
+    assert_eq!(answer["status"], "failed", "{status} {answer}");
+    assert!(answer["error"].as_str().unwrap_or_default().contains("cannot start spinning thread"), "{answer}");
+    assert!(took < common::patient(Duration::from_secs(10)), "it failed only after {took:?}");
+    assert!(
+        eventually(Duration::from_secs(5), || agent.runtime()["held"]["busy_threads"] == 0),
+        "threads left spinning"
+    );
+}
