@@ -496,3 +496,49 @@ fn a_silently_closed_keep_alive_connection_is_retried_not_counted_as_an_error() 
     assert_eq!(result["errors"]["timeout"], 0, "{result}");
     assert_eq!(served.load(Ordering::SeqCst), 50);
 }
+
+/// Rate mode's accounting: far below capacity, with more connections than requests due, every request goes
+/// out and none is dropped; one connection that stalls does not take its share of the schedule with it.
+#[test]
+fn a_rate_below_capacity_drops_nothing_and_a_stalled_connection_loses_no_share() {
+    let target = Target::start();
+    let agent = ChildAgent::spawn();
+    let (status, answer) = agent.exec(&format!(
+        "command: net/http_load\ndata: {{url: 'http://{}/', rate: 200, duration: 1s, concurrency: 500}}\n",
+        target.address
+    ));
+    assert_eq!(status, 200, "{answer}");
+    let result = &answer["result"];
+    assert_eq!((result["requests_sent"].as_u64(), result["dropped"].as_u64()), (Some(200), Some(0)), "{result}");
+    assert_eq!(target.hits(), 200);
+
+    // The target's 100th request stalls for 1 s on its connection; the other seven carry the schedule.
+    let stalled = Target::start();
+    let (status, answer) = agent.exec(&format!(
+        "command: net/http_load\ndata: {{url: 'http://{}/stall-once', rate: 500, duration: 2s, concurrency: 8, timeout: 5s}}\n",
+        stalled.address
+    ));
+    assert_eq!(status, 200, "{answer}");
+    let result = &answer["result"];
+    let (sent, dropped) = (result["requests_sent"].as_u64().unwrap(), result["dropped"].as_u64().unwrap());
+    assert_eq!((sent, dropped), (1_000, 0), "{result}");
+}
+
+/// Latency is dated from the schedule: a target that answers in 20 ms over one connection serves 50/s, so
+/// at 100/s each request waits longer than the last, and the wait is latency (coordinated omission).
+#[test]
+fn a_rate_over_one_slow_connection_counts_the_wait_as_latency() {
+    let target = Target::start();
+    let agent = ChildAgent::spawn();
+    let (status, answer) = agent.exec(&format!(
+        "command: net/http_load\ndata: {{url: 'http://{}/slow', rate: 100, duration: 1s, concurrency: 1, timeout: 5s}}\n",
+        target.address
+    ));
+    assert_eq!(status, 200, "{answer}");
+    let result = &answer["result"];
+    let (sent, dropped) = (result["requests_sent"].as_u64().unwrap(), result["dropped"].as_u64().unwrap());
+    assert_eq!(sent + dropped, 100, "{result}");
+    assert!(dropped > 0, "half of the schedule cannot be served in the window: {result}");
+    let max = result["latency_ms"]["max"].as_f64().unwrap();
+    assert!(max > 200.0, "the last requests waited for the connection, and that is latency: {result}");
+}

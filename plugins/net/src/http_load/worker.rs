@@ -11,7 +11,7 @@ use tarsier_plugin::{Cancel, CommandError};
 
 use super::conn::{Connection, Failure, Template};
 use super::metrics::HttpLoadMetrics;
-use super::pace::{Pacer, Tickets};
+use super::pace::{Alarm, Claim, Schedule};
 use super::plan::HttpLoadPlan;
 use super::progress::Live;
 use super::stats::Tally;
@@ -216,28 +216,18 @@ impl Load {
         let next = Arc::new(AtomicU64::new(0));
         let start = Instant::now();
         let end = plan.duration.map(|d| start + d);
-        // Rate mode: a pacer thread hands out request numbers at their due times.
-        let unreleased = Arc::new(AtomicU64::new(0));
-        let tickets = match plan.rate {
-            Some(rate) => {
-                let pacer = Pacer {
-                    start,
-                    rate,
-                    total: plan.requests,
-                    end,
-                    cancel: cancel.flag(),
-                    unreleased: unreleased.clone(),
-                };
-                Some(Arc::new(tokio::sync::Mutex::new(pacer.start(plan.concurrency as usize)?)))
-            }
-            None => None,
-        };
+        // Rate mode: each free worker claims the next request's due time from the schedule.
+        let schedule = plan.rate.map(|rate| Arc::new(Schedule::new(start, rate, plan.requests, end)));
         let shared = Arc::new(Shared { live: live.clone(), metrics: metrics.clone(), total: Default::default() });
         let mut workers = tokio::task::JoinSet::new();
         for _ in 0..plan.concurrency {
-            let (plan, next, tickets) = (plan.clone(), next.clone(), tickets.clone());
+            let (plan, next, schedule) = (plan.clone(), next.clone(), schedule.clone());
+            let alarm = match schedule {
+                Some(_) => Some(Alarm::new().map_err(|e| CommandError::Failed(format!("cannot make a timer: {e}")))?),
+                None => None,
+            };
             let books = Books { tally: Tally::default(), batch: Batch::new(metrics), shared: shared.clone() };
-            workers.spawn(async move { plan.worker(start, &next, tickets.as_deref(), books).await });
+            workers.spawn(async move { plan.worker(start, &next, schedule.as_deref().zip(alarm), books).await });
         }
         // One wait on the cancel for the whole load, not one per request: a cancel aborts the workers, whose
         // books hand over what they did as they are dropped.
@@ -248,14 +238,15 @@ impl Load {
                 while workers.join_next().await.is_some() {}
             }
         }
-        drop(tickets);
         let mut total = std::mem::take(&mut *shared.total.lock().unwrap_or_else(|p| p.into_inner()));
-        total.dropped += unreleased.load(Ordering::Relaxed);
+        total.dropped += schedule.map_or(0, |schedule| schedule.unclaimed());
         Ok(total)
     }
 
-    /// Takes request numbers from the shared counter (or due times from the pacer) until the plan is done.
-    async fn worker(&self, start: Instant, next: &AtomicU64, tickets: Option<&Tickets>, mut books: Books) {
+    /// Takes request numbers from the shared counter (or due times from the schedule, waiting for each on its
+    /// own alarm) until the plan is done.
+    async fn worker(&self, start: Instant, next: &AtomicU64, paced: Option<(&Schedule, Alarm)>, mut books: Books) {
+        let mut paced = paced;
         let mut connection = Connection::default();
         let end = self.duration.map(|d| start + d);
         let shared = books.shared.clone();
@@ -264,12 +255,22 @@ impl Load {
         let _busy = self.rate.is_none().then(|| InFlight::new(metrics));
         loop {
             // Two clock reads a request: when it was due (closed mode: now) and when it ended.
-            let scheduled = match tickets {
-                // Rate mode: the next request's due time, handed out by the pacer then (or at once when late).
-                Some(tickets) => {
-                    let Some(due) = tickets.lock().await.recv().await else { break };
-                    due
-                }
+            let scheduled = match &mut paced {
+                // Rate mode: the next request's due time, waited for (a late one goes at once).
+                Some((schedule, alarm)) => match schedule.claim(Instant::now()) {
+                    Claim::Due(due) => {
+                        if alarm.until(due).await.is_err() {
+                            // A timer that cannot be armed: the request goes now, still dated from its schedule.
+                            tracing::debug!("http_load: a worker's timer failed; sending without waiting");
+                        }
+                        due
+                    }
+                    Claim::Missed => {
+                        books.tally.dropped += 1;
+                        continue;
+                    }
+                    Claim::Done => break,
+                },
                 None => {
                     let n = next.fetch_add(1, Ordering::Relaxed);
                     if self.requests.is_some_and(|total| n >= total) {
@@ -279,13 +280,9 @@ impl Load {
                 }
             };
             let sending = if self.rate.is_some() { Instant::now() } else { scheduled };
-            if end.is_some_and(|end| sending >= end) {
-                // The window closed before this request could go: rate mode counts it as dropped (and drains
-                // the rest the same way); closed mode simply stops.
-                if self.rate.is_some() {
-                    books.tally.dropped += 1;
-                    continue;
-                }
+            // Closed mode stops with the window. Rate mode decided when the request was claimed: one claimed
+            // in time goes even if its alarm rang a few microseconds past the end.
+            if self.rate.is_none() && end.is_some_and(|end| sending >= end) {
                 break;
             }
             books.tally.sent += 1;
