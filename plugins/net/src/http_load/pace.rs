@@ -75,7 +75,7 @@ impl Schedule {
 }
 
 /// A timerfd as tokio's `AsyncFd` takes it.
-struct Timer(TimerFd);
+pub(crate) struct Timer(TimerFd);
 
 impl AsRawFd for Timer {
     fn as_raw_fd(&self) -> RawFd {
@@ -83,18 +83,34 @@ impl AsRawFd for Timer {
     }
 }
 
-/// One worker's alarm: a timerfd armed for an absolute time on the monotonic clock that `Instant` reads.
-pub(crate) struct Alarm {
-    fd: AsyncFd<Timer>,
-    /// The same moment as an `Instant` and as the monotonic clock's reading, to convert one to the other.
-    anchor: (Instant, Duration),
+/// One worker's alarm: a timerfd armed for an absolute time on the monotonic clock that `Instant` reads; or,
+/// when no timerfd can be had (the process is out of file descriptors: a timerfd is one more per connection),
+/// tokio's timer, whose 1 ms grain then shows in that worker's latencies.
+pub(crate) enum Alarm {
+    Precise {
+        fd: AsyncFd<Timer>,
+        /// The same moment as an `Instant` and as the monotonic clock's reading, to convert one to the other.
+        anchor: (Instant, Duration),
+    },
+    Coarse,
 }
 
 /// Below this a due time is taken as now: arming a timer costs more than the wait.
 const TOO_CLOSE_TO_WAIT: Duration = Duration::from_micros(20);
 
 impl Alarm {
-    pub(crate) fn new() -> io::Result<Self> {
+    /// A precise alarm, or a coarse one (said once in the log) when the timerfd cannot be made.
+    pub(crate) fn new() -> Self {
+        Self::precise().unwrap_or_else(|err| {
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(
+                || tracing::warn!(%err, "http_load: no timerfd for rate mode; tokio's 1 ms timer paces instead"),
+            );
+            Alarm::Coarse
+        })
+    }
+
+    fn precise() -> io::Result<Self> {
         let timer = TimerFd::new(ClockId::CLOCK_MONOTONIC, TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC)?;
         let reading = clock_gettime(Clock::CLOCK_MONOTONIC)?;
         let anchor = (Instant::now(), Duration::from(reading));
@@ -102,7 +118,7 @@ impl Alarm {
         // for as long as the `AsyncFd` holds it, and `as_raw_fd` always returns it.
         let fd = unsafe { AsyncFd::register_with_interest(Timer(timer), tokio::io::Interest::READABLE) }
             .map_err(|err| io::Error::other(err.to_string()))?;
-        Ok(Self { fd, anchor })
+        Ok(Alarm::Precise { fd, anchor })
     }
 
     /// Returns at `due` (at once when it has passed).
@@ -110,12 +126,14 @@ impl Alarm {
         if due.saturating_duration_since(Instant::now()) < TOO_CLOSE_TO_WAIT {
             return Ok(());
         }
-        let (anchor, monotonic) = self.anchor;
-        let at = monotonic + due.duration_since(anchor);
-        let at = TimeSpec::from_duration(at);
-        self.fd.get_ref().0.set(Expiration::OneShot(at), TimerSetTimeFlags::TFD_TIMER_ABSTIME)?;
+        let Alarm::Precise { fd, anchor: (anchor, monotonic) } = self else {
+            tokio::time::sleep_until(due.into()).await;
+            return Ok(());
+        };
+        let at = TimeSpec::from_duration(*monotonic + due.duration_since(*anchor));
+        fd.get_ref().0.set(Expiration::OneShot(at), TimerSetTimeFlags::TFD_TIMER_ABSTIME)?;
         loop {
-            let mut ready = self.fd.readable().await?;
+            let mut ready = fd.readable().await?;
             let mut expirations = [0u8; 8];
             match nix::unistd::read(ready.get_inner().0.as_fd(), &mut expirations) {
                 Ok(_) => return Ok(()),
@@ -158,7 +176,8 @@ mod tests {
 
     #[tokio::test]
     async fn an_alarm_wakes_at_its_time_not_before() {
-        let mut alarm = Alarm::new().unwrap();
+        let mut alarm = Alarm::new();
+        assert!(matches!(alarm, Alarm::Precise { .. }), "this kernel has timerfd");
         for wait in [Duration::from_micros(300), Duration::from_millis(3), Duration::ZERO] {
             let due = Instant::now() + wait;
             alarm.until(due).await.unwrap();
@@ -166,5 +185,8 @@ mod tests {
         }
         let past = Instant::now() - Duration::from_millis(5);
         alarm.until(past).await.unwrap();
+        let due = Instant::now() + Duration::from_millis(2);
+        Alarm::Coarse.until(due).await.unwrap();
+        assert!(Instant::now() >= due, "the coarse alarm does not ring early either");
     }
 }

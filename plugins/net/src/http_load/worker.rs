@@ -222,10 +222,7 @@ impl Load {
         let mut workers = tokio::task::JoinSet::new();
         for _ in 0..plan.concurrency {
             let (plan, next, schedule) = (plan.clone(), next.clone(), schedule.clone());
-            let alarm = match schedule {
-                Some(_) => Some(Alarm::new().map_err(|e| CommandError::Failed(format!("cannot make a timer: {e}")))?),
-                None => None,
-            };
+            let alarm = schedule.as_ref().map(|_| Alarm::new());
             let books = Books { tally: Tally::default(), batch: Batch::new(metrics), shared: shared.clone() };
             workers.spawn(async move { plan.worker(start, &next, schedule.as_deref().zip(alarm), books).await });
         }
