@@ -4,6 +4,7 @@ a markdown table. Only 127.0.0.1; every loop is bounded in count and time."""
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import statistics
@@ -501,8 +502,42 @@ def rate():
     c, r = statistics.median(closed), statistics.median(paced)
     how = f"bare axum GET /, idle; closed: concurrency 1, 3 s; rate: 500/s over 4 connections, 3 s; median of {ROUNDS} interleaved rounds"
     row("load generation", "rate mode p50 latency, idle target", fmt(r, "ms"), fmt(c, "ms") + " (closed mode, same target)", f"+{(r - c) * 1000:.0f} µs", "within 0.1 ms", "yes" if r - c <= 0.1 else "**no**", how)
+    stall_rows()
     planned = 150000 * 5
     row("load generation", "rate 150,000/s for 5 s, above capacity: run time", fmt(over["seconds"], "s"), "5 s (duration)", f"{over['seconds'] / 5:.2f}", "ends with its window", "yes" if over["seconds"] < 5.5 else "**no**", f"sent {over['requests_sent']:,} + dropped {over['dropped']:,} = {over['requests_sent'] + over['dropped']:,} of {planned:,} due; {over['stragglers']:,} stragglers")
+
+
+def stall_rows():
+    """Rate mode against a server whose every 200th answer is 1 s late (benches/stall_server.py): the truth is
+    known, so p99 must stay near oha --latency-correction's and p99.9 must be the stall."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(__file__), "stall_server.py"), str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    agent = Agent()
+    url = f"http://127.0.0.1:{port}/"
+    ours, theirs = [], []
+    try:
+        wait_http(url)
+        for _ in range(ROUNDS):
+            a = agent.exec(f"command: net/http_load\ndata: {{url: '{url}', rate: 2000, concurrency: 64, duration: 10s, timeout: 5s}}\n")
+            ours.append((a["result"]["latency_ms"]["p99"], a["result"]["latency_ms"]["p999"]))
+            if shutil.which(OHA):
+                out = subprocess.run([OHA, "-c", "64", "-q", "2000", "--latency-correction", "-z", "10s", "--no-tui",
+                                      "--output-format", "json", url], capture_output=True, text=True, timeout=90).stdout
+                p = json.loads(out)["latencyPercentiles"]
+                theirs.append((p["p99"] * 1000, p["p99.9"] * 1000))
+    finally:
+        agent.stop()
+        server.kill()
+        server.wait()
+    how = f"benches/stall_server.py (every 200th answer 1 s late); rate 2,000/s, 64 connections, 10 s; median of {ROUNDS} interleaved rounds"
+    p99, p999 = statistics.median(o[0] for o in ours), statistics.median(o[1] for o in ours)
+    if theirs:
+        base = statistics.median(t[0] for t in theirs)
+        row("load generation", "rate mode against the stall server: p99", fmt(p99, "ms"), fmt(base, "ms") + " (oha -q --latency-correction)",
+            f"{p99 / base:.2f}", "within 2x", "yes" if p99 <= 2 * base else "**no**", how)
+    row("load generation", "rate mode against the stall server: p99.9", fmt(p999, "ms"), "1,000 ms (the stall)",
+        f"{p999 / 1000:.2f}", "1 s +- 10 %", "yes" if 900 <= p999 <= 1100 else "**no**", how)
 
 
 def signing():
