@@ -50,7 +50,8 @@ impl LocalSwarm {
         anyhow::ensure!(args.agents >= 1, "--agents must be at least 1");
         raise_fd_limit(args.agents);
         let registry = Arc::new(LocalRegistry::default());
-        // One client for every agent: they share the config, so its token and TLS are theirs too.
+        // One client for every agent: they share the config, so its TLS is theirs too (copies are signed with
+        // the swarm key, never sent with the token).
         let http =
             http_client(&AgentConfig::load(&AgentArgs { config: args.config.clone(), ..AgentArgs::default() })?)?;
         let shutdown = CancellationToken::new();
@@ -102,8 +103,10 @@ pub async fn run(args: SwarmArgs, shutdown: CancellationToken) -> anyhow::Result
     }
     let first = format!("http://{}", swarm.agents[0].public_addr);
     if !args.no_demo {
+        // The demo is a client of the swarm: with a token in the config, it sends the token.
+        let token = AgentConfig::load(&AgentArgs { config: args.config.clone(), ..AgentArgs::default() })?.token()?;
         tokio::select! {
-            demo = demo_waves(&first, n) => if let Err(err) = demo {
+            demo = demo_waves(&first, n, token.as_ref()) => if let Err(err) = demo {
                 crate::say_err!("tarsier swarm: demo wave failed: {err:#}");
             },
             _ = shutdown.cancelled() => {}
@@ -123,8 +126,12 @@ pub async fn run(args: SwarmArgs, shutdown: CancellationToken) -> anyhow::Result
 }
 
 /// A wave with duplicates, then a dedupe flood, each with its report printed.
-async fn demo_waves(first: &str, n: usize) -> anyhow::Result<()> {
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
+async fn demo_waves(first: &str, n: usize, token: Option<&crate::credentials::Token>) -> anyhow::Result<()> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = token {
+        headers.insert(reqwest::header::AUTHORIZATION, token.bearer());
+    }
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).default_headers(headers).build()?;
     let buddies = 3.min(n.saturating_sub(1)) as u64;
     let expected = (0..=2).map(|hop| buddies.pow(hop)).sum::<u64>();
     let waves = [
@@ -140,8 +147,15 @@ async fn demo_waves(first: &str, n: usize) -> anyhow::Result<()> {
         ),
     ];
     for (title, body, expected) in waves {
-        let answer: Value =
-            client.post(format!("{first}/exec")).body(body).send().await?.json().await.context("the exec answer")?;
+        let response = client
+            .post(format!("{first}/exec"))
+            .header(reqwest::header::CONTENT_TYPE, "application/yaml")
+            .body(body)
+            .send()
+            .await?;
+        let status = response.status();
+        let answer: Value = response.json().await.context("the exec answer")?;
+        anyhow::ensure!(status.is_success(), "the first agent answered {status}: {}", answer["error"]);
         let id = answer["wave_id"].as_str().context("no wave_id in the answer")?.to_owned();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         let summary = wait_for_report(&client, first, &id, expected, deadline, &LiveLine::hidden()).await?;

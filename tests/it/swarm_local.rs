@@ -18,6 +18,23 @@ fn local_swarm_runs_its_demo_waves_to_every_agent() {
     assert!(stdout.contains("reached 10 of 10 agents; 10 executions, 10 ok"), "{stdout}");
 }
 
+/// With a token in the config, the demo sends it, and the agents' copies (signed, not carrying the token)
+/// still reach every agent.
+#[test]
+fn a_local_swarm_with_a_token_signs_its_copies_and_its_demo_reaches_every_agent() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "local-swarm-token-0123456789\n").unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let config = dir.path().join("swarm.yaml");
+    std::fs::write(&config, format!("auth: {{token_file: {}}}\n", token.display())).unwrap();
+    let out = Command::new(BIN).args(["swarm", "--agents", "6", "--once", "--config"]).arg(&config).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("reached 6 of 6 agents; 6 executions, 6 ok"), "{stdout}");
+}
+
 #[test]
 fn local_swarm_on_fixed_ports() {
     let base = free_port_range(6);
