@@ -12,6 +12,7 @@
 //!   SHA-256 (which holds the wave id), an expiry and a nonce; receivers refuse it once expired or seen.
 
 use ring::hmac;
+use subtle::ConstantTimeEq as _;
 
 use super::Token;
 
@@ -74,16 +75,9 @@ impl SwarmKey {
         context.sign()
     }
 
+    /// Whether `given_hex` is the MAC of `parts` under `label`, compared in constant time.
     fn check(&self, label: &str, parts: &[&[u8]], given_hex: &str) -> bool {
-        let Some(given) = from_hex(given_hex) else { return false };
-        let mut data = Vec::new();
-        data.extend_from_slice(label.as_bytes());
-        for part in parts {
-            data.extend_from_slice(&(part.len() as u64).to_be_bytes());
-            data.extend_from_slice(part);
-        }
-        // ring compares in constant time.
-        hmac::verify(&self.0, &data, &given).is_ok()
+        from_hex(given_hex).is_some_and(|given| self.mac(label, parts).as_ref().ct_eq(&given).into())
     }
 
     /// The proof a Consul registration carries in its meta `tarsier_member`.
@@ -128,22 +122,17 @@ impl SwarmKey {
         body: &[u8],
         now_ms: u64,
     ) -> Result<Signed, SignatureError> {
-        let (expires, nonce, tag) = parse_header(header).ok_or(SignatureError::Malformed)?;
+        let (expires, nonce, given) = parse_header(header).ok_or(SignatureError::Malformed)?;
         if expires.saturating_add(MAX_CLOCK_SKEW_MS) < now_ms {
             return Err(SignatureError::Expired(now_ms - expires));
         }
         if expires > now_ms + SIGNATURE_LIFETIME_MS + MAX_CLOCK_SKEW_MS {
             return Err(SignatureError::FromTheFuture(expires - now_ms));
         }
-        let digest = ring::digest::digest(&ring::digest::SHA256, body);
-        let expires_text = expires.to_string();
-        let mut data = Vec::with_capacity(128);
-        data.extend_from_slice(b"request v1");
-        for part in [method.as_bytes(), path.as_bytes(), digest.as_ref(), expires_text.as_bytes(), &nonce[..]] {
-            data.extend_from_slice(&(part.len() as u64).to_be_bytes());
-            data.extend_from_slice(part);
+        let tag = self.request_mac(method, path, body, expires, &nonce);
+        if !bool::from(tag.as_ref().ct_eq(&given)) {
+            return Err(SignatureError::Mismatch);
         }
-        hmac::verify(&self.0, &data, &tag).map_err(|_| SignatureError::Mismatch)?;
         Ok(Signed { nonce, expires_at_ms: expires })
     }
 }
