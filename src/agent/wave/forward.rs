@@ -115,14 +115,18 @@ async fn send_copy(swarm: &Swarm, peer: &Peer, route: Route, copy: &Bytes, dedup
     if swarm.speaks_http1(&peer.public) {
         return send_reference_copy(swarm, peer, route, copy, https).await;
     }
-    let (Some(url), Some(challenge_url)) =
-        (swarm.scheme.url(&peer.public, &[route.segment()]), swarm.scheme.url(&peer.public, &["membership"]))
-    else {
+    let Some(url) = swarm.scheme.url(&peer.public, &[route.segment()]) else {
         tracing::warn!(peer = ?peer.id, address = ?peer.public, "a peer's address is not host:port");
         return PeerAnswer::Failed;
     };
     if let (true, Some(key)) = (swarm.needs_challenge(peer), swarm.key()) {
-        if swarm.membership.prove(key, &swarm.http, challenge_url, peer).await.is_err() {
+        // Only a static peer is challenged: the challenge's URL is built for it alone, not for every copy.
+        let challenge_url = swarm.scheme.url(&peer.public, &["membership"]);
+        let proven = match challenge_url {
+            Some(challenge_url) => swarm.membership.prove(key, &swarm.http, challenge_url, peer).await,
+            None => Err("its address is not host:port".to_owned()),
+        };
+        if proven.is_err() {
             // A listed reference agent cannot answer the challenge (it speaks HTTP/1.1): it gets the copy in
             // its own format. Anything else that cannot prove membership gets nothing.
             if swarm.may_speak_http1(peer, route) {
