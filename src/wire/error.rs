@@ -40,6 +40,16 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, message)
     }
 
+    /// The answer for a refusal at the gate: the JSON error, and `Connection: close`, so a client refused
+    /// before its request was read cannot go on writing on the same connection.
+    pub fn into_closing_response(self) -> Response {
+        let mut response = self.into_response();
+        response
+            .headers_mut()
+            .insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+        response
+    }
+
     /// Names the field the error is about.
     pub fn with_field(mut self, field: &str) -> Self {
         self.field = Some(capped(field.to_owned()));

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Request};
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
 use crate::credentials::Token;
 use crate::wire::error::ApiError;
@@ -19,13 +19,13 @@ pub fn token_refusal(token: Option<&Token>, request: &Request) -> Option<Respons
     if request.headers().get_all(header::AUTHORIZATION).iter().nth(1).is_some() {
         let client = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
         tracing::warn!(client = ?client, path = %request.uri().path().escape_debug(), "refused: two Authorization headers");
-        let mut response = ApiError::bad_request(
-            Some("Authorization".into()),
-            "the request has more than one `Authorization` header; send one",
-        )
-        .into_response();
-        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-        return Some(response);
+        return Some(
+            ApiError::bad_request(
+                Some("Authorization".into()),
+                "the request has more than one `Authorization` header; send one",
+            )
+            .into_closing_response(),
+        );
     }
     let token = token?;
     if token.accepts(request.headers().get(header::AUTHORIZATION)) {
@@ -38,8 +38,7 @@ pub fn token_refusal(token: Option<&Token>, request: &Request) -> Option<Respons
         StatusCode::UNAUTHORIZED,
         format!("{given}: send the swarm's token as `Authorization: Bearer <token>` (tarsier --token-file)"),
     )
-    .into_response();
+    .into_closing_response();
     response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     Some(response)
 }

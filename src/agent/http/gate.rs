@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::extract::{MatchedPath, Request};
-use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::http::{header, Method, StatusCode, Uri};
+use axum::response::Response;
 use tower::{Layer, Service};
 
 use crate::agent::state::AgentState;
@@ -150,9 +150,7 @@ where
 /// A browser's request, refused and logged (the header named, its value Debug-quoted and cut short).
 fn browser_refusal(error: ApiError) -> Response {
     tracing::warn!(field = ?error.field, error = ?error.message, "refused a request a web page sent");
-    let mut response = error.into_response();
-    response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-    response
+    error.into_closing_response()
 }
 
 /// One answered request in `tarsier_http_requests_total`, labelled by route pattern, never the raw path, so
@@ -200,9 +198,5 @@ fn bounds_refusal(request: &Request, max_body: usize) -> Option<Response> {
             )
         })
     };
-    refusal.map(|(status, message)| {
-        let mut response = ApiError::new(status, message).into_response();
-        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-        response
-    })
+    refusal.map(|(status, message)| ApiError::new(status, message).into_closing_response())
 }

@@ -6,7 +6,7 @@
 
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request};
-use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::agent::http::nonces::Unseen;
@@ -48,7 +48,5 @@ pub async fn admit(state: &AgentState, request: Request) -> Result<Request, Resp
 
 fn refusal(status: StatusCode, message: &str) -> Response {
     tracing::warn!(status = status.as_u16(), error = ?message, "refused a signed request");
-    let mut response = ApiError::new(status, message).into_response();
-    response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-    response
+    ApiError::new(status, message).into_closing_response()
 }
