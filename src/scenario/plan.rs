@@ -186,10 +186,7 @@ const MAX_ERROR_CHARS: usize = 400;
 
 /// `error` cut to [`MAX_ERROR_CHARS`], saying how much was left out.
 fn capped(error: &str) -> String {
-    match error.char_indices().nth(MAX_ERROR_CHARS) {
-        None => error.to_owned(),
-        Some((at, _)) => format!("{}... ({} more bytes not shown)", &error[..at], error.len() - at),
-    }
+    crate::wire::error::capped_to(error.to_owned(), MAX_ERROR_CHARS)
 }
 
 /// What the conversion of steps needs to know of the whole scenario.

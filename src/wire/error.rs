@@ -21,7 +21,12 @@ pub const MAX_ECHO_CHARS: usize = 512;
 
 /// `text` cut to [`MAX_ECHO_CHARS`], saying how much was left out.
 pub fn capped(text: String) -> String {
-    match text.char_indices().nth(MAX_ECHO_CHARS) {
+    capped_to(text, MAX_ECHO_CHARS)
+}
+
+/// `text` cut to `max_chars` characters, saying how many bytes were left out.
+pub fn capped_to(text: String, max_chars: usize) -> String {
+    match text.char_indices().nth(max_chars) {
         None => text,
         Some((at, _)) => format!("{}... ({} more bytes not shown)", &text[..at], text.len() - at),
     }
@@ -44,9 +49,7 @@ impl ApiError {
     /// before its request was read cannot go on writing on the same connection.
     pub fn into_closing_response(self) -> Response {
         let mut response = self.into_response();
-        response
-            .headers_mut()
-            .insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+        response.headers_mut().insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
         response
     }
 
