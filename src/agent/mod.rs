@@ -90,6 +90,7 @@ impl BoundAgent {
         if key.is_none() && local.is_none() && discovers {
             tracing::warn!("no token: discovered agents cannot prove membership and are taken as peers as they are");
         }
+        let in_process = local.is_some();
         let peers: Arc<dyn PeerSource> = match (local, &config.discovery.consul) {
             (Some(registry), _) => Arc::new(registry.join(me)),
             (None, Some(consul)) => ConsulPeers::start(
@@ -118,6 +119,11 @@ impl BoundAgent {
         let bounds = WaveBounds::from_limits(&config.limits);
         let swarm =
             Arc::new(Swarm::new(name.clone(), advertised_public, peers, http, trust, metrics.waves.clone(), bounds)?);
+        let control_plane = control_plane_source(
+            (public_addr.port(), service_addr.port()),
+            config.discovery.consul.as_ref().map(|consul| consul.address.as_str()),
+            swarm.clone(),
+        );
         let state = Arc::new(AgentState {
             name: name.into(),
             registry,
@@ -139,9 +145,13 @@ impl BoundAgent {
                 &config.server.allowed_hosts,
                 &config.server.allowed_origins,
             ),
+            control_plane,
             shutdown,
             aborting: tokio::sync::Mutex::new(()),
         });
+        if !in_process {
+            state.registry.started(&state.control_plane.read());
+        }
         Ok(Self { state, public, service, public_tls, service_tls, limits: config.server.limits() })
     }
 
@@ -181,6 +191,25 @@ impl BoundAgent {
         tracing::info!(agent = %state.name, ?released, "agent stopped");
         Ok(())
     }
+}
+
+/// The control plane network faults leave alone, read when a fault is installed: this agent's two ports, its
+/// Consul agent's, and every peer's public and service port as discovery knows them then.
+fn control_plane_source(
+    (public, service): (u16, u16),
+    consul: Option<&str>,
+    swarm: Arc<Swarm>,
+) -> tarsier_plugin::ControlPlaneSource {
+    let consul_port = consul.and_then(|address| crate::wire::address::port_of(address).ok());
+    tarsier_plugin::ControlPlaneSource::new(move || {
+        let mut ports: std::collections::BTreeSet<u16> = [public, service].into_iter().collect();
+        ports.extend(consul_port);
+        for peer in swarm.peers.members().iter() {
+            let addresses = std::iter::once(peer.public.as_str()).chain(peer.service.as_deref());
+            ports.extend(addresses.filter_map(|address| crate::wire::address::port_of(address).ok()));
+        }
+        tarsier_plugin::ControlPlane { public_port: public, ports }
+    })
 }
 
 /// The host part peers use: `advertise`, else the listen IP unless it is unspecified, else the address the

@@ -97,6 +97,13 @@ impl Registry {
         self.plugins.iter().map(|p| p.held()).sum()
     }
 
+    /// Tells every plugin the agent listens (see `Plugin::started`).
+    pub fn started(&self, control_plane: &tarsier_plugin::ControlPlane) {
+        for plugin in &self.plugins {
+            plugin.started(control_plane);
+        }
+    }
+
     pub fn release_all(&self) -> Held {
         self.plugins.iter().map(|p| p.release_all()).sum()
     }

@@ -37,6 +37,8 @@ pub struct AgentState {
     pub(crate) seen_nonces: crate::agent::http::nonces::SeenNonces,
     /// Which host names and web origins requests may carry (`http::browsers`).
     pub(crate) browsers: crate::agent::http::browsers::BrowserPolicy,
+    /// The ports network faults leave alone: own, Consul's, peers' (`tarsier_plugin::ControlPlane`).
+    pub(crate) control_plane: tarsier_plugin::ControlPlaneSource,
     /// Fires when the agent shuts down.
     pub(crate) shutdown: CancellationToken,
     /// One abort at a time here, so two concurrent aborts do not both count what one of them released.
@@ -71,6 +73,7 @@ impl AgentState {
             budgets: self.budgets.clone(),
             health: self.health.clone(),
             progress,
+            control_plane: self.control_plane.clone(),
         }
     }
 

@@ -24,6 +24,23 @@ pub fn is_host_port(address: &str) -> bool {
     address.rsplit_once(':').is_some_and(|(host, port)| is_host(host) && port.parse::<u16>().is_ok())
 }
 
+/// The port of `host:port` or of a URL (`http://consul:8500/...`); a URL without one has its scheme's.
+pub fn port_of(address: &str) -> Result<u16, String> {
+    let (scheme, rest) = match address.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, address),
+    };
+    let authority = rest.split('/').next().unwrap_or(rest);
+    match authority.rsplit_once(':') {
+        Some((_, port)) if !port.ends_with(']') => port.parse().map_err(|_| format!("`{port}` is no port number")),
+        _ => match scheme {
+            Some("https") => Ok(443),
+            Some("http") => Ok(80),
+            _ => Err(format!("`{address}` names no port")),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -38,5 +55,9 @@ mod tests {
         }
         assert!(is_host_port("127.0.0.1:8080") && is_host_port("[::1]:1"));
         assert!(!is_host_port("127.0.0.1:x") && !is_host_port("h;x:1") && !is_host_port("h"));
+        assert_eq!(port_of("http://consul:8500/v1"), Ok(8500));
+        assert_eq!(port_of("[::1]:9"), Ok(9));
+        assert_eq!(port_of("https://consul"), Ok(443));
+        assert!(port_of("consul").is_err());
     }
 }

@@ -22,6 +22,12 @@ pub enum Status {
     Refused,
     /// A network target could not be reached (`502`).
     Unreachable,
+    /// The agent lacks a privilege the command needs (`403`).
+    Forbidden,
+    /// The kernel or machine lacks a piece the command needs (`501`).
+    Unsupported,
+    /// What the command would change is taken by something else (`409`).
+    Conflict,
     Failed,
 }
 
@@ -36,6 +42,9 @@ impl Status {
             Status::Invalid => "invalid",
             Status::Refused => "refused",
             Status::Unreachable => "unreachable",
+            Status::Forbidden => "forbidden",
+            Status::Unsupported => "unsupported",
+            Status::Conflict => "conflict",
             Status::Failed => "failed",
         }
     }
@@ -57,6 +66,9 @@ impl Status {
             CommandError::Invalid(_) => (Status::Invalid, StatusCode::BAD_REQUEST),
             CommandError::Refused(_) => (Status::Refused, StatusCode::INSUFFICIENT_STORAGE),
             CommandError::Unreachable(_) => (Status::Unreachable, StatusCode::BAD_GATEWAY),
+            CommandError::Forbidden(_) => (Status::Forbidden, StatusCode::FORBIDDEN),
+            CommandError::Unsupported(_) => (Status::Unsupported, StatusCode::NOT_IMPLEMENTED),
+            CommandError::Conflict(_) => (Status::Conflict, StatusCode::CONFLICT),
             CommandError::Cancelled => (Status::Cancelled, StatusCode::OK),
             CommandError::Failed(_) => (Status::Failed, StatusCode::INTERNAL_SERVER_ERROR),
         }

@@ -17,10 +17,14 @@ enum Kind {
     Holds,
     /// Ends at once and keeps nothing.
     Instant,
+    /// A network fault: it would change this machine's own network, so it is not run here. The same contract
+    /// (a cancel undoes it within 100 ms, `/abort` leaves nothing held) is tested inside a network namespace
+    /// in `wire_faults.rs`.
+    InNamespace,
 }
 
 /// (command, data, kind). `{listener}` is a loopback address the test listens on.
-const COMMANDS: [(&str, &str, Kind); 17] = [
+const COMMANDS: [(&str, &str, Kind); 23] = [
     ("sleep/sleep", "{duration: 30s}", Kind::Busy),
     ("heavy_load/spin_cpu", "{duration: 30s, threads: 1}", Kind::Busy),
     ("faults/deadlock", "{threads: 2, duration: 30s}", Kind::Busy),
@@ -38,6 +42,12 @@ const COMMANDS: [(&str, &str, Kind); 17] = [
     ("storage/close_fd", "{}", Kind::Instant),
     ("dummy/say_hello", "{amount: 1}", Kind::Instant),
     ("faults/deadlock", "{threads: 0, duration: -1s}", Kind::Instant),
+    ("net/faults", "{}", Kind::Instant),
+    ("net/delay", "{}", Kind::InNamespace),
+    ("net/loss", "{}", Kind::InNamespace),
+    ("net/bandwidth", "{rate: 1mbit}", Kind::InNamespace),
+    ("net/partition", "{}", Kind::InNamespace),
+    ("net/dns", "{}", Kind::InNamespace),
 ];
 
 /// The contract's bound: a job stops within 100 ms of its cancel (`Command::execute`).
@@ -98,6 +108,7 @@ fn every_command_keeps_the_plugin_contract_on_cancel_and_release() {
                 assert_eq!(status, 200, "{answer}");
                 assert_eq!(held_total(&agent), 0, "{name}: after /abort {}", agent.runtime()["held"]);
             }
+            Kind::InNamespace => {}
             Kind::Instant => {
                 let (status, answer) = agent.exec(&format!("command: {name}\ndata: {data}\n"));
                 assert_eq!(status, 200, "{name}: {answer}");

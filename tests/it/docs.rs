@@ -45,6 +45,11 @@ fn written(default: &Value, kind: &str) -> String {
         }
         (Value::String(s), _) => s.clone(),
         (Value::Object(o), _) if o.is_empty() => "{}".into(),
+        // A network fault's `traffic:` block: the table says in words what its empty lists select.
+        (Value::Object(_), "Traffic") => "every interface".into(),
+        (Value::Number(n), _) if n.as_f64().is_some_and(|f| f.fract() == 0.0) && n.is_f64() => {
+            format!("{}", n.as_f64().unwrap_or(0.0) as i64)
+        }
         (other, _) => other.to_string(),
     }
 }

@@ -1,12 +1,20 @@
-//! `net`: opens network connections and keeps them open.
+//! `net`: opens network connections and keeps them open, sends HTTP load, and puts faults on the wire of the
+//! namespace it shares with the service next to it (`wire_faults`).
 
+mod cmd_bandwidth;
 mod cmd_close;
+mod cmd_delay;
 mod cmd_dial;
+mod cmd_dns;
+mod cmd_faults;
 mod cmd_http_load;
+mod cmd_loss;
+mod cmd_partition;
 mod cmd_stats;
 mod conns;
 mod http_load;
 mod targets;
+pub mod wire_faults;
 
 use std::sync::Arc;
 
@@ -19,6 +27,7 @@ pub use http_load::stats::{Errors, HttpLoadResult, LatencyMs};
 pub struct Net {
     conns: Arc<Connections>,
     http_metrics: http_load::metrics::HttpLoadMetrics,
+    wire: Arc<wire_faults::WireFaults>,
 }
 
 impl Net {
@@ -37,15 +46,32 @@ impl Plugin for Net {
             Arc::new(cmd_stats::Stats(self.conns.clone())),
             Arc::new(cmd_close::Close(self.conns.clone())),
             Arc::new(cmd_http_load::HttpLoad { metrics: self.http_metrics.clone() }),
+            Arc::new(cmd_delay::Delay(self.wire.clone())),
+            Arc::new(cmd_loss::Loss(self.wire.clone())),
+            Arc::new(cmd_bandwidth::Bandwidth(self.wire.clone())),
+            Arc::new(cmd_partition::Partition(self.wire.clone())),
+            Arc::new(cmd_dns::Dns(self.wire.clone())),
+            Arc::new(cmd_faults::Faults(self.wire.clone())),
         ]
+    }
+    fn started(&self, control_plane: &tarsier_plugin::ControlPlane) {
+        let port = control_plane.public_port;
+        // Off the start path: the tools take a few ms each.
+        let _ = std::thread::Builder::new()
+            .name("net-leftovers".into())
+            .spawn(move || wire_faults::WireFaults::clean_leftovers(port));
     }
     fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
         self.http_metrics.collectors()
     }
     fn held(&self) -> Held {
-        Held { connections: self.conns.count(), ..Held::default() }
+        Held { connections: self.conns.count(), net_faults: self.wire.count(), ..Held::default() }
     }
     fn release_all(&self) -> Held {
-        Held { connections: self.conns.close(tarsier_plugin::Target::All).unwrap_or(0), ..Held::default() }
+        Held {
+            connections: self.conns.close(tarsier_plugin::Target::All).unwrap_or(0),
+            net_faults: self.wire.release_all(),
+            ..Held::default()
+        }
     }
 }

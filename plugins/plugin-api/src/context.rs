@@ -4,7 +4,7 @@ use std::sync::Arc;
 use tokio::sync::{OwnedRwLockWriteGuard, RwLock};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
-use crate::{Budgets, Limits};
+use crate::{Budgets, ControlPlaneSource, Limits};
 
 /// What a running command gets from the agent.
 #[derive(Clone)]
@@ -18,6 +18,8 @@ pub struct ExecContext {
     pub health: HealthGate,
     /// Where a long command publishes how far it got, for `GET /jobs` and the CLI's live line.
     pub progress: Progress,
+    /// The ports network faults leave alone (`ControlPlane`).
+    pub control_plane: ControlPlaneSource,
 }
 
 /// A running command's latest progress (a small JSON object it replaces now and then); `GET /jobs` shows it.
@@ -44,6 +46,7 @@ impl ExecContext {
             limits,
             health: HealthGate::default(),
             progress: Progress::default(),
+            control_plane: ControlPlaneSource::default(),
         }
     }
 

@@ -30,6 +30,15 @@ pub enum CommandError {
     /// A network target could not be reached or did not answer: `502`.
     #[error("{0}")]
     Unreachable(String),
+    /// The agent lacks a privilege the command needs (a capability such as `CAP_NET_ADMIN`): `403`.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The kernel or the machine lacks a piece the command needs (a qdisc, a netfilter module, a tool): `501`.
+    #[error("{0}")]
+    Unsupported(String),
+    /// What the command would change is taken by something else (a device another fault shapes): `409`.
+    #[error("{0}")]
+    Conflict(String),
     /// Cancelled (`/abort`, `DELETE /jobs/{id}`, shutdown) before it could say what it did; nothing is held.
     #[error("cancelled before it finished; nothing it took is held")]
     Cancelled,

@@ -17,6 +17,8 @@ pub struct Held {
     pub blocked_threads: u64,
     /// OS threads spinning a CPU.
     pub busy_threads: u64,
+    /// Network faults in force (delay, loss, bandwidth, partition, DNS).
+    pub net_faults: u64,
 }
 
 impl std::ops::Add for Held {
@@ -30,6 +32,7 @@ impl std::ops::Add for Held {
             connections: self.connections + o.connections,
             blocked_threads: self.blocked_threads + o.blocked_threads,
             busy_threads: self.busy_threads + o.busy_threads,
+            net_faults: self.net_faults + o.net_faults,
         }
     }
 }
@@ -45,6 +48,7 @@ impl Held {
             connections: self.connections.saturating_sub(later.connections),
             blocked_threads: self.blocked_threads.saturating_sub(later.blocked_threads),
             busy_threads: self.busy_threads.saturating_sub(later.busy_threads),
+            net_faults: self.net_faults.saturating_sub(later.net_faults),
         }
     }
 }

@@ -7,6 +7,7 @@
 mod budget;
 mod command;
 mod context;
+mod control_plane;
 mod error;
 mod held;
 mod limits;
@@ -19,6 +20,7 @@ mod units;
 pub use budget::{Budget, Budgets, Reservation, DEFAULT_MAX_BLOCKED_THREADS};
 pub use command::{field_path, plain_words, Command, DynCommand, JobFuture, NoData};
 pub use context::{Cancel, CancelFlag, ExecContext, HealthGate, Progress};
+pub use control_plane::{ControlPlane, ControlPlaneSource};
 pub use error::{CommandError, DataError};
 pub use held::Held;
 pub use limits::{Limits, DEFAULT_ABORT_WINDOW, DEFAULT_MAX_WAVE_EXECUTIONS};

@@ -27,6 +27,9 @@ pub trait Plugin: Send + Sync + 'static {
     fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
         Vec::new()
     }
+    /// Called once the agent listens (not for the agents of an in-process local swarm): a plugin that left
+    /// something in the machine's state under the agent's name can find and undo what a dead predecessor left.
+    fn started(&self, _control_plane: &crate::ControlPlane) {}
     /// Releases everything the plugin holds (on `/abort` and at shutdown) and says what was let go.
     fn release_all(&self) -> Held {
         Held::default()
