@@ -64,6 +64,8 @@ pub struct Spawn<'a> {
     pub public_scheme: Option<&'a str>,
     /// The client the agent's helpers use (a token, a CA); the plain one by default.
     pub client: Option<reqwest::blocking::Client>,
+    /// A program the agent is started through (`setpriv ...`), its arguments before the agent's binary.
+    pub wrapper: &'a [&'a str],
 }
 
 impl ChildAgent {
@@ -81,7 +83,14 @@ impl ChildAgent {
             format!("plugins:\n  storage:\n    dir: {}\n{}", storage.display(), opts.config)
         };
         std::fs::write(&config_path, config).expect("write the config");
-        let mut command = Command::new(BIN);
+        let mut command = match opts.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(BIN);
+                command
+            }
+            None => Command::new(BIN),
+        };
         command.arg("agent");
         if !opts.args.contains(&"--listen") {
             command.args(["--listen", "127.0.0.1:0"]);

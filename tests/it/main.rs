@@ -26,6 +26,7 @@ mod storage;
 mod swarm_consul;
 mod swarm_local;
 mod trust;
+mod wire_faults;
 
 /// Every `.rs` file below `dir` (none when it does not exist), for the tests that read the source tree.
 fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {

@@ -23,6 +23,9 @@ pub struct DnsData {
     pub answer: DnsAnswer,
     /// The address `answer: address` gives (A for IPv4, AAAA for IPv6).
     pub address: Option<IpAddr>,
+    /// Where queries for other names go on to (`ip:port`); the first `nameserver` of /etc/resolv.conf
+    /// when not given. Set it where that resolver is only reachable through a DNAT of its own (Kubernetes).
+    pub upstream: Option<std::net::SocketAddr>,
     /// How long the fault stays in force; it ends by itself.
     pub duration: HumanDuration,
     /// Only `interfaces` and `remote` (the resolvers whose queries are caught) apply; empty is every interface,
@@ -36,6 +39,7 @@ impl Default for DnsData {
             names: Vec::new(),
             answer: DnsAnswer::Timeout,
             address: None,
+            upstream: None,
             duration: HumanDuration::from_secs(30),
             traffic: Traffic::default(),
         }
@@ -89,7 +93,7 @@ impl Command for Dns {
             default_direction: Direction::Egress,
         };
         request.check(ctx)?;
-        Ok((request, Rule { names, answer: data.answer, address: data.address }))
+        Ok((request, Rule { names, answer: data.answer, address: data.address, upstream: data.upstream }))
     }
 
     fn execute(&self, (request, rule): Self::Plan, ctx: ExecContext) -> JobFuture {
@@ -98,14 +102,15 @@ impl Command for Dns {
             let responder = Responder::start(rule.clone()).await?;
             let install: Install = Box::new(move |selection, port, id| {
                 let table = nft::table_name(port, id);
-                let rules =
-                    nft::render(&table, selection, Verdict::RedirectDns { port: responder.port, mark: UPSTREAM_MARK });
+                let redirect = Verdict::RedirectDns { port: responder.port, mark: UPSTREAM_MARK };
+                let rules = nft::render(&table, selection, redirect, &[]);
                 nft::install(&rules)?;
                 let details = json!({
                     "names": if rule.names.is_empty() { json!("every name") } else { json!(rule.names) },
                     "answer": rule.answer,
                     "address": rule.address,
                     "responder": format!("127.0.0.1:{}", responder.port),
+                    "upstream": responder.upstream,
                     "nft_table": table,
                     "rules": rules,
                 });

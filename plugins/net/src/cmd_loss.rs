@@ -5,9 +5,9 @@ use serde_json::json;
 use tarsier_plugin::schemars::JsonSchema;
 use tarsier_plugin::{Command, DataError, ExecContext, HumanDuration, JobFuture};
 
-use crate::wire_faults::nft::{self, Verdict};
+use crate::wire_faults::nft::Verdict;
 use crate::wire_faults::traffic::{Direction, Traffic};
-use crate::wire_faults::{hold, Install, Installed, Request, WireFaults};
+use crate::wire_faults::{hold, install_table, Install, Request, WireFaults};
 
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
@@ -71,16 +71,9 @@ impl Command for Loss {
 
     fn execute(&self, (request, per_million): Self::Plan, ctx: ExecContext) -> JobFuture {
         let install: Install = Box::new(move |selection, port, id| {
-            let table = nft::table_name(port, id);
-            let rules = nft::render(&table, selection, Verdict::DropRandom { per_million });
-            nft::install(&rules)?;
-            let details = json!({
-                "percent": per_million as f64 / 10_000.0,
-                "nft_table": table,
-                "rules": rules,
-                "interfaces": crate::wire_faults::interfaces_of(selection),
-            });
-            Ok((Installed::Table { table }, details))
+            let (installed, mut details) = install_table(selection, port, id, Verdict::DropRandom { per_million })?;
+            details["percent"] = json!(per_million as f64 / 10_000.0);
+            Ok((installed, details))
         });
         Box::pin(hold(self.0.clone(), request, ctx, install))
     }

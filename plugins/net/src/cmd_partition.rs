@@ -6,9 +6,9 @@ use serde_json::{json, Value};
 use tarsier_plugin::schemars::JsonSchema;
 use tarsier_plugin::{Command, DataError, ExecContext, HumanDuration, JobFuture};
 
-use crate::wire_faults::nft::{self, Verdict};
+use crate::wire_faults::nft::Verdict;
 use crate::wire_faults::traffic::{parse_net, Direction, Traffic};
-use crate::wire_faults::{hold, Install, Installed, Request, WireFaults};
+use crate::wire_faults::{hold, install_table, Install, Request, WireFaults};
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -113,23 +113,16 @@ impl Command for Partition {
             });
         }
         let install: Install = Box::new(move |selection, port, id| {
-            let table = nft::table_name(port, id);
             let verdict = match action {
                 PartitionAction::Drop => Verdict::Drop,
                 PartitionAction::Reject => Verdict::Reject,
             };
-            let rules = nft::render(&table, selection, verdict);
-            nft::install(&rules)?;
-            let mut details = json!({
-                "action": action,
-                "nft_table": table,
-                "rules": rules,
-                "interfaces": crate::wire_faults::interfaces_of(selection),
-            });
+            let (installed, mut details) = install_table(selection, port, id, verdict)?;
+            details["action"] = json!(action);
             if let Some(side) = side {
                 details["halves"] = side;
             }
-            Ok((Installed::Table { table }, details))
+            Ok((installed, details))
         });
         Box::pin(hold(self.0.clone(), request, ctx, install))
     }

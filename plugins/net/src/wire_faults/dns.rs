@@ -48,6 +48,8 @@ pub struct DnsCounters {
 
 pub struct Responder {
     pub port: u16,
+    /// Where queries for other names go on to (none known: they get no answer).
+    pub upstream: Option<SocketAddr>,
     pub counters: Arc<DnsCounters>,
     stop: CancellationToken,
 }
@@ -59,6 +61,8 @@ pub struct Rule {
     pub names: Vec<String>,
     pub answer: DnsAnswer,
     pub address: Option<IpAddr>,
+    /// Where other names go; /etc/resolv.conf's first nameserver when `None`.
+    pub upstream: Option<SocketAddr>,
 }
 
 impl Rule {
@@ -77,7 +81,7 @@ impl Responder {
             .map_err(|err| CommandError::Failed(format!("binding the DNS responder: {err}")))?;
         let port = v4.local_addr().map_err(|err| CommandError::Failed(err.to_string()))?.port();
         let v6 = UdpSocket::bind((Ipv6Addr::LOCALHOST, port)).await.ok();
-        let upstream = upstream_resolver();
+        let upstream = rule.upstream.or_else(upstream_resolver);
         let counters = Arc::new(DnsCounters::default());
         let stop = CancellationToken::new();
         let rule = Arc::new(rule);
@@ -92,7 +96,7 @@ impl Responder {
                 stop.clone(),
             ));
         }
-        Ok(Responder { port, counters, stop })
+        Ok(Responder { port, upstream, counters, stop })
     }
 
     pub fn stop(&self) {
@@ -209,10 +213,11 @@ mod tests {
 
     #[test]
     fn a_name_matches_itself_and_its_subdomains_only() {
-        let rule = Rule { names: vec!["db.example".into()], answer: DnsAnswer::Nxdomain, address: None };
+        let rule =
+            Rule { names: vec!["db.example".into()], answer: DnsAnswer::Nxdomain, address: None, upstream: None };
         assert!(rule.matches("db.example.") && rule.matches("a.DB.example"));
         assert!(!rule.matches("xdb.example") && !rule.matches("example"));
-        let all = Rule { names: vec![], answer: DnsAnswer::Timeout, address: None };
+        let all = Rule { names: vec![], answer: DnsAnswer::Timeout, address: None, upstream: None };
         assert!(all.matches("anything.at.all"));
     }
 }

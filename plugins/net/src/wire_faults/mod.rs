@@ -28,6 +28,7 @@ use traffic::{Direction, Selection, Traffic, CUT_CONTROL_PLANE_MAX};
 pub enum Installed {
     /// An nftables table of its own (partition, loss).
     Table {
+        family: nft::Family,
         table: String,
     },
     /// iptables chains feeding the delay engine's queue, and the engine.
@@ -58,7 +59,7 @@ impl Installed {
     /// What the fault has done so far (packets dropped, delayed, queries answered).
     fn counters(&self) -> Value {
         match self {
-            Installed::Table { table } => json!({ "packets_matched": nft::counted_packets(table) }),
+            Installed::Table { family, table } => json!({ "packets_matched": nft::counted_packets(*family, table) }),
             Installed::Delay { engine, .. } => {
                 json!({ "packets_delayed": engine.counters.delayed.load(std::sync::atomic::Ordering::Relaxed) })
             }
@@ -73,8 +74,8 @@ impl Installed {
     /// Removes the rules first, then stops what served them (held packets are let go, the responder stops).
     fn undo(self) {
         match self {
-            Installed::Table { table } => {
-                if let Err(err) = nft::remove(&table) {
+            Installed::Table { family, table } => {
+                if let Err(err) = nft::remove(family, &table) {
                     tracing::error!(%err, table, "removing a network fault's table failed");
                 }
             }
@@ -84,7 +85,7 @@ impl Installed {
             }
             Installed::Shaped(shaped) => tc::remove(&shaped),
             Installed::Dns { table, responder } => {
-                if let Err(err) = nft::remove(&table) {
+                if let Err(err) = nft::remove(nft::Family::Inet, &table) {
                     tracing::error!(%err, table, "removing the DNS redirect failed");
                 }
                 responder.stop();
@@ -321,4 +322,30 @@ fn round(ms: f64) -> f64 {
 /// The interfaces a fault hits: those named, else every one but loopback.
 pub fn interfaces_of(selection: &Selection) -> Vec<String> {
     nft::hit_interfaces(selection)
+}
+
+/// Installs an nftables fault (partition, loss) on the selection's interfaces: its table, the answer's
+/// details (table, rules, interfaces) and what to undo.
+pub fn install_table(
+    selection: &Selection,
+    port: u16,
+    id: u64,
+    verdict: nft::Verdict,
+) -> Result<(Installed, Value), CommandError> {
+    let table = nft::table_name(port, id);
+    let devices = interfaces_of(selection);
+    if devices.is_empty() && verdict.family() == nft::Family::Netdev {
+        return Err(CommandError::Failed(
+            "this network namespace has no interface but loopback to put the fault on".into(),
+        ));
+    }
+    let rules = nft::render(&table, selection, verdict, &devices);
+    nft::install(&rules)?;
+    let family = verdict.family();
+    let details = json!({
+        "nft_table": format!("{} {table}", family.as_str()),
+        "rules": rules,
+        "interfaces": devices,
+    });
+    Ok((Installed::Table { family, table }, details))
 }

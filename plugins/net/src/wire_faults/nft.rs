@@ -1,6 +1,10 @@
 //! The nftables engine: partitions, loss and DNS redirection, each fault one table of its own
-//! (`inet tarsier_p<port>_f<id>`), installed and removed as one atomic transaction (`nft -f`). A table per
-//! fault makes undo exact (deleting it takes every rule and nothing else) and lets faults combine.
+//! (`tarsier_p<port>_f<id>`), installed and removed as one atomic transaction (`nft -f`). A table per fault
+//! makes undo exact (deleting it takes every rule and nothing else) and lets faults combine.
+//!
+//! Drops (loss, `partition` with `drop`) sit on the devices' own `egress` and `ingress` hooks (family
+//! `netdev`): a packet dropped there vanishes as on a bad link, where a drop in the IP `output` hook would hand
+//! the sending socket an EPERM at once. Rejects and the DNS redirect need IP's hooks (family `inet`).
 
 use std::fmt::Write;
 
@@ -32,13 +36,39 @@ pub enum Verdict {
     },
 }
 
+/// The nftables family a fault's table is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    Inet,
+    Netdev,
+}
+
+impl Family {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::Inet => "inet",
+            Family::Netdev => "netdev",
+        }
+    }
+}
+
+impl Verdict {
+    pub fn family(self) -> Family {
+        match self {
+            Verdict::Drop | Verdict::DropRandom { .. } => Family::Netdev,
+            Verdict::Reject | Verdict::RedirectDns { .. } => Family::Inet,
+        }
+    }
+}
+
 pub fn table_name(public_port: u16, fault: u64) -> String {
     format!("tarsier_p{public_port}_f{fault}")
 }
 
-/// The nft script that creates the fault's table.
-pub fn render(table: &str, selection: &Selection, verdict: Verdict) -> String {
-    let mut script = format!("table inet {table} {{\n");
+/// The nft script that creates the fault's table; `devices` are the interfaces a `netdev` table binds to.
+pub fn render(table: &str, selection: &Selection, verdict: Verdict, devices: &[String]) -> String {
+    let family = verdict.family();
+    let mut script = format!("table {} {table} {{\n", family.as_str());
     if let Verdict::RedirectDns { port, mark } = verdict {
         let _ = writeln!(script, "  chain egress {{\n    type nat hook output priority {NAT_PRIORITY}; policy accept;");
         let _ = writeln!(script, "    meta mark {mark:#x} return");
@@ -68,10 +98,24 @@ pub fn render(table: &str, selection: &Selection, verdict: Verdict) -> String {
         if !on {
             continue;
         }
-        let _ = writeln!(
-            script,
-            "  chain {chain} {{\n    type filter hook {hook} priority {FILTER_PRIORITY}; policy accept;"
-        );
+        match family {
+            Family::Netdev => {
+                let hook = if chain == "egress" { "egress" } else { "ingress" };
+                let _ = writeln!(
+                    script,
+                    "  chain {chain} {{\n    type filter hook {hook} devices = {{ {} }} priority {FILTER_PRIORITY}; policy accept;",
+                    quoted(devices)
+                );
+                // ARP and the rest of what is not IP pass: the exempt control plane needs its neighbours.
+                script.push_str("    meta protocol != { ip, ip6 } accept\n");
+            }
+            Family::Inet => {
+                let _ = writeln!(
+                    script,
+                    "  chain {chain} {{\n    type filter hook {hook} priority {FILTER_PRIORITY}; policy accept;"
+                );
+            }
+        }
         if !selection.exempt_ports.is_empty() {
             let ports = selection.exempt_ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", ");
             let _ = writeln!(script, "    tcp sport {{ {ports} }} accept\n    tcp dport {{ {ports} }} accept");
@@ -84,9 +128,11 @@ pub fn render(table: &str, selection: &Selection, verdict: Verdict) -> String {
                 "    icmp type destination-unreachable accept\n    icmpv6 type destination-unreachable accept\n",
             );
         }
-        let interfaces = match selection.interfaces.is_empty() {
-            true => format!("{oif} != \"lo\" "),
-            false => format!("{oif} {{ {} }} ", quoted(&selection.interfaces)),
+        // A netdev chain is bound to its devices already.
+        let interfaces = match (family, selection.interfaces.is_empty()) {
+            (Family::Netdev, _) => String::new(),
+            (Family::Inet, true) => format!("{oif} != \"lo\" "),
+            (Family::Inet, false) => format!("{oif} {{ {} }} ", quoted(&selection.interfaces)),
         };
         let mut ports = String::new();
         let l4 = match selection.protocol {
@@ -132,8 +178,8 @@ pub fn install(script: &str) -> Result<(), CommandError> {
 }
 
 /// Deletes a fault's table; one that is already gone is no error.
-pub fn remove(table: &str) -> Result<(), CommandError> {
-    match tools::run("nft", &["delete", "table", "inet", table], None) {
+pub fn remove(family: Family, table: &str) -> Result<(), CommandError> {
+    match tools::run("nft", &["delete", "table", family.as_str(), table], None) {
         Ok(_) => Ok(()),
         Err(CommandError::Failed(message)) if message.contains("No such file or directory") => Ok(()),
         Err(err) => Err(err),
@@ -141,8 +187,8 @@ pub fn remove(table: &str) -> Result<(), CommandError> {
 }
 
 /// The packets a table counted dropped or rejected so far (the `counter` of each rule).
-pub fn counted_packets(table: &str) -> Option<u64> {
-    let listing = tools::run("nft", &["list", "table", "inet", table], None).ok()?;
+pub fn counted_packets(family: Family, table: &str) -> Option<u64> {
+    let listing = tools::run("nft", &["list", "table", family.as_str(), table], None).ok()?;
     Some(
         listing
             .split("counter packets ")
@@ -211,30 +257,30 @@ mod tests {
 
     #[test]
     fn a_partition_exempts_the_control_plane_first_and_matches_each_family() {
-        let script = render("tarsier_p8080_f1", &selection(), Verdict::Drop);
+        let script = render("tarsier_p8080_f1", &selection(), Verdict::Drop, &["eth0".into()]);
+        assert!(script.starts_with("table netdev tarsier_p8080_f1"), "{script}");
         let egress = script.split("chain ingress").next().unwrap();
+        assert!(egress.contains("type filter hook egress devices = { \"eth0\" }"), "{script}");
         let exempt = egress.find("tcp dport { 8080, 8500 } accept").unwrap();
         let drop = egress.find("ip daddr { 192.0.2.0/24 }").unwrap();
         assert!(exempt < drop, "{script}");
         assert!(
-            egress.contains(
-                "oifname != \"lo\" ip6 daddr { 2001:db8::/32 } meta l4proto tcp th dport { 5432 } counter drop"
-            ),
+            egress.contains("ip6 daddr { 2001:db8::/32 } meta l4proto tcp th dport { 5432 } counter drop"),
             "{script}"
         );
         assert!(
-            script.contains(
-                "iifname != \"lo\" ip saddr { 192.0.2.0/24 } meta l4proto tcp th sport { 5432 } counter drop"
-            ),
+            script.contains("ip saddr { 192.0.2.0/24 } meta l4proto tcp th sport { 5432 } counter drop"),
             "{script}"
         );
+        let reject = render("t", &selection(), Verdict::Reject, &[]);
+        assert!(reject.starts_with("table inet t") && reject.contains("oifname != \"lo\" ip daddr"), "{reject}");
     }
 
     #[test]
     fn loss_is_a_random_draw_per_packet() {
         let mut selection = selection();
         selection.direction = Direction::Egress;
-        let script = render("t", &selection, Verdict::DropRandom { per_million: 10_000 });
+        let script = render("t", &selection, Verdict::DropRandom { per_million: 10_000 }, &["eth0".into()]);
         assert!(script.contains("numgen random mod 1000000 < 10000 counter drop"), "{script}");
         assert!(!script.contains("chain ingress"));
     }

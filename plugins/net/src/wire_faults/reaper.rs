@@ -16,8 +16,8 @@ pub fn cleanup_script(port: u16) -> String {
     let handle = format!("{:x}", super::tc::handle(port));
     format!(
         r#"P={port}
-for t in $(nft list tables 2>/dev/null | sed -n "s/^table inet \(tarsier_p${{P}}_f[0-9]*\)$/\1/p"); do
-  nft delete table inet "$t"
+nft list tables 2>/dev/null | sed -n "s/^table \(inet\|netdev\) \(tarsier_p${{P}}_f[0-9]*\)$/\1 \2/p" | while read f t; do
+  nft delete table "$f" "$t"
 done
 for ipt in iptables ip6tables; do
   for c in $($ipt-save -t filter 2>/dev/null | sed -n "s/^:\(TARSIER_P${{P}}_F[0-9]*_[EI]\) .*/\1/p"); do
@@ -27,7 +27,7 @@ for ipt in iptables ip6tables; do
     $ipt -w -F "$c" 2>/dev/null; $ipt -w -X "$c" 2>/dev/null
   done
 done
-for d in $(ls /sys/class/net); do
+for d in $(ip -o link show | sed -n 's/^[0-9]*: \([^:@]*\).*/\1/p'); do
   tc qdisc del dev "$d" root handle {handle}: 2>/dev/null
   tc filter del dev "$d" parent ffff: prio {prio} 2>/dev/null
 done
@@ -47,7 +47,7 @@ pub fn leftovers(port: u16) -> Vec<String> {
     found.extend(
         tables
             .lines()
-            .filter_map(|line| line.strip_prefix("table inet "))
+            .filter_map(|line| line.strip_prefix("table inet ").or_else(|| line.strip_prefix("table netdev ")))
             .filter(|name| name.starts_with(&prefix))
             .map(|name| format!("nft table {name}")),
     );
@@ -65,7 +65,7 @@ pub fn leftovers(port: u16) -> Vec<String> {
     let qdiscs = super::tools::run("tc", &["qdisc", "show"], None).unwrap_or_default();
     let root = format!("qdisc htb {:x}: ", super::tc::handle(port));
     found.extend(qdiscs.lines().filter(|line| line.starts_with(&root)).map(|line| line.trim().to_owned()));
-    if std::path::Path::new("/sys/class/net").join(super::tc::ifb_name(port)).exists() {
+    if super::traffic::all_interfaces().contains(&super::tc::ifb_name(port)) {
         found.push(format!("device {}", super::tc::ifb_name(port)));
     }
     found
@@ -89,7 +89,8 @@ impl Reaper {
     pub fn start(port: u16) -> std::io::Result<Reaper> {
         use std::os::unix::process::CommandExt;
         let script = format!("trap '' INT TERM HUP\ncat >/dev/null\n{}", cleanup_script(port));
-        let mut command = Command::new("sh");
+        // By its path: an agent whose PATH lacks the tools must still get its 501 from them, not a failed reaper.
+        let mut command = Command::new("/bin/sh");
         command.arg("-c").arg(script).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null());
         // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
         unsafe {

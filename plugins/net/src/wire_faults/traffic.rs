@@ -115,10 +115,10 @@ impl Traffic {
             if !is_interface_name(name) {
                 return Err(DataError::field("traffic.interfaces", format!("`{}` is no interface name", cap(name))));
             }
-            if !std::path::Path::new("/sys/class/net").join(name).exists() {
+            if !all_interfaces().contains(name) {
                 return Err(DataError::field(
                     "traffic.interfaces",
-                    format!("no interface `{name}` here (see /sys/class/net)"),
+                    format!("no interface `{name}` in this network namespace (`ip link` lists them)"),
                 ));
             }
         }
@@ -230,15 +230,22 @@ pub fn join<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> String 
     items.into_iter().map(|item| item.to_string()).collect::<Vec<_>>().join(", ")
 }
 
-/// Every interface of this namespace but loopback, by name.
-pub fn non_loopback_interfaces() -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir("/sys/class/net") else { return Vec::new() };
-    let mut names: Vec<String> = entries
-        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
-        .filter(|name| name != "lo" && is_interface_name(name))
+/// Every interface of the calling thread's network namespace, by name (netlink, not /sys/class/net: sysfs
+/// shows the namespace it was mounted in, which an agent started with `nsenter --net` does not share).
+pub fn all_interfaces() -> Vec<String> {
+    let Ok(interfaces) = nix::net::if_::if_nameindex() else { return Vec::new() };
+    let mut names: Vec<String> = interfaces
+        .iter()
+        .filter_map(|interface| interface.name().to_str().ok().map(str::to_owned))
+        .filter(|name| is_interface_name(name))
         .collect();
     names.sort();
     names
+}
+
+/// Every interface of this namespace but loopback.
+pub fn non_loopback_interfaces() -> Vec<String> {
+    all_interfaces().into_iter().filter(|name| name != "lo").collect()
 }
 
 #[cfg(test)]
