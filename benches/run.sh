@@ -2,10 +2,19 @@
 # Regenerates docs/performance.md's table: every figure next to its baseline from the same run.
 #   benches/run.sh            (all sections; about 9 minutes on 2 cores)
 #   benches/run.sh wave       (one section: control, control_hog, parse, handler, wave, fidelity, http_load, rate, signing)
+#   benches/run.sh netfault   (the network faults' fidelity, as root, in network namespaces it makes: writes README.md's table)
 # Installs wrk, stress-ng, nginx and h2load from Debian if missing, and oha from crates.io. Everything runs on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need() { command -v "$1" >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq "$2" >/dev/null; }; }
+if [ "${1:-}" = netfault ]; then
+  need iperf3 iperf3
+  need ping iputils-ping
+  for tool in nft:nftables tc:iproute2 iptables-restore:iptables; do need "${tool%%:*}" "${tool#*:}"; done
+  cargo build --release --quiet --bin tarsier
+  shift
+  TARSIER_BIN="$PWD/target/release/tarsier" exec python3 benches/netfault.py "$@"
+fi
 need wrk wrk
 need stress-ng stress-ng
 need nginx nginx-light

@@ -82,6 +82,7 @@ impl Command for Delay {
                 "jitter_ms": shape.jitter.as_secs_f64() * 1e3,
                 "distribution": shape.distribution,
                 "queue": queue,
+                "engine_wakes": if engine.wakes_on_socket { "on the queue's socket" } else { "every 100 us (polling)" },
                 "iptables_chain": chain,
                 "interfaces": crate::wire_faults::interfaces_of(selection),
             });

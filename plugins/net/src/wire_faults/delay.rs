@@ -2,10 +2,12 @@
 //! kernel whose nftables lacks `queue`), a thread holds each one and gives its verdict when its time comes.
 //! Used where the kernel has no `sch_netem` (this one has none).
 //!
-//! The `nfq` crate keeps its socket's descriptor to itself, so the thread cannot sleep in poll() on it; it
-//! polls instead, every 100 us while idle and until the next packet is due while any is held.
-//! PERF(bench): detection adds 0-100 us to each packet's delay (inside the 0.2 ms the target allows) and costs
-//! the thread's wakeups (benches/run.sh netfault, the engine's CPU row).
+//! The thread sleeps in ppoll() on the queue's socket until a packet comes or the next held one is due. The
+//! `nfq` crate keeps that descriptor to itself, so `open_queue` learns it from the kernel's lowest-free-fd rule
+//! and checks it is a netfilter netlink socket; when the check fails (another thread took that number at the
+//! same instant) the thread polls every 100 us instead, which is correct but not free.
+//! PERF(bench): polling cost 0.150 cores with a delay in force and no packet to hold (10,000 wakeups a
+//! second); sleeping on the socket costs nothing then (benches/run.sh netfault, the engine's CPU rows).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -22,8 +24,10 @@ use tarsier_plugin::CommandError;
 use super::tools;
 use super::traffic::{Protocol, Selection};
 
-/// How often an idle engine looks for new packets.
-const IDLE_POLL: Duration = Duration::from_micros(100);
+/// How often an engine that could not learn its socket looks for new packets.
+const BLIND_POLL: Duration = Duration::from_micros(100);
+/// The longest the thread sleeps on its socket, so it sees `stop` well within the 100 ms a cancel allows.
+const MAX_SLEEP: Duration = Duration::from_millis(20);
 /// Packets the kernel may hold for the engine; beyond it they pass undelayed (fail-open), never dropped.
 const QUEUE_MAX: u32 = 65_536;
 
@@ -167,6 +171,8 @@ pub struct Counters {
 
 /// A running engine: its thread holds the queue until `stop`.
 pub struct Engine {
+    /// True when the thread sleeps on the queue's socket, false when it has to poll (see `open_queue`).
+    pub wakes_on_socket: bool,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
     pub counters: Arc<Counters>,
@@ -175,7 +181,7 @@ pub struct Engine {
 impl Engine {
     /// Binds the queue (before any rule sends packets to it) and starts the thread.
     pub fn start(queue: u16, shape: Shape) -> Result<Engine, CommandError> {
-        let mut nfq = nfq::Queue::open().map_err(open_error)?;
+        let (mut nfq, socket) = open_queue().map_err(open_error)?;
         let setup = (|| {
             nfq.bind(queue)?;
             nfq.set_copy_range(queue, 0)?;
@@ -195,10 +201,10 @@ impl Engine {
             .name("net-delay".into())
             .spawn({
                 let (stop, counters) = (stop.clone(), counters.clone());
-                move || hold_loop(nfq, queue, shape, &stop, &counters)
+                move || hold_loop(nfq, socket, queue, shape, &stop, &counters)
             })
             .map_err(|err| CommandError::Failed(format!("starting the delay thread: {err}")))?;
-        Ok(Engine { stop, thread: Some(thread), counters })
+        Ok(Engine { wakes_on_socket: socket.is_some(), stop, thread: Some(thread), counters })
     }
 
     /// Stops the thread; every packet it still holds is let go at once. Call after the rules are gone.
@@ -252,7 +258,51 @@ impl Ord for Held {
     }
 }
 
-fn hold_loop(mut nfq: nfq::Queue, queue: u16, shape: Shape, stop: &AtomicBool, counters: &Counters) {
+/// Opens the queue and learns its socket's descriptor: `socket()` takes the lowest free number, so the number
+/// a just-closed probe had is the queue's, unless another thread took it in between; the socket's domain and
+/// protocol are checked, and `None` (poll blindly) is the answer when they are not netlink's netfilter.
+fn open_queue() -> std::io::Result<(nfq::Queue, Option<std::os::fd::RawFd>)> {
+    use std::os::fd::AsRawFd;
+    let probe = std::fs::File::open("/dev/null")?;
+    let number = probe.as_raw_fd();
+    drop(probe);
+    let queue = nfq::Queue::open()?;
+    Ok((queue, is_netfilter_socket(number).then_some(number)))
+}
+
+fn is_netfilter_socket(fd: std::os::fd::RawFd) -> bool {
+    let option = |name| {
+        let mut value: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes into `value`; a bad fd is an error, not UB.
+        let done =
+            unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, name, (&mut value as *mut libc::c_int).cast(), &mut len) };
+        (done == 0).then_some(value)
+    };
+    option(libc::SO_DOMAIN) == Some(libc::AF_NETLINK) && option(libc::SO_PROTOCOL) == Some(libc::NETLINK_NETFILTER)
+}
+
+/// Sleeps until `socket` is readable or `wait` has passed (ns precision: ppoll, not poll's ms).
+fn sleep_on(socket: Option<std::os::fd::RawFd>, wait: Duration) {
+    let Some(fd) = socket else {
+        std::thread::sleep(wait.min(BLIND_POLL));
+        return;
+    };
+    let mut poll = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    let timeout =
+        libc::timespec { tv_sec: wait.as_secs() as libc::time_t, tv_nsec: wait.subsec_nanos() as libc::c_long };
+    // SAFETY: one valid pollfd, a valid timespec, no signal mask.
+    unsafe { libc::ppoll(&mut poll, 1, &timeout, std::ptr::null()) };
+}
+
+fn hold_loop(
+    mut nfq: nfq::Queue,
+    socket: Option<std::os::fd::RawFd>,
+    queue: u16,
+    shape: Shape,
+    stop: &AtomicBool,
+    counters: &Counters,
+) {
     let mut held: BinaryHeap<Reverse<Held>> = BinaryHeap::new();
     let mut rng = rand::rng();
     let normal = Normal::new(shape.delay.as_secs_f64(), shape.jitter.as_secs_f64()).ok();
@@ -281,8 +331,10 @@ fn hold_loop(mut nfq: nfq::Queue, queue: u16, shape: Shape, stop: &AtomicBool, c
             }
         }
         let wait =
-            held.peek().map_or(IDLE_POLL, |Reverse(next)| next.due.saturating_duration_since(now)).min(IDLE_POLL);
-        std::thread::sleep(wait);
+            held.peek().map_or(MAX_SLEEP, |Reverse(next)| next.due.saturating_duration_since(now)).min(MAX_SLEEP);
+        if !wait.is_zero() {
+            sleep_on(socket, wait);
+        }
     }
     // Let go of everything still held, in order: the rules are gone, so nothing new arrives.
     while let Some(Reverse(packet)) = held.pop() {
