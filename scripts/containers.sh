@@ -13,19 +13,32 @@
 #   wait-passing COUNT S   wait up to S seconds until exactly COUNT agents pass their check in Consul
 #   crash N KIND S         make agent N die (segfault, exit, panic, abort), then wait up to S seconds until
 #                          its container has restarted and the agent passes in Consul again
+#   partition "N..." "N..." S   split the swarm with net/partition (TARSIER_NET_FAULTS=1 stacks only): each agent
+#                          is told directly, from here, to cut itself off from the other half for S seconds,
+#                          the control plane included; Consul is in the first half
+#   heal                   /abort every agent directly (the halves cannot flood each other's)
+#   wave-from N COUNT      a dedupe wave from agent N must reach exactly COUNT agents
 #
 # TARSIER_PROJECT names the Compose project (default tarsier), so several stacks can live side by side.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 project="${TARSIER_PROJECT:-tarsier}"
 
+files=(-f "$root/deploy/compose.yaml")
+[ "${TARSIER_NET_FAULTS:-0}" = 1 ] && files+=(-f "$root/deploy/compose.netfaults.yaml")
 compose() {
   if docker compose version >/dev/null 2>&1; then
-    docker compose -p "$project" -f "$root/deploy/compose.yaml" "$@"
+    docker compose -p "$project" "${files[@]}" "$@"
   else
-    docker-compose -p "$project" -f "$root/deploy/compose.yaml" "$@"
+    docker-compose -p "$project" "${files[@]}" "$@"
   fi
 }
+post() { # POST body $2 (JSON) to path $1 of agent number $3; prints the answer (a wave's copies to a cut-off
+  # half wait for their timeout before the origin answers)
+  curl -s -m 60 -H "Authorization: Bearer $(cat "$root/deploy/.token")" -H "Content-Type: application/json" \
+    --data-binary "$2" "http://$(address_of "$(container "$3")"):8080$1"
+}
+agents() { docker ps -q --filter "label=com.docker.compose.project=$project" --filter "label=com.docker.compose.service=tarsier" | wc -l; }
 
 container() { # the container of agent number $1
   docker ps -a -q --filter "label=com.docker.compose.project=$project" \
@@ -89,6 +102,38 @@ PY
     done
     echo "agent $n: $kind, restarted and passing in Consul"
     ;;
+  partition)
+    half_a="$(consul_address)/32"; half_b=""
+    for n in $2; do half_a="$half_a\",\"$(address_of "$(container "$n")")/32"; done
+    for n in $3; do half_b="${half_b:+$half_b\",\"}$(address_of "$(container "$n")")/32"; done
+    body="{\"command\":\"net/partition\",\"detach\":true,\"data\":{\"halves\":[[\"$half_a\"],[\"$half_b\"]],\"cut_control_plane\":true,\"duration\":\"${4:-60}s\"}}"
+    for n in $2 $3; do
+      answer=$(post /exec "$body" "$n")
+      case "$answer" in *'"running"'*) ;; *) echo "agent $n refused the partition: $answer"; exit 1 ;; esac
+    done
+    echo "partitioned: [consul $2] | [$3]"
+    ;;
+  heal)
+    for n in $(seq 1 "$(agents)"); do post /abort '{"local": true}' "$n" >/dev/null || true; done
+    echo "healed"
+    ;;
+  wave-from)
+    body='{"command":"sleep/sleep","data":{"duration":"0s"},"wave":{"remain":10,"buddies":3,"dedupe":true,"report":true}}'
+    wave=$(post /exec "$body" "$2" | python3 -c 'import json,sys; print(json.load(sys.stdin)["wave_id"])')
+    reached=0
+    for _ in $(seq 1 40); do
+      reached=$(curl -s -m 5 -H "Authorization: Bearer $(cat "$root/deploy/.token")" \
+        "http://$(address_of "$(container "$2")"):8080/waves/$wave" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("agents_reached", 0))')
+      [ "$reached" = "$3" ] && break
+      sleep 0.25
+    done
+    # Settled: still exactly COUNT a moment later (a copy that should not arrive would have by now).
+    sleep 1
+    reached=$(curl -s -m 5 -H "Authorization: Bearer $(cat "$root/deploy/.token")" \
+      "http://$(address_of "$(container "$2")"):8080/waves/$wave" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("agents_reached", 0))')
+    [ "$reached" = "$3" ] || { echo "the wave from agent $2 reached $reached agents, not $3"; exit 1; }
+    echo "the wave from agent $2 reached $3 agents"
+    ;;
   up)
     n="${2:-10}"
     "$root/scripts/image.sh" >/dev/null
@@ -117,7 +162,7 @@ PY
     rm -f "$cut_file"
     ;;
   *)
-    echo "usage: scripts/containers.sh up [N] | down | ip N | disconnect N... | reconnect | wait-passing COUNT S | crash N KIND S" >&2
+    echo "usage: scripts/containers.sh up [N] | down | ip N | disconnect N... | reconnect | wait-passing COUNT S | crash N KIND S | partition \"N...\" \"N...\" S | heal | wave-from N COUNT" >&2
     exit 2
     ;;
 esac

@@ -5,7 +5,9 @@
 #
 #   tarsier-base:bookworm   made from Debian's own packages (libc6, libgcc-s1, ca-certificates), unpacked into
 #                           a directory and imported with `docker import`; a non-root user 10001
-#   tarsier:latest          the base + the tarsier binary built on this host (debug unless --release)
+#   tarsier:latest          the base + the tarsier binary built on this host (debug unless --release), and the
+#                           tools network faults run (sh, sed, nft, tc, ip, iptables-nft) with the libraries
+#                           they link, from Debian's packages
 #   tarsier-consul:latest   the base + Consul, as scripts/consul.sh fetches it (Debian 11's package)
 #   tarsier-prometheus:latest  the base + Prometheus, as scripts/prometheus.sh fetches it (Debian's package)
 #   tarsier-nginx:latest    the base + Debian's nginx and the libraries it links: the experiments' load
@@ -77,7 +79,28 @@ make_base
 stripped=$(mktemp -d)
 trap 'rm -rf "$stripped"' EXIT
 strip --strip-debug -o "$stripped/tarsier" "$root/target/$profile/tarsier"
-build tarsier:latest "$root/deploy/Dockerfile.prebuilt" "$stripped/tarsier" "$root/scenarios"
+# The network faults' tools (docs/network-faults.md), with every package their programs and iptables'
+# extensions link, unpacked into a tree the Dockerfile copies over the base. Alternatives and /bin/sh are
+# what the packages' install scripts would have made.
+netfault_tree="$root/.cache/netfault-root"
+if [ ! -x "$netfault_tree/usr/sbin/nft" ]; then
+  log "unpacking the network faults' tools from Debian's packages"
+  programs="/bin/dash /bin/sed /usr/sbin/nft /sbin/tc /sbin/ip /usr/sbin/xtables-nft-multi"
+  libs=$(ldd $programs /usr/lib/x86_64-linux-gnu/xtables/*.so 2>/dev/null | awk '/=>/ {print $3}' | sort -u)
+  packages=$(for f in $programs $libs; do dpkg -S "$f" 2>/dev/null || dpkg -S "$(readlink -f "$f")" 2>/dev/null; done \
+    | cut -d: -f1 | sort -u | grep -v -x -e libc6 -e libgcc-s1)
+  debs=$(mktemp -d)
+  # shellcheck disable=SC2086
+  download "$debs" $packages
+  rm -rf "$netfault_tree" && mkdir -p "$netfault_tree"
+  for deb in "$debs"/*.deb; do dpkg-deb -x "$deb" "$netfault_tree"; done
+  rm -rf "$debs" "$netfault_tree/usr/share/doc" "$netfault_tree/usr/share/man" "$netfault_tree/usr/share/locale"
+  ln -sf dash "$netfault_tree/bin/sh"
+  for tool in iptables iptables-save iptables-restore ip6tables ip6tables-save ip6tables-restore; do
+    ln -sf xtables-nft-multi "$netfault_tree/usr/sbin/$tool"
+  done
+fi
+build tarsier:latest "$root/deploy/Dockerfile.prebuilt" "$stripped/tarsier" "$root/scenarios" "$netfault_tree"
 
 consul=$("$root/scripts/consul.sh" install)
 build tarsier-consul:latest "$root/deploy/consul/Dockerfile" "$consul"

@@ -28,13 +28,19 @@ struct Stack {
 
 impl Stack {
     fn up(agents: usize) -> Self {
+        Self::up_with(agents, "", false)
+    }
+
+    /// A stack named with `suffix`; `net_faults` lets its agents fault their own network (root, NET_ADMIN).
+    fn up_with(agents: usize, suffix: &str, net_faults: bool) -> Self {
         let id = std::process::id();
-        let project = format!("tarsiertest{id}");
+        let project = format!("tarsiertest{id}{suffix}");
         // A subnet of the test's own, away from the default one a developer's stack may use.
-        let subnet = format!("172.30.{}.0/24", 100 + id % 100);
+        let subnet = format!("172.30.{}.0/24", 100 + (id + suffix.len() as u32) % 100);
         let mut stack = Stack { project, subnet, token: String::new(), http: common::http() };
         let status = Command::new(root().join("scripts/containers.sh"))
             .args(["up", &agents.to_string()])
+            .env("TARSIER_NET_FAULTS", if net_faults { "1" } else { "0" })
             .env("TARSIER_PROJECT", &stack.project)
             .env("TARSIER_SUBNET", &stack.subnet)
             .status()
@@ -390,5 +396,40 @@ fn the_swarm_in_containers_survives_partitions_node_loss_and_crash_loops() {
             times.iter().max().unwrap()
         );
         assert_eq!(restarts(victim) - at_start, 5, "every {kind} restarted the container");
+    }
+}
+
+/// scenarios/network-partition.yaml on a stack of six agents allowed network faults: the agents split the swarm
+/// themselves (net/partition, the control plane included), Consul and each half see only their own half, and
+/// the host heals them.
+#[test]
+fn six_agents_partition_themselves_into_halves_and_heal() {
+    if !docker_answers() {
+        println!("skipped: no Docker engine");
+        return;
+    }
+    let _engine = one_at_a_time();
+    let stack = Stack::up_with(6, "np", true);
+    let agents = stack.containers("tarsier");
+    assert_eq!(agents.len(), 6);
+    let first = stack.ip(&agents[0]);
+    let started = Instant::now();
+    let output = Command::new(common::BIN)
+        .args(["scenario", "run", "scenarios/network-partition.yaml", "--target", &format!("http://{first}:8080")])
+        .args(["--token-file", "deploy/.token"])
+        .current_dir(root())
+        .env("TARSIER_PROJECT", &stack.project)
+        .env("TARSIER_SUBNET", &stack.subnet)
+        .env("TARSIER_NET_FAULTS", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "network-partition:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    println!("scenarios/network-partition.yaml: passed in {:?}\n{stdout}", started.elapsed());
+    // Nothing is left in any agent's namespace: every agent answers net/faults with none in force.
+    for agent in &agents {
+        let url = format!("http://{}:8080/exec", stack.ip(agent));
+        let answer: Value = stack.http.post(&url).body("command: net/faults\n").send().unwrap().json().unwrap();
+        assert_eq!(answer["result"]["in_force"], 0, "{answer}");
     }
 }

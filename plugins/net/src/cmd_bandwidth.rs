@@ -39,14 +39,13 @@ impl Command for Bandwidth {
         this agent's network namespace (tc htb, ifb for ingress; needs NET_ADMIN; the control plane is exempt).";
 
     fn check(&self, data: BandwidthData, ctx: &ExecContext) -> Result<Self::Plan, DataError> {
-        let request = Request {
-            command: "net/bandwidth",
-            duration: data.duration,
-            cut_control_plane: data.cut_control_plane,
-            traffic: data.traffic,
-            default_direction: Direction::Egress,
-        };
-        request.check(ctx)?;
+        let request = Request::checked(
+            "net/bandwidth",
+            (data.duration, data.cut_control_plane),
+            data.traffic,
+            Direction::Egress,
+            ctx,
+        )?;
         Ok((request, data.rate))
     }
 

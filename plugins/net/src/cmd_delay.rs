@@ -58,14 +58,13 @@ impl Command for Delay {
         if data.jitter.0 > data.delay.0 && data.distribution == JitterDistribution::Uniform {
             return Err(DataError::field("jitter", "a uniform jitter must not exceed the delay"));
         }
-        let request = Request {
-            command: "net/delay",
-            duration: data.duration,
-            cut_control_plane: data.cut_control_plane,
-            traffic: data.traffic,
-            default_direction: Direction::Egress,
-        };
-        request.check(ctx)?;
+        let request = Request::checked(
+            "net/delay",
+            (data.duration, data.cut_control_plane),
+            data.traffic,
+            Direction::Egress,
+            ctx,
+        )?;
         Ok((request, Shape { delay: data.delay.0, jitter: data.jitter.0, distribution: data.distribution }))
     }
 

@@ -85,14 +85,7 @@ impl Command for Dns {
                 "a DNS fault catches the queries this namespace sends: egress",
             ));
         }
-        let request = Request {
-            command: "net/dns",
-            duration: data.duration,
-            cut_control_plane: false,
-            traffic: data.traffic,
-            default_direction: Direction::Egress,
-        };
-        request.check(ctx)?;
+        let request = Request::checked("net/dns", (data.duration, false), data.traffic, Direction::Egress, ctx)?;
         Ok((request, Rule { names, answer: data.answer, address: data.address, upstream: data.upstream }))
     }
 

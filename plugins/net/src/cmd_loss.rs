@@ -58,14 +58,13 @@ impl Command for Loss {
             ));
         }
         let per_million = ((data.percent * 10_000.0).round() as u32).max(1);
-        let request = Request {
-            command: "net/loss",
-            duration: data.duration,
-            cut_control_plane: data.cut_control_plane,
-            traffic: data.traffic,
-            default_direction: Direction::Egress,
-        };
-        request.check(ctx)?;
+        let request = Request::checked(
+            "net/loss",
+            (data.duration, data.cut_control_plane),
+            data.traffic,
+            Direction::Egress,
+            ctx,
+        )?;
         Ok((request, per_million))
     }
 

@@ -95,14 +95,13 @@ impl Command for Partition {
                 None => side = Some(json!({ "half": null, "own_addresses": own })),
             }
         }
-        let request = Request {
-            command: "net/partition",
-            duration: data.duration,
-            cut_control_plane: data.cut_control_plane,
-            traffic: data.traffic,
-            default_direction: Direction::Both,
-        };
-        request.check(ctx)?;
+        let request = Request::checked(
+            "net/partition",
+            (data.duration, data.cut_control_plane),
+            data.traffic,
+            Direction::Both,
+            ctx,
+        )?;
         Ok((request, data.action, side))
     }
 

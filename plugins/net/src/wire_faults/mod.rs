@@ -200,6 +200,19 @@ pub struct Request {
 }
 
 impl Request {
+    /// A request, checked (see `check`).
+    pub fn checked(
+        command: &'static str,
+        (duration, cut_control_plane): (HumanDuration, bool),
+        traffic: Traffic,
+        default_direction: Direction,
+        ctx: &ExecContext,
+    ) -> Result<Request, tarsier_plugin::DataError> {
+        let request = Request { command, duration, cut_control_plane, traffic, default_direction };
+        request.check(ctx)?;
+        Ok(request)
+    }
+
     /// The checks that need no privilege and no resolution (a `400`).
     pub fn check(&self, ctx: &ExecContext) -> Result<(), tarsier_plugin::DataError> {
         ctx.limits.check_duration("duration", self.duration)?;

@@ -88,7 +88,8 @@ pub struct Reaper {
 impl Reaper {
     pub fn start(port: u16) -> std::io::Result<Reaper> {
         use std::os::unix::process::CommandExt;
-        let script = format!("trap '' INT TERM HUP\ncat >/dev/null\n{}", cleanup_script(port));
+        // `read` is the shell's own: the reaper needs no program but sh until it sweeps up.
+        let script = format!("trap '' INT TERM HUP\nwhile read -r _; do :; done\n{}", cleanup_script(port));
         // By its path: an agent whose PATH lacks the tools must still get its 501 from them, not a failed reaper.
         let mut command = Command::new("/bin/sh");
         command.arg("-c").arg(script).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null());
