@@ -121,6 +121,7 @@ impl BoundAgent {
             Arc::new(Swarm::new(name.clone(), advertised_public, peers, http, trust, metrics.waves.clone(), bounds)?);
         let control_plane = control_plane_source(
             (public_addr.port(), service_addr.port()),
+            in_process,
             config.discovery.consul.as_ref().map(|consul| consul.address.as_str()),
             swarm.clone(),
         );
@@ -197,6 +198,7 @@ impl BoundAgent {
 /// Consul agent's, and every peer's public and service port as discovery knows them then.
 fn control_plane_source(
     (public, service): (u16, u16),
+    in_process: bool,
     consul: Option<&str>,
     swarm: Arc<Swarm>,
 ) -> tarsier_plugin::ControlPlaneSource {
@@ -208,7 +210,7 @@ fn control_plane_source(
             let addresses = std::iter::once(peer.public.as_str()).chain(peer.service.as_deref());
             ports.extend(addresses.filter_map(|address| crate::wire::address::port_of(address).ok()));
         }
-        tarsier_plugin::ControlPlane { public_port: public, ports }
+        tarsier_plugin::ControlPlane { public_port: public, ports, in_process }
     })
 }
 

@@ -619,3 +619,31 @@ fn a_wave_partitions_a_swarm_into_two_halves() {
     assert!(ns.in_b(|| connect_times(service_a, 1, Duration::from_secs(2)))[0].is_some());
     assert!(ns.in_a(|| connect_times(service_b, 1, Duration::from_secs(2)))[0].is_some());
 }
+
+/// The agents of `tarsier swarm` share the process and the machine's own network: a fault there would hit the
+/// machine, so it is refused, whoever runs it (the partition named is TEST-NET-1, harmless even if installed).
+#[test]
+fn a_local_swarm_refuses_network_faults() {
+    let base = crate::common::fixed_port();
+    let mut swarm = std::process::Command::new(common::BIN)
+        .args(["swarm", "--agents", "2", "--no-demo", "--base-port", &base.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = common::http();
+    let url = format!("http://127.0.0.1:{base}/exec");
+    let body = "command: net/partition\ndata: {duration: 1s, traffic: {remote: [192.0.2.254/32]}}\n";
+    let mut answer = None;
+    common::eventually(Duration::from_secs(20), || {
+        answer = http.post(&url).header("content-type", "application/yaml").body(body).send().ok();
+        answer.is_some()
+    });
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(swarm.id() as i32, libc::SIGTERM) };
+    let _ = swarm.wait();
+    let answer = answer.expect("the local swarm answered");
+    assert_eq!(answer.status().as_u16(), 403);
+    let text = answer.text().unwrap();
+    assert!(text.contains("local swarm"), "{text}");
+}

@@ -11,6 +11,9 @@ pub struct ControlPlane {
     pub public_port: u16,
     /// Every port above, this agent's own first.
     pub ports: BTreeSet<u16>,
+    /// An agent of an in-process local swarm (`tarsier swarm`): it shares the process and the machine's own
+    /// network with the others, so faults on that network are refused there.
+    pub in_process: bool,
 }
 
 /// How a command reads the control plane when it needs it: peers come and go, so it is read at that moment,

@@ -234,8 +234,16 @@ pub async fn hold(
     ctx: ExecContext,
     install: Install,
 ) -> Result<Value, CommandError> {
-    tools::require_net_admin()?;
     let control = ctx.control_plane.read();
+    if control.in_process {
+        return Err(CommandError::Forbidden(
+            "network faults are refused in an in-process local swarm (`tarsier swarm`): its agents share this \
+             machine's own network, so a fault would hit the machine, not one agent. Run agents in containers \
+             or network namespaces (docs/network-faults.md)"
+                .into(),
+        ));
+    }
+    tools::require_net_admin()?;
     let selection = request
         .traffic
         .resolve(request.default_direction, request.cut_control_plane, &control)
