@@ -507,6 +507,114 @@ def rate():
     row("load generation", "rate 150,000/s for 5 s, above capacity: run time", fmt(over["seconds"], "s"), "5 s (duration)", f"{over['seconds'] / 5:.2f}", "ends with its window", "yes" if over["seconds"] < 5.5 else "**no**", f"sent {over['requests_sent']:,} + dropped {over['dropped']:,} = {over['requests_sent'] + over['dropped']:,} of {planned:,} due; {over['stragglers']:,} stragglers")
 
 
+def oha_rate(url, rate, conns, seconds):
+    """One oha run in rate mode with its coordinated-omission correction: (req/s, p90 ms, p99 ms, requests per
+    CPU-second)."""
+    before = children_cpu()
+    out = subprocess.run([OHA, "-c", str(conns), "-q", str(rate), "--latency-correction", "-z", f"{seconds}s", "--no-tui",
+                          "--output-format", "json", url], capture_output=True, text=True, timeout=seconds + 60).stdout
+    data = json.loads(out)
+    total = sum(int(n) for n in data["statusCodeDistribution"].values())
+    p = data["latencyPercentiles"]
+    return data["summary"]["requestsPerSec"], p["p90"] * 1000, p["p99"] * 1000, total / max(children_cpu() - before, 1e-9)
+
+
+def rate_matrix():
+    """Rate mode at 500, 2,000 and 20,000 requests/s against nginx and bare axum, next to oha -q
+    --latency-correction in interleaved rounds (h2load 1.52, Debian's, has no request-rate mode): the rate
+    achieved, p90 and p99 against oha's corrected ones, and requests per CPU-second of each generator. Then
+    above capacity (150,000/s) against closed mode and oha on the same target, and the idle target's p99."""
+    print("rate_matrix", file=sys.stderr)
+    seconds, conns = 5, 64
+    for target_name, make in (("nginx", Nginx), ("bare axum", Bare)):
+        server, agent = make(), Agent()
+        url = f"http://127.0.0.1:{server.port}/"
+        try:
+            for rate in (500, 2000, 20000):
+                ours, theirs = [], []
+                for _ in range(ROUNDS):
+                    before = cpu_seconds(agent.proc.pid)
+                    a = agent.exec(f"command: net/http_load\ndata: {{url: '{url}', rate: {rate}, concurrency: {conns}, duration: {seconds}s}}\n", timeout=120)["result"]
+                    cpu = cpu_seconds(agent.proc.pid) - before
+                    lat = a["latency_ms"]
+                    ours.append((a["requests_sent"] / seconds, lat["p90"], lat["p99"], a["completed"] / max(cpu, 1e-9), a["dropped"]))
+                    theirs.append(oha_rate(url, rate, conns, seconds))
+                m = [statistics.median(r[i] for r in ours) for i in range(5)]
+                o = [statistics.median(r[i] for r in theirs) for i in range(4)]
+                how = f"{target_name}, {conns} connections, {seconds} s, median of {ROUNDS} interleaved rounds; dropped (median) {m[4]:.0f}"
+                label = f"rate {rate:,}/s on {target_name}"
+                row("rate mode", f"{label}: achieved", f"{100 * m[0] / rate:.2f} %", f"{100 * o[0] / rate:.2f} % (oha)", f"{m[0] / rate:.4f}", ">= 0.999",
+                    "yes" if m[0] >= 0.999 * rate else "**no**", how)
+                for name, ours_p, oha_p in (("p90", m[1], o[1]), ("p99", m[2], o[2])):
+                    row("rate mode", f"{label}: {name}", fmt(ours_p, "ms"), fmt(oha_p, "ms") + " (oha --latency-correction)", f"{ours_p / oha_p:.2f}",
+                        "<= 1.5", "yes" if ours_p <= 1.5 * oha_p else "**no**", how)
+                row("rate mode", f"{label}: requests per CPU-second", fmt(m[3]), fmt(o[3]) + " (oha)", f"{m[3] / o[3]:.2f}", ">= 1.0",
+                    "yes" if m[3] >= o[3] else "**no**", how + "; the agent's /proc/PID/stat, oha's rusage")
+            # Above capacity: closed mode's rate on the same target, then 150,000/s asked of both generators.
+            closed, over, oha_over = [], [], []
+            for _ in range(ROUNDS):
+                closed.append(agent.exec(f"command: net/http_load\ndata: {{url: '{url}', concurrency: {conns}, duration: {seconds}s}}\n", timeout=120)["result"]["req_per_s"])
+                over.append(agent.exec(f"command: net/http_load\ndata: {{url: '{url}', rate: 150000, concurrency: {conns}, duration: {seconds}s}}\n", timeout=120)["result"])
+                oha_over.append(oha_rate(url, 150000, conns, seconds)[0])
+            c, o = statistics.median(closed), statistics.median(oha_over)
+            achieved = statistics.median(r["requests_sent"] / seconds for r in over)
+            worst = max(over, key=lambda r: abs(r["requests_sent"] + r["dropped"] - 150000 * seconds))
+            how = (f"{target_name}, rate 150,000/s, {conns} connections, {seconds} s, median of {ROUNDS} interleaved rounds; worst accounting "
+                   f"sent {worst['requests_sent']:,} + dropped {worst['dropped']:,} of {150000 * seconds:,} due; run time up to {max(r['seconds'] for r in over):.2f} s")
+            row("rate mode", f"above capacity on {target_name}: achieved vs closed mode", fmt(achieved), fmt(c) + " (closed mode, same target)", f"{achieved / c:.2f}",
+                ">= 0.9", "yes" if achieved >= 0.9 * c else "**no**", how)
+            row("rate mode", f"above capacity on {target_name}: achieved vs oha", fmt(achieved), fmt(o) + " (oha -q 150000 --latency-correction)", f"{achieved / o:.2f}",
+                ">= 1.0", "yes" if achieved >= o else "**no**", how)
+        finally:
+            server.stop(), agent.stop()
+    # The idle target: rate mode's p50 and p99 next to closed mode's.
+    bare, agent = Bare(), Agent()
+    closed, paced = [], []
+    try:
+        url = f"http://127.0.0.1:{bare.port}/"
+        for _ in range(ROUNDS):
+            closed.append(agent.exec(f"command: net/http_load\ndata: {{url: '{url}', concurrency: 1, duration: 3s}}\n")["result"]["latency_ms"])
+            paced.append(agent.exec(f"command: net/http_load\ndata: {{url: '{url}', rate: 500, concurrency: 4, duration: 3s}}\n")["result"]["latency_ms"])
+    finally:
+        bare.stop(), agent.stop()
+    how = f"bare axum GET /, idle; closed: concurrency 1, 3 s; rate: 500/s over 4 connections, 3 s; median of {ROUNDS} interleaved rounds"
+    c50, r50 = statistics.median(x["p50"] for x in closed), statistics.median(x["p50"] for x in paced)
+    c99, r99 = statistics.median(x["p99"] for x in closed), statistics.median(x["p99"] for x in paced)
+    row("rate mode", "idle target: p50", fmt(r50, "ms"), fmt(c50, "ms") + " (closed mode)", f"+{(r50 - c50) * 1000:.0f} µs", "within 0.1 ms", "yes" if r50 - c50 <= 0.1 else "**no**", how)
+    row("rate mode", "idle target: p99", fmt(r99, "ms"), fmt(c99, "ms") + " (closed mode)", f"{r99 / c99:.2f}", "<= 2", "yes" if r99 <= 2 * c99 else "**no**", how)
+    rate_wave()
+
+
+def rate_wave():
+    """Three agents (static peers, one process each) at a combined 6,000/s: the merged result adds up exactly and
+    each agent holds its 2,000/s."""
+    nginx = Nginx()
+    ports = [free_port() for _ in range(3)]
+    peers = ",".join(f"127.0.0.1:{p}" for p in ports)
+    procs = [subprocess.Popen([TARSIER, "agent", f"--listen=127.0.0.1:{p}", f"--service-listen=127.0.0.1:{free_port()}", f"--peers={peers}"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "TARSIER_LOG": "warn"}) for p in ports]
+    try:
+        for p in ports:
+            wait_http(f"http://127.0.0.1:{p}/jobs")
+        url = f"http://127.0.0.1:{nginx.port}/"
+        body = f"command: net/http_load\ndata: {{url: '{url}', rate: 2000, concurrency: 32, duration: 5s}}\nwave: {{remain: 1, buddies: 2, report: true}}\n"
+        answer = http("POST", f"http://127.0.0.1:{ports[0]}/exec", body, 120)
+        report = wait_report(ports[0], answer["wave_id"], within=60)
+        merged = report["merged"]
+        shares = [e["result"]["requests_sent"] for e in report.get("entries", []) if isinstance(e.get("result"), dict) and "requests_sent" in e["result"]]
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=10)
+        nginx.stop()
+    due = 3 * 2000 * 5
+    sent, dropped = merged["requests_sent"], merged["dropped"]
+    row("rate mode", "a wave of 3 agents at 2,000/s each: sent + dropped", f"{sent + dropped:,}", f"{due:,} due", f"{(sent + dropped) / due:.4f}", "= 1",
+        "yes" if sent + dropped == due else "**no**", f"nginx; 32 connections each, 5 s; merged at the origin from {merged['agents']} agents; shares sent: {shares or 'in the report'}")
+    row("rate mode", "a wave of 3 agents at 2,000/s each: achieved", fmt(sent / 5), f"{3 * 2000:,}/s asked", f"{sent / 5 / 6000:.4f}", ">= 0.999",
+        "yes" if sent / 5 >= 0.999 * 6000 else "**no**", "same run")
+
+
 def stall_rows():
     """Rate mode against a server whose every 200th answer is 1 s late (benches/stall_server.py): the truth is
     known, so p99 must stay near oha --latency-correction's and p99.9 must be the stall."""
@@ -584,7 +692,7 @@ def signing():
         f"{p99['signed'] / p99['unsigned']:.2f}", "-", "-", cmd)
 
 
-SECTIONS = {"control": control, "control_hog": control_hog, "parse": parse, "handler": handler, "wave": wave, "fidelity": fidelity, "http_load": http_load, "rate": rate, "signing": signing}
+SECTIONS = {"rate_matrix": rate_matrix, "control": control, "control_hog": control_hog, "parse": parse, "handler": handler, "wave": wave, "fidelity": fidelity, "http_load": http_load, "rate": rate, "signing": signing}
 
 if __name__ == "__main__":
     chosen = sys.argv[1:] or list(SECTIONS)

@@ -542,3 +542,34 @@ fn a_rate_over_one_slow_connection_counts_the_wait_as_latency() {
     let max = result["latency_ms"]["max"].as_f64().unwrap();
     assert!(max > 200.0, "the last requests waited for the connection, and that is latency: {result}");
 }
+
+/// Rate mode in a wave: three agents each hold their own schedule (the rate is per agent), and the origin's
+/// merge adds their books up exactly.
+#[test]
+fn a_wave_at_a_rate_keeps_each_agents_share_and_merges_exactly() {
+    let target = Target::start();
+    let ports: Vec<u16> = (0..3).map(|_| common::fixed_port()).collect();
+    let peers = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
+    let agents: Vec<ChildAgent> = ports
+        .iter()
+        .map(|p| {
+            let listen = format!("127.0.0.1:{p}");
+            ChildAgent::spawn_with(Spawn { args: &["--listen", &listen, "--peers", &peers], ..Default::default() })
+        })
+        .collect();
+    let (status, answer) = agents[0].exec(&format!(
+        "command: net/http_load\ndata: {{url: 'http://{}/', rate: 100, duration: 2s, concurrency: 8}}\nwave: {{remain: 1, buddies: 2, report: true}}\n",
+        target.address
+    ));
+    assert_eq!(status, 200, "{answer}");
+    let wave = answer["wave_id"].as_str().unwrap();
+    agents[0].wave_report(wave, 3);
+    let report = agents[0].get_json(&format!("{}/waves/{wave}?entries=true", agents[0].public));
+    let merged = &report["merged"];
+    assert_eq!(merged["agents"], 3, "{report}");
+    assert_eq!((merged["requests_sent"].as_u64(), merged["dropped"].as_u64()), (Some(600), Some(0)), "{merged}");
+    assert_eq!(target.hits(), 600);
+    let shares: Vec<u64> =
+        report["entries"].as_array().unwrap().iter().filter_map(|e| e["result"]["requests_sent"].as_u64()).collect();
+    assert_eq!(shares, vec![200, 200, 200], "each agent holds its own 100/s for 2 s: {report}");
+}
