@@ -22,7 +22,7 @@ need h2load nghttp2-client
 # oha is not in Debian: built once from crates.io into .cache (a few minutes), pinned for comparable runs; only
 # the http_load and rate sections use it.
 oha=.cache/oha/bin/oha
-if [ $# -eq 0 ] || [[ " $* " == *" http_load "* ]] || [[ " $* " == *" rate "* ]]; then
+if [ $# -eq 0 ] || [[ " $* " == *" http_load "* ]] || [[ " $* " == *" rate "* ]] || [[ " $* " == *" rate_matrix "* ]]; then
   [ -x "$oha" ] || cargo install --quiet --locked --root .cache/oha oha --version 1.16.0
 fi
 bare=$(cargo bench --bench bare_axum --no-run --message-format=json 2>/dev/null \
