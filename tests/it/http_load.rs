@@ -277,18 +277,23 @@ fn http2_prior_knowledge() {
     assert_eq!(answer["result"]["status"]["200"], 50, "{answer}");
 }
 
-#[test]
-fn a_wave_merges_every_agents_result_at_the_origin() {
-    let target = Target::start();
+/// Three agents on fixed loopback ports, each with the others as static peers.
+fn three_agents_with_static_peers() -> Vec<ChildAgent> {
     let ports: Vec<u16> = (0..3).map(|_| common::fixed_port()).collect();
     let peers = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
-    let agents: Vec<ChildAgent> = ports
+    ports
         .iter()
         .map(|p| {
             let listen = format!("127.0.0.1:{p}");
             ChildAgent::spawn_with(Spawn { args: &["--listen", &listen, "--peers", &peers], ..Default::default() })
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn a_wave_merges_every_agents_result_at_the_origin() {
+    let target = Target::start();
+    let agents = three_agents_with_static_peers();
     let (status, answer) = agents[0].exec(&format!(
         "command: net/http_load\ndata: {{url: 'http://{}/', requests: 100, concurrency: 2}}\nwave: {{remain: 1, buddies: 2, report: true}}\n",
         target.address
@@ -548,15 +553,7 @@ fn a_rate_over_one_slow_connection_counts_the_wait_as_latency() {
 #[test]
 fn a_wave_at_a_rate_keeps_each_agents_share_and_merges_exactly() {
     let target = Target::start();
-    let ports: Vec<u16> = (0..3).map(|_| common::fixed_port()).collect();
-    let peers = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
-    let agents: Vec<ChildAgent> = ports
-        .iter()
-        .map(|p| {
-            let listen = format!("127.0.0.1:{p}");
-            ChildAgent::spawn_with(Spawn { args: &["--listen", &listen, "--peers", &peers], ..Default::default() })
-        })
-        .collect();
+    let agents = three_agents_with_static_peers();
     let (status, answer) = agents[0].exec(&format!(
         "command: net/http_load\ndata: {{url: 'http://{}/', rate: 100, duration: 2s, concurrency: 8}}\nwave: {{remain: 1, buddies: 2, report: true}}\n",
         target.address
