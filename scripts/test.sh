@@ -18,6 +18,15 @@ echo "== xmllint (a test validates the JUnit XML against tests/junit.xsd)"
 TARSIER_XMLLINT_BIN="$(scripts/xmllint.sh install)"
 export TARSIER_XMLLINT_BIN
 
+echo "== nft, tc, ip, iptables (the network fault tests make network namespaces: root only, skipped elsewhere)"
+if [ "$(id -u)" = 0 ]; then
+  for need in nft:nftables tc:iproute2 iptables-restore:iptables; do
+    command -v "${need%%:*}" >/dev/null 2>&1 && continue
+    (apt-get install -y -qq "${need#*:}" >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq "${need#*:}"; }) >/dev/null
+  done
+  nft --version
+fi
+
 if docker info >/dev/null 2>&1; then
   echo "== docker: the container tests build their images with scripts/image.sh (no registry needed)"
 else
