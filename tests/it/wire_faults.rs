@@ -181,6 +181,10 @@ fn delay_is_seen_from_the_other_namespace_and_the_control_plane_is_not_delayed()
     let before = ns.in_b(|| median(&connect_times(service_addr, 5, Duration::from_secs(2))));
 
     let id = exec_detached(&agent, "command: net/delay\ndata: {delay: 40ms, duration: 1m}");
+    // One delay engine per agent: a second is a conflict that says so.
+    let (status, answer) = agent.exec("command: net/delay\ndata: {delay: 5ms, duration: 1m}\n");
+    assert_eq!(status, 409, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("one per agent"), "{answer}");
     let delayed = ns.in_b(|| connect_times(service_addr, 9, Duration::from_secs(3)));
     let exempt = ns.in_b(|| connect_times(control, 5, Duration::from_secs(3)));
     let listed = faults_in_force(&agent);

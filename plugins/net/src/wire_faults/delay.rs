@@ -190,8 +190,13 @@ impl Engine {
             nfq.set_queue_max_len(queue, QUEUE_MAX)
         })();
         setup.map_err(|err| match err.raw_os_error() {
+            // The kernel answers EPERM both to a process without NET_ADMIN and to a second socket binding a
+            // queue that is taken (nfnetlink_queue's peer check).
+            Some(libc::EPERM | libc::EBUSY) if tools::has_net_admin() => CommandError::Conflict(format!(
+                "NFQUEUE {queue} is taken: this agent already has a net/delay in force (one per agent), or another \
+                 program holds that queue"
+            )),
             Some(libc::EPERM) => CommandError::Forbidden(format!("binding NFQUEUE {queue}: {err} (needs NET_ADMIN)")),
-            Some(libc::EBUSY) => CommandError::Conflict(format!("NFQUEUE {queue} is taken by another program")),
             _ => CommandError::Failed(format!("binding NFQUEUE {queue}: {err}")),
         })?;
         nfq.set_nonblocking(true);
