@@ -181,7 +181,13 @@ pub fn install(script: &str) -> Result<(), CommandError> {
 pub fn remove(family: Family, table: &str) -> Result<(), CommandError> {
     match tools::run("nft", &["delete", "table", family.as_str(), table], None) {
         Ok(_) => Ok(()),
-        Err(CommandError::Failed(message)) if message.contains("No such file or directory") => Ok(()),
+        // nft says "No such file or directory" of a table that is gone (which `tools` reads as a missing
+        // kernel piece, right for an add but not for a delete).
+        Err(CommandError::Failed(message) | CommandError::Unsupported(message))
+            if message.contains("No such file or directory") =>
+        {
+            Ok(())
+        }
         Err(err) => Err(err),
     }
 }

@@ -10,7 +10,8 @@
 
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use tarsier_plugin::CommandError;
 
@@ -35,19 +36,21 @@ pub fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<String, 
     if let (Some(text), Some(mut input)) = (stdin, child.stdin.take()) {
         input.write_all(text.as_bytes()).map_err(|err| CommandError::Failed(format!("`{program}`: {err}")))?;
     }
-    let deadline = Instant::now() + TOOL_TIMEOUT;
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) => break,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(1)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(CommandError::Failed(format!("`{program}` did not finish within 10 s")));
-            }
+    // The output is read while the tool runs (a listing of a large ruleset fills a pipe's 64 KiB and would
+    // block the tool until it was killed), on a thread that the deadline does not have to wait for.
+    let pid = child.id();
+    let (done, finished) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    let output = match finished.recv_timeout(TOOL_TIMEOUT) {
+        Ok(output) => output.map_err(|err| CommandError::Failed(format!("`{program}`: {err}")))?,
+        Err(_) => {
+            // SAFETY: kill(2) on our own child, not yet reaped (its waiter thread is still waiting on it).
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            return Err(CommandError::Failed(format!("`{program}` did not finish within 10 s")));
         }
-    }
-    let output = child.wait_with_output().map_err(|err| CommandError::Failed(format!("`{program}`: {err}")))?;
+    };
     if output.status.success() {
         return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
     }
@@ -108,4 +111,19 @@ pub fn require_net_admin() -> Result<(), CommandError> {
          NET_ADMIN; Kubernetes: securityContext.capabilities.add: [NET_ADMIN])"
             .into(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_output_larger_than_a_pipe_is_read_whole() {
+        let out = super::run("sh", &["-c", "head -c 300000 /dev/zero | tr '\\0' x"], None).unwrap();
+        assert_eq!(out.len(), 300_000);
+    }
+
+    #[test]
+    fn a_missing_tool_names_its_package() {
+        let err = super::run("nft-not-here", &[], None).unwrap_err();
+        assert!(matches!(err, tarsier_plugin::CommandError::Unsupported(_)), "{err}");
+    }
 }
