@@ -51,7 +51,7 @@ impl Command for Bandwidth {
 
     fn execute(&self, (request, rate): Self::Plan, ctx: ExecContext) -> JobFuture {
         let install: Install = Box::new(move |selection, port, _id| {
-            let interfaces = crate::wire_faults::interfaces_of(selection);
+            let interfaces = selection.hit_interfaces();
             let shaped = tc::install(port, &interfaces, selection, rate)?;
             let details = json!({
                 "rate": rate,

@@ -83,7 +83,7 @@ impl Command for Delay {
                 "queue": queue,
                 "engine_wakes": if engine.wakes_on_socket { "on the queue's socket" } else { "every 100 us (polling)" },
                 "iptables_chain": chain,
-                "interfaces": crate::wire_faults::interfaces_of(selection),
+                "interfaces": selection.hit_interfaces(),
             });
             Ok((Installed::Delay { chain, selection: selection.clone(), families, engine }, details))
         });

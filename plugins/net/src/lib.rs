@@ -56,6 +56,10 @@ impl Plugin for Net {
     }
     fn started(&self, control_plane: &tarsier_plugin::ControlPlane) {
         let port = control_plane.public_port;
+        // An agent without NET_ADMIN can neither have left faults nor remove them.
+        if !wire_faults::tools::has_net_admin() {
+            return;
+        }
         // Off the start path: the tools take a few ms each.
         let _ = std::thread::Builder::new()
             .name("net-leftovers".into())

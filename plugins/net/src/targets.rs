@@ -38,10 +38,8 @@ impl AllowList {
         let mut nets = Vec::new();
         let mut names = Vec::new();
         for entry in &entries {
-            if let Ok(net) = entry.parse::<IpNet>() {
+            if let Some(net) = crate::wire_faults::traffic::parse_net(entry) {
                 nets.push(net);
-            } else if let Ok(ip) = entry.parse::<IpAddr>() {
-                nets.push(IpNet::from(ip));
             } else {
                 names.push(entry.to_ascii_lowercase());
             }

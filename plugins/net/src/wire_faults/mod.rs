@@ -163,11 +163,9 @@ impl WireFaults {
         slots.iter().filter(|slot| slot.undo()).count() as u64
     }
 
-    /// At an agent's start: removes what a dead agent on the same port left in this namespace, and says so.
+    /// At the start of an agent with NET_ADMIN: removes what a dead agent on the same port left in this
+    /// namespace, and says so.
     pub fn clean_leftovers(public_port: u16) {
-        if !tools::has_net_admin() {
-            return;
-        }
         let found = reaper::leftovers(public_port);
         if found.is_empty() {
             return;
@@ -340,11 +338,6 @@ fn round(ms: f64) -> f64 {
     (ms * 100.0).round() / 100.0
 }
 
-/// The interfaces a fault hits: those named, else every one but loopback.
-pub fn interfaces_of(selection: &Selection) -> Vec<String> {
-    nft::hit_interfaces(selection)
-}
-
 /// Installs an nftables fault (partition, loss) on the selection's interfaces: its table, the answer's
 /// details (table, rules, interfaces) and what to undo.
 pub fn install_table(
@@ -354,7 +347,7 @@ pub fn install_table(
     verdict: nft::Verdict,
 ) -> Result<(Installed, Value), CommandError> {
     let table = nft::table_name(port, id);
-    let devices = interfaces_of(selection);
+    let devices = selection.hit_interfaces();
     if devices.is_empty() && verdict.family() == nft::Family::Netdev {
         return Err(CommandError::Failed(
             "this network namespace has no interface but loopback to put the fault on".into(),

@@ -12,7 +12,7 @@ use ipnet::IpNet;
 use tarsier_plugin::CommandError;
 
 use super::tools;
-use super::traffic::{non_loopback_interfaces, Protocol, Selection};
+use super::traffic::{join, Protocol, Selection};
 
 /// Before iptables' and Docker's filter chains (priority 0): a drop here is final whatever they say.
 const FILTER_PRIORITY: i32 = -5;
@@ -117,7 +117,7 @@ pub fn render(table: &str, selection: &Selection, verdict: Verdict, devices: &[S
             }
         }
         if !selection.exempt_ports.is_empty() {
-            let ports = selection.exempt_ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", ");
+            let ports = join(&selection.exempt_ports);
             let _ = writeln!(script, "    tcp sport {{ {ports} }} accept\n    tcp dport {{ {ports} }} accept");
         }
         if matches!(verdict, Verdict::Reject) && chain == "egress" {
@@ -228,19 +228,6 @@ fn address_match(family: &str, field: &str, nets: &[IpNet]) -> String {
 
 fn quoted(names: &[String]) -> String {
     names.iter().map(|name| format!("\"{name}\"")).collect::<Vec<_>>().join(", ")
-}
-
-fn join<T: std::fmt::Display>(items: &[T]) -> String {
-    items.iter().map(T::to_string).collect::<Vec<_>>().join(", ")
-}
-
-/// The interfaces a fault with no `interfaces` hits, for its answer.
-pub fn hit_interfaces(selection: &Selection) -> Vec<String> {
-    if selection.interfaces.is_empty() {
-        non_loopback_interfaces()
-    } else {
-        selection.interfaces.clone()
-    }
 }
 
 #[cfg(test)]

@@ -94,6 +94,15 @@ impl Selection {
     pub fn v6(&self) -> Vec<IpNet> {
         self.remote.iter().filter(|net| matches!(net, IpNet::V6(_))).copied().collect()
     }
+    /// The interfaces the fault hits: those named, else every one of the namespace but loopback.
+    pub fn hit_interfaces(&self) -> Vec<String> {
+        if self.interfaces.is_empty() {
+            non_loopback_interfaces()
+        } else {
+            self.interfaces.clone()
+        }
+    }
+
     /// The address families the fault touches: both with no `remote`, else those `remote` names.
     pub fn families(&self) -> (bool, bool) {
         if self.remote.is_empty() {
