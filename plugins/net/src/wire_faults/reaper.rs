@@ -73,8 +73,9 @@ pub fn leftovers(port: u16) -> Vec<String> {
 
 /// Runs the cleanup now and waits for it.
 pub fn clean(port: u16) {
+    // By its path, as the reaper's: the script does not depend on the agent's PATH to start.
     let status =
-        Command::new("sh").arg("-c").arg(cleanup_script(port)).stdin(Stdio::null()).stdout(Stdio::null()).status();
+        Command::new("/bin/sh").arg("-c").arg(cleanup_script(port)).stdin(Stdio::null()).stdout(Stdio::null()).status();
     if let Err(err) = status {
         tracing::warn!(%err, port, "network faults: the cleanup script did not run");
     }
