@@ -9,7 +9,7 @@ pub struct ControlPlane {
     /// This agent's public port: what its network faults are named after (ports are unique within a network
     /// namespace, so two agents sharing one never touch each other's faults).
     pub public_port: u16,
-    /// Every port above, this agent's own first.
+    /// Every port above (this agent's two among them), sorted.
     pub ports: BTreeSet<u16>,
     /// An agent of an in-process local swarm (`tarsier swarm`): it shares the process and the machine's own
     /// network with the others, so faults on that network are refused there.
