@@ -186,6 +186,14 @@ pub struct ExecArgs {
     /// The same as --output json.
     #[arg(long, conflicts_with = "output")]
     pub json: bool,
+    /// A condition read every second while the command runs, in YAML: `{probe: {url: http://svc/health}}`,
+    /// `{http_load: error_rate, is: "< 0.05", for: 2s}`, `{promql: "...", is: "< 0.5"}` (with
+    /// --prometheus). When one breaks the swarm is aborted at once and the exit status is 1. Repeatable.
+    #[arg(long = "guard", value_name = "YAML")]
+    pub guards: Vec<String>,
+    /// Prometheus' base URL, for `promql` guards.
+    #[arg(long, value_name = "URL")]
+    pub prometheus: Option<String>,
     #[command(flatten)]
     pub client: ClientArgs,
 }

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod client;
 pub mod credentials;
 pub mod demo;
+pub mod guard;
 pub mod local_swarm;
 pub mod scenario;
 pub mod sys;

@@ -73,7 +73,9 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         CliCommand::Exec(args) => {
             let output = if args.json { client::OutputFormat::Json } else { args.output };
             let options = client::ExecOptions { timeout: args.timeout.into(), report: args.report, output };
-            client::exec(&args.url, &args.file, options, &args.client).await
+            // A guard that is wrong is an error before anything runs: exit 2 with what is wrong.
+            let guards = client::Guards::parse(&args.guards, args.prometheus.clone()).map_err(anyhow::Error::msg)?;
+            client::exec(&args.url, &args.file, options, &guards, &args.client).await
         }
         CliCommand::Abort(args) => client::abort(&args.url, args.local, &args.client).await,
         CliCommand::Probe(args) => client::probe(&args.url, args.timeout.0, &args.client).await,

@@ -68,7 +68,39 @@ pub struct ExecOptions {
 /// The largest body `tarsier exec` reads (an agent accepts 1 MiB unless its `max_body` says more).
 const MAX_BODY_FILE: u64 = 64 * 1024 * 1024;
 
-pub async fn exec(url: &str, file: &str, options: ExecOptions, access: &ClientArgs) -> anyhow::Result<i32> {
+/// `tarsier exec --guard`: conditions read while the command runs, and the Prometheus `promql` ones ask.
+#[derive(Debug, Default)]
+pub struct Guards {
+    pub checks: Vec<crate::guard::Check>,
+    pub prometheus: Option<String>,
+}
+
+impl Guards {
+    /// Each `--guard` typed; the error names the flag and what is wrong with it.
+    pub fn parse(flags: &[String], prometheus: Option<String>) -> Result<Self, String> {
+        let mut checks = Vec::new();
+        for (i, text) in flags.iter().enumerate() {
+            let at = if flags.len() == 1 { "--guard".to_owned() } else { format!("--guard #{}", i + 1) };
+            let check = crate::guard::Check::from_flag(text, &at)?;
+            if matches!(check.kind, crate::guard::CheckKind::PromQl { .. }) && prometheus.is_none() {
+                return Err(format!("{at}: a promql guard needs --prometheus URL"));
+            }
+            checks.push(check);
+        }
+        Ok(Self { checks, prometheus })
+    }
+}
+
+/// How long the answer may still take once a guard tripped and the swarm was aborted.
+const ANSWER_AFTER_TRIP: Duration = Duration::from_secs(10);
+
+pub async fn exec(
+    url: &str,
+    file: &str,
+    options: ExecOptions,
+    guards: &Guards,
+    access: &ClientArgs,
+) -> anyhow::Result<i32> {
     let started = Instant::now();
     let body = if file == "-" {
         let mut text = Vec::new();
@@ -95,16 +127,36 @@ pub async fn exec(url: &str, file: &str, options: ExecOptions, access: &ClientAr
     // The request's id lets the live line find the job on the agent and show how far it got.
     let request_id = format!("cli-{:016x}", rand::random::<u64>());
     let watching = progress.watch(client.clone(), endpoint(url, "/jobs"), request_id.clone(), command.clone());
-    let sent = client
+    let origin = endpoint(url, "").trim_end_matches("/exec").to_owned();
+    let watch = start_guards(guards, &client, &origin)?;
+    let request = client
         .post(&target)
         .header(reqwest::header::CONTENT_TYPE, content_type)
         .header(crate::wire::REQUEST_ID, &request_id)
         .body(body)
-        .send()
-        .await;
+        .send();
+    tokio::pin!(request);
+    let sent = tokio::select! {
+        sent = &mut request => Some(sent),
+        _ = watch.tripped().cancelled() => None,
+    };
+    // A tripped guard has aborted the swarm: the job ends cancelled, and its answer comes soon after.
+    let sent = match sent {
+        Some(sent) => sent,
+        None => match tokio::time::timeout(ANSWER_AFTER_TRIP, &mut request).await {
+            Ok(sent) => sent,
+            Err(_) => {
+                progress.finish();
+                let summaries = watch.stop().await;
+                report_guards(&watch, &summaries);
+                return Ok(EXIT_FAILED);
+            }
+        },
+    };
     if let Some(watching) = watching {
         watching.abort();
     }
+    let summaries = watch.stop().await;
     let response = match sent {
         Ok(response) => response,
         Err(err) if err.is_timeout() => {
@@ -126,9 +178,11 @@ pub async fn exec(url: &str, file: &str, options: ExecOptions, access: &ClientAr
         OutputFormat::Table => output::exec_answer(status.as_u16(), &answer),
     }
     let mut code = exit_code(status, &answer);
+    if report_guards(&watch, &summaries) {
+        return Ok(EXIT_FAILED);
+    }
     if options.report && status.is_success() {
         let id = answer["wave_id"].as_str().context("no wave_id in the answer")?;
-        let origin = endpoint(url, "").trim_end_matches("/exec").to_owned();
         let deadline = started + options.timeout;
         let progress =
             LiveLine::start(options.output == OutputFormat::Table, format!("waiting for wave {id}'s reports"));
@@ -147,6 +201,46 @@ pub async fn exec(url: &str, file: &str, options: ExecOptions, access: &ClientAr
         }
     }
     Ok(code)
+}
+
+/// Starts the `--guard`s on the agent at `origin`; a watch that never trips when there are none.
+fn start_guards(
+    guards: &Guards,
+    client: &reqwest::Client,
+    origin: &str,
+) -> anyhow::Result<std::sync::Arc<crate::guard::Watch>> {
+    if guards.checks.is_empty() {
+        return Ok(crate::guard::Watch::idle());
+    }
+    // The token goes to the agent only, never to Prometheus or the service a probe reads.
+    let plain = reqwest::Client::builder().build().context("cannot build an HTTP client")?;
+    let sources = crate::guard::Sources {
+        agents: client.clone(),
+        plain,
+        public: origin.to_owned(),
+        prometheus: guards.prometheus.clone(),
+    };
+    Ok(crate::guard::Watch::start(guards.checks.clone(), Some(std::sync::Arc::new(sources))))
+}
+
+/// Says on stderr what the guards saw; true when one tripped (the run failed).
+fn report_guards(watch: &crate::guard::Watch, summaries: &[crate::guard::GuardSummary]) -> bool {
+    for guard in summaries {
+        let last = guard.last_reading.as_deref().unwrap_or("never read");
+        crate::say_err!(
+            "guard {:?}: {} readings, {} broken; last: {last}",
+            guard.name,
+            guard.readings,
+            guard.broken_readings
+        );
+    }
+    match watch.trip() {
+        Some(trip) => {
+            crate::say_err!("{}: the swarm was aborted", trip.message());
+            true
+        }
+        None => false,
+    }
 }
 
 /// The exit status for an answer: 2 when the body or the access was wrong (a 4xx that names it), 1 when

@@ -2,9 +2,9 @@
 //! factor (`result.req_per_s at replicas=8 >= 1.5x at replicas=1`), or against a number
 //! (`result.latency_ms.p99 at replicas=16 < 100`).
 
-use super::bound::Bound;
 use super::report::{short_number, SweepTable};
 use super::sweep::plain;
+use crate::guard::Bound;
 
 /// A round, named by some of its parameters' values: `replicas=8` or `replicas=8,concurrency=50`.
 type Selector = Vec<(String, String)>;

@@ -2,36 +2,7 @@
 
 use serde_json::Value;
 
-/// One number from Prometheus' instant query API; an empty answer is `None` (no data yet).
-pub async fn promql(client: &reqwest::Client, prometheus: &str, query: &str) -> Result<Option<f64>, String> {
-    let url = format!("{}/api/v1/query", prometheus.trim_end_matches('/'));
-    let answer: Value = client
-        .get(&url)
-        .query(&[("query", query)])
-        .send()
-        .await
-        .map_err(|e| format!("cannot query Prometheus at {url}: {e}"))?
-        .json()
-        .await
-        .map_err(|e| format!("Prometheus answered something that is not JSON: {e}"))?;
-    if answer["status"] != "success" {
-        return Err(format!("Prometheus refused the query: {}", answer["error"].as_str().unwrap_or("?")));
-    }
-    let data = &answer["data"];
-    let sample = match data["resultType"].as_str() {
-        Some("scalar") => &data["result"][1],
-        Some("vector") => {
-            let series = data["result"].as_array().map(Vec::as_slice).unwrap_or_default();
-            match series {
-                [] => return Ok(None),
-                [one] => &one["value"][1],
-                many => return Err(format!("the query gives {} series; aggregate them, as in sum(...)", many.len())),
-            }
-        }
-        other => return Err(format!("the query gives a {other:?}; it must give one number")),
-    };
-    sample.as_str().and_then(|s| s.parse().ok()).map(Some).ok_or_else(|| format!("not a number: {sample}"))
-}
+pub use crate::guard::promql;
 
 /// A metric selector: `name` or `name{label="value",...}`.
 #[derive(Debug, PartialEq)]

@@ -2,7 +2,6 @@
 //! it once into typed steps (`bound`, `compare` and `sweep` are the pieces it types), `runner` runs them,
 //! `measure` reads the numbers, `report` prints the table and writes JUnit XML.
 
-mod bound;
 mod compare;
 mod measure;
 mod model;
@@ -10,6 +9,7 @@ mod plan;
 mod report;
 mod runner;
 mod shell;
+mod steady_state;
 mod sweep;
 mod tail;
 
@@ -23,10 +23,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::ClientArgs;
 use crate::cli::{RunOutputs, SwarmArgs};
+use crate::guard::Sources;
 use crate::local_swarm::LocalSwarm;
 use plan::{load, load_with, Scenario, Target};
-use report::Outcome;
 use report::{junit, RunReport};
+use report::{Outcome, StepResult};
 use runner::Runner;
 use sweep::SweepOverride;
 
@@ -125,7 +126,10 @@ pub async fn run_files(
         for sweep in &report.sweeps {
             crate::client::output::line(sweep.render());
         }
-        if report.broken {
+        if let Some(why) = &report.not_started {
+            crate::say_err!("{}: not started, {why}: exit 2", report.file);
+            code = EXIT_BAD_FILE;
+        } else if report.broken {
             crate::say_err!(
                 "{}: the setup is broken (an agent unreachable, or a body or token refused): exit 2",
                 report.file
@@ -196,14 +200,76 @@ async fn run_one(
     if let Some(description) = &scenario.description {
         crate::say!("   {}", description.trim());
     }
-    // The token and certificates go to the agents only, never to Prometheus.
+    // The token and certificates go to the agents only, never to Prometheus or the service under test.
     let client = crate::client::agent_client(Duration::from_secs(3600), access)?;
-    let prometheus_client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
+    let plain = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
     let (swarm, public, service) = resolve_target(&client, &scenario.target).await?;
     crate::say!("   target {public} (service {service})");
+    let sources = Arc::new(Sources {
+        agents: client.clone(),
+        plain: plain.clone(),
+        public: public.clone(),
+        prometheus: scenario.prometheus.clone(),
+    });
+    let mut report = RunReport {
+        file: file.display().to_string(),
+        name: scenario.name.clone(),
+        steps: Vec::new(),
+        started_at,
+        seconds: 0.0,
+        broken: false,
+        figures: Vec::new(),
+        sweeps: Vec::new(),
+        guards: Vec::new(),
+        guard_trip: None,
+        not_started: None,
+    };
+    let placeholders = |text: &str| {
+        text.replace("{{public}}", &runner::host_port(&public)).replace("{{service}}", &runner::host_port(&service))
+    };
+    let steady_state = scenario.steady_state.clone().map(|mut steady| {
+        steady.checks.iter_mut().for_each(|check| check.fill_placeholders(placeholders));
+        steady
+    });
+    if let Some(steady) = &steady_state {
+        let checked = Instant::now();
+        let held = steady_state::hold_once(&sources, &steady.checks).await;
+        let (outcome, detail) = match &held {
+            Ok(said) => (Outcome::Passed, said.clone()),
+            Err(why) => (Outcome::Failed, why.clone()),
+        };
+        let step = StepResult::leaf("steady state before the run", outcome, checked.elapsed(), detail);
+        runner::announce(&step);
+        report.steps.push(step);
+        if let Err(why) = held {
+            report.not_started = Some(format!("the steady state does not hold: {why}"));
+            if let Some(swarm) = swarm {
+                swarm.stop().await?;
+            }
+            report.seconds = started.elapsed().as_secs_f64();
+            return Ok(report);
+        }
+    }
+    let guards = scenario
+        .guards
+        .iter()
+        .cloned()
+        .map(|mut check| {
+            check.fill_placeholders(placeholders);
+            check
+        })
+        .collect::<Vec<_>>();
+    if !guards.is_empty() {
+        crate::say!(
+            "   {} guard(s) watching: {}",
+            guards.len(),
+            guards.iter().map(|g| g.name.as_str()).collect::<Vec<_>>().join(", ")
+        );
+    }
+    let watch = crate::guard::Watch::start(guards, Some(sources.clone()));
     let runner = Arc::new(Runner {
         client,
-        prometheus_client,
+        plain,
         public,
         service,
         prometheus: scenario.prometheus.clone(),
@@ -214,31 +280,42 @@ async fn run_one(
         figures: Mutex::new(Vec::new()),
         sweeps: Mutex::new(Vec::new()),
         token: read_token(access)?,
+        guards: watch.clone(),
     });
     runner.run_steps(&scenario.steps, 0).await;
+    // The guards watch the steps only: the teardown is what the run does to recover.
+    report.guards = watch.stop().await;
+    report.guard_trip = watch.trip();
+    if let Some(trip) = &report.guard_trip {
+        crate::say_err!("   {}: the swarm was aborted", trip.message());
+    }
     // Always: whatever happened, nothing the scenario started is left running, then the teardown.
     match runner.abort().await {
         Ok(detail) => crate::say!("   abort at the end: {detail}"),
         Err(err) => crate::say_err!("   abort at the end failed: {err}"),
     }
     runner.teardown(&scenario.teardown).await;
+    let mut steps = std::mem::take(&mut *runner.results.lock().unwrap_or_else(|p| p.into_inner()));
+    if let Some(steady) = &steady_state {
+        let checked = Instant::now();
+        let recovered = steady_state::recover(&sources, &steady.checks, steady.recover_within).await;
+        let (outcome, detail) = match recovered {
+            Ok(said) => (Outcome::Passed, said),
+            Err(why) => (Outcome::Failed, why),
+        };
+        let step = StepResult::leaf("steady state after the teardown", outcome, checked.elapsed(), detail);
+        runner::announce(&step);
+        steps.push(step);
+    }
     if let Some(swarm) = swarm {
         swarm.stop().await?;
     }
-    let steps = std::mem::take(&mut *runner.results.lock().unwrap_or_else(|p| p.into_inner()));
-    let broken = steps.iter().any(|step| step.outcome == Outcome::Broken);
-    let figures = std::mem::take(&mut *runner.figures.lock().unwrap_or_else(|p| p.into_inner()));
-    let sweeps = std::mem::take(&mut *runner.sweeps.lock().unwrap_or_else(|p| p.into_inner()));
-    Ok(RunReport {
-        file: file.display().to_string(),
-        name: scenario.name,
-        steps,
-        started_at,
-        seconds: started.elapsed().as_secs_f64(),
-        broken,
-        figures,
-        sweeps,
-    })
+    report.steps.append(&mut steps);
+    report.broken = report.steps.iter().any(|step| step.outcome == Outcome::Broken);
+    report.figures = std::mem::take(&mut *runner.figures.lock().unwrap_or_else(|p| p.into_inner()));
+    report.sweeps = std::mem::take(&mut *runner.sweeps.lock().unwrap_or_else(|p| p.into_inner()));
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
 }
 
 /// The public and service URLs to talk to, starting a local swarm when the target asks for one.

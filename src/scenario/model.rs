@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tarsier_plugin::HumanDuration;
 
+use crate::guard::RawCheck;
 use crate::wire::body::WaveSpec;
 use crate::wire::status::Status;
 
@@ -29,6 +30,24 @@ pub struct RawScenario {
     /// releasing what the steps set up (`run: python3 scripts/stack.py down`).
     #[serde(default)]
     pub teardown: Vec<RawStep>,
+    /// Conditions read all the time the steps run (every `interval`, 1 s by default): one that stays broken
+    /// for its `for:` aborts the swarm at once, and the run fails with its name, value and bound.
+    #[serde(default)]
+    pub guards: Vec<RawCheck>,
+    /// Conditions that must hold before the first step (else the run does not start) and again after the
+    /// teardown (else the run fails: the system did not recover).
+    #[serde(default)]
+    pub steady_state: Option<RawSteadyState>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSteadyState {
+    pub checks: Vec<RawCheck>,
+    /// How long, after the teardown, the checks have to hold again (default 60s); they are read every
+    /// second until they all hold.
+    #[serde(default)]
+    pub recover_within: Option<HumanDuration>,
 }
 
 /// Where the scenario sends its commands: exactly one of `agent`, `consul` or `local`.

@@ -4,14 +4,15 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 
 use serde_json::Value;
 use tarsier_plugin::HumanDuration;
 
-use super::bound::Bound;
 use super::compare::Comparison;
 use super::model::{default_run_timeout, ProbeStep, RawExec, RawExpect, RawRun, RawScenario, RawStep, RawTarget};
 use super::sweep::{override_sweeps, round_label, substitute_steps, sweep_rounds, Round, SweepOverride};
+use crate::guard::{Bound, Check, RawCheck};
 use crate::wire::body::WaveSpec;
 use crate::wire::status::Status;
 
@@ -33,7 +34,20 @@ pub struct Scenario {
     pub steps: Vec<Step>,
     /// Run after `steps` whatever happened to them, every one.
     pub teardown: Vec<Step>,
+    /// Read all the time the steps run.
+    pub guards: Vec<Check>,
+    pub steady_state: Option<SteadyState>,
 }
+
+/// What must hold before the run and again after its teardown.
+#[derive(Clone)]
+pub struct SteadyState {
+    pub checks: Vec<Check>,
+    pub recover_within: Duration,
+}
+
+/// How long a steady state has to come back after the teardown, unless the file says.
+const DEFAULT_RECOVER_WITHIN: Duration = Duration::from_secs(60);
 
 /// Where the scenario sends its commands.
 #[derive(Clone)]
@@ -217,6 +231,23 @@ impl Scenario {
             continue_on_failure: raw.continue_on_failure,
             steps: steps(&raw.steps, "steps", context)?,
             teardown: steps(&raw.teardown, "teardown", context)?,
+            guards: checks(&raw.guards, "guards", true, context)?,
+            steady_state: match raw.steady_state {
+                None => None,
+                Some(steady) => {
+                    if steady.checks.is_empty() {
+                        return Err("steady_state.checks: give at least one check".into());
+                    }
+                    let recover_within = steady.recover_within.map_or(DEFAULT_RECOVER_WITHIN, |d| d.0);
+                    if recover_within > crate::guard::MAX_WAIT {
+                        return Err("steady_state.recover_within: at most 1h".into());
+                    }
+                    Some(SteadyState {
+                        checks: checks(&steady.checks, "steady_state.checks", false, context)?,
+                        recover_within,
+                    })
+                }
+            },
         })
     }
 }
@@ -229,6 +260,21 @@ fn target(raw: RawTarget) -> Result<Target, String> {
         (None, None, Some(n)) => Ok(Target::Local(n)),
         _ => Err("target: give exactly one of `agent: URL`, `consul: ADDRESS` or `local: N`".into()),
     }
+}
+
+/// Guards (`live`: they may read a running load) or a steady state's checks; a `promql` one needs the
+/// scenario's `prometheus:`.
+fn checks(raw: &[RawCheck], at: &str, live: bool, context: Context) -> Result<Vec<Check>, String> {
+    raw.iter()
+        .enumerate()
+        .map(|(i, raw)| {
+            let here = format!("{at}[{i}]");
+            if raw.promql.is_some() && !context.has_prometheus {
+                return Err(format!("{here}.promql: the scenario has no `prometheus:` URL to ask"));
+            }
+            Check::from_raw(raw, &here, live)
+        })
+        .collect()
 }
 
 fn steps(raw: &[RawStep], at: &str, context: Context) -> Result<Vec<Step>, String> {

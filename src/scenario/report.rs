@@ -7,6 +7,8 @@ use std::time::{Duration, SystemTime};
 use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 use serde::Serialize;
 
+use crate::guard::{GuardSummary, Trip};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
@@ -50,6 +52,13 @@ pub struct StepResult {
     pub outcome: Outcome,
     pub seconds: f64,
     pub detail: String,
+}
+
+impl StepResult {
+    /// A step of the run's own (a steady state's check), not of the file's steps.
+    pub fn leaf(title: &str, outcome: Outcome, took: Duration, detail: String) -> Self {
+        Self { title: title.to_owned(), depth: 0, group: false, outcome, seconds: took.as_secs_f64(), detail }
+    }
 }
 
 /// A number an exec step recorded.
@@ -261,14 +270,7 @@ impl SweepTable {
     }
 }
 
-/// A figure as people read it: whole numbers whole, others to three decimals.
-pub fn short_number(x: f64) -> String {
-    if x.fract() == 0.0 && x.abs() < 1e15 {
-        format!("{}", x as i64)
-    } else {
-        format!("{x:.3}")
-    }
-}
+pub use crate::guard::short_number;
 
 /// One scenario file's run.
 #[derive(Debug, Serialize)]
@@ -283,6 +285,12 @@ pub struct RunReport {
     pub steps: Vec<StepResult>,
     pub figures: Vec<Figure>,
     pub sweeps: Vec<SweepTable>,
+    /// What each guard saw while the steps ran.
+    pub guards: Vec<GuardSummary>,
+    /// The guard that stopped the run, if one did.
+    pub guard_trip: Option<Trip>,
+    /// Why the run did not start (its steady state did not hold before it): it exits 2.
+    pub not_started: Option<String>,
 }
 
 fn rfc3339<S: serde::Serializer>(at: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
@@ -322,6 +330,22 @@ impl RunReport {
             self.failures(),
             self.seconds
         );
+        for guard in &self.guards {
+            let outcome = if guard.tripped { Outcome::Failed } else { Outcome::Passed };
+            let last = guard.last_reading.as_deref().unwrap_or("never read");
+            let _ = writeln!(
+                out,
+                "  guard {:?} ({}): {}  {} readings, {} broken; last: {last}",
+                guard.name,
+                guard.threshold,
+                outcome.styled(7).trim_end(),
+                guard.readings,
+                guard.broken_readings
+            );
+        }
+        if let Some(trip) = &self.guard_trip {
+            let _ = writeln!(out, "  {}", crate::client::output::styled(crate::client::output::BAD, trip.message()));
+        }
         out
     }
 }
@@ -366,6 +390,26 @@ pub fn junit(reports: &[RunReport]) -> Result<String, quick_junit::SerializeErro
             if step.outcome == Outcome::Passed && !step.detail.is_empty() {
                 case.set_system_out(step.detail.as_str());
             }
+            suite.add_test_case(case);
+        }
+        // A case per guard: a CI report names the guard that stopped the run, not only the step it stopped.
+        for guard in &run.guards {
+            let status = match (&run.guard_trip, guard.tripped) {
+                (Some(trip), true) => {
+                    let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                    status.set_message(trip.message()).set_type("guard");
+                    status
+                }
+                _ => TestCaseStatus::success(),
+            };
+            let mut case = TestCase::new(format!("guard {}", guard.name), status);
+            case.set_classname(run.file.as_str());
+            case.set_system_out(format!(
+                "{} readings, {} broken; last: {}",
+                guard.readings,
+                guard.broken_readings,
+                guard.last_reading.as_deref().unwrap_or("-")
+            ));
             suite.add_test_case(case);
         }
         junit.add_test_suite(suite);
@@ -440,6 +484,9 @@ mod tests {
             seconds: 1.5,
             figures: vec![Figure { step: "one, with a comma".into(), figure: "result.x".into(), value: 2.5 }],
             sweeps: Vec::new(),
+            guards: Vec::new(),
+            guard_trip: None,
+            not_started: None,
         };
         let xml = junit(std::slice::from_ref(&report)).unwrap();
         assert!(

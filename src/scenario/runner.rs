@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::bound::Bound;
 use super::measure::{at_path, metric, promql};
 use super::model::ProbeStep;
 use super::plan::{Action, Exec, Expectation, RunCommand, Source, Step, Sweep};
 use super::report::{short_number, Figure, Outcome, StepResult, SweepRow, SweepTable};
 use super::sweep::round_label;
 use crate::client::{wait_for_report, LiveLine};
+use crate::guard::Bound;
 use crate::wire::body::CommandBody;
 use crate::wire::status::Status;
 
@@ -27,8 +27,8 @@ const POLL: Duration = Duration::from_millis(500);
 pub struct Runner {
     /// For the agents: carries the swarm token.
     pub client: reqwest::Client,
-    /// For Prometheus: carries nothing of the swarm's.
-    pub prometheus_client: reqwest::Client,
+    /// For Prometheus and the service under test (probes): carries nothing of the swarm's, the token least.
+    pub plain: reqwest::Client,
     /// The target agent's public and service base URLs.
     pub public: String,
     pub service: String,
@@ -45,10 +45,12 @@ pub struct Runner {
     pub sweeps: Mutex<Vec<SweepTable>>,
     /// The swarm token (`--token-file`), for `{{token}}` in exec data: load aimed at agents of the swarm.
     pub token: Option<String>,
+    /// The scenario's guards: when one trips, the running step stops and the rest are skipped.
+    pub guards: Arc<crate::guard::Watch>,
 }
 
 /// `host:port` of a base URL.
-fn host_port(url: &str) -> String {
+pub(super) fn host_port(url: &str) -> String {
     url.split_once("://").map(|(_, rest)| rest).unwrap_or(url).trim_end_matches('/').to_owned()
 }
 
@@ -104,10 +106,15 @@ impl Runner {
         self.tearing_down.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Ctrl-C was pressed and this is not the teardown (which runs to its end: it releases what the steps
-    /// took, such as a stack of containers).
+    /// Ctrl-C was pressed or a guard tripped, and this is not the teardown (which runs to its end: it
+    /// releases what the steps took, such as a stack of containers).
     fn interrupted(&self) -> bool {
-        self.cancel.is_cancelled() && !self.in_teardown()
+        (self.cancel.is_cancelled() || self.guards.tripped().is_cancelled()) && !self.in_teardown()
+    }
+
+    /// Why a step was stopped by a guard.
+    fn guard_stopped(&self) -> StepError {
+        StepError::Failed(self.guards.trip().map_or_else(|| "stopped by a guard".to_owned(), |trip| trip.message()))
     }
 
     /// The scenario's `teardown:` steps, every one of them, after the steps whatever their outcome.
@@ -229,6 +236,7 @@ impl Runner {
                         tokio::select! {
                             outcome = work => outcome,
                             _ = self.cancel.cancelled() => Err("interrupted".into()),
+                            _ = self.guards.tripped().cancelled() => Err(self.guard_stopped()),
                         }
                     }
                 }
@@ -489,7 +497,7 @@ impl Runner {
         let deadline = Instant::now() + expect.within.map(|w| w.0).unwrap_or_default();
         loop {
             let value = match (&expect.source, &self.prometheus) {
-                (Source::PromQl(query), Some(prometheus)) => promql(&self.prometheus_client, prometheus, query).await,
+                (Source::PromQl(query), Some(prometheus)) => promql(&self.plain, prometheus, query).await,
                 (Source::Metric(selector), _) => metric(&self.client, &self.service, selector).await,
                 (Source::PromQl(_), None) => Err("no prometheus: URL for a promql expectation".into()),
             };
@@ -513,7 +521,7 @@ impl Runner {
         let url = self.substitute(&Value::String(probe.url.clone())).as_str().unwrap_or(&probe.url).to_owned();
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100));
-            let last = match self.client.get(&url).timeout(remaining.min(Duration::from_secs(2))).send().await {
+            let last = match self.plain.get(&url).timeout(remaining.min(Duration::from_secs(2))).send().await {
                 Ok(r) if r.status().as_u16() == probe.status => {
                     let after = format!("{} after {:.1}s", probe.status, started.elapsed().as_secs_f64());
                     return if probe.fails { Err(format!("answered {after}, want no answer")) } else { Ok(after) };
@@ -555,7 +563,7 @@ impl Runner {
 }
 
 /// The progress line of a finished (or skipped) step.
-fn announce(result: &StepResult) {
+pub(super) fn announce(result: &StepResult) {
     let mark = match result.outcome {
         Outcome::Passed => crate::client::output::styled(crate::client::output::GOOD, "  ok  "),
         Outcome::Failed => crate::client::output::styled(crate::client::output::BAD, "FAILED"),

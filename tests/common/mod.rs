@@ -340,6 +340,17 @@ pub fn find_tool(name: &str, env: &str, version_arg: &str) -> PathBuf {
     panic!("no {name} binary: run scripts/{name}.sh install (scripts/test.sh does)");
 }
 
+/// `count` free ports in a row below the ephemeral range, for `tarsier swarm --base-port`.
+pub fn free_port_range(count: u16) -> u16 {
+    for _ in 0..50 {
+        let base = rand::random_range(20_000..32_000u16);
+        if (base..base + count).all(|port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()) {
+            return base;
+        }
+    }
+    panic!("no {count} free ports in a row between 20000 and 32000");
+}
+
 /// A free port below the ephemeral range (32768 and up), for an agent that must listen on a port known in
 /// advance (static peers). A port from binding port 0 is ephemeral: another test's client socket, or an
 /// agent on 127.0.0.1:0, can take it between the check and the agent's bind. Never the same port twice in

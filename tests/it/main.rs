@@ -15,6 +15,7 @@ mod contract;
 mod deps;
 mod docs;
 mod faults;
+mod guards;
 mod heavy_load;
 mod http_load;
 mod k8s;

@@ -297,6 +297,28 @@ fn promql_expectations_hold_or_fail_against_a_real_prometheus() {
     assert!(text(&out).contains("skipped"), "the steps after a failure are skipped: {}", text(&out));
     let xml = std::fs::read_to_string(&junit).unwrap();
     assert!(xml.contains("failures=\"1\"") && xml.contains("<skipped message="), "{xml}");
+
+    // A guard on the same query: the RAM the step takes passes its bound, the guard trips within the wait,
+    // and the abort releases the RAM.
+    let guarded = dir.path().join("guarded.yaml");
+    std::fs::write(
+        &guarded,
+        format!(
+            "name: promql guard\ntarget: {{agent: '{}', service: '{}'}}\nprometheus: {}\n\
+             guards:\n  - {{name: held ram, promql: 'sum(tarsier_held{{resource=\"ram_bytes\"}})', is: '< 4194304', interval: 250ms}}\n\
+             steps:\n\
+             \x20 - exec: {{command: heavy_load/gobble_ram, data: {{size: 8MiB}}}}\n\
+             \x20 - wait: 60s\n",
+            a.public, a.service, prometheus.url
+        ),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let out = scenario(&["run"], &[&guarded]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("stopped by guard `held ram`: the query = 8388608, want < 4194304"), "{}", text(&out));
+    assert!(started.elapsed() < Duration::from_secs(50), "the guard did not stop the wait: {:?}", started.elapsed());
+    assert!(eventually(Duration::from_secs(5), || a.runtime()["held"]["ram_bytes"] == 0));
 }
 
 #[test]

@@ -1,7 +1,6 @@
 //! The swarm without Consul: `tarsier swarm` (the in-process registry) and `--peers` (static discovery).
 
 use crate::common;
-use std::net::TcpListener;
 use std::process::Command;
 use std::time::Duration;
 
@@ -37,7 +36,7 @@ fn a_local_swarm_with_a_token_signs_its_copies_and_its_demo_reaches_every_agent(
 
 #[test]
 fn local_swarm_on_fixed_ports() {
-    let base = free_port_range(6);
+    let base = common::free_port_range(6);
     let out = Command::new(BIN)
         .args(["swarm", "--agents", "3", "--once", "--no-demo", "--base-port", &base.to_string()])
         .output()
@@ -63,7 +62,7 @@ fn local_swarm_releases_everything_and_exits_0_on_sigterm() {
     let config = dir.path().join("swarm.yaml");
     let storage = dir.path().join("storage");
     std::fs::write(&config, format!("plugins:\n  storage:\n    dir: {}\n", storage.display())).unwrap();
-    let base = free_port_range(6);
+    let base = common::free_port_range(6);
     let mut swarm = Command::new(BIN)
         .args(["swarm", "--agents", "3", "--no-demo", "--base-port", &base.to_string(), "--config"])
         .arg(&config)
@@ -105,16 +104,6 @@ fn local_swarm_releases_everything_and_exits_0_on_sigterm() {
 
 /// A base port with `count` free ports after it, below the ephemeral range (32768+) so that no client socket,
 /// nor one of its TIME_WAIT leftovers, takes one of them between this check and the swarm's bind.
-fn free_port_range(count: u16) -> u16 {
-    for _ in 0..50 {
-        let base = rand::random_range(20_000..32_000u16);
-        if (base..base + count).all(|port| TcpListener::bind(("127.0.0.1", port)).is_ok()) {
-            return base;
-        }
-    }
-    panic!("no {count} free ports in a row between 20000 and 32000");
-}
-
 fn free_port() -> u16 {
     common::fixed_port()
 }

@@ -1,8 +1,13 @@
-//! The progress a running load publishes twice a second (`GET /jobs`, the CLI's live line): counters and
-//! latencies the workers hand over in batches.
+//! The progress a running load publishes twice a second (`GET /jobs`, the CLI's live line, a scenario's
+//! guards): counters and latencies the workers hand over in batches, for the whole run so far and for the
+//! last half second (`recent`), which is what a guard watching the load's error rate or p99 must see: a
+//! p99 over the whole run turns minutes after the service did.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
+
+use serde_json::json;
 
 /// How often a running load publishes its progress.
 pub(crate) const PROGRESS_EVERY: Duration = Duration::from_millis(500);
@@ -13,8 +18,34 @@ pub(crate) struct Live {
     pub(crate) sent: AtomicU64,
     pub(crate) completed: AtomicU64,
     pub(crate) errors: AtomicU64,
+    /// Requests that ended, answered or not: the error rate's denominator (`errors` counts both failed
+    /// answers and requests that got none).
+    pub(crate) ended: AtomicU64,
     pub(crate) latency_us: AtomicU64,
-    pub(crate) latencies: std::sync::Mutex<hdrhistogram::Histogram<u64>>,
+    pub(crate) latencies: Mutex<Latencies>,
+    /// The counters at the previous snapshot, for the recent window.
+    mark: Mutex<Mark>,
+}
+
+/// The latencies handed over: all of them, and those since the last snapshot.
+pub(crate) struct Latencies {
+    all: hdrhistogram::Histogram<u64>,
+    recent: hdrhistogram::Histogram<u64>,
+}
+
+impl Latencies {
+    pub(crate) fn add(&mut self, batch: &hdrhistogram::Histogram<u64>) {
+        let _ = self.all.add(batch);
+        let _ = self.recent.add(batch);
+    }
+}
+
+#[derive(Default, Clone, Copy)]
+struct Mark {
+    elapsed: Duration,
+    completed: u64,
+    errors: u64,
+    ended: u64,
 }
 
 impl Default for Live {
@@ -23,28 +54,86 @@ impl Default for Live {
             sent: AtomicU64::new(0),
             completed: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            ended: AtomicU64::new(0),
             latency_us: AtomicU64::new(0),
-            latencies: std::sync::Mutex::new(super::stats::new_histogram()),
+            latencies: Mutex::new(Latencies {
+                all: super::stats::new_histogram(),
+                recent: super::stats::new_histogram(),
+            }),
+            mark: Mutex::new(Mark::default()),
         }
     }
 }
 
+fn p99_ms(histogram: &hdrhistogram::Histogram<u64>) -> Option<f64> {
+    (!histogram.is_empty()).then(|| histogram.value_at_quantile(0.99) as f64 / 1000.0)
+}
+
 impl Live {
+    /// The figures so far and, under `recent`, since the previous snapshot (one caller takes snapshots: the
+    /// job's reporter).
     pub(crate) fn snapshot(&self, elapsed: Duration) -> serde_json::Value {
-        let completed = self.completed.load(Ordering::Relaxed);
-        let seconds = elapsed.as_secs_f64().max(f64::EPSILON);
-        let p99_ms = {
-            let latencies = self.latencies.lock().unwrap_or_else(|p| p.into_inner());
-            (!latencies.is_empty()).then(|| latencies.value_at_quantile(0.99) as f64 / 1000.0)
+        let now = Mark {
+            elapsed,
+            completed: self.completed.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+            ended: self.ended.load(Ordering::Relaxed),
         };
-        serde_json::json!({
-            "elapsed_s": elapsed.as_secs_f64(),
+        let (p99_all, p99_recent) = {
+            let mut latencies = self.latencies.lock().unwrap_or_else(|p| p.into_inner());
+            let figures = (p99_ms(&latencies.all), p99_ms(&latencies.recent));
+            latencies.recent.reset();
+            figures
+        };
+        let before = std::mem::replace(&mut *self.mark.lock().unwrap_or_else(|p| p.into_inner()), now);
+        let seconds = elapsed.as_secs_f64().max(f64::EPSILON);
+        let window = elapsed.saturating_sub(before.elapsed).as_secs_f64().max(f64::EPSILON);
+        let ended = now.ended - before.ended;
+        json!({
+            "elapsed_s": seconds,
             "sent": self.sent.load(Ordering::Relaxed),
-            "completed": completed,
-            "errors": self.errors.load(Ordering::Relaxed),
-            "req_per_s": completed as f64 / seconds,
-            "mean_ms": self.latency_us.load(Ordering::Relaxed) as f64 / 1000.0 / completed.max(1) as f64,
-            "p99_ms": p99_ms,
+            "completed": now.completed,
+            "errors": now.errors,
+            "req_per_s": now.completed as f64 / seconds,
+            "mean_ms": self.latency_us.load(Ordering::Relaxed) as f64 / 1000.0 / now.completed.max(1) as f64,
+            "p99_ms": p99_all,
+            "recent": {
+                "seconds": window,
+                "req_per_s": (now.completed - before.completed) as f64 / window,
+                // No request ended in the window: no rate to give (null), not 0 %.
+                "error_rate": (ended > 0).then(|| (now.errors - before.errors) as f64 / ended as f64),
+                "p99_ms": p99_recent,
+            },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_recent_window_counts_only_what_came_since_the_last_snapshot() {
+        let live = Live::default();
+        let mut batch = super::super::stats::new_histogram();
+        batch.record(1_000).unwrap();
+        live.latencies.lock().unwrap().add(&batch);
+        live.completed.store(10, Ordering::Relaxed);
+        live.ended.store(10, Ordering::Relaxed);
+        let first = live.snapshot(Duration::from_secs(1));
+        assert_eq!(first["recent"]["error_rate"], 0.0);
+        assert_eq!(first["recent"]["p99_ms"], 1.0);
+        let mut slow = super::super::stats::new_histogram();
+        slow.record(500_000).unwrap();
+        live.latencies.lock().unwrap().add(&slow);
+        live.completed.store(12, Ordering::Relaxed);
+        live.errors.store(2, Ordering::Relaxed);
+        live.ended.store(14, Ordering::Relaxed);
+        let second = live.snapshot(Duration::from_millis(1500));
+        assert_eq!(second["recent"]["error_rate"], 0.5, "{second}");
+        assert_eq!(second["recent"]["req_per_s"], 4.0, "{second}");
+        assert!(second["recent"]["p99_ms"].as_f64().unwrap() > 400.0, "{second}");
+        let idle = live.snapshot(Duration::from_secs(2));
+        assert!(idle["recent"]["error_rate"].is_null() && idle["recent"]["p99_ms"].is_null(), "{idle}");
     }
 }

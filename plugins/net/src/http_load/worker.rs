@@ -46,6 +46,7 @@ struct Batch {
     sent: u64,
     completed: u64,
     errors: u64,
+    ended: u64,
     latency_us: u64,
     outcomes: Vec<(Outcome, u64)>,
     metric_latency: prometheus::local::LocalHistogram,
@@ -62,6 +63,7 @@ impl Batch {
             sent: 0,
             completed: 0,
             errors: 0,
+            ended: 0,
             latency_us: 0,
             outcomes: Vec::new(),
             metric_latency: metrics.latency.local(),
@@ -71,6 +73,7 @@ impl Batch {
 
     /// Counts one request; `now` is when it ended.
     fn record(&mut self, outcome: Outcome, latency: Duration, now: Instant) -> bool {
+        self.ended += 1;
         match outcome {
             Outcome::Status(status) => {
                 self.completed += 1;
@@ -94,6 +97,7 @@ impl Batch {
         live.sent.fetch_add(std::mem::take(&mut self.sent), Ordering::Relaxed);
         live.completed.fetch_add(std::mem::take(&mut self.completed), Ordering::Relaxed);
         live.errors.fetch_add(std::mem::take(&mut self.errors), Ordering::Relaxed);
+        live.ended.fetch_add(std::mem::take(&mut self.ended), Ordering::Relaxed);
         live.latency_us.fetch_add(std::mem::take(&mut self.latency_us), Ordering::Relaxed);
         for (outcome, n) in self.outcomes.drain(..) {
             metrics.requests.with_label_values(&[outcome.label().as_ref()]).inc_by(n);
@@ -101,9 +105,7 @@ impl Batch {
         self.metric_latency.flush();
         if !self.latencies.is_empty() {
             let _ = tally.latency_us.add(&self.latencies);
-            let mut shared = live.latencies.lock().unwrap_or_else(|p| p.into_inner());
-            let _ = shared.add(&self.latencies);
-            drop(shared);
+            live.latencies.lock().unwrap_or_else(|p| p.into_inner()).add(&self.latencies);
             self.latencies.reset();
         }
         self.since = Instant::now();
