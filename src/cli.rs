@@ -69,6 +69,10 @@ pub struct AgentArgs {
     /// Name of this agent in answers and logs. [default: hostname:public-port]
     #[arg(long, env = "TARSIER_NAME")]
     pub name: Option<String>,
+    /// A label waves select agents by (`wave: {select: {labels: {zone: b}}}`): KEY=VALUE, repeatable, over the
+    /// config's `labels:`.
+    #[arg(long = "label", value_name = "KEY=VALUE", env = "TARSIER_LABELS", value_delimiter = ',')]
+    pub labels: Vec<String>,
     /// Directory for the storage plugin's files (plugins.storage.dir). [default: the system temp dir]
     #[arg(long, env = "TARSIER_STORAGE_DIR")]
     pub storage_dir: Option<PathBuf>,
@@ -261,6 +265,10 @@ pub struct SwarmArgs {
     /// Exit after the demo waves instead of serving until Ctrl-C.
     #[arg(long)]
     pub once: bool,
+    /// Labels for `wave: {select: {labels: ...}}`, dealt round robin: `--label zone=a,b` gives agent 0 zone
+    /// a, agent 1 zone b, agent 2 zone a, ... Repeatable.
+    #[arg(long = "label", value_name = "KEY=V1,V2,...")]
+    pub labels: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -56,6 +56,7 @@ impl LocalSwarm {
             http_client(&AgentConfig::load(&AgentArgs { config: args.config.clone(), ..AgentArgs::default() })?)?;
         let shutdown = CancellationToken::new();
         let n = args.agents;
+        let dealt = dealt_labels(&args.labels)?;
         let mut agents = Vec::with_capacity(n);
         let mut serving = Vec::with_capacity(n);
         for i in 0..n {
@@ -71,6 +72,10 @@ impl LocalSwarm {
             config.listen = Some(SocketAddr::from(([127, 0, 0, 1], port(i)?)));
             config.service_listen = Some(SocketAddr::from(([127, 0, 0, 1], port(n + i)?)));
             config.name = Some(format!("local-{i}"));
+            for (key, values) in &dealt {
+                config.labels.insert(key.clone(), values[i % values.len()].clone());
+            }
+            crate::wire::body::check_labels(&config.labels).map_err(|why| anyhow::anyhow!("--label: {why}"))?;
             config.advertise = None;
             let agent = BoundAgent::bind(&config, Some(&registry), http.clone(), shutdown.clone()).await?;
             agents.push(agent.state.clone());
@@ -86,6 +91,19 @@ impl LocalSwarm {
         }
         Ok(())
     }
+}
+
+/// `--label zone=a,b`: each key with the values dealt to the agents in turn.
+fn dealt_labels(flags: &[String]) -> anyhow::Result<Vec<(String, Vec<String>)>> {
+    flags
+        .iter()
+        .map(|flag| {
+            let (key, values) =
+                flag.split_once('=').with_context(|| format!("--label {flag:?}: write KEY=V1,V2,..."))?;
+            let values: Vec<String> = values.split(',').map(str::to_owned).collect();
+            Ok((key.to_owned(), values))
+        })
+        .collect()
 }
 
 /// Runs a local swarm until `shutdown` fires (SIGTERM or Ctrl-C), then stops every agent, which releases

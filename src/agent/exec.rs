@@ -54,6 +54,9 @@ pub async fn execute(
         .map_err(|err| {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot write the wave's copy as JSON: {err}"))
         })?;
+    if !admitted.runs_here {
+        return delegate(state, admitted, resolved, body.data, copies).await;
+    }
     let detached = body.detach || !admitted.is_origin;
     let started = state.jobs.start(&resolved.name, &admitted.wave_id, detached, request_id);
     let (job_id, cancel) = (started.id, started.cancel);
@@ -68,6 +71,7 @@ pub async fn execute(
     // The local command and the forwarding start together.
     let forwarding = state.swarm.forward(Route::Exec, &admitted, copies, None);
     let is_origin = admitted.is_origin;
+    let selection = admitted.selection.clone();
     let run = RunningJob { state: state.clone(), job_id, command: resolved.name, cancel, admitted };
     // A peer's copy and a detached job are answered before the job ends: what it is, not how it ended. Their
     // job gets its task at once, so a wave's next hop never waits for this one's job (or its report's first
@@ -97,7 +101,30 @@ pub async fn execute(
     };
     answer.body.forwarded = forwarded.accepted;
     answer.body.forward = Some(forwarded);
+    answer.body.selection = selection.map(Box::new);
     Ok(answer)
+}
+
+/// The origin of a wave with `select` that did not choose itself: the data is checked here (so a bad body is
+/// one 400, not one per chosen agent), the copies go to the chosen agents, and nothing runs here.
+async fn delegate(
+    state: &Arc<AgentState>,
+    admitted: Admitted,
+    resolved: crate::agent::registry::Resolved,
+    data: Value,
+    copies: Vec<axum::body::Bytes>,
+) -> Result<Answer, ApiError> {
+    resolved.command.parse(data)?;
+    let forwarding = state.swarm.forward(Route::Exec, &admitted, copies, None);
+    let mut body = ExecAnswer::new(admitted.wave_id, state.name.clone(), resolved.name, None, Status::Delegated);
+    let forwarded = match forwarding {
+        Some(forwarding) => forwarding.outcome().await,
+        None => Forwarded::default(),
+    };
+    body.forwarded = forwarded.accepted;
+    body.forward = Some(forwarded);
+    body.selection = admitted.selection.map(Box::new);
+    Ok(Answer { status: StatusCode::OK, body })
 }
 
 /// A job's end: already there, or in a task of its own.

@@ -31,7 +31,7 @@ use crate::agent::jobs::Jobs;
 use crate::agent::metrics::Metrics;
 use crate::agent::registry::{builtin_plugins, Registry};
 use crate::agent::state::{AgentState, BodyLimits};
-use crate::agent::wave::{Swarm, WaveBounds};
+use crate::agent::wave::{Member, Swarm, WaveBounds};
 
 /// How long in-flight requests get to finish once shutdown starts. Every job is cancelled first and stops
 /// within 100 ms, so requests waiting on one end at once; this bounds only a client that does not read.
@@ -75,11 +75,13 @@ impl BoundAgent {
         let advertised_public = format!("{host}:{}", public_addr.port());
         let advertised_service = format!("{host}:{}", service_addr.port());
         let name = config.name.clone().unwrap_or_else(|| format!("{}:{}", crate::sys::hostname(), public_addr.port()));
+        let labels = config.all_labels();
         let me = Peer {
             id: name.clone(),
             public: advertised_public.clone(),
             service: Some(advertised_service.clone()),
             kind: PeerKind::Tarsier,
+            labels: labels.clone(),
         };
         let trust = Trust {
             key: key.clone(),
@@ -117,8 +119,8 @@ impl BoundAgent {
         };
         let metrics = Metrics::new(true, registry.collectors(), &config.limits)?;
         let bounds = WaveBounds::from_limits(&config.limits);
-        let swarm =
-            Arc::new(Swarm::new(name.clone(), advertised_public, peers, http, trust, metrics.waves.clone(), bounds)?);
+        let member = Member { name: name.clone(), advertised_public, labels };
+        let swarm = Arc::new(Swarm::new(member, peers, http, trust, metrics.waves.clone(), bounds)?);
         let control_plane = control_plane_source(
             (public_addr.port(), service_addr.port()),
             in_process,

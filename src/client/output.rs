@@ -92,7 +92,7 @@ pub fn exec_answer(http_status: u16, answer: &Value) {
         return;
     }
     let shown = match Status::of_answer(answer) {
-        Some(ran @ (Status::Ok | Status::Running | Status::Accepted)) => styled(GOOD, ran.as_str()),
+        Some(ran @ (Status::Ok | Status::Running | Status::Accepted | Status::Delegated)) => styled(GOOD, ran.as_str()),
         Some(other) => styled(BAD, other.as_str().to_uppercase()),
         None => styled(BAD, status.to_uppercase()),
     };
@@ -105,6 +105,7 @@ pub fn exec_answer(http_status: u16, answer: &Value) {
     if !ids.is_empty() {
         line(styled(DIM, ids));
     }
+    selection(&answer["selection"]);
     key_values(&answer["result"]);
     http_load_table(&answer["result"], "this agent");
     let forward = &answer["forward"];
@@ -112,6 +113,19 @@ pub fn exec_answer(http_status: u16, answer: &Value) {
     if sent.iter().any(|n| *n > 0) {
         line(format!("  wave: {} peers took it, {} had it already, {} failed", sent[0], sent[1], sent[2]));
     }
+}
+
+/// A wave's `select`: what was asked, how many matched, which were chosen.
+fn selection(selection: &Value) {
+    let Some(chosen) = selection["chosen"].as_array() else { return };
+    let names: Vec<&str> = chosen.iter().filter_map(Value::as_str).collect();
+    let shown = if names.len() > 10 { format!("{}, ...", names[..10].join(", ")) } else { names.join(", ") };
+    line(format!(
+        "  selected {} of {} matching agents ({}): {shown}",
+        names.len(),
+        selection["matched"].as_u64().unwrap_or(0),
+        selection["asked"].as_str().unwrap_or("?")
+    ));
 }
 
 /// A wave report as a summary: what was measured, said as such.
@@ -135,6 +149,10 @@ pub fn wave_report(summary: &Value, expected: Option<u64>) {
     if let Some(hops) = summary["per_hop"].as_object() {
         let hops: Vec<String> = hops.iter().map(|(hop, count)| format!("{hop}: {count}")).collect();
         line(format!("  executions per hop: {}", hops.join(", ")));
+    }
+    if let Some(missing) = summary["selected_not_reported"].as_array().filter(|m| !m.is_empty()) {
+        let missing: Vec<&str> = missing.iter().filter_map(Value::as_str).collect();
+        line(styled(BAD, format!("  selected but not reported: {}", missing.join(", "))));
     }
     http_load_table(&summary["merged"], &format!("the swarm ({} agents)", n("agents_reached")));
 }

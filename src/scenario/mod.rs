@@ -325,9 +325,15 @@ async fn resolve_target(
 ) -> anyhow::Result<(Option<LocalSwarm>, String, String)> {
     let (consul, consul_service) = match target {
         Target::Local(n) => {
-            let swarm =
-                LocalSwarm::start(&SwarmArgs { agents: *n, base_port: None, config: None, no_demo: true, once: true })
-                    .await?;
+            let swarm = LocalSwarm::start(&SwarmArgs {
+                agents: *n,
+                base_port: None,
+                config: None,
+                no_demo: true,
+                once: true,
+                labels: Vec::new(),
+            })
+            .await?;
             let first = &swarm.agents[0];
             let (public, service) = (format!("http://{}", first.public_addr), format!("http://{}", first.service_addr));
             return Ok((Some(swarm), public, service));

@@ -37,6 +37,20 @@ pub struct ExecAnswer {
     pub forwarded: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub forward: Option<Forwarded>,
+    /// For a wave with `select`: what was asked and which agents the origin chose.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub selection: Option<Box<Selection>>,
+}
+
+/// The agents a wave's `select` chose, as the origin tells its client and its report.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Selection {
+    /// What was asked, for a person: `count 3 of zone=b`.
+    pub asked: String,
+    /// Agents the origin knew whose labels matched.
+    pub matched: usize,
+    /// The public `host:port`s of the agents chosen to run it.
+    pub chosen: Vec<String>,
 }
 
 impl ExecAnswer {
@@ -54,6 +68,7 @@ impl ExecAnswer {
             field: None,
             forwarded: 0,
             forward: None,
+            selection: None,
         }
     }
 }

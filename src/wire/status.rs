@@ -13,6 +13,9 @@ pub enum Status {
     Accepted,
     /// A dedupe wave this agent had already run.
     Duplicate,
+    /// A wave with `select` this agent started but was not chosen for: it sent the copies to the chosen
+    /// agents and ran nothing itself.
+    Delegated,
     Ok,
     /// Stopped by `/abort`, `DELETE /jobs/{id}` or shutdown; whatever it took is released.
     Cancelled,
@@ -37,6 +40,7 @@ impl Status {
             Status::Running => "running",
             Status::Accepted => "accepted",
             Status::Duplicate => "duplicate",
+            Status::Delegated => "delegated",
             Status::Ok => "ok",
             Status::Cancelled => "cancelled",
             Status::Invalid => "invalid",
@@ -54,10 +58,10 @@ impl Status {
         Status::deserialize(&answer["status"]).ok()
     }
 
-    /// The command ran, or runs, as asked: finished `ok`, still running, taken by a peer, or a dedupe wave
-    /// this agent had already run.
+    /// The command ran, or runs, as asked: finished `ok`, still running, taken by a peer, a dedupe wave
+    /// this agent had already run, or sent on to the agents a selection chose.
     pub fn ran(self) -> bool {
-        matches!(self, Status::Ok | Status::Running | Status::Accepted | Status::Duplicate)
+        matches!(self, Status::Ok | Status::Running | Status::Accepted | Status::Duplicate | Status::Delegated)
     }
 
     /// The status and HTTP status of a command that ended with `error`.

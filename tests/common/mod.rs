@@ -340,6 +340,57 @@ pub fn find_tool(name: &str, env: &str, version_arg: &str) -> PathBuf {
     panic!("no {name} binary: run scripts/{name}.sh install (scripts/test.sh does)");
 }
 
+/// `tarsier swarm --agents N` on fixed ports, killed when dropped.
+pub struct SwarmProcess {
+    pub base: u16,
+    pub agents: u16,
+    child: std::process::Child,
+}
+
+impl SwarmProcess {
+    /// `extra`: more arguments of `tarsier swarm` (`--label zone=a,b`).
+    pub fn start(agents: u16, extra: &[&str]) -> Self {
+        let base = free_port_range(2 * agents);
+        let child = Command::new(BIN)
+            .args(["swarm", "--agents", &agents.to_string(), "--no-demo", "--base-port", &base.to_string()])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let swarm = SwarmProcess { child, base, agents };
+        let http = http();
+        let peers = format!("http://127.0.0.1:{}/peers", base + agents);
+        let joined = eventually(std::time::Duration::from_secs(30), || {
+            http.get(&peers).send().and_then(|r| r.json::<serde_json::Value>()).is_ok_and(|p| p["count"] == agents - 1)
+        });
+        assert!(joined, "the local swarm did not come up");
+        swarm
+    }
+
+    pub fn public(&self, i: u16) -> String {
+        format!("http://127.0.0.1:{}", self.base + i)
+    }
+
+    /// How many agents run a job now.
+    pub fn busy(&self, http: &reqwest::blocking::Client) -> usize {
+        (0..self.agents)
+            .filter(|i| {
+                let jobs: serde_json::Value =
+                    http.get(format!("{}/jobs", self.public(*i))).send().unwrap().json().unwrap();
+                !jobs["running"].as_array().unwrap().is_empty()
+            })
+            .count()
+    }
+}
+
+impl Drop for SwarmProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// `count` free ports in a row below the ephemeral range, for `tarsier swarm --base-port`.
 pub fn free_port_range(count: u16) -> u16 {
     for _ in 0..50 {

@@ -3,14 +3,14 @@
 //! and one that comes back after the teardown is reported with the time it took. The service under test is
 //! a real HTTP server of the test's own whose status the test flips.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{self, eventually, patient, ChildAgent, BIN};
+use crate::common::{self, eventually, patient, ChildAgent, SwarmProcess, BIN};
 
 /// A service that answers every request with the status the test sets; `GET /break` sets it to 503.
 struct Service {
@@ -47,54 +47,6 @@ impl Service {
     }
 }
 
-/// `tarsier swarm --agents N` on fixed ports, killed when dropped.
-struct LocalSwarm {
-    child: Child,
-    base: u16,
-    agents: u16,
-}
-
-impl LocalSwarm {
-    fn start(agents: u16) -> Self {
-        let base = common::free_port_range(2 * agents);
-        let child = Command::new(BIN)
-            .args(["swarm", "--agents", &agents.to_string(), "--no-demo", "--base-port", &base.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let swarm = LocalSwarm { child, base, agents };
-        let http = common::http();
-        let peers = format!("http://127.0.0.1:{}/peers", base + agents);
-        let joined = eventually(Duration::from_secs(30), || {
-            http.get(&peers).send().and_then(|r| r.json::<Value>()).is_ok_and(|p| p["count"] == agents - 1)
-        });
-        assert!(joined, "the local swarm did not come up");
-        swarm
-    }
-
-    fn public(&self, i: u16) -> String {
-        format!("http://127.0.0.1:{}", self.base + i)
-    }
-
-    /// How many agents run a job now.
-    fn busy(&self, http: &reqwest::blocking::Client) -> usize {
-        (0..self.agents)
-            .filter(|i| {
-                let jobs: Value = http.get(format!("{}/jobs", self.public(*i))).send().unwrap().json().unwrap();
-                !jobs["running"].as_array().unwrap().is_empty()
-            })
-            .count()
-    }
-}
-
-impl Drop for LocalSwarm {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn output_text(out: &std::process::Output) -> String {
     format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
@@ -105,7 +57,7 @@ fn output_text(out: &std::process::Output) -> String {
 #[test]
 fn a_broken_guard_aborts_a_ten_agent_swarm_at_once_and_fails_the_run() {
     let service = Service::start();
-    let swarm = LocalSwarm::start(10);
+    let swarm = SwarmProcess::start(10, &[]);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("guarded.yaml");
     let junit = dir.path().join("junit.xml");

@@ -9,6 +9,7 @@ mod common;
 mod agent_api;
 mod agent_core;
 mod bad_bodies;
+mod blast_radius;
 mod cli;
 mod compat;
 mod contract;

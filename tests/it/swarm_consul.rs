@@ -146,3 +146,28 @@ fn sigterm_deregisters_from_consul() {
     assert!(eventually(Duration::from_secs(3), || consul.passing() == 1));
     assert!(eventually(Duration::from_secs(10), || agents[0].peer_count() == 0));
 }
+
+/// Labels travel through Consul (meta `label_*`, and `key=value` tags): a selection by label from any agent
+/// runs on exactly the labelled agents.
+#[test]
+fn a_selection_by_label_reaches_exactly_the_agents_labelled_in_consul() {
+    let consul = ConsulDev::start();
+    let base = consul.agent_config();
+    let tagged = format!("{base}labels: {{zone: b}}\n");
+    let mut agents = spawn_agents(3, &base);
+    agents.extend(spawn_agents(2, &tagged));
+    let all: Vec<&ChildAgent> = agents.iter().collect();
+    wait_for_peers(&consul, &all, 4, Duration::from_secs(20));
+    let peers = agents[0].get_json(&format!("{}/peers", agents[0].service));
+    let labelled = peers["peers"].as_array().unwrap().iter().filter(|p| p["labels"]["zone"] == "b").count();
+    assert_eq!(labelled, 2, "{peers}");
+    let (status, answer) = agents[0]
+        .exec("command: sleep/sleep\ndata: {duration: 0s}\nwave: {report: true, select: {labels: {zone: b}}}\n");
+    assert_eq!((status, &answer["status"]), (200, &serde_json::json!("delegated")), "{answer}");
+    let report = agents[0].wave_report(answer["wave_id"].as_str().unwrap(), 2);
+    assert_eq!(report["executions"], 2, "{report}");
+    let ran: std::collections::BTreeSet<String> =
+        report["selected"].as_array().unwrap().iter().map(|a| format!("http://{}", a.as_str().unwrap())).collect();
+    let labelled: std::collections::BTreeSet<String> = agents[3..].iter().map(|a| a.public.clone()).collect();
+    assert_eq!(ran, labelled);
+}

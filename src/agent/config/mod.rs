@@ -50,6 +50,10 @@ pub struct AgentConfig {
     pub persistent_storage: Option<Value>,
     pub log_format: Option<LogFormat>,
     pub max_body: Option<ByteSize>,
+    /// Labels a wave's `select: {labels: ...}` picks agents by (`zone: b`); registered in Consul as meta
+    /// `label_<key>`. The Consul `tags` of the form `key=value` are labels too.
+    #[serde(default)]
+    pub labels: crate::wire::body::Labels,
     /// The host peers and Consul reach this agent at; default: the listen IP, or the hostname when listening
     /// on every address.
     pub advertise: Option<String>,
@@ -153,6 +157,17 @@ impl AgentConfig {
     }
 
     /// The config file (if any) with the environment and flags laid over it.
+    /// This agent's labels: `labels:`, and the Consul tags written `key=value`.
+    pub fn all_labels(&self) -> crate::wire::body::Labels {
+        let mut labels = self.labels.clone();
+        for tag in self.discovery.consul.iter().flat_map(|consul| &consul.tags) {
+            if let Some((key, value)) = tag.split_once('=') {
+                labels.entry(key.to_owned()).or_insert_with(|| value.to_owned());
+            }
+        }
+        labels
+    }
+
     pub fn load(args: &AgentArgs) -> anyhow::Result<Self> {
         let mut config = match &args.config {
             Some(path) => Self::from_file(path)?,
@@ -185,6 +200,11 @@ impl AgentConfig {
                 None => config.discovery.consul = Some(ConsulConfig::new(address.clone())),
             }
         }
+        for pair in &args.labels {
+            let (key, value) = pair.split_once('=').with_context(|| format!("--label {pair:?}: write KEY=VALUE"))?;
+            config.labels.insert(key.to_owned(), value.to_owned());
+        }
+        crate::wire::body::check_labels(&config.labels).map_err(|why| anyhow::anyhow!("labels: {why}"))?;
         if !config.discovery.static_peers.is_empty() && config.discovery.consul.is_some() {
             anyhow::bail!("discovery: choose static peers or Consul, not both");
         }

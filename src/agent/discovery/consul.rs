@@ -125,6 +125,8 @@ pub struct Registration {
     pub public_tls: bool,
     pub service_port: u16,
     pub service_tls: bool,
+    /// Registered as meta `label_<key>`.
+    pub labels: crate::wire::body::Labels,
 }
 
 pub struct ConsulPeers {
@@ -176,6 +178,28 @@ struct ServiceEntry {
     port: u16,
     #[serde(default)]
     meta: Option<HashMap<String, String>>,
+    #[serde(default)]
+    tags: Option<Vec<String>>,
+}
+
+/// The prefix of the meta keys that carry an agent's labels.
+const LABEL_META: &str = "label_";
+
+/// A registered instance's labels: its meta `label_*` and its tags written `key=value`. Only labels within
+/// the rules are taken: what Consul holds is anybody's word who can write to it (a selection checks its own
+/// labels again where it runs).
+fn labels_of(meta: Option<&HashMap<String, String>>, tags: Option<&Vec<String>>) -> crate::wire::body::Labels {
+    let from_meta =
+        meta.into_iter().flatten().filter_map(|(key, value)| Some((key.strip_prefix(LABEL_META)?, value.as_str())));
+    let from_tags = tags.into_iter().flatten().filter_map(|tag| tag.split_once('='));
+    let mut labels = crate::wire::body::Labels::new();
+    for (key, value) in from_meta.chain(from_tags) {
+        let one = crate::wire::body::Labels::from([(key.to_owned(), value.to_owned())]);
+        if labels.len() < crate::wire::body::MAX_LABELS && crate::wire::body::check_labels(&one).is_ok() {
+            labels.entry(key.to_owned()).or_insert_with(|| value.to_owned());
+        }
+    }
+    labels
 }
 
 impl ConsulPeers {
@@ -226,6 +250,9 @@ impl ConsulPeers {
         });
         if let Some(proof) = &me.proof {
             meta["tarsier_member"] = json!(proof);
+        }
+        for (key, value) in &me.labels {
+            meta[format!("{LABEL_META}{key}")] = json!(value);
         }
         let body = json!({
             "ID": me.id,
@@ -294,7 +321,8 @@ impl ConsulPeers {
                 .and_then(|m| m.get("service_port"))
                 .and_then(|port| port.parse::<u16>().ok())
                 .map(|port| format!("{host}:{port}"));
-            let peer = Peer { id: e.service.id, public: format!("{host}:{}", e.service.port), service, kind };
+            let labels = labels_of(meta, e.service.tags.as_ref());
+            let peer = Peer { id: e.service.id, public: format!("{host}:{}", e.service.port), service, kind, labels };
             let proof = meta.and_then(|m| m.get("tarsier_member")).map(String::as_str);
             match self.admit(&peer, host, e.service.port, proof) {
                 Ok(()) => {

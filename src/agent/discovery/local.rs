@@ -88,7 +88,13 @@ mod tests {
     use crate::agent::discovery::PeerKind;
 
     fn peer(n: usize) -> Peer {
-        Peer { id: format!("a{n}"), public: format!("127.0.0.1:{n}"), service: None, kind: PeerKind::Tarsier }
+        Peer {
+            id: format!("a{n}"),
+            public: format!("127.0.0.1:{n}"),
+            service: None,
+            kind: PeerKind::Tarsier,
+            labels: Default::default(),
+        }
     }
 
     fn ids(list: &[Peer]) -> Vec<&str> {

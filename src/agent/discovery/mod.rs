@@ -28,6 +28,9 @@ pub struct Peer {
     /// How it is spoken to.
     #[serde(default)]
     pub kind: PeerKind,
+    /// Its labels, as discovery says (Consul meta `label_*` and `key=value` tags; none for static peers).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: crate::wire::body::Labels,
 }
 
 /// How a peer is spoken to: a tarsier agent, or an agent that speaks HTTP/1.1 only, such as the reference
@@ -140,7 +143,13 @@ impl StaticPeers {
             if public == own_public {
                 continue;
             }
-            let peer = Peer { id: address.clone(), public: public.to_owned(), service: None, kind };
+            let peer = Peer {
+                id: address.clone(),
+                public: public.to_owned(),
+                service: None,
+                kind,
+                labels: Default::default(),
+            };
             match admission(&peer, trust) {
                 Ok(()) => peers.push(peer),
                 Err(reason) => {
@@ -202,5 +211,6 @@ pub fn consul_registration(
         public_tls,
         service_port,
         service_tls,
+        labels: me.labels.clone(),
     }
 }

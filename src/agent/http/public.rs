@@ -152,7 +152,7 @@ async fn abort(
     if wave.hop == 0 {
         // A client's abort: whatever its wave said, it floods every agent once and reports back.
         let remain = if request.local { 0 } else { MAX_REMAIN };
-        wave = WaveSpec { remain, buddies: ABORT_BUDDIES, dedupe: true, report: true, ..wave };
+        wave = WaveSpec { remain, buddies: ABORT_BUDDIES, dedupe: true, report: true, select: None, ..wave };
     }
     let admitted = match state.swarm.enter(Some(wave), Route::Abort, "abort")? {
         Entry::Duplicate { wave_id } => return Ok(Json(AbortAnswer::duplicate(&state.name, wave_id))),

@@ -67,6 +67,31 @@ pub(super) async fn forward(
     outcome
 }
 
+/// A selection's copies: one to each of `targets` (public addresses the origin chose among its peers), all at
+/// once, a dedupe copy each (retried, and run at most once). A target no longer among the peers counts as a
+/// failed copy.
+pub(super) async fn forward_to(
+    swarm: &Arc<Swarm>,
+    route: Route,
+    copies: Vec<Bytes>,
+    targets: Vec<String>,
+) -> Forwarded {
+    let Some(copy) = copies.into_iter().next() else { return Forwarded::default() };
+    let peers = swarm.peers.peers();
+    let wanted: std::collections::HashSet<&str> = targets.iter().map(String::as_str).collect();
+    let found: Vec<usize> = (0..peers.len()).filter(|i| wanted.contains(peers[*i].public.as_str())).collect();
+    let count = u32::try_from(found.len()).unwrap_or(u32::MAX);
+    let mut outcome = spread(found.len(), count, false, |i| {
+        let (swarm, peers, copy, index) = (swarm.clone(), peers.clone(), copy.clone(), found[i]);
+        async move { send_copy(&swarm, &peers[index], route, &copy, true).await }
+    })
+    .await;
+    outcome.failed += u32::try_from(targets.len().saturating_sub(found.len())).unwrap_or(u32::MAX);
+    swarm.metrics.forwarded.inc_by(u64::from(outcome.accepted));
+    swarm.metrics.forward_errors.inc_by(u64::from(outcome.failed));
+    outcome
+}
+
 /// One hop's choice of peers, apart from HTTP: `send(i)` gives the copy to peer `i` of `peer_count`. Peers are
 /// tried in a random order; a sliding window keeps `buddies` sends in flight, and each duplicate or failure is
 /// replaced at once by the next peer, so an agent reached late does not also wait for the slowest of a batch.

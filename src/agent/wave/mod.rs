@@ -22,10 +22,12 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::agent::discovery::PeerKind;
 use crate::agent::discovery::{PeerSource, Refused, Trust};
 use crate::agent::metrics::WaveMetrics;
 use crate::credentials::SwarmKey;
-use crate::wire::body::WaveSpec;
+use crate::wire::answer::Selection;
+use crate::wire::body::{labels_match, Labels, Select, WaveSpec};
 use crate::wire::error::ApiError;
 use crate::wire::status::Status;
 
@@ -65,6 +67,8 @@ pub struct Swarm {
     forwarding: Mutex<CancellationToken>,
     /// Hops of command waves this agent forwards at once; a copy beyond them is refused (429).
     hops: Arc<Semaphore>,
+    /// This agent's labels, which a wave's `select` matches (config `labels:` and `key=value` Consul tags).
+    labels: Labels,
 }
 
 /// Command-wave hops one agent forwards at once. Without a bound a storm (a wave without dedupe and a large
@@ -248,6 +252,14 @@ impl Route {
     }
 }
 
+/// Who this agent is to the swarm: its name in reports, the `host:port` peers reach its public port at, and
+/// the labels a wave's `select` matches.
+pub struct Member {
+    pub name: String,
+    pub advertised_public: String,
+    pub labels: Labels,
+}
+
 /// What [`Swarm::enter`] decided about a body.
 pub enum Entry {
     /// A dedupe wave this agent has already run: nothing to do.
@@ -276,6 +288,12 @@ pub struct Admitted {
     pub dedupe: bool,
     /// A copy's place among the hops this agent forwards at once, held until its forward ends.
     hop_slot: Option<Arc<OwnedSemaphorePermit>>,
+    /// False at the origin of a wave with `select` that did not choose itself: it sends the copies and runs
+    /// nothing.
+    pub runs_here: bool,
+    /// For a wave with `select`, at its origin: the agents chosen, each sent a copy by the origin itself,
+    /// and what was asked.
+    pub selection: Option<Selection>,
 }
 
 impl Admitted {
@@ -304,14 +322,14 @@ impl Admitted {
 impl Swarm {
     /// `trust.tls` decides how peers are spoken to: all over TLS, or all plain.
     pub fn new(
-        name: String,
-        advertised_public: String,
+        me: Member,
         peers: Arc<dyn PeerSource>,
         http: reqwest::Client,
         trust: Trust,
         metrics: WaveMetrics,
         bounds: WaveBounds,
     ) -> anyhow::Result<Self> {
+        let Member { name, advertised_public, labels } = me;
         Ok(Self {
             name,
             advertised_public,
@@ -329,7 +347,39 @@ impl Swarm {
             aborted_at_ms: AtomicU64::new(0),
             forwarding: Mutex::new(CancellationToken::new()),
             hops: Arc::new(Semaphore::new(MAX_HOPS_IN_FLIGHT)),
+            labels,
         })
+    }
+
+    /// Picks a selection's agents at random among those it matches: this agent and the tarsier peers it knows
+    /// (a reference agent cannot check a selection, so it is never chosen).
+    fn choose(&self, select: &Select) -> Selection {
+        let peers = self.peers.peers();
+        let mut matching: Vec<&str> = Vec::new();
+        if labels_match(&select.labels, &self.labels) {
+            matching.push(&self.advertised_public);
+        }
+        matching.extend(
+            peers
+                .iter()
+                .filter(|p| p.kind == PeerKind::Tarsier && labels_match(&select.labels, &p.labels))
+                .map(|p| p.public.as_str()),
+        );
+        let picked = rand::seq::index::sample(&mut rand::rng(), matching.len(), select.how_many(matching.len()));
+        let chosen = picked.into_iter().map(|i| matching[i].to_owned()).collect();
+        Selection { asked: select.asked(), matched: matching.len(), chosen }
+    }
+
+    /// A copy of a selected wave runs only on an agent the origin chose and whose own labels match: what
+    /// discovery said of its labels may not be true.
+    fn check_selected(&self, select: &Select) -> Result<(), ApiError> {
+        let named = select.chosen.contains(&self.advertised_public);
+        if named && labels_match(&select.labels, &self.labels) {
+            return Ok(());
+        }
+        let why = if named { "its labels do not match wave.select.labels" } else { "it is not in wave.select.chosen" };
+        Err(ApiError::new(StatusCode::CONFLICT, format!("this agent was not selected: {why}"))
+            .with_field("wave.select"))
     }
 
     /// Takes in a body's wave (the default, a wave of one, when it has none) arriving on `route`; `command`
@@ -340,8 +390,24 @@ impl Swarm {
     pub fn enter(&self, wave: Option<WaveSpec>, route: Route, command: &str) -> Result<Entry, ApiError> {
         let mut wave = wave.unwrap_or_default();
         wave.validate()?;
+        if route == Route::Abort {
+            // An abort reaches everyone, whatever selection its body names.
+            wave.select = None;
+        }
         let received_at_ms = now_ms();
         let is_origin = wave.hop == 0;
+        let mut selection = None;
+        if let Some(select) = wave.select.as_mut() {
+            if is_origin {
+                // Blast radius: the origin picks the agents and sends each a copy itself; they run it once.
+                let chosen = self.choose(select);
+                select.chosen = chosen.chosen.clone();
+                wave.dedupe = true;
+                selection = Some(chosen);
+            } else {
+                self.check_selected(select)?;
+            }
+        }
         if is_origin {
             wave.started_at_ms = Some(received_at_ms);
             wave.origin = wave.report.then(|| self.advertised_public.clone());
@@ -388,10 +454,14 @@ impl Swarm {
         let wave_id = wave.id.get_or_insert_with(new_wave_id).clone();
         if is_origin && wave.report {
             // A dedupe wave runs once per agent: the origin expects the swarm it knows (its peers and
-            // itself), or fewer when `remain` and `buddies` cannot reach that far.
+            // itself), or fewer when `remain` and `buddies` cannot reach that far; a selection, its agents.
             let swarm = self.peers.peers().len() as u64 + 1;
-            let expected = wave.dedupe.then(|| swarm.min(records::reach_bound(wave.remain, wave.buddies)));
-            self.records.open_report(&wave_id, command, expected);
+            let expected = match &selection {
+                Some(selection) => Some(selection.chosen.len() as u64),
+                None => wave.dedupe.then(|| swarm.min(records::reach_bound(wave.remain, wave.buddies))),
+            };
+            let selected = selection.as_ref().map(|s| s.chosen.clone()).unwrap_or_default();
+            self.records.open_report(&wave_id, command, expected, selected);
         }
         if !is_origin {
             self.metrics.received.with_label_values(&[route.segment()]).inc();
@@ -401,7 +471,17 @@ impl Swarm {
             return Ok(Entry::Duplicate { wave_id });
         }
         let report_to = if wave.report { wave.origin.clone() } else { None };
-        let next = if wave.remain == 0 {
+        let runs_here = selection.as_ref().is_none_or(|s| s.chosen.contains(&self.advertised_public));
+        let next = if let Some(selection) = &selection {
+            // One copy, hop 1 and the end of the road, for every chosen agent but this one.
+            let others = selection.chosen.iter().any(|address| *address != self.advertised_public);
+            let copy = WaveSpec { remain: 0, buddies: 0, hop: 1, budget: None, ..wave.clone() };
+            if others {
+                vec![copy]
+            } else {
+                Vec::new()
+            }
+        } else if wave.select.is_some() || wave.remain == 0 {
             Vec::new()
         } else if wave.dedupe {
             vec![wave.next_hop()]
@@ -424,6 +504,8 @@ impl Swarm {
             next,
             dedupe: wave.dedupe,
             hop_slot,
+            runs_here,
+            selection,
         }))
     }
 
@@ -495,6 +577,9 @@ impl Swarm {
         fan_out: Option<u32>,
     ) -> Option<Forwarding> {
         let buddies = fan_out.unwrap_or(admitted.next.first()?.buddies);
+        let targets: Option<Vec<String>> = admitted.selection.as_ref().map(|selection| {
+            selection.chosen.iter().filter(|address| **address != self.advertised_public).cloned().collect()
+        });
         // Taken in just before an abort, sent on just after it: not sent.
         if route == Route::Exec && !admitted.is_origin && self.check_not_aborted(admitted.started_at_ms).is_err() {
             return None;
@@ -503,8 +588,14 @@ impl Swarm {
         let stop = self.forwarding.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let task = tokio::spawn(async move {
             let _hop_slot = hop_slot;
+            let forwarding = async {
+                match targets {
+                    Some(targets) => forward::forward_to(&swarm, route, copies, targets).await,
+                    None => forward::forward(&swarm, route, copies, buddies, dedupe).await,
+                }
+            };
             tokio::select! {
-                forwarded = forward::forward(&swarm, route, copies, buddies, dedupe) => forwarded,
+                forwarded = forwarding => forwarded,
                 _ = stop.cancelled() => Forwarded::default(),
             }
         });
@@ -552,8 +643,7 @@ mod tests {
         let limits = tarsier_plugin::Limits::default();
         let metrics = crate::agent::metrics::Metrics::new(false, Vec::new(), &limits).unwrap();
         super::Swarm::new(
-            "a".into(),
-            "127.0.0.1:1".into(),
+            super::Member { name: "a".into(), advertised_public: "127.0.0.1:1".into(), labels: Default::default() },
             std::sync::Arc::new(crate::agent::discovery::NoPeers),
             reqwest::Client::new(),
             crate::agent::discovery::Trust::default(),
@@ -627,6 +717,8 @@ mod tests {
             next,
             dedupe: false,
             hop_slot: None,
+            runs_here: true,
+            selection: None,
         };
         let copies = admitted.copies(|wave| serde_json::json!({ "data": "x".repeat(1000), "wave": wave })).unwrap();
         assert_eq!(copies.len(), 19);

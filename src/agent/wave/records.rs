@@ -113,6 +113,8 @@ struct WaveRecord {
     dropped: u64,
     /// A dedupe wave: how many agents the origin expected to report (see `Swarm::enter`).
     expected: Option<u64>,
+    /// A wave with `select`: the agents chosen (public addresses); empty otherwise.
+    selected: Vec<String>,
 }
 
 /// One report as the origin keeps it: its numbers, and where its texts are in the record's `text`.
@@ -168,6 +170,10 @@ impl WaveRecord {
         &self.text[e.start..e.agent_end]
     }
 
+    fn address(&self, e: &KeptEntry) -> &str {
+        &self.text[e.agent_end..e.address_end]
+    }
+
     fn result_text(&self, e: &KeptEntry) -> &str {
         &self.text[e.address_end..e.result_end]
     }
@@ -177,7 +183,7 @@ impl WaveRecord {
         let result = serde_json::from_str::<&RawValue>(self.result_text(e)).unwrap_or(RawValue::NULL);
         EntryView {
             agent: self.agent(e),
-            address: &self.text[e.agent_end..e.address_end],
+            address: self.address(e),
             hop: e.hop,
             status: e.status,
             received_at_ms: e.received_at_ms,
@@ -224,7 +230,7 @@ impl WaveRecords {
 
     /// The origin opens a report for a wave it starts; `expected` is how many agents it can reach (a dedupe
     /// wave: the swarm it knows, within what `remain` and `buddies` allow).
-    pub fn open_report(&self, id: &str, command: &str, expected: Option<u64>) {
+    pub fn open_report(&self, id: &str, command: &str, expected: Option<u64>, selected: Vec<String>) {
         let mut reports = self.reports.lock().unwrap_or_else(|p| p.into_inner());
         if reports.records.contains_key(id) {
             return;
@@ -239,6 +245,7 @@ impl WaveRecords {
             text: String::new(),
             dropped: 0,
             expected,
+            selected,
         };
         reports.records.insert(id.to_owned(), record);
         reports.order.push_back(id.to_owned());
@@ -315,6 +322,14 @@ impl WaveRecords {
             summary["expected_agents"] = json!(expected);
             summary["still_expected"] = json!(expected.saturating_sub(agents.len() as u64));
             summary["complete"] = json!(agents.len() as u64 >= expected);
+        }
+        if !record.selected.is_empty() {
+            // Which agents were chosen, and which of them have not reported (yet): a selection is exact.
+            let reported: HashSet<&str> = record.entries.iter().map(|e| record.address(e)).collect();
+            let missing: Vec<&String> =
+                record.selected.iter().filter(|address| !reported.contains(address.as_str())).collect();
+            summary["selected"] = json!(record.selected);
+            summary["selected_not_reported"] = json!(missing);
         }
         if with_entries {
             let mut budget = ANSWER_ENTRIES_BYTES_MAX;

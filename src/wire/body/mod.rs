@@ -1,5 +1,6 @@
 //! The command body on the wire (docs/guide.md: The command body), in YAML or JSON, with the reference Tarsier's aliases.
 
+mod select;
 mod shape;
 
 use serde::de::DeserializeOwned;
@@ -8,6 +9,7 @@ use serde_json::Value;
 use tarsier_plugin::field_path;
 
 use crate::wire::error::ApiError;
+pub use select::{check_labels, labels_match, Labels, Select, MAX_LABELS};
 pub use shape::{check_nesting, check_tags, unique_value, UniqueKeys, MAX_DEPTH, MAX_INDENT};
 
 /// A wave id: 1 to 64 characters of `A-Z a-z 0-9 _ -`. Ids travel in URLs, logs and memory of every agent,
@@ -80,6 +82,10 @@ pub struct WaveSpec {
     /// When the origin started the wave (Unix ms, its clock): copies of waves older than an abort are refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at_ms: Option<u64>,
+    /// Which agents run the command (the blast radius): the origin picks them and sends each a copy itself,
+    /// whatever `remain` and `buddies` say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub select: Option<Select>,
 }
 
 impl WaveSpec {
@@ -87,6 +93,9 @@ impl WaveSpec {
     pub fn validate(&self) -> Result<(), ApiError> {
         if let Some(id) = &self.id {
             check_wave_id(id)?;
+        }
+        if let Some(select) = &self.select {
+            select.validate()?;
         }
         if self.origin.as_ref().is_some_and(|o| o.len() > MAX_ORIGIN) {
             return Err(ApiError::bad_request(
