@@ -54,6 +54,16 @@ pub fn json_line(value: &Value) {
 /// p99 3.10 ms`.
 pub fn progress_line(progress: &Value) -> String {
     let mut parts = Vec::new();
+    let stage = &progress["stage"];
+    if let (Some(at), Some(of), Some(target)) =
+        (stage["stage"].as_u64(), stage["stages"].as_u64(), stage["target"].as_f64())
+    {
+        let target = match stage["of"].as_str() {
+            Some("rate") => format!("{target:.0} req/s asked"),
+            _ => format!("{target:.0} in flight"),
+        };
+        parts.push(format!("stage {at}/{of} ({target})"));
+    }
     let count = |key: &str| progress[key].as_u64();
     if let Some(sent) = count("sent") {
         parts.push(format!("{sent} sent"));
@@ -232,15 +242,29 @@ fn number(n: &serde_json::Number) -> String {
 /// A wrk-like table of an http_load result, if `result` is one.
 pub fn http_load_table(result: &Value, whose: &str) {
     let Ok(result) = HttpLoadResult::deserialize(result) else { return };
-    let Some(latency) = result.latency_ms else { return };
-    let errors = &result.errors;
+    if result.latency_ms.is_none() {
+        return;
+    }
     line(format!("\nhttp_load, {whose}:"));
     line(format!(
-        "  {:>10} {:>10} {:>8} {:>6} {:>6} {:>10} | latency ms {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
-        "requests", "completed", "errors", "4xx", "5xx", "req/s", "min", "p50", "p90", "p99", "p99.9", "max"
+        "  {:>20} {:>10} {:>10} {:>8} {:>6} {:>6} {:>10} | latency ms {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "", "requests", "completed", "errors", "4xx", "5xx", "req/s", "min", "p50", "p90", "p99", "p99.9", "max"
     ));
+    for stage in result.stages.iter().flatten() {
+        load_row(&format!("stage {} {:.0}->{:.0}", stage.stage, stage.from, stage.to), &stage.figures);
+    }
+    load_row(if result.stages.is_some() { "all stages" } else { "" }, &result);
+}
+
+/// One row of the `http_load` table.
+fn load_row(label: &str, result: &HttpLoadResult) {
+    let Some(latency) = result.latency_ms else {
+        line(format!("  {label:>20} {:>10} {:>10}  (no answer)", result.requests_sent, result.completed));
+        return;
+    };
+    let errors = &result.errors;
     line(format!(
-        "  {:>10} {:>10} {:>8} {:>6} {:>6} {:>10.1} |            {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
+        "  {label:>20} {:>10} {:>10} {:>8} {:>6} {:>6} {:>10.1} |            {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
         result.requests_sent,
         result.completed,
         errors.connect + errors.timeout + errors.other,

@@ -570,3 +570,77 @@ fn a_wave_at_a_rate_keeps_each_agents_share_and_merges_exactly() {
         report["entries"].as_array().unwrap().iter().filter_map(|e| e["result"]["requests_sent"].as_u64()).collect();
     assert_eq!(shares, vec![200, 200, 200], "each agent holds its own 100/s for 2 s: {report}");
 }
+
+/// Rate stages on the same connections: each stage sends what its rate asks (due counts are exact: sent +
+/// dropped = due, stage by stage), a linear ramp sends the integral of its rate, and the answer has each
+/// stage's figures.
+#[test]
+fn rate_stages_send_what_each_stage_asks_on_the_same_connections() {
+    let target = Target::start();
+    let agent = ChildAgent::spawn();
+    let (status, answer) = agent.exec(&format!(
+        "command: net/http_load\ndata: {{url: 'http://{}/', concurrency: 4, rate: 100, stages: [\
+         {{duration: 1s, rate: 100, ramp: step}}, {{duration: 1s, rate: 300}}, {{duration: 500ms, rate: 400, ramp: step}}]}}\n",
+        target.address
+    ));
+    assert_eq!(status, 200, "{answer}");
+    let result = &answer["result"];
+    let stages = result["stages"].as_array().unwrap();
+    assert_eq!(stages.len(), 3, "{result}");
+    // Due: 100, then (100 + 300) / 2 = 200, then 200.
+    for (stage, due) in stages.iter().zip([100, 200, 200]) {
+        let sent = stage["requests_sent"].as_u64().unwrap() + stage["dropped"].as_u64().unwrap();
+        assert_eq!(sent, due, "{stage}");
+        assert_eq!(stage["latency_correction"], "schedule", "{stage}");
+    }
+    assert_eq!(
+        (stages[1]["from"].as_f64(), stages[1]["to"].as_f64(), stages[1]["ramp"].as_str()),
+        (Some(100.0), Some(300.0), Some("linear"))
+    );
+    assert_eq!(result["requests_sent"].as_u64().unwrap() + result["dropped"].as_u64().unwrap(), 500, "{result}");
+    assert_eq!(target.hits(), result["requests_sent"].as_u64().unwrap());
+    assert!(result["seconds"].as_f64().unwrap() >= 2.5, "{result}");
+}
+
+/// Concurrency stages: workers join as the target concurrency ramps; the progress names the stage; a bad
+/// stage is a 400 that names it.
+#[test]
+fn concurrency_stages_ramp_the_workers_and_the_progress_names_the_stage() {
+    let target = Target::start();
+    let agent = ChildAgent::spawn();
+    let body = format!(
+        "command: net/http_load\ndetach: true\ndata: {{url: 'http://{}/slow', stages: [\
+         {{duration: 2s, concurrency: 1, ramp: step}}, {{duration: 2s, concurrency: 8, ramp: step}}]}}\n",
+        target.address
+    );
+    let (status, answer) = agent.exec(&body);
+    assert_eq!(status, 202, "{answer}");
+    let job = answer["job_id"].as_u64().unwrap();
+    let mut seen = Vec::new();
+    eventually(Duration::from_secs(15), || {
+        let view = agent.get_json(&format!("{}/jobs/{job}", agent.public));
+        if let Some(stage) = view["progress"]["stage"]["stage"].as_u64() {
+            seen.push(stage);
+        }
+        view["status"] != "running"
+    });
+    assert!(seen.contains(&1) && seen.contains(&2), "the progress named the stages: {seen:?}");
+    let view = agent.get_json(&format!("{}/jobs/{job}", agent.public));
+    let stages = view["result"]["stages"].as_array().unwrap();
+    // /slow answers after 20 ms: one worker does about 50 req/s, eight about 400.
+    let (one, eight) = (stages[0]["req_per_s"].as_f64().unwrap(), stages[1]["req_per_s"].as_f64().unwrap());
+    assert!(eight > 3.0 * one, "8 workers {eight} req/s against 1 worker {one} req/s");
+
+    for (data, field) in [
+        ("stages: [{duration: 1s, rate: 10}, {duration: 1s, concurrency: 2}]", "stages[1]"),
+        ("stages: [{duration: 0s, rate: 10}]", "stages[0].duration"),
+        ("duration: 5s, stages: [{duration: 1s, rate: 10}]", "stages"),
+        ("rate: 5, stages: [{duration: 1s, concurrency: 2}]", "rate"),
+        ("stages: [{duration: 1s, rate: 0}]", "stages"),
+    ] {
+        let (status, answer) =
+            agent.exec(&format!("command: net/http_load\ndata: {{url: 'http://{}/', {data}}}\n", target.address));
+        assert_eq!(status, 400, "{data}: {answer}");
+        assert_eq!(answer["field"], format!("data.{field}"), "{data}: {answer}");
+    }
+}

@@ -10,8 +10,9 @@ use tarsier_plugin::{Command, CommandError, DataError, ExecContext, HumanDuratio
 use crate::http_load::metrics::HttpLoadMetrics;
 use crate::http_load::plan::{check_resolved, HttpLoadPlan};
 use crate::http_load::progress::{Live, PROGRESS_EVERY};
-use crate::http_load::stats::{merge, HttpLoadResult, LatencyCorrection};
-use crate::http_load::worker::Load;
+use crate::http_load::stages::{Ramp, StageKind};
+use crate::http_load::stats::{merge, HttpLoadResult, LatencyCorrection, StageResult};
+use crate::http_load::worker::{Load, LoadTally};
 
 /// Used when neither `requests` nor `duration` is given.
 pub(crate) const DEFAULT_DURATION: Duration = Duration::from_secs(10);
@@ -47,6 +48,28 @@ pub struct HttpLoadData {
     pub http2: bool,
     /// Accept any TLS certificate (a self-signed target).
     pub insecure: bool,
+    /// Stages run one after the other on the same connections, instead of `duration`: each `{duration,
+    /// rate}` (open model; the first ramps from `rate`, or from 0) or each `{duration, concurrency}` (closed
+    /// model; the first ramps from 1), with `ramp: linear` (default, from the previous target) or `step`. The
+    /// answer has each stage's figures under `stages`.
+    pub stages: Vec<StageData>,
+}
+
+/// One load stage (see `stages`).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StageData {
+    /// How long the stage lasts.
+    pub duration: HumanDuration,
+    /// The rate (requests/s) it ramps to; or give `concurrency`.
+    #[serde(default)]
+    pub rate: Option<f64>,
+    /// The requests in flight it ramps to; or give `rate`.
+    #[serde(default)]
+    pub concurrency: Option<u32>,
+    /// `linear` from the previous stage's target, or `step` to this one at the stage's start.
+    #[serde(default)]
+    pub ramp: Ramp,
 }
 
 impl Default for HttpLoadData {
@@ -64,6 +87,7 @@ impl Default for HttpLoadData {
             timeout: HumanDuration::from_secs(10),
             http2: false,
             insecure: false,
+            stages: Vec::new(),
         }
     }
 }
@@ -95,20 +119,31 @@ impl Command for HttpLoad {
             let correct = plan.data.correct;
             let load = Load::new(plan, addr)?;
             let window = load.duration;
+            let stages = load.stages.clone();
             let started = Instant::now();
-            // Twice a second the job's progress says how far the load got (GET /jobs, the CLI's live line).
+            // Twice a second the job's progress says how far the load got (GET /jobs, the CLI's live line),
+            // and in which stage.
             let live = Arc::new(Live::default());
             let reporter = {
-                let (live, progress) = (live.clone(), ctx.progress.clone());
+                let (live, progress, stages) = (live.clone(), ctx.progress.clone(), stages.clone());
                 tokio::spawn(async move {
                     let mut tick = tokio::time::interval(PROGRESS_EVERY);
                     loop {
                         tick.tick().await;
-                        progress.set(live.snapshot(started.elapsed()));
+                        let elapsed = started.elapsed();
+                        let mut snapshot = live.snapshot(elapsed);
+                        if let Some(stages) = &stages {
+                            let info = stages.info(stages.stage_at(elapsed));
+                            snapshot["stage"] = serde_json::json!({
+                                "stage": info.stage, "stages": stages.len(), "of": info.of,
+                                "target": stages.target_at(elapsed),
+                            });
+                        }
+                        progress.set(snapshot);
                     }
                 })
             };
-            let mut tally = load.run(&metrics, &ctx.cancel, &live).await?;
+            let LoadTally { total: mut tally, stages: stage_tallies } = load.run(&metrics, &ctx.cancel, &live).await?;
             reporter.abort();
             let seconds = started.elapsed().as_secs_f64();
             // Over a window, what was answered within it, like wrk; stragglers are reported apart.
@@ -116,10 +151,11 @@ impl Command for HttpLoad {
                 Some(window) => (tally.completed - tally.stragglers) as f64 / window.as_secs_f64().max(f64::EPSILON),
                 None => tally.completed as f64 / seconds.max(f64::EPSILON),
             };
-            let correction = match (rate, correct) {
-                (Some(_), _) => LatencyCorrection::Schedule,
-                (None, false) => LatencyCorrection::None,
-                (None, true) => {
+            let open_model = rate.is_some() || stages.as_ref().is_some_and(|s| s.kind == StageKind::Rate);
+            let correction = match (open_model, correct) {
+                (true, _) => LatencyCorrection::Schedule,
+                (false, false) => LatencyCorrection::None,
+                (false, true) => {
                     let interval = tally.latency_us.mean().round().max(1.0) as u64;
                     tally.latency_us = tally.latency_us.clone_correct(interval);
                     LatencyCorrection::ExpectedInterval
@@ -130,6 +166,26 @@ impl Command for HttpLoad {
             result.url = Some(url);
             result.concurrency = Some(concurrency);
             result.rate = rate;
+            if let Some(stages) = &stages {
+                let per_stage = stage_tallies.iter().enumerate().map(|(i, stage)| {
+                    let info = stages.info(i);
+                    let mut figures =
+                        stage.result(info.duration_s, stage.completed as f64 / info.duration_s.max(f64::EPSILON));
+                    figures.latency_correction = Some(correction);
+                    let name = |value: serde_json::Value| value.as_str().unwrap_or_default().to_owned();
+                    StageResult {
+                        stage: info.stage,
+                        of: name(serde_json::json!(info.of)),
+                        ramp: name(serde_json::json!(info.ramp)),
+                        from: info.from,
+                        to: info.to,
+                        start_s: info.start_s,
+                        duration_s: info.duration_s,
+                        figures: Box::new(figures),
+                    }
+                });
+                result.stages = Some(per_stage.collect());
+            }
             serde_json::to_value(result).map_err(|err| CommandError::Failed(format!("cannot encode the result: {err}")))
         })
     }

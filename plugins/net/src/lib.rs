@@ -21,7 +21,7 @@ use std::sync::Arc;
 use tarsier_plugin::{DynCommand, Held, Plugin};
 
 pub use conns::Connections;
-pub use http_load::stats::{Errors, HttpLoadResult, LatencyMs};
+pub use http_load::stats::{Errors, HttpLoadResult, LatencyMs, StageResult};
 
 #[derive(Default)]
 pub struct Net {

@@ -8,5 +8,6 @@ pub(crate) mod metrics;
 pub(crate) mod pace;
 pub(crate) mod plan;
 pub(crate) mod progress;
+pub(crate) mod stages;
 pub(crate) mod stats;
 pub(crate) mod worker;

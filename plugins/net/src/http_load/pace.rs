@@ -20,30 +20,47 @@ use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFl
 use nix::time::{clock_gettime, ClockId as Clock};
 use tokio::io::unix::AsyncFd;
 
-/// The due times of a rate-mode load's requests.
+use super::stages::Stages;
+use std::sync::Arc;
+
+/// The due times of a rate-mode load's requests: at a fixed rate, or following stages.
 pub(crate) struct Schedule {
     start: Instant,
     rate: f64,
     total: Option<u64>,
     end: Option<Instant>,
     next: AtomicU64,
+    stages: Option<Arc<Stages>>,
 }
 
-/// What a worker got when it asked for the next request.
+/// What a worker got when it asked for the next request; the stage it belongs to (0 without stages).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Claim {
     /// Send it at (or, when late, right after) this time.
-    Due(Instant),
+    Due(Instant, usize),
     /// It was due inside the window, but the window had closed by the time a worker was free: dropped, never
     /// sent late.
-    Missed,
+    Missed(usize),
     /// Nothing is left: every request was claimed, or the next is due after the window.
     Done,
 }
 
 impl Schedule {
     pub(crate) fn new(start: Instant, rate: f64, total: Option<u64>, end: Option<Instant>) -> Self {
-        Self { start, rate, total, end, next: AtomicU64::new(0) }
+        Self { start, rate, total, end, next: AtomicU64::new(0), stages: None }
+    }
+
+    /// A schedule that follows rate stages: every request due before their end, their end the window's.
+    pub(crate) fn staged(start: Instant, stages: Arc<Stages>) -> Self {
+        let end = start + stages.total();
+        Self {
+            start,
+            rate: 0.0,
+            total: Some(stages.total_due()),
+            end: Some(end),
+            next: AtomicU64::new(0),
+            stages: Some(stages),
+        }
     }
 
     /// The next request for a worker that is free at `now`.
@@ -52,12 +69,32 @@ impl Schedule {
         if self.total.is_some_and(|total| n >= total) {
             return Claim::Done;
         }
-        let due = self.start + Duration::from_secs_f64(n as f64 / self.rate);
+        let (due, stage) = match &self.stages {
+            // PERF(rate): the fixed rate keeps its one division; stages cost a search over a few segments.
+            None => (self.start + Duration::from_secs_f64(n as f64 / self.rate), 0),
+            Some(stages) => match stages.due(n) {
+                Some((offset, stage)) => (self.start + offset, stage),
+                None => return Claim::Done,
+            },
+        };
         match self.end {
             Some(end) if due >= end => Claim::Done,
-            Some(end) if now >= end => Claim::Missed,
-            _ => Claim::Due(due),
+            Some(end) if now >= end => Claim::Missed(stage),
+            _ => Claim::Due(due, stage),
         }
+    }
+
+    /// `unclaimed`, by stage (one entry without stages).
+    pub(crate) fn unclaimed_by_stage(&self) -> Vec<u64> {
+        let Some(stages) = &self.stages else { return vec![self.unclaimed()] };
+        let mut by_stage = vec![0; stages.len()];
+        let first = self.next.load(Ordering::Relaxed);
+        let total = self.total.unwrap_or(0);
+        for (stage, count) in by_stage.iter_mut().enumerate() {
+            let requests = stages.requests_of(stage);
+            *count = requests.end.min(total).saturating_sub(requests.start.max(first));
+        }
+        by_stage
     }
 
     /// The requests due inside the window that no worker claimed before it ended (every worker was busy
@@ -156,12 +193,12 @@ mod tests {
         assert_eq!(
             dues,
             [
-                Claim::Due(start),
-                Claim::Due(start + Duration::from_millis(1)),
-                Claim::Due(start + Duration::from_millis(2))
+                Claim::Due(start, 0),
+                Claim::Due(start + Duration::from_millis(1), 0),
+                Claim::Due(start + Duration::from_millis(2), 0)
             ]
         );
-        assert_eq!(schedule.claim(start + Duration::from_millis(11)), Claim::Missed, "free only after the window");
+        assert_eq!(schedule.claim(start + Duration::from_millis(11)), Claim::Missed(0), "free only after the window");
         assert_eq!(schedule.unclaimed(), 6, "10 due in the window, 4 claimed");
         for _ in 0..6 {
             let _ = schedule.claim(start);
@@ -169,7 +206,7 @@ mod tests {
         assert_eq!(schedule.claim(start), Claim::Done, "the 11th is due at the window's end");
         assert_eq!(schedule.unclaimed(), 0);
         let capped = Schedule::new(start, 1_000.0, Some(2), None);
-        assert!(matches!(capped.claim(start), Claim::Due(_)) && matches!(capped.claim(start), Claim::Due(_)));
+        assert!(matches!(capped.claim(start), Claim::Due(..)) && matches!(capped.claim(start), Claim::Due(..)));
         assert_eq!(capped.claim(start), Claim::Done);
         assert_eq!(capped.unclaimed(), 0);
     }

@@ -7,7 +7,9 @@ use std::net::IpAddr;
 use tarsier_plugin::{CommandError, DataError, Limits};
 
 use crate::cmd_http_load::HttpLoadData;
+use crate::http_load::stages::{StageKind, Stages};
 use crate::targets::AllowList;
+use tarsier_plugin::HumanDuration;
 
 const MAX_CONCURRENCY: u32 = 10_000;
 const MAX_RATE: f64 = 1_000_000.0;
@@ -18,6 +20,7 @@ pub struct HttpLoadPlan {
     pub(crate) url: reqwest::Url,
     pub(crate) method: reqwest::Method,
     pub(crate) headers: reqwest::header::HeaderMap,
+    pub(crate) stages: Option<Stages>,
 }
 
 impl HttpLoadPlan {
@@ -69,8 +72,89 @@ impl HttpLoadPlan {
             ));
         }
         limits.check_duration("timeout", data.timeout)?;
-        Ok(HttpLoadPlan { data, url, method, headers })
+        let stages = check_stages(&data, limits)?;
+        Ok(HttpLoadPlan { data, url, method, headers, stages })
     }
+}
+
+/// The most stages one load runs.
+const MAX_STAGES: usize = 100;
+
+/// `stages`, checked: all of rate or all of concurrency, each within the bounds of the same field outside
+/// stages, and together no longer than the agent allows one command to run.
+fn check_stages(data: &HttpLoadData, limits: &Limits) -> Result<Option<Stages>, DataError> {
+    if data.stages.is_empty() {
+        return Ok(None);
+    }
+    if data.stages.len() > MAX_STAGES {
+        return Err(DataError::field("stages", format!("at most {MAX_STAGES} stages")));
+    }
+    if data.duration.is_some() || data.requests.is_some() {
+        return Err(DataError::field(
+            "stages",
+            "the stages say how long the load lasts: leave out `duration` and `requests`",
+        ));
+    }
+    let kind = match (data.stages[0].rate, data.stages[0].concurrency) {
+        (Some(_), None) => StageKind::Rate,
+        (None, Some(_)) => StageKind::Concurrency,
+        _ => return Err(DataError::field("stages[0]", "give `rate` or `concurrency`, one of them")),
+    };
+    if kind == StageKind::Rate && data.correct {
+        return Err(DataError::field(
+            "correct",
+            "rate stages count latency from each request's schedule; `correct` is for closed mode",
+        ));
+    }
+    if kind == StageKind::Concurrency && data.rate.is_some() {
+        return Err(DataError::field("rate", "concurrency stages are the closed model: leave out `rate`"));
+    }
+    let mut checked = Vec::with_capacity(data.stages.len());
+    let mut total = std::time::Duration::ZERO;
+    for (i, stage) in data.stages.iter().enumerate() {
+        let at = format!("stages[{i}]");
+        if stage.duration.0.is_zero() {
+            return Err(DataError::field(&format!("{at}.duration"), "must be more than 0"));
+        }
+        total += stage.duration.0;
+        let target = match (kind, stage.rate, stage.concurrency) {
+            (StageKind::Rate, Some(rate), None) if (0.0..=MAX_RATE).contains(&rate) => rate,
+            (StageKind::Rate, Some(rate), None) => {
+                return Err(DataError::field(
+                    &format!("{at}.rate"),
+                    format!("{rate} must be from 0 to {MAX_RATE} requests/s"),
+                ))
+            }
+            (StageKind::Concurrency, None, Some(n)) if n <= MAX_CONCURRENCY => f64::from(n),
+            (StageKind::Concurrency, None, Some(n)) => {
+                return Err(DataError::field(
+                    &format!("{at}.concurrency"),
+                    format!("{n} must be at most {MAX_CONCURRENCY}"),
+                ))
+            }
+            _ => {
+                let first = if kind == StageKind::Rate { "rate" } else { "concurrency" };
+                return Err(DataError::field(
+                    &at,
+                    format!("give `{first}` as stages[0] does (every stage ramps the same figure)"),
+                ));
+            }
+        };
+        checked.push((stage.duration.0, target, stage.ramp));
+    }
+    limits.check_duration("stages", HumanDuration(total))?;
+    let start = match kind {
+        StageKind::Rate => data.rate.unwrap_or(0.0),
+        StageKind::Concurrency => 1.0,
+    };
+    let stages = Stages::new(kind, start, &checked);
+    if kind == StageKind::Rate && stages.total_due() == 0 {
+        return Err(DataError::field("stages", "every rate is 0: no request would be sent"));
+    }
+    if kind == StageKind::Concurrency && stages.max_concurrency() == 0 {
+        return Err(DataError::field("stages", "every concurrency is 0: no request would be sent"));
+    }
+    Ok(Some(stages))
 }
 
 fn parse_url(data: &HttpLoadData) -> Result<reqwest::Url, DataError> {

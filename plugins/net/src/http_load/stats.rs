@@ -115,6 +115,7 @@ impl Tally {
             concurrency: None,
             rate: None,
             agents: None,
+            stages: None,
         }
     }
 
@@ -175,6 +176,26 @@ pub struct HttpLoadResult {
     /// How many agents' results a merged result adds up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agents: Option<u64>,
+    /// With `stages`: each stage's figures (its requests are those due, or sent, within it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stages: Option<Vec<StageResult>>,
+}
+
+/// One stage of a staged load: where it sits, what it ramped, and its figures (`req_per_s` over the stage).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StageResult {
+    /// 1-based.
+    pub stage: usize,
+    /// `rate` or `concurrency`.
+    pub of: String,
+    /// `linear` or `step`.
+    pub ramp: String,
+    pub from: f64,
+    pub to: f64,
+    pub start_s: f64,
+    pub duration_s: f64,
+    #[serde(flatten)]
+    pub figures: Box<HttpLoadResult>,
 }
 
 /// How the latencies of a load were taken (see [`HttpLoadResult::latency_correction`]).
@@ -240,6 +261,26 @@ pub fn merge(results: &[HttpLoadResult]) -> Option<HttpLoadResult> {
     merged.agents = Some(agents);
     // One body for the whole wave: the same way of taking latencies everywhere.
     merged.latency_correction = results.iter().find_map(|r| r.latency_correction);
+    merged.stages = merge_stages(results);
+    Some(merged)
+}
+
+/// Stage by stage, the same merge: a wave's agents ran the same stages at the same time.
+fn merge_stages(results: &[HttpLoadResult]) -> Option<Vec<StageResult>> {
+    let first = results.iter().find_map(|r| r.stages.as_ref())?;
+    let merged = first
+        .iter()
+        .enumerate()
+        .filter_map(|(i, stage)| {
+            let figures: Vec<HttpLoadResult> = results
+                .iter()
+                .filter_map(|r| r.stages.as_ref()?.get(i))
+                .map(|s| HttpLoadResult { stages: None, ..(*s.figures).clone() })
+                .collect();
+            let figures = merge(&figures)?;
+            Some(StageResult { figures: Box::new(figures), ..stage.clone() })
+        })
+        .collect();
     Some(merged)
 }
 

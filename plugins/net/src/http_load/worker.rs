@@ -14,6 +14,7 @@ use super::metrics::HttpLoadMetrics;
 use super::pace::{Alarm, Claim, Schedule};
 use super::plan::HttpLoadPlan;
 use super::progress::Live;
+use super::stages::{StageKind, Stages};
 use super::stats::Tally;
 use crate::cmd_http_load::DEFAULT_DURATION;
 
@@ -117,6 +118,8 @@ impl Batch {
 struct Books {
     tally: Tally,
     batch: Batch,
+    /// With stages: the tally of the stage this worker is in, added to the stage's total when it moves on.
+    stage: Option<(usize, Tally)>,
     shared: Arc<Shared>,
 }
 
@@ -124,11 +127,29 @@ impl Books {
     fn hand_over(&mut self) {
         self.batch.hand_over(&mut self.tally, &self.shared.live, &self.shared.metrics);
     }
+
+    /// The tally of stage `index`, the one before handed over if it was another.
+    fn stage(&mut self, index: usize) -> &mut Tally {
+        if self.stage.as_ref().is_some_and(|(current, _)| *current != index) {
+            self.close_stage();
+        }
+        &mut self.stage.get_or_insert_with(|| (index, Tally::default())).1
+    }
+
+    fn close_stage(&mut self) {
+        if let Some((index, tally)) = self.stage.take() {
+            let mut totals = self.shared.stage_totals.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(total) = totals.get_mut(index) {
+                total.add(&tally);
+            }
+        }
+    }
 }
 
 impl Drop for Books {
     fn drop(&mut self) {
         self.hand_over();
+        self.close_stage();
         self.shared.total.lock().unwrap_or_else(|p| p.into_inner()).add(&self.tally);
     }
 }
@@ -139,6 +160,47 @@ struct Shared {
     metrics: HttpLoadMetrics,
     /// Every worker's tally, added when it ends.
     total: std::sync::Mutex<Tally>,
+    /// With stages: each stage's tally, added to as workers leave a stage or end.
+    stage_totals: std::sync::Mutex<Vec<Tally>>,
+}
+
+/// What a load did: in all, and stage by stage (empty without stages).
+pub(crate) struct LoadTally {
+    pub(crate) total: Tally,
+    pub(crate) stages: Vec<Tally>,
+}
+
+/// Counts a request's end in `tally`; how it ended, for the metrics.
+fn count(tally: &mut Tally, answer: &Result<(u16, u64), Failure>, straggler: bool) -> Outcome {
+    match answer {
+        Ok((status, bytes)) => {
+            tally.completed += 1;
+            // Answered after the window: in `completed`, not in `req_per_s` (so never more than it).
+            if straggler {
+                tally.stragglers += 1;
+            }
+            tally.bytes += bytes;
+            *tally.status.entry(*status).or_default() += 1;
+            match status {
+                400..=499 => tally.errors.status_4xx += 1,
+                500..=599 => tally.errors.status_5xx += 1,
+                _ => {}
+            }
+            Outcome::Status(*status)
+        }
+        Err(Failure::Connect) => {
+            tally.errors.connect += 1;
+            Outcome::Connect
+        }
+        Err(Failure::Timeout) => {
+            tally.errors.timeout += 1;
+            Outcome::Timeout
+        }
+        Err(Failure::Other) => {
+            tally.errors.other += 1;
+            Outcome::Other
+        }
+    }
 }
 
 /// Everything the workers share and only read.
@@ -155,11 +217,13 @@ pub(crate) struct Load {
     pub(crate) duration: Option<Duration>,
     rate: Option<f64>,
     timeout: Duration,
+    /// Rate or concurrency stages, run one after the other on the same connections.
+    pub(crate) stages: Option<Arc<Stages>>,
 }
 
 impl Load {
     pub(crate) fn new(plan: HttpLoadPlan, addr: std::net::SocketAddr) -> Result<Self, CommandError> {
-        let HttpLoadPlan { data, url, method, headers } = plan;
+        let HttpLoadPlan { data, url, method, headers, stages } = plan;
         // The system's roots are loaded on the first handshake (an http:// load never needs them).
         let check = if data.insecure { ServerCheck::AcceptAny } else { ServerCheck::SystemRoots };
         let mut builder = reqwest::Client::builder()
@@ -198,14 +262,25 @@ impl Load {
             body: data.body,
             concurrency: data.concurrency,
             requests: data.requests,
-            duration: data.duration.map(|d| d.0).or(if data.requests.is_none() {
-                Some(DEFAULT_DURATION)
-            } else {
-                None
-            }),
+            duration: match &stages {
+                Some(stages) => Some(stages.total()),
+                None => {
+                    data.duration.map(|d| d.0).or(if data.requests.is_none() { Some(DEFAULT_DURATION) } else { None })
+                }
+            },
             rate: data.rate,
             timeout: data.timeout.0,
+            stages: stages.map(Arc::new),
         })
+    }
+
+    /// Rate stages drive the schedule; concurrency stages decide which workers work.
+    fn concurrency_stages(&self) -> Option<&Stages> {
+        self.stages.as_deref().filter(|stages| stages.kind == StageKind::Concurrency)
+    }
+
+    fn is_open_model(&self) -> bool {
+        self.rate.is_some() || self.stages.as_ref().is_some_and(|stages| stages.kind == StageKind::Rate)
     }
 
     pub(crate) async fn run(
@@ -213,20 +288,36 @@ impl Load {
         metrics: &HttpLoadMetrics,
         cancel: &Cancel,
         live: &Arc<Live>,
-    ) -> Result<Tally, CommandError> {
+    ) -> Result<LoadTally, CommandError> {
         let plan = Arc::new(self);
         let next = Arc::new(AtomicU64::new(0));
         let start = Instant::now();
         let end = plan.duration.map(|d| start + d);
         // Rate mode: each free worker claims the next request's due time from the schedule.
-        let schedule = plan.rate.map(|rate| Arc::new(Schedule::new(start, rate, plan.requests, end)));
-        let shared = Arc::new(Shared { live: live.clone(), metrics: metrics.clone(), total: Default::default() });
+        let schedule = match (&plan.stages, plan.rate) {
+            (Some(stages), _) if stages.kind == StageKind::Rate => {
+                Some(Arc::new(Schedule::staged(start, stages.clone())))
+            }
+            (_, Some(rate)) => Some(Arc::new(Schedule::new(start, rate, plan.requests, end))),
+            _ => None,
+        };
+        let stage_count = plan.stages.as_ref().map_or(0, |stages| stages.len());
+        let shared = Arc::new(Shared {
+            live: live.clone(),
+            metrics: metrics.clone(),
+            total: Default::default(),
+            stage_totals: std::sync::Mutex::new((0..stage_count).map(|_| Tally::default()).collect()),
+        });
+        // Concurrency stages: as many workers as the most any moment asks for; the others wait their turn.
+        let workers_needed =
+            plan.concurrency_stages().map_or(plan.concurrency, |stages| stages.max_concurrency().max(1));
         let mut workers = tokio::task::JoinSet::new();
-        for _ in 0..plan.concurrency {
+        for index in 0..workers_needed {
             let (plan, next, schedule) = (plan.clone(), next.clone(), schedule.clone());
             let alarm = schedule.as_ref().map(|_| Alarm::new());
-            let books = Books { tally: Tally::default(), batch: Batch::new(metrics), shared: shared.clone() };
-            workers.spawn(async move { plan.worker(start, &next, schedule.as_deref().zip(alarm), books).await });
+            let books =
+                Books { tally: Tally::default(), batch: Batch::new(metrics), stage: None, shared: shared.clone() };
+            workers.spawn(async move { plan.worker(index, start, &next, schedule.as_deref().zip(alarm), books).await });
         }
         // One wait on the cancel for the whole load, not one per request: a cancel aborts the workers, whose
         // books hand over what they did as they are dropped.
@@ -238,91 +329,108 @@ impl Load {
             }
         }
         let mut total = std::mem::take(&mut *shared.total.lock().unwrap_or_else(|p| p.into_inner()));
-        total.dropped += schedule.map_or(0, |schedule| schedule.unclaimed());
-        Ok(total)
+        let mut stages = std::mem::take(&mut *shared.stage_totals.lock().unwrap_or_else(|p| p.into_inner()));
+        if let Some(schedule) = schedule {
+            let unclaimed = schedule.unclaimed_by_stage();
+            total.dropped += unclaimed.iter().sum::<u64>();
+            for (stage, dropped) in stages.iter_mut().zip(unclaimed) {
+                stage.dropped += dropped;
+            }
+        }
+        Ok(LoadTally { total, stages })
     }
 
     /// Takes request numbers from the shared counter (or due times from the schedule, waiting for each on its
     /// own alarm) until the plan is done.
-    async fn worker(&self, start: Instant, next: &AtomicU64, paced: Option<(&Schedule, Alarm)>, mut books: Books) {
+    async fn worker(
+        &self,
+        index: u32,
+        start: Instant,
+        next: &AtomicU64,
+        paced: Option<(&Schedule, Alarm)>,
+        mut books: Books,
+    ) {
         let mut paced = paced;
         let mut connection = Connection::default();
         let end = self.duration.map(|d| start + d);
         let shared = books.shared.clone();
         let metrics = &shared.metrics;
-        // Closed mode always has a request in flight on each worker; rate mode only while it sends.
-        let _busy = self.rate.is_none().then(|| InFlight::new(metrics));
+        let open_model = self.is_open_model();
+        let staged = self.stages.is_some();
+        // Closed mode always has a request in flight on each working worker; rate mode only while it sends.
+        let mut busy = (!open_model).then(|| InFlight::new(metrics));
         loop {
             // Two clock reads a request: when it was due (closed mode: now) and when it ended.
-            let scheduled = match &mut paced {
+            let (scheduled, stage) = match &mut paced {
                 // Rate mode: the next request's due time, waited for (a late one goes at once).
                 Some((schedule, alarm)) => match schedule.claim(Instant::now()) {
-                    Claim::Due(due) => {
+                    Claim::Due(due, stage) => {
                         if alarm.until(due).await.is_err() {
                             // A timer that cannot be armed: the request goes now, still dated from its schedule.
                             tracing::debug!("http_load: a worker's timer failed; sending without waiting");
                         }
-                        due
+                        (due, stage)
                     }
-                    Claim::Missed => {
+                    Claim::Missed(stage) => {
                         books.tally.dropped += 1;
+                        if staged {
+                            books.stage(stage).dropped += 1;
+                        }
                         continue;
                     }
                     Claim::Done => break,
                 },
                 None => {
+                    let now = Instant::now();
+                    let mut stage = 0;
+                    if let Some(stages) = self.concurrency_stages() {
+                        // Concurrency stages: this worker works while the target is above its number.
+                        let offset = now.duration_since(start);
+                        if !stages.active(index, offset) {
+                            busy = None;
+                            match stages.next_active(index, offset).filter(|at| *at < stages.total()) {
+                                Some(at) => {
+                                    tokio::time::sleep_until((start + at).into()).await;
+                                    continue;
+                                }
+                                None => break,
+                            }
+                        }
+                        busy.get_or_insert_with(|| InFlight::new(metrics));
+                        stage = stages.stage_at(offset);
+                    }
                     let n = next.fetch_add(1, Ordering::Relaxed);
                     if self.requests.is_some_and(|total| n >= total) {
                         break;
                     }
-                    Instant::now()
+                    (now, stage)
                 }
             };
-            let sending = if self.rate.is_some() { Instant::now() } else { scheduled };
+            let sending = if open_model { Instant::now() } else { scheduled };
             // Closed mode stops with the window. Rate mode decided when the request was claimed: one claimed
             // in time goes even if its alarm rang a few microseconds past the end.
-            if self.rate.is_none() && end.is_some_and(|end| sending >= end) {
+            if !open_model && end.is_some_and(|end| sending >= end) {
                 break;
             }
             books.tally.sent += 1;
             books.batch.sent += 1;
-            let outcome = {
-                let _sending = self.rate.is_some().then(|| InFlight::new(metrics));
+            let answer = {
+                let _sending = open_model.then(|| InFlight::new(metrics));
                 self.send(&mut connection, sending).await
             };
             let ended = Instant::now();
             // With a rate, latency counts from the scheduled time: waiting for a busy connection is latency too.
             let latency = ended.duration_since(scheduled);
-            let tally = &mut books.tally;
-            let outcome = match outcome {
-                Ok((status, bytes)) => {
-                    tally.completed += 1;
-                    // Answered after the window: in `completed`, not in `req_per_s` (so never more than it).
-                    if end.is_some_and(|end| ended > end) {
-                        tally.stragglers += 1;
-                    }
-                    tally.bytes += bytes;
-                    *tally.status.entry(status).or_default() += 1;
-                    match status {
-                        400..=499 => tally.errors.status_4xx += 1,
-                        500..=599 => tally.errors.status_5xx += 1,
-                        _ => {}
-                    }
-                    Outcome::Status(status)
+            let straggler = end.is_some_and(|end| ended > end);
+            let outcome = count(&mut books.tally, &answer, straggler);
+            if staged {
+                let tally = books.stage(stage);
+                tally.sent += 1;
+                count(tally, &answer, straggler);
+                if answer.is_ok() {
+                    let _ = tally.latency_us.record(super::stats::latency_us(latency));
                 }
-                Err(Failure::Connect) => {
-                    tally.errors.connect += 1;
-                    Outcome::Connect
-                }
-                Err(Failure::Timeout) => {
-                    tally.errors.timeout += 1;
-                    Outcome::Timeout
-                }
-                Err(Failure::Other) => {
-                    tally.errors.other += 1;
-                    Outcome::Other
-                }
-            };
+            }
             if books.batch.record(outcome, latency, ended) {
                 books.hand_over();
             }
