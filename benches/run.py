@@ -393,15 +393,18 @@ class Nginx:
     """nginx from Debian answering `return 200` on 127.0.0.1: a target neutral to every load generator, with one
     worker per core like a default install."""
 
-    def __init__(self):
+    def __init__(self, access_log=False):
         self.dir = tempfile.mkdtemp(prefix="tarsier-bench-nginx-")
         self.port = free_port()
+        self.access_log = f"{self.dir}/access.log"
         temp = " ".join(f"{k}_temp_path {self.dir};" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        # With access_log: each request's end time in seconds with ms ($msec), buffered; flushed at the stop.
+        logging = f"log_format ends '$msec'; access_log {self.access_log} ends buffer=256k flush=5s;" if access_log else "access_log off;"
         # keepalive_requests: no generator pays reconnects (nginx closes a connection every 1,000 requests by
         # default, and h2load --h1 was seen to hang on such a close).
         with open(f"{self.dir}/nginx.conf", "w") as f:
             f.write(f"daemon off;\nworker_processes auto;\npid {self.dir}/nginx.pid;\nerror_log {self.dir}/error.log warn;\n"
-                    f"events {{ worker_connections 4096; }}\nhttp {{ access_log off; keepalive_requests 10000000; {temp}\n"
+                    f"events {{ worker_connections 4096; }}\nhttp {{ {logging} keepalive_requests 10000000; {temp}\n"
                     f"  server {{ listen 127.0.0.1:{self.port};\n"
                     f"    location / {{ return 200 \"ok\\n\"; }} }} }}\n")
         self.proc = subprocess.Popen(["nginx", "-p", self.dir, "-c", f"{self.dir}/nginx.conf"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -652,6 +655,49 @@ def stall_rows():
         f"{p999 / 1000:.2f}", "1 s +- 10 %", "yes" if 900 <= p999 <= 1100 else "**no**", how)
 
 
+def ramp():
+    """One net/http_load that ramps its rate from 1,000 to 20,000 requests/s over 10 s (linear), counted second
+    by second in nginx's access log (the target's own count, not the generator's): each second must get the
+    integral of the asked rate over it, within 2 %. Writes docs/performance.md's ramp table."""
+    print("ramp", file=sys.stderr)
+    rows = []
+    nginx, agent = Nginx(access_log=True), Agent()
+    try:
+        url = f"http://127.0.0.1:{nginx.port}/"
+        answer = agent.exec(f"command: net/http_load\ndata: {{url: '{url}', concurrency: 64, rate: 1000, stages: [{{duration: 10s, rate: 20000}}]}}\n", timeout=120)
+    finally:
+        nginx.stop(), agent.stop()
+    result = answer["result"]
+    ends = sorted(float(line) for line in open(nginx.access_log) if line.strip())
+    # The first request is due at the load's start; nginx logs it when it ends, a fraction of a ms later.
+    start = ends[0]
+    counted = [0] * 10
+    for t in ends:
+        second = int(t - start)
+        if 0 <= second < 10:
+            counted[second] += 1
+    worst = 0.0
+    for second, got in enumerate(counted):
+        asked = 1000 + 1900 * (second + 0.5)
+        off = got / asked - 1
+        worst = max(worst, abs(off))
+        rows.append((f"{second}-{second + 1} s", f"{asked:,.0f}", f"{got:,}", f"{off * 100:+.2f} %", "yes" if abs(off) <= 0.02 else "**no**"))
+    stage = result["stages"][0]
+    table = (f"Measured {time.strftime('%Y-%m-%d')} on {CORES} cores by `benches/run.sh ramp` (one run): `rate: 1000, stages: [{{duration: 10s, rate: 20000}}]`, "
+             f"64 connections, nginx (Debian) `return 200`; counted from nginx's access log ($msec). The load: {result['requests_sent']:,} sent, "
+             f"{result['dropped']:,} dropped, p99 {stage['latency_ms']['p99']:.2f} ms; worst second {worst * 100:.2f} % off (target: within 2 % each second).\n\n"
+             "| second | asked (integral of the rate) | nginx counted | off | within 2 % |\n|---|---|---|---|---|\n"
+             + "".join("| " + " | ".join(r) + " |\n" for r in rows))
+    print(table)
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "performance.md")
+    text = open(path).read()
+    begin, end = "<!-- ramp:start -->", "<!-- ramp:end -->"
+    if begin in text and end in text:
+        before, rest = text.split(begin, 1)
+        open(path, "w").write(f"{before}{begin}\n{table}{end}{rest.split(end, 1)[1]}")
+    row("load generation", "rate ramp 1,000 -> 20,000/s over 10 s: worst second off the asked count", f"{worst * 100:.2f} %", "nginx's access log", "-", "within 2 %", "yes" if worst <= 0.02 else "**no**", "one stage, linear; counted per second by the target")
+
+
 def signing():
     """The cost of signing: /exec of a 10-hop wave (11 executions, 10 signed copies verified, all in one local
     swarm process) with a token (copies signed with the swarm key) and without (no signatures), interleaved."""
@@ -696,7 +742,7 @@ def signing():
         f"{p99['signed'] / p99['unsigned']:.2f}", "-", "-", cmd)
 
 
-SECTIONS = {"rate_matrix": rate_matrix, "control": control, "control_hog": control_hog, "parse": parse, "handler": handler, "wave": wave, "fidelity": fidelity, "http_load": http_load, "rate": rate, "signing": signing}
+SECTIONS = {"ramp": ramp, "rate_matrix": rate_matrix, "control": control, "control_hog": control_hog, "parse": parse, "handler": handler, "wave": wave, "fidelity": fidelity, "http_load": http_load, "rate": rate, "signing": signing}
 
 if __name__ == "__main__":
     chosen = sys.argv[1:] or list(SECTIONS)
