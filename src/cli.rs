@@ -308,6 +308,11 @@ pub struct RunOutputs {
     /// table as sweep-NAME.csv and .json and its chart as sweep-NAME.svg.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Push the results to a Prometheus remote-write endpoint as they come (`http://prometheus:9090/api/v1/write`;
+    /// Prometheus needs `--web.enable-remote-write-receiver`): step outcomes, each load's figures stage by
+    /// stage, guard readings; labelled with the scenario, the run and the step.
+    #[arg(long, value_name = "URL", env = "TARSIER_REMOTE_WRITE")]
+    pub remote_write: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

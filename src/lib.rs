@@ -10,6 +10,7 @@ pub mod credentials;
 pub mod demo;
 pub mod guard;
 pub mod local_swarm;
+pub mod remote_write;
 pub mod scenario;
 pub mod sys;
 pub mod wire;

@@ -140,6 +140,13 @@ impl BoundAgent {
             service_addr,
             advertised_service,
             swarm,
+            remote_write: match &config.remote_write {
+                Some(remote) => Some(Arc::new(
+                    crate::remote_write::RemoteWrite::new(&remote.url)
+                        .map_err(|why| anyhow::anyhow!("remote_write.url: {why}"))?,
+                )),
+                None => None,
+            },
             token,
             bodies: BodyLimits { max_bytes: config.max_body(), timeout: config.server.body_timeout() },
             seen_nonces: Default::default(),

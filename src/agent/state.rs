@@ -30,6 +30,8 @@ pub struct AgentState {
     /// `host:port` Prometheus reaches the service port at (for `/sd`).
     pub(crate) advertised_service: String,
     pub(crate) swarm: Arc<Swarm>,
+    /// `remote_write:`: where the figures of the loads this agent runs are pushed.
+    pub(crate) remote_write: Option<Arc<crate::remote_write::RemoteWrite>>,
     /// The swarm token every public route requires, when the agent has one.
     pub(crate) token: Option<Token>,
     pub(crate) bodies: BodyLimits,

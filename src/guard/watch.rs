@@ -23,7 +23,12 @@ pub struct Watch {
     summaries: Mutex<Vec<GuardSummary>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     started: Instant,
+    /// Every guard's readings that gave a number: (Unix ms, value), the most recent [`HISTORY`].
+    history: Mutex<Vec<std::collections::VecDeque<(i64, f64)>>>,
 }
+
+/// Readings kept per guard for the run's results: an hour at the default interval.
+const HISTORY: usize = 3600;
 
 /// The guard that stopped a run, and why.
 #[derive(Debug, Clone, Serialize)]
@@ -93,6 +98,7 @@ impl Watch {
             summaries: Mutex::new(summaries),
             tasks: Mutex::new(Vec::new()),
             started: Instant::now(),
+            history: Mutex::new(vec![Default::default(); checks.len()]),
         });
         if let Some(sources) = sources {
             let tasks = checks
@@ -129,7 +135,23 @@ impl Watch {
         self.summaries.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Each guard's name and its readings that gave a number (Unix ms, value).
+    pub fn history(&self) -> Vec<(String, Vec<(i64, f64)>)> {
+        let summaries = self.summaries.lock().unwrap_or_else(|p| p.into_inner());
+        let history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        summaries.iter().zip(history.iter()).map(|(s, h)| (s.name.clone(), h.iter().copied().collect())).collect()
+    }
+
     fn note(&self, index: usize, reading: &Reading) {
+        if let Some(value) = reading.value() {
+            let mut history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(kept) = history.get_mut(index) {
+                if kept.len() == HISTORY {
+                    kept.pop_front();
+                }
+                kept.push_back((crate::remote_write::unix_ms(std::time::SystemTime::now()), value));
+            }
+        }
         let mut summaries = self.summaries.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(summary) = summaries.get_mut(index) {
             summary.readings += 1;

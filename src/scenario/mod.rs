@@ -117,10 +117,20 @@ pub async fn run_files(
             interrupted.cancel();
         }
     });
+    let remote = match &outputs.remote_write {
+        Some(url) => match crate::remote_write::RemoteWrite::new(url) {
+            Ok(write) => Some(Arc::new(write)),
+            Err(why) => {
+                crate::say_err!("--remote-write: {why}");
+                return Ok(EXIT_BAD_FILE);
+            }
+        },
+        None => None,
+    };
     let mut reports = Vec::new();
     let mut code = EXIT_OK;
     for (file, scenario) in scenarios {
-        let report = run_one(file, scenario, cancel.clone(), access).await?;
+        let report = run_one(file, scenario, cancel.clone(), access, remote.clone()).await?;
         // Through anstream: the colours of the table go when the output is no terminal.
         let _ = std::io::Write::write_all(&mut anstream::stdout(), report.table().as_bytes());
         for sweep in &report.sweeps {
@@ -193,6 +203,7 @@ async fn run_one(
     scenario: Scenario,
     cancel: CancellationToken,
     access: &ClientArgs,
+    remote_write: Option<Arc<crate::remote_write::RemoteWrite>>,
 ) -> anyhow::Result<RunReport> {
     let started = Instant::now();
     let started_at = std::time::SystemTime::now();
@@ -223,7 +234,15 @@ async fn run_one(
         guards: Vec::new(),
         guard_trip: None,
         not_started: None,
+        remote_write: None,
     };
+    // A run's id for its series: the scenario's name and when it started, so runs of one file stay apart.
+    let remote = remote_write.map(|write| runner::Remote {
+        write,
+        scenario: scenario.name.clone(),
+        run: humantime::format_rfc3339_seconds(started_at).to_string(),
+        pending: Mutex::new(Default::default()),
+    });
     let placeholders = |text: &str| {
         text.replace("{{public}}", &runner::host_port(&public)).replace("{{service}}", &runner::host_port(&service))
     };
@@ -281,6 +300,7 @@ async fn run_one(
         sweeps: Mutex::new(Vec::new()),
         token: read_token(access)?,
         guards: watch.clone(),
+        remote,
     });
     runner.run_steps(&scenario.steps, 0).await;
     // The guards watch the steps only: the teardown is what the run does to recover.
@@ -312,10 +332,49 @@ async fn run_one(
     }
     report.steps.append(&mut steps);
     report.broken = report.steps.iter().any(|step| step.outcome == Outcome::Broken);
+    report.seconds = started.elapsed().as_secs_f64();
+    if let Some(remote) = &runner.remote {
+        push_run_end(remote, &report, &watch).await;
+        report.remote_write = Some(remote.write.report());
+    }
     report.figures = std::mem::take(&mut *runner.figures.lock().unwrap_or_else(|p| p.into_inner()));
     report.sweeps = std::mem::take(&mut *runner.sweeps.lock().unwrap_or_else(|p| p.into_inner()));
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// The run's last series: each guard's readings and whether it tripped, the steady state after the teardown,
+/// and whether the run passed; then what the pushes did, said on the terminal.
+async fn push_run_end(remote: &runner::Remote, report: &RunReport, watch: &crate::guard::Watch) {
+    let now = crate::remote_write::unix_ms(std::time::SystemTime::now());
+    let labels = [("scenario", remote.scenario.as_str()), ("run", remote.run.as_str())];
+    remote.add(|batch| {
+        for (guard, readings) in watch.history() {
+            let labels = [labels[0], labels[1], ("guard", guard.as_str())];
+            batch.add("tarsier_guard_value", &labels, readings);
+            let tripped = report.guard_trip.as_ref().is_some_and(|trip| trip.guard == guard);
+            batch.add("tarsier_guard_tripped", &labels, [(now, f64::from(u8::from(tripped)))]);
+        }
+        // The steady state's rows are the run's own, not the runner's: they go here.
+        for step in report.steps.iter().filter(|s| s.title.starts_with("steady state")) {
+            let labels = [labels[0], labels[1], ("step", step.title.as_str())];
+            batch.add(
+                "tarsier_scenario_step_passed",
+                &labels,
+                [(now, f64::from(u8::from(step.outcome == Outcome::Passed)))],
+            );
+        }
+        let passed = report.failures() == 0 && report.not_started.is_none();
+        batch.add("tarsier_scenario_run_passed", &labels, [(now, f64::from(u8::from(passed)))]);
+        batch.add("tarsier_scenario_run_seconds", &labels, [(now, report.seconds)]);
+    });
+    remote.flush().await;
+    let pushed = remote.write.report();
+    let failed = match (&pushed.last_error, pushed.failed) {
+        (Some(why), n) if n > 0 => format!("; {n} failed, last: {why}"),
+        _ => String::new(),
+    };
+    crate::say!("   remote write: {} series pushed to {}{failed}", pushed.pushed, pushed.url);
 }
 
 /// The public and service URLs to talk to, starting a local swarm when the target asks for one.

@@ -291,6 +291,8 @@ pub struct RunReport {
     pub guard_trip: Option<Trip>,
     /// Why the run did not start (its steady state did not hold before it): it exits 2.
     pub not_started: Option<String>,
+    /// `--remote-write`: how the pushes went.
+    pub remote_write: Option<crate::remote_write::PushReport>,
 }
 
 fn rfc3339<S: serde::Serializer>(at: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
@@ -487,6 +489,7 @@ mod tests {
             guards: Vec::new(),
             guard_trip: None,
             not_started: None,
+            remote_write: None,
         };
         let xml = junit(std::slice::from_ref(&report)).unwrap();
         assert!(

@@ -47,6 +47,35 @@ pub struct Runner {
     pub token: Option<String>,
     /// The scenario's guards: when one trips, the running step stops and the rest are skipped.
     pub guards: Arc<crate::guard::Watch>,
+    /// `--remote-write`: where results go as each step ends, and what is still to push.
+    pub remote: Option<Remote>,
+}
+
+/// A run's results on their way to a remote-write receiver.
+pub struct Remote {
+    pub write: Arc<crate::remote_write::RemoteWrite>,
+    /// The scenario's name and this run's id: the labels of every series.
+    pub scenario: String,
+    pub run: String,
+    pub pending: Mutex<crate::remote_write::Batch>,
+}
+
+impl Remote {
+    fn labels<'a>(&'a self, step: &'a str) -> [(&'a str, &'a str); 3] {
+        [("scenario", &self.scenario), ("run", &self.run), ("step", step)]
+    }
+
+    /// Sends what is pending; a failure is said once here and counted in the run's summary.
+    pub async fn flush(&self) {
+        let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        if let Err(why) = self.write.push(batch).await {
+            crate::say_err!("   remote write: {why}");
+        }
+    }
+
+    pub fn add(&self, add: impl FnOnce(&mut crate::remote_write::Batch)) {
+        add(&mut self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+    }
 }
 
 /// `host:port` of a base URL.
@@ -147,6 +176,14 @@ impl Runner {
 
     fn fill(&self, slot: usize, result: StepResult) {
         announce(&result);
+        if let (Some(remote), false) = (&self.remote, result.group) {
+            let now = crate::remote_write::unix_ms(std::time::SystemTime::now());
+            let passed = f64::from(u8::from(result.outcome == Outcome::Passed));
+            remote.add(|batch| {
+                batch.add("tarsier_scenario_step_passed", &remote.labels(&result.title), [(now, passed)]);
+                batch.add("tarsier_scenario_step_seconds", &remote.labels(&result.title), [(now, result.seconds)]);
+            });
+        }
         self.results.lock().unwrap_or_else(|p| p.into_inner())[slot] = result;
     }
 
@@ -248,6 +285,9 @@ impl Runner {
             };
             let seconds = started.elapsed().as_secs_f64();
             self.fill(slot, StepResult { title, depth, group, outcome, seconds, detail });
+            if let Some(remote) = &self.remote {
+                remote.flush().await;
+            }
             outcome == Outcome::Passed
         })
     }
@@ -429,6 +469,17 @@ impl Runner {
                 let report = report.map_err(|e| format!("cannot read the wave report: {e}"))?;
                 answer["report"] = report;
             }
+        }
+        if let (Some(remote), "net/http_load") = (&self.remote, exec.command.as_str()) {
+            // The swarm's merged figures when the wave reported, else the target agent's own.
+            let (figures, agent) = match answer["report"]["merged"].is_object() {
+                true => (&answer["report"]["merged"], "swarm"),
+                false => (&answer["result"], answer["agent"].as_str().unwrap_or_default()),
+            };
+            let now = crate::remote_write::unix_ms(std::time::SystemTime::now());
+            let labels = remote.labels(title);
+            let labels = [labels[0], labels[1], labels[2], ("agent", agent)];
+            remote.add(|batch| batch.http_load(figures, &labels, now));
         }
         let got = Status::of_answer(&answer);
         if got != Some(exec.status) {

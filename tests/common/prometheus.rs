@@ -19,6 +19,30 @@ pub fn prometheus_bin() -> PathBuf {
 impl Prometheus {
     /// Starts Prometheus with `scrape_configs` (YAML, indented as a list under scrape_configs:).
     pub fn start(scrape_configs: &str) -> Self {
+        Self::start_with(scrape_configs, &[])
+    }
+
+    /// Starts Prometheus that takes remote writes at `{url}/api/v1/write` and scrapes nothing.
+    pub fn receiver() -> Self {
+        Self::start_with("  []\n", &["--web.enable-remote-write-receiver"])
+    }
+
+    /// One number of an instant query (none for an empty answer); panics on an error.
+    pub fn query(&self, query: &str) -> Option<f64> {
+        let answer: serde_json::Value = super::http()
+            .get(format!("{}/api/v1/query", self.url))
+            .query(&[("query", query)])
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        assert_eq!(answer["status"], "success", "{query}: {answer}");
+        let result = answer["data"]["result"].as_array().unwrap();
+        assert!(result.len() <= 1, "{query} gives {} series: {answer}", result.len());
+        result.first().and_then(|series| series["value"][1].as_str()?.parse().ok())
+    }
+
+    fn start_with(scrape_configs: &str, args: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = super::fixed_port();
         let config = dir.path().join("prometheus.yml");
@@ -32,6 +56,7 @@ impl Prometheus {
             .arg(format!("--config.file={}", config.display()))
             .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))

@@ -22,6 +22,7 @@ mod http_load;
 mod k8s;
 mod layout;
 mod net;
+mod remote_write;
 mod scenarios;
 mod security;
 mod storage;

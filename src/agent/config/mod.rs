@@ -50,6 +50,8 @@ pub struct AgentConfig {
     pub persistent_storage: Option<Value>,
     pub log_format: Option<LogFormat>,
     pub max_body: Option<ByteSize>,
+    /// Push the figures of every `net/http_load` this agent runs to a Prometheus remote-write endpoint.
+    pub remote_write: Option<RemoteWriteConfig>,
     /// Labels a wave's `select: {labels: ...}` picks agents by (`zone: b`); registered in Consul as meta
     /// `label_<key>`. The Consul `tags` of the form `key=value` are labels too.
     #[serde(default)]
@@ -69,6 +71,14 @@ pub struct AgentConfig {
     /// What the agent logs at start about the config: reference keys it does not use, and why.
     #[serde(skip)]
     pub notes: Vec<String>,
+}
+
+/// `remote_write:` in the config.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteWriteConfig {
+    /// The receiver: `http://prometheus:9090/api/v1/write` (Prometheus with `--web.enable-remote-write-receiver`).
+    pub url: String,
 }
 
 /// Where peers come from: Consul, a static list, or nothing (a lone agent). A local swarm brings its own.
