@@ -85,11 +85,11 @@ impl Schedule {
     }
 
     /// `unclaimed`, by stage (one entry without stages).
-    pub(crate) fn unclaimed_by_stage(&self) -> Vec<u64> {
-        let Some(stages) = &self.stages else { return vec![self.unclaimed()] };
+    pub(crate) fn unclaimed_by_stage(&self, cut: Option<Instant>) -> Vec<u64> {
+        let Some(stages) = &self.stages else { return vec![self.unclaimed(cut)] };
         let mut by_stage = vec![0; stages.len()];
         let first = self.next.load(Ordering::Relaxed);
-        let total = self.total.unwrap_or(0);
+        let total = self.due_before(cut);
         for (stage, count) in by_stage.iter_mut().enumerate() {
             let requests = stages.requests_of(stage);
             *count = requests.end.min(total).saturating_sub(requests.start.max(first));
@@ -99,15 +99,28 @@ impl Schedule {
 
     /// The requests due inside the window that no worker claimed before it ended (every worker was busy
     /// until then): dropped too. Read once the workers are done.
-    pub(crate) fn unclaimed(&self) -> u64 {
-        let due = match self.end {
-            Some(end) => {
-                let in_window = (end.duration_since(self.start).as_secs_f64() * self.rate).ceil() as u64;
-                self.total.map_or(in_window, |total| total.min(in_window))
-            }
-            None => self.total.unwrap_or(0),
-        };
+    /// `cut`: the load was cancelled then, and only what was due before it counts (a load stopped a minute
+    /// early did not drop the minute it never reached).
+    pub(crate) fn unclaimed(&self, cut: Option<Instant>) -> u64 {
+        let due = self.due_before(cut);
         due.saturating_sub(self.next.load(Ordering::Relaxed).min(due))
+    }
+
+    /// How many requests are due before the window's end, or before `cut` when it comes first.
+    fn due_before(&self, cut: Option<Instant>) -> u64 {
+        let end = match (self.end, cut) {
+            (Some(end), Some(cut)) => Some(end.min(cut)),
+            (end, cut) => end.or(cut),
+        };
+        let in_window = end.map(|end| match &self.stages {
+            Some(stages) => stages.due_before(end.duration_since(self.start)),
+            None => (end.duration_since(self.start).as_secs_f64() * self.rate).ceil() as u64,
+        });
+        match (in_window, self.total) {
+            (Some(window), Some(total)) => window.min(total),
+            (Some(window), None) => window,
+            (None, total) => total.unwrap_or(0),
+        }
     }
 }
 
@@ -199,16 +212,17 @@ mod tests {
             ]
         );
         assert_eq!(schedule.claim(start + Duration::from_millis(11)), Claim::Missed(0), "free only after the window");
-        assert_eq!(schedule.unclaimed(), 6, "10 due in the window, 4 claimed");
+        assert_eq!(schedule.unclaimed(None), 6, "10 due in the window, 4 claimed");
+        assert_eq!(schedule.unclaimed(Some(start + Duration::from_millis(5))), 1, "cancelled at 5 ms: 5 were due");
         for _ in 0..6 {
             let _ = schedule.claim(start);
         }
         assert_eq!(schedule.claim(start), Claim::Done, "the 11th is due at the window's end");
-        assert_eq!(schedule.unclaimed(), 0);
+        assert_eq!(schedule.unclaimed(None), 0);
         let capped = Schedule::new(start, 1_000.0, Some(2), None);
         assert!(matches!(capped.claim(start), Claim::Due(..)) && matches!(capped.claim(start), Claim::Due(..)));
         assert_eq!(capped.claim(start), Claim::Done);
-        assert_eq!(capped.unclaimed(), 0);
+        assert_eq!(capped.unclaimed(None), 0);
     }
 
     #[tokio::test]

@@ -150,6 +150,15 @@ impl Stages {
         Some((Duration::from_secs_f64(s.start + x.clamp(0.0, s.length)), index))
     }
 
+    /// Rate mode: how many requests are due before `offset`.
+    pub(crate) fn due_before(&self, offset: Duration) -> u64 {
+        let t = offset.as_secs_f64();
+        let Some(s) = self.segments.iter().rfind(|s| s.start <= t) else { return 0 };
+        let x = (t - s.start).min(s.length);
+        let a = (s.to - s.from) / s.length;
+        (s.count_before + s.from * x + a * x * x / 2.0).ceil().max(0.0) as u64
+    }
+
     /// Rate mode: the numbers of stage `index`'s requests.
     pub(crate) fn requests_of(&self, index: usize) -> std::ops::Range<u64> {
         let s = &self.segments[index];
@@ -226,6 +235,8 @@ mod tests {
         assert_eq!(stages.total_due(), 600);
         assert_eq!(stages.due(100).unwrap(), (secs(1), 0));
         assert_eq!(stages.requests_of(1), 200..600);
+        assert_eq!(stages.due_before(secs(3)), 200 + 100 + 50);
+        assert_eq!(stages.due_before(secs(60)), 600);
         assert_eq!(stages.requests_of(2), 600..600);
         assert_eq!(stages.stage_at(Duration::from_millis(4_500)), 2);
         assert_eq!(stages.info(1).from, 100.0);

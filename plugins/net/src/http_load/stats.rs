@@ -319,6 +319,31 @@ mod tests {
     }
 
     #[test]
+    fn a_wave_merges_stage_by_stage() {
+        let staged = |latencies: Vec<u64>| {
+            let mut result = tally_of(latencies.clone()).result(2.0, 10.0);
+            let stage = StageResult {
+                stage: 1,
+                of: "rate".into(),
+                ramp: "step".into(),
+                from: 5.0,
+                to: 5.0,
+                start_s: 0.0,
+                duration_s: 2.0,
+                figures: Box::new(tally_of(latencies).result(2.0, 5.0)),
+            };
+            result.stages = Some(vec![stage]);
+            result
+        };
+        let merged = merge(&[staged(vec![100, 200]), staged(vec![300, 400, 500])]).unwrap();
+        let stages = merged.stages.unwrap();
+        assert_eq!((stages.len(), stages[0].figures.completed, stages[0].figures.req_per_s), (1, 5, 10.0));
+        assert_eq!(stages[0].figures.agents, Some(2));
+        let text = serde_json::to_value(&stages[0]).unwrap();
+        assert_eq!((text["stage"].as_u64(), text["completed"].as_u64()), (Some(1), Some(5)), "flattened: {text}");
+    }
+
+    #[test]
     fn round_trip_through_json() {
         let t = tally_of([100, 200, 300]);
         let text = serde_json::to_string(&t.result(1.5, 2.0)).unwrap();

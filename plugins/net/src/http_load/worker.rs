@@ -321,9 +321,11 @@ impl Load {
         }
         // One wait on the cancel for the whole load, not one per request: a cancel aborts the workers, whose
         // books hand over what they did as they are dropped.
+        let mut cut = None;
         tokio::select! {
             _ = async { while workers.join_next().await.is_some() {} } => {}
             _ = cancel.cancelled() => {
+                cut = Some(Instant::now());
                 workers.abort_all();
                 while workers.join_next().await.is_some() {}
             }
@@ -331,7 +333,7 @@ impl Load {
         let mut total = std::mem::take(&mut *shared.total.lock().unwrap_or_else(|p| p.into_inner()));
         let mut stages = std::mem::take(&mut *shared.stage_totals.lock().unwrap_or_else(|p| p.into_inner()));
         if let Some(schedule) = schedule {
-            let unclaimed = schedule.unclaimed_by_stage();
+            let unclaimed = schedule.unclaimed_by_stage(cut);
             total.dropped += unclaimed.iter().sum::<u64>();
             for (stage, dropped) in stages.iter_mut().zip(unclaimed) {
                 stage.dropped += dropped;
