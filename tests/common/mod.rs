@@ -391,6 +391,21 @@ impl Drop for SwarmProcess {
     }
 }
 
+/// Serves `app` on 127.0.0.1 (a free port) from a thread of its own for the rest of the test; its `host:port`.
+pub fn serve_on_loopback(app: axum::Router) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    address
+}
+
 /// `count` free ports in a row below the ephemeral range, for `tarsier swarm --base-port`.
 pub fn free_port_range(count: u16) -> u16 {
     for _ in 0..50 {

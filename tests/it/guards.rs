@@ -21,9 +21,6 @@ struct Service {
 impl Service {
     fn start() -> Self {
         let status = Arc::new(AtomicU16::new(200));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let address = listener.local_addr().unwrap().to_string();
         let answer = status.clone();
         let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
             if uri.path() == "/break" {
@@ -32,14 +29,7 @@ impl Service {
             let status = answer.load(Ordering::Relaxed);
             async move { (axum::http::StatusCode::from_u16(status).unwrap(), "service says hello") }
         });
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                axum::serve(listener, app).await.unwrap();
-            });
-        });
-        Service { address, status }
+        Service { address: common::serve_on_loopback(app), status }
     }
 
     fn set(&self, status: u16) {

@@ -44,17 +44,7 @@ async fn serve(
 impl Target {
     fn start() -> Self {
         let hits = Arc::new(AtomicU64::new(0));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let address = listener.local_addr().unwrap().to_string();
-        let app = axum::Router::new().fallback(serve).with_state(hits.clone());
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                axum::serve(listener, app).await.unwrap();
-            });
-        });
+        let address = common::serve_on_loopback(axum::Router::new().fallback(serve).with_state(hits.clone()));
         Target { address, hits }
     }
 
