@@ -117,7 +117,7 @@ impl Metrics {
         let peers = IntGauge::new("tarsier_peers", "Healthy peers this agent knows now.")?;
         registry.register(Box::new(peers.clone()))?;
         let held = IntGaugeVec::new(
-            Opts::new("tarsier_held", "What the agent holds now, by resource: ram_bytes, ram_regions, files, disk_bytes, connections, blocked_threads, busy_threads, net_faults."),
+            Opts::new("tarsier_held", "What the agent holds now, by resource: ram_bytes, ram_regions, files, disk_bytes, connections, blocked_threads, busy_threads, net_faults, proxies."),
             &["resource"],
         )?;
         registry.register(Box::new(held.clone()))?;
@@ -186,6 +186,7 @@ impl Metrics {
             ("blocked_threads", held.blocked_threads),
             ("busy_threads", held.busy_threads),
             ("net_faults", held.net_faults),
+            ("proxies", held.proxies),
         ] {
             self.held.with_label_values(&[resource]).set(value as i64);
         }

@@ -17,6 +17,9 @@ enum Kind {
     Holds,
     /// Ends at once and keeps nothing.
     Instant,
+    /// Acts on a fault proxy: run after `net/proxy_create` (to the test's listener) and `net/toxic_add` (a
+    /// `latency_downstream` toxic) made one named `contract`; `/abort` must leave nothing held after it.
+    OnProxy,
     /// A network fault: it would change this machine's own network, so it is not run here. The same contract
     /// (a cancel undoes it within 100 ms, `/abort` leaves nothing held) is tested inside a network namespace
     /// in `wire_faults.rs`.
@@ -24,7 +27,7 @@ enum Kind {
 }
 
 /// (command, data, kind). `{listener}` is a loopback address the test listens on.
-const COMMANDS: [(&str, &str, Kind); 23] = [
+const COMMANDS: [(&str, &str, Kind); 31] = [
     ("sleep/sleep", "{duration: 30s}", Kind::Busy),
     ("heavy_load/spin_cpu", "{duration: 30s, threads: 1}", Kind::Busy),
     ("faults/deadlock", "{threads: 2, duration: 30s}", Kind::Busy),
@@ -48,6 +51,14 @@ const COMMANDS: [(&str, &str, Kind); 23] = [
     ("net/bandwidth", "{rate: 1mbit}", Kind::InNamespace),
     ("net/partition", "{}", Kind::InNamespace),
     ("net/dns", "{}", Kind::InNamespace),
+    ("net/proxy_create", "{name: contract, upstream: '{listener}'}", Kind::Holds),
+    ("net/proxies", "{}", Kind::Instant),
+    ("net/proxy_reset", "{}", Kind::Instant),
+    ("net/proxy_update", "{name: contract, enabled: false}", Kind::OnProxy),
+    ("net/proxy_delete", "{name: contract}", Kind::OnProxy),
+    ("net/toxic_add", "{proxy: contract, type: timeout, attributes: {timeout: 100}}", Kind::OnProxy),
+    ("net/toxic_update", "{proxy: contract, name: latency_downstream, toxicity: 0.5}", Kind::OnProxy),
+    ("net/toxic_remove", "{proxy: contract, name: latency_downstream}", Kind::OnProxy),
 ];
 
 /// The contract's bound: a job stops within 100 ms of its cancel (`Command::execute`).
@@ -104,6 +115,21 @@ fn every_command_keeps_the_plugin_contract_on_cancel_and_release() {
                 let (status, answer) = agent.exec(&format!("command: {name}\ndata: {data}\n"));
                 assert_eq!(status, 200, "{name}: {answer}");
                 assert!(held_total(&agent) > 0, "{name} holds nothing: {}", agent.runtime()["held"]);
+                let (status, answer) = agent.post("/abort", "application/json", b"{\"local\": true}".to_vec());
+                assert_eq!(status, 200, "{answer}");
+                assert_eq!(held_total(&agent), 0, "{name}: after /abort {}", agent.runtime()["held"]);
+            }
+            Kind::OnProxy => {
+                for setup in [
+                    format!("command: net/proxy_create\ndata: {{name: contract, upstream: '{address}'}}\n"),
+                    "command: net/toxic_add\ndata: {proxy: contract, type: latency, attributes: {latency: 10}}\n"
+                        .into(),
+                ] {
+                    let (status, answer) = agent.exec(&setup);
+                    assert_eq!(status, 200, "{name}'s setup: {answer}");
+                }
+                let (status, answer) = agent.exec(&format!("command: {name}\ndata: {data}\n"));
+                assert_eq!((status, &answer["status"]), (200, &Value::from("ok")), "{name}: {answer}");
                 let (status, answer) = agent.post("/abort", "application/json", b"{\"local\": true}".to_vec());
                 assert_eq!(status, 200, "{answer}");
                 assert_eq!(held_total(&agent), 0, "{name}: after /abort {}", agent.runtime()["held"]);

@@ -15,6 +15,7 @@ mod compat;
 mod contract;
 mod deps;
 mod docs;
+mod fault_proxy;
 mod faults;
 mod guards;
 mod heavy_load;

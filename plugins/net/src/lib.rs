@@ -10,8 +10,17 @@ mod cmd_faults;
 mod cmd_http_load;
 mod cmd_loss;
 mod cmd_partition;
+mod cmd_proxy_create;
+mod cmd_proxy_delete;
+mod cmd_proxy_list;
+mod cmd_proxy_reset;
+mod cmd_proxy_update;
 mod cmd_stats;
+mod cmd_toxic_add;
+mod cmd_toxic_remove;
+mod cmd_toxic_update;
 mod conns;
+pub mod fault_proxy;
 mod http_load;
 mod targets;
 pub mod wire_faults;
@@ -28,6 +37,7 @@ pub struct Net {
     conns: Arc<Connections>,
     http_metrics: http_load::metrics::HttpLoadMetrics,
     wire: Arc<wire_faults::WireFaults>,
+    proxies: Arc<fault_proxy::Proxies>,
 }
 
 impl Net {
@@ -52,6 +62,14 @@ impl Plugin for Net {
             Arc::new(cmd_partition::Partition(self.wire.clone())),
             Arc::new(cmd_dns::Dns(self.wire.clone())),
             Arc::new(cmd_faults::Faults(self.wire.clone())),
+            Arc::new(cmd_proxy_create::ProxyCreate(self.proxies.clone())),
+            Arc::new(cmd_proxy_list::ProxyList(self.proxies.clone())),
+            Arc::new(cmd_proxy_update::ProxyUpdate(self.proxies.clone())),
+            Arc::new(cmd_proxy_delete::ProxyDelete(self.proxies.clone())),
+            Arc::new(cmd_proxy_reset::ProxyReset(self.proxies.clone())),
+            Arc::new(cmd_toxic_add::ToxicAdd(self.proxies.clone())),
+            Arc::new(cmd_toxic_update::ToxicUpdate(self.proxies.clone())),
+            Arc::new(cmd_toxic_remove::ToxicRemove(self.proxies.clone())),
         ]
     }
     fn started(&self, control_plane: &tarsier_plugin::ControlPlane) {
@@ -69,12 +87,18 @@ impl Plugin for Net {
         self.http_metrics.collectors()
     }
     fn held(&self) -> Held {
-        Held { connections: self.conns.count(), net_faults: self.wire.count(), ..Held::default() }
+        Held {
+            connections: self.conns.count() + self.proxies.connections(),
+            net_faults: self.wire.count(),
+            proxies: self.proxies.count(),
+            ..Held::default()
+        }
     }
     fn release_all(&self) -> Held {
         Held {
             connections: self.conns.close(tarsier_plugin::Target::All).unwrap_or(0),
             net_faults: self.wire.release_all(),
+            proxies: self.proxies.release_all(),
             ..Held::default()
         }
     }

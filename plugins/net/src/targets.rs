@@ -30,6 +30,16 @@ impl AllowList {
         Self::new(limits.dial_targets.as_deref(), "limits.dial_targets", "address")
     }
 
+    /// A fault proxy's upstreams: `limits.dial_targets`, about its `upstream`.
+    pub fn for_proxy_upstream(limits: &Limits) -> Result<Self, DataError> {
+        Self::new(limits.dial_targets.as_deref(), "limits.dial_targets", "upstream")
+    }
+
+    /// The addresses a fault proxy may listen on: `limits.proxy_listen`, about its `listen`.
+    pub fn for_proxy_listen(limits: &Limits) -> Result<Self, DataError> {
+        Self::new(limits.proxy_listen.as_deref(), "limits.proxy_listen", "listen")
+    }
+
     fn new(list: Option<&[String]>, limit: &'static str, field: &'static str) -> Result<Self, DataError> {
         let entries: Vec<String> = match list {
             Some(list) => list.to_vec(),

@@ -19,6 +19,8 @@ pub struct Held {
     pub busy_threads: u64,
     /// Network faults in force (delay, loss, bandwidth, partition, DNS).
     pub net_faults: u64,
+    /// Fault proxies listening (`net/proxy_create`).
+    pub proxies: u64,
 }
 
 impl std::ops::Add for Held {
@@ -33,6 +35,7 @@ impl std::ops::Add for Held {
             blocked_threads: self.blocked_threads + o.blocked_threads,
             busy_threads: self.busy_threads + o.busy_threads,
             net_faults: self.net_faults + o.net_faults,
+            proxies: self.proxies + o.proxies,
         }
     }
 }
@@ -49,6 +52,7 @@ impl Held {
             blocked_threads: self.blocked_threads.saturating_sub(later.blocked_threads),
             busy_threads: self.busy_threads.saturating_sub(later.busy_threads),
             net_faults: self.net_faults.saturating_sub(later.net_faults),
+            proxies: self.proxies.saturating_sub(later.proxies),
         }
     }
 }

@@ -23,8 +23,11 @@ pub struct Limits {
     pub max_blocked_threads: Option<u64>,
     /// Hosts and CIDRs `net/http_load` may target. Absent: loopback only (127.0.0.0/8, ::1, localhost).
     pub http_load_targets: Option<Vec<String>>,
-    /// Hosts and CIDRs `net/dial` may connect to. Absent: loopback only, like `http_load_targets`.
+    /// Hosts and CIDRs `net/dial` may connect to, and a fault proxy's upstreams. Absent: loopback only, like
+    /// `http_load_targets`.
     pub dial_targets: Option<Vec<String>>,
+    /// IPs and CIDRs a fault proxy (`net/proxy_create`) may listen on. Absent: loopback only.
+    pub proxy_listen: Option<Vec<String>>,
     /// Executions a wave without dedupe may cause in the whole swarm, whatever its `remain` and `buddies`
     /// (default 10,000). Dedupe waves are bounded by the swarm's size instead.
     pub max_wave_executions: Option<u64>,

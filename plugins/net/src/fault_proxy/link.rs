@@ -1,0 +1,286 @@
+//! One proxied connection: two pipes, the client's bytes to the upstream (`upstream` toxics) and the
+//! upstream's back to the client (`downstream` toxics). Each pipe reads into a bounded queue (64 chunks of at
+//! most 16 KiB: a slow toxic holds back the sender, it never buffers without limit) and writes what the toxics
+//! in force let through, re-reading them when they change, so a toxic added or removed acts on open
+//! connections too, as in Toxiproxy.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::toxic::{Effect, Stream, Toxic};
+
+/// What a proxy counts.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub connections: AtomicU64,
+    pub open: AtomicU64,
+    pub refused: AtomicU64,
+    pub bytes_upstream: AtomicU64,
+    pub bytes_downstream: AtomicU64,
+}
+
+const CHUNK: usize = 16 * 1024;
+const QUEUED_CHUNKS: usize = 64;
+
+struct Chunk {
+    data: Vec<u8>,
+    arrived: Instant,
+}
+
+/// How a pipe ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// Its source closed; the close was passed on.
+    Eof,
+    /// A toxic closed the connection (`timeout`, `limit_data`, `down`).
+    Close,
+    /// A toxic reset it (`reset_peer`).
+    Reset,
+    /// The other pipe, the proxy or an abort stopped it.
+    Stopped,
+}
+
+/// Runs the connection until both pipes end, a toxic closes or resets it, or `close` fires.
+pub async fn run(
+    client: TcpStream,
+    upstream: TcpStream,
+    toxics: watch::Receiver<Arc<Vec<Toxic>>>,
+    close: CancellationToken,
+    counters: Arc<Counters>,
+) {
+    let _ = client.set_nodelay(true);
+    let _ = upstream.set_nodelay(true);
+    let (client_read, client_write) = client.into_split();
+    let (upstream_read, upstream_write) = upstream.into_split();
+    let stop = close.child_token();
+    let reset = Arc::new(AtomicBool::new(false));
+    let ends = Ends { stop: stop.clone(), reset: reset.clone() };
+    let up = pipe(client_read, upstream_write, Stream::Upstream, toxics.clone(), ends.clone(), counters.clone());
+    let down = pipe(upstream_read, client_write, Stream::Downstream, toxics, ends, counters);
+    tokio::pin!(up, down);
+    let (mut up_done, mut down_done) = (false, false);
+    while !(up_done && down_done) {
+        let end = tokio::select! {
+            end = &mut up, if !up_done => { up_done = true; end }
+            end = &mut down, if !down_done => { down_done = true; end }
+        };
+        if matches!(end, End::Close | End::Reset) {
+            // The toxic's end is the connection's: the other pipe stops too (its halves dropped closes them).
+            stop.cancel();
+        }
+    }
+}
+
+/// What the two pipes of a connection share: the stop of both, and whether the connection was reset (each pipe
+/// then sets SO_LINGER 0 on the socket it writes to, so that dropping both sends RSTs, not FINs).
+#[derive(Clone)]
+struct Ends {
+    stop: CancellationToken,
+    reset: Arc<AtomicBool>,
+}
+
+/// The effects in force on this pipe, each toxic drawn once per connection against its toxicity.
+fn in_force(
+    toxics: &[Toxic],
+    stream: Stream,
+    draws: &mut HashMap<String, bool>,
+    since: &mut HashMap<String, Instant>,
+) -> Vec<(String, Effect)> {
+    let mut effects = Vec::new();
+    for toxic in toxics.iter().filter(|t| t.stream == stream || t.effect == Effect::Down) {
+        let applies = *draws.entry(toxic.name.clone()).or_insert_with(|| rand::random::<f64>() < toxic.toxicity);
+        if applies {
+            since.entry(toxic.name.clone()).or_insert_with(Instant::now);
+            effects.push((toxic.name.clone(), toxic.effect.clone()));
+        }
+    }
+    since.retain(|name, _| effects.iter().any(|(n, _)| n == name));
+    effects
+}
+
+async fn pipe(
+    mut from: OwnedReadHalf,
+    mut to: OwnedWriteHalf,
+    stream: Stream,
+    mut toxics: watch::Receiver<Arc<Vec<Toxic>>>,
+    ends: Ends,
+    counters: Arc<Counters>,
+) -> End {
+    let stop = ends.stop.clone();
+    let (queue, mut queued) = mpsc::channel::<Chunk>(QUEUED_CHUNKS);
+    let reading = stop.clone();
+    let reader = async move {
+        loop {
+            let mut data = vec![0; CHUNK];
+            let read = tokio::select! {
+                read = from.read(&mut data) => read,
+                _ = reading.cancelled() => break,
+            };
+            match read {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    data.truncate(n);
+                    if queue.send(Chunk { data, arrived: Instant::now() }).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        from
+    };
+    let bytes = match stream {
+        Stream::Upstream => &counters.bytes_upstream,
+        Stream::Downstream => &counters.bytes_downstream,
+    };
+    let writer = async {
+        let (mut draws, mut since) = (HashMap::new(), HashMap::new());
+        let mut effects = in_force(&toxics.borrow_and_update(), stream, &mut draws, &mut since);
+        let (mut last_due, mut bandwidth_free, mut passed) = (Instant::now(), Instant::now(), 0u64);
+        // A `limit_data` counts from when it came into force on this connection, as Toxiproxy's does.
+        let mut limit_from: HashMap<String, u64> = HashMap::new();
+        loop {
+            // A `timeout` or `reset_peer` in force ends the connection at its time, data or not.
+            let deadline = effects
+                .iter()
+                .filter_map(|(name, effect)| match effect {
+                    Effect::Timeout { timeout } if !timeout.is_zero() => Some((since[name] + *timeout, End::Close)),
+                    Effect::ResetPeer { timeout } => Some((since[name] + *timeout, End::Reset)),
+                    _ => None,
+                })
+                .min_by_key(|(at, _)| *at);
+            if let Some((_, end)) = deadline.filter(|(at, _)| *at <= Instant::now()) {
+                return end;
+            }
+            let sleep_until = deadline.map_or(Instant::now() + Duration::from_secs(3600), |(at, _)| at);
+            let chunk = tokio::select! {
+                biased;
+                _ = stop.cancelled() => return End::Stopped,
+                _ = tokio::time::sleep_until(sleep_until.into()), if deadline.is_some() => {
+                    return deadline.map_or(End::Close, |(_, end)| end);
+                }
+                chunk = queued.recv() => chunk,
+                changed = toxics.changed() => {
+                    if changed.is_ok() {
+                        effects = in_force(&toxics.borrow_and_update(), stream, &mut draws, &mut since);
+                    }
+                    continue;
+                }
+            };
+            let Some(chunk) = chunk else {
+                // The source closed: pass the close on, late with `slow_close`.
+                for (_, effect) in &effects {
+                    if let Effect::SlowClose { delay } = effect {
+                        tokio::select! {
+                            _ = tokio::time::sleep(*delay) => {}
+                            _ = stop.cancelled() => return End::Stopped,
+                        }
+                    }
+                }
+                let _ = to.shutdown().await;
+                return End::Eof;
+            };
+            let mut data = &chunk.data[..];
+            let mut cut = false;
+            let mut slicer = None;
+            let mut rate = None;
+            for (name, effect) in &effects {
+                match effect {
+                    Effect::Down => return End::Close,
+                    // Silence: what comes is dropped until the toxic goes (or its timeout closes).
+                    Effect::Timeout { .. } => data = &[],
+                    Effect::Latency { latency, jitter } => {
+                        let spread = jitter.as_secs_f64() * (2.0 * rand::random::<f64>() - 1.0);
+                        let delay = Duration::from_secs_f64((latency.as_secs_f64() + spread).max(0.0));
+                        // Chunks keep their order: one never overtakes the one before.
+                        last_due = last_due.max(chunk.arrived + delay);
+                        tokio::select! {
+                            _ = tokio::time::sleep_until(last_due.into()) => {}
+                            _ = stop.cancelled() => return End::Stopped,
+                        }
+                    }
+                    Effect::LimitData { bytes } => {
+                        let from = *limit_from.entry(name.clone()).or_insert(passed);
+                        let left = bytes.saturating_sub(passed - from) as usize;
+                        if data.len() >= left {
+                            data = &data[..left];
+                            cut = true;
+                        }
+                    }
+                    Effect::Slicer { average_size, size_variation, delay } => {
+                        slicer = Some((*average_size, *size_variation, *delay));
+                    }
+                    Effect::Bandwidth { rate_kb } => rate = Some(*rate_kb * 1000),
+                    Effect::SlowClose { .. } | Effect::ResetPeer { .. } => {}
+                }
+            }
+            while !data.is_empty() {
+                let size = match (slicer, rate) {
+                    (Some((average, variation, _)), _) => {
+                        let spread = variation as f64 * (2.0 * rand::random::<f64>() - 1.0);
+                        ((average as f64 + spread).round() as usize).clamp(1, data.len())
+                    }
+                    // Bandwidth: at most a tenth of a second's worth at once, so a slow rate stays smooth.
+                    (None, Some(rate)) => ((rate / 10).max(1) as usize).min(data.len()),
+                    (None, None) => data.len(),
+                };
+                let (piece, rest) = data.split_at(size);
+                if let Some(rate) = rate {
+                    bandwidth_free = bandwidth_free.max(Instant::now());
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(bandwidth_free.into()) => {}
+                        _ = stop.cancelled() => return End::Stopped,
+                    }
+                    bandwidth_free += Duration::from_secs_f64(piece.len() as f64 / rate as f64);
+                }
+                if to.write_all(piece).await.is_err() {
+                    return End::Close;
+                }
+                passed += piece.len() as u64;
+                bytes.fetch_add(piece.len() as u64, Ordering::Relaxed);
+                data = rest;
+                let pause = slicer.map(|(_, _, delay)| delay).filter(|delay| !delay.is_zero() && !data.is_empty());
+                if let Some(delay) = pause {
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = stop.cancelled() => return End::Stopped,
+                    }
+                }
+            }
+            if cut {
+                return End::Close;
+            }
+        }
+    };
+    // Both at once on this task: the reader fills the queue while the writer lets it out. In a block of its
+    // own, so the writer's borrow of `to` ends with it.
+    let end = {
+        tokio::pin!(reader, writer);
+        let mut source = None;
+        loop {
+            tokio::select! {
+                from = &mut reader, if source.is_none() => source = Some(from),
+                end = &mut writer => break end,
+            }
+        }
+    };
+    if end == End::Reset {
+        ends.reset.store(true, Ordering::Relaxed);
+    }
+    if ends.reset.load(Ordering::Relaxed) {
+        // SO_LINGER 0: closing the socket sends a RST, not a FIN (and never blocks, as a longer linger would).
+        let reset = libc::linger { l_onoff: 1, l_linger: 0 };
+        let _ = nix::sys::socket::setsockopt(to.as_ref(), nix::sys::socket::sockopt::Linger, &reset);
+        // Dropped, a write half would shut its direction down first (a FIN); forgotten, the socket closes with
+        // its read half, and the RST is all the peer sees.
+        to.forget();
+    }
+    end
+}

@@ -1,0 +1,321 @@
+//! The fault proxy: TCP proxies in front of a service's dependencies, with Toxiproxy's toxics (`toxic`), one
+//! task per listener and two pipes per connection (`link`). A proxy lives until it is deleted, until its
+//! `duration` ends, or until `/abort` (`release_all`), which closes its listener and every connection.
+//!
+//! Bounded and safe: the upstream must be in `limits.dial_targets` (resolved once, connected to by the
+//! checked address), the listen address in `limits.proxy_listen` (loopback by default), at most
+//! [`MAX_PROXIES`] proxies and `max_connections` connections each, and every toxic holds at most its pipe's
+//! queue (1 MiB) per direction.
+
+pub mod link;
+pub mod toxic;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tarsier_plugin::{CommandError, DataError};
+use tokio::sync::{watch, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use link::Counters;
+use toxic::{Effect, Toxic};
+
+/// Proxies one agent runs at once.
+pub const MAX_PROXIES: usize = 64;
+/// Toxics on one proxy.
+pub const MAX_TOXICS: usize = 32;
+/// How long connecting to the upstream may take before the client's connection is dropped.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One proxy.
+pub struct Proxy {
+    pub name: String,
+    pub listen: SocketAddr,
+    upstream: Mutex<(String, SocketAddr)>,
+    enabled: AtomicBool,
+    toxics: watch::Sender<Arc<Vec<Toxic>>>,
+    counters: Arc<Counters>,
+    /// Fired when the proxy goes: its listener stops and every connection closes.
+    gone: CancellationToken,
+    /// Fired to close the open connections (a disable, `down`); replaced by a fresh one each time.
+    connections: Mutex<CancellationToken>,
+    until: Instant,
+    max_connections: usize,
+}
+
+impl Proxy {
+    pub fn describe(&self) -> Value {
+        let (upstream, address) = self.upstream.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let count = |n: &std::sync::atomic::AtomicU64| n.load(Ordering::Relaxed);
+        json!({
+            "name": self.name,
+            "listen": self.listen.to_string(),
+            "upstream": upstream,
+            "upstream_address": address.to_string(),
+            "enabled": self.enabled.load(Ordering::Relaxed),
+            "toxics": self.toxics.borrow().iter().map(Toxic::describe).collect::<Vec<_>>(),
+            "expires_in_s": self.until.saturating_duration_since(Instant::now()).as_secs(),
+            "max_connections": self.max_connections,
+            "stats": {
+                "connections": count(&self.counters.connections),
+                "open": count(&self.counters.open),
+                "refused": count(&self.counters.refused),
+                "bytes_upstream": count(&self.counters.bytes_upstream),
+                "bytes_downstream": count(&self.counters.bytes_downstream),
+            },
+        })
+    }
+
+    fn close_connections(&self) {
+        let mut current = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        current.cancel();
+        *current = CancellationToken::new();
+    }
+
+    fn is_down(&self) -> bool {
+        !self.enabled.load(Ordering::Relaxed)
+            || self.toxics.borrow().iter().any(|t| t.effect == Effect::Down && t.toxicity >= 1.0)
+    }
+}
+
+/// What `create` needs, checked.
+pub struct Spec {
+    pub name: String,
+    pub listen: SocketAddr,
+    /// As the body wrote it, and the checked address it is connected to.
+    pub upstream: (String, SocketAddr),
+    pub enabled: bool,
+    pub duration: Duration,
+    pub max_connections: usize,
+}
+
+/// Every proxy of the agent, by name.
+#[derive(Default)]
+pub struct Proxies {
+    proxies: Mutex<BTreeMap<String, Arc<Proxy>>>,
+}
+
+impl Proxies {
+    pub fn count(&self) -> u64 {
+        self.proxies.lock().unwrap_or_else(|p| p.into_inner()).len() as u64
+    }
+
+    /// Open connections through every proxy.
+    pub fn connections(&self) -> u64 {
+        self.proxies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|p| p.counters.open.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    pub fn get(&self, name: &str) -> Result<Arc<Proxy>, CommandError> {
+        self.proxies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+            .ok_or_else(|| CommandError::Invalid(DataError::field("name", format!("no proxy `{name}`"))))
+    }
+
+    pub fn list(&self) -> Vec<Value> {
+        self.proxies.lock().unwrap_or_else(|p| p.into_inner()).values().map(|p| p.describe()).collect()
+    }
+
+    /// Binds the listener and starts serving; the proxy's description.
+    pub async fn create(self: &Arc<Self>, spec: Spec) -> Result<Value, CommandError> {
+        {
+            let proxies = self.proxies.lock().unwrap_or_else(|p| p.into_inner());
+            if proxies.contains_key(&spec.name) {
+                return Err(CommandError::Conflict(format!("a proxy `{}` exists already", spec.name)));
+            }
+            if proxies.len() >= MAX_PROXIES {
+                return Err(CommandError::Conflict(format!("this agent runs {MAX_PROXIES} proxies already")));
+            }
+        }
+        let listener = tokio::net::TcpListener::bind(spec.listen)
+            .await
+            .map_err(|e| CommandError::Conflict(format!("cannot listen on {}: {e}", spec.listen)))?;
+        let listen = listener.local_addr().map_err(|e| CommandError::Failed(e.to_string()))?;
+        let proxy = Arc::new(Proxy {
+            name: spec.name.clone(),
+            listen,
+            upstream: Mutex::new(spec.upstream),
+            enabled: AtomicBool::new(spec.enabled),
+            toxics: watch::Sender::new(Arc::new(Vec::new())),
+            counters: Arc::default(),
+            gone: CancellationToken::new(),
+            connections: Mutex::new(CancellationToken::new()),
+            until: Instant::now() + spec.duration,
+            max_connections: spec.max_connections,
+        });
+        {
+            let mut proxies = self.proxies.lock().unwrap_or_else(|p| p.into_inner());
+            if proxies.contains_key(&spec.name) {
+                return Err(CommandError::Conflict(format!("a proxy `{}` exists already", spec.name)));
+            }
+            proxies.insert(spec.name.clone(), proxy.clone());
+        }
+        tokio::spawn(serve(listener, proxy.clone()));
+        // The proxy goes at the end of its duration, whatever else happens.
+        let (all, expiring) = (self.clone(), proxy.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep_until(expiring.until.into()) => { let _ = all.delete(&expiring.name); }
+                _ = expiring.gone.cancelled() => {}
+            }
+        });
+        Ok(proxy.describe())
+    }
+
+    pub fn delete(&self, name: &str) -> Result<Value, CommandError> {
+        let proxy = self.proxies.lock().unwrap_or_else(|p| p.into_inner()).remove(name);
+        let proxy =
+            proxy.ok_or_else(|| CommandError::Invalid(DataError::field("name", format!("no proxy `{name}`"))))?;
+        proxy.gone.cancel();
+        Ok(proxy.describe())
+    }
+
+    /// `enabled` (a disabled proxy refuses and drops its connections, as Toxiproxy's) and the upstream.
+    pub fn update(
+        &self,
+        name: &str,
+        enabled: Option<bool>,
+        upstream: Option<(String, SocketAddr)>,
+    ) -> Result<Value, CommandError> {
+        let proxy = self.get(name)?;
+        if let Some(upstream) = upstream {
+            *proxy.upstream.lock().unwrap_or_else(|p| p.into_inner()) = upstream;
+        }
+        if let Some(enabled) = enabled {
+            proxy.enabled.store(enabled, Ordering::Relaxed);
+            if !enabled {
+                proxy.close_connections();
+            }
+        }
+        Ok(proxy.describe())
+    }
+
+    /// Adds (`replace: false`, a name taken is a 409) or replaces a toxic.
+    pub fn set_toxic(&self, proxy: &str, toxic: Toxic, replace: bool) -> Result<Value, CommandError> {
+        let proxy = self.get(proxy)?;
+        let mut refused = None;
+        proxy.toxics.send_modify(|toxics| {
+            let mut list = toxics.as_ref().clone();
+            match (list.iter().position(|t| t.name == toxic.name), replace) {
+                (Some(_), false) => refused = Some(format!("a toxic `{}` is on `{}` already", toxic.name, proxy.name)),
+                (None, true) => refused = Some(format!("no toxic `{}` on `{}`", toxic.name, proxy.name)),
+                (Some(i), true) => list[i] = toxic.clone(),
+                (None, false) if list.len() >= MAX_TOXICS => {
+                    refused = Some(format!("`{}` has {MAX_TOXICS} toxics already", proxy.name))
+                }
+                (None, false) => list.push(toxic.clone()),
+            }
+            *toxics = Arc::new(list);
+        });
+        if let Some(why) = refused {
+            return Err(if replace {
+                CommandError::Invalid(DataError::field("name", why))
+            } else {
+                CommandError::Conflict(why)
+            });
+        }
+        if toxic.effect == Effect::Down {
+            proxy.close_connections();
+        }
+        Ok(toxic.describe())
+    }
+
+    pub fn toxic(&self, proxy: &str, name: &str) -> Result<Toxic, CommandError> {
+        let proxy = self.get(proxy)?;
+        let found = proxy.toxics.borrow().iter().find(|t| t.name == name).cloned();
+        found.ok_or_else(|| {
+            CommandError::Invalid(DataError::field("name", format!("no toxic `{name}` on `{}`", proxy.name)))
+        })
+    }
+
+    pub fn remove_toxic(&self, proxy: &str, name: &str) -> Result<Value, CommandError> {
+        let proxy = self.get(proxy)?;
+        let mut removed = None;
+        proxy.toxics.send_modify(|toxics| {
+            let mut list = toxics.as_ref().clone();
+            if let Some(i) = list.iter().position(|t| t.name == name) {
+                removed = Some(list.remove(i));
+            }
+            *toxics = Arc::new(list);
+        });
+        removed.map(|t| t.describe()).ok_or_else(|| {
+            CommandError::Invalid(DataError::field("name", format!("no toxic `{name}` on `{}`", proxy.name)))
+        })
+    }
+
+    /// Toxiproxy's reset: every proxy enabled, every toxic removed.
+    pub fn reset(&self) -> usize {
+        let proxies: Vec<Arc<Proxy>> =
+            self.proxies.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        for proxy in &proxies {
+            proxy.enabled.store(true, Ordering::Relaxed);
+            proxy.toxics.send_replace(Arc::new(Vec::new()));
+        }
+        proxies.len()
+    }
+
+    /// `/abort` and shutdown: every proxy goes, its listener and connections closed. How many went.
+    pub fn release_all(&self) -> u64 {
+        let gone = std::mem::take(&mut *self.proxies.lock().unwrap_or_else(|p| p.into_inner()));
+        for proxy in gone.values() {
+            proxy.gone.cancel();
+        }
+        gone.len() as u64
+    }
+}
+
+/// Accepts until the proxy goes; each connection gets its upstream connection and its two pipes.
+async fn serve(listener: tokio::net::TcpListener, proxy: Arc<Proxy>) {
+    let slots = Arc::new(Semaphore::new(proxy.max_connections));
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = proxy.gone.cancelled() => return,
+        };
+        let Ok((client, _)) = accepted else {
+            // Out of descriptors: wait a little rather than spin on the error.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) if !proxy.is_down() => slot,
+            _ => {
+                proxy.counters.refused.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+        };
+        let proxy = proxy.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let address = proxy.upstream.lock().unwrap_or_else(|p| p.into_inner()).1;
+            let upstream = match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(address)).await {
+                Ok(Ok(upstream)) => upstream,
+                _ => {
+                    proxy.counters.refused.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            };
+            proxy.counters.connections.fetch_add(1, Ordering::Relaxed);
+            proxy.counters.open.fetch_add(1, Ordering::Relaxed);
+            let close = proxy.connections.lock().unwrap_or_else(|p| p.into_inner()).child_token();
+            let gone = proxy.gone.clone();
+            let counters = proxy.counters.clone();
+            tokio::select! {
+                _ = link::run(client, upstream, proxy.toxics.subscribe(), close, counters.clone()) => {}
+                _ = gone.cancelled() => {}
+            }
+            counters.open.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+}

@@ -1,0 +1,202 @@
+//! The fault proxy: each toxic's effect seen by a real client through the proxy against a real upstream (an
+//! HTTP server this test runs on loopback), toxics acting on open connections, toxicity, bad parameters
+//! refused by name, and `/abort` closing listeners and connections.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::{self, ChildAgent};
+
+/// An upstream: `/` answers "hello", `/big` 100,000 bytes.
+fn upstream() -> String {
+    let app = axum::Router::new()
+        .route("/", axum::routing::get(|| async { "hello" }))
+        .route("/big", axum::routing::get(|| async { "x".repeat(100_000) }));
+    common::serve_on_loopback(app)
+}
+
+/// One GET over a fresh connection to `address`: the status line and body, or the error.
+fn get(address: &str, path: &str, within: Duration) -> Result<(String, Vec<u8>), String> {
+    let failed = |e: std::io::Error| format!("{:?}: {e}", e.kind());
+    let mut stream = TcpStream::connect(address).map_err(failed)?;
+    stream.set_read_timeout(Some(within)).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").map_err(failed)?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).map_err(failed)?;
+    let text = String::from_utf8_lossy(&answer).to_string();
+    let (head, _) = text.split_once("\r\n\r\n").ok_or_else(|| format!("no full answer: {} bytes", answer.len()))?;
+    let body_at = head.len() + 4;
+    Ok((head.lines().next().unwrap_or_default().to_owned(), answer[body_at..].to_vec()))
+}
+
+fn exec_ok(agent: &ChildAgent, body: &str) -> Value {
+    let (status, answer) = agent.exec(body);
+    assert_eq!(status, 200, "{body}: {answer}");
+    answer["result"].clone()
+}
+
+#[test]
+fn every_toxic_does_what_toxiproxy_says_through_a_real_proxy() {
+    let agent = ChildAgent::spawn();
+    let upstream = upstream();
+    let created = exec_ok(&agent, &format!("command: net/proxy_create\ndata: {{name: web, upstream: '{upstream}'}}\n"));
+    let proxy = created["listen"].as_str().unwrap().to_owned();
+    let quick = Duration::from_secs(10);
+    assert_eq!(get(&proxy, "/", quick).unwrap(), ("HTTP/1.1 200 OK".into(), b"hello".to_vec()));
+
+    // latency: every answer comes at least 200 ms late; removed, it is quick again.
+    exec_ok(
+        &agent,
+        "command: net/toxic_add\ndata: {proxy: web, type: latency, attributes: {latency: 200, jitter: 20}}\n",
+    );
+    let started = Instant::now();
+    assert_eq!(get(&proxy, "/", quick).unwrap().1, b"hello");
+    let late = started.elapsed();
+    assert!(late >= Duration::from_millis(180), "{late:?}");
+    exec_ok(&agent, "command: net/toxic_remove\ndata: {proxy: web, name: latency_downstream}\n");
+    let started = Instant::now();
+    get(&proxy, "/", quick).unwrap();
+    assert!(started.elapsed() < late, "{:?} without the toxic, {late:?} with it", started.elapsed());
+
+    // bandwidth: 100 KB/s on 100,000 bytes takes about a second.
+    exec_ok(&agent, "command: net/toxic_add\ndata: {proxy: web, type: bandwidth, attributes: {rate: 100}}\n");
+    let started = Instant::now();
+    assert_eq!(get(&proxy, "/big", quick).unwrap().1.len(), 100_000);
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(900), "{took:?}");
+    exec_ok(&agent, "command: net/toxic_remove\ndata: {proxy: web, name: bandwidth_downstream}\n");
+
+    // slicer: the same bytes arrive, in pieces.
+    exec_ok(&agent, "command: net/toxic_add\ndata: {proxy: web, type: slicer, attributes: {average_size: 100, size_variation: 50, delay: 10}}\n");
+    assert_eq!(get(&proxy, "/big", quick).unwrap().1, vec![b'x'; 100_000]);
+    exec_ok(&agent, "command: net/toxic_remove\ndata: {proxy: web, name: slicer_downstream}\n");
+
+    // limit_data: the connection is closed after 20 bytes: no full answer.
+    exec_ok(&agent, "command: net/toxic_add\ndata: {proxy: web, type: limit_data, attributes: {bytes: 20}}\n");
+    let cut = get(&proxy, "/", quick).unwrap_err();
+    assert!(cut.contains("no full answer: 20 bytes"), "{cut}");
+    exec_ok(&agent, "command: net/toxic_remove\ndata: {proxy: web, name: limit_data_downstream}\n");
+
+    // timeout on what the client sends: nothing reaches the upstream, and the connection closes after 300 ms.
+    exec_ok(
+        &agent,
+        "command: net/toxic_add\ndata: {proxy: web, type: timeout, stream: upstream, attributes: {timeout: 300}}\n",
+    );
+    let started = Instant::now();
+    let silent = get(&proxy, "/", quick).unwrap_err();
+    assert!(silent.contains("no full answer: 0 bytes"), "{silent}");
+    assert!(started.elapsed() >= Duration::from_millis(250), "{:?}", started.elapsed());
+    exec_ok(&agent, "command: net/toxic_remove\ndata: {proxy: web, name: timeout_upstream}\n");
+
+    // reset_peer: the client sees its connection reset.
+    exec_ok(
+        &agent,
+        "command: net/toxic_add\ndata: {proxy: web, type: reset_peer, stream: upstream, attributes: {timeout: 0}}\n",
+    );
+    let reset = get(&proxy, "/", quick).unwrap_err();
+    assert!(reset.contains("ConnectionReset"), "{reset}");
+    exec_ok(&agent, "command: net/toxic_remove\ndata: {proxy: web, name: reset_peer_upstream}\n");
+
+    // toxicity 0: the toxic is on, and no connection draws it.
+    exec_ok(
+        &agent,
+        "command: net/toxic_add\ndata: {proxy: web, type: limit_data, toxicity: 0, attributes: {bytes: 1}}\n",
+    );
+    assert_eq!(get(&proxy, "/", quick).unwrap().1, b"hello");
+    exec_ok(&agent, "command: net/toxic_update\ndata: {proxy: web, name: limit_data_downstream, toxicity: 1}\n");
+    assert!(get(&proxy, "/", quick).is_err(), "toxicity 1 now: every connection is cut");
+    exec_ok(&agent, "command: net/proxy_reset\n");
+    assert_eq!(get(&proxy, "/", quick).unwrap().1, b"hello");
+
+    // Disabled (Toxiproxy's down): connections are refused; enabled again, served.
+    exec_ok(&agent, "command: net/proxy_update\ndata: {name: web, enabled: false}\n");
+    assert!(get(&proxy, "/", quick).is_err());
+    exec_ok(&agent, "command: net/proxy_update\ndata: {name: web, enabled: true}\n");
+    assert_eq!(get(&proxy, "/", quick).unwrap().1, b"hello");
+
+    let listed = exec_ok(&agent, "command: net/proxies\n");
+    let stats = &listed["proxies"][0]["stats"];
+    assert!(
+        stats["connections"].as_u64().unwrap() >= 10 && stats["bytes_downstream"].as_u64().unwrap() > 200_000,
+        "{listed}"
+    );
+}
+
+#[test]
+fn a_toxic_acts_on_open_connections_and_abort_closes_everything() {
+    let agent = ChildAgent::spawn();
+    let upstream = upstream();
+    let created = exec_ok(&agent, &format!("command: net/proxy_create\ndata: {{name: db, upstream: '{upstream}'}}\n"));
+    let proxy = created["listen"].as_str().unwrap().to_owned();
+    // A keep-alive connection, open before the toxic: the toxic cuts it at its next answer.
+    let mut open = TcpStream::connect(&proxy).unwrap();
+    open.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(open, "GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut first = [0u8; 512];
+    assert!(open.read(&mut first).unwrap() > 0);
+    exec_ok(&agent, "command: net/toxic_add\ndata: {proxy: db, type: limit_data, attributes: {bytes: 10}}\n");
+    write!(open, "GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut rest = Vec::new();
+    let _ = open.read_to_end(&mut rest);
+    assert_eq!(
+        rest.len(),
+        10,
+        "the open connection got 10 bytes more and was closed: {:?}",
+        String::from_utf8_lossy(&rest)
+    );
+
+    let held = agent.runtime()["held"]["proxies"].as_u64();
+    assert_eq!(held, Some(1));
+    let (status, answer) = agent.post("/abort", "application/json", b"{\"local\": true}".to_vec());
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(agent.runtime()["held"]["proxies"], 0);
+    assert!(
+        common::eventually(Duration::from_secs(5), || TcpStream::connect(&proxy).is_err()),
+        "the listener is closed"
+    );
+}
+
+#[test]
+fn bad_proxies_and_toxics_are_refused_by_field() {
+    let agent = ChildAgent::spawn();
+    let upstream = upstream();
+    for (data, field) in [
+        ("{name: a, upstream: '192.0.2.1:80'}", "upstream"),
+        ("{name: a, upstream: 'nohost'}", "upstream"),
+        ("{name: a, upstream: '127.0.0.1:80', listen: '0.0.0.0:0'}", "listen"),
+        ("{name: 'a b', upstream: '127.0.0.1:80'}", "name"),
+        ("{name: a, upstream: '127.0.0.1:80', max_connections: 0}", "max_connections"),
+    ] {
+        let (status, answer) = agent.exec(&format!("command: net/proxy_create\ndata: {data}\n"));
+        assert_eq!(
+            (status, answer["field"].as_str()),
+            (400, Some(format!("data.{field}").as_str())),
+            "{data}: {answer}"
+        );
+    }
+    exec_ok(&agent, &format!("command: net/proxy_create\ndata: {{name: a, upstream: '{upstream}'}}\n"));
+    let (status, answer) =
+        agent.exec(&format!("command: net/proxy_create\ndata: {{name: a, upstream: '{upstream}'}}\n"));
+    assert_eq!(status, 409, "a name taken: {answer}");
+    for (data, field) in [
+        ("{proxy: a, type: latency, attributes: {latency: 10, jitter: 20}}", "attributes.jitter"),
+        ("{proxy: a, type: bandwidth, attributes: {rate: 0}}", "attributes.rate"),
+        ("{proxy: a, type: poison}", "type"),
+        ("{proxy: a, type: latency, toxicity: 2}", "toxicity"),
+        ("{proxy: a, type: latency, attributes: {delay: 1}}", "attributes.delay"),
+        ("{proxy: nope, type: latency}", "name"),
+    ] {
+        let (status, answer) = agent.exec(&format!("command: net/toxic_add\ndata: {data}\n"));
+        assert_eq!(
+            (status, answer["field"].as_str()),
+            (400, Some(format!("data.{field}").as_str())),
+            "{data}: {answer}"
+        );
+    }
+    exec_ok(&agent, "command: net/toxic_add\ndata: {proxy: a, type: latency}\n");
+    let (status, answer) = agent.exec("command: net/toxic_add\ndata: {proxy: a, type: latency}\n");
+    assert_eq!(status, 409, "the same toxic twice: {answer}");
+}
