@@ -27,6 +27,12 @@ if [ "$(id -u)" = 0 ]; then
   nft --version
 fi
 
+echo "== python3 venv (a test drives the fault proxy with Toxiproxy's own Python client, from PyPI)"
+if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  (apt-get install -y -qq python3-venv >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq python3-venv; }) >/dev/null
+fi
+python3 --version
+
 if docker info >/dev/null 2>&1; then
   echo "== docker: the container tests build their images with scripts/image.sh (no registry needed)"
 else

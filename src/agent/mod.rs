@@ -45,6 +45,8 @@ pub struct BoundAgent {
     public_tls: Option<Arc<rustls::ServerConfig>>,
     service_tls: Option<Arc<rustls::ServerConfig>>,
     limits: (ServeLimits, ServeLimits),
+    /// `proxy.api_listen`: Toxiproxy's API over the fault proxies.
+    toxiproxy: Option<tokio::net::TcpListener>,
 }
 
 impl BoundAgent {
@@ -69,6 +71,14 @@ impl BoundAgent {
         let service = tokio::net::TcpListener::bind(config.service_listen())
             .await
             .with_context(|| format!("cannot listen on {}", config.service_listen()))?;
+        let toxiproxy = match config.proxy.api_listen {
+            Some(address) => Some(
+                tokio::net::TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("cannot listen on {address} (proxy.api_listen)"))?,
+            ),
+            None => None,
+        };
         let public_addr = public.local_addr()?;
         let service_addr = service.local_addr()?;
         let host = advertised_host(config, public_addr);
@@ -162,7 +172,10 @@ impl BoundAgent {
         if !in_process {
             state.registry.started(&state.control_plane.read());
         }
-        Ok(Self { state, public, service, public_tls, service_tls, limits: config.server.limits() })
+        if let Some(api) = &toxiproxy {
+            tracing::info!(address = %api.local_addr()?, "Toxiproxy's API served (proxy.api_listen)");
+        }
+        Ok(Self { state, public, service, public_tls, service_tls, limits: config.server.limits(), toxiproxy })
     }
 
     /// Serves until `shutdown` fires, then cancels every job, lets in-flight requests finish, and releases
@@ -175,7 +188,7 @@ impl BoundAgent {
         let public = tokio::spawn(crate::agent::http::listener::serve(
             self.public,
             crate::agent::http::public::router(state.clone()),
-            self.public_tls,
+            self.public_tls.clone(),
             self.limits.0,
             refused("public"),
             stop_serving.clone(),
@@ -191,12 +204,27 @@ impl BoundAgent {
             GRACE,
         ));
 
+        let toxiproxy = self.toxiproxy.map(|listener| {
+            tokio::spawn(crate::agent::http::listener::serve(
+                listener,
+                crate::agent::http::toxiproxy::router(state.clone()),
+                self.public_tls.clone(),
+                self.limits.0,
+                refused("toxiproxy"),
+                stop_serving.clone(),
+                GRACE,
+            ))
+        });
+
         shutdown.cancelled().await;
         tracing::info!(agent = %state.name, "shutting down: cancelling jobs, releasing what is held");
         state.jobs.cancel_all();
         state.swarm.peers.leave().await;
         stop_serving.cancel();
         let _ = tokio::join!(public, service);
+        if let Some(toxiproxy) = toxiproxy {
+            let _ = toxiproxy.await;
+        }
         let released = state.release_all().await;
         tracing::info!(agent = %state.name, ?released, "agent stopped");
         Ok(())

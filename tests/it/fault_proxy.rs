@@ -200,3 +200,88 @@ fn bad_proxies_and_toxics_are_refused_by_field() {
     let (status, answer) = agent.exec("command: net/toxic_add\ndata: {proxy: a, type: latency}\n");
     assert_eq!(status, 409, "the same toxic twice: {answer}");
 }
+
+/// A venv with the Toxiproxy client from PyPI (`toxiproxy-python`), made once under `.cache/`; `None` (the
+/// test says it is skipped) where Python's venv or PyPI cannot be had.
+fn toxiproxy_client() -> Option<std::path::PathBuf> {
+    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/toxiproxy-python");
+    let python = venv.join("bin/python");
+    let ready = |python: &std::path::Path| {
+        std::process::Command::new(python).args(["-c", "import toxiproxy"]).output().is_ok_and(|o| o.status.success())
+    };
+    if ready(&python) {
+        return Some(python);
+    }
+    let made = std::process::Command::new("python3").args(["-m", "venv"]).arg(&venv).output();
+    if !made.is_ok_and(|o| o.status.success()) {
+        return None;
+    }
+    let installed = std::process::Command::new(venv.join("bin/pip"))
+        .args(["install", "--quiet", "toxiproxy-python==0.1.1"])
+        .output();
+    (installed.is_ok_and(|o| o.status.success()) && ready(&python)).then_some(python)
+}
+
+/// The Toxiproxy client's own calls, unchanged, against the agent's `proxy.api_listen`.
+#[test]
+fn a_toxiproxy_client_drives_the_agents_proxies_unchanged() {
+    let Some(python) = toxiproxy_client() else {
+        println!("skipped: no Python venv or no PyPI for toxiproxy-python");
+        return;
+    };
+    let api = common::fixed_port();
+    let agent = ChildAgent::spawn_with(common::Spawn {
+        config: &format!("proxy: {{api_listen: '127.0.0.1:{api}'}}\n"),
+        ..Default::default()
+    });
+    let upstream = upstream();
+    let script = r#"
+import sys, time, urllib.request
+from toxiproxy import Toxiproxy
+from toxiproxy.api import APIConsumer
+from toxiproxy.exceptions import ProxyExists, NotFound
+APIConsumer.host, APIConsumer.port = "127.0.0.1", int(sys.argv[1])
+upstream = sys.argv[2]
+server = Toxiproxy()
+assert server.running(), "the API is not up"
+assert server.version().startswith(b"tarsier-"), server.version()
+proxy = server.create(upstream=upstream, name="web")
+def fetch():
+    started = time.monotonic()
+    with urllib.request.urlopen("http://%s/" % proxy.listen, timeout=5) as answer:
+        assert answer.read() == b"hello"
+    return time.monotonic() - started
+assert fetch() < 0.3
+proxy.add_toxic(type="latency", attributes={"latency": 300, "jitter": 0})
+assert "latency_downstream" in proxy.toxics(), proxy.toxics()
+assert fetch() >= 0.29
+proxy.destroy_toxic("latency_downstream")
+assert fetch() < 0.3
+with proxy.down():
+    try:
+        fetch()
+        raise AssertionError("a disabled proxy answered")
+    except OSError:
+        pass
+assert fetch() < 0.3
+proxy.add_toxic(type="timeout", stream="upstream", attributes={"timeout": 100})
+assert server.reset()
+assert proxy.toxics() == {}
+try:
+    server.create(upstream=upstream, name="web")
+    raise AssertionError("a second proxy of the same name")
+except ProxyExists:
+    pass
+assert set(server.proxies()) == {"web"}
+proxy.destroy()
+assert server.get_proxy("web") is None
+print("toxiproxy client: ok")
+"#;
+    let out = std::process::Command::new(python).args(["-c", script, &api.to_string(), &upstream]).output().unwrap();
+    let text = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && text.contains("toxiproxy client: ok"), "{text}\nagent log:\n{}", agent.log_text());
+    // Every call went through the agent's commands: they are in its job list.
+    let jobs = agent.get_json(&format!("{}/jobs", agent.public));
+    let ran: Vec<&str> = jobs["finished"].as_array().unwrap().iter().filter_map(|j| j["command"].as_str()).collect();
+    assert!(ran.contains(&"net/proxy_create") && ran.contains(&"net/toxic_add"), "{ran:?}");
+}

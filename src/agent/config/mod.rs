@@ -50,6 +50,9 @@ pub struct AgentConfig {
     pub persistent_storage: Option<Value>,
     pub log_format: Option<LogFormat>,
     pub max_body: Option<ByteSize>,
+    /// The fault proxies' Toxiproxy API.
+    #[serde(default)]
+    pub proxy: ProxyConfig,
     /// Push the figures of every `net/http_load` this agent runs to a Prometheus remote-write endpoint.
     pub remote_write: Option<RemoteWriteConfig>,
     /// Labels a wave's `select: {labels: ...}` picks agents by (`zone: b`); registered in Consul as meta
@@ -71,6 +74,15 @@ pub struct AgentConfig {
     /// What the agent logs at start about the config: reference keys it does not use, and why.
     #[serde(skip)]
     pub notes: Vec<String>,
+}
+
+/// `proxy:` in the config.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// Serve Toxiproxy's REST API here (`127.0.0.1:8474`, Toxiproxy's port); off when absent. The token
+    /// applies; off loopback it needs one, as the agent's other ports do.
+    pub api_listen: Option<SocketAddr>,
 }
 
 /// `remote_write:` in the config.
@@ -251,7 +263,7 @@ impl AgentConfig {
             );
             return Ok(());
         }
-        for address in [self.listen(), self.service_listen()] {
+        for address in [self.listen(), self.service_listen()].into_iter().chain(self.proxy.api_listen) {
             if !address.ip().is_loopback() {
                 anyhow::bail!(
                     "refusing to listen on {address} without a swarm token: anyone who reaches it could run \

@@ -33,13 +33,19 @@ pub enum Listener {
     /// Only the routes that tell a stranger what the swarm holds need it ([`GUARDED_ROUTES`]); probes,
     /// `/metrics` and `/sd` stay open. No route reads a body.
     Service,
+    /// Toxiproxy's API (`proxy.api_listen`): every route needs the token; bodies are small JSON.
+    ToxiproxyApi,
 }
+
+/// The largest body Toxiproxy's API reads (a `populate` of a few hundred proxies).
+const TOXIPROXY_MAX_BODY: usize = 256 * 1024;
 
 impl Listener {
     fn label(self) -> &'static str {
         match self {
             Listener::Public => "public",
             Listener::Service => "service",
+            Listener::ToxiproxyApi => "toxiproxy",
         }
     }
 
@@ -47,6 +53,7 @@ impl Listener {
         match self {
             Listener::Public => state.bodies.max_bytes,
             Listener::Service => 0,
+            Listener::ToxiproxyApi => TOXIPROXY_MAX_BODY,
         }
     }
 
@@ -54,6 +61,7 @@ impl Listener {
         match self {
             Listener::Public => path.is_none_or(|p| p.as_str() != MEMBERSHIP_ROUTE),
             Listener::Service => path.is_some_and(|p| GUARDED_ROUTES.contains(&p.as_str())),
+            Listener::ToxiproxyApi => true,
         }
     }
 }
