@@ -397,6 +397,10 @@ class Nginx:
         self.dir = tempfile.mkdtemp(prefix="tarsier-bench-nginx-")
         self.port = free_port()
         self.access_log = f"{self.dir}/access.log"
+        # /files/big: 4 MiB for the transfers the fault proxy's bandwidth is measured on.
+        os.makedirs(f"{self.dir}/files")
+        with open(f"{self.dir}/files/big", "wb") as f:
+            f.write(b"x" * (4 << 20))
         temp = " ".join(f"{k}_temp_path {self.dir};" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
         # With access_log: each request's end time in seconds with ms ($msec), buffered; flushed at the stop.
         logging = f"log_format ends '$msec'; access_log {self.access_log} ends buffer=256k flush=5s;" if access_log else "access_log off;"
@@ -406,6 +410,7 @@ class Nginx:
             f.write(f"daemon off;\nworker_processes auto;\npid {self.dir}/nginx.pid;\nerror_log {self.dir}/error.log warn;\n"
                     f"events {{ worker_connections 4096; }}\nhttp {{ {logging} keepalive_requests 10000000; {temp}\n"
                     f"  server {{ listen 127.0.0.1:{self.port};\n"
+                    f"    location /files/ {{ alias {self.dir}/files/; }}\n"
                     f"    location / {{ return 200 \"ok\\n\"; }} }} }}\n")
         self.proc = subprocess.Popen(["nginx", "-p", self.dir, "-c", f"{self.dir}/nginx.conf"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_http(f"http://127.0.0.1:{self.port}/")
@@ -698,6 +703,117 @@ def ramp():
     row("load generation", "rate ramp 1,000 -> 20,000/s over 10 s: worst second off the asked count", f"{worst * 100:.2f} %", "nginx's access log", "-", "within 2 %", "yes" if worst <= 0.02 else "**no**", "one stage, linear; counted per second by the target")
 
 
+def cpu_with_children(pid):
+    """CPU seconds of a process and of its children it has reaped (socat forks one per connection)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return sum(int(fields[i]) for i in (11, 12, 13, 14)) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk_full(url, conns, seconds):
+    """wrk -t2: (requests/s, p50 ms, p99 ms, requests)."""
+    out = subprocess.run(["wrk", "-t2", f"-c{conns}", f"-d{seconds}s", "--latency", url], capture_output=True, text=True, timeout=seconds + 30).stdout
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+    pct = lambda p: (lambda m: float(m.group(1)) * scale[m.group(2)])(re.search(rf"{p}%\s+([\d.]+)(us|ms|s)", out))
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), pct(50), pct(99), int(re.search(r"(\d+) requests in", out).group(1))
+
+
+def proxy():
+    """The fault proxy with no toxic, next to socat and haproxy from Debian as plain TCP relays in front of the
+    same nginx, in one run: requests/s, added latency, CPU per request of the relay; then the latency and
+    bandwidth toxics' fidelity. Writes README.md's and docs/performance.md's proxy table."""
+    print("proxy", file=sys.stderr)
+    import http.client
+    nginx, agent = Nginx(), Agent()
+    relays, procs = {}, []
+    tmp = tempfile.mkdtemp(prefix="tarsier-bench-relays-")
+    try:
+        made = agent.exec(f"command: net/proxy_create\ndata: {{name: bench, upstream: '127.0.0.1:{nginx.port}', duration: 1h}}\n")["result"]
+        relays["tarsier"] = (made["listen"], agent.proc.pid)
+        port = free_port()
+        socat = subprocess.Popen(["socat", f"TCP4-LISTEN:{port},fork,reuseaddr,bind=127.0.0.1", f"TCP4:127.0.0.1:{nginx.port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(socat)
+        relays["socat"] = (f"127.0.0.1:{port}", socat.pid)
+        port = free_port()
+        with open(f"{tmp}/haproxy.cfg", "w") as f:
+            f.write(f"global\n  maxconn 4096\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n"
+                    f"frontend relay\n  bind 127.0.0.1:{port}\n  default_backend nginx\nbackend nginx\n  server nginx 127.0.0.1:{nginx.port}\n")
+        haproxy = subprocess.Popen(["haproxy", "-db", "-f", f"{tmp}/haproxy.cfg"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(haproxy)
+        relays["haproxy"] = (f"127.0.0.1:{port}", haproxy.pid)
+        for name, (address, _) in relays.items():
+            wait_http(f"http://{address}/")
+        runs = {name: [] for name in ["direct", *relays]}
+        for _ in range(ROUNDS):
+            runs["direct"].append((*wrk_full(f"http://127.0.0.1:{nginx.port}/", 64, 5), 0.0))
+            for name, (address, pid) in relays.items():
+                before = cpu_with_children(pid)
+                rps, p50, p99, total = wrk_full(f"http://{address}/", 64, 5)
+                runs[name].append((rps, p50, p99, total, (cpu_with_children(pid) - before) / max(total, 1) * 1e6))
+        med = {name: tuple(statistics.median(r[i] for r in v) for i in range(5)) for name, v in runs.items()}
+        # Fidelity: 200 requests on one kept-alive connection, without and with a latency toxic of 50 +- 10 ms.
+        host, port = relays["tarsier"][0].rsplit(":", 1)
+        def timed(n):
+            conn, took = http.client.HTTPConnection(host, int(port), timeout=10), []
+            for _ in range(n):
+                started = time.monotonic()
+                conn.request("GET", "/")
+                conn.getresponse().read()
+                took.append((time.monotonic() - started) * 1000)
+            conn.close()
+            return sorted(took)
+        q = lambda xs, p: xs[min(len(xs) - 1, int(p * len(xs)))]
+        base = timed(200)
+        agent.exec("command: net/toxic_add\ndata: {proxy: bench, type: latency, attributes: {latency: 50, jitter: 10}}\n")
+        slow = timed(200)
+        agent.exec("command: net/toxic_remove\ndata: {proxy: bench, name: latency_downstream}\n")
+        agent.exec("command: net/toxic_add\ndata: {proxy: bench, type: bandwidth, attributes: {rate: 1000}}\n")
+        conn = http.client.HTTPConnection(host, int(port), timeout=60)
+        started = time.monotonic()
+        conn.request("GET", "/files/big")
+        got = len(conn.getresponse().read())
+        rate = got / (time.monotonic() - started) / 1000
+        conn.close()
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+        nginx.stop(), agent.stop()
+    rows = []
+    d_rps, d_p50, d_p99 = med["direct"][:3]
+    for name in relays:
+        rps, p50, p99, _, cpu_us = med[name]
+        rows.append((f"{name}, no toxic", f"{rps:,.0f} req/s", f"{rps / d_rps:.2f}", f"+{(p50 - d_p50) * 1000:.0f} µs / +{(p99 - d_p99) * 1000:.0f} µs", f"{cpu_us:.1f} µs"))
+    t_rps, s_rps, h_rps = med["tarsier"][0], med["socat"][0], med["haproxy"][0]
+    p50_added, p99_added = q(slow, 0.5) - q(base, 0.5), q(slow, 0.99) - q(base, 0.99)
+    checks = [
+        ("requests/s vs haproxy", f"{t_rps / h_rps:.2f}", ">= 0.9", t_rps / h_rps >= 0.9),
+        ("requests/s vs socat", f"{t_rps / s_rps:.2f}", ">= 1.0", t_rps >= s_rps),
+        ("latency 50 ms +- 10 ms: p50 added", f"{p50_added:.1f} ms (asked 50)", "within 5 %", abs(p50_added / 50 - 1) <= 0.05),
+        ("latency 50 ms +- 10 ms: p99 added", f"{p99_added:.1f} ms (uniform jitter's p99: 59.6)", "within 5 %", abs(p99_added / 59.6 - 1) <= 0.05),
+        ("bandwidth 1,000 KB/s", f"{rate:,.0f} KB/s over {got / 2**20:.0f} MiB", "within 5 %", abs(rate / 1000 - 1) <= 0.05),
+    ]
+    table = (f"Measured {time.strftime('%Y-%m-%d')} on {CORES} cores by `benches/run.sh proxy` (medians of {ROUNDS} interleaved rounds): "
+             f"wrk -t2 -c64 -d5s through each relay to nginx (Debian, `return 200`); direct {d_rps:,.0f} req/s, p50 {d_p50 * 1000:.0f} µs, p99 {d_p99 * 1000:.0f} µs. "
+             "CPU per request is the relay's own (socat's forked children included).\n\n"
+             "| relay | requests/s | vs direct | latency added p50 / p99 | relay CPU per request |\n|---|---|---|---|---|\n"
+             + "".join("| " + " | ".join(r) + " |\n" for r in rows)
+             + "\n| measure | tarsier | target | met |\n|---|---|---|---|\n"
+             + "".join(f"| {m} | {v} | {t} | {'yes' if ok else '**no**'} |\n" for m, v, t, ok in checks)
+             + "\nFidelity: 200 requests on one kept-alive connection through the proxy, without and with the toxic (a downstream latency delays each answer); the bandwidth toxic on a 4 MiB download.\n")
+    print(table)
+    here = os.path.dirname(os.path.abspath(__file__))
+    for doc in ("README.md", "docs/performance.md"):
+        path = os.path.join(here, "..", doc)
+        text = open(path).read()
+        begin, end = "<!-- proxy:start -->", "<!-- proxy:end -->"
+        if begin in text and end in text:
+            before, rest = text.split(begin, 1)
+            open(path, "w").write(f"{before}{begin}\n{table}{end}{rest.split(end, 1)[1]}")
+    for m, v, t, ok in checks:
+        row("fault proxy", m, v, "-", "-", t, "yes" if ok else "**no**", "benches/run.sh proxy")
+
+
 def signing():
     """The cost of signing: /exec of a 10-hop wave (11 executions, 10 signed copies verified, all in one local
     swarm process) with a token (copies signed with the swarm key) and without (no signatures), interleaved."""
@@ -742,7 +858,7 @@ def signing():
         f"{p99['signed'] / p99['unsigned']:.2f}", "-", "-", cmd)
 
 
-SECTIONS = {"ramp": ramp, "rate_matrix": rate_matrix, "control": control, "control_hog": control_hog, "parse": parse, "handler": handler, "wave": wave, "fidelity": fidelity, "http_load": http_load, "rate": rate, "signing": signing}
+SECTIONS = {"proxy": proxy, "ramp": ramp, "rate_matrix": rate_matrix, "control": control, "control_hog": control_hog, "parse": parse, "handler": handler, "wave": wave, "fidelity": fidelity, "http_load": http_load, "rate": rate, "signing": signing}
 
 if __name__ == "__main__":
     chosen = sys.argv[1:] or list(SECTIONS)
