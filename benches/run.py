@@ -783,7 +783,7 @@ def proxy():
     d_rps, d_p50, d_p99 = med["direct"][:3]
     for name in relays:
         rps, p50, p99, _, cpu_us = med[name]
-        rows.append((f"{name}, no toxic", f"{rps:,.0f} req/s", f"{rps / d_rps:.2f}", f"+{(p50 - d_p50) * 1000:.0f} µs / +{(p99 - d_p99) * 1000:.0f} µs", f"{cpu_us:.1f} µs"))
+        rows.append((f"{name}, no toxic", f"{rps:,.0f} req/s", f"{rps / d_rps:.2f}", f"{(p50 - d_p50) * 1000:+.0f} µs / {(p99 - d_p99) * 1000:+.0f} µs", f"{cpu_us:.1f} µs"))
     t_rps, s_rps, h_rps = med["tarsier"][0], med["socat"][0], med["haproxy"][0]
     p50_added, p99_added = q(slow, 0.5) - q(base, 0.5), q(slow, 0.99) - q(base, 0.99)
     checks = [
