@@ -123,6 +123,11 @@ fn every_toxic_does_what_toxiproxy_says_through_a_real_proxy() {
         stats["connections"].as_u64().unwrap() >= 10 && stats["bytes_downstream"].as_u64().unwrap() > 200_000,
         "{listed}"
     );
+    let metrics = agent.metrics();
+    let bytes =
+        format!("tarsier_proxy_bytes_total{{proxy=\"web\",stream=\"downstream\"}} {}", stats["bytes_downstream"]);
+    assert!(metrics.contains(&bytes), "{bytes} not in /metrics");
+    assert!(metrics.contains("tarsier_proxy_refused_total{proxy=\"web\"}"), "refused connections are counted");
 }
 
 #[test]
@@ -153,6 +158,7 @@ fn a_toxic_acts_on_open_connections_and_abort_closes_everything() {
     let (status, answer) = agent.post("/abort", "application/json", b"{\"local\": true}".to_vec());
     assert_eq!(status, 200, "{answer}");
     assert_eq!(agent.runtime()["held"]["proxies"], 0);
+    assert!(!agent.metrics().contains("proxy=\"db\""), "a proxy that went takes its series with it");
     assert!(
         common::eventually(Duration::from_secs(5), || TcpStream::connect(&proxy).is_err()),
         "the listener is closed"

@@ -84,7 +84,9 @@ impl Plugin for Net {
             .spawn(move || wire_faults::WireFaults::clean_leftovers(port));
     }
     fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
-        self.http_metrics.collectors()
+        let mut collectors = self.http_metrics.collectors();
+        collectors.extend(self.proxies.metrics.collectors());
+        collectors
     }
     fn held(&self) -> Held {
         Held {

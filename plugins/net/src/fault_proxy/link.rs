@@ -5,7 +5,7 @@
 //! connections too, as in Toxiproxy.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,15 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::toxic::{Effect, Stream, Toxic};
 
-/// What a proxy counts.
-#[derive(Debug, Default)]
-pub struct Counters {
-    pub connections: AtomicU64,
-    pub open: AtomicU64,
-    pub refused: AtomicU64,
-    pub bytes_upstream: AtomicU64,
-    pub bytes_downstream: AtomicU64,
-}
+use super::metrics::Counters;
 
 const CHUNK: usize = 16 * 1024;
 const QUEUED_CHUNKS: usize = 64;
@@ -246,7 +238,7 @@ async fn pipe(
                     return End::Close;
                 }
                 passed += piece.len() as u64;
-                bytes.fetch_add(piece.len() as u64, Ordering::Relaxed);
+                bytes.inc_by(piece.len() as u64);
                 data = rest;
                 let pause = slicer.map(|(_, _, delay)| delay).filter(|delay| !delay.is_zero() && !data.is_empty());
                 if let Some(delay) = pause {

@@ -8,6 +8,7 @@
 //! queue (1 MiB) per direction.
 
 pub mod link;
+pub mod metrics;
 pub mod toxic;
 
 use std::collections::BTreeMap;
@@ -21,7 +22,7 @@ use tarsier_plugin::{CommandError, DataError};
 use tokio::sync::{watch, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use link::Counters;
+use metrics::{Counters, ProxyMetrics};
 use toxic::{Effect, Toxic};
 
 /// Proxies one agent runs at once.
@@ -50,7 +51,6 @@ pub struct Proxy {
 impl Proxy {
     pub fn describe(&self) -> Value {
         let (upstream, address) = self.upstream.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let count = |n: &std::sync::atomic::AtomicU64| n.load(Ordering::Relaxed);
         json!({
             "name": self.name,
             "listen": self.listen.to_string(),
@@ -61,11 +61,11 @@ impl Proxy {
             "expires_in_s": self.until.saturating_duration_since(Instant::now()).as_secs(),
             "max_connections": self.max_connections,
             "stats": {
-                "connections": count(&self.counters.connections),
-                "open": count(&self.counters.open),
-                "refused": count(&self.counters.refused),
-                "bytes_upstream": count(&self.counters.bytes_upstream),
-                "bytes_downstream": count(&self.counters.bytes_downstream),
+                "connections": self.counters.connections.get(),
+                "open": self.counters.open.get(),
+                "refused": self.counters.refused.get(),
+                "bytes_upstream": self.counters.bytes_upstream.get(),
+                "bytes_downstream": self.counters.bytes_downstream.get(),
             },
         })
     }
@@ -97,6 +97,7 @@ pub struct Spec {
 #[derive(Default)]
 pub struct Proxies {
     proxies: Mutex<BTreeMap<String, Arc<Proxy>>>,
+    pub metrics: ProxyMetrics,
 }
 
 impl Proxies {
@@ -110,7 +111,7 @@ impl Proxies {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .values()
-            .map(|p| p.counters.open.load(Ordering::Relaxed))
+            .map(|p| p.counters.open.get().max(0) as u64)
             .sum()
     }
 
@@ -148,7 +149,7 @@ impl Proxies {
             upstream: Mutex::new(spec.upstream),
             enabled: AtomicBool::new(spec.enabled),
             toxics: watch::Sender::new(Arc::new(Vec::new())),
-            counters: Arc::default(),
+            counters: Arc::new(self.metrics.counters(&spec.name)),
             gone: CancellationToken::new(),
             connections: Mutex::new(CancellationToken::new()),
             until: Instant::now() + spec.duration,
@@ -270,6 +271,7 @@ impl Proxies {
         let gone = std::mem::take(&mut *self.proxies.lock().unwrap_or_else(|p| p.into_inner()));
         for proxy in gone.values() {
             proxy.gone.cancel();
+            self.metrics.forget(&proxy.name);
         }
         gone.len() as u64
     }
@@ -291,7 +293,7 @@ async fn serve(listener: tokio::net::TcpListener, proxy: Arc<Proxy>) {
         let slot = match slots.clone().try_acquire_owned() {
             Ok(slot) if !proxy.is_down() => slot,
             _ => {
-                proxy.counters.refused.fetch_add(1, Ordering::Relaxed);
+                proxy.counters.refused.inc();
                 continue;
             }
         };
@@ -302,12 +304,12 @@ async fn serve(listener: tokio::net::TcpListener, proxy: Arc<Proxy>) {
             let upstream = match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(address)).await {
                 Ok(Ok(upstream)) => upstream,
                 _ => {
-                    proxy.counters.refused.fetch_add(1, Ordering::Relaxed);
+                    proxy.counters.refused.inc();
                     return;
                 }
             };
-            proxy.counters.connections.fetch_add(1, Ordering::Relaxed);
-            proxy.counters.open.fetch_add(1, Ordering::Relaxed);
+            proxy.counters.connections.inc();
+            proxy.counters.open.inc();
             let close = proxy.connections.lock().unwrap_or_else(|p| p.into_inner()).child_token();
             let gone = proxy.gone.clone();
             let counters = proxy.counters.clone();
@@ -315,7 +317,7 @@ async fn serve(listener: tokio::net::TcpListener, proxy: Arc<Proxy>) {
                 _ = link::run(client, upstream, proxy.toxics.subscribe(), close, counters.clone()) => {}
                 _ = gone.cancelled() => {}
             }
-            counters.open.fetch_sub(1, Ordering::Relaxed);
+            counters.open.dec();
         });
     }
 }
