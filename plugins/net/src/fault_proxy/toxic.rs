@@ -227,7 +227,7 @@ mod tests {
             ("poison", json!({}), "type"),
         ] {
             let err = Effect::parse(kind, &attrs(attributes), "attributes").unwrap_err();
-            assert_eq!(err.field.as_deref(), Some(field), "{kind}: {err:?}");
+            assert_eq!(err.field.as_deref(), Some(format!("data.{field}").as_str()), "{kind}: {err:?}");
         }
     }
 }
