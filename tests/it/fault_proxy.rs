@@ -142,6 +142,18 @@ fn a_toxic_acts_on_open_connections_and_abort_closes_everything() {
     write!(open, "GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     let mut first = [0u8; 512];
     assert!(open.read(&mut first).unwrap() > 0);
+    // A latency toxic slows the same connection, and once it goes the connection is quick again.
+    exec_ok(&agent, "command: net/toxic_add\ndata: {proxy: db, type: latency, attributes: {latency: 300}}\n");
+    let ask = |open: &mut TcpStream| {
+        let started = Instant::now();
+        write!(open, "GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut answer = [0u8; 512];
+        assert!(open.read(&mut answer).unwrap() > 0);
+        started.elapsed()
+    };
+    assert!(ask(&mut open) >= Duration::from_millis(280));
+    exec_ok(&agent, "command: net/toxic_remove\ndata: {proxy: db, name: latency_downstream}\n");
+    assert!(ask(&mut open) < Duration::from_millis(280), "the connection relays as it comes again");
     exec_ok(&agent, "command: net/toxic_add\ndata: {proxy: db, type: limit_data, attributes: {bytes: 10}}\n");
     write!(open, "GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     let mut rest = Vec::new();

@@ -107,36 +107,110 @@ async fn pipe(
     counters: Arc<Counters>,
 ) -> End {
     let stop = ends.stop.clone();
+    let bytes = match stream {
+        Stream::Upstream => &counters.bytes_upstream,
+        Stream::Downstream => &counters.bytes_downstream,
+    };
+    let mut draws = Draws::default();
+    let mut buffer = vec![0; CHUNK];
+    let mut toxics_open = true;
+    let end = loop {
+        let effects = in_force(&toxics.borrow_and_update(), stream, &mut draws.applies, &mut draws.since);
+        if !effects.is_empty() {
+            match toxic_pipe(&mut from, &mut to, stream, &mut toxics, &stop, bytes, &mut draws, effects).await {
+                Piped::Ended(end) => break end,
+                // No toxic in force any more and nothing queued: back to relaying as it comes.
+                Piped::Clear => continue,
+            }
+        }
+        // PERF(bench): with no toxic in force a pipe reads and writes here, one buffer, no queue, no copy.
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => break End::Stopped,
+            changed = toxics.changed(), if toxics_open => toxics_open = changed.is_ok(),
+            read = from.read(&mut buffer) => match read {
+                Ok(0) | Err(_) => {
+                    let _ = to.shutdown().await;
+                    break End::Eof;
+                }
+                Ok(n) => {
+                    if to.write_all(&buffer[..n]).await.is_err() {
+                        break End::Close;
+                    }
+                    bytes.inc_by(n as u64);
+                }
+            },
+        }
+    };
+    if end == End::Reset {
+        ends.reset.store(true, Ordering::Relaxed);
+    }
+    if ends.reset.load(Ordering::Relaxed) {
+        // SO_LINGER 0: closing the socket sends a RST, not a FIN (and never blocks, as a longer linger would).
+        let reset = libc::linger { l_onoff: 1, l_linger: 0 };
+        let _ = nix::sys::socket::setsockopt(to.as_ref(), nix::sys::socket::sockopt::Linger, &reset);
+        // Dropped, a write half would shut its direction down first (a FIN); forgotten, the socket closes with
+        // its read half, and the RST is all the peer sees.
+        to.forget();
+    }
+    end
+}
+
+/// A connection's draws against its toxics' toxicity, and when each came into force on it: kept for the
+/// connection's life, whichever way its pipes relay.
+#[derive(Default)]
+struct Draws {
+    applies: HashMap<String, bool>,
+    since: HashMap<String, Instant>,
+}
+
+/// How relaying through toxics ended.
+enum Piped {
+    Ended(End),
+    /// Every toxic went and the queue is empty.
+    Clear,
+}
+
+/// Relaying while toxics are in force: a reader fills a bounded queue while the writer lets the chunks out as
+/// the toxics say, re-reading them when they change.
+#[allow(clippy::too_many_arguments)]
+async fn toxic_pipe(
+    from: &mut OwnedReadHalf,
+    to: &mut OwnedWriteHalf,
+    stream: Stream,
+    toxics: &mut watch::Receiver<Arc<Vec<Toxic>>>,
+    stop: &CancellationToken,
+    bytes: &prometheus::IntCounter,
+    draws: &mut Draws,
+    effects: Vec<(String, Effect)>,
+) -> Piped {
     let (queue, mut queued) = mpsc::channel::<Chunk>(QUEUED_CHUNKS);
-    let reading = stop.clone();
+    // True while the reader waits for room in the queue with a chunk in hand: it must not be dropped then.
+    let holding = AtomicBool::new(false);
+    let holding = &holding;
+    // `move`: the reader owns the queue's sender, so the writer sees the queue close when the reader ends.
     let reader = async move {
-        // PERF(bench): one buffer read into, each chunk copied out at its size: a fresh zeroed 16 KiB per
-        // read cost more than the relaying (an HTTP request is a few hundred bytes).
+        // One buffer read into, each chunk copied out at its size (a fresh zeroed 16 KiB per read cost more
+        // than the relaying).
         let mut buffer = vec![0; CHUNK];
         loop {
-            let read = tokio::select! {
-                read = from.read(&mut buffer) => read,
-                _ = reading.cancelled() => break,
-            };
-            match read {
+            match from.read(&mut buffer).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
-                    let data = buffer[..n].to_vec();
-                    if queue.send(Chunk { data, arrived: Instant::now() }).await.is_err() {
+                    let chunk = Chunk { data: buffer[..n].to_vec(), arrived: Instant::now() };
+                    holding.store(true, Ordering::Relaxed);
+                    let sent = queue.send(chunk).await;
+                    holding.store(false, Ordering::Relaxed);
+                    if sent.is_err() {
                         break;
                     }
                 }
             }
         }
-        from
-    };
-    let bytes = match stream {
-        Stream::Upstream => &counters.bytes_upstream,
-        Stream::Downstream => &counters.bytes_downstream,
     };
     let writer = async {
-        let (mut draws, mut since) = (HashMap::new(), HashMap::new());
-        let mut effects = in_force(&toxics.borrow_and_update(), stream, &mut draws, &mut since);
+        let mut effects = effects;
+        let mut toxics_open = true;
         let (mut last_due, mut bandwidth_free, mut passed) = (Instant::now(), Instant::now(), 0u64);
         // A `limit_data` counts from when it came into force on this connection, as Toxiproxy's does.
         let mut limit_from: HashMap<String, u64> = HashMap::new();
@@ -145,25 +219,31 @@ async fn pipe(
             let deadline = effects
                 .iter()
                 .filter_map(|(name, effect)| match effect {
-                    Effect::Timeout { timeout } if !timeout.is_zero() => Some((since[name] + *timeout, End::Close)),
-                    Effect::ResetPeer { timeout } => Some((since[name] + *timeout, End::Reset)),
+                    Effect::Timeout { timeout } if !timeout.is_zero() => {
+                        Some((draws.since[name] + *timeout, End::Close))
+                    }
+                    Effect::ResetPeer { timeout } => Some((draws.since[name] + *timeout, End::Reset)),
                     _ => None,
                 })
                 .min_by_key(|(at, _)| *at);
             if let Some((_, end)) = deadline.filter(|(at, _)| *at <= Instant::now()) {
-                return end;
+                return Piped::Ended(end);
+            }
+            if effects.is_empty() && queued.is_empty() && !holding.load(Ordering::Relaxed) {
+                return Piped::Clear;
             }
             let sleep_until = deadline.map_or(Instant::now() + Duration::from_secs(3600), |(at, _)| at);
             let chunk = tokio::select! {
                 biased;
-                _ = stop.cancelled() => return End::Stopped,
+                _ = stop.cancelled() => return Piped::Ended(End::Stopped),
                 _ = tokio::time::sleep_until(sleep_until.into()), if deadline.is_some() => {
-                    return deadline.map_or(End::Close, |(_, end)| end);
+                    return Piped::Ended(deadline.map_or(End::Close, |(_, end)| end));
                 }
                 chunk = queued.recv() => chunk,
-                changed = toxics.changed() => {
-                    if changed.is_ok() {
-                        effects = in_force(&toxics.borrow_and_update(), stream, &mut draws, &mut since);
+                changed = toxics.changed(), if toxics_open => {
+                    toxics_open = changed.is_ok();
+                    if toxics_open {
+                        effects = in_force(&toxics.borrow_and_update(), stream, &mut draws.applies, &mut draws.since);
                     }
                     continue;
                 }
@@ -174,12 +254,12 @@ async fn pipe(
                     if let Effect::SlowClose { delay } = effect {
                         tokio::select! {
                             _ = tokio::time::sleep(*delay) => {}
-                            _ = stop.cancelled() => return End::Stopped,
+                            _ = stop.cancelled() => return Piped::Ended(End::Stopped),
                         }
                     }
                 }
                 let _ = to.shutdown().await;
-                return End::Eof;
+                return Piped::Ended(End::Eof);
             };
             let mut data = &chunk.data[..];
             let mut cut = false;
@@ -187,7 +267,7 @@ async fn pipe(
             let mut rate = None;
             for (name, effect) in &effects {
                 match effect {
-                    Effect::Down => return End::Close,
+                    Effect::Down => return Piped::Ended(End::Close),
                     // Silence: what comes is dropped until the toxic goes (or its timeout closes).
                     Effect::Timeout { .. } => data = &[],
                     Effect::Latency { latency, jitter } => {
@@ -197,7 +277,7 @@ async fn pipe(
                         last_due = last_due.max(chunk.arrived + delay);
                         tokio::select! {
                             _ = tokio::time::sleep_until(last_due.into()) => {}
-                            _ = stop.cancelled() => return End::Stopped,
+                            _ = stop.cancelled() => return Piped::Ended(End::Stopped),
                         }
                     }
                     Effect::LimitData { bytes } => {
@@ -230,12 +310,12 @@ async fn pipe(
                     bandwidth_free = bandwidth_free.max(Instant::now());
                     tokio::select! {
                         _ = tokio::time::sleep_until(bandwidth_free.into()) => {}
-                        _ = stop.cancelled() => return End::Stopped,
+                        _ = stop.cancelled() => return Piped::Ended(End::Stopped),
                     }
                     bandwidth_free += Duration::from_secs_f64(piece.len() as f64 / rate as f64);
                 }
                 if to.write_all(piece).await.is_err() {
-                    return End::Close;
+                    return Piped::Ended(End::Close);
                 }
                 passed += piece.len() as u64;
                 bytes.inc_by(piece.len() as u64);
@@ -244,37 +324,23 @@ async fn pipe(
                 if let Some(delay) = pause {
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
-                        _ = stop.cancelled() => return End::Stopped,
+                        _ = stop.cancelled() => return Piped::Ended(End::Stopped),
                     }
                 }
             }
             if cut {
-                return End::Close;
+                return Piped::Ended(End::Close);
             }
         }
     };
-    // Both at once on this task: the reader fills the queue while the writer lets it out. In a block of its
-    // own, so the writer's borrow of `to` ends with it.
-    let end = {
-        tokio::pin!(reader, writer);
-        let mut source = None;
-        loop {
-            tokio::select! {
-                from = &mut reader, if source.is_none() => source = Some(from),
-                end = &mut writer => break end,
-            }
+    // Both at once on this task: the reader fills the queue while the writer lets it out. The reader is
+    // dropped only waiting on a read (nothing read is lost) or once it ended.
+    tokio::pin!(reader, writer);
+    let mut read_all = false;
+    loop {
+        tokio::select! {
+            () = &mut reader, if !read_all => read_all = true,
+            piped = &mut writer => return piped,
         }
-    };
-    if end == End::Reset {
-        ends.reset.store(true, Ordering::Relaxed);
     }
-    if ends.reset.load(Ordering::Relaxed) {
-        // SO_LINGER 0: closing the socket sends a RST, not a FIN (and never blocks, as a longer linger would).
-        let reset = libc::linger { l_onoff: 1, l_linger: 0 };
-        let _ = nix::sys::socket::setsockopt(to.as_ref(), nix::sys::socket::sockopt::Linger, &reset);
-        // Dropped, a write half would shut its direction down first (a FIN); forgotten, the socket closes with
-        // its read half, and the RST is all the peer sees.
-        to.forget();
-    }
-    end
 }
