@@ -53,8 +53,7 @@ pub async fn run(
     let (client_read, client_write) = client.into_split();
     let (upstream_read, upstream_write) = upstream.into_split();
     let stop = close.child_token();
-    let reset = Arc::new(AtomicBool::new(false));
-    let ends = Ends { stop: stop.clone(), reset: reset.clone() };
+    let ends = Ends { stop: stop.clone(), reset: Arc::new(AtomicBool::new(false)) };
     let up = pipe(client_read, upstream_write, Stream::Upstream, toxics.clone(), ends.clone(), counters.clone());
     let down = pipe(upstream_read, client_write, Stream::Downstream, toxics, ends, counters);
     tokio::pin!(up, down);
@@ -79,23 +78,12 @@ struct Ends {
     reset: Arc<AtomicBool>,
 }
 
-/// The effects in force on this pipe, each toxic drawn once per connection against its toxicity.
-fn in_force(
-    toxics: &[Toxic],
-    stream: Stream,
-    draws: &mut HashMap<String, bool>,
-    since: &mut HashMap<String, Instant>,
-) -> Vec<(String, Effect)> {
-    let mut effects = Vec::new();
-    for toxic in toxics.iter().filter(|t| t.stream == stream || t.effect == Effect::Down) {
-        let applies = *draws.entry(toxic.name.clone()).or_insert_with(|| rand::random::<f64>() < toxic.toxicity);
-        if applies {
-            since.entry(toxic.name.clone()).or_insert_with(Instant::now);
-            effects.push((toxic.name.clone(), toxic.effect.clone()));
-        }
+/// Waits until `until`; false when the pipe was stopped first.
+async fn wait_until(until: Instant, stop: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep_until(until.into()) => true,
+        _ = stop.cancelled() => false,
     }
-    since.retain(|name, _| effects.iter().any(|(n, _)| n == name));
-    effects
 }
 
 async fn pipe(
@@ -114,9 +102,11 @@ async fn pipe(
     let mut draws = Draws::default();
     let mut buffer = vec![0; CHUNK];
     let mut toxics_open = true;
+    // Read again only when the toxics change, not for every chunk relayed.
+    let mut effects = draws.in_force(&toxics.borrow_and_update(), stream);
     let end = loop {
-        let effects = in_force(&toxics.borrow_and_update(), stream, &mut draws.applies, &mut draws.since);
         if !effects.is_empty() {
+            let effects = std::mem::take(&mut effects);
             match toxic_pipe(&mut from, &mut to, stream, &mut toxics, &stop, bytes, &mut draws, effects).await {
                 Piped::Ended(end) => break end,
                 // No toxic in force any more and nothing queued: back to relaying as it comes.
@@ -127,7 +117,10 @@ async fn pipe(
         tokio::select! {
             biased;
             _ = stop.cancelled() => break End::Stopped,
-            changed = toxics.changed(), if toxics_open => toxics_open = changed.is_ok(),
+            changed = toxics.changed(), if toxics_open => {
+                toxics_open = changed.is_ok();
+                effects = draws.in_force(&toxics.borrow_and_update(), stream);
+            }
             read = from.read(&mut buffer) => match read {
                 Ok(0) | Err(_) => {
                     let _ = to.shutdown().await;
@@ -162,6 +155,23 @@ async fn pipe(
 struct Draws {
     applies: HashMap<String, bool>,
     since: HashMap<String, Instant>,
+}
+
+impl Draws {
+    /// The effects in force on a pipe of `stream`, each toxic drawn once per connection against its toxicity.
+    fn in_force(&mut self, toxics: &[Toxic], stream: Stream) -> Vec<(String, Effect)> {
+        let mut effects = Vec::new();
+        for toxic in toxics.iter().filter(|t| t.stream == stream || t.effect == Effect::Down) {
+            let applies =
+                *self.applies.entry(toxic.name.clone()).or_insert_with(|| rand::random::<f64>() < toxic.toxicity);
+            if applies {
+                self.since.entry(toxic.name.clone()).or_insert_with(Instant::now);
+                effects.push((toxic.name.clone(), toxic.effect.clone()));
+            }
+        }
+        self.since.retain(|name, _| effects.iter().any(|(n, _)| n == name));
+        effects
+    }
 }
 
 /// How relaying through toxics ended.
@@ -243,7 +253,7 @@ async fn toxic_pipe(
                 changed = toxics.changed(), if toxics_open => {
                     toxics_open = changed.is_ok();
                     if toxics_open {
-                        effects = in_force(&toxics.borrow_and_update(), stream, &mut draws.applies, &mut draws.since);
+                        effects = draws.in_force(&toxics.borrow_and_update(), stream);
                     }
                     continue;
                 }
@@ -252,9 +262,8 @@ async fn toxic_pipe(
                 // The source closed: pass the close on, late with `slow_close`.
                 for (_, effect) in &effects {
                     if let Effect::SlowClose { delay } = effect {
-                        tokio::select! {
-                            _ = tokio::time::sleep(*delay) => {}
-                            _ = stop.cancelled() => return Piped::Ended(End::Stopped),
+                        if !wait_until(Instant::now() + *delay, stop).await {
+                            return Piped::Ended(End::Stopped);
                         }
                     }
                 }
@@ -275,9 +284,8 @@ async fn toxic_pipe(
                         let delay = Duration::from_secs_f64((latency.as_secs_f64() + spread).max(0.0));
                         // Chunks keep their order: one never overtakes the one before.
                         last_due = last_due.max(chunk.arrived + delay);
-                        tokio::select! {
-                            _ = tokio::time::sleep_until(last_due.into()) => {}
-                            _ = stop.cancelled() => return Piped::Ended(End::Stopped),
+                        if !wait_until(last_due, stop).await {
+                            return Piped::Ended(End::Stopped);
                         }
                     }
                     Effect::LimitData { bytes } => {
@@ -308,9 +316,8 @@ async fn toxic_pipe(
                 let (piece, rest) = data.split_at(size);
                 if let Some(rate) = rate {
                     bandwidth_free = bandwidth_free.max(Instant::now());
-                    tokio::select! {
-                        _ = tokio::time::sleep_until(bandwidth_free.into()) => {}
-                        _ = stop.cancelled() => return Piped::Ended(End::Stopped),
+                    if !wait_until(bandwidth_free, stop).await {
+                        return Piped::Ended(End::Stopped);
                     }
                     bandwidth_free += Duration::from_secs_f64(piece.len() as f64 / rate as f64);
                 }
@@ -322,9 +329,8 @@ async fn toxic_pipe(
                 data = rest;
                 let pause = slicer.map(|(_, _, delay)| delay).filter(|delay| !delay.is_zero() && !data.is_empty());
                 if let Some(delay) = pause {
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = stop.cancelled() => return Piped::Ended(End::Stopped),
+                    if !wait_until(Instant::now() + delay, stop).await {
+                        return Piped::Ended(End::Stopped);
                     }
                 }
             }
