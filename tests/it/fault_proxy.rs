@@ -217,6 +217,11 @@ fn bad_proxies_and_toxics_are_refused_by_field() {
     exec_ok(&agent, "command: net/toxic_add\ndata: {proxy: a, type: latency}\n");
     let (status, answer) = agent.exec("command: net/toxic_add\ndata: {proxy: a, type: latency}\n");
     assert_eq!(status, 409, "the same toxic twice: {answer}");
+    assert!(agent.metrics().contains("tarsier_proxy_connections_total{proxy=\"a\"}"));
+    exec_ok(&agent, "command: net/proxy_delete\ndata: {name: a}\n");
+    assert!(!agent.metrics().contains("proxy=\"a\""), "a deleted proxy takes its series with it");
+    let (status, answer) = agent.exec("command: net/proxy_delete\ndata: {name: a}\n");
+    assert_eq!((status, answer["field"].as_str()), (400, Some("data.name")), "{answer}");
 }
 
 /// A venv with the Toxiproxy client from PyPI (`toxiproxy-python`), made once under `.cache/`; `None` (the

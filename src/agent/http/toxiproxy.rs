@@ -70,11 +70,7 @@ async fn run(state: &Arc<AgentState>, command: &str, data: Value) -> Result<Valu
         return Ok(answer.body.result.unwrap_or(Value::Null));
     }
     let message = answer.body.error.clone().unwrap_or_else(|| answer.body.status.to_string());
-    let status = if message.contains("no proxy `") || message.contains("no toxic `") {
-        StatusCode::NOT_FOUND
-    } else {
-        answer.status
-    };
+    let status = if tarsier_net::fault_proxy::is_missing(&message) { StatusCode::NOT_FOUND } else { answer.status };
     Err(error(status, message))
 }
 

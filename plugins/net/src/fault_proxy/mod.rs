@@ -116,12 +116,7 @@ impl Proxies {
     }
 
     pub fn get(&self, name: &str) -> Result<Arc<Proxy>, CommandError> {
-        self.proxies
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(name)
-            .cloned()
-            .ok_or_else(|| CommandError::Invalid(DataError::field("name", format!("no proxy `{name}`"))))
+        self.proxies.lock().unwrap_or_else(|p| p.into_inner()).get(name).cloned().ok_or_else(|| no_proxy(name))
     }
 
     pub fn list(&self) -> Vec<Value> {
@@ -176,10 +171,15 @@ impl Proxies {
 
     pub fn delete(&self, name: &str) -> Result<Value, CommandError> {
         let proxy = self.proxies.lock().unwrap_or_else(|p| p.into_inner()).remove(name);
-        let proxy =
-            proxy.ok_or_else(|| CommandError::Invalid(DataError::field("name", format!("no proxy `{name}`"))))?;
-        proxy.gone.cancel();
+        let proxy = proxy.ok_or_else(|| no_proxy(name))?;
+        self.end(&proxy);
         Ok(proxy.describe())
+    }
+
+    /// A proxy taken out of the list goes: its listener and connections close, its series with them.
+    fn end(&self, proxy: &Proxy) {
+        proxy.gone.cancel();
+        self.metrics.forget(&proxy.name);
     }
 
     /// `enabled` (a disabled proxy refuses and drops its connections, as Toxiproxy's) and the upstream.
@@ -206,25 +206,29 @@ impl Proxies {
     pub fn set_toxic(&self, proxy: &str, toxic: Toxic, replace: bool) -> Result<Value, CommandError> {
         let proxy = self.get(proxy)?;
         let mut refused = None;
-        proxy.toxics.send_modify(|toxics| {
+        // The pipes are woken only by a change that was made.
+        proxy.toxics.send_if_modified(|toxics| {
             let mut list = toxics.as_ref().clone();
             match (list.iter().position(|t| t.name == toxic.name), replace) {
-                (Some(_), false) => refused = Some(format!("a toxic `{}` is on `{}` already", toxic.name, proxy.name)),
-                (None, true) => refused = Some(format!("no toxic `{}` on `{}`", toxic.name, proxy.name)),
+                (Some(_), false) => {
+                    refused =
+                        Some(CommandError::Conflict(format!("a toxic `{}` is on `{}` already", toxic.name, proxy.name)))
+                }
+                (None, true) => refused = Some(no_toxic(&proxy.name, &toxic.name)),
                 (Some(i), true) => list[i] = toxic.clone(),
                 (None, false) if list.len() >= MAX_TOXICS => {
-                    refused = Some(format!("`{}` has {MAX_TOXICS} toxics already", proxy.name))
+                    refused = Some(CommandError::Conflict(format!("`{}` has {MAX_TOXICS} toxics already", proxy.name)))
                 }
                 (None, false) => list.push(toxic.clone()),
             }
-            *toxics = Arc::new(list);
+            let changed = refused.is_none();
+            if changed {
+                *toxics = Arc::new(list);
+            }
+            changed
         });
-        if let Some(why) = refused {
-            return Err(if replace {
-                CommandError::Invalid(DataError::field("name", why))
-            } else {
-                CommandError::Conflict(why)
-            });
+        if let Some(refused) = refused {
+            return Err(refused);
         }
         if toxic.effect == Effect::Down {
             proxy.close_connections();
@@ -235,24 +239,20 @@ impl Proxies {
     pub fn toxic(&self, proxy: &str, name: &str) -> Result<Toxic, CommandError> {
         let proxy = self.get(proxy)?;
         let found = proxy.toxics.borrow().iter().find(|t| t.name == name).cloned();
-        found.ok_or_else(|| {
-            CommandError::Invalid(DataError::field("name", format!("no toxic `{name}` on `{}`", proxy.name)))
-        })
+        found.ok_or_else(|| no_toxic(&proxy.name, name))
     }
 
     pub fn remove_toxic(&self, proxy: &str, name: &str) -> Result<Value, CommandError> {
         let proxy = self.get(proxy)?;
         let mut removed = None;
-        proxy.toxics.send_modify(|toxics| {
+        proxy.toxics.send_if_modified(|toxics| {
             let mut list = toxics.as_ref().clone();
-            if let Some(i) = list.iter().position(|t| t.name == name) {
-                removed = Some(list.remove(i));
-            }
+            let Some(i) = list.iter().position(|t| t.name == name) else { return false };
+            removed = Some(list.remove(i));
             *toxics = Arc::new(list);
+            true
         });
-        removed.map(|t| t.describe()).ok_or_else(|| {
-            CommandError::Invalid(DataError::field("name", format!("no toxic `{name}` on `{}`", proxy.name)))
-        })
+        removed.map(|t| t.describe()).ok_or_else(|| no_toxic(&proxy.name, name))
     }
 
     /// Toxiproxy's reset: every proxy enabled, every toxic removed.
@@ -270,11 +270,27 @@ impl Proxies {
     pub fn release_all(&self) -> u64 {
         let gone = std::mem::take(&mut *self.proxies.lock().unwrap_or_else(|p| p.into_inner()));
         for proxy in gone.values() {
-            proxy.gone.cancel();
-            self.metrics.forget(&proxy.name);
+            self.end(proxy);
         }
         gone.len() as u64
     }
+}
+
+/// How a proxy or a toxic that does not exist is refused: a 400 naming `name` (`is_missing` knows its words).
+fn no_proxy(name: &str) -> CommandError {
+    CommandError::Invalid(DataError::field("name", format!("{MISSING_PROXY}`{name}`")))
+}
+
+fn no_toxic(proxy: &str, name: &str) -> CommandError {
+    CommandError::Invalid(DataError::field("name", format!("{MISSING_TOXIC}`{name}` on `{proxy}`")))
+}
+
+const MISSING_PROXY: &str = "no proxy ";
+const MISSING_TOXIC: &str = "no toxic ";
+
+/// Whether a refusal's message says a proxy or toxic does not exist: Toxiproxy's API answers those 404.
+pub fn is_missing(message: &str) -> bool {
+    message.contains(&format!("{MISSING_PROXY}`")) || message.contains(&format!("{MISSING_TOXIC}`"))
 }
 
 /// Accepts until the proxy goes; each connection gets its upstream connection and its two pipes.
