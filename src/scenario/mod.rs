@@ -253,13 +253,7 @@ async fn run_one(
     if let Some(steady) = &steady_state {
         let checked = Instant::now();
         let held = steady_state::hold_once(&sources, &steady.checks).await;
-        let (outcome, detail) = match &held {
-            Ok(said) => (Outcome::Passed, said.clone()),
-            Err(why) => (Outcome::Failed, why.clone()),
-        };
-        let step = StepResult::leaf("steady state before the run", outcome, checked.elapsed(), detail);
-        runner::announce(&step);
-        report.steps.push(step);
+        report.steps.push(steady_row("steady state before the run", checked, held.clone(), remote.as_ref()));
         if let Err(why) = held {
             report.not_started = Some(format!("the steady state does not hold: {why}"));
             if let Some(swarm) = swarm {
@@ -319,13 +313,7 @@ async fn run_one(
     if let Some(steady) = &steady_state {
         let checked = Instant::now();
         let recovered = steady_state::recover(&sources, &steady.checks, steady.recover_within).await;
-        let (outcome, detail) = match recovered {
-            Ok(said) => (Outcome::Passed, said),
-            Err(why) => (Outcome::Failed, why),
-        };
-        let step = StepResult::leaf("steady state after the teardown", outcome, checked.elapsed(), detail);
-        runner::announce(&step);
-        steps.push(step);
+        steps.push(steady_row("steady state after the teardown", checked, recovered, runner.remote.as_ref()));
     }
     if let Some(swarm) = swarm {
         swarm.stop().await?;
@@ -339,11 +327,29 @@ async fn run_one(
     }
     report.figures = std::mem::take(&mut *runner.figures.lock().unwrap_or_else(|p| p.into_inner()));
     report.sweeps = std::mem::take(&mut *runner.sweeps.lock().unwrap_or_else(|p| p.into_inner()));
-    report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }
 
-/// The run's last series: each guard's readings and whether it tripped, the steady state after the teardown,
+/// A steady state's row, the run's own: said on the terminal and, with `--remote-write`, pushed as a step.
+fn steady_row(
+    title: &str,
+    checked: Instant,
+    held: Result<String, String>,
+    remote: Option<&runner::Remote>,
+) -> StepResult {
+    let (outcome, detail) = match held {
+        Ok(said) => (Outcome::Passed, said),
+        Err(why) => (Outcome::Failed, why),
+    };
+    let step = StepResult::leaf(title, outcome, checked.elapsed(), detail);
+    runner::announce(&step);
+    if let Some(remote) = remote {
+        remote.step_ended(&step);
+    }
+    step
+}
+
+/// The run's last series: each guard's readings and whether it tripped,
 /// and whether the run passed; then what the pushes did, said on the terminal.
 async fn push_run_end(remote: &runner::Remote, report: &RunReport, watch: &crate::guard::Watch) {
     let now = crate::remote_write::unix_ms(std::time::SystemTime::now());
@@ -354,15 +360,6 @@ async fn push_run_end(remote: &runner::Remote, report: &RunReport, watch: &crate
             batch.add("tarsier_guard_value", &labels, readings);
             let tripped = report.guard_trip.as_ref().is_some_and(|trip| trip.guard == guard);
             batch.add("tarsier_guard_tripped", &labels, [(now, f64::from(u8::from(tripped)))]);
-        }
-        // The steady state's rows are the run's own, not the runner's: they go here.
-        for step in report.steps.iter().filter(|s| s.title.starts_with("steady state")) {
-            let labels = [labels[0], labels[1], ("step", step.title.as_str())];
-            batch.add(
-                "tarsier_scenario_step_passed",
-                &labels,
-                [(now, f64::from(u8::from(step.outcome == Outcome::Passed)))],
-            );
         }
         let passed = report.failures() == 0 && report.not_started.is_none();
         batch.add("tarsier_scenario_run_passed", &labels, [(now, f64::from(u8::from(passed)))]);

@@ -73,6 +73,16 @@ impl Remote {
         }
     }
 
+    /// A step's outcome (1 passed, 0 not) and time, to push with the next flush.
+    pub fn step_ended(&self, result: &StepResult) {
+        let now = crate::remote_write::unix_ms(std::time::SystemTime::now());
+        let passed = f64::from(u8::from(result.outcome == Outcome::Passed));
+        self.add(|batch| {
+            batch.add("tarsier_scenario_step_passed", &self.labels(&result.title), [(now, passed)]);
+            batch.add("tarsier_scenario_step_seconds", &self.labels(&result.title), [(now, result.seconds)]);
+        });
+    }
+
     pub fn add(&self, add: impl FnOnce(&mut crate::remote_write::Batch)) {
         add(&mut self.pending.lock().unwrap_or_else(|p| p.into_inner()));
     }
@@ -177,12 +187,7 @@ impl Runner {
     fn fill(&self, slot: usize, result: StepResult) {
         announce(&result);
         if let (Some(remote), false) = (&self.remote, result.group) {
-            let now = crate::remote_write::unix_ms(std::time::SystemTime::now());
-            let passed = f64::from(u8::from(result.outcome == Outcome::Passed));
-            remote.add(|batch| {
-                batch.add("tarsier_scenario_step_passed", &remote.labels(&result.title), [(now, passed)]);
-                batch.add("tarsier_scenario_step_seconds", &remote.labels(&result.title), [(now, result.seconds)]);
-            });
+            remote.step_ended(&result);
         }
         self.results.lock().unwrap_or_else(|p| p.into_inner())[slot] = result;
     }
