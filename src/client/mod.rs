@@ -213,7 +213,7 @@ fn start_guards(
         return Ok(crate::guard::Watch::idle());
     }
     // The token goes to the agent only, never to Prometheus or the service a probe reads.
-    let plain = reqwest::Client::builder().build().context("cannot build an HTTP client")?;
+    let plain = crate::guard::plain_client().context("cannot build an HTTP client")?;
     let sources = crate::guard::Sources {
         agents: client.clone(),
         plain,

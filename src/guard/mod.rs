@@ -14,5 +14,5 @@ mod watch;
 
 pub use bound::Bound;
 pub use check::{Check, CheckKind, HttpProbe, LoadFigure, RawCheck, RawHttpProbe, MAX_WAIT};
-pub use read::{promql, short_number, Reading, Sources};
+pub use read::{plain_client, promql, short_number, Reading, Sources};
 pub use watch::{GuardSummary, Trip, Watch};

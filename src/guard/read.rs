@@ -21,6 +21,15 @@ pub struct Sources {
     pub prometheus: Option<String>,
 }
 
+/// The client for Prometheus and the service under test: nothing of the swarm's (no token, no client
+/// certificate), the system's roots for https://, and a bound on every request, so a reading that hangs ends.
+pub fn plain_client() -> reqwest::Result<reqwest::Client> {
+    crate::credentials::tls::with_system_roots(reqwest::Client::builder().timeout(PLAIN_TIMEOUT)).build()
+}
+
+/// The longest a request of [`plain_client`] may take.
+const PLAIN_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// What one reading found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reading {

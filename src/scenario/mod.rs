@@ -213,7 +213,7 @@ async fn run_one(
     }
     // The token and certificates go to the agents only, never to Prometheus or the service under test.
     let client = crate::client::agent_client(Duration::from_secs(3600), access)?;
-    let plain = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
+    let plain = crate::guard::plain_client()?;
     let (swarm, public, service) = resolve_target(&client, &scenario.target).await?;
     crate::say!("   target {public} (service {service})");
     let sources = Arc::new(Sources {
