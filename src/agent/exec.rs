@@ -11,8 +11,8 @@ use tarsier_plugin::{Cancel, CommandError};
 
 use crate::agent::jobs::raw_json;
 use crate::agent::state::AgentState;
-use crate::agent::wave::{Admitted, Entry, Route};
-use crate::wire::answer::{ExecAnswer, Forwarded};
+use crate::agent::wave::{Admitted, Entry, Forwarding, Route};
+use crate::wire::answer::{ExecAnswer, Forwarded, Selection};
 use crate::wire::body::CommandBody;
 use crate::wire::error::ApiError;
 use crate::wire::status::Status;
@@ -95,14 +95,20 @@ pub async fn execute(
             Finishing::Running(handle) => handle.await.map_err(job_failed)?,
         },
     };
+    note_forwarding(&mut answer.body, forwarding, selection).await;
+    Ok(answer)
+}
+
+/// How the wave went on from here, in the origin's answer once its first hop is done, and what a selection
+/// chose.
+async fn note_forwarding(body: &mut ExecAnswer, forwarding: Option<Forwarding>, selection: Option<Selection>) {
     let forwarded = match forwarding {
         Some(forwarding) => forwarding.outcome().await,
         None => Forwarded::default(),
     };
-    answer.body.forwarded = forwarded.accepted;
-    answer.body.forward = Some(forwarded);
-    answer.body.selection = selection.map(Box::new);
-    Ok(answer)
+    body.forwarded = forwarded.accepted;
+    body.forward = Some(forwarded);
+    body.selection = selection.map(Box::new);
 }
 
 /// The origin of a wave with `select` that did not choose itself: the data is checked here (so a bad body is
@@ -117,13 +123,7 @@ async fn delegate(
     resolved.command.parse(data)?;
     let forwarding = state.swarm.forward(Route::Exec, &admitted, copies, None);
     let mut body = ExecAnswer::new(admitted.wave_id, state.name.clone(), resolved.name, None, Status::Delegated);
-    let forwarded = match forwarding {
-        Some(forwarding) => forwarding.outcome().await,
-        None => Forwarded::default(),
-    };
-    body.forwarded = forwarded.accepted;
-    body.forward = Some(forwarded);
-    body.selection = admitted.selection.map(Box::new);
+    note_forwarding(&mut body, forwarding, admitted.selection).await;
     Ok(Answer { status: StatusCode::OK, body })
 }
 
