@@ -251,7 +251,7 @@ pub fn http_load_table(result: &Value, whose: &str) {
         "", "requests", "completed", "errors", "4xx", "5xx", "req/s", "min", "p50", "p90", "p99", "p99.9", "max"
     ));
     for stage in result.stages.iter().flatten() {
-        load_row(&format!("stage {} {:.0}->{:.0}", stage.stage, stage.from, stage.to), &stage.figures);
+        load_row(&format!("stage {} {:.0}->{:.0}", stage.info.stage, stage.info.from, stage.info.to), &stage.figures);
     }
     load_row(if result.stages.is_some() { "all stages" } else { "" }, &result);
 }

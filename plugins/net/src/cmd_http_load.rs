@@ -10,7 +10,7 @@ use tarsier_plugin::{Command, CommandError, DataError, ExecContext, HumanDuratio
 use crate::http_load::metrics::HttpLoadMetrics;
 use crate::http_load::plan::{check_resolved, HttpLoadPlan};
 use crate::http_load::progress::{Live, PROGRESS_EVERY};
-use crate::http_load::stages::{Ramp, StageKind};
+use crate::http_load::stages::Ramp;
 use crate::http_load::stats::{merge, HttpLoadResult, LatencyCorrection, StageResult};
 use crate::http_load::worker::{Load, LoadTally};
 
@@ -120,6 +120,7 @@ impl Command for HttpLoad {
             let load = Load::new(plan, addr)?;
             let window = load.duration;
             let stages = load.stages.clone();
+            let open_model = load.is_open_model();
             let started = Instant::now();
             // Twice a second the job's progress says how far the load got (GET /jobs, the CLI's live line),
             // and in which stage.
@@ -151,7 +152,6 @@ impl Command for HttpLoad {
                 Some(window) => (tally.completed - tally.stragglers) as f64 / window.as_secs_f64().max(f64::EPSILON),
                 None => tally.completed as f64 / seconds.max(f64::EPSILON),
             };
-            let open_model = rate.is_some() || stages.as_ref().is_some_and(|s| s.kind == StageKind::Rate);
             let correction = match (open_model, correct) {
                 (true, _) => LatencyCorrection::Schedule,
                 (false, false) => LatencyCorrection::None,
@@ -172,17 +172,7 @@ impl Command for HttpLoad {
                     let mut figures =
                         stage.result(info.duration_s, stage.completed as f64 / info.duration_s.max(f64::EPSILON));
                     figures.latency_correction = Some(correction);
-                    let name = |value: serde_json::Value| value.as_str().unwrap_or_default().to_owned();
-                    StageResult {
-                        stage: info.stage,
-                        of: name(serde_json::json!(info.of)),
-                        ramp: name(serde_json::json!(info.ramp)),
-                        from: info.from,
-                        to: info.to,
-                        start_s: info.start_s,
-                        duration_s: info.duration_s,
-                        figures: Box::new(figures),
-                    }
+                    StageResult { info, figures: Box::new(figures) }
                 });
                 result.stages = Some(per_stage.collect());
             }

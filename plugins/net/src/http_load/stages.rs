@@ -24,7 +24,7 @@ pub enum Ramp {
 }
 
 /// What the stages change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StageKind {
     Rate,
@@ -62,17 +62,19 @@ pub(crate) struct Stages {
     ramps: Vec<Ramp>,
 }
 
-/// A stage's place and targets, for the answer and the progress.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub(crate) struct StageInfo {
+/// A stage's place and targets, for the answer (each stage's figures carry it) and the progress.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+pub struct StageInfo {
     /// 1-based, as people count.
-    pub(crate) stage: usize,
-    pub(crate) of: StageKind,
-    pub(crate) ramp: Ramp,
-    pub(crate) from: f64,
-    pub(crate) to: f64,
-    pub(crate) start_s: f64,
-    pub(crate) duration_s: f64,
+    pub stage: usize,
+    /// `rate` or `concurrency`.
+    pub of: StageKind,
+    /// `linear` or `step`.
+    pub ramp: Ramp,
+    pub from: f64,
+    pub to: f64,
+    pub start_s: f64,
+    pub duration_s: f64,
 }
 
 impl Stages {

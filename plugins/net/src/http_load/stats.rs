@@ -9,6 +9,8 @@ use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use super::stages::StageInfo;
+
 /// Latencies are recorded in microseconds, from 1 µs to 10 minutes, to 3 significant digits.
 const MAX_LATENCY_US: u64 = 600_000_000;
 
@@ -184,16 +186,8 @@ pub struct HttpLoadResult {
 /// One stage of a staged load: where it sits, what it ramped, and its figures (`req_per_s` over the stage).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StageResult {
-    /// 1-based.
-    pub stage: usize,
-    /// `rate` or `concurrency`.
-    pub of: String,
-    /// `linear` or `step`.
-    pub ramp: String,
-    pub from: f64,
-    pub to: f64,
-    pub start_s: f64,
-    pub duration_s: f64,
+    #[serde(flatten)]
+    pub info: StageInfo,
     #[serde(flatten)]
     pub figures: Box<HttpLoadResult>,
 }
@@ -287,6 +281,7 @@ fn merge_stages(results: &[HttpLoadResult]) -> Option<Vec<StageResult>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http_load::stages::{Ramp, StageKind};
 
     fn tally_of(latencies_us: impl IntoIterator<Item = u64>) -> Tally {
         let mut t = Tally::default();
@@ -322,16 +317,16 @@ mod tests {
     fn a_wave_merges_stage_by_stage() {
         let staged = |latencies: Vec<u64>| {
             let mut result = tally_of(latencies.clone()).result(2.0, 10.0);
-            let stage = StageResult {
+            let info = StageInfo {
                 stage: 1,
-                of: "rate".into(),
-                ramp: "step".into(),
+                of: StageKind::Rate,
+                ramp: Ramp::Step,
                 from: 5.0,
                 to: 5.0,
                 start_s: 0.0,
                 duration_s: 2.0,
-                figures: Box::new(tally_of(latencies).result(2.0, 5.0)),
             };
+            let stage = StageResult { info, figures: Box::new(tally_of(latencies).result(2.0, 5.0)) };
             result.stages = Some(vec![stage]);
             result
         };

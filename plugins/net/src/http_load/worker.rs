@@ -279,7 +279,7 @@ impl Load {
         self.stages.as_deref().filter(|stages| stages.kind == StageKind::Concurrency)
     }
 
-    fn is_open_model(&self) -> bool {
+    pub(crate) fn is_open_model(&self) -> bool {
         self.rate.is_some() || self.stages.as_ref().is_some_and(|stages| stages.kind == StageKind::Rate)
     }
 
