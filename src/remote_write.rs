@@ -40,9 +40,9 @@ pub struct Batch {
     series: Vec<TimeSeries>,
 }
 
-/// Unix milliseconds of `at`.
-pub fn unix_ms(at: SystemTime) -> i64 {
-    at.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+/// Now, in Unix milliseconds: a sample's time.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 impl Batch {

@@ -213,7 +213,7 @@ impl RunningJob {
         if let (Some(remote), "net/http_load", Value::Object(_)) = (&self.state.remote_write, &*self.command, &result) {
             // Pushed from its own task: a slow receiver never holds up the answer or the job list.
             let (remote, agent, wave) = (remote.clone(), self.state.name.clone(), self.admitted.wave_id.clone());
-            let (result, now) = (result.clone(), crate::remote_write::unix_ms(std::time::SystemTime::now()));
+            let (result, now) = (result.clone(), crate::remote_write::now_ms());
             tokio::spawn(async move {
                 let mut batch = crate::remote_write::Batch::default();
                 batch.http_load(&result, &[("agent", &agent), ("wave", &wave)], now);

@@ -149,7 +149,7 @@ impl Watch {
                 if kept.len() == HISTORY {
                     kept.pop_front();
                 }
-                kept.push_back((crate::remote_write::unix_ms(std::time::SystemTime::now()), value));
+                kept.push_back((crate::remote_write::now_ms(), value));
             }
         }
         let mut summaries = self.summaries.lock().unwrap_or_else(|p| p.into_inner());

@@ -352,7 +352,7 @@ fn steady_row(
 /// The run's last series: each guard's readings and whether it tripped,
 /// and whether the run passed; then what the pushes did, said on the terminal.
 async fn push_run_end(remote: &runner::Remote, report: &RunReport, watch: &crate::guard::Watch) {
-    let now = crate::remote_write::unix_ms(std::time::SystemTime::now());
+    let now = crate::remote_write::now_ms();
     let labels = [("scenario", remote.scenario.as_str()), ("run", remote.run.as_str())];
     remote.add(|batch| {
         for (guard, readings) in watch.history() {

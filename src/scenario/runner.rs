@@ -75,7 +75,7 @@ impl Remote {
 
     /// A step's outcome (1 passed, 0 not) and time, to push with the next flush.
     pub fn step_ended(&self, result: &StepResult) {
-        let now = crate::remote_write::unix_ms(std::time::SystemTime::now());
+        let now = crate::remote_write::now_ms();
         let passed = f64::from(u8::from(result.outcome == Outcome::Passed));
         self.add(|batch| {
             batch.add("tarsier_scenario_step_passed", &self.labels(&result.title), [(now, passed)]);
@@ -481,7 +481,7 @@ impl Runner {
                 true => (&answer["report"]["merged"], "swarm"),
                 false => (&answer["result"], answer["agent"].as_str().unwrap_or_default()),
             };
-            let now = crate::remote_write::unix_ms(std::time::SystemTime::now());
+            let now = crate::remote_write::now_ms();
             let labels = remote.labels(title);
             let labels = [labels[0], labels[1], labels[2], ("agent", agent)];
             remote.add(|batch| batch.http_load(figures, &labels, now));

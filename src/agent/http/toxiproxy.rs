@@ -144,13 +144,7 @@ async fn populate(State(state): State<Arc<AgentState>>, body: Bytes) -> Response
             let fields = object(proxy)?;
             let name = fields.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
             let made = if existing.iter().any(|p| p["name"] == name.as_str()) {
-                let mut change = json!({ "name": name });
-                for key in ["enabled", "upstream"] {
-                    if let Some(value) = fields.get(key) {
-                        change[key] = value.clone();
-                    }
-                }
-                run(&state, "net/proxy_update", change).await?
+                run(&state, "net/proxy_update", proxy_change(&name, &fields)).await?
             } else {
                 run(&state, "net/proxy_create", create_data(&state, fields)).await?
             };
@@ -162,6 +156,17 @@ async fn populate(State(state): State<Arc<AgentState>>, body: Bytes) -> Response
         Ok(proxies) => (StatusCode::CREATED, Json(json!({ "proxies": proxies }))).into_response(),
         Err(refused) => refused.into_response(),
     }
+}
+
+/// A Toxiproxy proxy update as `net/proxy_update` takes it: what it may change of the proxy `name`.
+fn proxy_change(name: &str, fields: &Map<String, Value>) -> Value {
+    let mut change = json!({ "name": name });
+    for key in ["enabled", "upstream"] {
+        if let Some(value) = fields.get(key) {
+            change[key] = value.clone();
+        }
+    }
+    change
 }
 
 async fn find(state: &Arc<AgentState>, name: &str) -> Result<Value, Refusal> {
@@ -189,13 +194,7 @@ async fn update(State(state): State<Arc<AgentState>>, Path(proxy): Path<String>,
                 format!("listen: moving a proxy to {listen} is not supported; delete it and create it again"),
             ));
         }
-        let mut change = json!({ "name": proxy });
-        for key in ["enabled", "upstream"] {
-            if let Some(value) = fields.get(key) {
-                change[key] = value.clone();
-            }
-        }
-        run(&state, "net/proxy_update", change).await
+        run(&state, "net/proxy_update", proxy_change(&proxy, &fields)).await
     };
     match changed.await {
         Ok(proxy) => Json(proxy).into_response(),
