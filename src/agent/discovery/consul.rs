@@ -194,8 +194,7 @@ fn labels_of(meta: Option<&HashMap<String, String>>, tags: Option<&Vec<String>>)
     let from_tags = tags.into_iter().flatten().filter_map(|tag| tag.split_once('='));
     let mut labels = crate::wire::body::Labels::new();
     for (key, value) in from_meta.chain(from_tags) {
-        let one = crate::wire::body::Labels::from([(key.to_owned(), value.to_owned())]);
-        if labels.len() < crate::wire::body::MAX_LABELS && crate::wire::body::check_labels(&one).is_ok() {
+        if labels.len() < crate::wire::body::MAX_LABELS && crate::wire::body::check_label(key, value).is_ok() {
             labels.entry(key.to_owned()).or_insert_with(|| value.to_owned());
         }
     }

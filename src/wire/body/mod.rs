@@ -9,7 +9,7 @@ use serde_json::Value;
 use tarsier_plugin::field_path;
 
 use crate::wire::error::ApiError;
-pub use select::{check_labels, labels_match, Labels, Select, MAX_LABELS};
+pub use select::{check_label, check_labels, labels_match, Labels, Select, MAX_LABELS};
 pub use shape::{check_nesting, check_tags, unique_value, UniqueKeys, MAX_DEPTH, MAX_INDENT};
 
 /// A wave id: 1 to 64 characters of `A-Z a-z 0-9 _ -`. Ids travel in URLs, logs and memory of every agent,

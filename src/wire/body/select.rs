@@ -99,18 +99,21 @@ pub fn check_labels(labels: &Labels) -> Result<(), String> {
     if labels.len() > MAX_LABELS {
         return Err(format!("at most {MAX_LABELS} labels"));
     }
-    for (key, value) in labels {
-        let key_fits = (1..=MAX_LABEL_KEY).contains(&key.len())
-            && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if !key_fits {
-            return Err(format!(
-                "label {:?}: a key is 1 to {MAX_LABEL_KEY} characters of A-Z, a-z, 0-9, `_` and `-`",
-                key.chars().take(60).collect::<String>()
-            ));
-        }
-        if value.len() > MAX_LABEL_VALUE || value.chars().any(char::is_control) {
-            return Err(format!("label {key}: a value is at most {MAX_LABEL_VALUE} bytes, no control characters"));
-        }
+    labels.iter().try_for_each(|(key, value)| check_label(key, value))
+}
+
+/// The bounds of one label.
+pub fn check_label(key: &str, value: &str) -> Result<(), String> {
+    let key_fits = (1..=MAX_LABEL_KEY).contains(&key.len())
+        && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !key_fits {
+        return Err(format!(
+            "label {:?}: a key is 1 to {MAX_LABEL_KEY} characters of A-Z, a-z, 0-9, `_` and `-`",
+            key.chars().take(60).collect::<String>()
+        ));
+    }
+    if value.len() > MAX_LABEL_VALUE || value.chars().any(char::is_control) {
+        return Err(format!("label {key}: a value is at most {MAX_LABEL_VALUE} bytes, no control characters"));
     }
     Ok(())
 }
