@@ -308,3 +308,38 @@ print("toxiproxy client: ok")
     let ran: Vec<&str> = jobs["finished"].as_array().unwrap().iter().filter_map(|j| j["command"].as_str()).collect();
     assert!(ran.contains(&"net/proxy_create") && ran.contains(&"net/toxic_add"), "{ran:?}");
 }
+
+/// Every way a proxy ends closes its listener and its connections: its duration, SIGTERM to its agent, and
+/// the agent's death by SIGKILL.
+#[test]
+fn a_proxy_ends_with_its_duration_and_with_its_agent() {
+    let upstream = upstream();
+    let agent = ChildAgent::spawn();
+    let created = exec_ok(
+        &agent,
+        &format!("command: net/proxy_create\ndata: {{name: short, upstream: '{upstream}', duration: 1s}}\n"),
+    );
+    let proxy = created["listen"].as_str().unwrap().to_owned();
+    let mut open = TcpStream::connect(&proxy).unwrap();
+    open.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let ended = common::eventually(Duration::from_secs(5), || agent.runtime()["held"]["proxies"] == 0);
+    assert!(ended, "the proxy outlived its duration");
+    assert!(TcpStream::connect(&proxy).is_err(), "its listener is closed");
+    let mut rest = Vec::new();
+    assert_eq!(open.read_to_end(&mut rest).map(|_| rest.len()).unwrap_or(0), 0, "its connection is closed");
+
+    for signal in [libc::SIGTERM, libc::SIGKILL] {
+        let mut agent = ChildAgent::spawn();
+        let created =
+            exec_ok(&agent, &format!("command: net/proxy_create\ndata: {{name: p, upstream: '{upstream}'}}\n"));
+        let proxy = created["listen"].as_str().unwrap().to_owned();
+        let mut open = TcpStream::connect(&proxy).unwrap();
+        open.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        agent.signal(signal);
+        agent.wait_exit(Duration::from_secs(10));
+        assert!(TcpStream::connect(&proxy).is_err(), "signal {signal}: the listener is gone");
+        let mut rest = Vec::new();
+        let closed = open.read_to_end(&mut rest).map(|_| rest.len());
+        assert!(matches!(closed, Ok(0) | Err(_)), "signal {signal}: the connection is closed: {closed:?}");
+    }
+}
