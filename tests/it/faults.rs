@@ -40,6 +40,16 @@ fn exit_uses_the_code_asked() {
 #[test]
 fn deadlock_blocks_os_threads_until_abort() {
     let agent = ChildAgent::spawn();
+    // An agent that runs as root looks for network faults a dead predecessor left, on a thread of its own
+    // with the tools' output read on another: both end in milliseconds, and must not be counted as before.
+    let threads_named = |name: &str| {
+        std::fs::read_dir(format!("/proc/{}/task", agent.pid))
+            .unwrap()
+            .filter_map(|t| t.ok())
+            .filter(|t| std::fs::read_to_string(t.path().join("comm")).unwrap_or_default().starts_with(name))
+            .count()
+    };
+    assert!(eventually(Duration::from_secs(10), || threads_named("net-leftovers") == 0));
     let threads_before = agent.threads();
     let (status, job) = agent.exec("command: faults/deadlock\ndata: {threads: 5, duration: 60s}\ndetach: true\n");
     assert_eq!(status, 202, "{job}");
