@@ -19,6 +19,7 @@ mod fault_proxy;
 mod faults;
 mod guards;
 mod heavy_load;
+mod http_faults;
 mod http_load;
 mod k8s;
 mod layout;

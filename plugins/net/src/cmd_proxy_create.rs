@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use tarsier_plugin::schemars::JsonSchema;
 use tarsier_plugin::{Command, DataError, ExecContext, HumanDuration, JobFuture};
 
-use crate::fault_proxy::{toxic::check_name, Proxies, Spec};
+use crate::fault_proxy::{toxic::check_name, Protocol, Proxies, Spec};
 use crate::targets::AllowList;
 
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]
@@ -24,6 +24,9 @@ pub struct ProxyCreateData {
     pub duration: HumanDuration,
     /// Connections at once; more are refused.
     pub max_connections: u32,
+    /// `tcp` relays bytes and takes Toxiproxy's toxics; `http` reads HTTP/1.1 requests and answers and takes
+    /// the http_* faults (http_respond, http_delay, http_throttle, http_cut, http_drop, http_header).
+    pub protocol: Protocol,
 }
 
 impl Default for ProxyCreateData {
@@ -35,6 +38,7 @@ impl Default for ProxyCreateData {
             enabled: true,
             duration: HumanDuration::from_secs(600),
             max_connections: 1024,
+            protocol: Protocol::Tcp,
         }
     }
 }
@@ -70,7 +74,7 @@ impl Command for ProxyCreate {
     type Plan = ProxyCreatePlan;
     const NAME: &'static str = "proxy_create";
     const DESCRIPTION: &'static str = "A TCP proxy from `listen` to `upstream` (a dependency of the service), with \
-        Toxiproxy's toxics added by `net/toxic_add`; it lives until `duration`, `net/proxy_delete` or `/abort`.";
+        Toxiproxy's toxics added by `net/toxic_add` (or, with `protocol: http`, faults on HTTP requests); it lives until `duration`, `net/proxy_delete` or `/abort`.";
 
     fn check(&self, data: ProxyCreateData, ctx: &ExecContext) -> Result<ProxyCreatePlan, DataError> {
         check_name(&data.name, "name")?;
@@ -99,6 +103,7 @@ impl Command for ProxyCreate {
             let spec = Spec {
                 name: plan.name,
                 listen: plan.listen,
+                protocol: plan.data.protocol,
                 upstream: (plan.data.upstream.clone(), address),
                 enabled: plan.data.enabled,
                 duration: plan.data.duration.0,

@@ -15,15 +15,18 @@ pub struct ToxicAddData {
     pub proxy: String,
     /// Its name; default `<type>_<stream>`, as Toxiproxy names it.
     pub name: Option<String>,
-    /// latency, bandwidth, slow_close, timeout, reset_peer, slicer, limit_data or down.
+    /// latency, bandwidth, slow_close, timeout, reset_peer, slicer, limit_data or down; on a `protocol: http`
+    /// proxy http_respond, http_delay, http_throttle, http_cut, http_drop, http_header (or down).
     #[serde(rename = "type")]
     pub kind: String,
     /// `downstream` (what the upstream answers) or `upstream` (what the client sends).
     pub stream: Stream,
-    /// The share of connections it applies to, from 0 to 1, drawn once per connection.
+    /// The share of connections it applies to, from 0 to 1, drawn once per connection (an HTTP fault's: the
+    /// share of the requests it matches, drawn per request).
     pub toxicity: f64,
     /// Toxiproxy's attributes: latency/jitter (ms), rate (KB/s), delay (ms; the slicer's in µs), timeout
-    /// (ms), average_size/size_variation (bytes), bytes.
+    /// (ms), average_size/size_variation (bytes), bytes. An HTTP fault's: `match` {method, path_prefix,
+    /// path_regex, headers}, and status/body/headers, delay/jitter/before, rate, after, reset, or set/remove.
     pub attributes: Map<String, Value>,
 }
 
@@ -51,6 +54,9 @@ pub(crate) fn toxic_of(
     attributes: &Map<String, Value>,
 ) -> Result<Toxic, DataError> {
     let effect = Effect::parse(kind, attributes, "attributes")?;
+    if let Effect::Http(fault) = &effect {
+        fault.check_stream(stream)?;
+    }
     check_toxicity(toxicity)?;
     let name = name.unwrap_or_else(|| format!("{kind}_{}", stream.as_str()));
     check_name(&name, "name")?;

@@ -21,6 +21,7 @@ mod cmd_toxic_remove;
 mod cmd_toxic_update;
 mod conns;
 pub mod fault_proxy;
+mod http1;
 mod http_load;
 mod targets;
 pub mod wire_faults;

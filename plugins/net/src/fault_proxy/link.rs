@@ -300,7 +300,8 @@ async fn toxic_pipe(
                         slicer = Some((*average_size, *size_variation, *delay));
                     }
                     Effect::Bandwidth { rate_kb } => rate = Some(*rate_kb * 1000),
-                    Effect::SlowClose { .. } | Effect::ResetPeer { .. } => {}
+                    // An HTTP fault never reaches a byte pipe (a `tcp` proxy refuses them).
+                    Effect::SlowClose { .. } | Effect::ResetPeer { .. } | Effect::Http(_) => {}
                 }
             }
             while !data.is_empty() {

@@ -1,5 +1,6 @@
 //! The fault proxy: TCP proxies in front of a service's dependencies, with Toxiproxy's toxics (`toxic`), one
-//! task per listener and two pipes per connection (`link`). A proxy lives until it is deleted, until its
+//! task per listener and two pipes per connection (`link`); or, made with `protocol: http`, HTTP/1.1 proxies
+//! whose toxics are faults on requests and answers (`http_fault`), relayed request by request (`http_relay`). A proxy lives until it is deleted, until its
 //! `duration` ends, or until `/abort` (`release_all`), which closes its listener and every connection.
 //!
 //! Bounded and safe: the upstream must be in `limits.dial_targets` (resolved once, connected to by the
@@ -7,6 +8,8 @@
 //! [`MAX_PROXIES`] proxies and `max_connections` connections each, and every toxic holds at most its pipe's
 //! queue (1 MiB) per direction.
 
+pub mod http_fault;
+pub mod http_relay;
 pub mod link;
 pub mod metrics;
 pub mod toxic;
@@ -17,7 +20,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use tarsier_plugin::schemars::JsonSchema;
 use tarsier_plugin::{CommandError, DataError};
 use tokio::sync::{watch, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -32,10 +37,47 @@ pub const MAX_TOXICS: usize = 32;
 /// How long connecting to the upstream may take before the client's connection is dropped.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// What a proxy reads: bytes (Toxiproxy's toxics), or HTTP/1.1 requests and answers (the `http_*` faults).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    #[default]
+    Tcp,
+    Http,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Http => "http",
+        }
+    }
+
+    /// Whether a proxy of this protocol takes the toxic: HTTP faults need `http`, byte toxics `tcp` (`down`
+    /// acts on connections, so both take it). The refusal names `type`.
+    fn check(self, effect: &Effect) -> Result<(), CommandError> {
+        let refusal = match (self, effect) {
+            (_, Effect::Down) | (Protocol::Http, Effect::Http(_)) => return Ok(()),
+            (Protocol::Tcp, Effect::Http(_)) => {
+                format!("{} needs a proxy made with `protocol: http`", effect.type_name())
+            }
+            (Protocol::Tcp, _) => return Ok(()),
+            (Protocol::Http, _) => format!(
+                "{} is a byte toxic: a `protocol: http` proxy takes the http_* faults and `down` (for both, put a \
+                 `protocol: tcp` proxy in front of this one)",
+                effect.type_name()
+            ),
+        };
+        Err(CommandError::Invalid(DataError::field("type", refusal)))
+    }
+}
+
 /// One proxy.
 pub struct Proxy {
     pub name: String,
     pub listen: SocketAddr,
+    pub protocol: Protocol,
     upstream: Mutex<(String, SocketAddr)>,
     enabled: AtomicBool,
     toxics: watch::Sender<Arc<Vec<Toxic>>>,
@@ -56,8 +98,9 @@ impl Proxy {
             "listen": self.listen.to_string(),
             "upstream": upstream,
             "upstream_address": address.to_string(),
+            "protocol": self.protocol.as_str(),
             "enabled": self.enabled.load(Ordering::Relaxed),
-            "toxics": self.toxics.borrow().iter().map(Toxic::describe).collect::<Vec<_>>(),
+            "toxics": self.toxics.borrow().iter().map(|t| self.describe_toxic(t)).collect::<Vec<_>>(),
             "expires_in_s": self.until.saturating_duration_since(Instant::now()).as_secs(),
             "max_connections": self.max_connections,
             "stats": {
@@ -68,6 +111,16 @@ impl Proxy {
                 "bytes_downstream": self.counters.bytes_downstream.get(),
             },
         })
+    }
+
+    /// As Toxiproxy shows a toxic; an HTTP fault with its counts so far (`stats`: requests matched and acted on).
+    fn describe_toxic(&self, toxic: &Toxic) -> Value {
+        let mut described = toxic.describe();
+        if toxic.effect.is_http() {
+            let (matched, applied) = self.counters.http.counts(&toxic.name, toxic.effect.type_name());
+            described["stats"] = json!({"matched": matched, "applied": applied});
+        }
+        described
     }
 
     fn close_connections(&self) {
@@ -86,6 +139,7 @@ impl Proxy {
 pub struct Spec {
     pub name: String,
     pub listen: SocketAddr,
+    pub protocol: Protocol,
     /// As the body wrote it, and the checked address it is connected to.
     pub upstream: (String, SocketAddr),
     pub enabled: bool,
@@ -141,6 +195,7 @@ impl Proxies {
         let proxy = Arc::new(Proxy {
             name: spec.name.clone(),
             listen,
+            protocol: spec.protocol,
             upstream: Mutex::new(spec.upstream),
             enabled: AtomicBool::new(spec.enabled),
             toxics: watch::Sender::new(Arc::new(Vec::new())),
@@ -179,6 +234,9 @@ impl Proxies {
     /// A proxy taken out of the list goes: its listener and connections close, its series with them.
     fn end(&self, proxy: &Proxy) {
         proxy.gone.cancel();
+        for toxic in proxy.toxics.borrow().iter().filter(|t| t.effect.is_http()) {
+            proxy.counters.http.forget(&toxic.name, toxic.effect.type_name());
+        }
         self.metrics.forget(&proxy.name);
     }
 
@@ -205,6 +263,7 @@ impl Proxies {
     /// Adds (`replace: false`, a name taken is a 409) or replaces a toxic.
     pub fn set_toxic(&self, proxy: &str, toxic: Toxic, replace: bool) -> Result<Value, CommandError> {
         let proxy = self.get(proxy)?;
+        proxy.protocol.check(&toxic.effect)?;
         let mut refused = None;
         // The pipes are woken only by a change that was made.
         proxy.toxics.send_if_modified(|toxics| {
@@ -233,7 +292,7 @@ impl Proxies {
         if toxic.effect == Effect::Down {
             proxy.close_connections();
         }
-        Ok(toxic.describe())
+        Ok(proxy.describe_toxic(&toxic))
     }
 
     pub fn toxic(&self, proxy: &str, name: &str) -> Result<Toxic, CommandError> {
@@ -252,7 +311,13 @@ impl Proxies {
             *toxics = Arc::new(list);
             true
         });
-        removed.map(|t| t.describe()).ok_or_else(|| no_toxic(&proxy.name, name))
+        let removed = removed.ok_or_else(|| no_toxic(&proxy.name, name))?;
+        // Its last counts go in the answer, then its series go.
+        let described = proxy.describe_toxic(&removed);
+        if removed.effect.is_http() {
+            proxy.counters.http.forget(&removed.name, removed.effect.type_name());
+        }
+        Ok(described)
     }
 
     /// Toxiproxy's reset: every proxy enabled, every toxic removed.
@@ -261,7 +326,10 @@ impl Proxies {
             self.proxies.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
         for proxy in &proxies {
             proxy.enabled.store(true, Ordering::Relaxed);
-            proxy.toxics.send_replace(Arc::new(Vec::new()));
+            let removed = proxy.toxics.send_replace(Arc::new(Vec::new()));
+            for toxic in removed.iter().filter(|t| t.effect.is_http()) {
+                proxy.counters.http.forget(&toxic.name, toxic.effect.type_name());
+            }
         }
         proxies.len()
     }
@@ -329,9 +397,16 @@ async fn serve(listener: tokio::net::TcpListener, proxy: Arc<Proxy>) {
             let close = proxy.connections.lock().unwrap_or_else(|p| p.into_inner()).child_token();
             let gone = proxy.gone.clone();
             let counters = proxy.counters.clone();
-            tokio::select! {
-                _ = link::run(client, upstream, proxy.toxics.subscribe(), close, counters.clone()) => {}
-                _ = gone.cancelled() => {}
+            match proxy.protocol {
+                Protocol::Tcp => tokio::select! {
+                    _ = link::run(client, upstream, proxy.toxics.subscribe(), close, counters.clone()) => {}
+                    _ = gone.cancelled() => {}
+                },
+                Protocol::Http => tokio::select! {
+                    _ = http_relay::run(client, upstream, proxy.toxics.subscribe(), counters.clone()) => {}
+                    _ = close.cancelled() => {}
+                    _ = gone.cancelled() => {}
+                },
             }
             counters.open.dec();
         });

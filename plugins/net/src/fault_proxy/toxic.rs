@@ -10,6 +10,8 @@ use serde_json::{json, Map, Value};
 use tarsier_plugin::schemars::JsonSchema;
 use tarsier_plugin::DataError;
 
+use super::http_fault::HttpFault;
+
 /// Which way a toxic acts: on what the client sends (`upstream`) or on what the upstream answers
 /// (`downstream`, Toxiproxy's default).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
@@ -49,9 +51,16 @@ pub enum Effect {
     LimitData { bytes: u64 },
     /// New connections are refused and open ones closed while it is in force.
     Down,
+    /// An HTTP-aware fault (a proxy with `protocol: http` only), drawn per request.
+    Http(Box<HttpFault>),
 }
 
 impl Effect {
+    /// Whether it needs a proxy that reads HTTP.
+    pub fn is_http(&self) -> bool {
+        matches!(self, Effect::Http(_))
+    }
+
     pub fn type_name(&self) -> &'static str {
         match self {
             Effect::Latency { .. } => "latency",
@@ -62,6 +71,7 @@ impl Effect {
             Effect::Slicer { .. } => "slicer",
             Effect::LimitData { .. } => "limit_data",
             Effect::Down => "down",
+            Effect::Http(fault) => fault.type_name(),
         }
     }
 
@@ -78,11 +88,15 @@ impl Effect {
             }
             Effect::LimitData { bytes } => json!({"bytes": bytes}),
             Effect::Down => json!({}),
+            Effect::Http(fault) => fault.attributes(),
         }
     }
 
     /// `type` and `attributes` as a body gives them; `field` names the attributes in errors.
     pub fn parse(kind: &str, attributes: &Map<String, Value>, field: &str) -> Result<Self, DataError> {
+        if kind.starts_with("http_") {
+            return Ok(Effect::Http(Box::new(HttpFault::parse(kind, attributes, field)?)));
+        }
         let number = |name: &str, max: u64| -> Result<u64, DataError> {
             match attributes.get(name) {
                 None => Ok(0),
@@ -108,7 +122,8 @@ impl Effect {
                     "type",
                     format!(
                         "`{other}` is not a toxic: latency, bandwidth, slow_close, timeout, reset_peer, slicer, \
-                         limit_data or down"
+                         limit_data, down, or on a `protocol: http` proxy {}",
+                        super::http_fault::TYPES.join(", ")
                     ),
                 ))
             }

@@ -263,26 +263,8 @@ fn parse_head(buf: &[u8]) -> Result<Option<(usize, Head)>, Failure> {
         Err(_) => return Err(Failure::Other),
     };
     let status = response.code.ok_or(Failure::Other)?;
-    // HTTP/1.1 keeps the connection unless told otherwise; HTTP/1.0 closes it unless told otherwise.
-    let mut keep_alive = response.version == Some(1);
-    let (mut length, mut chunked) = (None, false);
-    for header in response.headers.iter() {
-        if header.name.eq_ignore_ascii_case("content-length") {
-            let value = std::str::from_utf8(header.value).ok().and_then(|v| v.trim().parse().ok());
-            length = Some(value.ok_or(Failure::Other)?);
-        } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked |=
-                header.value.split(|b| *b == b',').any(|coding| coding.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        } else if header.name.eq_ignore_ascii_case("connection") {
-            for option in header.value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
-                if option.eq_ignore_ascii_case(b"close") {
-                    keep_alive = false;
-                } else if option.eq_ignore_ascii_case(b"keep-alive") {
-                    keep_alive = true;
-                }
-            }
-        }
-    }
+    let framing = crate::http1::framing(response.headers, response.version.unwrap_or(1)).map_err(|_| Failure::Other)?;
+    let (keep_alive, chunked, length) = (framing.keep_alive, framing.chunked, framing.length);
     // Chunked wins over a length (RFC 9112 §6.3).
     let framing = match (chunked, length) {
         (true, _) => Framing::Chunked,
