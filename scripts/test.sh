@@ -18,6 +18,11 @@ echo "== xmllint (a test validates the JUnit XML against tests/junit.xsd)"
 TARSIER_XMLLINT_BIN="$(scripts/xmllint.sh install)"
 export TARSIER_XMLLINT_BIN
 
+echo "== nginx (the fault proxy tests put proxies in front of a real nginx)"
+TARSIER_NGINX_BIN="$(scripts/nginx.sh install)"
+export TARSIER_NGINX_BIN
+"$TARSIER_NGINX_BIN" -v 2>&1
+
 echo "== nft, tc, ip, iptables (the network fault tests make network namespaces: root only, skipped elsewhere)"
 if [ "$(id -u)" = 0 ]; then
   for need in nft:nftables tc:iproute2 iptables-restore:iptables; do

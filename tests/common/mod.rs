@@ -298,6 +298,7 @@ pub fn files_in(dir: &Path) -> Vec<PathBuf> {
 pub const MIB: u64 = 1024 * 1024;
 
 pub mod consul;
+pub mod nginx;
 pub mod prometheus;
 
 /// Starts `n` child agents with the same extra config.
@@ -330,9 +331,11 @@ pub fn find_tool(name: &str, env: &str, version_arg: &str) -> PathBuf {
     if let Some(bin) = std::env::var_os(env) {
         return bin.into();
     }
-    let cached = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!(".cache/{name}/root/usr/bin/{name}"));
-    if cached.exists() {
-        return cached;
+    let cache = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!(".cache/{name}/root/usr"));
+    for cached in [cache.join("bin").join(name), cache.join("sbin").join(name)] {
+        if cached.exists() {
+            return cached;
+        }
     }
     if Command::new(name).arg(version_arg).output().is_ok_and(|o| o.status.success()) {
         return name.into();

@@ -343,3 +343,85 @@ fn a_proxy_ends_with_its_duration_and_with_its_agent() {
         assert!(matches!(closed, Ok(0) | Err(_)), "signal {signal}: the connection is closed: {closed:?}");
     }
 }
+
+/// Proxies in front of the real things a service depends on: nginx and a Consul dev agent, each behind a
+/// byte proxy (Toxiproxy's toxics) and an HTTP proxy (the HTTP faults), driven by a real keep-alive client.
+#[test]
+fn toxics_and_http_faults_act_in_front_of_nginx_and_consul() {
+    let agent = ChildAgent::spawn();
+    let nginx = common::nginx::Nginx::start();
+    let consul = common::consul::ConsulDev::start();
+    let make = |name: &str, protocol: &str, upstream: &str| -> String {
+        let body = format!(
+            "command: net/proxy_create\ndata: {{name: {name}, protocol: {protocol}, upstream: '{upstream}'}}\n"
+        );
+        format!("http://{}", exec_ok(&agent, &body)["listen"].as_str().unwrap())
+    };
+    let toxic = |body: &str| exec_ok(&agent, &format!("command: net/toxic_add\ndata: {body}\n"));
+    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
+    let timed = |url: &str| {
+        let started = Instant::now();
+        let answer = client.get(url).send().and_then(|a| Ok((a.status().as_u16(), a.bytes()?.len())));
+        (answer.map_err(|e| e.to_string()), started.elapsed())
+    };
+
+    // nginx behind a byte proxy: latency, then bandwidth on its static file.
+    let web = make("web", "tcp", &nginx.address);
+    assert_eq!(timed(&format!("{web}/")).0, Ok((200, 5)));
+    toxic("{proxy: web, type: latency, attributes: {latency: 150}}");
+    let (answer, took) = timed(&format!("{web}/"));
+    assert!(answer == Ok((200, 5)) && took >= Duration::from_millis(145), "{answer:?} in {took:?}");
+    exec_ok(&agent, "command: net/proxy_reset\n");
+    toxic("{proxy: web, type: bandwidth, attributes: {rate: 200}}");
+    let (answer, took) = timed(&format!("{web}/big.bin"));
+    let big = common::nginx::BIG;
+    assert!(answer == Ok((200, big)) && took >= Duration::from_millis(850), "{answer:?} in {took:?}");
+
+    // nginx behind an HTTP proxy: half the downloads answered 503 here, the rest cut; `/` untouched.
+    let site = make("site", "http", &nginx.address);
+    toxic("{proxy: site, name: busy, type: http_respond, toxicity: 0.5, attributes: {status: 503, match: {path_prefix: /big}}}");
+    toxic("{proxy: site, name: cut, type: http_cut, attributes: {after: 5000, match: {path_prefix: /big}}}");
+    let (mut busy, mut cut) = (0u64, 0u64);
+    for _ in 0..40 {
+        match timed(&format!("{site}/big.bin")).0 {
+            Ok((503, _)) => busy += 1,
+            Err(_) => cut += 1,
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(timed(&format!("{site}/")).0, Ok((200, 5)), "nginx's own answer, through the proxy");
+    }
+    let listed = exec_ok(&agent, "command: net/proxies\n");
+    let site_toxics = &listed["proxies"].as_array().unwrap().iter().find(|p| p["name"] == "site").unwrap()["toxics"];
+    assert_eq!(site_toxics[0]["stats"], serde_json::json!({"matched": 40, "applied": busy}), "{listed}");
+    assert_eq!(site_toxics[1]["stats"], serde_json::json!({"matched": 40, "applied": cut}), "{listed}");
+    // Binomial(40, 0.5): five sd either way.
+    assert!((4..=36).contains(&busy), "{busy} of 40 answered 503");
+
+    // Consul's HTTP API behind a byte proxy: a call that waits out a latency, then one that times out.
+    let api = make("consul", "tcp", &consul.address);
+    let leader = format!("{api}/v1/status/leader");
+    assert!(matches!(timed(&leader).0, Ok((200, n)) if n > 2));
+    toxic("{proxy: consul, type: latency, attributes: {latency: 200}}");
+    let (answer, took) = timed(&leader);
+    assert!(answer.is_ok() && took >= Duration::from_millis(195), "{answer:?} in {took:?}");
+    toxic("{proxy: consul, type: timeout, attributes: {timeout: 300}}");
+    let (answer, took) = timed(&leader);
+    assert!(answer.is_err() && took >= Duration::from_millis(290), "{answer:?} in {took:?}");
+
+    // Consul behind an HTTP proxy: the catalogue fails, the KV store still takes writes (request bodies
+    // reach Consul) and reads, slower.
+    let kv_api = make("consul-http", "http", &consul.address);
+    toxic("{proxy: consul-http, type: http_respond, attributes: {status: 500, body: 'catalogue down', match: {path_prefix: /v1/catalog}}}");
+    toxic(
+        "{proxy: consul-http, type: http_delay, attributes: {delay: 200, match: {method: GET, path_prefix: /v1/kv/}}}",
+    );
+    let catalogue = client.get(format!("{kv_api}/v1/catalog/services")).send().unwrap();
+    assert_eq!((catalogue.status().as_u16(), catalogue.text().unwrap()), (500, "catalogue down".into()));
+    let put = client.put(format!("{kv_api}/v1/kv/tarsier/test")).body("through the proxy").send().unwrap();
+    assert_eq!((put.status().as_u16(), put.text().unwrap().trim().to_owned()), (200, "true".into()));
+    let started = Instant::now();
+    let read = client.get(format!("{kv_api}/v1/kv/tarsier/test?raw")).send().unwrap().text().unwrap();
+    assert_eq!(read, "through the proxy");
+    assert!(started.elapsed() >= Duration::from_millis(195), "{:?}", started.elapsed());
+    assert!(matches!(timed(&format!("{kv_api}/v1/status/leader")).0, Ok((200, _))));
+}

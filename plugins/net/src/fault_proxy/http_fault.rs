@@ -110,6 +110,19 @@ pub enum Action {
     Header { set: Vec<(String, String)>, remove: Vec<String> },
 }
 
+impl Action {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Action::Respond { .. } => "http_respond",
+            Action::Delay { .. } => "http_delay",
+            Action::Throttle { .. } => "http_throttle",
+            Action::Cut { .. } => "http_cut",
+            Action::Drop { .. } => "http_drop",
+            Action::Header { .. } => "http_header",
+        }
+    }
+}
+
 /// One HTTP fault: which requests, and what.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HttpFault {
@@ -122,16 +135,8 @@ pub const TYPES: &[&str] = &["http_respond", "http_delay", "http_throttle", "htt
 
 impl HttpFault {
     pub fn type_name(&self) -> &'static str {
-        match self.action {
-            Action::Respond { .. } => "http_respond",
-            Action::Delay { .. } => "http_delay",
-            Action::Throttle { .. } => "http_throttle",
-            Action::Cut { .. } => "http_cut",
-            Action::Drop { .. } => "http_drop",
-            Action::Header { .. } => "http_header",
-        }
+        self.action.type_name()
     }
-
     /// Whether the fault acts on the request (`upstream`) rather than on the answer: only `http_header` may.
     pub fn check_stream(&self, stream: Stream) -> Result<(), DataError> {
         match (&self.action, stream) {

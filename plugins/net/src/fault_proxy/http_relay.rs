@@ -274,25 +274,46 @@ struct Plan<'a> {
 
 impl<'a> Plan<'a> {
     /// Each HTTP fault that picks the request is drawn against its toxicity, in the order they were added; the
-    /// first `http_respond` or `http_drop` drawn wins (the later ones are not drawn).
+    /// first `http_respond` or `http_drop` drawn wins (the later ones are not drawn). A fault is counted as
+    /// applied when it is in force on the request: on an answer made here only the delay of its headers and
+    /// the changes to its headers are, on a dropped request nothing but the drop.
     fn draw(toxics: &'a [Toxic], request: &Request, counters: &Counters) -> Plan<'a> {
         let headers: Vec<httparse::Header> =
             request.headers.iter().map(|(name, value)| httparse::Header { name, value }).collect();
         let view = RequestView { method: &request.method, path: &request.path, headers: &headers };
-        let mut plan = Plan::default();
+        let mut drawn = Vec::new();
+        let mut terminal = None;
         for toxic in toxics {
             let Effect::Http(fault) = &toxic.effect else { continue };
             if !fault.picks.picks(&view) {
                 continue;
             }
             counters.http.matched(&toxic.name, fault.type_name()).inc();
-            let terminal = matches!(fault.action, Action::Respond { .. } | Action::Drop { .. });
-            if (terminal && plan.terminal.is_some()) || rand::random::<f64>() >= toxic.toxicity {
+            let ends = matches!(fault.action, Action::Respond { .. } | Action::Drop { .. });
+            if (ends && terminal.is_some()) || rand::random::<f64>() >= toxic.toxicity {
                 continue;
             }
-            counters.http.applied(&toxic.name, fault.type_name()).inc();
-            match &fault.action {
-                action @ (Action::Respond { .. } | Action::Drop { .. }) => plan.terminal = Some(action),
+            if ends {
+                terminal = Some(&fault.action);
+            }
+            drawn.push((toxic, &fault.action));
+        }
+        let mut plan = Plan { terminal, ..Plan::default() };
+        for (toxic, action) in drawn {
+            // What a request answered here or dropped leaves no room for: it is not counted as done.
+            let in_force = match (plan.terminal, action) {
+                (None, _) => true,
+                (Some(chosen), action) if std::ptr::eq(chosen, action) => true,
+                (Some(Action::Respond { .. }), Action::Delay { before: Before::Headers, .. }) => true,
+                (Some(Action::Respond { .. }), Action::Header { .. }) => toxic.stream == Stream::Downstream,
+                _ => false,
+            };
+            if !in_force {
+                continue;
+            }
+            counters.http.applied(&toxic.name, action.type_name()).inc();
+            match action {
+                Action::Respond { .. } | Action::Drop { .. } => {}
                 Action::Delay { delay, jitter, before } => {
                     let spread = jitter.as_secs_f64() * (2.0 * rand::random::<f64>() - 1.0);
                     let wait = Duration::from_secs_f64((delay.as_secs_f64() + spread).max(0.0));
@@ -303,7 +324,7 @@ impl<'a> Plan<'a> {
                 }
                 Action::Throttle { rate_kb } => plan.rate = Some(plan.rate.map_or(*rate_kb, |r| r.min(*rate_kb))),
                 Action::Cut { after } => plan.cut_after = Some(plan.cut_after.map_or(*after, |c| c.min(*after))),
-                action @ Action::Header { .. } => match toxic.stream {
+                Action::Header { .. } => match toxic.stream {
                     Stream::Upstream => plan.request_changes.push(action),
                     Stream::Downstream => plan.answer_changes.push(action),
                 },
