@@ -72,6 +72,17 @@ fn smoke_runs_green_and_writes_junit() {
     assert!(xml.contains("<testsuite name=\"smoke\"") && xml.contains("failures=\"0\""), "{xml}");
 }
 
+/// The fault proxy's scenario, run whole against the local agent it starts: each phase's expectation on what
+/// the clients see holds.
+#[test]
+fn the_slow_dependency_scenario_runs_green() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/slow-dependency.yaml");
+    let out = scenario(&["run"], &[&file]);
+    let text = text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("10 ok, 0 failed"), "{text}");
+}
+
 #[test]
 fn bad_files_exit_2_with_the_line() {
     let dir = tempfile::tempdir().unwrap();
