@@ -8,6 +8,7 @@
 mod common;
 
 mod containers;
+mod dependency_faults;
 mod experiments;
 
 use std::path::PathBuf;
