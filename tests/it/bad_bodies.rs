@@ -432,3 +432,26 @@ fn transport_errors_are_json_too() {
         .expect("the agent still answers");
     assert_eq!(status, 200);
 }
+
+/// A command sent to the service port by mistake is told where to go: a 404 naming the public port, not a
+/// "body too large (0 bytes)".
+#[test]
+fn a_command_sent_to_the_service_port_is_told_the_public_port() {
+    let agent = ChildAgent::spawn();
+    let public = agent.public.trim_start_matches("http://").to_owned();
+    let client = reqwest::blocking::Client::new();
+    for (path, body) in [("/exec", "command: sleep/sleep\n"), ("/", "command: sleep/sleep\n"), ("/exec", "")] {
+        let answer = client
+            .post(format!("{}{path}", agent.service))
+            .header("content-type", "application/yaml")
+            .body(body)
+            .send()
+            .unwrap();
+        assert_eq!(answer.status().as_u16(), 404, "POST {path}");
+        let text: serde_json::Value = answer.json().unwrap();
+        let error = text["error"].as_str().unwrap_or_default();
+        assert!(error.contains("service port") && error.contains(&public), "POST {path}: {text}");
+    }
+    // The service port's own routes still answer.
+    assert_eq!(client.get(format!("{}/health", agent.service)).send().unwrap().status(), 200);
+}

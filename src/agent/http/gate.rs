@@ -117,7 +117,8 @@ where
         // A peer's copy, abort or report comes signed with the swarm key instead of the token.
         let signed =
             listener == Listener::Public && state.token.is_some() && crate::agent::http::signed::is_signed(&request);
-        let refusal = bounds_refusal(&request, listener.max_body(&state))
+        let refusal = wrong_port_refusal(&request, listener, &state)
+            .or_else(|| bounds_refusal(&request, listener.max_body(&state)))
             .or_else(|| state.browsers.refusal(&request).map(browser_refusal))
             .or_else(|| {
                 if !signed && listener.needs_token(path.as_ref()) {
@@ -174,6 +175,27 @@ pub async fn no_such_route(uri: Uri) -> ApiError {
 
 pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, format!("{method} is not allowed on {}", uri.path()))
+}
+
+/// A command sent to the service port (a body, or `/exec`) is a mix-up of the two ports, not a body too large:
+/// a 404 that names the public port, rather than "larger than this agent accepts (0 bytes)".
+fn wrong_port_refusal(request: &Request, listener: Listener, state: &AgentState) -> Option<Response> {
+    if listener != Listener::Service {
+        return None;
+    }
+    let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let chunked = request.headers().contains_key(header::TRANSFER_ENCODING);
+    let commands = ["/exec", "/abort", "/jobs"].iter().any(|p| request.uri().path().starts_with(p));
+    if !(declared.is_some_and(|len| len > 0) || chunked || commands) {
+        return None;
+    }
+    let message = format!(
+        "this is the service port (health, metrics, the catalogue); send commands to the public port: \
+         http://{}{}",
+        state.public_addr,
+        if commands { request.uri().path() } else { "/exec" }
+    );
+    Some(ApiError::not_found(message).into_closing_response())
 }
 
 /// The longest request target (path and query) either listener reads.
