@@ -209,6 +209,9 @@ pub struct AbortArgs {
     /// Abort this agent only; without it the abort floods the whole swarm.
     #[arg(long)]
     pub local: bool,
+    /// Print the agent's answer as JSON instead of a summary.
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub client: ClientArgs,
 }

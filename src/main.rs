@@ -77,7 +77,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             let guards = client::Guards::parse(&args.guards, args.prometheus.clone()).map_err(anyhow::Error::msg)?;
             client::exec(&args.url, &args.file, options, &guards, &args.client).await
         }
-        CliCommand::Abort(args) => client::abort(&args.url, args.local, &args.client).await,
+        CliCommand::Abort(args) => client::abort(&args.url, args.local, args.json, &args.client).await,
         CliCommand::Probe(args) => client::probe(&args.url, args.timeout.0, &args.client).await,
         CliCommand::Commands(args) => client::commands(&args.url, args.json, &args.client).await,
         CliCommand::Completions { shell } => {

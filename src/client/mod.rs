@@ -314,7 +314,7 @@ pub(crate) async fn wait_for_report(
 }
 
 /// `POST /abort`: the whole swarm, or with `local` this agent only.
-pub async fn abort(url: &str, local: bool, access: &ClientArgs) -> anyhow::Result<i32> {
+pub async fn abort(url: &str, local: bool, json: bool, access: &ClientArgs) -> anyhow::Result<i32> {
     let target = endpoint(url, "/abort");
     let body = if local { r#"{"local": true}"# } else { "{}" };
     let response = agent_client(Duration::from_secs(30), access)?
@@ -327,12 +327,12 @@ pub async fn abort(url: &str, local: bool, access: &ClientArgs) -> anyhow::Resul
     let status = response.status();
     let text = response.text().await.context("cannot read the answer")?;
     let answer: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    if let Some(error) = answer["error"].as_str() {
+    if json {
+        output::line(serde_json::to_string_pretty(&answer)?);
+    } else if let Some(error) = answer["error"].as_str() {
         output::line(format!("{} ({status}): {error}", output::styled(output::BAD, "FAILED")));
     } else {
-        let scope = if local { "this agent" } else { "the swarm (flooded through its peers)" };
-        output::line(format!("aborted {scope}:"));
-        output::line(serde_json::to_string_pretty(&answer)?);
+        output::abort_summary(&answer, local);
     }
     Ok(if status.is_success() { EXIT_OK } else { exit_code(status, &answer) })
 }

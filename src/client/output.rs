@@ -181,6 +181,52 @@ pub fn self_command() -> String {
     }
 }
 
+/// `tarsier abort`'s answer for a person: what this agent cancelled and released, and how far the abort went.
+pub fn abort_summary(answer: &Value, local: bool) {
+    let agent = answer["agent"].as_str().unwrap_or("the agent");
+    let scope = if local { "this agent" } else { "the swarm" };
+    line(format!("aborted {scope} from {agent} (wave {})", answer["wave_id"].as_str().unwrap_or("-")));
+    let cancelled = answer["cancelled_jobs"].as_u64().unwrap_or(0);
+    let held = &answer["released"];
+    let count = |key: &str| held[key].as_u64().unwrap_or(0);
+    let mut released = Vec::new();
+    if count("ram_bytes") > 0 {
+        released.push(format!("{} of RAM", human_bytes(count("ram_bytes"))));
+    }
+    if count("files") > 0 || count("disk_bytes") > 0 {
+        released.push(format!("{} files ({} on disk)", count("files"), human_bytes(count("disk_bytes"))));
+    }
+    for (key, what) in [
+        ("connections", "connections"),
+        ("blocked_threads", "blocked threads"),
+        ("busy_threads", "busy threads"),
+        ("net_faults", "network faults"),
+        ("proxies", "fault proxies"),
+    ] {
+        if count(key) > 0 {
+            released.push(format!("{} {what}", count(key)));
+        }
+    }
+    let released = if released.is_empty() { "nothing held".to_owned() } else { released.join(", ") };
+    line(format!("  here: {cancelled} job(s) cancelled; released {released}"));
+    if !local {
+        let forward = &answer["forward"];
+        let number = |key: &str| forward[key].as_u64().unwrap_or(0);
+        line(format!(
+            "  flooded to {} peer(s): {} took it, {} had it already, {} failed",
+            answer["forwarded"].as_u64().unwrap_or(0),
+            number("accepted"),
+            number("duplicates"),
+            number("failed")
+        ));
+    }
+}
+
+/// `256.0 MiB` for a person (binary units).
+pub fn human_bytes(bytes: u64) -> String {
+    tarsier_plugin::ByteSize(bytes).to_string()
+}
+
 /// `64MiB` for 67108864: the largest binary unit that divides it, as a body would write it.
 fn whole_bytes(bytes: u64) -> String {
     for (unit, name) in [(1u64 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")] {

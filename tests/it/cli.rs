@@ -69,11 +69,27 @@ fn a_cancelled_command_exits_1() {
     assert!(common::eventually(Duration::from_secs(10), || agent.runtime()["running_jobs"] == 1));
     let out = tarsier(&["abort", "--local", &agent.public]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
-    assert!(text(&out.stdout).contains("aborted this agent"), "{out:?}");
+    let summary = text(&out.stdout);
+    assert!(summary.contains("aborted this agent") && summary.contains("1 job(s) cancelled"), "{summary}");
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(answer["status"], "cancelled");
+}
+
+/// `tarsier abort` says what it released in units a person reads, and `--json` prints the answer itself.
+#[test]
+fn abort_prints_what_it_released_or_the_json_answer() {
+    let agent = ChildAgent::spawn();
+    let (status, answer) = agent.exec("command: heavy_load/gobble_ram\ndata: {size: 8MiB}\n");
+    assert_eq!(status, 200, "{answer}");
+    let out = tarsier(&["abort", "--local", &agent.public]);
+    let summary = text(&out.stdout);
+    assert!(out.status.success() && summary.contains("released 8.0 MiB of RAM"), "{summary}");
+    let out = tarsier(&["abort", "--local", "--json", &agent.public]);
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["status"], "ok", "{answer}");
+    assert!(answer["wave_id"].is_string(), "{answer}");
 }
 
 #[test]
