@@ -76,9 +76,14 @@ pub struct AgentArgs {
     /// Directory for the storage plugin's files (plugins.storage.dir). [default: the system temp dir]
     #[arg(long, env = "TARSIER_STORAGE_DIR")]
     pub storage_dir: Option<PathBuf>,
-    /// Static peers: public `host:port` of every agent, comma-separated (discovery.static).
+    /// Static peers: public `host:port` of every agent, comma-separated (discovery.static); labels after a
+    /// `#`: `10.0.0.1:8080#zone=a;rack=1`.
     #[arg(long, env = "TARSIER_PEERS", value_delimiter = ',')]
     pub peers: Option<Vec<String>>,
+    /// Set by `tarsier swarm` on the agents it starts: they share this machine's network, so network faults
+    /// are refused.
+    #[arg(long, hide = true)]
+    pub local_swarm: bool,
     /// Consul HTTP address, such as 127.0.0.1:8500: register there and take peers from it (discovery.consul).
     #[arg(long, env = "TARSIER_CONSUL")]
     pub consul: Option<String>,
@@ -272,6 +277,11 @@ pub struct SwarmArgs {
     /// a, agent 1 zone b, agent 2 zone a, ... Repeatable.
     #[arg(long = "label", value_name = "KEY=V1,V2,...")]
     pub labels: Vec<String>,
+    /// Run every agent in this one process (the form above 32 agents): lighter, but a command that would end
+    /// the process (faults/segfault, exit, ...) is refused, since it would end them all. Without it each
+    /// agent runs in a process of its own, restarted when it dies.
+    #[arg(long)]
+    pub in_process: bool,
 }
 
 #[derive(Debug, Args)]

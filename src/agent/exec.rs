@@ -36,6 +36,17 @@ pub async fn execute(
     request_id: Option<String>,
 ) -> Result<Answer, ApiError> {
     let resolved = state.registry.resolve(&body.command)?;
+    if state.in_process && resolved.command.ends_process() {
+        return Err(ApiError::bad_request(
+            Some("command".into()),
+            format!(
+                "{} would end this agent's process, which every agent of this in-process local swarm shares: \
+                 it would kill them all. Run `tarsier swarm` with its agents in processes of their own (the \
+                 default for a small swarm, without --in-process), or agents an orchestrator restarts",
+                resolved.name
+            ),
+        ));
+    }
     let admitted = match state.swarm.enter(body.wave.take(), Route::Exec, &resolved.name)? {
         Entry::Duplicate { wave_id } => {
             let body = ExecAnswer::new(wave_id, state.name.clone(), resolved.name, None, Status::Duplicate);

@@ -98,7 +98,13 @@ impl BoundAgent {
             reference_peers: ReferencePeers::new(&config.compat.reference_peers)?,
             tls: public_tls.is_some(),
         };
-        let discovers = !config.discovery.static_peers.is_empty() || config.discovery.consul.is_some();
+        // Static peers all on loopback (a local swarm in processes) are this machine's own: no stranger there.
+        let loopback_only = config.discovery.static_peers.iter().all(|peer| {
+            let address = peer.split('#').next().unwrap_or_default();
+            address.parse::<std::net::SocketAddr>().is_ok_and(|a| a.ip().is_loopback())
+        });
+        let discovers =
+            (!config.discovery.static_peers.is_empty() && !loopback_only) || config.discovery.consul.is_some();
         if key.is_none() && local.is_none() && discovers {
             tracing::warn!("no token: discovered agents cannot prove membership and are taken as peers as they are");
         }
@@ -133,7 +139,7 @@ impl BoundAgent {
         let swarm = Arc::new(Swarm::new(member, peers, http, trust, metrics.waves.clone(), bounds)?);
         let control_plane = control_plane_source(
             (public_addr.port(), service_addr.port()),
-            in_process,
+            in_process || config.local_swarm,
             config.discovery.consul.as_ref().map(|consul| consul.address.as_str()),
             swarm.clone(),
         );
@@ -168,6 +174,7 @@ impl BoundAgent {
             control_plane,
             shutdown,
             aborting: tokio::sync::Mutex::new(()),
+            in_process,
         });
         if !in_process {
             state.registry.started(&state.control_plane.read());
@@ -235,7 +242,7 @@ impl BoundAgent {
 /// Consul agent's, and every peer's public and service port as discovery knows them then.
 fn control_plane_source(
     (public, service): (u16, u16),
-    in_process: bool,
+    local_swarm: bool,
     consul: Option<&str>,
     swarm: Arc<Swarm>,
 ) -> tarsier_plugin::ControlPlaneSource {
@@ -247,7 +254,7 @@ fn control_plane_source(
             let addresses = std::iter::once(peer.public.as_str()).chain(peer.service.as_deref());
             ports.extend(addresses.filter_map(|address| crate::wire::address::port_of(address).ok()));
         }
-        tarsier_plugin::ControlPlane { public_port: public, ports, in_process }
+        tarsier_plugin::ControlPlane { public_port: public, ports, local_swarm }
     })
 }
 

@@ -45,6 +45,9 @@ pub struct AgentState {
     pub(crate) shutdown: CancellationToken,
     /// One abort at a time here, so two concurrent aborts do not both count what one of them released.
     pub(crate) aborting: tokio::sync::Mutex<()>,
+    /// One of the agents of an in-process local swarm: they share this process, so a command that ends the
+    /// process (`faults/segfault`, ...) is refused rather than taking them all.
+    pub(crate) in_process: bool,
 }
 
 /// How long an abort waits for the jobs it cancelled to stop and release what they hold (they stop within

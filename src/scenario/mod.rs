@@ -388,6 +388,7 @@ async fn resolve_target(
                 no_demo: true,
                 once: true,
                 labels: Vec::new(),
+                in_process: true,
             })
             .await?;
             let first = &swarm.agents[0];

@@ -343,6 +343,18 @@ pub fn find_tool(name: &str, env: &str, version_arg: &str) -> PathBuf {
     panic!("no {name} binary: run scripts/{name}.sh install (scripts/test.sh does)");
 }
 
+/// POSTs a YAML body to `{public}/exec`: the status and the JSON answer.
+pub fn post_yaml(http: &reqwest::blocking::Client, public: &str, body: &str) -> (u16, serde_json::Value) {
+    let answer = http
+        .post(format!("{public}/exec"))
+        .header("content-type", "application/yaml")
+        .body(body.to_owned())
+        .send()
+        .unwrap_or_else(|e| panic!("POST {public}/exec: {e}"));
+    let status = answer.status().as_u16();
+    (status, answer.json().unwrap_or(serde_json::Value::Null))
+}
+
 /// `tarsier swarm --agents N` on fixed ports, killed when dropped.
 pub struct SwarmProcess {
     pub base: u16,

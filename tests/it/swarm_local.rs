@@ -1,8 +1,11 @@
-//! The swarm without Consul: `tarsier swarm` (the in-process registry) and `--peers` (static discovery).
+//! The swarm without Consul: `tarsier swarm` (agents in processes of their own, or in one with the in-process
+//! registry) and `--peers` (static discovery).
 
 use crate::common;
 use std::process::Command;
 use std::time::Duration;
+
+use serde_json::Value;
 
 use crate::common::{eventually, ChildAgent, Spawn, BIN};
 
@@ -205,4 +208,46 @@ fn a_closed_stdout_pipe_is_no_panic() {
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && !stderr.contains("panicked"), "{:?}: {stderr}", out.status);
+}
+
+/// The first chaos experiment a newcomer tries: crash one agent of the local swarm. Each agent is a process
+/// of its own, so the other four keep answering, and the one that died is started again.
+#[test]
+fn an_agent_of_a_local_swarm_that_dies_is_restarted_and_the_others_keep_answering() {
+    let swarm = common::SwarmProcess::start(5, &[]);
+    let http = common::http();
+    let health = |i: u16| -> Option<Value> {
+        let url = format!("http://127.0.0.1:{}/health", swarm.base + swarm.agents + i);
+        http.get(url).send().ok().filter(|a| a.status().is_success()).and_then(|a| a.json().ok())
+    };
+    let (status, answer) = common::post_yaml(&http, &swarm.public(3), "command: faults/segfault\n");
+    assert_eq!(status, 200, "{answer}");
+    let died = std::time::Instant::now();
+    assert!(common::eventually(Duration::from_secs(10), || health(3).is_none()), "agent 3 did not die");
+    for i in [0, 1, 2, 4] {
+        assert!(health(i).is_some(), "agent {i} died with agent 3");
+    }
+    let back = common::eventually(Duration::from_secs(20), || {
+        health(3).is_some_and(|h| h["uptime_seconds"].as_f64().unwrap_or(f64::MAX) < died.elapsed().as_secs_f64())
+    });
+    assert!(back, "agent 3 was not started again");
+    // The swarm is whole again: a dedupe flood reaches all five.
+    let (status, answer) = common::post_yaml(
+        &http,
+        &swarm.public(0),
+        "command: sleep/sleep\ndata: {duration: 0s}\nwave: {remain: 8, buddies: 4, dedupe: true}\n",
+    );
+    assert_eq!(status, 200, "{answer}");
+}
+
+/// In one process (`--in-process`), a command that would end the process is refused: it would end every agent.
+#[test]
+fn an_in_process_local_swarm_refuses_a_command_that_would_kill_it_whole() {
+    let swarm = common::SwarmProcess::start(3, &["--in-process"]);
+    let http = common::http();
+    let (status, answer) = common::post_yaml(&http, &swarm.public(1), "command: faults/segfault\n");
+    assert_eq!((status, answer["field"].as_str()), (400, Some("command")), "{answer}");
+    assert!(answer["error"].as_str().unwrap_or_default().contains("in-process"), "{answer}");
+    let (status, _) = common::post_yaml(&http, &swarm.public(1), "command: sleep/sleep\ndata: {duration: 0s}\n");
+    assert_eq!(status, 200, "the swarm is still there");
 }

@@ -624,8 +624,9 @@ fn a_wave_partitions_a_swarm_into_two_halves() {
     assert!(ns.in_a(|| connect_times(service_b, 1, Duration::from_secs(2)))[0].is_some());
 }
 
-/// The agents of `tarsier swarm` share the process and the machine's own network: a fault there would hit the
-/// machine, so it is refused, whoever runs it (the partition named is TEST-NET-1, harmless even if installed).
+/// The agents of `tarsier swarm` (processes of their own by default) share the machine's own network: a fault
+/// there would hit the machine, so it is refused, whoever runs it (the partition named is TEST-NET-1, harmless
+/// even if installed).
 #[test]
 fn a_local_swarm_refuses_network_faults() {
     let base = crate::common::fixed_port();

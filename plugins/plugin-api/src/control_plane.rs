@@ -11,9 +11,9 @@ pub struct ControlPlane {
     pub public_port: u16,
     /// Every port above (this agent's two among them), sorted.
     pub ports: BTreeSet<u16>,
-    /// An agent of an in-process local swarm (`tarsier swarm`): it shares the process and the machine's own
-    /// network with the others, so faults on that network are refused there.
-    pub in_process: bool,
+    /// An agent of a local swarm (`tarsier swarm`, in one process or in processes of its own): it shares the
+    /// machine's own network with the others, so faults on that network are refused there.
+    pub local_swarm: bool,
 }
 
 /// How a command reads the control plane when it needs it: peers come and go, so it is read at that moment,

@@ -74,6 +74,9 @@ pub struct AgentConfig {
     /// What the agent logs at start about the config: reference keys it does not use, and why.
     #[serde(skip)]
     pub notes: Vec<String>,
+    /// One of the agents `tarsier swarm` started as processes (`--local-swarm`): on this machine's own network.
+    #[serde(skip)]
+    pub local_swarm: bool,
 }
 
 /// `proxy:` in the config.
@@ -216,6 +219,7 @@ impl AgentConfig {
         if let Some(peers) = &args.peers {
             config.discovery.static_peers = peers.clone();
         }
+        config.local_swarm |= args.local_swarm;
         if let Some(address) = &args.consul {
             match &mut config.discovery.consul {
                 Some(consul) => consul.address = address.clone(),

@@ -28,7 +28,7 @@ pub struct Peer {
     /// How it is spoken to.
     #[serde(default)]
     pub kind: PeerKind,
-    /// Its labels, as discovery says (Consul meta `label_*` and `key=value` tags; none for static peers).
+    /// Its labels, as discovery says (Consul meta `label_*` and `key=value` tags; a static peer's after `#`).
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub labels: crate::wire::body::Labels,
 }
@@ -127,7 +127,8 @@ impl PeerSource for NoPeers {
 
 /// `--peers a:8080,b:8080`: a fixed list, for setups without Consul. A `host:port` is a tarsier agent,
 /// which proves membership when first sent to (a challenge, `wave::membership`); `http://host:port` an
-/// HTTP/1.1 (reference) agent, a peer only when `compat.reference_peers` lists it.
+/// HTTP/1.1 (reference) agent, a peer only when `compat.reference_peers` lists it. Labels follow a `#`:
+/// `a:8080#zone=a;rack=1` (what `wave.select.labels` matches, as Consul's meta does).
 pub struct StaticPeers {
     peers: Arc<[Peer]>,
     refused: Vec<Refused>,
@@ -138,19 +139,24 @@ impl StaticPeers {
     pub fn new(addresses: &[String], own_public: &str, trust: &Trust) -> Self {
         let mut peers = Vec::new();
         let mut refused = Vec::new();
-        for address in addresses {
+        for entry in addresses {
+            let (address, labels) = match entry.split_once('#') {
+                Some((address, labels)) => (address, static_labels(labels)),
+                None => (entry.as_str(), Ok(Default::default())),
+            };
             let (public, kind) = PeerKind::from_address(address);
             if public == own_public {
                 continue;
             }
             let peer = Peer {
-                id: address.clone(),
+                id: address.to_owned(),
                 public: public.to_owned(),
                 service: None,
                 kind,
-                labels: Default::default(),
+                labels: labels.clone().unwrap_or_default(),
             };
-            match admission(&peer, trust) {
+            let admitted = labels.map_err(|why| format!("its labels: {why}")).and_then(|_| admission(&peer, trust));
+            match admitted {
                 Ok(()) => peers.push(peer),
                 Err(reason) => {
                     tracing::warn!(peer = %address, %reason, "a static peer is refused");
@@ -160,6 +166,18 @@ impl StaticPeers {
         }
         Self { peers: peers.into(), refused }
     }
+}
+
+/// `zone=a;rack=1`, each label checked.
+fn static_labels(text: &str) -> Result<crate::wire::body::Labels, String> {
+    let mut labels = crate::wire::body::Labels::new();
+    for pair in text.split(';').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').ok_or_else(|| format!("{pair:?} is not key=value"))?;
+        crate::wire::body::check_label(key, value)?;
+        labels.insert(key.to_owned(), value.to_owned());
+    }
+    crate::wire::body::check_labels(&labels)?;
+    Ok(labels)
 }
 
 /// Whether a discovered instance may be a peer before any proof: its address must be a host and a port, and

@@ -233,11 +233,11 @@ pub async fn hold(
     install: Install,
 ) -> Result<Value, CommandError> {
     let control = ctx.control_plane.read();
-    if control.in_process {
+    if control.local_swarm {
         return Err(CommandError::Forbidden(
-            "network faults are refused in an in-process local swarm (`tarsier swarm`): its agents share this \
-             machine's own network, so a fault would hit the machine, not one agent. Run agents in containers \
-             or network namespaces (docs/network-faults.md)"
+            "network faults are refused in a local swarm (`tarsier swarm`): its agents share this machine's own \
+             network, so a fault would hit the machine, not one agent. Run agents in containers or network \
+             namespaces (docs/network-faults.md)"
                 .into(),
         ));
     }

@@ -274,7 +274,7 @@ mod tests {
     #[test]
     fn control_plane_ports_are_refused_unless_cut() {
         let control =
-            ControlPlane { public_port: 8080, ports: [8080, 8081, 8500].into_iter().collect(), in_process: false };
+            ControlPlane { public_port: 8080, ports: [8080, 8081, 8500].into_iter().collect(), local_swarm: false };
         let traffic = Traffic { remote_ports: vec![8500], ..Traffic::default() };
         let err = traffic.check(false, &control).unwrap_err();
         assert_eq!(err.field.as_deref(), Some("data.traffic.remote_ports"));
