@@ -35,6 +35,13 @@ pub enum CliCommand {
     Abort(AbortArgs),
     /// List the commands an agent offers, with their fields and defaults (its service port's /commands).
     Commands(CommandsArgs),
+    /// An agent's jobs: the running ones with their elapsed time and progress, then the latest finished
+    /// ones (`tarsier jobs http://127.0.0.1:8080 --watch`).
+    Jobs(JobsArgs),
+    /// One job of an agent, every field (`tarsier job http://127.0.0.1:8080 7`).
+    Job(JobArgs),
+    /// Cancel one running job of an agent (`tarsier cancel http://127.0.0.1:8080 7`).
+    Cancel(CancelArgs),
     /// GET a URL and exit 0 when it answers 2xx within --timeout, 1 otherwise: the health check of an image
     /// without curl (Docker HEALTHCHECK, a Kubernetes exec probe).
     Probe(ProbeArgs),
@@ -47,8 +54,8 @@ pub enum CliCommand {
     Man,
     /// Start one agent on loopback, run a few demo commands against it, and keep serving until Ctrl-C.
     Demo(DemoArgs),
-    /// Run a local swarm: N agents in this process on 127.0.0.1 with an in-process registry, a demo wave
-    /// whose report is printed, then serve until Ctrl-C.
+    /// Run a local swarm: N agents on 127.0.0.1, each a process of its own restarted when it dies (or, with
+    /// --in-process, all in this one), a demo wave whose report is printed, then serve until Ctrl-C.
     Swarm(SwarmArgs),
     /// Run or check scenario files: declarative chaos runs with expectations, for CI.
     #[command(subcommand)]
@@ -217,6 +224,43 @@ pub struct AbortArgs {
     /// Print the agent's answer as JSON instead of a summary.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    /// The agent's public URL, such as http://127.0.0.1:8080.
+    pub url: String,
+    /// Ask again every second until Ctrl-C.
+    #[arg(long)]
+    pub watch: bool,
+    /// Print the agent's JSON (one line per refresh with --watch).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct JobArgs {
+    /// The agent's public URL, such as http://127.0.0.1:8080.
+    pub url: String,
+    /// The job's id, as `tarsier jobs` or an /exec answer gives it.
+    pub id: u64,
+    /// Print the agent's JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    /// The agent's public URL, such as http://127.0.0.1:8080.
+    pub url: String,
+    /// The running job's id.
+    pub id: u64,
     #[command(flatten)]
     pub client: ClientArgs,
 }

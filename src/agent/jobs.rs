@@ -102,9 +102,10 @@ struct Running {
 }
 
 impl Running {
-    /// The view with the latest progress in it.
+    /// The view with the latest progress in it, and how long it has run so far.
     fn view(&self) -> JobView {
-        JobView { progress: self.progress.get(), ..self.view.clone() }
+        let elapsed = self.view.started.elapsed().map(|d| d.as_millis() as u64).unwrap_or(0);
+        JobView { progress: self.progress.get(), elapsed_ms: Some(elapsed), ..self.view.clone() }
     }
 }
 

@@ -7,7 +7,10 @@ use anyhow::Context as _;
 use serde_json::Value;
 use std::time::Instant;
 
+mod jobs;
 pub(crate) mod output;
+
+pub use jobs::{cancel, job, jobs};
 pub use output::{LiveLine, OutputFormat};
 
 use crate::cli::ClientArgs;

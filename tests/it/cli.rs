@@ -215,3 +215,29 @@ fn a_scenario_step_has_a_live_line_on_a_terminal() {
     let done = terminal.find("] a slow step (");
     assert!(live.is_some() && live < done, "{terminal:?}");
 }
+
+/// `tarsier jobs`, `tarsier job` and `tarsier cancel`: a running job is listed with its elapsed time, shown
+/// whole, and cancelled; cancelling it again says it has finished.
+#[test]
+fn jobs_job_and_cancel_follow_a_detached_job() {
+    let agent = ChildAgent::spawn();
+    let (status, answer) = agent.exec("command: sleep/sleep\ndata: {duration: 60s}\ndetach: true\n");
+    assert_eq!(status, 202, "{answer}");
+    let id = answer["job_id"].as_u64().unwrap().to_string();
+    std::thread::sleep(Duration::from_millis(300));
+    let out = tarsier(&["jobs", &agent.public]);
+    let listed = text(&out.stdout);
+    assert!(out.status.success() && listed.starts_with("1 running") && listed.contains("sleep/sleep"), "{listed}");
+    assert!(listed.contains(" s"), "elapsed seconds: {listed}");
+    let out = tarsier(&["jobs", "--json", &agent.public]);
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(json["running"][0]["elapsed_ms"].as_u64().unwrap() >= 300, "{json}");
+    let out = tarsier(&["job", &agent.public, &id]);
+    assert!(text(&out.stdout).contains(&format!("job {id}: sleep/sleep running")), "{out:?}");
+    let out = tarsier(&["cancel", &agent.public, &id]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(common::eventually(Duration::from_secs(5), || agent.runtime()["running_jobs"] == 0));
+    let out = tarsier(&["cancel", &agent.public, &id]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(text(&out.stdout).contains("already finished"), "{out:?}");
+}
