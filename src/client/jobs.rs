@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde_json::Value;
 
-use super::{agent_client, endpoint, output, EXIT_OK};
+use super::{agent_client, endpoint, get_json, output, EXIT_OK};
 use crate::cli::ClientArgs;
 
 /// How often `--watch` asks again.
@@ -14,26 +14,11 @@ const WATCH_EVERY: Duration = Duration::from_secs(1);
 /// Finished jobs a table shows (the agent keeps more; `--json` has them all).
 const FINISHED_SHOWN: usize = 10;
 
-async fn get(url: &str, path: &str, access: &ClientArgs) -> anyhow::Result<Value> {
-    let target = endpoint(url, path);
-    let response = agent_client(Duration::from_secs(30), access)?
-        .get(&target)
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {target}"))?;
-    let status = response.status();
-    let answer: Value = response.json().await.with_context(|| format!("{target} did not answer JSON"))?;
-    if !status.is_success() {
-        anyhow::bail!("{target} answered {status}: {}", answer["error"].as_str().unwrap_or("no reason given"));
-    }
-    Ok(answer)
-}
-
 /// `GET /jobs`: running jobs with their elapsed time and progress, then the latest finished ones; with
 /// `watch`, again every second until Ctrl-C.
 pub async fn jobs(url: &str, watch: bool, json: bool, access: &ClientArgs) -> anyhow::Result<i32> {
     loop {
-        let listed = get(url, "/jobs", access).await?;
+        let listed = get_json(url, "/jobs", access).await?;
         if json {
             output::line(serde_json::to_string(&listed)?);
         } else {
@@ -76,7 +61,7 @@ pub fn jobs_table(listed: &Value) -> String {
 
 /// `GET /jobs/ID`: one job, every field.
 pub async fn job(url: &str, id: u64, json: bool, access: &ClientArgs) -> anyhow::Result<i32> {
-    let job = get(url, &format!("/jobs/{id}"), access).await?;
+    let job = get_json(url, &format!("/jobs/{id}"), access).await?;
     if json {
         output::line(serde_json::to_string_pretty(&job)?);
         return Ok(EXIT_OK);

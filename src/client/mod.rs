@@ -340,20 +340,25 @@ pub async fn abort(url: &str, local: bool, json: bool, access: &ClientArgs) -> a
     Ok(if status.is_success() { EXIT_OK } else { exit_code(status, &answer) })
 }
 
-/// `GET /commands` on the service port, as a table or as JSON.
-pub async fn commands(url: &str, json: bool, access: &ClientArgs) -> anyhow::Result<i32> {
-    let target = endpoint(url, "/commands");
+/// `GET path` on an agent: its JSON answer, or an error saying what it answered instead.
+pub(crate) async fn get_json(url: &str, path: &str, access: &ClientArgs) -> anyhow::Result<Value> {
+    let target = endpoint(url, path);
     let response = agent_client(Duration::from_secs(30), access)?
         .get(&target)
         .send()
         .await
         .with_context(|| format!("cannot reach {target}"))?;
     let status = response.status();
-    let catalogue: Value = response.json().await.context("the catalogue is not JSON")?;
+    let answer: Value = response.json().await.with_context(|| format!("{target} did not answer JSON"))?;
     if !status.is_success() {
-        let why = catalogue["error"].as_str().unwrap_or("no reason given");
-        anyhow::bail!("{target} answered {status}: {why}");
+        anyhow::bail!("{target} answered {status}: {}", answer["error"].as_str().unwrap_or("no reason given"));
     }
+    Ok(answer)
+}
+
+/// `GET /commands` on the service port, as a table or as JSON.
+pub async fn commands(url: &str, json: bool, access: &ClientArgs) -> anyhow::Result<i32> {
+    let catalogue = get_json(url, "/commands", access).await?;
     if json {
         output::line(serde_json::to_string_pretty(&catalogue)?);
     } else {
