@@ -47,17 +47,36 @@ pub struct StepResult {
     pub title: String,
     /// Nesting in parallel or repeated groups, for the table's indentation.
     pub depth: usize,
-    /// A parallel or repeated group: a row of the table, not a test case of its own.
+    /// A parallel or repeated group: a row of the table, not a test case of its own (unless it `compares`).
     pub group: bool,
     pub outcome: Outcome,
     pub seconds: f64,
     pub detail: String,
+    /// Within a sweep's round, that round's parameters (`concurrency=8`), or a repeat's `round 2 of 3`: what
+    /// tells the same step of two rounds apart in a report.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub round: Option<String>,
+    /// A sweep with `compare:`: a test case of its own, failed when a comparison does not hold.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub compares: bool,
 }
+
+/// How a sweep's row says a step of one of its rounds failed (its comparisons were then not checked).
+pub const A_ROUND_FAILED: &str = "a step failed";
 
 impl StepResult {
     /// A step of the run's own (a steady state's check), not of the file's steps.
     pub fn leaf(title: &str, outcome: Outcome, took: Duration, detail: String) -> Self {
-        Self { title: title.to_owned(), depth: 0, group: false, outcome, seconds: took.as_secs_f64(), detail }
+        Self {
+            title: title.to_owned(),
+            depth: 0,
+            group: false,
+            outcome,
+            seconds: took.as_secs_f64(),
+            detail,
+            round: None,
+            compares: false,
+        }
     }
 }
 
@@ -367,9 +386,20 @@ pub fn junit(reports: &[RunReport]) -> Result<String, quick_junit::SerializeErro
         suite.set_time(Duration::from_secs_f64(run.seconds));
         suite.extra.insert("hostname".into(), host.as_str().into());
         suite.add_property(Property::new("file", run.file.as_str()));
-        for (i, step) in run.steps.iter().filter(|s| !s.group).enumerate() {
+        let mut names = std::collections::HashMap::<String, usize>::new();
+        for step in run.steps.iter().filter(|s| !s.group || s.compares) {
             let status = match step.outcome {
                 Outcome::Passed => TestCaseStatus::success(),
+                Outcome::Failed if step.compares && step.detail == A_ROUND_FAILED => {
+                    let mut status = TestCaseStatus::skipped();
+                    status.set_message("comparisons not checked: a step of a round failed");
+                    status
+                }
+                Outcome::Failed if step.compares => {
+                    let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                    status.set_message(step.detail.as_str()).set_type("compare");
+                    status
+                }
                 Outcome::Failed | Outcome::Broken => {
                     let (kind, ty) = if step.outcome == Outcome::Broken {
                         (NonSuccessKind::Error, "broken setup")
@@ -387,7 +417,17 @@ pub fn junit(reports: &[RunReport]) -> Result<String, quick_junit::SerializeErro
                     status
                 }
             };
-            let mut case = TestCase::new(format!("{:02} {}", i + 1, step.title), status);
+            // Named by the step and its round, not by a position: a name stays the same when steps are added.
+            let mut name = match &step.round {
+                Some(round) => format!("{} [{round}]", step.title),
+                None => step.title.clone(),
+            };
+            let seen = names.entry(name.clone()).or_insert(0);
+            *seen += 1;
+            if *seen > 1 {
+                name = format!("{name} ({seen})");
+            }
+            let mut case = TestCase::new(name, status);
             case.set_classname(run.file.as_str()).set_time(Duration::from_secs_f64(step.seconds));
             if step.outcome == Outcome::Passed && !step.detail.is_empty() {
                 case.set_system_out(step.detail.as_str());
@@ -442,7 +482,16 @@ mod tests {
     use super::*;
 
     fn step(title: &str, group: bool, outcome: Outcome, detail: &str) -> StepResult {
-        StepResult { title: title.into(), depth: 0, group, outcome, seconds: 0.5, detail: detail.into() }
+        StepResult {
+            title: title.into(),
+            depth: 0,
+            group,
+            outcome,
+            seconds: 0.5,
+            detail: detail.into(),
+            round: None,
+            compares: false,
+        }
     }
 
     #[test]
@@ -468,6 +517,46 @@ mod tests {
         assert!(svg.contains(">\nlatency_ms.p99\n<") && svg.contains(">\nlost\n<"), "{svg}");
         assert!(svg.contains("docker-kill") && svg.contains("segfault"));
         assert!(svg.contains("n=1") && svg.contains("n=2"), "a line per value of the other parameter");
+    }
+
+    #[test]
+    fn junit_names_a_round_s_steps_by_its_parameters_and_fails_a_comparison_that_does_not_hold() {
+        let mut first = step("load", false, Outcome::Passed, "");
+        first.round = Some("concurrency=8".into());
+        let mut second = step("load", false, Outcome::Passed, "");
+        second.round = Some("concurrency=16".into());
+        let mut sweep = step("knee", true, Outcome::Failed, "req_per_s grows by 2% from concurrency=8, want > 10%");
+        sweep.compares = true;
+        let report = RunReport {
+            file: "s.yaml".into(),
+            broken: false,
+            name: "s".into(),
+            started_at: SystemTime::UNIX_EPOCH,
+            steps: vec![
+                sweep,
+                first,
+                second,
+                step("same", false, Outcome::Passed, ""),
+                step("same", false, Outcome::Passed, ""),
+            ],
+            seconds: 1.0,
+            figures: Vec::new(),
+            sweeps: Vec::new(),
+            guards: Vec::new(),
+            guard_trip: None,
+            not_started: None,
+            remote_write: None,
+        };
+        let xml = junit(std::slice::from_ref(&report)).unwrap();
+        assert!(
+            xml.contains("name=\"load [concurrency=8]\"") && xml.contains("name=\"load [concurrency=16]\""),
+            "{xml}"
+        );
+        assert!(xml.contains("name=\"same\"") && xml.contains("name=\"same (2)\""), "{xml}");
+        assert!(
+            xml.contains("tests=\"5\"") && xml.contains("failures=\"1\"") && xml.contains("type=\"compare\""),
+            "{xml}"
+        );
     }
 
     #[test]
@@ -500,6 +589,7 @@ mod tests {
         assert!(xml.contains("a &lt;b&gt; &amp; &quot;c&quot;"), "{xml}");
         assert!(xml.contains("message=\"p99 = 9 &gt; 5\"") && xml.contains(">p99 = 9 &gt; 5</failure>"), "{xml}");
         assert!(!xml.contains("group"), "a group is no test case: {xml}");
+        assert!(xml.contains("name=\"one\"") && !xml.contains("name=\"01 "), "named without a position: {xml}");
         let csv = String::from_utf8(figures_csv(std::slice::from_ref(&report)).unwrap()).unwrap();
         assert!(csv.contains("\"one, with a comma\",result.x,2.5"), "{csv}");
         let json: serde_json::Value = serde_json::from_str(&summary_json(&[report]).unwrap()).unwrap();

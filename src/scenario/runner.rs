@@ -11,12 +11,17 @@ use tokio_util::sync::CancellationToken;
 use super::measure::{at_path, metric, promql};
 use super::model::ProbeStep;
 use super::plan::{Action, Exec, Expectation, RunCommand, Source, Step, Sweep};
-use super::report::{short_number, Figure, Outcome, StepResult, SweepRow, SweepTable};
+use super::report::{short_number, Figure, Outcome, StepResult, SweepRow, SweepTable, A_ROUND_FAILED};
 use super::sweep::round_label;
 use crate::client::{wait_for_report, LiveLine};
 use crate::guard::Bound;
 use crate::wire::body::CommandBody;
 use crate::wire::status::Status;
+
+tokio::task_local! {
+    /// The sweep round (its parameters) or repeat round the steps being run belong to, for their rows.
+    static ROUND: String;
+}
 
 /// The longest an exec step waits for its wave's reports.
 const REPORT_WAIT: Duration = Duration::from_secs(600);
@@ -180,16 +185,21 @@ impl Runner {
             outcome: Outcome::Skipped,
             seconds: 0.0,
             detail: String::new(),
+            round: ROUND.try_with(Clone::clone).ok(),
+            compares: false,
         });
         results.len() - 1
     }
 
-    fn fill(&self, slot: usize, result: StepResult) {
+    fn fill(&self, slot: usize, mut result: StepResult) {
+        let mut results = self.results.lock().unwrap_or_else(|p| p.into_inner());
+        // The round it ran in was known when its row was reserved.
+        result.round = results[slot].round.take();
         announce(&result);
         if let (Some(remote), false) = (&self.remote, result.group) {
             remote.step_ended(&result);
         }
-        self.results.lock().unwrap_or_else(|p| p.into_inner())[slot] = result;
+        results[slot] = result;
     }
 
     /// Steps not run: their reserved rows already say skipped. A group's steps get their rows too, once per
@@ -234,7 +244,14 @@ impl Runner {
                     let mut set = tokio::task::JoinSet::new();
                     for s in inner {
                         let (runner, s) = (self.clone(), s.clone());
-                        set.spawn(async move { runner.run_step(&s, depth + 1).await });
+                        // A task of its own does not inherit the round it runs in: it is handed over.
+                        let round = ROUND.try_with(Clone::clone).ok();
+                        set.spawn(async move {
+                            match round {
+                                Some(round) => ROUND.scope(round, runner.run_step(&s, depth + 1)).await,
+                                None => runner.run_step(&s, depth + 1).await,
+                            }
+                        });
                     }
                     let mut held = true;
                     while let Some(done) = set.join_next().await {
@@ -243,7 +260,7 @@ impl Runner {
                     if held {
                         Ok("every step held".to_owned())
                     } else {
-                        Err("a step failed".into())
+                        Err(A_ROUND_FAILED.into())
                     }
                 }
                 Action::Repeat { steps, times } => {
@@ -256,14 +273,15 @@ impl Runner {
                             held = false;
                             break;
                         }
-                        if !self.run_steps(steps, depth + 1).await {
+                        let label = format!("round {} of {times}", round + 1);
+                        if !ROUND.scope(label, self.run_steps(steps, depth + 1)).await {
                             held = false;
                         }
                     }
                     if held {
                         Ok(format!("{times} round(s)"))
                     } else {
-                        Err("a step failed".into())
+                        Err(A_ROUND_FAILED.into())
                     }
                 }
                 Action::Sweep(sweep) => {
@@ -289,7 +307,9 @@ impl Runner {
                 Err(StepError::Broken(detail)) => (Outcome::Broken, detail),
             };
             let seconds = started.elapsed().as_secs_f64();
-            self.fill(slot, StepResult { title, depth, group, outcome, seconds, detail });
+            let compares = matches!(&step.action, Action::Sweep(sweep) if !sweep.compare.is_empty());
+            let round = None;
+            self.fill(slot, StepResult { title, depth, group, outcome, seconds, detail, round, compares });
             if let Some(remote) = &self.remote {
                 remote.flush().await;
             }
@@ -506,15 +526,15 @@ impl Runner {
         let mut table = SweepTable { name: title.to_owned(), params: sweep.params.clone(), rows: Vec::new() };
         let mut held = true;
         for (i, round) in sweep.rounds.iter().enumerate() {
+            let label = round_label(&round.values);
             if (!held && !self.continue_on_failure) || self.interrupted() {
-                self.skip(&round.steps, depth + 1);
+                ROUND.sync_scope(label, || self.skip(&round.steps, depth + 1));
                 held = false;
                 continue;
             }
-            let label = round_label(&round.values);
             crate::say!("{}  round {} of {}: {label}", "  ".repeat(depth), i + 1, sweep.rounds.len());
             let before = self.figures.lock().unwrap_or_else(|p| p.into_inner()).len();
-            held &= self.run_steps(&round.steps, depth + 1).await;
+            held &= ROUND.scope(label, self.run_steps(&round.steps, depth + 1)).await;
             let figures = self.figures.lock().unwrap_or_else(|p| p.into_inner())[before..]
                 .iter()
                 .map(|f| (f.figure.clone(), f.value))
@@ -533,7 +553,7 @@ impl Runner {
         }
         self.sweeps.lock().unwrap_or_else(|p| p.into_inner()).push(table);
         if !held {
-            return Err("a step failed".to_owned());
+            return Err(A_ROUND_FAILED.to_owned());
         }
         if !failed.is_empty() {
             return Err(failed.join("; "));

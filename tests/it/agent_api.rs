@@ -268,7 +268,9 @@ fn exec_cli_posts_a_file_or_stdin_and_abort_cli_aborts() {
 
     let out = Command::new(BIN).args(["abort", &agent.public]).output().unwrap();
     assert!(out.status.success(), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("cancelled_jobs"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("job(s) cancelled"), "{out:?}");
+    let out = Command::new(BIN).args(["abort", "--json", &agent.public]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("cancelled_jobs"), "{out:?}");
 }
 
 #[test]
