@@ -24,41 +24,77 @@ pub struct Cli {
     pub command: CliCommand,
 }
 
+/// The exit statuses of the commands that talk to agents (docs/guide.md: exit statuses, as k6 keeps them apart).
+macro_rules! client_exit {
+    () => {
+        "Exit status:\n  0  the command ran as asked\n  1  it did not: it failed, was cancelled, or an agent of \
+         the wave failed\n  2  the input or the setup is wrong: a refused body (the field named),\n     an unknown \
+         command, a refused token, an agent that cannot be reached"
+    };
+}
+
+/// The exit statuses of the commands that serve until stopped.
+macro_rules! serve_exit {
+    () => {
+        "Exit status:\n  0  stopped by SIGTERM or Ctrl-C, everything held released\n  2  a bad flag or config \
+         file, or a port that is taken"
+    };
+}
+
 #[derive(Debug, Subcommand)]
 pub enum CliCommand {
     /// Run an agent: the public port takes commands, the service port serves health and metrics.
+    #[command(after_help = concat!("Example:\n  tarsier agent --listen 0.0.0.0:8080 --service-listen 0.0.0.0:8081 --token-file /etc/tarsier/token --consul 127.0.0.1:8500\n\n", serve_exit!()))]
     Agent(Box<AgentArgs>),
     /// POST a command body (a YAML or JSON file, or - for stdin) to an agent and print the answer.
+    #[command(after_help = concat!("Example:\n  printf 'command: sleep/sleep\\ndata: {duration: 1s}\\n' | tarsier exec http://127.0.0.1:8080 -\n  tarsier exec --report http://127.0.0.1:8080 wave.yaml\n\n", client_exit!()))]
     Exec(ExecArgs),
     /// Cancel every job and release everything held, on the whole swarm (an abort flood through the agent's
     /// peers), or with --local on this agent only.
+    #[command(after_help = concat!("Example:\n  tarsier abort http://127.0.0.1:8080\n  tarsier abort --local --json http://127.0.0.1:8080\n\n", client_exit!()))]
     Abort(AbortArgs),
     /// List the commands an agent offers, with their fields and defaults (its service port's /commands).
+    #[command(after_help = concat!("Example:\n  tarsier commands http://127.0.0.1:8081\n\n", client_exit!()))]
     Commands(CommandsArgs),
     /// An agent's jobs: the running ones with their elapsed time and progress, then the latest finished
     /// ones (`tarsier jobs http://127.0.0.1:8080 --watch`).
+    #[command(after_help = concat!("Example:\n  tarsier jobs http://127.0.0.1:8080 --watch\n\n", client_exit!()))]
     Jobs(JobsArgs),
     /// One job of an agent, every field (`tarsier job http://127.0.0.1:8080 7`).
+    #[command(after_help = concat!("Example:\n  tarsier job http://127.0.0.1:8080 7\n\n", client_exit!()))]
     Job(JobArgs),
     /// Cancel one running job of an agent (`tarsier cancel http://127.0.0.1:8080 7`).
+    #[command(after_help = concat!("Example:\n  tarsier cancel http://127.0.0.1:8080 7\n\n", client_exit!()))]
     Cancel(CancelArgs),
     /// GET a URL and exit 0 when it answers 2xx within --timeout, 1 otherwise: the health check of an image
     /// without curl (Docker HEALTHCHECK, a Kubernetes exec probe).
+    #[command(
+        after_help = "Example:\n  tarsier probe http://127.0.0.1:8081/health --timeout 2s\n\nExit status:\n  0  it answered 2xx in time\n  1  it did not"
+    )]
     Probe(ProbeArgs),
     /// Print a shell completion script: `tarsier completions bash > /etc/bash_completion.d/tarsier`.
+    #[command(after_help = "Example:\n  tarsier completions bash > /etc/bash_completion.d/tarsier")]
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff): `tarsier man > tarsier.1; man ./tarsier.1`.
-    Man,
+    /// Print the man page (roff): `tarsier man > tarsier.1; man ./tarsier.1`; with --dir, write a page per
+    /// subcommand there (tarsier-exec.1, tarsier-scenario-run.1, ...).
+    #[command(after_help = "Example:\n  tarsier man --dir /usr/local/share/man/man1 && man tarsier-exec")]
+    Man {
+        /// Write tarsier.1 and one page per subcommand into this directory.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Start one agent on loopback, run a few demo commands against it, and keep serving until Ctrl-C.
+    #[command(after_help = concat!("Example:\n  tarsier demo\n\n", serve_exit!()))]
     Demo(DemoArgs),
     /// Run a local swarm: N agents on 127.0.0.1, each a process of its own restarted when it dies (or, with
     /// --in-process, all in this one), a demo wave whose report is printed, then serve until Ctrl-C.
+    #[command(after_help = concat!("Example:\n  tarsier swarm --agents 5 --label zone=a,b\n\n", serve_exit!()))]
     Swarm(SwarmArgs),
     /// Run or check scenario files: declarative chaos runs with expectations, for CI.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = "Example:\n  tarsier scenario run scenarios/smoke.yaml --junit junit.xml")]
     Scenario(ScenarioCommand),
 }
 
@@ -377,14 +413,22 @@ pub enum ScenarioCommand {
     /// Run scenarios: exit 0 when every expectation held, 1 when one failed, 2 for a bad file or a broken setup
     /// (an agent unreachable, a body or token refused), 130 on Ctrl-C.
     /// The swarm is always aborted at the end.
+    #[command(
+        after_help = "Example:\n  tarsier scenario run scenarios/smoke.yaml --junit junit.xml --out results/\n\n\
+        Exit status:\n  0  every expectation held\n  1  one did not\n  2  a bad file or a broken setup\n  130  Ctrl-C"
+    )]
     Run(Box<ScenarioRunArgs>),
     /// Check scenario files without running them: exit 0 when all are valid, 2 otherwise.
+    #[command(
+        after_help = "Example:\n  tarsier scenario check scenarios/*.yaml\n\nExit status:\n  0  every file is valid\n  2  one is not"
+    )]
     Check {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
     /// Draw a sweep's chart again from its JSON (`--out DIR` wrote sweep-NAME.json): the SVG on stdout, or
     /// next to the JSON as sweep-NAME.svg with --write.
+    #[command(after_help = "Example:\n  tarsier scenario chart --write results/sweep-knee.json")]
     Chart {
         #[arg(required = true)]
         files: Vec<PathBuf>,

@@ -88,9 +88,16 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             clap_complete::generate(shell, &mut command, "tarsier", &mut std::io::stdout());
             Ok(0)
         }
-        CliCommand::Man => {
+        CliCommand::Man { dir: None } => {
             let page = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command());
             anyhow::Context::context(page.render(&mut std::io::stdout()), "cannot write the man page")?;
+            Ok(0)
+        }
+        CliCommand::Man { dir: Some(dir) } => {
+            std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("cannot make {}: {e}", dir.display()))?;
+            clap_mangen::generate_to(<Cli as clap::CommandFactory>::command(), &dir)
+                .map_err(|e| anyhow::anyhow!("cannot write the man pages into {}: {e}", dir.display()))?;
+            println!("man pages written into {} (man -l {}/tarsier-exec.1)", dir.display(), dir.display());
             Ok(0)
         }
         CliCommand::Swarm(args) => {

@@ -285,4 +285,41 @@ fn help_explains_every_subcommand() {
     for word in ["--listen", "--service-listen", "--config", "TARSIER_LISTEN", "--storage-dir"] {
         assert!(help.contains(word), "no {word} in agent --help:\n{help}");
     }
+    // Every subcommand's help ends with an example; `man --dir` writes a page for each, with it.
+    let subcommands = [
+        "agent",
+        "exec",
+        "abort",
+        "commands",
+        "jobs",
+        "job",
+        "cancel",
+        "probe",
+        "completions",
+        "man",
+        "demo",
+        "swarm",
+        "scenario",
+        "scenario run",
+        "scenario check",
+        "scenario chart",
+    ];
+    for sub in subcommands {
+        let out = Command::new(BIN).args(sub.split(' ')).arg("--help").output().unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            help.contains("Example:\n  ") && help.contains("tarsier "),
+            "no example in `tarsier {sub} --help`:\n{help}"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN).args(["man", "--dir"]).arg(dir.path()).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    for sub in subcommands {
+        let page = dir.path().join(format!("tarsier-{}.1", sub.replace(' ', "-")));
+        let text = std::fs::read_to_string(&page).unwrap_or_else(|e| panic!("{}: {e}", page.display()));
+        assert!(text.contains("Example"), "{}", page.display());
+    }
+    let exec = std::fs::read_to_string(dir.path().join("tarsier-exec.1")).unwrap();
+    assert!(exec.contains("Exit status") && exec.contains("\\-\\-report"), "{exec}");
 }
