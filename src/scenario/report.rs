@@ -519,6 +519,24 @@ mod tests {
         assert!(svg.contains("n=1") && svg.contains("n=2"), "a line per value of the other parameter");
     }
 
+    /// A run of `s.yaml` named `name`, with these steps and nothing else.
+    fn run_report(name: &str, steps: Vec<StepResult>) -> RunReport {
+        RunReport {
+            file: "s.yaml".into(),
+            broken: false,
+            name: name.into(),
+            started_at: SystemTime::UNIX_EPOCH,
+            steps,
+            seconds: 1.5,
+            figures: Vec::new(),
+            sweeps: Vec::new(),
+            guards: Vec::new(),
+            guard_trip: None,
+            not_started: None,
+            remote_write: None,
+        }
+    }
+
     #[test]
     fn junit_names_a_round_s_steps_by_its_parameters_and_fails_a_comparison_that_does_not_hold() {
         let mut first = step("load", false, Outcome::Passed, "");
@@ -527,26 +545,8 @@ mod tests {
         second.round = Some("concurrency=16".into());
         let mut sweep = step("knee", true, Outcome::Failed, "req_per_s grows by 2% from concurrency=8, want > 10%");
         sweep.compares = true;
-        let report = RunReport {
-            file: "s.yaml".into(),
-            broken: false,
-            name: "s".into(),
-            started_at: SystemTime::UNIX_EPOCH,
-            steps: vec![
-                sweep,
-                first,
-                second,
-                step("same", false, Outcome::Passed, ""),
-                step("same", false, Outcome::Passed, ""),
-            ],
-            seconds: 1.0,
-            figures: Vec::new(),
-            sweeps: Vec::new(),
-            guards: Vec::new(),
-            guard_trip: None,
-            not_started: None,
-            remote_write: None,
-        };
+        let same = || step("same", false, Outcome::Passed, "");
+        let report = run_report("s", vec![sweep, first, second, same(), same()]);
         let xml = junit(std::slice::from_ref(&report)).unwrap();
         assert!(
             xml.contains("name=\"load [concurrency=8]\"") && xml.contains("name=\"load [concurrency=16]\""),
@@ -561,25 +561,16 @@ mod tests {
 
     #[test]
     fn junit_escapes_counts_leaves_and_keeps_the_failure_text() {
-        let report = RunReport {
-            file: "s.yaml".into(),
-            broken: false,
-            name: "a <b> & \"c\"".into(),
-            started_at: SystemTime::UNIX_EPOCH,
-            steps: vec![
+        let mut report = run_report(
+            "a <b> & \"c\"",
+            vec![
                 step("one", false, Outcome::Passed, "x"),
                 step("group", true, Outcome::Failed, "a step failed"),
                 step("two", false, Outcome::Failed, "p99 = 9 > 5"),
                 step("three", false, Outcome::Skipped, ""),
             ],
-            seconds: 1.5,
-            figures: vec![Figure { step: "one, with a comma".into(), figure: "result.x".into(), value: 2.5 }],
-            sweeps: Vec::new(),
-            guards: Vec::new(),
-            guard_trip: None,
-            not_started: None,
-            remote_write: None,
-        };
+        );
+        report.figures = vec![Figure { step: "one, with a comma".into(), figure: "result.x".into(), value: 2.5 }];
         let xml = junit(std::slice::from_ref(&report)).unwrap();
         assert!(
             xml.contains("tests=\"3\"") && xml.contains("failures=\"1\"") && xml.contains("skipped=\"1\""),
