@@ -156,6 +156,17 @@ PY
     done
     [ "$passing" -ge "$n" ] || { echo "containers.sh: only $passing of $n agents are healthy in Consul" >&2; exit 1; }
     echo "containers.sh: $n agents healthy in Consul at http://$consul:8500; token in deploy/.token" >&2
+    # Where everything is: each agent's ports, Consul, and Prometheus (also published on a loopback port).
+    for id in $(compose ps -q tarsier); do
+      docker inspect -f '{{.Name}} {{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$id"
+    done | sort -V | while read -r name ip; do
+      echo "  ${name#/}  public http://$ip:8080  service http://$ip:8081" >&2
+    done
+    prometheus_ip=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$(compose ps -q prometheus)")
+    published=$(compose port prometheus 9090 2>/dev/null || true)
+    echo "  consul      http://$consul:8500" >&2
+    echo "  prometheus  http://$prometheus_ip:9090${published:+  (published: http://$published)}" >&2
+    echo "  alert rules k8s/prometheus/rules.yaml, Grafana dashboard k8s/grafana/tarsier.json (docs/operating.md)" >&2
     ;;
   down)
     compose down -v --remove-orphans >&2
