@@ -19,7 +19,7 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 use tarsier_plugin::DataError;
 
-use super::toxic::Stream;
+use super::toxic::{whole_number, Stream};
 
 /// A generated answer's body, at most.
 const MAX_BODY: usize = 64 * 1024;
@@ -190,18 +190,7 @@ impl HttpFault {
                 format!("not an attribute of an {kind} toxic (it takes: {})", known.join(", ")),
             ));
         }
-        let number = |name: &str, max: u64| -> Result<Option<u64>, DataError> {
-            attributes
-                .get(name)
-                .map(|value| {
-                    value
-                        .as_u64()
-                        .or_else(|| value.as_f64().filter(|f| *f >= 0.0 && f.fract() == 0.0).map(|f| f as u64))
-                        .filter(|n| *n <= max)
-                        .ok_or_else(|| DataError::field(&at(name), format!("a whole number from 0 to {max}")))
-                })
-                .transpose()
-        };
+        let number = |name: &str, max: u64| whole_number(attributes, name, max, field);
         let picks = match attributes.get("match") {
             None => Match::default(),
             Some(value) => parse_match(value, &at("match"))?,

@@ -20,6 +20,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::http_fault::{reason, Action, Before, RequestView};
+use super::link::reset_on_close;
 use super::metrics::Counters;
 use super::toxic::{Effect, Stream, Toxic};
 use crate::http1::{framing, Framing};
@@ -665,12 +666,6 @@ async fn relay_raw(from: &mut Inbound, to: &mut OwnedWriteHalf, counted: &IntCou
         }
     }
     let _ = to.shutdown().await;
-}
-
-/// SO_LINGER 0: closing the socket sends a RST, not a FIN.
-fn reset_on_close(socket: &OwnedWriteHalf) {
-    let reset = libc::linger { l_onoff: 1, l_linger: 0 };
-    let _ = nix::sys::socket::setsockopt(socket.as_ref(), nix::sys::socket::sockopt::Linger, &reset);
 }
 
 #[cfg(test)]

@@ -139,14 +139,19 @@ async fn pipe(
         ends.reset.store(true, Ordering::Relaxed);
     }
     if ends.reset.load(Ordering::Relaxed) {
-        // SO_LINGER 0: closing the socket sends a RST, not a FIN (and never blocks, as a longer linger would).
-        let reset = libc::linger { l_onoff: 1, l_linger: 0 };
-        let _ = nix::sys::socket::setsockopt(to.as_ref(), nix::sys::socket::sockopt::Linger, &reset);
+        reset_on_close(&to);
         // Dropped, a write half would shut its direction down first (a FIN); forgotten, the socket closes with
         // its read half, and the RST is all the peer sees.
         to.forget();
     }
     end
+}
+
+/// SO_LINGER 0: closing the socket sends a RST, not a FIN (and never blocks, as a longer linger would). Used by
+/// `reset_peer` here and by the HTTP relay's `http_drop` with `reset`.
+pub(super) fn reset_on_close(socket: &OwnedWriteHalf) {
+    let reset = libc::linger { l_onoff: 1, l_linger: 0 };
+    let _ = nix::sys::socket::setsockopt(socket.as_ref(), nix::sys::socket::sockopt::Linger, &reset);
 }
 
 /// A connection's draws against its toxics' toxicity, and when each came into force on it: kept for the

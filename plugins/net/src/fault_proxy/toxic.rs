@@ -97,18 +97,7 @@ impl Effect {
         if kind.starts_with("http_") {
             return Ok(Effect::Http(Box::new(HttpFault::parse(kind, attributes, field)?)));
         }
-        let number = |name: &str, max: u64| -> Result<u64, DataError> {
-            match attributes.get(name) {
-                None => Ok(0),
-                Some(value) => value
-                    .as_u64()
-                    .or_else(|| value.as_f64().filter(|f| *f >= 0.0 && f.fract() == 0.0).map(|f| f as u64))
-                    .filter(|n| *n <= max)
-                    .ok_or_else(|| {
-                        DataError::field(&format!("{field}.{name}"), format!("a whole number from 0 to {max}"))
-                    }),
-            }
-        };
+        let number = |name: &str, max: u64| Ok(whole_number(attributes, name, max, field)?.unwrap_or(0));
         let known: &[&str] = match kind {
             "latency" => &["latency", "jitter"],
             "bandwidth" => &["rate"],
@@ -177,6 +166,26 @@ impl Effect {
             _ => Effect::Down,
         })
     }
+}
+
+/// Attribute `name` as a whole number from 0 to `max` (`50` or `50.0`, as JSON clients write numbers); `None`
+/// when absent. The error names `field.name`. Every toxic and HTTP fault reads its numbers so.
+pub(super) fn whole_number(
+    attributes: &Map<String, Value>,
+    name: &str,
+    max: u64,
+    field: &str,
+) -> Result<Option<u64>, DataError> {
+    attributes
+        .get(name)
+        .map(|value| {
+            value
+                .as_u64()
+                .or_else(|| value.as_f64().filter(|f| *f >= 0.0 && f.fract() == 0.0).map(|f| f as u64))
+                .filter(|n| *n <= max)
+                .ok_or_else(|| DataError::field(&format!("{field}.{name}"), format!("a whole number from 0 to {max}")))
+        })
+        .transpose()
 }
 
 /// A toxic on a proxy.
