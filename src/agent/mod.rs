@@ -100,7 +100,7 @@ impl BoundAgent {
         };
         // Static peers all on loopback (a local swarm in processes) are this machine's own: no stranger there.
         let loopback_only = config.discovery.static_peers.iter().all(|peer| {
-            let address = peer.split('#').next().unwrap_or_default();
+            let (address, _) = crate::agent::discovery::split_static(peer);
             address.parse::<std::net::SocketAddr>().is_ok_and(|a| a.ip().is_loopback())
         });
         let discovers =

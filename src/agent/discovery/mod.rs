@@ -140,9 +140,9 @@ impl StaticPeers {
         let mut peers = Vec::new();
         let mut refused = Vec::new();
         for entry in addresses {
-            let (address, labels) = match entry.split_once('#') {
-                Some((address, labels)) => (address, static_labels(labels)),
-                None => (entry.as_str(), Ok(Default::default())),
+            let (address, labels) = match split_static(entry) {
+                (address, Some(labels)) => (address, static_labels(labels)),
+                (address, None) => (address, Ok(Default::default())),
             };
             let (public, kind) = PeerKind::from_address(address);
             if public == own_public {
@@ -165,6 +165,14 @@ impl StaticPeers {
             }
         }
         Self { peers: peers.into(), refused }
+    }
+}
+
+/// A static peer entry, `address#labels`, split in two (the labels unread).
+pub fn split_static(entry: &str) -> (&str, Option<&str>) {
+    match entry.split_once('#') {
+        Some((address, labels)) => (address, Some(labels)),
+        None => (entry, None),
     }
 }
 
