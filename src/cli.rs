@@ -56,6 +56,10 @@ pub enum CliCommand {
     /// List the commands an agent offers, with their fields and defaults (its service port's /commands).
     #[command(after_help = concat!("Example:\n  tarsier commands http://127.0.0.1:8081\n\n", client_exit!()))]
     Commands(CommandsArgs),
+    /// The swarm at a glance: every agent the given one knows (proven members only get the token), with its
+    /// state, uptime, restarts, memory, what it holds, its faults and running jobs.
+    #[command(after_help = concat!("Example:\n  tarsier status http://127.0.0.1:8080 --watch\n\nExit status:\n  0  every agent answered\n  1  an agent is down or did not prove membership\n  2  the agent named cannot be asked (bad URL, token file)"))]
+    Status(StatusArgs),
     /// An agent's jobs: the running ones with their elapsed time and progress, then the latest finished
     /// ones (`tarsier jobs http://127.0.0.1:8080 --watch`).
     #[command(after_help = concat!("Example:\n  tarsier jobs http://127.0.0.1:8080 --watch\n\n", client_exit!()))]
@@ -272,6 +276,20 @@ pub struct JobsArgs {
     #[arg(long)]
     pub watch: bool,
     /// Print the agent's JSON (one line per refresh with --watch).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// One agent's public URL, such as http://127.0.0.1:8080: the others are found through it.
+    pub url: String,
+    /// Ask again every 2 s until Ctrl-C.
+    #[arg(long)]
+    pub watch: bool,
+    /// Print the view as JSON (one line per refresh with --watch).
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]

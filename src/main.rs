@@ -80,6 +80,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         CliCommand::Abort(args) => client::abort(&args.url, args.local, args.json, &args.client).await,
         CliCommand::Probe(args) => client::probe(&args.url, args.timeout.0, &args.client).await,
         CliCommand::Commands(args) => client::commands(&args.url, args.json, &args.client).await,
+        CliCommand::Status(args) => client::status(&args.url, args.watch, args.json, &args.client).await,
         CliCommand::Jobs(args) => client::jobs(&args.url, args.watch, args.json, &args.client).await,
         CliCommand::Job(args) => client::job(&args.url, args.id, args.json, &args.client).await,
         CliCommand::Cancel(args) => client::cancel(&args.url, args.id, &args.client).await,

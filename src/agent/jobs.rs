@@ -204,6 +204,12 @@ impl Jobs {
         (table.running.values().map(Running::view).collect(), table.finished.iter().rev().cloned().collect())
     }
 
+    /// The running jobs, and how many finished ones are kept (for `/status`, which lists no finished one).
+    pub fn running(&self) -> (Vec<JobView>, usize) {
+        let table = self.lock();
+        (table.running.values().map(Running::view).collect(), table.finished.len())
+    }
+
     pub fn get(&self, id: u64) -> Option<JobView> {
         let table = self.lock();
         table.running.get(&id).map(Running::view).or_else(|| table.finished.iter().find(|v| v.id == id).cloned())

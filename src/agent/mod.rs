@@ -175,6 +175,7 @@ impl BoundAgent {
             shutdown,
             aborting: tokio::sync::Mutex::new(()),
             in_process,
+            restarts: if in_process { 0 } else { restarts_by_supervisor() },
         });
         if !in_process {
             state.registry.started(&state.control_plane.read());
@@ -338,4 +339,9 @@ pub(crate) fn consul_client() -> anyhow::Result<reqwest::Client> {
         .pool_max_idle_per_host(2)
         .build()
         .context("cannot build the Consul HTTP client")
+}
+
+/// `TARSIER_RESTARTS`, which `tarsier swarm` sets on an agent it starts again after it died.
+fn restarts_by_supervisor() -> u64 {
+    std::env::var("TARSIER_RESTARTS").ok().and_then(|count| count.parse().ok()).unwrap_or(0)
 }

@@ -48,6 +48,9 @@ pub struct AgentState {
     /// One of the agents of an in-process local swarm: they share this process, so a command that ends the
     /// process (`faults/segfault`, ...) is refused rather than taking them all.
     pub(crate) in_process: bool,
+    /// How often `tarsier swarm` has started this agent again after it died (`TARSIER_RESTARTS`, which its
+    /// supervisor sets; 0 elsewhere).
+    pub(crate) restarts: u64,
 }
 
 /// How long an abort waits for the jobs it cancelled to stop and release what they hold (they stop within

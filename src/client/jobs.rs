@@ -38,7 +38,7 @@ pub async fn jobs(url: &str, watch: bool, json: bool, access: &ClientArgs) -> an
 /// The table of `tarsier jobs`.
 pub fn jobs_table(listed: &Value) -> String {
     let mut table = comfy_table::Table::new();
-    table.load_preset(comfy_table::presets::UTF8_HORIZONTAL_ONLY);
+    table.load_preset(comfy_table::presets::NOTHING);
     table.set_content_arrangement(comfy_table::ContentArrangement::Dynamic);
     table.set_header(["id", "command", "status", "elapsed", "wave", "progress / result"]);
     let running = listed["running"].as_array().cloned().unwrap_or_default();
@@ -49,7 +49,7 @@ pub fn jobs_table(listed: &Value) -> String {
             job["id"].to_string(),
             job["command"].as_str().unwrap_or("?").to_owned(),
             job["status"].as_str().unwrap_or("?").to_owned(),
-            job["elapsed_ms"].as_u64().map(seconds).unwrap_or_default(),
+            job["elapsed_ms"].as_u64().map(output::seconds).unwrap_or_default(),
             job["wave_id"].as_str().unwrap_or("").to_owned(),
             detail,
         ]);
@@ -73,7 +73,7 @@ pub async fn job(url: &str, id: u64, json: bool, access: &ClientArgs) -> anyhow:
     ));
     output::line(format!("  started   {}", job["started"].as_str().unwrap_or("?")));
     if let Some(ms) = job["elapsed_ms"].as_u64() {
-        output::line(format!("  elapsed   {}", seconds(ms)));
+        output::line(format!("  elapsed   {}", output::seconds(ms)));
     }
     output::line(format!("  wave      {}", job["wave_id"].as_str().unwrap_or("-")));
     for key in ["progress", "result"] {
@@ -116,10 +116,6 @@ fn short_json(value: &Value) -> String {
     }
 }
 
-fn seconds(ms: u64) -> String {
-    format!("{:.1} s", ms as f64 / 1000.0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,7 +132,7 @@ mod tests {
         let table = jobs_table(&listed);
         assert!(table.starts_with("1 running, 12 finished"), "{table}");
         assert!(
-            table.contains("net/http_load") && table.contains("7.2 s") && table.contains("{\"sent\":10}"),
+            table.contains("net/http_load") && table.contains("7.25 s") && table.contains("{\"sent\":10}"),
             "{table}"
         );
         assert!(table.contains("2 older finished jobs"), "{table}");

@@ -9,9 +9,12 @@ use std::time::Instant;
 
 mod jobs;
 pub(crate) mod output;
+mod status;
+pub mod swarm_view;
 
 pub use jobs::{cancel, job, jobs};
 pub use output::{LiveLine, OutputFormat};
+pub use status::status;
 
 use crate::cli::ClientArgs;
 use crate::credentials::Token;

@@ -237,7 +237,14 @@ fn whole_bytes(bytes: u64) -> String {
     bytes.to_string()
 }
 
-fn seconds(ms: u64) -> String {
+/// `250 ms`, `7.25 s`, `3 min 20 s`, `2 h 05 min`: a time for a person.
+pub fn seconds(ms: u64) -> String {
+    if ms >= 3_600_000 {
+        return format!("{} h {:02} min", ms / 3_600_000, ms % 3_600_000 / 60_000);
+    }
+    if ms >= 60_000 {
+        return format!("{} min {:02} s", ms / 60_000, ms % 60_000 / 1_000);
+    }
     if ms < 1_000 {
         format!("{ms} ms")
     } else {

@@ -3,6 +3,7 @@
 //! Both sides read them: the agent to check and present them, the client to present them. The check itself
 //! (a request without the token is refused) is the agent's gate (`agent::http::auth`).
 
+pub mod membership;
 mod swarm_key;
 pub mod tls;
 mod token;

@@ -165,6 +165,8 @@ async fn supervise(
     loop {
         let mut command = tokio::process::Command::new(&program);
         command.args(&launch.args).stdin(Stdio::null()).stdout(Stdio::null()).kill_on_drop(true);
+        // The agent tells `/status` (and so `tarsier status` and the console) how often it was restarted.
+        command.env("TARSIER_RESTARTS", restarts[index].load(Ordering::Relaxed).to_string());
         if std::env::var_os("TARSIER_LOG").is_none() {
             // Ten agents' start-up lines would bury the swarm's own; warnings and errors still show.
             command.env("TARSIER_LOG", "warn");

@@ -1,8 +1,9 @@
 //! What `/runtime` reports of the process itself, read from /proc.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ProcessStats {
     pub pid: u32,
     pub rss_bytes: u64,

@@ -4,6 +4,7 @@
 //! these types; neither side's internals belong here.
 
 pub mod address;
+pub mod agent_status;
 pub(crate) mod answer;
 pub mod body;
 pub mod error;

@@ -231,6 +231,21 @@ fn an_agent_of_a_local_swarm_that_dies_is_restarted_and_the_others_keep_answerin
         health(3).is_some_and(|h| h["uptime_seconds"].as_f64().unwrap_or(f64::MAX) < died.elapsed().as_secs_f64())
     });
     assert!(back, "agent 3 was not started again");
+    // `tarsier status` sees all five up, and the restart (the supervisor tells the new process its count).
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tarsier"))
+        .args(["status", "--json", &swarm.public(0)])
+        .output()
+        .unwrap();
+    let view: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert!(out.status.success(), "{:?}: {view}", out.status);
+    let agents = view["agents"].as_array().cloned().unwrap_or_default();
+    assert_eq!(agents.iter().filter(|a| a["state"] == "up").count(), 5, "{view}");
+    let restarts: Vec<u64> = agents.iter().map(|a| a["status"]["restarts"].as_u64().unwrap_or(9)).collect();
+    assert_eq!(restarts.iter().sum::<u64>(), 1, "one restart in all: {restarts:?}");
+    let table =
+        std::process::Command::new(env!("CARGO_BIN_EXE_tarsier")).args(["status", &swarm.public(0)]).output().unwrap();
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(table.starts_with("5 of 5 agents up, 0 jobs running, 1 restarts"), "{table}");
     // The swarm is whole again: a dedupe flood reaches all five.
     let (status, answer) = common::post_yaml(
         &http,

@@ -179,9 +179,20 @@ fn impostor_and_relayed_static_peers_get_no_copy() {
     let refused = sender.get_json(&format!("{}/peers", sender.service))["refused"].to_string();
     assert!(refused.contains("does not have the swarm key"), "{refused}");
     assert!(refused.contains("a relay?"), "{refused}");
+    // `tarsier status` asks the same proof before the token goes to a peer: both are shown unproven, and
+    // neither was asked for its status.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tarsier"))
+        .args(["status", "--json", "--token-file", ours.to_str().unwrap(), &sender.public])
+        .output()
+        .unwrap();
+    let view: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert_eq!(out.status.code(), Some(1), "an unproven agent is a failed status: {view}");
+    let states: Vec<&str> = view["agents"].as_array().unwrap().iter().map(|a| a["state"].as_str().unwrap()).collect();
+    assert_eq!((states.len(), states.iter().filter(|s| **s == "unproven").count()), (3, 2), "{view}");
     for (agent, name) in [(&impostor, "impostor"), (&relayed, "relayed agent")] {
         let metrics = agent.metrics();
         assert!(!metrics.contains("path=\"/exec\""), "the {name} was sent a copy:\n{metrics}");
+        assert!(!metrics.contains("path=\"/status\""), "the {name} was asked with the token:\n{metrics}");
     }
 }
 

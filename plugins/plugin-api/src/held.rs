@@ -1,7 +1,8 @@
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What a plugin holds right now. The agent sums every plugin's into its gauges and `/runtime`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Held {
     /// Bytes of anonymous memory mapped and touched.
     pub ram_bytes: u64,

@@ -1,4 +1,4 @@
-//! The public port: `POST /exec`, `POST /abort`, `GET /jobs`, `GET|DELETE /jobs/{id}`.
+//! The public port: `POST /exec`, `POST /abort`, `GET /status`, `GET /jobs`, `GET|DELETE /jobs/{id}`.
 
 use std::sync::Arc;
 
@@ -20,6 +20,8 @@ use crate::agent::http::gate::{method_not_allowed, no_such_route, GateLayer, Lis
 use crate::agent::jobs::raw_json;
 use crate::agent::state::AgentState;
 use crate::agent::wave::{now_ms, Entry, ReportEntry, Route};
+use crate::sys::runtime_stats::ProcessStats;
+use crate::wire::agent_status::{AgentStatus, RunningJob, StatusPeer};
 use crate::wire::answer::{AbortAnswer, Forwarded, MembershipAnswer};
 use crate::wire::body::{check_wave_id, BodyFormat, CommandBody, WaveSpec, MAX_REMAIN};
 use crate::wire::error::ApiError;
@@ -32,6 +34,7 @@ pub fn router(state: Arc<AgentState>) -> Router {
     Router::new()
         .route("/exec", post(exec))
         .route("/abort", post(abort))
+        .route("/status", get(status))
         .route("/jobs", get(list_jobs))
         .route("/jobs/{id}", get(get_job).delete(cancel_job))
         .route("/waves/{id}", get(wave_summary))
@@ -271,6 +274,45 @@ async fn wave_report(
     } else {
         Err(ApiError::not_found(format!("wave {id} did not start here")))
     }
+}
+
+/// Waves `/status` names, newest last.
+const STATUS_WAVES: usize = 5;
+
+/// `GET /status`: this agent at a glance (`wire::agent_status`).
+async fn status(State(state): State<Arc<AgentState>>) -> Json<AgentStatus> {
+    let (running, finished) = state.jobs.running();
+    let running = running
+        .into_iter()
+        .map(|job| RunningJob {
+            id: job.id,
+            command: job.command.to_string(),
+            wave_id: job.wave_id.to_string(),
+            elapsed_ms: job.elapsed_ms.unwrap_or(0),
+            progress: job.progress,
+        })
+        .collect();
+    let peers = state
+        .swarm
+        .peers
+        .peers()
+        .iter()
+        .map(|peer| StatusPeer { id: peer.id.clone(), public: peer.public.clone(), labels: peer.labels.clone() })
+        .collect();
+    Json(AgentStatus {
+        agent: state.name.to_string(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        address: state.swarm.advertised_public.clone(),
+        uptime_seconds: state.started.elapsed().as_secs_f64(),
+        restarts: state.restarts,
+        labels: state.swarm.labels().clone(),
+        process: ProcessStats::read(),
+        held: state.registry.held(),
+        running,
+        finished,
+        waves: state.swarm.records.recent(STATUS_WAVES),
+        peers,
+    })
 }
 
 async fn list_jobs(State(state): State<Arc<AgentState>>) -> Json<serde_json::Value> {

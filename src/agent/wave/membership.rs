@@ -9,15 +9,13 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::agent::discovery::{Peer, Refused};
+use crate::credentials::membership::challenge;
 use crate::credentials::SwarmKey;
-use crate::wire::answer::MembershipAnswer;
 
 /// How long a proof holds before the peer is asked again.
 const PROVEN_FOR: Duration = Duration::from_secs(300);
 /// How long a peer that failed its challenge is refused before it is asked again.
 const RETRY_AFTER: Duration = Duration::from_secs(2);
-/// How long a challenge may take.
-const CHALLENGE_TIMEOUT: Duration = Duration::from_secs(2);
 /// At most this many peers are remembered either way; past it the oldest entries are dropped first.
 const MAX_REMEMBERED: usize = 4096;
 
@@ -89,38 +87,4 @@ fn remember(map: &Mutex<HashMap<String, Instant>>, address: &str, until: Instant
     if map.len() < MAX_REMEMBERED {
         map.insert(address.to_owned(), until);
     }
-}
-
-/// Asks the peer at `url` (its `/membership`) to answer a fresh nonce, and checks the answer: a MAC under
-/// the swarm key over the nonce and the address the peer names as its own, which must be the address it was
-/// dialed at (or a name for the same IP and port).
-async fn challenge(key: &SwarmKey, http: &reqwest::Client, mut url: reqwest::Url, dialed: &str) -> Result<(), String> {
-    let nonce = format!("{:032x}", rand::random::<u128>());
-    url.query_pairs_mut().append_pair("nonce", &nonce);
-    let response = http
-        .get(url)
-        .timeout(CHALLENGE_TIMEOUT)
-        .send()
-        .await
-        .map_err(|err| format!("did not answer the membership challenge: {err}"))?;
-    if !response.status().is_success() {
-        return Err(format!("answered the membership challenge with {}", response.status()));
-    }
-    let answer: MembershipAnswer =
-        response.json().await.map_err(|err| format!("answered the membership challenge with no proof: {err}"))?;
-    if !key.accepts_challenge_answer(&nonce, &answer.address, &answer.proof) {
-        return Err("its answer to the membership challenge does not hold: it does not have the swarm key".into());
-    }
-    if answer.address == dialed || same_socket(&answer.address, dialed).await {
-        return Ok(());
-    }
-    let shown: String = answer.address.chars().take(100).collect();
-    Err(format!("it proves membership for {shown:?}, not for the address it was reached at (a relay?)"))
-}
-
-/// Whether two `host:port`s name one socket address (a host name and the IP it resolves to).
-async fn same_socket(a: &str, b: &str) -> bool {
-    let (Ok(a), Ok(b)) = (tokio::net::lookup_host(a).await, tokio::net::lookup_host(b).await) else { return false };
-    let a: Vec<std::net::SocketAddr> = a.collect();
-    b.into_iter().any(|b| a.contains(&b))
 }

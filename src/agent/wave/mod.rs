@@ -156,6 +156,11 @@ impl Forwarding {
 }
 
 impl Swarm {
+    /// This agent's labels.
+    pub fn labels(&self) -> &Labels {
+        &self.labels
+    }
+
     /// The swarm key, when this agent has a token: copies, aborts and reports are signed with it.
     pub fn key(&self) -> Option<&SwarmKey> {
         self.trust.key.as_ref()

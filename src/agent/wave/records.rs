@@ -288,6 +288,12 @@ impl WaveRecords {
     }
 
     /// The origin's summary of a wave: reach, results, timing, per-hop counts.
+    /// The ids of the latest `count` waves whose reports are kept here, newest last.
+    pub fn recent(&self, count: usize) -> Vec<String> {
+        let reports = self.reports.lock().unwrap_or_else(|p| p.into_inner());
+        reports.order.iter().rev().take(count).rev().cloned().collect()
+    }
+
     pub fn summary(&self, id: &str, with_entries: bool) -> Option<Value> {
         let reports = self.reports.lock().unwrap_or_else(|p| p.into_inner());
         let record = reports.records.get(id)?;
