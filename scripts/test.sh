@@ -38,6 +38,14 @@ if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; 
 fi
 python3 --version
 
+echo "== chromium (the console and HTML report tests look at the pages in a real browser)"
+if TARSIER_CHROMIUM_BIN="$(scripts/chromium.sh install)"; then
+  export TARSIER_CHROMIUM_BIN
+  "$TARSIER_CHROMIUM_BIN" --version 2>/dev/null | sed -n 1p
+else
+  echo "no chromium: the browser tests will print 'skipped: ...'"
+fi
+
 if docker info >/dev/null 2>&1; then
   echo "== docker: the container tests build their images with scripts/image.sh (no registry needed)"
 else

@@ -60,6 +60,10 @@ pub enum CliCommand {
     /// state, uptime, restarts, memory, what it holds, its faults and running jobs.
     #[command(after_help = concat!("Example:\n  tarsier status http://127.0.0.1:8080 --watch\n\nExit status:\n  0  every agent answered\n  1  an agent is down or did not prove membership\n  2  the agent named cannot be asked (bad URL, token file)"))]
     Status(StatusArgs),
+    /// A web console for the swarm: agents, what they hold and run, live load charts, wave reports and
+    /// scenario runs, refreshed every second; cancel a job or abort an agent or the swarm.
+    #[command(after_help = concat!("Example:\n  tarsier console http://127.0.0.1:8080 --token-file token   # then open http://127.0.0.1:8089/\n\n", serve_exit!()))]
+    Console(ConsoleArgs),
     /// An agent's jobs: the running ones with their elapsed time and progress, then the latest finished
     /// ones (`tarsier jobs http://127.0.0.1:8080 --watch`).
     #[command(after_help = concat!("Example:\n  tarsier jobs http://127.0.0.1:8080 --watch\n\n", client_exit!()))]
@@ -235,6 +239,9 @@ pub struct ExecArgs {
     /// For a wave with `report: true`: wait for the agents' reports and print the swarm-wide result.
     #[arg(long)]
     pub report: bool,
+    /// With --report and an http_load: a row for every agent (default: the 10 with the slowest p99).
+    #[arg(long, requires = "report")]
+    pub agents: bool,
     /// `table`: a summary for people (a live line on stderr while it waits); `json`: the answers as JSON, one
     /// per line, histograms kept.
     #[arg(long, value_enum, default_value = "table")]
@@ -292,6 +299,23 @@ pub struct StatusArgs {
     /// Print the view as JSON (one line per refresh with --watch).
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ConsoleArgs {
+    /// One agent's public URL, such as http://127.0.0.1:8080: the others are found through it.
+    pub url: String,
+    /// Where the console listens; a non-loopback address needs --token-file.
+    #[arg(long, default_value = "127.0.0.1:8089", env = "TARSIER_CONSOLE_LISTEN")]
+    pub listen: SocketAddr,
+    /// More host names a browser may reach the console under (IP literals and localhost always), comma-separated.
+    #[arg(long = "allow-host", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
+    /// How often the swarm is asked (at least 200ms).
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub every: std::time::Duration,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -412,10 +436,14 @@ pub struct RunOutputs {
     /// Write the whole run as JSON here (every scenario, step and recorded figure), like k6's summary export.
     #[arg(long)]
     pub summary: Option<PathBuf>,
+    /// Write the run as one self-contained HTML page here (steps, guards, sweep tables and charts, figures,
+    /// the environment): no script, nothing fetched, readable offline and printable.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
     /// Write the recorded figures as CSV here: scenario, file, step, figure, value.
     #[arg(long)]
     pub csv: Option<PathBuf>,
-    /// Write everything into this directory: junit.xml, summary.json, figures.csv, and for each sweep its
+    /// Write everything into this directory: junit.xml, summary.json, figures.csv, report.html, and for each sweep its
     /// table as sweep-NAME.csv and .json and its chart as sweep-NAME.svg.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -424,6 +452,10 @@ pub struct RunOutputs {
     /// stage, guard readings; labelled with the scenario, the run and the step.
     #[arg(long, value_name = "URL", env = "TARSIER_REMOTE_WRITE")]
     pub remote_write: Option<String>,
+    /// Show the run as it goes in a `tarsier console` at this URL (`http://127.0.0.1:8089`): its steps,
+    /// sweeps and guards, posted with the swarm's token.
+    #[arg(long, value_name = "URL", env = "TARSIER_CONSOLE")]
+    pub console: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -9,7 +9,7 @@ use config::AgentConfig;
 use tarsier::agent::config;
 use tarsier::cli::{Cli, CliCommand, LogFormat, ScenarioCommand};
 use tarsier::sys::heap_trim;
-use tarsier::{agent, client, demo, local_swarm, scenario};
+use tarsier::{agent, client, console, demo, local_swarm, scenario};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse_from(reference_command_line(std::env::args_os().collect()));
@@ -72,7 +72,12 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         CliCommand::Exec(args) => {
             let output = if args.json { client::OutputFormat::Json } else { args.output };
-            let options = client::ExecOptions { timeout: args.timeout.into(), report: args.report, output };
+            let options = client::ExecOptions {
+                timeout: args.timeout.into(),
+                report: args.report,
+                output,
+                all_agents: args.agents,
+            };
             // A guard that is wrong is an error before anything runs: exit 2 with what is wrong.
             let guards = client::Guards::parse(&args.guards, args.prometheus.clone()).map_err(anyhow::Error::msg)?;
             client::exec(&args.url, &args.file, options, &guards, &args.client).await
@@ -127,6 +132,15 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 &args.client,
             )
             .await
+        }
+        CliCommand::Console(args) => {
+            if std::env::var_os("TARSIER_LOG").is_none() {
+                std::env::set_var("TARSIER_LOG", "warn");
+            }
+            let _logs = init_logging(LogFormat::Text);
+            let shutdown = CancellationToken::new();
+            tokio::spawn(stop_on_signal(shutdown.clone()));
+            console::run(args, shutdown).await
         }
         CliCommand::Demo(args) => {
             if std::env::var_os("TARSIER_LOG").is_none() {

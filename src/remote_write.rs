@@ -135,7 +135,7 @@ pub struct RemoteWrite {
 }
 
 /// How the pushes of a run went, for its summary.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PushReport {
     pub url: String,
     pub pushed: u64,

@@ -69,7 +69,7 @@ pub async fn execute(
         return delegate(state, admitted, resolved, body.data, copies).await;
     }
     let detached = body.detach || !admitted.is_origin;
-    let started = state.jobs.start(&resolved.name, &admitted.wave_id, detached, request_id);
+    let started = state.jobs.start(&resolved.name, &admitted.wave_id, detached, request_id, asked_duration(&body.data));
     let (job_id, cancel) = (started.id, started.cancel);
     let job = match resolved.command.prepare(body.data, state.exec_context(cancel.clone(), started.progress)) {
         Ok(job) => job,
@@ -108,6 +108,13 @@ pub async fn execute(
     };
     note_forwarding(&mut answer.body, forwarding, selection).await;
     Ok(answer)
+}
+
+/// The `duration` a command's data asks for, in ms, when it has one that reads as a duration (the command
+/// checks it properly; this only lets `/jobs` and `/status` say `7 s of 30 s`).
+fn asked_duration(data: &serde_json::Value) -> Option<u64> {
+    let text = data.get("duration")?.as_str()?;
+    tarsier_plugin::HumanDuration::parse(text).ok().map(|d| d.0.as_millis() as u64)
 }
 
 /// How the wave went on from here, in the origin's answer once its first hop is done, and what a selection

@@ -43,6 +43,9 @@ pub struct JobView {
     /// How far a running command got, if it says (`net/http_load` does).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub progress: Option<Value>,
+    /// How long it was asked to run, when its data says (`duration`): what `elapsed_ms` is counted against.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
 }
 
 /// A JSON value's text as a finished job keeps it: up to [`KeptJson::INLINE`] bytes in place, a larger one
@@ -147,7 +150,14 @@ impl Jobs {
     }
 
     /// Registers a job and returns its id and cancellation.
-    pub fn start(&self, command: &Arc<str>, wave_id: &str, detached: bool, request_id: Option<String>) -> Started {
+    pub fn start(
+        &self,
+        command: &Arc<str>,
+        wave_id: &str,
+        detached: bool,
+        request_id: Option<String>,
+        duration_ms: Option<u64>,
+    ) -> Started {
         let mut table = self.lock();
         table.next_id += 1;
         let id = table.next_id;
@@ -163,6 +173,7 @@ impl Jobs {
             result: None,
             request_id,
             progress: None,
+            duration_ms,
         };
         let progress = Progress::default();
         table.running.insert(id, Running { view, cancel: cancel.clone(), progress: progress.clone() });

@@ -25,13 +25,13 @@ use crate::agent::config::AgentConfig;
 use crate::agent::discovery::{
     ConsulPeers, LocalRegistry, NoPeers, Peer, PeerKind, PeerSource, ReferencePeers, StaticPeers, Trust,
 };
-use crate::agent::http::browsers::BrowserPolicy;
 use crate::agent::http::listener::ServeLimits;
 use crate::agent::jobs::Jobs;
 use crate::agent::metrics::Metrics;
 use crate::agent::registry::{builtin_plugins, Registry};
 use crate::agent::state::{AgentState, BodyLimits};
 use crate::agent::wave::{Member, Swarm, WaveBounds};
+use crate::wire::browsers::BrowserPolicy;
 
 /// How long in-flight requests get to finish once shutdown starts. Every job is cancelled first and stops
 /// within 100 ms, so requests waiting on one end at once; this bounds only a client that does not read.

@@ -38,7 +38,7 @@ pub struct AgentState {
     /// Nonces of the signed requests taken from peers (`http::signed`): a copy is taken once.
     pub(crate) seen_nonces: crate::agent::http::nonces::SeenNonces,
     /// Which host names and web origins requests may carry (`http::browsers`).
-    pub(crate) browsers: crate::agent::http::browsers::BrowserPolicy,
+    pub(crate) browsers: crate::wire::browsers::BrowserPolicy,
     /// The ports network faults leave alone: own, Consul's, peers' (`tarsier_plugin::ControlPlane`).
     pub(crate) control_plane: tarsier_plugin::ControlPlaneSource,
     /// Fires when the agent shuts down.

@@ -49,7 +49,13 @@ pub fn jobs_table(listed: &Value) -> String {
             job["id"].to_string(),
             job["command"].as_str().unwrap_or("?").to_owned(),
             job["status"].as_str().unwrap_or("?").to_owned(),
-            job["elapsed_ms"].as_u64().map(output::seconds).unwrap_or_default(),
+            match (job["elapsed_ms"].as_u64(), job["duration_ms"].as_u64()) {
+                (Some(elapsed), Some(total)) if job["status"] == "running" => {
+                    format!("{} / {}", output::seconds(elapsed), output::seconds(total))
+                }
+                (Some(elapsed), _) => output::seconds(elapsed),
+                _ => String::new(),
+            },
             job["wave_id"].as_str().unwrap_or("").to_owned(),
             detail,
         ]);

@@ -67,6 +67,8 @@ pub struct ExecOptions {
     pub timeout: Duration,
     pub report: bool,
     pub output: OutputFormat,
+    /// With `report` and an `http_load`: a row for every agent, not the slowest 10.
+    pub all_agents: bool,
 }
 
 /// Posts a body and prints the answer; the exit status says whether the agent accepted and ran it. With
@@ -181,7 +183,7 @@ pub async fn exec(
         .with_context(|| format!("{target} answered {status} with something that is not JSON: {text:.200}"))?;
     match options.output {
         OutputFormat::Json => output::json_line(&answer),
-        OutputFormat::Table => output::exec_answer(status.as_u16(), &answer),
+        OutputFormat::Table => output::exec_answer(status.as_u16(), &answer, options.report),
     }
     let mut code = exit_code(status, &answer);
     if report_guards(&watch, &summaries) {
@@ -200,6 +202,17 @@ pub async fn exec(
             OutputFormat::Table => {
                 output::line("");
                 output::wave_report(&summary, None);
+                if output::is_http_load(&summary["merged"]) {
+                    let entries = client.get(format!("{origin}/waves/{id}?entries=true")).send().await;
+                    let entries: Value = match entries {
+                        Ok(answer) => answer.json().await.unwrap_or_default(),
+                        Err(_) => Value::Null,
+                    };
+                    output::http_load_agents(
+                        entries["entries"].as_array().map_or(&[], Vec::as_slice),
+                        options.all_agents,
+                    );
+                }
             }
         }
         if code == EXIT_OK && summary["failed"].as_u64().unwrap_or(0) > 0 {

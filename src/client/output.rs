@@ -50,10 +50,41 @@ pub fn json_line(value: &Value) {
     line(value);
 }
 
+/// A running job as one short line: its progress where it has one, else how long it ran of how long it
+/// was asked to (`3.00 s / 10.00 s, 7.00 s left`).
+pub fn job_line(job: &Value) -> String {
+    if job["progress"].is_object() {
+        return progress_line(&job["progress"]);
+    }
+    let elapsed = job["elapsed_ms"].as_u64().unwrap_or(0);
+    match job["duration_ms"].as_u64() {
+        Some(total) => {
+            format!("{} / {}, {} left", seconds(elapsed), seconds(total), seconds(total.saturating_sub(elapsed)))
+        }
+        None => seconds(elapsed),
+    }
+}
+
 /// A running job's progress as one short line: `1234 sent, 1200 done, 3 errors, 812.4 req/s, mean 1.20 ms,
 /// p99 3.10 ms`.
 pub fn progress_line(progress: &Value) -> String {
     let mut parts = Vec::new();
+    // How far in time, of how long, and how long is left: `7.0 s / 30.0 s, 23.0 s left`.
+    if let Some(elapsed) = progress["elapsed_s"].as_f64() {
+        let elapsed_ms = (elapsed * 1000.0) as u64;
+        match progress["asked"]["duration_s"].as_f64() {
+            Some(total) => {
+                let left_ms = ((total - elapsed).max(0.0) * 1000.0) as u64;
+                parts.push(format!(
+                    "{} / {}, {} left",
+                    seconds(elapsed_ms),
+                    seconds((total * 1000.0) as u64),
+                    seconds(left_ms)
+                ));
+            }
+            None => parts.push(seconds(elapsed_ms)),
+        }
+    }
     let stage = &progress["stage"];
     if let (Some(at), Some(of), Some(target)) =
         (stage["stage"].as_u64(), stage["stages"].as_u64(), stage["target"].as_f64())
@@ -63,6 +94,12 @@ pub fn progress_line(progress: &Value) -> String {
             _ => format!("{target:.0} in flight"),
         };
         parts.push(format!("stage {at}/{of} ({target})"));
+    }
+    // A command that fills something: `96.0 MiB of 256.0 MiB (37 %)`.
+    let done = progress["populated_bytes"].as_u64().or(progress["written_bytes"].as_u64());
+    if let (Some(done), Some(size)) = (done, progress["size_bytes"].as_u64().filter(|s| *s > 0)) {
+        let verb = if progress.get("written_bytes").is_some() { "written" } else { "in RAM" };
+        parts.push(format!("{} of {} {verb} ({} %)", human_bytes(done), human_bytes(size), done * 100 / size));
     }
     let count = |key: &str| progress[key].as_u64();
     if let Some(sent) = count("sent") {
@@ -76,7 +113,10 @@ pub fn progress_line(progress: &Value) -> String {
         parts.push(if errors > 0 { styled(BAD, text) } else { text });
     }
     if let Some(rate) = progress["req_per_s"].as_f64() {
-        parts.push(format!("{rate:.1} req/s"));
+        match progress["asked"]["rate"].as_f64() {
+            Some(asked) => parts.push(format!("{rate:.1} of {asked:.0} req/s asked")),
+            None => parts.push(format!("{rate:.1} req/s")),
+        }
     }
     if let Some(mean) = progress["mean_ms"].as_f64() {
         parts.push(format!("mean {mean:.2} ms"));
@@ -89,7 +129,7 @@ pub fn progress_line(progress: &Value) -> String {
 
 /// The answer of `/exec` as a summary: what ran where and how it ended, then its result as aligned
 /// key/value rows, an `http_load` table where there is one, and how the wave went on.
-pub fn exec_answer(http_status: u16, answer: &Value) {
+pub fn exec_answer(http_status: u16, answer: &Value, swarm_table_follows: bool) {
     let status = answer["status"].as_str().unwrap_or("");
     let command = answer["command"].as_str().unwrap_or("the command");
     let agent = answer["agent"].as_str().unwrap_or("the agent");
@@ -116,8 +156,17 @@ pub fn exec_answer(http_status: u16, answer: &Value) {
         line(styled(DIM, ids));
     }
     selection(&answer["selection"]);
-    key_values(&answer["result"]);
-    http_load_table(&answer["result"], "this agent");
+    if is_http_load(&answer["result"]) {
+        // Its table says it all; the fields (`--output json` has them) would bury it. With `--report` the
+        // swarm's table comes first once the agents have reported, this agent's among them.
+        if swarm_table_follows {
+            line(styled(DIM, "  http_load: the swarm's table follows when every agent has reported"));
+        } else {
+            http_load_table(&answer["result"], "this agent");
+        }
+    } else {
+        key_values(&answer["result"]);
+    }
     let forward = &answer["forward"];
     let sent = ["accepted", "duplicates", "failed"].map(|k| forward[k].as_u64().unwrap_or(0));
     if sent.iter().any(|n| *n > 0) {
@@ -141,6 +190,12 @@ fn selection(selection: &Value) {
 /// A wave report as a summary: what was measured, said as such.
 pub fn wave_report(summary: &Value, expected: Option<u64>) {
     let n = |key: &str| summary[key].as_u64().unwrap_or(0);
+    // A load's figures lead: what the swarm did, then how the wave went.
+    let load = is_http_load(&summary["merged"]);
+    if load {
+        http_load_table(&summary["merged"], &format!("the swarm ({} agents)", n("agents_reached")));
+        line("");
+    }
     let reached = match expected.or(summary["expected_agents"].as_u64()) {
         Some(total) => format!("{} of {total} agents", n("agents_reached")),
         None => format!("{} agents", n("agents_reached")),
@@ -164,7 +219,43 @@ pub fn wave_report(summary: &Value, expected: Option<u64>) {
         let missing: Vec<&str> = missing.iter().filter_map(Value::as_str).collect();
         line(styled(BAD, format!("  selected but not reported: {}", missing.join(", "))));
     }
-    http_load_table(&summary["merged"], &format!("the swarm ({} agents)", n("agents_reached")));
+}
+
+/// Agents shown in a swarm's `http_load` table unless `--agents` asks for all.
+const AGENTS_SHOWN: usize = 10;
+
+/// A row per agent of a swarm's `http_load` (a wave report's entries), the slowest p99 first: which agent
+/// was slow. The first [`AGENTS_SHOWN`] unless `all`.
+pub fn http_load_agents(entries: &[Value], all: bool) {
+    let mut rows: Vec<(String, HttpLoadResult)> = entries
+        .iter()
+        .filter_map(|entry| {
+            let result = HttpLoadResult::deserialize(&entry["result"]).ok().filter(|r| r.latency_ms.is_some())?;
+            let name: String = entry["agent"].as_str().unwrap_or("?").chars().take(20).collect();
+            Some((name, result))
+        })
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let p99 = |r: &HttpLoadResult| r.latency_ms.as_ref().map_or(0.0, |l| l.p99);
+    rows.sort_by(|a, b| p99(&b.1).total_cmp(&p99(&a.1)));
+    let shown = if all { rows.len() } else { rows.len().min(AGENTS_SHOWN) };
+    let more = if shown < rows.len() { "; --agents shows all" } else { "" };
+    line(format!(
+        "
+http_load per agent ({shown} of {}, the slowest p99 first{more}):",
+        rows.len()
+    ));
+    load_header();
+    for (name, result) in rows.iter().take(shown) {
+        load_row(name, result);
+    }
+}
+
+/// Whether `result` is an `http_load` result with latencies.
+pub fn is_http_load(result: &Value) -> bool {
+    HttpLoadResult::deserialize(result).is_ok_and(|r| r.latency_ms.is_some())
 }
 
 /// How to call this binary in a printed hint: `tarsier` when that is what PATH finds, else its full path
@@ -276,13 +367,33 @@ fn flatten(prefix: &str, value: &Value, rows: &mut Vec<(String, String)>) {
             rows.push((prefix.to_owned(), format!("<HDR histogram, {} bytes of base64>", text.len())));
         }
         Value::String(text) => rows.push((prefix.to_owned(), text.clone())),
-        Value::Number(n) => rows.push((prefix.to_owned(), number(n))),
+        Value::Number(n) => rows.push((prefix.to_owned(), human(prefix, n))),
         other => {
             let text = other.to_string();
             let text = if text.len() > 80 { format!("[{} items]", other.as_array().map_or(0, Vec::len)) } else { text };
             rows.push((prefix.to_owned(), text));
         }
     }
+}
+
+/// A number for a person, in the unit its name says: `268435456` under `asked_bytes` is `256.0 MiB`,
+/// `7250` under `elapsed_ms` is `7.25 s`, `0.42` under `mean_ms` stays `0.42 ms`. `--output json` keeps the
+/// numbers as the agent wrote them.
+fn human(key: &str, n: &serde_json::Number) -> String {
+    let name = key.rsplit('.').next().unwrap_or(key);
+    let Some(x) = n.as_f64().filter(|x| x.is_finite() && *x >= 0.0) else { return number(n) };
+    // gobble_ram's `asked` and `size` are bytes that their names do not say (kept as the reference had them).
+    if name.ends_with("_bytes") || matches!(name, "bytes" | "asked" | "size") {
+        return human_bytes(x as u64);
+    }
+    if name.ends_with("_ms") || name == "ms" {
+        return if x >= 1000.0 || n.is_u64() { seconds(x as u64) } else { format!("{} ms", number(n)) };
+    }
+    let per_second = name.ends_with("per_s") || name.ends_with("_per_second");
+    if !per_second && (name.ends_with("_s") || name.ends_with("_seconds") || name == "seconds") {
+        return seconds((x * 1000.0) as u64);
+    }
+    number(n)
 }
 
 fn number(n: &serde_json::Number) -> String {
@@ -299,14 +410,18 @@ pub fn http_load_table(result: &Value, whose: &str) {
         return;
     }
     line(format!("\nhttp_load, {whose}:"));
-    line(format!(
-        "  {:>20} {:>10} {:>10} {:>8} {:>6} {:>6} {:>10} | latency ms {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
-        "", "requests", "completed", "errors", "4xx", "5xx", "req/s", "min", "p50", "p90", "p99", "p99.9", "max"
-    ));
+    load_header();
     for stage in result.stages.iter().flatten() {
         load_row(&format!("stage {} {:.0}->{:.0}", stage.info.stage, stage.info.from, stage.info.to), &stage.figures);
     }
     load_row(if result.stages.is_some() { "all stages" } else { "" }, &result);
+}
+
+fn load_header() {
+    line(format!(
+        "  {:>20} {:>10} {:>10} {:>8} {:>6} {:>6} {:>10} | latency ms {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "", "requests", "completed", "errors", "4xx", "5xx", "req/s", "min", "p50", "p90", "p99", "p99.9", "max"
+    ));
 }
 
 /// One row of the `http_load` table.
@@ -427,8 +542,8 @@ impl LiveLine {
                 let mine = listed["running"].as_array().and_then(|jobs| {
                     jobs.iter().find(|job| job["request_id"].as_str() == Some(request_id.as_str())).cloned()
                 });
-                if let Some(progress) = mine.as_ref().map(|job| &job["progress"]).filter(|p| p.is_object()) {
-                    bar.set_message(format!("{command}: {}", progress_line(progress)));
+                if let Some(job) = &mine {
+                    bar.set_message(format!("{command}: {}", job_line(job)));
                 }
             }
         }))
@@ -468,5 +583,35 @@ mod tests {
             (whole_bytes(64 << 20), whole_bytes(1536), whole_bytes(1000)),
             ("64MiB".into(), "1536".into(), "1000".into())
         );
+    }
+
+    #[test]
+    fn numbers_are_shown_in_the_unit_their_name_says() {
+        let mut rows = Vec::new();
+        let result = serde_json::json!({
+            "asked_bytes": 268435456u64, "elapsed_ms": 7250, "mean_ms": 0.42, "uptime_seconds": 75.5,
+            "req_per_s": 812.4, "count": 3, "stage": {"duration_s": 30.0},
+        });
+        flatten("", &result, &mut rows);
+        let shown: std::collections::BTreeMap<&str, &str> =
+            rows.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(shown["asked_bytes"], "256.0 MiB");
+        assert_eq!(shown["elapsed_ms"], "7.25 s");
+        assert_eq!(shown["mean_ms"], "0.42 ms");
+        assert_eq!(shown["uptime_seconds"], "1 min 15 s");
+        assert_eq!(shown["req_per_s"], "812.4");
+        assert_eq!(shown["count"], "3");
+        assert_eq!(shown["stage.duration_s"], "30.00 s");
+    }
+
+    #[test]
+    fn the_live_line_says_how_far_of_how_long_and_the_rate_asked() {
+        let progress = serde_json::json!({
+            "elapsed_s": 7.0, "sent": 10, "completed": 9, "errors": 0, "req_per_s": 812.4,
+            "asked": {"duration_s": 30.0, "rate": 1000},
+        });
+        let line = progress_line(&progress);
+        assert!(line.starts_with("7.00 s / 30.00 s, 23.00 s left"), "{line}");
+        assert!(line.contains("812.4 of 1000 req/s asked"), "{line}");
     }
 }

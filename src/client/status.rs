@@ -129,7 +129,8 @@ fn jobs(status: &AgentStatus) -> String {
             let short = job.command.rsplit('/').next().unwrap_or(&job.command);
             let rate = job.progress.as_ref().and_then(|p| p["req_per_s"].as_f64());
             let rate = rate.map(|r| format!(" ({r:.1} req/s)")).unwrap_or_default();
-            format!("#{} {short} {}{rate}", job.id, output::seconds(job.elapsed_ms))
+            let total = job.duration_ms.map(|total| format!(" / {}", output::seconds(total))).unwrap_or_default();
+            format!("#{} {short} {}{total}{rate}", job.id, output::seconds(job.elapsed_ms))
         })
         .collect();
     lines.join("\n")

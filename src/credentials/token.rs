@@ -71,8 +71,13 @@ impl Token {
         &self.0
     }
 
+    /// True when `given` is this token, compared in constant time (a token typed into the console's form).
+    pub fn accepts_text(&self, given: &str) -> bool {
+        given.trim().as_bytes().ct_eq(self.0.as_bytes()).into()
+    }
+
     /// True when `header` is `Bearer <this token>`, compared in constant time.
-    pub(crate) fn accepts(&self, header: Option<&HeaderValue>) -> bool {
+    pub fn accepts(&self, header: Option<&HeaderValue>) -> bool {
         let Some(given) = header.and_then(|h| h.as_bytes().strip_prefix(b"Bearer ")) else { return false };
         given.ct_eq(self.0.as_bytes()).into()
     }

@@ -31,7 +31,7 @@ pub struct Watch {
 const HISTORY: usize = 3600;
 
 /// The guard that stopped a run, and why.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Trip {
     pub guard: String,
     /// The number it read last, when it reads one (a probe's is its latency in ms).
@@ -56,7 +56,7 @@ impl Trip {
 }
 
 /// What a guard saw over the run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct GuardSummary {
     pub name: String,
     pub threshold: String,
@@ -132,6 +132,11 @@ impl Watch {
         for task in tasks {
             let _ = task.await;
         }
+        self.summaries.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// What each guard has seen so far, while it goes on reading.
+    pub fn summaries(&self) -> Vec<GuardSummary> {
         self.summaries.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 

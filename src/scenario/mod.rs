@@ -3,10 +3,12 @@
 //! `measure` reads the numbers, `report` prints the table and writes JUnit XML.
 
 mod compare;
+pub mod html;
 mod measure;
 mod model;
 mod plan;
-mod report;
+mod publish;
+pub mod report;
 mod runner;
 mod shell;
 mod steady_state;
@@ -130,7 +132,8 @@ pub async fn run_files(
     let mut reports = Vec::new();
     let mut code = EXIT_OK;
     for (file, scenario) in scenarios {
-        let report = run_one(file, scenario, cancel.clone(), access, remote.clone()).await?;
+        let report =
+            run_one(file, scenario, cancel.clone(), access, remote.clone(), outputs.console.as_deref()).await?;
         // Through anstream: the colours of the table go when the output is no terminal.
         let _ = std::io::Write::write_all(&mut anstream::stdout(), report.table().as_bytes());
         for sweep in &report.sweeps {
@@ -163,6 +166,12 @@ pub async fn run_files(
             .with_context(|| format!("cannot write {}", path.display()))?;
         crate::say!("JUnit XML: {}", path.display());
     }
+    if let Some(path) = &outputs.html {
+        let html = html::page(&reports, &html::Environment::here());
+        crate::sys::files::write_no_follow(path, html.as_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        crate::say!("HTML report: {}", path.display());
+    }
     if let Some(path) = &outputs.summary {
         let json = report::summary_json(&reports).context("cannot write the JSON summary")?;
         crate::sys::files::write_no_follow(path, json.as_bytes())
@@ -187,6 +196,7 @@ fn write_out_dir(dir: &std::path::Path, reports: &[RunReport]) -> anyhow::Result
     write("junit.xml".into(), junit(reports).context("cannot write JUnit XML")?.into_bytes())?;
     write("summary.json".into(), report::summary_json(reports)?.into_bytes())?;
     write("figures.csv".into(), report::figures_csv(reports)?)?;
+    write("report.html".into(), html::page(reports, &html::Environment::here()).into_bytes())?;
     for sweep in reports.iter().flat_map(|r| &r.sweeps) {
         let slug = sweep.slug();
         write(format!("sweep-{slug}.csv"), sweep.csv()?)?;
@@ -204,6 +214,7 @@ async fn run_one(
     cancel: CancellationToken,
     access: &ClientArgs,
     remote_write: Option<Arc<crate::remote_write::RemoteWrite>>,
+    console: Option<&str>,
 ) -> anyhow::Result<RunReport> {
     let started = Instant::now();
     let started_at = std::time::SystemTime::now();
@@ -225,6 +236,7 @@ async fn run_one(
     let mut report = RunReport {
         file: file.display().to_string(),
         name: scenario.name.clone(),
+        target: public.clone(),
         steps: Vec::new(),
         started_at,
         seconds: 0.0,
@@ -236,6 +248,7 @@ async fn run_one(
         not_started: None,
         remote_write: None,
     };
+    let publisher = console.map(|url| publish::Publisher::new(client.clone(), url, report.clone()));
     // A run's id for its series: the scenario's name and when it started, so runs of one file stay apart.
     let remote = remote_write.map(|write| runner::Remote {
         write,
@@ -260,7 +273,13 @@ async fn run_one(
                 swarm.stop().await?;
             }
             report.seconds = started.elapsed().as_secs_f64();
+            if let Some(publisher) = &publisher {
+                publisher.finish(&report).await;
+            }
             return Ok(report);
+        }
+        if let Some(publisher) = &publisher {
+            publisher.set_template(report.clone());
         }
     }
     let guards = scenario
@@ -295,7 +314,11 @@ async fn run_one(
         token: read_token(access)?,
         guards: watch.clone(),
         remote,
+        in_flight: Default::default(),
+        publisher: publisher.clone(),
     });
+    let stop_publishing = CancellationToken::new();
+    let publishing = publisher.as_ref().map(|p| p.start(runner.clone(), stop_publishing.clone()));
     runner.run_steps(&scenario.steps, 0).await;
     // The guards watch the steps only: the teardown is what the run does to recover.
     report.guards = watch.stop().await;
@@ -327,6 +350,13 @@ async fn run_one(
     }
     report.figures = std::mem::take(&mut *runner.figures.lock().unwrap_or_else(|p| p.into_inner()));
     report.sweeps = std::mem::take(&mut *runner.sweeps.lock().unwrap_or_else(|p| p.into_inner()));
+    stop_publishing.cancel();
+    if let Some(publishing) = publishing {
+        let _ = publishing.await;
+    }
+    if let Some(publisher) = &publisher {
+        publisher.finish(&report).await;
+    }
     Ok(report)
 }
 

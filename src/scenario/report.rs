@@ -5,11 +5,11 @@ use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
 use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::guard::{GuardSummary, Trip};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     Passed,
@@ -42,7 +42,7 @@ impl Outcome {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StepResult {
     pub title: String,
     /// Nesting in parallel or repeated groups, for the table's indentation.
@@ -54,10 +54,10 @@ pub struct StepResult {
     pub detail: String,
     /// Within a sweep's round, that round's parameters (`concurrency=8`), or a repeat's `round 2 of 3`: what
     /// tells the same step of two rounds apart in a report.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub round: Option<String>,
     /// A sweep with `compare:`: a test case of its own, failed when a comparison does not hold.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub compares: bool,
 }
 
@@ -81,7 +81,7 @@ impl StepResult {
 }
 
 /// A number an exec step recorded.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Figure {
     pub step: String,
     /// The dotted path of the answer it came from.
@@ -291,12 +291,25 @@ impl SweepTable {
 
 pub use crate::guard::short_number;
 
+/// A run as `scenario run --console` posts it while it goes (`tarsier console` shows it step by step).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LiveRun {
+    pub report: RunReport,
+    /// The steps (indices into `report.steps`) that have started and not ended.
+    #[serde(default)]
+    pub running: Vec<usize>,
+    pub finished: bool,
+}
+
 /// One scenario file's run.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunReport {
     pub file: String,
     pub name: String,
-    #[serde(serialize_with = "rfc3339")]
+    /// The agent the run was aimed at (its public URL).
+    #[serde(default)]
+    pub target: String,
+    #[serde(serialize_with = "rfc3339", deserialize_with = "from_rfc3339")]
     pub started_at: SystemTime,
     pub seconds: f64,
     /// A step found the setup broken (an `Outcome::Broken` step): the run exits 2, not 1.
@@ -316,6 +329,11 @@ pub struct RunReport {
 
 fn rfc3339<S: serde::Serializer>(at: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.collect_str(&humantime::format_rfc3339_millis(*at))
+}
+
+fn from_rfc3339<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<SystemTime, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    humantime::parse_rfc3339(&text).map_err(serde::de::Error::custom)
 }
 
 impl RunReport {
@@ -525,6 +543,7 @@ mod tests {
             file: "s.yaml".into(),
             broken: false,
             name: name.into(),
+            target: "http://127.0.0.1:8080".into(),
             started_at: SystemTime::UNIX_EPOCH,
             steps,
             seconds: 1.5,

@@ -54,6 +54,10 @@ pub struct Runner {
     pub guards: Arc<crate::guard::Watch>,
     /// `--remote-write`: where results go as each step ends, and what is still to push.
     pub remote: Option<Remote>,
+    /// The rows of the steps that have started and not ended, for `--console`.
+    pub in_flight: Mutex<std::collections::BTreeSet<usize>>,
+    /// `--console`: where the run is shown as it goes.
+    pub publisher: Option<Arc<super::publish::Publisher>>,
 }
 
 /// A run's results on their way to a remote-write receiver.
@@ -200,6 +204,22 @@ impl Runner {
             remote.step_ended(&result);
         }
         results[slot] = result;
+        drop(results);
+        self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&slot);
+        self.changed();
+    }
+
+    /// A step started: its row is shown running.
+    fn started(&self, slot: usize) {
+        self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(slot);
+        self.changed();
+    }
+
+    /// Tells `--console` there is something new to show.
+    fn changed(&self) {
+        if let Some(publisher) = &self.publisher {
+            publisher.mark();
+        }
     }
 
     /// Steps not run: their reserved rows already say skipped. A group's steps get their rows too, once per
@@ -237,6 +257,7 @@ impl Runner {
             let title = step.title.clone();
             let group = step.action.is_group();
             let slot = self.reserve(&title, depth, group);
+            self.started(slot);
             let started = Instant::now();
             let outcome: Result<String, StepError> = match &step.action {
                 Action::Parallel(inner) => {

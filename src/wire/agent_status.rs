@@ -39,6 +39,9 @@ pub struct RunningJob {
     pub command: String,
     pub wave_id: String,
     pub elapsed_ms: u64,
+    /// How long it was asked to run, when its data says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
     /// What the command publishes of its progress (`net/http_load` does).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<Value>,

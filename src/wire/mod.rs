@@ -7,6 +7,7 @@ pub mod address;
 pub mod agent_status;
 pub(crate) mod answer;
 pub mod body;
+pub mod browsers;
 pub mod error;
 pub mod status;
 

@@ -365,6 +365,11 @@ pub struct SwarmProcess {
 impl SwarmProcess {
     /// `extra`: more arguments of `tarsier swarm` (`--label zone=a,b`).
     pub fn start(agents: u16, extra: &[&str]) -> Self {
+        Self::start_with(agents, extra, &http())
+    }
+
+    /// As `start`, asking whether it is up with `http` (one that carries the swarm's token, if it has one).
+    pub fn start_with(agents: u16, extra: &[&str], http: &reqwest::blocking::Client) -> Self {
         let base = free_port_range(2 * agents);
         let child = Command::new(BIN)
             .args(["swarm", "--agents", &agents.to_string(), "--no-demo", "--base-port", &base.to_string()])
@@ -374,7 +379,6 @@ impl SwarmProcess {
             .spawn()
             .unwrap();
         let swarm = SwarmProcess { child, base, agents };
-        let http = http();
         let peers = format!("http://127.0.0.1:{}/peers", base + agents);
         let joined = eventually(std::time::Duration::from_secs(30), || {
             http.get(&peers).send().and_then(|r| r.json::<serde_json::Value>()).is_ok_and(|p| p["count"] == agents - 1)
@@ -404,6 +408,26 @@ impl Drop for SwarmProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Debian's Chromium, for the tests that look at pages (`TARSIER_CHROMIUM_BIN`, set by scripts/test.sh from
+/// scripts/chromium.sh, or `chromium` on PATH); `None` where there is none.
+pub fn chromium() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("TARSIER_CHROMIUM_BIN").map(PathBuf::from).filter(|p| p.exists()) {
+        return Some(path);
+    }
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|dir| Path::new(dir).join("chromium"))
+        .find(|candidate| candidate.exists())
+}
+
+/// Where tests put the screenshots they take (target/screenshots), for a person to look at.
+pub fn screenshots_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 /// Serves `app` on 127.0.0.1 (a free port) from a thread of its own for the rest of the test; its `host:port`.

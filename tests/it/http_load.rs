@@ -589,7 +589,8 @@ fn rate_stages_send_what_each_stage_asks_on_the_same_connections() {
     );
     assert_eq!(result["requests_sent"].as_u64().unwrap() + result["dropped"].as_u64().unwrap(), 500, "{result}");
     assert_eq!(target.hits(), result["requests_sent"].as_u64().unwrap());
-    assert!(result["seconds"].as_f64().unwrap() >= 2.5, "{result}");
+    // The window ends on a timer, which may fire a fraction of a millisecond early (2.49986 s seen).
+    assert!(result["seconds"].as_f64().unwrap() >= 2.49, "{result}");
 }
 
 /// Concurrency stages: workers join as the target concurrency ramps; the progress names the stage; a bad

@@ -121,14 +121,16 @@ fn the_client_side_and_the_wire_types_import_nothing_of_the_agent() {
     let agent_side = |name: &String| name == "agent" || name.starts_with("agent::");
     // The client side speaks to agents through the wire types only; `local_swarm`, `demo` and `catalogue`
     // are the bridges that start agents or read their plugins in-process.
-    for client_side in ["client", "scenario"] {
+    for client_side in ["client", "scenario", "console"] {
         let reached: Vec<&String> = graph[client_side].iter().filter(|n| agent_side(n)).collect();
         assert!(reached.is_empty(), "{client_side} imports {reached:?}");
     }
     // What crosses the network, and what both sides share, depends on neither side.
     for shared in ["wire", "credentials", "sys"] {
-        let reached: Vec<&String> =
-            graph[shared].iter().filter(|n| agent_side(n) || ["client", "scenario"].contains(&n.as_str())).collect();
+        let reached: Vec<&String> = graph[shared]
+            .iter()
+            .filter(|n| agent_side(n) || ["client", "scenario", "console"].contains(&n.as_str()))
+            .collect();
         assert!(reached.is_empty(), "{shared} imports {reached:?}");
     }
 }

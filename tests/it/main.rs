@@ -12,6 +12,7 @@ mod bad_bodies;
 mod blast_radius;
 mod cli;
 mod compat;
+mod console;
 mod contract;
 mod deps;
 mod docs;

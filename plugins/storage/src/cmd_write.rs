@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tarsier_plugin::schemars::JsonSchema;
 use tarsier_plugin::{
-    run_on_thread, ByteSize, CancelFlag, Command, CommandError, DataError, ExecContext, JobFuture, Reservation,
+    run_on_thread, ByteSize, CancelFlag, Command, CommandError, DataError, ExecContext, JobFuture, Progress,
+    Reservation,
 };
 
 use crate::files::CreateError;
@@ -84,9 +85,10 @@ impl Command for Write {
                 answer["writers"] = json!(0);
                 return Ok(answer);
             }
+            let progress = ctx.progress.clone();
             let (bytes, indexes) = run_on_thread("storage/write", &cancel, move || {
                 let mut indexes = Vec::new();
-                let outcome = create_and_write(&files, plan, &flag, &mut indexes);
+                let outcome = create_and_write(&files, plan, &flag, &mut indexes, &progress);
                 // A write that does not finish keeps nothing: its files go, and with them their reservations.
                 if outcome.is_err() || flag.is_raised() {
                     files.discard(&indexes);
@@ -117,6 +119,7 @@ fn create_and_write(
     mut plan: WritePlan,
     cancel: &CancelFlag,
     indexes: &mut Vec<u64>,
+    progress: &Progress,
 ) -> Result<u64, CommandError> {
     let amount = plan.data.amount.0;
     let mut targets = Vec::with_capacity(plan.data.files as usize);
@@ -131,11 +134,22 @@ fn create_and_write(
         indexes.push(index);
         targets.push(Target { file, written, space: plan.space.split(amount) });
     }
-    write_all(targets, &plan.data, plan.writers, cancel)
+    write_all(targets, &plan.data, plan.writers, cancel, progress)
 }
 
+/// How often (in bytes written, over every writer) `storage/write` says how far it got.
+const PROGRESS_EVERY_BYTES: u64 = 8 << 20;
+
 /// `writers` threads take whole files from a shared queue; returns the bytes written.
-fn write_all(targets: Vec<Target>, data: &WriteData, writers: u32, cancel: &CancelFlag) -> Result<u64, CommandError> {
+fn write_all(
+    targets: Vec<Target>,
+    data: &WriteData,
+    writers: u32,
+    cancel: &CancelFlag,
+    progress: &Progress,
+) -> Result<u64, CommandError> {
+    let all = data.amount.0.saturating_mul(targets.len() as u64);
+    let done = AtomicU64::new(0);
     let queue = Mutex::new(targets);
     let block = noise_block(data.block_size.0 as usize, 0x07a5_51e5);
     let (amount, fsync) = (data.amount.0, data.fsync);
@@ -153,6 +167,11 @@ fn write_all(targets: Vec<Target>, data: &WriteData, writers: u32, cancel: &Canc
                             target.written.fetch_add(n as u64, Ordering::Relaxed);
                             left -= n as u64;
                             total += n as u64;
+                            // How far all writers got (`GET /jobs`, the CLI's line), every 8 MiB.
+                            let now = done.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+                            if now / PROGRESS_EVERY_BYTES != (now - n as u64) / PROGRESS_EVERY_BYTES || now == all {
+                                progress.set(json!({ "written_bytes": now, "size_bytes": all }));
+                            }
                             // What is on disk now shows in the free space itself.
                             target.space.shrink_to(left);
                         }

@@ -1,5 +1,5 @@
 //! The gate both listeners share, in front of every route: request counting, the request bounds, the
-//! browser check (`browsers.rs`) and the token check; and JSON answers for unknown routes and wrong methods.
+//! browser check (`wire::browsers`) and the token check; and JSON answers for unknown routes and wrong methods.
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -1,5 +1,5 @@
 //! The agent's HTTP face: `listener` serves a socket (TLS, HTTP/1 and HTTP/2, connection bounds), `gate` is
-//! what every request passes first (counting, request bounds, the browser check of `browsers`, the token
+//! what every request passes first (counting, request bounds, the browser check of `wire::browsers`, the token
 //! check of `auth`, or the peer signature check of `signed`), `body` reads a body within bounds, `public`
 //! holds the public port's routes (`/exec`, `/abort`, `/jobs`, `/waves`, `/membership`) and `service` the
 //! service port's (`/health`, `/metrics`, `/commands`, `/runtime`, `/peers`), `toxiproxy` Toxiproxy's REST API
@@ -7,7 +7,6 @@
 
 pub(crate) mod auth;
 pub(crate) mod body;
-pub(crate) mod browsers;
 pub(crate) mod gate;
 pub(crate) mod listener;
 pub(crate) mod nonces;

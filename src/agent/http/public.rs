@@ -289,6 +289,7 @@ async fn status(State(state): State<Arc<AgentState>>) -> Json<AgentStatus> {
             command: job.command.to_string(),
             wave_id: job.wave_id.to_string(),
             elapsed_ms: job.elapsed_ms.unwrap_or(0),
+            duration_ms: job.duration_ms,
             progress: job.progress,
         })
         .collect();

@@ -65,8 +65,8 @@ impl Default for Live {
     }
 }
 
-fn p99_ms(histogram: &hdrhistogram::Histogram<u64>) -> Option<f64> {
-    (!histogram.is_empty()).then(|| histogram.value_at_quantile(0.99) as f64 / 1000.0)
+fn quantile_ms(histogram: &hdrhistogram::Histogram<u64>, quantile: f64) -> Option<f64> {
+    (!histogram.is_empty()).then(|| histogram.value_at_quantile(quantile) as f64 / 1000.0)
 }
 
 impl Live {
@@ -79,9 +79,11 @@ impl Live {
             errors: self.errors.load(Ordering::Relaxed),
             ended: self.ended.load(Ordering::Relaxed),
         };
-        let (p99_all, p99_recent) = {
+        let (p50_all, p99_all, p50_recent, p99_recent) = {
             let mut latencies = self.latencies.lock().unwrap_or_else(|p| p.into_inner());
-            let figures = (p99_ms(&latencies.all), p99_ms(&latencies.recent));
+            let (all, recent) = (&latencies.all, &latencies.recent);
+            let figures =
+                (quantile_ms(all, 0.5), quantile_ms(all, 0.99), quantile_ms(recent, 0.5), quantile_ms(recent, 0.99));
             latencies.recent.reset();
             figures
         };
@@ -96,12 +98,14 @@ impl Live {
             "errors": now.errors,
             "req_per_s": now.completed as f64 / seconds,
             "mean_ms": self.latency_us.load(Ordering::Relaxed) as f64 / 1000.0 / now.completed.max(1) as f64,
+            "p50_ms": p50_all,
             "p99_ms": p99_all,
             "recent": {
                 "seconds": window,
                 "req_per_s": (now.completed - before.completed) as f64 / window,
                 // No request ended in the window: no rate to give (null), not 0 %.
                 "error_rate": (ended > 0).then(|| (now.errors - before.errors) as f64 / ended as f64),
+                "p50_ms": p50_recent,
                 "p99_ms": p99_recent,
             },
         })

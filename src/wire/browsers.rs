@@ -1,4 +1,4 @@
-//! Browsers are strangers. A web page can make a visitor's browser send requests to an agent on loopback or
+//! Browsers are strangers (the agents' rule; `tarsier console` keeps it too, with its own pages let in). A web page can make a visitor's browser send requests to an agent on loopback or
 //! on the visitor's network: a cross-site form or `text/plain` POST (no CORS preflight), or, after DNS
 //! rebinding, any request under the page's own host name. Every listener therefore refuses, with a 403, a
 //! request that carries an `Origin` not in `server.allowed_origins` (empty by default: no page may) and one
@@ -9,7 +9,7 @@
 use axum::extract::Request;
 use axum::http::{header, StatusCode};
 
-use crate::wire::error::ApiError;
+use super::error::ApiError;
 
 /// Who may talk to this agent from a browser, and under which host names.
 #[derive(Debug, Clone, Default)]
@@ -18,6 +18,9 @@ pub struct BrowserPolicy {
     hosts: Vec<String>,
     /// Origins (`https://console.example`) whose pages may send requests; none by default.
     origins: Vec<String>,
+    /// The server's own pages may send requests (`Origin` is the scheme and the request's own host): the
+    /// console, whose page calls its own API.
+    own_pages: bool,
 }
 
 impl BrowserPolicy {
@@ -33,7 +36,14 @@ impl BrowserPolicy {
         hosts.sort();
         hosts.dedup();
         let origins = allowed_origins.iter().map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase()).collect();
-        Self { hosts, origins }
+        Self { hosts, origins, own_pages: false }
+    }
+
+    /// A policy that also lets in requests from the server's own pages (`Origin: http://<its Host>`): for a
+    /// server that serves a web page, such as the console. Other pages stay refused.
+    pub fn with_own_pages(mut self) -> Self {
+        self.own_pages = true;
+        self
     }
 
     /// The 403 for a request a browser was made to send; `None` for the rest.
@@ -41,6 +51,7 @@ impl BrowserPolicy {
         if let Some(origin) = request.headers().get(header::ORIGIN) {
             let allowed = origin.to_str().is_ok_and(|o| {
                 self.origins.iter().any(|allowed| allowed.eq_ignore_ascii_case(o.trim_end_matches('/')))
+                    || (self.own_pages && self.is_own_origin(o, request))
             });
             if !allowed {
                 let shown: String = String::from_utf8_lossy(origin.as_bytes()).chars().take(100).collect();
@@ -75,6 +86,13 @@ impl BrowserPolicy {
             )
             .with_field("Host"),
         )
+    }
+
+    /// `http://HOST` or `https://HOST` where HOST is the request's own `Host` (with its port), and accepted.
+    fn is_own_origin(&self, origin: &str, request: &Request) -> bool {
+        let Some(host) = request.headers().get(header::HOST).and_then(|h| h.to_str().ok()) else { return false };
+        let Some((_, origin_host)) = origin.split_once("://") else { return false };
+        origin_host.eq_ignore_ascii_case(host) && self.accepts_host(host)
     }
 
     /// An IP literal, `localhost`, or a known name; with or without a port.
@@ -123,5 +141,9 @@ mod tests {
         assert!(policy.refusal(&request("127.0.0.1:8080", Some("null"))).is_some(), "a sandboxed page too");
         assert!(policy.refusal(&request("127.0.0.1:8080", Some("https://console.example/"))).is_none());
         assert!(BrowserPolicy::default().refusal(&request("127.0.0.1", Some("http://127.0.0.1:8080"))).is_some());
+        let console = BrowserPolicy::default().with_own_pages();
+        assert!(console.refusal(&request("127.0.0.1:8089", Some("http://127.0.0.1:8089"))).is_none());
+        assert!(console.refusal(&request("127.0.0.1:8089", Some("http://127.0.0.1:9999"))).is_some());
+        assert!(console.refusal(&request("evil.example:8089", Some("http://evil.example:8089"))).is_some());
     }
 }
