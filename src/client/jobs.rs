@@ -44,7 +44,11 @@ pub fn jobs_table(listed: &Value) -> String {
     let running = listed["running"].as_array().cloned().unwrap_or_default();
     let finished = listed["finished"].as_array().cloned().unwrap_or_default();
     for job in running.iter().chain(finished.iter().take(FINISHED_SHOWN)) {
-        let detail = job.get("progress").or_else(|| job.get("result")).map(short_json).unwrap_or_default();
+        let detail = match (job.get("progress"), job.get("result")) {
+            (Some(_), _) if job["status"] == "running" => output::job_line(job),
+            (_, Some(result)) => output::fields_line(result, 80),
+            _ => String::new(),
+        };
         table.add_row([
             job["id"].to_string(),
             job["command"].as_str().unwrap_or("?").to_owned(),
@@ -112,16 +116,6 @@ pub async fn cancel(url: &str, id: u64, access: &ClientArgs) -> anyhow::Result<i
     }
 }
 
-/// A value in at most 80 characters of one line.
-fn short_json(value: &Value) -> String {
-    let text = value.to_string();
-    if text.chars().count() <= 80 {
-        text
-    } else {
-        format!("{}…", text.chars().take(79).collect::<String>())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,10 +131,7 @@ mod tests {
         });
         let table = jobs_table(&listed);
         assert!(table.starts_with("1 running, 12 finished"), "{table}");
-        assert!(
-            table.contains("net/http_load") && table.contains("7.25 s") && table.contains("{\"sent\":10}"),
-            "{table}"
-        );
+        assert!(table.contains("net/http_load") && table.contains("7.25 s") && table.contains("10 sent"), "{table}");
         assert!(table.contains("2 older finished jobs"), "{table}");
     }
 }

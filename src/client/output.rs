@@ -354,6 +354,25 @@ fn key_values(result: &Value) {
     }
 }
 
+/// A result in one line of at most `max` characters, its fields in human units (`asked 256.0 MiB, attempts
+/// 1, ...`): for tables with a column per job.
+pub fn fields_line(value: &Value, max: usize) -> String {
+    let mut rows = Vec::new();
+    flatten("", value, &mut rows);
+    let text = rows
+        .iter()
+        .filter(|(key, _)| !key.ends_with("histogram"))
+        .map(|(key, value)| format!("{key} {value}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let text = if rows.is_empty() { value.to_string() } else { text };
+    if text.chars().count() <= max {
+        text
+    } else {
+        format!("{}…", text.chars().take(max.saturating_sub(1)).collect::<String>())
+    }
+}
+
 fn flatten(prefix: &str, value: &Value, rows: &mut Vec<(String, String)>) {
     match value {
         Value::Object(map) => {
@@ -543,6 +562,10 @@ impl LiveLine {
                     jobs.iter().find(|job| job["request_id"].as_str() == Some(request_id.as_str())).cloned()
                 });
                 if let Some(job) = &mine {
+                    // The job's line has its own time (`7.00 s / 30.00 s, 23.00 s left`): the spinner's goes.
+                    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg}") {
+                        bar.set_style(style);
+                    }
                     bar.set_message(format!("{command}: {}", job_line(job)));
                 }
             }

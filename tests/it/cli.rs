@@ -166,6 +166,8 @@ fn colour_and_a_live_line_on_a_terminal_only() {
     assert!(plain.contains("FAILED") && !plain.contains("\x1b[31m"), "{plain:?}");
     let live = on_terminal(format!("{BIN} exec {} {slow}", agent.public), false);
     assert!(live.contains("sleep/sleep on http://"), "no live line: {live:?}");
+    // Once the job is found, the line says how long it ran of how long it was asked to.
+    assert!(live.contains(" / 1.50 s, ") && live.contains(" left"), "no elapsed / total: {live:?}");
 }
 
 /// Limits come from flags and `TARSIER_*` variables too, and every refused body leaves one log line with the
