@@ -59,7 +59,7 @@ pub enum CliCommand {
     /// The swarm at a glance: every agent the given one knows (proven members only get the token), with its
     /// state, uptime, restarts, memory, what it holds, its faults and running jobs.
     #[command(after_help = concat!("Example:\n  tarsier status http://127.0.0.1:8080 --watch\n\nExit status:\n  0  every agent answered\n  1  an agent is down or did not prove membership\n  2  the agent named cannot be asked (bad URL, token file)"))]
-    Status(StatusArgs),
+    Status(WatchArgs),
     /// A web console for the swarm: agents, what they hold and run, live load charts, wave reports and
     /// scenario runs, refreshed every second; cancel a job or abort an agent or the swarm.
     #[command(after_help = concat!("Example:\n  tarsier console http://127.0.0.1:8080 --token-file token   # then open http://127.0.0.1:8089/\n\n", serve_exit!()))]
@@ -67,7 +67,7 @@ pub enum CliCommand {
     /// An agent's jobs: the running ones with their elapsed time and progress, then the latest finished
     /// ones (`tarsier jobs http://127.0.0.1:8080 --watch`).
     #[command(after_help = concat!("Example:\n  tarsier jobs http://127.0.0.1:8080 --watch\n\n", client_exit!()))]
-    Jobs(JobsArgs),
+    Jobs(WatchArgs),
     /// One job of an agent, every field (`tarsier job http://127.0.0.1:8080 7`).
     #[command(after_help = concat!("Example:\n  tarsier job http://127.0.0.1:8080 7\n\n", client_exit!()))]
     Job(JobArgs),
@@ -275,28 +275,16 @@ pub struct AbortArgs {
     pub client: ClientArgs,
 }
 
+/// `tarsier jobs` and `tarsier status`: what an agent (and, for status, the swarm through it) has, once or
+/// again and again.
 #[derive(Debug, Args)]
-pub struct JobsArgs {
-    /// The agent's public URL, such as http://127.0.0.1:8080.
+pub struct WatchArgs {
+    /// An agent's public URL, such as http://127.0.0.1:8080 (status finds the others through it).
     pub url: String,
-    /// Ask again every second until Ctrl-C.
+    /// Ask again until Ctrl-C (jobs every second, status every 2 s).
     #[arg(long)]
     pub watch: bool,
-    /// Print the agent's JSON (one line per refresh with --watch).
-    #[arg(long)]
-    pub json: bool,
-    #[command(flatten)]
-    pub client: ClientArgs,
-}
-
-#[derive(Debug, Args)]
-pub struct StatusArgs {
-    /// One agent's public URL, such as http://127.0.0.1:8080: the others are found through it.
-    pub url: String,
-    /// Ask again every 2 s until Ctrl-C.
-    #[arg(long)]
-    pub watch: bool,
-    /// Print the view as JSON (one line per refresh with --watch).
+    /// Print JSON (one line per refresh with --watch).
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]

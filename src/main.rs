@@ -107,10 +107,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         CliCommand::Swarm(args) => {
-            if std::env::var_os("TARSIER_LOG").is_none() {
-                std::env::set_var("TARSIER_LOG", "warn");
-            }
-            let _logs = init_logging(LogFormat::Text);
+            let _logs = warnings_only();
             let shutdown = CancellationToken::new();
             tokio::spawn(stop_on_signal(shutdown.clone()));
             tokio::spawn(heap_trim::trim_freed_heap(shutdown.clone()));
@@ -119,10 +116,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         CliCommand::Scenario(ScenarioCommand::Check { files }) => Ok(scenario::check_files(&files)),
         CliCommand::Scenario(ScenarioCommand::Chart { files, write }) => scenario::chart_files(&files, write),
         CliCommand::Scenario(ScenarioCommand::Run(args)) => {
-            if std::env::var_os("TARSIER_LOG").is_none() {
-                std::env::set_var("TARSIER_LOG", "warn");
-            }
-            let _logs = init_logging(LogFormat::Text);
+            let _logs = warnings_only();
             scenario::run_files(
                 &args.files,
                 &args.outputs,
@@ -134,20 +128,14 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             .await
         }
         CliCommand::Console(args) => {
-            if std::env::var_os("TARSIER_LOG").is_none() {
-                std::env::set_var("TARSIER_LOG", "warn");
-            }
-            let _logs = init_logging(LogFormat::Text);
+            let _logs = warnings_only();
             let shutdown = CancellationToken::new();
             tokio::spawn(stop_on_signal(shutdown.clone()));
             console::run(args, shutdown).await
         }
         CliCommand::Demo(args) => {
-            if std::env::var_os("TARSIER_LOG").is_none() {
-                // The demo prints its own table; only problems are worth a log line there.
-                std::env::set_var("TARSIER_LOG", "warn");
-            }
-            let _logs = init_logging(LogFormat::Text);
+            // The demo prints its own table; only problems are worth a log line there.
+            let _logs = warnings_only();
             demo::run(args).await
         }
     }
@@ -176,6 +164,15 @@ async fn stop_on_signal(shutdown: CancellationToken) {
 /// pipe) or that was closed must never stall or panic the agent. When the queue is full, lines are dropped,
 /// not waited for; write errors are not reported (there is nowhere left to report them). Keep the guard
 /// until the end of `main`: dropping it flushes what is queued (for at most about a second).
+/// Text logs of warnings and errors only, unless `TARSIER_LOG` says otherwise: for the commands that print
+/// their own output (swarm, scenario run, console, demo).
+fn warnings_only() -> tracing_appender::non_blocking::WorkerGuard {
+    if std::env::var_os("TARSIER_LOG").is_none() {
+        std::env::set_var("TARSIER_LOG", "warn");
+    }
+    init_logging(LogFormat::Text)
+}
+
 fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("TARSIER_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
