@@ -411,6 +411,10 @@ pub struct ScenarioRunArgs {
     /// that has the parameter takes them; a name no sweep has is an error. May be given several times.
     #[arg(long = "sweep", value_name = "NAME=V1,V2")]
     pub sweeps: Vec<String>,
+    /// Run every round of every sweep this many times (1 to 100; a sweep's own `rounds:` otherwise): tables
+    /// show the median and range, charts error bars, the CSV and JSON every run.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub rounds: Option<u32>,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -466,12 +470,18 @@ pub enum ScenarioCommand {
     },
     /// Draw a sweep's chart again from its JSON (`--out DIR` wrote sweep-NAME.json): the SVG on stdout, or
     /// next to the JSON as sweep-NAME.svg with --write.
-    #[command(after_help = "Example:\n  tarsier scenario chart --write results/sweep-knee.json")]
+    #[command(
+        after_help = "Example:\n  tarsier scenario chart --write results/sweep-knee.json\n  tarsier scenario chart --write --from scenarios/experiments/scaling-knee.yaml results/sweep-replicas.json"
+    )]
     Chart {
         #[arg(required = true)]
         files: Vec<PathBuf>,
         /// Write each chart next to its JSON (same name, .svg) instead of printing it.
         #[arg(long)]
         write: bool,
+        /// Take the chart's title and reference lines from this scenario file's sweep of the same name (its
+        /// `chart:`), for results written before it had one.
+        #[arg(long, value_name = "SCENARIO")]
+        from: Option<PathBuf>,
     },
 }

@@ -114,7 +114,9 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             local_swarm::run(args, shutdown).await
         }
         CliCommand::Scenario(ScenarioCommand::Check { files }) => Ok(scenario::check_files(&files)),
-        CliCommand::Scenario(ScenarioCommand::Chart { files, write }) => scenario::chart_files(&files, write),
+        CliCommand::Scenario(ScenarioCommand::Chart { files, write, from }) => {
+            scenario::chart_files(&files, write, from.as_deref())
+        }
         CliCommand::Scenario(ScenarioCommand::Run(args)) => {
             let _logs = warnings_only();
             scenario::run_files(
@@ -123,6 +125,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 args.target.as_deref(),
                 args.service.as_deref(),
                 &args.sweeps,
+                args.rounds,
                 &args.client,
             )
             .await

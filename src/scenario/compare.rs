@@ -4,6 +4,7 @@
 
 use super::report::{short_number, SweepTable};
 use super::sweep::plain;
+use super::sweep_table::Spread;
 use crate::guard::Bound;
 
 /// A round, named by some of its parameters' values: `replicas=8` or `replicas=8,concurrency=50`.
@@ -52,6 +53,15 @@ impl Comparison {
         Ok(Self { text: text.to_owned(), figure: figure.trim().to_owned(), left, op_text: op.to_owned(), right })
     }
 
+    /// Every `PARAM=VALUE` it selects rounds by.
+    pub fn selected(&self) -> impl Iterator<Item = (&String, &String)> {
+        let right = match &self.right {
+            Right::Factor(_, selector) => selector.as_slice(),
+            Right::Number(_) => &[],
+        };
+        self.left.iter().chain(right).map(|(p, v)| (p, v))
+    }
+
     /// Holds or not on the sweep's table: the detail either way.
     pub fn check(&self, table: &SweepTable) -> Result<String, String> {
         let x = self.value(table, &self.left)?;
@@ -71,18 +81,19 @@ impl Comparison {
         }
     }
 
+    /// The figure at the round `selector` names: over several runs of it, their median.
     fn value(&self, table: &SweepTable, selector: &Selector) -> Result<f64, String> {
-        let row = table
-            .rows
-            .iter()
-            .find(|row| {
+        let point = table
+            .points()
+            .into_iter()
+            .find(|point| {
                 selector.iter().all(|(param, want)| {
                     let at = table.params.iter().position(|p| p == param);
-                    at.and_then(|i| row.values.get(i)).is_some_and(|v| plain(v) == *want)
+                    at.and_then(|i| point.values.get(i)).is_some_and(|v| plain(v) == *want)
                 })
             })
             .ok_or_else(|| format!("{}: no round with {}", self.text, show(selector)))?;
-        row.figures.get(&self.figure).copied().ok_or_else(|| {
+        point.figures.get(&self.figure).and_then(|runs| Spread::of(runs)).map(|s| s.median).ok_or_else(|| {
             format!(
                 "{}: the round with {} recorded no `{}` (record it in an exec step)",
                 self.text,
@@ -120,7 +131,13 @@ mod tests {
             values: vec![replicas.into()],
             figures: [("result.req_per_s".to_owned(), rps)].into(),
         };
-        SweepTable { name: "s".into(), params: vec!["replicas".into()], rows: vec![row(1, 100.0), row(8, 160.0)] }
+        SweepTable {
+            name: "s".into(),
+            params: vec!["replicas".into()],
+            rows: vec![row(1, 100.0), row(8, 160.0)],
+            chart: Default::default(),
+            source: None,
+        }
     }
 
     #[test]

@@ -191,17 +191,18 @@ pub fn run(report: &RunReport, running: &[usize]) -> String {
     for sweep in &report.sweeps {
         let _ = write!(out, "<h2>Sweep: {}</h2><div class=\"scroll\"><table><thead><tr>", escape(&sweep.name));
         let figures = sweep.figure_names();
-        for name in sweep.params.iter().chain(&figures) {
+        for name in sweep.params.iter().chain(&sweep.shown_names()) {
             let _ = write!(out, "<th>{}</th>", escape(name));
         }
         out.push_str("</tr></thead><tbody>");
-        for row in &sweep.rows {
+        for point in sweep.points() {
             out.push_str("<tr>");
-            for value in &row.values {
+            for value in &point.values {
                 let _ = write!(out, "<td>{}</td>", escape(&super::sweep::plain(value)));
             }
             for figure in &figures {
-                let shown = row.figures.get(figure).map_or("-".to_owned(), |x| crate::guard::short_number(*x));
+                let spread = point.figures.get(figure).and_then(|runs| super::sweep_table::Spread::of(runs));
+                let shown = spread.map_or("-".to_owned(), |s| s.shown());
                 let _ = write!(out, "<td class=\"num\">{}</td>", escape(&shown));
             }
             out.push_str("</tr>");

@@ -13,6 +13,8 @@ mod runner;
 mod shell;
 mod steady_state;
 mod sweep;
+mod sweep_chart;
+mod sweep_table;
 mod tail;
 
 use std::path::PathBuf;
@@ -59,11 +61,26 @@ const MAX_SWEEP_JSON: u64 = 16 * 1024 * 1024;
 
 /// `tarsier scenario chart`: each sweep JSON drawn again as SVG (after a change to the chart, without running
 /// the experiment again).
-pub fn chart_files(files: &[PathBuf], write: bool) -> anyhow::Result<i32> {
+pub fn chart_files(files: &[PathBuf], write: bool, from: Option<&std::path::Path>) -> anyhow::Result<i32> {
+    let scenario = match from {
+        Some(path) => Some(load(path).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
     for file in files {
         let text = crate::sys::files::read_bounded(file, MAX_SWEEP_JSON, "sweep JSON")?.text;
-        let table: report::SweepTable =
+        let mut table: report::SweepTable =
             serde_json::from_str(&text).with_context(|| format!("{}: not a sweep's JSON", file.display()))?;
+        if let Some(scenario) = &scenario {
+            let sweep = plan::find_sweep(&scenario.steps, &table.name).with_context(|| {
+                format!("{}: the scenario has no sweep named {:?}", from.unwrap_or(file).display(), table.name)
+            })?;
+            table.chart = sweep.chart.clone();
+        }
+        if table.source.is_none() {
+            // Results written before sweeps kept their source: say what is known, no more.
+            let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            table.source = Some(format!("drawn by tarsier {} from {name}", env!("CARGO_PKG_VERSION")));
+        }
         let svg = table.chart_svg().map_err(|e| anyhow::anyhow!("cannot draw {}: {e}", file.display()))?;
         if write {
             let target = file.with_extension("svg");
@@ -84,6 +101,7 @@ pub async fn run_files(
     target: Option<&str>,
     service: Option<&str>,
     sweeps: &[String],
+    rounds: Option<u32>,
     access: &ClientArgs,
 ) -> anyhow::Result<i32> {
     let mut overrides = Vec::new();
@@ -98,7 +116,7 @@ pub async fn run_files(
     }
     let mut scenarios = Vec::new();
     for file in files {
-        match load_with(file, &overrides) {
+        match load_with(file, &overrides, rounds) {
             Ok(mut scenario) => {
                 if let Some(url) = target {
                     scenario.target = Target::Agent { public: url.to_owned(), service: service.map(str::to_owned) };

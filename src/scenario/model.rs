@@ -89,12 +89,49 @@ pub struct RawStep {
     pub steps: Option<Vec<RawStep>>,
     pub repeat: Option<u32>,
     /// `sweep: {replicas: [1, 2, 4]}` with `steps:`: the steps run once per value (several parameters: once
-    /// per combination), with `{{replicas}}` replaced in their strings and exec data; the figures they record
-    /// make one row of the sweep's table per round.
-    pub sweep: Option<BTreeMap<String, Vec<Value>>>,
+    /// per combination, the first written varying slowest), with `{{replicas}}` replaced in their strings and
+    /// exec data; the figures they record make one row of the sweep's table per round. In the order written:
+    /// the chart's x axis is the first parameter that varies.
+    pub sweep: Option<indexmap::IndexMap<String, Vec<Value>>>,
+    /// With `sweep`: each round is run this many times (default 1; `scenario run --rounds N` for every sweep),
+    /// every run kept; tables show the median and the range, charts error bars.
+    pub rounds: Option<u32>,
+    /// With `sweep`: how its chart is drawn (title, reference lines).
+    pub chart: Option<ChartSpec>,
     /// With `sweep`: comparisons across its rounds, checked when the last round ends
     /// (`result.req_per_s at replicas=8 >= 1.5x at replicas=1`).
     pub compare: Option<Vec<String>>,
+    /// Comparisons taken out because `--sweep` removed a value they name: said, not failed.
+    #[serde(skip)]
+    pub compare_skipped: Vec<String>,
+}
+
+/// A sweep's chart: its title (the question it answers) and the lines a reader compares the figures with.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChartSpec {
+    /// The chart's title; the sweep's name when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// Figures drawn with the line of ideal scaling beside them: the first point's value grown in proportion to
+    /// the x axis (`result.req_per_s` at 4 replicas = 4x the figure at 1).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ideal: Vec<String>,
+    /// What a figure is called on the chart, when its path says too little (`seconds: time to scale`); the
+    /// unit still comes from the path.
+    #[serde(default, skip_serializing_if = "indexmap::IndexMap::is_empty")]
+    pub names: indexmap::IndexMap<String, String>,
+    /// Horizontal lines: a target or a limit (`{figure: result.latency_ms.p99, value: 3000, label: seed 002's 3 s}`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lines: Vec<ReferenceLine>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReferenceLine {
+    pub figure: String,
+    pub value: f64,
+    pub label: String,
 }
 
 /// A command body plus what its answer must show.

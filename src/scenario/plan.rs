@@ -161,6 +161,11 @@ pub struct Sweep {
     pub params: Vec<String>,
     pub rounds: Vec<SweepRound>,
     pub compare: Vec<Comparison>,
+    /// Comparisons `--sweep` left uncheckable, with why: said in the sweep's row, not failed.
+    pub compare_skipped: Vec<String>,
+    /// Runs of each round (`rounds:`).
+    pub repeats: u32,
+    pub chart: super::model::ChartSpec,
 }
 
 #[derive(Clone)]
@@ -171,18 +176,19 @@ pub struct SweepRound {
 
 /// Reads, checks and types a scenario file; the error says where and what.
 pub fn load(path: &Path) -> Result<Scenario, String> {
-    load_with(path, &[])
+    load_with(path, &[], None)
 }
 
-/// Reads a scenario file, gives its sweeps the values of `overrides` (`--sweep`), then checks and types it.
-pub fn load_with(path: &Path, overrides: &[SweepOverride]) -> Result<Scenario, String> {
+/// Reads a scenario file, gives its sweeps the values of `overrides` (`--sweep`) and the runs per round of
+/// `rounds` (`--rounds`), then checks and types it.
+pub fn load_with(path: &Path, overrides: &[SweepOverride], rounds: Option<u32>) -> Result<Scenario, String> {
     let text =
         crate::sys::files::read_bounded(path, MAX_SCENARIO_FILE, "scenario file").map_err(|e| e.to_string())?.text;
-    parse_with(&text, overrides).map_err(|e| format!("{}: {e}", path.display()))
+    parse_with(&text, overrides, rounds).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// A scenario file's text, checked and typed, with `overrides` in its sweeps.
-fn parse_with(text: &str, overrides: &[SweepOverride]) -> Result<Scenario, String> {
+fn parse_with(text: &str, overrides: &[SweepOverride], rounds: Option<u32>) -> Result<Scenario, String> {
     // The bounds of an /exec body, before the parser: a deeply nested file hung it for minutes.
     crate::wire::body::check_nesting(text.as_bytes())?;
     crate::wire::body::check_tags(text.as_bytes())?;
@@ -191,6 +197,9 @@ fn parse_with(text: &str, overrides: &[SweepOverride]) -> Result<Scenario, Strin
         if override_sweeps(&mut raw.steps, change) == 0 {
             return Err(format!("--sweep {}: no sweep has the parameter `{}`", change.name, change.name));
         }
+    }
+    if let Some(rounds) = rounds {
+        super::sweep::set_rounds(&mut raw.steps, rounds);
     }
     Scenario::from_raw(raw).map_err(|e| capped(&e))
 }
@@ -315,9 +324,7 @@ fn step(raw: &RawStep, here: &str, context: Context) -> Result<Step, String> {
         (Some(_), Some(_)) if raw.repeat.is_some() => {
             return Err(format!("{here}: a sweep runs its steps once per round: give `sweep` or `repeat`, not both"))
         }
-        (Some(inner), Some(params)) => {
-            actions.push(Action::Sweep(sweep(params, inner, raw.compare.as_deref().unwrap_or(&[]), here, context)?))
-        }
+        (Some(inner), Some(params)) => actions.push(Action::Sweep(sweep(raw, params, inner, here, context)?)),
         (Some(inner), None) => {
             let times = raw.repeat.unwrap_or(1);
             if times == 0 {
@@ -326,6 +333,9 @@ fn step(raw: &RawStep, here: &str, context: Context) -> Result<Step, String> {
             actions.push(Action::Repeat { steps: steps(inner, &format!("{here}.steps"), context)?, times });
         }
         (None, Some(_)) => return Err(format!("{here}: `sweep` needs `steps:` to run in each round")),
+        _ if (raw.rounds.is_some() || raw.chart.is_some()) && raw.sweep.is_none() => {
+            return Err(format!("{here}: `rounds` and `chart` are a sweep's: they need `sweep:`"))
+        }
         _ if raw.compare.is_some() && raw.sweep.is_none() => {
             return Err(format!("{here}: `compare` compares a sweep's rounds: it needs `sweep:`"))
         }
@@ -446,21 +456,35 @@ fn run_command(raw: &RawRun, here: &str) -> Result<RunCommand, String> {
 
 /// Every round typed with its values in place: a body must hold for each.
 fn sweep(
-    params: &BTreeMap<String, Vec<Value>>,
+    raw: &RawStep,
+    params: &indexmap::IndexMap<String, Vec<Value>>,
     inner: &[RawStep],
-    compare: &[String],
     here: &str,
     context: Context,
 ) -> Result<Sweep, String> {
     let names: Vec<String> = params.keys().cloned().collect();
-    let compare = compare
-        .iter()
-        .enumerate()
-        .map(|(i, text)| Comparison::parse(text, &names).map_err(|e| format!("{here}.compare[{i}]: {e}")))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut compare = Vec::new();
+    for (i, text) in raw.compare.iter().flatten().enumerate() {
+        let comparison = Comparison::parse(text, &names).map_err(|e| format!("{here}.compare[{i}]: {e}"))?;
+        // A value no round has is a typo: said now, not after the whole sweep has run.
+        for (param, value) in comparison.selected() {
+            let values = params.get(param).map(|v| v.iter().map(super::sweep::plain).collect::<Vec<_>>());
+            if !values.as_ref().is_some_and(|v| v.contains(value)) {
+                return Err(format!(
+                    "{here}.compare[{i}]: no round has {param}={value} (its values: {})",
+                    values.unwrap_or_default().join(", ")
+                ));
+            }
+        }
+        compare.push(comparison);
+    }
+    let repeats = raw.rounds.unwrap_or(1);
+    if !(1..=MAX_RUNS_PER_ROUND).contains(&repeats) {
+        return Err(format!("{here}.rounds: {repeats} must be 1 to {MAX_RUNS_PER_ROUND}"));
+    }
     let every_round = sweep_rounds(params).map_err(|e| format!("{here}.sweep: {e}"))?;
     // Nested sweeps multiply: 40 rounds inside 40 are 1,600, so the cap holds for the product.
-    let in_all = context.rounds_around.saturating_mul(every_round.len());
+    let in_all = context.rounds_around.saturating_mul(every_round.len()).saturating_mul(repeats as usize);
     if in_all > super::sweep::MAX_SWEEP_ROUNDS {
         return Err(format!(
             "{here}.sweep: with the sweeps around it, this would run {in_all} rounds in all; at most {} are allowed",
@@ -474,8 +498,28 @@ fn sweep(
         let steps = steps(&filled, &format!("{here}.steps[{}]", round_label(&values)), context)?;
         rounds.push(SweepRound { values, steps });
     }
-    Ok(Sweep { params: names, rounds, compare })
+    Ok(Sweep {
+        params: names,
+        rounds,
+        compare,
+        compare_skipped: raw.compare_skipped.clone(),
+        repeats,
+        chart: raw.chart.clone().unwrap_or_default(),
+    })
 }
+
+/// The sweep step titled `title`, at any depth.
+pub fn find_sweep<'a>(steps: &'a [Step], title: &str) -> Option<&'a Sweep> {
+    steps.iter().find_map(|step| match &step.action {
+        Action::Sweep(sweep) if step.title == title => Some(sweep),
+        Action::Sweep(sweep) => sweep.rounds.iter().find_map(|round| find_sweep(&round.steps, title)),
+        Action::Parallel(inner) | Action::Repeat { steps: inner, .. } => find_sweep(inner, title),
+        _ => None,
+    })
+}
+
+/// The most runs of one round (`rounds:`, `--rounds`).
+pub const MAX_RUNS_PER_ROUND: u32 = 100;
 
 #[cfg(test)]
 mod tests {
@@ -498,7 +542,7 @@ mod tests {
         ) {
             let text: String = parts.concat();
             let started = std::time::Instant::now();
-            let _ = parse_with(&text, &[]);
+            let _ = parse_with(&text, &[], None);
             proptest::prop_assert!(started.elapsed() < std::time::Duration::from_secs(2), "{:?}", started.elapsed());
         }
     }

@@ -544,23 +544,36 @@ impl Runner {
     /// recorded as a row of the sweep's table. After a failed round the rest are skipped (reported step by
     /// step), unless `continue_on_failure`.
     async fn sweep(self: &Arc<Self>, title: &str, sweep: &Sweep, depth: usize) -> Result<String, String> {
-        let mut table = SweepTable { name: title.to_owned(), params: sweep.params.clone(), rows: Vec::new() };
+        let mut table = SweepTable {
+            name: title.to_owned(),
+            params: sweep.params.clone(),
+            rows: Vec::new(),
+            chart: sweep.chart.clone(),
+            source: Some(source_line(sweep.repeats)),
+        };
         let mut held = true;
+        let runs = sweep.repeats as usize;
         for (i, round) in sweep.rounds.iter().enumerate() {
-            let label = round_label(&round.values);
-            if (!held && !self.continue_on_failure) || self.interrupted() {
-                ROUND.sync_scope(label, || self.skip(&round.steps, depth + 1));
-                held = false;
-                continue;
+            for run in 0..runs {
+                // Each run of a round is told apart in reports by its number.
+                let label = match runs {
+                    1 => round_label(&round.values),
+                    _ => format!("{} run {} of {runs}", round_label(&round.values), run + 1),
+                };
+                if (!held && !self.continue_on_failure) || self.interrupted() {
+                    ROUND.sync_scope(label, || self.skip(&round.steps, depth + 1));
+                    held = false;
+                    continue;
+                }
+                crate::say!("{}  round {} of {}: {label}", "  ".repeat(depth), i + 1, sweep.rounds.len());
+                let before = self.figures.lock().unwrap_or_else(|p| p.into_inner()).len();
+                held &= ROUND.scope(label, self.run_steps(&round.steps, depth + 1)).await;
+                let figures = self.figures.lock().unwrap_or_else(|p| p.into_inner())[before..]
+                    .iter()
+                    .map(|f| (f.figure.clone(), f.value))
+                    .collect();
+                table.rows.push(SweepRow { values: round.values.iter().map(|(_, v)| v.clone()).collect(), figures });
             }
-            crate::say!("{}  round {} of {}: {label}", "  ".repeat(depth), i + 1, sweep.rounds.len());
-            let before = self.figures.lock().unwrap_or_else(|p| p.into_inner()).len();
-            held &= ROUND.scope(label, self.run_steps(&round.steps, depth + 1)).await;
-            let figures = self.figures.lock().unwrap_or_else(|p| p.into_inner())[before..]
-                .iter()
-                .map(|f| (f.figure.clone(), f.value))
-                .collect();
-            table.rows.push(SweepRow { values: round.values.iter().map(|(_, v)| v.clone()).collect(), figures });
         }
         // The comparisons across rounds, once every round has run.
         let (mut held_text, mut failed) = (Vec::new(), Vec::new());
@@ -580,8 +593,14 @@ impl Runner {
             return Err(failed.join("; "));
         }
         let mut detail = format!("{} rounds", sweep.rounds.len());
+        if runs > 1 {
+            detail.push_str(&format!(" x {runs} runs"));
+        }
         for said in held_text {
             detail.push_str(&format!("; {said}"));
+        }
+        for skipped in &sweep.compare_skipped {
+            detail.push_str(&format!("; not compared: {skipped}"));
         }
         Ok(detail)
     }
@@ -659,6 +678,28 @@ impl Runner {
             .map_err(|e| e.to_string())?;
         Ok(format!("cancelled {} job(s) here, flooded to {} peer(s)", answer["cancelled_jobs"], answer["forwarded"]))
     }
+}
+
+/// Where a sweep's figures come from, for its chart: tarsier's version and commit, the machine, the date and
+/// the runs per round.
+fn source_line(runs: u32) -> String {
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| format!(" ({})", String::from_utf8_lossy(&out.stdout).trim()))
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let date = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let runs = if runs == 1 { "1 run per round".to_owned() } else { format!("{runs} runs per round") };
+    format!(
+        "tarsier {}{commit}; {}, {cores} cores; {}; {runs}",
+        env!("CARGO_PKG_VERSION"),
+        crate::sys::hostname(),
+        &date[..10]
+    )
 }
 
 /// The progress line of a finished (or skipped) step.

@@ -2,8 +2,6 @@
 //! `--sweep NAME=V1,V2` overrides. Works on the file's form (`model`): a round's steps are typed only once
 //! their values are in place.
 
-use std::collections::BTreeMap;
-
 use serde_json::Value;
 
 use super::model::RawStep;
@@ -14,8 +12,8 @@ pub const MAX_SWEEP_ROUNDS: usize = 1_000;
 /// One round of a sweep: each parameter's value.
 pub type Round = Vec<(String, Value)>;
 
-/// Every combination of the parameters' values, the first parameter (by name) varying slowest.
-pub fn sweep_rounds(params: &BTreeMap<String, Vec<Value>>) -> Result<Vec<Round>, String> {
+/// Every combination of the parameters' values, the first parameter written varying slowest.
+pub fn sweep_rounds(params: &indexmap::IndexMap<String, Vec<Value>>) -> Result<Vec<Round>, String> {
     if params.is_empty() {
         return Err("give at least one parameter and its values, such as `{replicas: [1, 2, 4]}`".into());
     }
@@ -166,6 +164,31 @@ impl SweepOverride {
     }
 }
 
+/// `--rounds N`: every sweep (at any depth) runs each round `rounds` times.
+pub fn set_rounds(steps: &mut [RawStep], rounds: u32) {
+    for step in steps {
+        if step.sweep.is_some() {
+            step.rounds = Some(rounds);
+        }
+        for inner in [step.steps.as_mut(), step.parallel.as_mut()].into_iter().flatten() {
+            set_rounds(inner, rounds);
+        }
+    }
+}
+
+/// A value of `change`'s parameter that the comparison `text` selects (`at NAME=VALUE`) and the override no
+/// longer runs.
+fn removed_value(text: &str, change: &SweepOverride) -> Option<String> {
+    let key = format!("{}=", change.name);
+    let kept: Vec<String> = change.values.iter().map(plain).collect();
+    text.match_indices(&key)
+        .filter(|(at, _)| *at == 0 || !text[..*at].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_'))
+        .map(|(at, _)| {
+            text[at + key.len()..].chars().take_while(|c| !c.is_whitespace() && *c != ',').collect::<String>()
+        })
+        .find(|value| !kept.contains(value))
+}
+
 /// Puts the override's values into every sweep (at any depth) that has its parameter; how many did.
 pub fn override_sweeps(steps: &mut [RawStep], change: &SweepOverride) -> usize {
     let mut changed = 0;
@@ -173,6 +196,17 @@ pub fn override_sweeps(steps: &mut [RawStep], change: &SweepOverride) -> usize {
         if let Some(values) = step.sweep.as_mut().and_then(|params| params.get_mut(&change.name)) {
             *values = change.values.clone();
             changed += 1;
+            // A comparison naming a value no longer run cannot be checked: it is set aside with a note.
+            if let Some(compare) = step.compare.as_mut() {
+                let kept: Vec<String> =
+                    compare.iter().filter(|text| removed_value(text, change).is_none()).cloned().collect();
+                for text in compare.iter() {
+                    if let Some(value) = removed_value(text, change) {
+                        step.compare_skipped.push(format!("`{text}` ({}={value} is not run: --sweep)", change.name));
+                    }
+                }
+                *compare = kept;
+            }
         }
         for inner in [step.steps.as_mut(), step.parallel.as_mut()].into_iter().flatten() {
             changed += override_sweeps(inner, change);
@@ -187,15 +221,16 @@ mod tests {
 
     #[test]
     fn sweeps_run_the_product_of_their_parameters_with_values_in_place() {
-        let params: BTreeMap<String, Vec<Value>> = serde_json::from_str(r#"{"b": [1, 2], "a": ["x", "y"]}"#).unwrap();
+        let params: indexmap::IndexMap<String, Vec<Value>> =
+            serde_json::from_str(r#"{"b": [1, 2], "a": ["x", "y"]}"#).unwrap();
         let rounds = sweep_rounds(&params).unwrap();
         let labels: Vec<String> = rounds.iter().map(round_label).collect();
-        assert_eq!(labels, ["a=x b=1", "a=x b=2", "a=y b=1", "a=y b=2"]);
+        assert_eq!(labels, ["b=1 a=x", "b=1 a=y", "b=2 a=x", "b=2 a=y"], "in the order written");
         let steps: Vec<RawStep> = serde_norway::from_str(
             "- run: 'scale to {{b}} in {{a}}'\n- exec: {command: sleep/sleep, data: {n: '{{b}}', s: 'b{{b}}'}}\n",
         )
         .unwrap();
-        let filled = substitute_steps(&steps, &rounds[1]).unwrap();
+        let filled = substitute_steps(&steps, &rounds[2]).unwrap();
         let Some(super::super::model::RawRun::Full { command, env, .. }) = &filled[0].run else { panic!() };
         assert_eq!(command, "scale to \"${SWEEP_B}\" in \"${SWEEP_A}\"", "values reach run: as variables");
         assert_eq!(env["SWEEP_B"], "2");
@@ -203,10 +238,10 @@ mod tests {
         let data = &filled[1].exec.as_ref().unwrap().data;
         assert_eq!(data["n"], 2, "a lone placeholder keeps the value's type");
         assert_eq!(data["s"], "b2");
-        let too_many: BTreeMap<String, Vec<Value>> =
+        let too_many: indexmap::IndexMap<String, Vec<Value>> =
             [("a".to_owned(), vec![Value::from(1); 100]), ("b".to_owned(), vec![Value::from(1); 11])].into();
         assert!(sweep_rounds(&too_many).unwrap_err().contains("more than 1000 rounds"));
-        assert!(sweep_rounds(&BTreeMap::new()).is_err());
+        assert!(sweep_rounds(&indexmap::IndexMap::new()).is_err());
     }
 
     #[test]
@@ -221,5 +256,13 @@ mod tests {
         assert_eq!(override_sweeps(&mut steps, &change), 1);
         assert_eq!(steps[0].steps.as_ref().unwrap()[0].sweep.as_ref().unwrap()["n"].len(), 3);
         assert_eq!(override_sweeps(&mut steps, &SweepOverride::parse("x=1").unwrap()), 0);
+        // A comparison naming a value the override removed is set aside with a note; the others stay.
+        let mut steps: Vec<RawStep> = serde_norway::from_str(
+            "- sweep: {n: [1, 2, 8]}\n  compare: ['r at n=8 >= 2x at n=1', 'r at n=2 > 1']\n  steps: [{wait: 1ms}]\n",
+        )
+        .unwrap();
+        override_sweeps(&mut steps, &SweepOverride::parse("n=1,2").unwrap());
+        assert_eq!(steps[0].compare.as_deref(), Some(&["r at n=2 > 1".to_owned()][..]));
+        assert_eq!(steps[0].compare_skipped, ["`r at n=8 >= 2x at n=1` (n=8 is not run: --sweep)"]);
     }
 }

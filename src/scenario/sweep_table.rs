@@ -1,0 +1,201 @@
+//! A sweep's results: one row per run of a round (a round run `rounds:` times has as many rows), the
+//! parameters in the order the file writes them and the figures in the order they were recorded. Read back
+//! from its JSON by `tarsier scenario chart`. The terminal table and the CSV are here; the chart is
+//! `sweep_chart`.
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::model::ChartSpec;
+use super::sweep::plain;
+use crate::guard::short_number;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SweepTable {
+    /// The sweep step's title.
+    pub name: String,
+    /// In the order written.
+    pub params: Vec<String>,
+    pub rows: Vec<SweepRow>,
+    /// How its chart is drawn (the sweep's `chart:`).
+    #[serde(default)]
+    pub chart: ChartSpec,
+    /// Where the figures come from, for a reader of the chart: tarsier's version and commit, the machine, the
+    /// date, the rounds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SweepRow {
+    pub values: Vec<Value>,
+    /// Figure (dotted path) -> value, in the order recorded; the last one recorded in the run when a path was
+    /// recorded twice.
+    pub figures: IndexMap<String, f64>,
+}
+
+/// The runs of one round: its parameters' values and, per figure, every value its runs recorded.
+#[derive(Debug, Clone)]
+pub struct Point {
+    pub values: Vec<Value>,
+    pub figures: IndexMap<String, Vec<f64>>,
+}
+
+/// The median, lowest and highest of a round's runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    pub runs: usize,
+}
+
+impl Spread {
+    pub fn of(values: &[f64]) -> Option<Self> {
+        if values.is_empty() {
+            return None;
+        }
+        let mut sorted = values.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let n = sorted.len();
+        let median = if n % 2 == 1 { sorted[n / 2] } else { (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0 };
+        Some(Self { median, min: sorted[0], max: sorted[n - 1], runs: n })
+    }
+
+    /// `812` or, over several runs, `812 (790-830)`.
+    pub fn shown(&self) -> String {
+        if self.runs > 1 && self.min != self.max {
+            format!("{} ({}-{})", short_number(self.median), short_number(self.min), short_number(self.max))
+        } else {
+            short_number(self.median)
+        }
+    }
+}
+
+impl SweepTable {
+    /// The figures recorded in any round, in the order first recorded: the table's columns after the
+    /// parameters.
+    pub fn figure_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for name in self.rows.iter().flat_map(|r| r.figures.keys()) {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+        names
+    }
+
+    /// The figures as headers and captions show them: without the `result.` most start with, unless another
+    /// figure has that shorter name (the CSV and JSON keep whole paths).
+    pub fn shown_names(&self) -> Vec<String> {
+        let figures = self.figure_names();
+        figures
+            .iter()
+            .map(|f| match f.strip_prefix("result.") {
+                Some(short) if !figures.iter().any(|other| other == short) => short.to_owned(),
+                _ => f.clone(),
+            })
+            .collect()
+    }
+
+    /// The rows of each round together, rounds in the order they ran.
+    pub fn points(&self) -> Vec<Point> {
+        let mut points: Vec<Point> = Vec::new();
+        for row in &self.rows {
+            let at = match points.iter().position(|p| p.values == row.values) {
+                Some(at) => at,
+                None => {
+                    points.push(Point { values: row.values.clone(), figures: IndexMap::new() });
+                    points.len() - 1
+                }
+            };
+            for (name, value) in &row.figures {
+                points[at].figures.entry(name.clone()).or_default().push(*value);
+            }
+        }
+        points
+    }
+
+    /// The most runs any round had.
+    pub fn runs_per_round(&self) -> usize {
+        self.points().iter().map(|p| p.figures.values().map(Vec::len).max().unwrap_or(1)).max().unwrap_or(1)
+    }
+
+    /// The table for a person: parameters then figures, one row per round, a figure over several runs as its
+    /// median and range (comfy-table, fitted to the terminal, 120 columns when piped).
+    pub fn render(&self) -> String {
+        let figures = self.figure_names();
+        let mut table = comfy_table::Table::new();
+        table.load_preset(comfy_table::presets::UTF8_HORIZONTAL_ONLY);
+        table.set_content_arrangement(comfy_table::ContentArrangement::Dynamic);
+        table.set_header(self.params.iter().cloned().chain(self.shown_names()).collect::<Vec<_>>());
+        for point in self.points() {
+            let values = point.values.iter().map(plain);
+            let figures = figures
+                .iter()
+                .map(|f| point.figures.get(f).and_then(|runs| Spread::of(runs)).map_or("-".to_owned(), |s| s.shown()));
+            table.add_row(values.chain(figures).collect::<Vec<_>>());
+        }
+        if table.width().is_none() {
+            table.set_width(120);
+        }
+        let runs = self.runs_per_round();
+        let note = if runs > 1 { format!(" (median and range of {runs} runs per round)") } else { String::new() };
+        format!("sweep: {}{note}\n{table}\n", self.name)
+    }
+
+    /// The table as CSV: every run of every round (one line each), the parameters, then the figures.
+    pub fn csv(&self) -> Result<Vec<u8>, csv::Error> {
+        let figures = self.figure_names();
+        let mut out = csv::Writer::from_writer(Vec::new());
+        out.write_record(self.params.iter().chain(&figures))?;
+        for row in &self.rows {
+            let values = row.values.iter().map(plain);
+            let figures = figures.iter().map(|f| row.figures.get(f).map_or(String::new(), |x| x.to_string()));
+            out.write_record(values.chain(figures).collect::<Vec<_>>())?;
+        }
+        out.into_inner().map_err(|err| csv::Error::from(err.into_error()))
+    }
+
+    /// A file name for this sweep's outputs: its title in lowercase letters, digits and dashes.
+    pub fn slug(&self) -> String {
+        let slug: String =
+            self.name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
+        let slug = slug.split('-').filter(|p| !p.is_empty()).collect::<Vec<_>>().join("-");
+        if slug.is_empty() {
+            "sweep".into()
+        } else {
+            slug.chars().take(60).collect()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounds_run_several_times_show_their_median_and_range_and_keep_every_run() {
+        let row = |rate: u64, rps: f64| SweepRow {
+            values: vec![rate.into()],
+            figures: [("result.req_per_s".to_owned(), rps), ("result.errors".to_owned(), 0.0)].into_iter().collect(),
+        };
+        let table = SweepTable {
+            name: "s".into(),
+            params: vec!["rate".into()],
+            rows: vec![row(100, 99.0), row(100, 101.0), row(100, 100.0), row(200, 180.0)],
+            chart: ChartSpec::default(),
+            source: None,
+        };
+        assert_eq!(table.figure_names(), ["result.req_per_s", "result.errors"], "the order recorded");
+        let points = table.points();
+        assert_eq!(points.len(), 2);
+        let spread = Spread::of(&points[0].figures["result.req_per_s"]).unwrap();
+        assert_eq!((spread.median, spread.min, spread.max, spread.runs), (100.0, 99.0, 101.0, 3));
+        let shown = table.render();
+        assert!(shown.contains("100 (99-101)") && shown.contains("median and range of 3 runs"), "{shown}");
+        let csv = String::from_utf8(table.csv().unwrap()).unwrap();
+        assert_eq!(csv.lines().count(), 5, "every run: {csv}");
+    }
+}
