@@ -117,6 +117,10 @@ pub struct ChartSpec {
     /// the x axis (`result.req_per_s` at 4 replicas = 4x the figure at 1).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ideal: Vec<String>,
+    /// Curves of a fair share: `total` split evenly over x (`{figure: cpu_share_mean, total: 2, label: 2 cores
+    /// shared}`: each of x containers gets 2/x).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shares: Vec<ShareLine>,
     /// What a figure is called on the chart, when its path says too little (`seconds: time to scale`); the
     /// unit still comes from the path.
     #[serde(default, skip_serializing_if = "indexmap::IndexMap::is_empty")]
@@ -124,6 +128,17 @@ pub struct ChartSpec {
     /// Horizontal lines: a target or a limit (`{figure: result.latency_ms.p99, value: 3000, label: seed 002's 3 s}`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub lines: Vec<ReferenceLine>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShareLine {
+    pub figure: String,
+    pub total: f64,
+    /// What each asks at most: the share is `min(cap, total / x)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cap: Option<f64>,
+    pub label: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

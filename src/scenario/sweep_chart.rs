@@ -144,7 +144,9 @@ impl SweepTable {
     }
 
     fn has_references(&self, figure: &str) -> bool {
-        self.chart.ideal.iter().any(|f| f == figure) || self.chart.lines.iter().any(|l| l.figure == figure)
+        self.chart.ideal.iter().any(|f| f == figure)
+            || self.chart.lines.iter().any(|l| l.figure == figure)
+            || self.chart.shares.iter().any(|l| l.figure == figure)
     }
 
     /// One figure's panel (with its legend on the right when there is one to show).
@@ -167,13 +169,27 @@ impl SweepTable {
         let references: Vec<(String, f64)> =
             self.chart.lines.iter().filter(|l| l.figure == figure).map(|l| (l.label.clone(), l.value)).collect();
         let ideal = axis.categories.is_none() && self.chart.ideal.iter().any(|f| f == figure);
-        let ideal_lines: Vec<Vec<(f64, f64)>> =
-            if ideal { lines.iter().filter_map(|(_, points)| ideal_line(points)).collect() } else { Vec::new() };
+        let mut ideal_lines: Vec<(String, Vec<(f64, f64)>)> = if ideal {
+            lines.iter().filter_map(|(_, points)| ideal_line(points)).map(|l| ("ideal scaling".to_owned(), l)).collect()
+        } else {
+            Vec::new()
+        };
+        // A fair share: the total split evenly over x, at every x the sweep ran.
+        if axis.categories.is_none() {
+            let mut xs: Vec<f64> =
+                lines.iter().flat_map(|(_, l)| l.iter().map(|(x, _)| *x)).filter(|x| *x > 0.0).collect();
+            xs.sort_by(f64::total_cmp);
+            xs.dedup();
+            for share in self.chart.shares.iter().filter(|s| s.figure == figure) {
+                let cap = share.cap.unwrap_or(f64::INFINITY);
+                ideal_lines.push((share.label.clone(), xs.iter().map(|x| (*x, (share.total / x).min(cap))).collect()));
+            }
+        }
         let y_max = lines
             .iter()
             .flat_map(|(_, l)| l.iter().map(|(_, s)| s.max))
             .chain(references.iter().map(|(_, v)| *v))
-            .chain(ideal_lines.iter().flatten().map(|(_, y)| *y))
+            .chain(ideal_lines.iter().flat_map(|(_, l)| l.iter().map(|(_, y)| *y)))
             .fold(0.0f64, f64::max);
         let y_max = if y_max > 0.0 { y_max * 1.12 } else { 1.0 };
         let xs: Vec<f64> = lines.iter().flat_map(|(_, l)| l.iter().map(|(x, _)| *x)).collect();
@@ -230,8 +246,10 @@ impl SweepTable {
                     .iter()
                     .map(|(label, points)| (label.clone(), points.iter().map(|(x, s)| (place(*x), *s)).collect()))
                     .collect();
-                let ideal_placed: Vec<Vec<(f64, f64)>> =
-                    ideal_lines.iter().map(|line| line.iter().map(|(x, y)| (place(*x), *y)).collect()).collect();
+                let ideal_placed: Vec<(String, Vec<(f64, f64)>)> = ideal_lines
+                    .iter()
+                    .map(|(label, line)| (label.clone(), line.iter().map(|(x, y)| (place(*x), *y)).collect()))
+                    .collect();
                 let xs: Vec<f64> = xs.iter().map(|x| place(*x)).collect();
                 let min = xs.iter().copied().fold(f64::INFINITY, f64::min);
                 let max = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -278,11 +296,11 @@ impl SweepTable {
                     draw_points(&mut chart, points, 0.0, colour(i), true).map_err(|e| error(&e))?;
                     legend_rows.push((label.clone(), colour(i), false));
                 }
-                for line in &ideal_placed {
+                for (label, line) in &ideal_placed {
                     draw_ideal(&mut chart, line).map_err(|e| error(&e))?;
-                }
-                if !ideal_placed.is_empty() {
-                    legend_rows.push(("ideal scaling".into(), RGBAColor(110, 110, 110, 1.0), true));
+                    if !legend_rows.iter().any(|(known, _, _)| known == label) {
+                        legend_rows.push((label.clone(), RGBAColor(110, 110, 110, 1.0), true));
+                    }
                 }
                 draw_references(&mut chart, &references, (low, high), &mut legend_rows).map_err(|e| error(&e))?;
             }
@@ -301,7 +319,7 @@ impl SweepTable {
                 } else {
                     legend_area.draw(&PathElement::new(vec![(6, y), (26, y)], stroke)).map_err(|e| error(&e))?;
                 }
-                let text: String = label.chars().take(24).collect();
+                let text: String = label.chars().take(28).collect();
                 legend_area.draw(&Text::new(text, (32, y - 7), ("sans-serif", 12))).map_err(|e| error(&e))?;
             }
         }
@@ -417,6 +435,8 @@ fn unit_of(name: &str) -> &'static str {
         "s"
     } else if last.ends_with("percent") || last.ends_with("_pct") {
         "%"
+    } else if whole.contains("cpu_share") || last.ends_with("_cores") {
+        "cores"
     } else if last.contains("ratio") || last.contains("fraction") || last == "availability" {
         "ratio, 1 = all"
     } else {
@@ -467,6 +487,7 @@ mod tests {
             ideal: vec!["result.req_per_s".into()],
             lines: vec![ReferenceLine { figure: "result.req_per_s".into(), value: 500.0, label: "target".into() }],
             names: Default::default(),
+            shares: Vec::new(),
         };
         let axis = sweep.axis(&sweep.points());
         assert_eq!((axis.param, axis.log2, axis.categories.is_none()), (0, true, true));
