@@ -483,5 +483,8 @@ pub enum ScenarioCommand {
         /// `chart:`), for results written before it had one.
         #[arg(long, value_name = "SCENARIO")]
         from: Option<PathBuf>,
+        /// Print the sweep's table as Markdown instead of its chart (what docs/experiments.md shows).
+        #[arg(long, conflicts_with = "write")]
+        markdown: bool,
     },
 }

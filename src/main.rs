@@ -114,8 +114,8 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             local_swarm::run(args, shutdown).await
         }
         CliCommand::Scenario(ScenarioCommand::Check { files }) => Ok(scenario::check_files(&files)),
-        CliCommand::Scenario(ScenarioCommand::Chart { files, write, from }) => {
-            scenario::chart_files(&files, write, from.as_deref())
+        CliCommand::Scenario(ScenarioCommand::Chart { files, write, from, markdown }) => {
+            scenario::chart_files(&files, write, from.as_deref(), markdown)
         }
         CliCommand::Scenario(ScenarioCommand::Run(args)) => {
             let _logs = warnings_only();

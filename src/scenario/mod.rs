@@ -61,7 +61,12 @@ const MAX_SWEEP_JSON: u64 = 16 * 1024 * 1024;
 
 /// `tarsier scenario chart`: each sweep JSON drawn again as SVG (after a change to the chart, without running
 /// the experiment again).
-pub fn chart_files(files: &[PathBuf], write: bool, from: Option<&std::path::Path>) -> anyhow::Result<i32> {
+pub fn chart_files(
+    files: &[PathBuf],
+    write: bool,
+    from: Option<&std::path::Path>,
+    markdown: bool,
+) -> anyhow::Result<i32> {
     let scenario = match from {
         Some(path) => Some(load(path).map_err(anyhow::Error::msg)?),
         None => None,
@@ -80,6 +85,10 @@ pub fn chart_files(files: &[PathBuf], write: bool, from: Option<&std::path::Path
             // Results written before sweeps kept their source: say what is known, no more.
             let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             table.source = Some(format!("drawn by tarsier {} from {name}", env!("CARGO_PKG_VERSION")));
+        }
+        if markdown {
+            crate::client::output::line(table.markdown());
+            continue;
         }
         let svg = table.chart_svg().map_err(|e| anyhow::anyhow!("cannot draw {}: {e}", file.display()))?;
         if write {

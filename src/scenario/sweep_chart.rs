@@ -420,7 +420,7 @@ pub fn axis_label(name: &str) -> String {
 }
 
 /// The unit a figure's path says.
-fn unit_of(name: &str) -> &'static str {
+pub fn unit_of(name: &str) -> &'static str {
     let last = name.rsplit('.').next().unwrap_or(name);
     let whole = name.to_ascii_lowercase();
     if whole.contains("_ms") || last == "ms" {

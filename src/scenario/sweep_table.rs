@@ -9,7 +9,6 @@ use serde_json::Value;
 
 use super::model::ChartSpec;
 use super::sweep::plain;
-use crate::guard::short_number;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SweepTable {
@@ -33,6 +32,13 @@ pub struct SweepRow {
     /// Figure (dotted path) -> value, in the order recorded; the last one recorded in the run when a path was
     /// recorded twice.
     pub figures: IndexMap<String, f64>,
+}
+
+/// A column of the Markdown table.
+enum Column {
+    Figure(String),
+    VsFirst(String),
+    Share(f64, Option<f64>),
 }
 
 /// The runs of one round: its parameters' values and, per figure, every value its runs recorded.
@@ -63,27 +69,65 @@ impl Spread {
         Some(Self { median, min: sorted[0], max: sorted[n - 1], runs: n })
     }
 
-    /// `812` or, over several runs, `812 (790-830)`.
+    /// `812.4` or, over several runs, `812.4 (790.2-830.0)`.
     pub fn shown(&self) -> String {
         if self.runs > 1 && self.min != self.max {
-            format!("{} ({}-{})", short_number(self.median), short_number(self.min), short_number(self.max))
+            format!("{} ({}-{})", table_number(self.median), table_number(self.min), table_number(self.max))
         } else {
-            short_number(self.median)
+            table_number(self.median)
         }
     }
 }
 
+/// A figure in a table, to about four significant digits: `2,374`, `113.6`, `2.87`, `0.031`.
+pub fn table_number(x: f64) -> String {
+    let magnitude = x.abs();
+    if magnitude >= 1000.0 {
+        let whole = format!("{:.0}", x.abs());
+        let mut grouped = String::new();
+        for (i, digit) in whole.chars().enumerate() {
+            if i > 0 && (whole.len() - i) % 3 == 0 {
+                grouped.push(',');
+            }
+            grouped.push(digit);
+        }
+        return if x < 0.0 { format!("-{grouped}") } else { grouped };
+    }
+    let decimals = if magnitude >= 100.0 {
+        1
+    } else if magnitude >= 1.0 || magnitude == 0.0 {
+        2
+    } else {
+        3
+    };
+    let text = format!("{x:.decimals$}");
+    if x == x.trunc() && magnitude < 1000.0 {
+        return format!("{x:.0}");
+    }
+    text
+}
+
 impl SweepTable {
-    /// The figures recorded in any round, in the order first recorded: the table's columns after the
-    /// parameters.
+    /// The figures recorded in any round, in the order first recorded (those the chart names come first, in
+    /// its order): the table's columns after the parameters, the chart's panels.
     pub fn figure_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = Vec::new();
+        let mut recorded: Vec<String> = Vec::new();
         for name in self.rows.iter().flat_map(|r| r.figures.keys()) {
-            if !names.contains(name) {
-                names.push(name.clone());
+            if !recorded.contains(name) {
+                recorded.push(name.clone());
             }
         }
+        let mut names: Vec<String> = self.chart.names.keys().filter(|n| recorded.contains(n)).cloned().collect();
+        names.extend(recorded.into_iter().filter(|n| !self.chart.names.contains_key(n)));
         names
+    }
+
+    /// Figures that are 0 in every run of every round: named under a chart or table, not given a column.
+    pub fn all_zero(&self) -> Vec<String> {
+        self.figure_names()
+            .into_iter()
+            .filter(|f| self.rows.iter().all(|r| r.figures.get(f).is_none_or(|v| *v == 0.0)))
+            .collect()
     }
 
     /// The figures as headers and captions show them: without the `result.` most start with, unless another
@@ -158,6 +202,70 @@ impl SweepTable {
         out.into_inner().map_err(|err| csv::Error::from(err.into_error()))
     }
 
+    /// The table as Markdown, for a document: the parameters that vary, then each figure under its chart
+    /// name with its unit, a figure over several runs as its median and range; for an `ideal` figure its
+    /// ratio to the first round, and for a `shares` figure the fair share. Generated, never typed: a test
+    /// holds docs/experiments.md to it.
+    pub fn markdown(&self) -> String {
+        let points = self.points();
+        let varying: Vec<usize> = (0..self.params.len())
+            .filter(|i| points.iter().any(|p| points.first().is_some_and(|first| p.values[*i] != first.values[*i])))
+            .collect();
+        let params: Vec<usize> = if varying.is_empty() { (0..self.params.len()).collect() } else { varying };
+        let figures = self.figure_names();
+        let zero = self.all_zero();
+        let mut header: Vec<String> = params.iter().map(|i| self.params[*i].clone()).collect();
+        let mut columns: Vec<Column> = Vec::new();
+        for (figure, short) in figures.iter().zip(self.shown_names()) {
+            if zero.contains(figure) {
+                continue;
+            }
+            let name = self.chart.names.get(figure).cloned().unwrap_or(short);
+            header.push(format!("{name} ({})", super::sweep_chart::unit_of(figure)));
+            columns.push(Column::Figure(figure.clone()));
+            if self.chart.ideal.contains(figure) {
+                header.push(format!("{name} vs the first"));
+                columns.push(Column::VsFirst(figure.clone()));
+            }
+            for share in self.chart.shares.iter().filter(|share| share.figure == *figure) {
+                if header.contains(&share.label) {
+                    continue;
+                }
+                header.push(share.label.clone());
+                columns.push(Column::Share(share.total, share.cap));
+            }
+        }
+        let mut out = format!("| {} |\n|{}\n", header.join(" | "), "---|".repeat(header.len()));
+        let first = |figure: &str| points.first().and_then(|p| p.figures.get(figure)).and_then(|r| Spread::of(r));
+        for point in &points {
+            let mut cells: Vec<String> = params.iter().map(|i| plain(&point.values[*i])).collect();
+            for column in &columns {
+                let spread = |figure: &str| point.figures.get(figure).and_then(|runs| Spread::of(runs));
+                cells.push(match column {
+                    Column::Figure(figure) => spread(figure).map_or("-".into(), |s| s.shown()),
+                    Column::VsFirst(figure) => match (spread(figure), first(figure)) {
+                        (Some(now), Some(base)) if base.median != 0.0 => format!("{:.2}x", now.median / base.median),
+                        _ => "-".into(),
+                    },
+                    Column::Share(total, cap) => {
+                        let x = params.first().and_then(|i| point.values[*i].as_f64()).filter(|x| *x > 0.0);
+                        x.map_or("-".into(), |x| table_number((total / x).min(cap.unwrap_or(f64::INFINITY))))
+                    }
+                });
+            }
+            out.push_str(&format!("| {} |\n", cells.join(" | ")));
+        }
+        let runs = self.runs_per_round();
+        if runs > 1 {
+            out.push_str(&format!("\nMedian (lowest-highest) of {runs} runs per round.\n"));
+        }
+        if !zero.is_empty() {
+            let names: Vec<&str> = zero.iter().map(|f| f.strip_prefix("result.").unwrap_or(f)).collect();
+            out.push_str(&format!("\n0 in every round: {}.\n", names.join(", ")));
+        }
+        out
+    }
+
     /// A file name for this sweep's outputs: its title in lowercase letters, digits and dashes.
     pub fn slug(&self) -> String {
         let slug: String =
@@ -195,6 +303,22 @@ mod tests {
         assert_eq!((spread.median, spread.min, spread.max, spread.runs), (100.0, 99.0, 101.0, 3));
         let shown = table.render();
         assert!(shown.contains("100 (99-101)") && shown.contains("median and range of 3 runs"), "{shown}");
+        assert_eq!(
+            [
+                table_number(2373.836),
+                table_number(113.563),
+                table_number(2.868),
+                table_number(0.031),
+                table_number(4.0)
+            ],
+            ["2,374", "113.6", "2.87", "0.031", "4"]
+        );
+        let markdown = table.markdown();
+        assert!(markdown.starts_with("| rate | req_per_s (requests/s) |"), "{markdown}");
+        assert!(
+            markdown.contains("| 100 | 100 (99-101) |") && markdown.contains("0 in every round: errors."),
+            "{markdown}"
+        );
         let csv = String::from_utf8(table.csv().unwrap()).unwrap();
         assert_eq!(csv.lines().count(), 5, "every run: {csv}");
     }
