@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The four experiments in full (docs/experiments.md), from a release build: each one's table, CSV, JSON and
+# The experiments in full (docs/experiments.md), from a release build: each one's table, CSV, JSON and
 # chart under scenarios/experiments/results/NAME/. Needs a Docker engine (Swarm mode on one node); about
 # 10 minutes on 2 cores once built. Leaves nothing running (each scenario's teardown removes its stack).
 #
@@ -31,7 +31,7 @@ cargo build --release --locked
 export TARSIER_IMAGE_PROFILE=release
 token=$(python3 scripts/stack.py token)
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(scaling-knee density failover-mttr rolling-update-availability)
+[ ${#names[@]} -gt 0 ] || names=(scaling-knee density failover-mttr rolling-update-availability hung-replica)
 status=0
 for name in "${names[@]}"; do
   target/release/tarsier scenario run "scenarios/experiments/$name.yaml" --token-file "$token" \

@@ -15,6 +15,13 @@ line of stdout, which a scenario's `run: {values: ..., record: ...}` reads.
                                      -> {"kills", "median_s", "max_s", "min_s"}: kill -> replacement healthy
   stack.py update SERVICE            a rolling update (`docker service update --force`, the service's
                                      update_config) -> {"seconds", "replaced", "ready_median_s", "ready_max_s"}
+  stack.py health SERVICE --interval 2 --timeout 2 --retries 3
+                                     set the service's health check (a rolling update), wait until it is done
+                                     -> {"interval_s", "timeout_s", "retries", "seconds"}
+  stack.py hang SERVICE              make one task hang (faults/deadlock with block_health: alive, not
+                                     answering); wait until Swarm has replaced it with a healthy one
+                                     -> {"detect_s": fault -> marked unhealthy, "stopped_s": -> the hung one
+                                     stopped, "replaced_s": -> a replacement healthy}
   stack.py load SERVICE --ram 64MiB --cpu-load 50 --seconds 10
                                      in every task: hold the memory, then spin one thread at the load
                                      -> {"containers", "cpu_share_mean", "cpu_share_min", "cpu_share_max"}:
@@ -96,7 +103,8 @@ class EngineEvents:
         self.process = subprocess.Popen(
             ["docker", "events", "--filter", "type=container",
              "--filter", f"label=com.docker.swarm.service.name={service_name(service)}",
-             "--filter", "event=create", "--filter", "event=health_status", "--format", "{{json .}}"],
+             "--filter", "event=create", "--filter", "event=health_status", "--filter", "event=die",
+             "--format", "{{json .}}"],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         # A step that fails half-way exits through SystemExit: the stream goes with it.
         atexit.register(self.process.kill)
@@ -121,6 +129,10 @@ class EngineEvents:
 
     def created(self):
         return {cid: at for status, cid, at in self.events if status == "create"}
+
+    def first(self, cid, status):
+        """When `cid` first had `status` (`die`, `health_status: unhealthy`), or None."""
+        return next((at for st, c, at in self.events if c == cid and st == status), None)
 
     def first_healthy(self):
         """When each container first turned healthy: {id: wall-clock seconds}."""
@@ -229,12 +241,70 @@ def kill(args):
         events.stop()
         healthy = events.first_healthy()
         new = [at for cid, at in healthy.items() if cid not in before]
-        seconds = (min(new) if new else time.time()) - killed_at
+        # From the fault's delivery: the victim's death by the engine's clock, not when this script asked
+        # (a segfault goes through `docker exec` and an HTTP call first).
+        died_at = events.first(victim, "die") or killed_at
+        seconds = (min(new) if new else time.time()) - died_at
         times.append(seconds)
         log(f"{args.how} {round_no}/{args.times}: a replacement was healthy {seconds:.2f} s after the kill")
         time.sleep(args.pause)
     print(json.dumps({"kills": len(times), "median_s": round(statistics.median(times), 3),
-                      "max_s": round(max(times), 3), "min_s": round(min(times), 3)}))
+                      "max_s": round(max(times), 3), "min_s": round(min(times), 3),
+                      "times_s": [round(t, 3) for t in times]}))
+
+
+def health(args):
+    """The service's health check, set through a rolling update that is waited for."""
+    service = args.service
+    started = time.time()
+    docker("service", "update", "-d", "--health-interval", f"{args.interval}s", "--health-timeout",
+           f"{args.timeout}s", "--health-retries", str(args.retries), service_name(service), timeout=60)
+
+    def finished():
+        state = docker("service", "inspect", "-f", "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}",
+                       service_name(service))
+        # No update status: the check was already so, and the engine updated nothing.
+        state = state or "unchanged"
+        return state if state in ("completed", "rollback_completed", "paused", "rollback_paused", "unchanged") else None
+
+    state = wait_until("the health check update", finished, every=0.2)
+    if state not in ("completed", "unchanged"):
+        raise SystemExit(f"stack.py: the health check update ended `{state}`")
+    want = desired(service)
+    wait_until(f"{want} healthy {service}", lambda: len(containers(service, healthy=True)) == want
+               and len(containers(service)) == want)
+    print(json.dumps({"interval_s": args.interval, "timeout_s": args.timeout, "retries": args.retries,
+                      "seconds": round(time.time() - started, 3)}))
+
+
+def hang(args):
+    """One task hangs (its process alive, /health and the commands it serves blocked): the failure a
+    liveness check exists for. Timed from the fault's delivery (the deadlock job started) to the engine
+    marking it unhealthy, stopping it, and a replacement turning healthy."""
+    service = args.service
+    want = desired(service)
+    before = wait_until(f"{want} healthy {service}",
+                        lambda: (lambda c: c if len(c) == want else None)(containers(service, healthy=True)))
+    victim = sorted(before)[0]
+    events = EngineEvents(service)
+    body = f"command: faults/deadlock\ndetach: true\ndata: {{threads: 2, duration: {args.hold}s, block_health: true}}\n"
+    docker("exec", "-i", victim, "/usr/local/bin/tarsier", "exec", "http://127.0.0.1:8080",
+           "--token-file", "/run/secrets/tarsier_token", "-", stdin=body, timeout=30)
+    delivered = time.time()
+    wait_until(f"a healthy replacement for the hung {victim[:12]}",
+               lambda: len(containers(service, healthy=True) - before) >= 1
+               and len(containers(service, healthy=True)) == want, limit=args.hold)
+    events.stop()
+    unhealthy = events.first(victim, "health_status: unhealthy")
+    died = events.first(victim, "die")
+    new = [at for cid, at in events.first_healthy().items() if cid not in before]
+    result = {
+        "detect_s": round(unhealthy - delivered, 3) if unhealthy else None,
+        "stopped_s": round(died - delivered, 3) if died else None,
+        "replaced_s": round(min(new) - delivered, 3) if new else None,
+    }
+    log(f"hung {victim[:12]}: unhealthy after {result['detect_s']} s, replaced after {result['replaced_s']} s")
+    print(json.dumps(result))
 
 
 def update(args):
@@ -307,6 +377,16 @@ def main():
     p.add_argument("service")
     p.add_argument("--timeout", type=float, default=SETTLE_S)
     p.set_defaults(run=update)
+    p = commands.add_parser("health")
+    p.add_argument("service")
+    p.add_argument("--interval", type=float, required=True)
+    p.add_argument("--timeout", type=float, required=True)
+    p.add_argument("--retries", type=int, required=True)
+    p.set_defaults(run=health)
+    p = commands.add_parser("hang")
+    p.add_argument("service")
+    p.add_argument("--hold", type=int, default=120, help="seconds the task stays hung at most")
+    p.set_defaults(run=hang)
     p = commands.add_parser("load")
     p.add_argument("service")
     p.add_argument("--ram", default="64MiB")
