@@ -356,6 +356,21 @@ pub async fn abort(url: &str, local: bool, json: bool, access: &ClientArgs) -> a
     Ok(if status.is_success() { EXIT_OK } else { exit_code(status, &answer) })
 }
 
+/// An error with every cause it carries (`error sending request: ... : Connection refused`): reqwest's own
+/// text leaves out why a connection failed.
+pub(crate) fn with_causes(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text = format!("{text}: {said}");
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// `GET path` on an agent: its JSON answer, or an error saying what it answered instead.
 pub(crate) async fn get_json(url: &str, path: &str, access: &ClientArgs) -> anyhow::Result<Value> {
     let target = endpoint(url, path);

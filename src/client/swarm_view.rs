@@ -22,6 +22,16 @@ const IN_FLIGHT: usize = 16;
 /// How long one agent may take to answer `/status`.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// The scheme every agent of the swarm is spoken to with: the one the user gave for the entry agent (a swarm is
+/// all plain or all TLS).
+pub fn scheme_of(entry_url: &str) -> &'static str {
+    if entry_url.starts_with("https://") {
+        "https"
+    } else {
+        "http"
+    }
+}
+
 /// What one pass found.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SwarmView {
@@ -100,7 +110,7 @@ impl Surveyor {
     /// The entry agent's status, then every peer it names.
     pub async fn survey(&self, entry_url: &str) -> SwarmView {
         let base = endpoint(entry_url, "");
-        let scheme = if base.starts_with("https://") { "https" } else { "http" };
+        let scheme = scheme_of(&base);
         let entry = self.status(&base).await;
         let entry_address = base.split_once("://").map(|(_, rest)| rest).unwrap_or(&base).to_owned();
         let Ok(entry_status) = entry else {

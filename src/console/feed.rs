@@ -238,7 +238,8 @@ impl Feed {
                 wanted.push((address.to_owned(), id.clone()));
             }
         }
-        let scheme = if view.entry.starts_with("https") { "https" } else { "http" };
+        // `view.entry` is `host:port`; the scheme is the one of the URL the console was given.
+        let scheme = crate::client::swarm_view::scheme_of(&self.entry);
         let done: Vec<String> = {
             let waves = self.waves.lock().unwrap_or_else(|p| p.into_inner());
             waves.iter().filter(|(_, w)| w["complete"] == true).map(|(id, _)| id.clone()).collect()

@@ -227,7 +227,7 @@ fn known_agent(console: &Console, agent: &str) -> Result<String, ApiError> {
             format!("{:?} is not an agent the console sees up", agent.chars().take(100).collect::<String>()),
         ));
     }
-    let scheme = if console.entry.starts_with("https://") { "https" } else { "http" };
+    let scheme = crate::client::swarm_view::scheme_of(&console.entry);
     Ok(format!("{scheme}://{agent}"))
 }
 
@@ -255,20 +255,12 @@ async fn abort(State(console): State<Arc<Console>>, body: Bytes) -> Result<Json<
 /// Sends a control's request; the agent's JSON answer with its status, or a 502 saying why not.
 async fn send(request: reqwest::RequestBuilder) -> Result<Value, ApiError> {
     let response = request.timeout(CONTROL_TIMEOUT).send().await.map_err(|err| {
-        ApiError::new(StatusCode::BAD_GATEWAY, format!("the agent could not be reached: {}", causes(&err)))
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            format!("the agent could not be reached: {}", crate::client::with_causes(&err)),
+        )
     })?;
     let status = response.status().as_u16();
     let answer: Value = response.json().await.unwrap_or(Value::Null);
     Ok(json!({ "agent_status": status, "answer": answer }))
-}
-
-/// An error and its causes, `a: b: c` (reqwest's own text leaves out why a connection failed).
-fn causes(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text += &format!(": {cause}");
-        source = cause.source();
-    }
-    text
 }

@@ -102,20 +102,6 @@ pub(super) fn host_port(url: &str) -> String {
     url.split_once("://").map(|(_, rest)| rest).unwrap_or(url).trim_end_matches('/').to_owned()
 }
 
-/// An error with every cause it carries (`error sending request: ... : Connection refused`).
-fn with_causes(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let said = cause.to_string();
-        if !text.contains(&said) {
-            text = format!("{text}: {said}");
-        }
-        source = cause.source();
-    }
-    text
-}
-
 type StepFuture<'a> = Pin<Box<dyn Future<Output = bool> + Send + 'a>>;
 
 /// Why a step did not hold.
@@ -502,8 +488,9 @@ impl Runner {
             watching.abort();
         }
         line.finish();
-        let response =
-            sent.map_err(|e| StepError::Broken(format!("cannot reach {}: {}", self.public, with_causes(&e))))?;
+        let response = sent.map_err(|e| {
+            StepError::Broken(format!("cannot reach {}: {}", self.public, crate::client::with_causes(&e)))
+        })?;
         let http = response.status();
         let mut answer: Value = response.json().await.map_err(|e| format!("the answer is not JSON: {e}"))?;
         if exec.wave.as_ref().is_some_and(|w| w.report) && http.is_success() {
