@@ -42,9 +42,14 @@ impl SweepTable {
         // Per figure: a line per combination of the varying parameters besides the x axis.
         let varying = self.varying(&points);
         let mut panels: Vec<(String, String, Vec<Line>)> = Vec::new();
+        let zero = self.all_zero();
         let mut all_zero: Vec<String> = Vec::new();
         for (figure, short) in figures.iter().zip(&shown) {
             let name = self.chart.names.get(figure).unwrap_or(short);
+            if zero.contains(figure) {
+                all_zero.push(name.clone());
+                continue;
+            }
             let mut lines: Vec<Line> = Vec::new();
             for point in &points {
                 let Some(spread) = point.figures.get(figure).and_then(|runs| Spread::of(runs)) else { continue };
@@ -59,10 +64,6 @@ impl SweepTable {
                     Some((_, line)) => line.push((x, spread)),
                     None => lines.push((label, vec![(x, spread)])),
                 }
-            }
-            if lines.iter().flat_map(|(_, l)| l).all(|(_, s)| s.max == 0.0 && s.min == 0.0) {
-                all_zero.push(name.clone());
-                continue;
             }
             panels.push((figure.clone(), name.clone(), lines));
         }
@@ -111,13 +112,6 @@ impl SweepTable {
             root.present().map_err(|e| error(&e))?;
         }
         Ok(svg)
-    }
-
-    /// The indices of the parameters whose value changes between rounds, in the order written.
-    fn varying(&self, points: &[super::sweep_table::Point]) -> Vec<usize> {
-        (0..self.params.len())
-            .filter(|i| points.iter().any(|p| points.first().is_some_and(|first| p.values[*i] != first.values[*i])))
-            .collect()
     }
 
     /// The x axis: the first parameter that varies (the first one when none does).

@@ -161,6 +161,14 @@ impl SweepTable {
         points
     }
 
+    /// The indices of the parameters whose value changes between rounds, in the order written: the chart's
+    /// x axis and lines, the Markdown table's columns.
+    pub fn varying(&self, points: &[Point]) -> Vec<usize> {
+        (0..self.params.len())
+            .filter(|i| points.iter().any(|p| points.first().is_some_and(|first| p.values[*i] != first.values[*i])))
+            .collect()
+    }
+
     /// The most runs any round had.
     pub fn runs_per_round(&self) -> usize {
         self.points().iter().map(|p| p.figures.values().map(Vec::len).max().unwrap_or(1)).max().unwrap_or(1)
@@ -208,9 +216,7 @@ impl SweepTable {
     /// holds docs/experiments.md to it.
     pub fn markdown(&self) -> String {
         let points = self.points();
-        let varying: Vec<usize> = (0..self.params.len())
-            .filter(|i| points.iter().any(|p| points.first().is_some_and(|first| p.values[*i] != first.values[*i])))
-            .collect();
+        let varying = self.varying(&points);
         let params: Vec<usize> = if varying.is_empty() { (0..self.params.len()).collect() } else { varying };
         let figures = self.figure_names();
         let zero = self.all_zero();
