@@ -53,12 +53,13 @@ pub fn jobs_table(listed: &Value) -> String {
             job["id"].to_string(),
             job["command"].as_str().unwrap_or("?").to_owned(),
             job["status"].as_str().unwrap_or("?").to_owned(),
-            match (job["elapsed_ms"].as_u64(), job["duration_ms"].as_u64()) {
-                (Some(elapsed), Some(total)) if job["status"] == "running" => {
-                    format!("{} / {}", output::seconds(elapsed), output::seconds(total))
+            match job["elapsed_ms"].as_u64() {
+                // The total only while it runs: a finished job's elapsed time is what it took.
+                Some(elapsed) => {
+                    let total = job["duration_ms"].as_u64().filter(|_| job["status"] == "running");
+                    output::elapsed_of(elapsed, total, false)
                 }
-                (Some(elapsed), _) => output::seconds(elapsed),
-                _ => String::new(),
+                None => String::new(),
             },
             job["wave_id"].as_str().unwrap_or("").to_owned(),
             detail,

@@ -56,12 +56,18 @@ pub fn job_line(job: &Value) -> String {
     if job["progress"].is_object() {
         return progress_line(&job["progress"]);
     }
-    let elapsed = job["elapsed_ms"].as_u64().unwrap_or(0);
-    match job["duration_ms"].as_u64() {
-        Some(total) => {
-            format!("{} / {}, {} left", seconds(elapsed), seconds(total), seconds(total.saturating_sub(elapsed)))
+    elapsed_of(job["elapsed_ms"].as_u64().unwrap_or(0), job["duration_ms"].as_u64(), true)
+}
+
+/// How long something ran, of how long it was asked to when that is known (`7.25 s / 30.00 s`), and with
+/// `left` how long is left (`, 22.75 s left`).
+pub fn elapsed_of(elapsed_ms: u64, total_ms: Option<u64>, left: bool) -> String {
+    match total_ms {
+        Some(total) if left => {
+            format!("{} / {}, {} left", seconds(elapsed_ms), seconds(total), seconds(total.saturating_sub(elapsed_ms)))
         }
-        None => seconds(elapsed),
+        Some(total) => format!("{} / {}", seconds(elapsed_ms), seconds(total)),
+        None => seconds(elapsed_ms),
     }
 }
 
@@ -71,19 +77,8 @@ pub fn progress_line(progress: &Value) -> String {
     let mut parts = Vec::new();
     // How far in time, of how long, and how long is left: `7.0 s / 30.0 s, 23.0 s left`.
     if let Some(elapsed) = progress["elapsed_s"].as_f64() {
-        let elapsed_ms = (elapsed * 1000.0) as u64;
-        match progress["asked"]["duration_s"].as_f64() {
-            Some(total) => {
-                let left_ms = ((total - elapsed).max(0.0) * 1000.0) as u64;
-                parts.push(format!(
-                    "{} / {}, {} left",
-                    seconds(elapsed_ms),
-                    seconds((total * 1000.0) as u64),
-                    seconds(left_ms)
-                ));
-            }
-            None => parts.push(seconds(elapsed_ms)),
-        }
+        let total = progress["asked"]["duration_s"].as_f64().map(|total| (total * 1000.0) as u64);
+        parts.push(elapsed_of((elapsed * 1000.0) as u64, total, true));
     }
     let stage = &progress["stage"];
     if let (Some(at), Some(of), Some(target)) =
@@ -242,11 +237,7 @@ pub fn http_load_agents(entries: &[Value], all: bool) {
     rows.sort_by(|a, b| p99(&b.1).total_cmp(&p99(&a.1)));
     let shown = if all { rows.len() } else { rows.len().min(AGENTS_SHOWN) };
     let more = if shown < rows.len() { "; --agents shows all" } else { "" };
-    line(format!(
-        "
-http_load per agent ({shown} of {}, the slowest p99 first{more}):",
-        rows.len()
-    ));
+    line(format!("\nhttp_load per agent ({shown} of {}, the slowest p99 first{more}):", rows.len()));
     load_header();
     for (name, result) in rows.iter().take(shown) {
         load_row(name, result);

@@ -57,17 +57,19 @@ pub fn status_table(view: &SwarmView) -> String {
             }
             Reach::Down { reason } | Reach::Unproven { reason } => {
                 let state = if matches!(agent.reach, Reach::Down { .. }) { "down" } else { "unproven" };
-                let mut row = vec![
+                let (empty, reason) = (String::new(), reason.chars().take(100).collect::<String>());
+                // The reason under `held`, the widest column.
+                table.add_row([
                     "?".to_owned(),
                     agent.address.clone(),
                     output::styled(output::BAD, state),
-                    String::new(),
-                    String::new(),
-                    String::new(),
-                ];
-                row.push(reason.chars().take(100).collect());
-                row.extend([String::new(), String::new()]);
-                table.add_row(row);
+                    empty.clone(),
+                    empty.clone(),
+                    empty.clone(),
+                    reason,
+                    empty.clone(),
+                    empty,
+                ]);
             }
         }
     }
@@ -129,8 +131,7 @@ fn jobs(status: &AgentStatus) -> String {
             let short = job.command.rsplit('/').next().unwrap_or(&job.command);
             let rate = job.progress.as_ref().and_then(|p| p["req_per_s"].as_f64());
             let rate = rate.map(|r| format!(" ({r:.1} req/s)")).unwrap_or_default();
-            let total = job.duration_ms.map(|total| format!(" / {}", output::seconds(total))).unwrap_or_default();
-            format!("#{} {short} {}{total}{rate}", job.id, output::seconds(job.elapsed_ms))
+            format!("#{} {short} {}{rate}", job.id, output::elapsed_of(job.elapsed_ms, job.duration_ms, false))
         })
         .collect();
     lines.join("\n")
