@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The experiments in full (docs/experiments.md), from a release build: each one's table, CSV, JSON and
-# chart under scenarios/experiments/results/NAME/. Needs a Docker engine (Swarm mode on one node); about
-# 10 minutes on 2 cores once built. Leaves nothing running (each scenario's teardown removes its stack).
+# chart under scenarios/experiments/results/NAME/. Needs a Docker engine (Swarm mode); about 40 minutes on
+# 2 cores once built. node-failure needs root: it makes a multi-node cluster (scripts/cluster.sh) and takes it
+# down again. Leaves nothing running (each scenario's teardown removes its stack).
 #
-#   scripts/experiments.sh [NAME...]      all four, or the ones named (scaling-knee, density, ...)
+#   scripts/experiments.sh [NAME...]      all of them, or the ones named (scaling-knee, density, ...)
 #   scripts/experiments.sh tables         only write docs/experiments.md's tables and the charts again from
 #                                         the committed results (no Docker); tests/it/docs.rs checks them
 set -euo pipefail
@@ -31,10 +32,20 @@ cargo build --release --locked
 export TARSIER_IMAGE_PROFILE=release
 token=$(python3 scripts/stack.py token)
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(scaling-knee density failover-mttr rolling-update-availability hung-replica)
+[ ${#names[@]} -gt 0 ] || names=(scaling-knee density failover-mttr rolling-update-availability hung-replica node-failure)
 status=0
 for name in "${names[@]}"; do
+  # node-failure fails whole nodes: a cluster of two workers in namespaces (scripts/cluster.sh), made for it
+  # and taken down after it, whatever happened.
+  if [ "$name" = node-failure ]; then
+    trap 'scripts/cluster.sh down' EXIT
+    scripts/cluster.sh up 2
+  fi
   target/release/tarsier scenario run "scenarios/experiments/$name.yaml" --token-file "$token" \
     --out "scenarios/experiments/results/$name" || status=1
+  if [ "$name" = node-failure ]; then
+    scripts/cluster.sh down
+    trap - EXIT
+  fi
 done
 exit "$status"

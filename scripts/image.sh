@@ -12,6 +12,8 @@
 #   tarsier-prometheus:latest  the base + Prometheus, as scripts/prometheus.sh fetches it (Debian's package)
 #   tarsier-nginx:latest    the base + Debian's nginx and the libraries it links: the experiments' load
 #                           balancer (deploy/stack.yaml)
+#   tarsier-busybox:latest  the base + Debian's busybox-static serving /srv/www (/, /health) on 8080: a
+#                           service that is not tarsier, for the experiments' --param image=...
 #
 # Each image is rebuilt only when what it holds changed. Prints nothing on stdout but the image names.
 set -euo pipefail
@@ -119,3 +121,20 @@ if [ ! -x "$nginx_tree/usr/sbin/nginx" ]; then
   rm -rf "$debs" "$nginx_tree/usr/share/doc" "$nginx_tree/usr/share/man" "$nginx_tree/etc/nginx/sites-enabled"
 fi
 build tarsier-nginx:latest "$root/deploy/nginx/Dockerfile" "$nginx_tree"
+
+# busybox-static from Debian: one static binary, its applets as links (sh, wget for a health check), and the
+# two pages it serves.
+busybox_tree="$root/.cache/busybox-root"
+if [ ! -x "$busybox_tree/bin/busybox" ]; then
+  log "unpacking Debian's busybox-static"
+  debs=$(mktemp -d)
+  download "$debs" busybox-static
+  rm -rf "$busybox_tree" && mkdir -p "$busybox_tree"
+  for deb in "$debs"/*.deb; do dpkg-deb -x "$deb" "$busybox_tree"; done
+  rm -rf "$debs" "$busybox_tree/usr/share"
+  for applet in sh wget; do ln -sf busybox "$busybox_tree/bin/$applet"; done
+  mkdir -p "$busybox_tree/srv/www"
+  printf 'ok\n' > "$busybox_tree/srv/www/health"
+  printf '<!doctype html><title>busybox</title><p>a service that is not tarsier\n' > "$busybox_tree/srv/www/index.html"
+fi
+build tarsier-busybox:latest "$root/deploy/busybox/Dockerfile" "$busybox_tree"

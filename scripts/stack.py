@@ -3,8 +3,18 @@
 scenarios/experiments/. Each measuring command prints progress on stderr and ONE JSON object as its last
 line of stdout, which a scenario's `run: {values: ..., record: ...}` reads.
 
-  stack.py up                        init a one-node swarm if the engine has none (remembered, so `down`
-                                     leaves it again), build the images, deploy, wait until all is healthy
+  stack.py up [SERVICE UNDER TEST]   init a one-node swarm if the engine has none (remembered, so `down`
+                                     leaves it again), build the images, deploy, wait until all is ready
+      --image IMAGE                  the service under test (default tarsier:latest, tarsier's agent);
+                                     any image the engine has (scripts/image.sh makes tarsier-busybox:latest)
+      --command "ARGS"               its arguments (default: the image's own CMD; tarsier's agent flags)
+      --port N                       the port the load balancer sends everything to (default 8080)
+      --health-port N                the port it sends /health to (default: --port; tarsier's 8081)
+      --health CHECK                 `default` (tarsier's probe, or the image's own HEALTHCHECK), `none`, or a
+                                     command run in the container ("wget -q -O /dev/null http://127.0.0.1:8080/")
+      --ready-path PATH              without a health check a replica is ready at its first 2xx answer to
+                                     GET PATH on the health port (default /health), asked from the stack's
+                                     network; every time below is then taken from that clock instead
   stack.py down                      remove the stack; leave the swarm if `up` made it
   stack.py token                     make the swarm token deploy/.token if there is none; print its path
                                      (for `tarsier scenario run --token-file`, read before `up` runs)
@@ -22,21 +32,35 @@ line of stdout, which a scenario's `run: {values: ..., record: ...}` reads.
                                      answering); wait until Swarm has replaced it with a healthy one
                                      -> {"detect_s": fault -> marked unhealthy, "stopped_s": -> the hung one
                                      stopped, "replaced_s": -> a replacement healthy}
+  stack.py fail-node SERVICE --how cut|halt [--hold 120]
+                                     (with scripts/cluster.sh's workers) the worker running most of the
+                                     service's replicas fails: its link cut, or its engine and containers
+                                     frozen; undone after -> {"down_s": fault -> the manager marks the node
+                                     down, "scheduled_s": -> a replacement placed on a live node,
+                                     "first_running_s", "all_running_s": -> replacements running (healthy)}
   stack.py load SERVICE --ram 64MiB --cpu-load 50 --seconds 10
                                      in every task: hold the memory, then spin one thread at the load
                                      -> {"containers", "cpu_share_mean", "cpu_share_min", "cpu_share_max"}:
                                      the CPU fraction each got while asking for cpu-load percent of a core
 
-Services are named as in deploy/stack.yaml (backend, bystander, density, lb). TARSIER_STACK names the stack
-(default tarsier-exp). Times come from the engine's own events (create, health_status), streamed while the
-step runs, not from polling.
+Services: backend and bystander (the service under test, written by `up` into .cache/stack/sut.json), density
+and lb (deploy/stack.yaml). TARSIER_STACK names the stack (default tarsier-exp). Times come from the engine's
+own events (create, health_status, die), streamed while the step runs, not from polling; a service with no
+health check is ready at its first answer (`--ready-path`), and every measuring command says which clock it
+used (`"clock": "health check"` or `"first answer"`).
 On Kubernetes the same steps are kubectl commands; docs/experiments.md lists them.
 """
 
 import argparse
 import atexit
+import datetime
+import glob
+import hashlib
 import json
 import os
+import re
+import shlex
+import signal
 import statistics
 import subprocess
 import sys
@@ -151,6 +175,237 @@ def http_ok(url):
         return False
 
 
+# The service under test: what `up` was given, kept for the steps after it.
+STATE = os.path.join(ROOT, ".cache", "stack")
+SPEC_FILE = os.path.join(STATE, "spec.json")
+SUT_SERVICES = ("backend", "bystander")
+TARSIER_IMAGE = "tarsier:latest"
+AGENT_COMMAND = ["agent", "--listen=0.0.0.0:8080", "--service-listen=0.0.0.0:8081",
+                 "--token-file=/run/secrets/tarsier_token", "--max-ram=256MiB", "--log-format=json"]
+# Each role's health check timing, whatever the check runs. The backend's is tolerant: a replica at its CPU
+# cap answers late, and its probe (a process in the same capped cgroup) starts late. With 2 s and 3 retries
+# one saturated replica was marked unhealthy within 30 s, left Docker's DNS, and nginx answered 502 to 25 of
+# 600 requests; 5 s and 10 retries keep it in service, and a replica that really stops answering is out
+# after about 10 s. Ready means the check passes: Docker's DNS gives a task's address under the service's
+# name only once it is healthy.
+CHECK_TIMING = {
+    "backend": {"interval": "1s", "timeout": "5s", "retries": 10, "start_period": "10s", "probe": "4s"},
+    "bystander": {"interval": "1s", "timeout": "2s", "retries": 3, "start_period": "10s", "probe": "1s"},
+}
+DEPLOY = {
+    "backend": {
+        "endpoint_mode": "dnsrr",
+        "replicas": 2,
+        "restart_policy": {"condition": "any", "delay": "0s", "window": "0s"},
+        # A rolling update replaces one task at a time, starting the new one before stopping the old, and
+        # rolls back if a new task fails its health check.
+        "update_config": {"parallelism": 1, "delay": "1s", "order": "start-first", "failure_action": "rollback",
+                          "monitor": "5s"},
+        "rollback_config": {"parallelism": 1, "order": "start-first"},
+        "resources": {"limits": {"cpus": os.environ.get("BACKEND_CPUS", "0.25"), "memory": "512M"}},
+    },
+    "bystander": {"endpoint_mode": "dnsrr", "replicas": 1, "restart_policy": {"condition": "any", "delay": "0s"}},
+}
+
+
+def resolve_spec(args):
+    """The service under test as `up` deploys it; `health` is `tarsier` (its probe), `image` (the image's
+    own HEALTHCHECK), `none`, or the command a check runs."""
+    tarsier = args.image == TARSIER_IMAGE
+    if docker("image", "inspect", args.image, check=False, timeout=30) == "":
+        raise SystemExit(f"stack.py: --image {args.image}: the engine has no such image (nothing is pulled; "
+                         "scripts/image.sh makes tarsier:latest and tarsier-busybox:latest)")
+    port = args.port or 8080
+    if args.health == "none":
+        health = "none"
+    elif args.health == "default":
+        own = docker("image", "inspect", "-f", "{{if .Config.Healthcheck}}{{json .Config.Healthcheck.Test}}{{end}}",
+                     args.image)
+        health = "tarsier" if tarsier else ("image" if own and own != '["NONE"]' else "none")
+    else:
+        health = shlex.split(args.health)
+        if not health:
+            raise SystemExit("stack.py: --health: give default, none, or a command")
+    return {
+        "image": args.image,
+        "tarsier": tarsier,
+        "command": shlex.split(args.command or "") or (AGENT_COMMAND if tarsier else []),
+        "port": port,
+        "health_port": args.health_port or (8081 if tarsier else port),
+        "health": health,
+        "ready_path": args.ready_path,
+    }
+
+
+def spec():
+    """What `up` deployed as the service under test (tarsier's agent if `up` has not run since `down`)."""
+    try:
+        with open(SPEC_FILE) as f:
+            return json.load(f)
+    except OSError:
+        return {"image": TARSIER_IMAGE, "tarsier": True, "command": AGENT_COMMAND, "port": 8080,
+                "health_port": 8081, "health": "tarsier", "ready_path": "/health"}
+
+
+def checked(service):
+    """Whether the service has a health check to be timed by (density always: it is tarsier's)."""
+    return service not in SUT_SERVICES or spec()["health"] != "none"
+
+
+def clock(service):
+    return "health check" if checked(service) else "first answer"
+
+
+def sut_compose(sut):
+    """The compose file of the service under test (`backend` and `bystander`), deployed with deploy/stack.yaml,
+    and the load balancer's config with the service's ports in it."""
+    with open(os.path.join(ROOT, "deploy", "nginx", "nginx.conf")) as f:
+        conf = f.read()
+    conf = re.sub(r":\d+;(\s*# port)$", f":{sut['port']};\\1", conf, flags=re.M)
+    conf = re.sub(r":\d+;(\s*# health port)$", f":{sut['health_port']};\\1", conf, flags=re.M)
+    conf_path = os.path.join(STATE, "nginx.conf")
+    with open(conf_path, "w") as f:
+        f.write(conf)
+    services = {}
+    for role in SUT_SERVICES:
+        service = {"image": sut["image"], "networks": ["experiment"], "deploy": DEPLOY[role]}
+        if sut["command"]:
+            service["command"] = sut["command"]
+        if sut["tarsier"]:
+            # Only tarsier's agents get the swarm token: a service that is not tarsier is a stranger.
+            service["secrets"] = ["tarsier_token"]
+        timing = CHECK_TIMING[role]
+        check = {key: timing[key] for key in ("interval", "timeout", "retries", "start_period")}
+        if sut["health"] == "tarsier":
+            service["healthcheck"] = {**check, "test": ["CMD", "/usr/local/bin/tarsier", "probe",
+                                                        f"--timeout={timing['probe']}", "http://127.0.0.1:8081/health"]}
+        elif sut["health"] == "none":
+            service["healthcheck"] = {"disable": True}
+        elif isinstance(sut["health"], list):
+            service["healthcheck"] = {**check, "test": ["CMD", *sut["health"]]}
+        if role == "backend" and workers():
+            # On a multi-node cluster the service under test runs on the workers (what node-failure fails);
+            # the load balancer and the bystander stay on this engine, the manager.
+            service["deploy"] = {**service["deploy"], "placement": {"constraints": ["node.role == worker"]}}
+        elif role == "bystander":
+            service["deploy"] = {**service["deploy"], "placement": {"constraints": ["node.role == manager"]}}
+        services[role] = service
+    # Swarm configs cannot change: one per content, so `up` with other ports is a new config, not an error.
+    digest = hashlib.sha256(conf.encode()).hexdigest()[:12]
+    return {"version": "3.8", "services": services,
+            "configs": {"nginx_conf": {"file": conf_path, "name": f"{STACK}_nginx_{digest}"}}}
+
+
+# Run inside the stack's network (the load balancer's namespace): for each `ID URL LIMIT` line read, asks the
+# URL every 50 ms until a 2xx answer (then prints `ID TIME`) or LIMIT seconds.
+PROBER = r"""
+import sys, threading, time, urllib.request
+said = threading.Lock()
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+def watch(cid, url, limit):
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        try:
+            with opener.open(url, timeout=1) as answer:
+                if 200 <= answer.status < 300:
+                    with said:
+                        print(cid, repr(time.time()), flush=True)
+                    return
+        except Exception:
+            pass
+        time.sleep(0.05)
+for line in sys.stdin:
+    cid, url, limit = line.split()
+    threading.Thread(target=watch, args=(cid, url, float(limit)), daemon=True).start()
+"""
+
+
+class FirstAnswers:
+    """For a service under test with no health check: when each of its containers first answered GET
+    ready_path on its health port with a 2xx, asked from inside the stack's network (the load balancer's
+    network namespace, entered with nsenter: root only). Its resolution is the 50 ms between two asks."""
+
+    def __init__(self, service):
+        sut = spec()
+        self.service, self.port, self.path = service, sut["health_port"], sut["ready_path"]
+        lb = docker("ps", "-q", "--filter", f"label=com.docker.swarm.service.name={service_name('lb')}",
+                    "--filter", "status=running").split()
+        if not lb:
+            raise SystemExit("stack.py: the load balancer is not running: `stack.py up` first")
+        if os.geteuid() != 0:
+            raise SystemExit("stack.py: a service without a health check is timed at its first answer, asked "
+                             "from inside the stack's network with nsenter: that needs root (or give --health)")
+        pid = docker("inspect", "-f", "{{.State.Pid}}", lb[0])
+        self.process = subprocess.Popen(["nsenter", f"--net=/proc/{pid}/ns/net", sys.executable, "-u", "-c", PROBER],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        atexit.register(self.process.kill)
+        self.asked, self.answers, self.done = set(), {}, threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def _read(self):
+        for line in self.process.stdout:
+            cid, at = line.split()
+            self.answers.setdefault(cid, float(at))
+
+    def _watch(self):
+        network = f"{STACK}_experiment"
+        while not self.done.is_set():
+            for cid in containers(self.service) - self.asked:
+                ip = docker("inspect", "-f", f'{{{{with index .NetworkSettings.Networks "{network}"}}}}'
+                            f"{{{{.IPAddress}}}}{{{{end}}}}", cid, check=False)
+                if ip:
+                    self.asked.add(cid)
+                    self.process.stdin.write(f"{cid} http://{ip}:{self.port}{self.path} {SETTLE_S}\n")
+                    self.process.stdin.flush()
+            self.done.wait(0.2)
+
+    def stop(self):
+        self.done.set()
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+
+class Readiness:
+    """A service's containers as a step sees them: which are ready now and when each first was; by the health
+    check (the engine's health_status events) or, for a service under test without one, by the first answer.
+    Its engine events (create, die) are streamed from the start."""
+
+    def __init__(self, service):
+        if service == "backend" and workers():
+            raise SystemExit("stack.py: the backend runs on the cluster's workers, whose containers this engine does "
+                             "not see: on a multi-node cluster use up, scale, fail-node and down "
+                             "(the other experiments run on a one-node swarm)")
+        self.service = service
+        self.events = EngineEvents(service)
+        self.answers = None if checked(service) else FirstAnswers(service)
+
+    def ready(self):
+        if self.answers is None:
+            return containers(self.service, healthy=True)
+        return {cid for cid in containers(self.service) if cid in self.answers.answers}
+
+    def exactly(self, n):
+        """Whether exactly n containers run, all of them ready."""
+        return len(self.ready()) == n and len(containers(self.service)) == n
+
+    def when_exactly(self, n):
+        """The ready containers once exactly n run, all of them ready (waited for)."""
+        wait_until(f"{n} ready {self.service} ({clock(self.service)})", lambda: self.exactly(n))
+        return self.ready()
+
+    def first_ready(self):
+        """When each container was first ready: {id: wall-clock seconds}."""
+        if self.answers is None:
+            return self.events.first_healthy()
+        return dict(self.answers.answers)
+
+    def stop(self):
+        self.events.stop()
+        if self.answers is not None:
+            self.answers.stop()
+
+
 def make_token():
     if not os.path.exists(TOKEN) or os.path.getsize(TOKEN) == 0:
         with open(TOKEN, "w") as f:
@@ -164,7 +419,7 @@ def token(_args):
     print(os.path.relpath(make_token()))
 
 
-def up(_args):
+def up(args):
     if docker("info", "-f", "{{.Swarm.LocalNodeState}}") != "active":
         log("no swarm: docker swarm init on 127.0.0.1 (left again by `down`)")
         docker("swarm", "init", "--advertise-addr", "127.0.0.1")
@@ -174,13 +429,28 @@ def up(_args):
     release = ["--release"] if os.environ.get("TARSIER_IMAGE_PROFILE") == "release" else []
     subprocess.run([os.path.join(ROOT, "scripts", "image.sh"), *release], check=True, stdout=subprocess.DEVNULL)
     make_token()
-    docker("stack", "deploy", "-c", os.path.join(ROOT, "deploy", "stack.yaml"), STACK, timeout=300)
-    for service in ("backend", "bystander"):
+    sut = resolve_spec(args)
+    os.makedirs(STATE, exist_ok=True)
+    compose = os.path.join(STATE, "sut.json")
+    with open(compose, "w") as f:
+        json.dump(sut_compose(sut), f, indent=2)
+    with open(SPEC_FILE, "w") as f:
+        json.dump(sut, f, indent=2)
+    docker("stack", "deploy", "-c", os.path.join(ROOT, "deploy", "stack.yaml"), "-c", compose, STACK, timeout=300)
+    wait_until("the load balancer answers", lambda: http_ok(f"{LB}/lb-health"))
+    for service in SUT_SERVICES:
         want = desired(service)
-        wait_until(f"{want} healthy {service}", lambda: len(containers(service, healthy=True)) == want)
-    wait_until("the load balancer forwards /health", lambda: http_ok(f"{LB}/health"))
-    wait_until("the load balancer forwards /bystander/health", lambda: http_ok(f"{LB}/bystander/health"))
-    log(f"stack {STACK} is up: load balancer at {LB}, token in deploy/.token")
+        if workers():
+            wait_until(f"{want} running {service} (swarm task state)", lambda: running_tasks(service) == want)
+            continue
+        ready = Readiness(service)
+        wait_until(f"{want} ready {service} ({clock(service)})", lambda: ready.exactly(want))
+        ready.stop()
+    if sut["ready_path"] == "/health":
+        wait_until("the load balancer forwards /health", lambda: http_ok(f"{LB}/health"))
+        wait_until("the load balancer forwards /bystander/health", lambda: http_ok(f"{LB}/bystander/health"))
+    shown = sut["image"] if checked("backend") else f"{sut['image']} (no health check: ready at its first answer)"
+    log(f"stack {STACK} is up: {shown} behind the load balancer at {LB}, token in deploy/.token")
 
 
 def down(_args):
@@ -194,29 +464,41 @@ def down(_args):
         # The bridge `swarm init` made for overlay tasks outlives the swarm; nothing else uses it.
         docker("network", "rm", "docker_gwbridge", check=False)
         os.remove(MADE_SWARM)
+    if os.path.exists(SPEC_FILE):
+        os.remove(SPEC_FILE)
     log(f"stack {STACK} removed")
 
 
 def scale(args):
     service, n = args.service, args.replicas
-    events = EngineEvents(service)
+    if workers():
+        return scale_tasks(service, n, args.timeout)
+    ready = Readiness(service)
     started = time.time()
     docker("service", "scale", "-d", f"{service_name(service)}={n}")
-    wait_until(f"exactly {n} healthy {service}",
-               lambda: len(containers(service, healthy=True)) == n and len(containers(service)) == n,
-               limit=args.timeout)
+    wait_until(f"exactly {n} ready {service}", lambda: ready.exactly(n), limit=args.timeout)
     settled = time.time()
-    events.stop()
-    healthy = events.first_healthy()
-    # The last container to turn healthy, by the engine's clock; a scale down takes until the extra ones are gone.
-    last = max(healthy.values(), default=settled) if n > 0 else settled
-    print(json.dumps({"replicas": n, "seconds": round(last - started, 3)}))
+    ready.stop()
+    first = ready.first_ready()
+    # The last container to be ready; a scale down takes until the extra ones are gone.
+    last = max(first.values(), default=settled) if n > 0 else settled
+    print(json.dumps({"replicas": n, "seconds": round(last - started, 3), "clock": clock(service)}))
 
 
 def segfault_from_inside(cid):
-    body = "command: faults/segfault\ndata: {delay: 0s}\n"
-    docker("exec", "-i", cid, "/usr/local/bin/tarsier", "exec", "http://127.0.0.1:8080",
-           "--token-file", "/run/secrets/tarsier_token", "-", check=False, stdin=body, timeout=30)
+    if spec()["tarsier"] or cid not in containers("backend") | containers("bystander"):
+        body = "command: faults/segfault\ndata: {delay: 0s}\n"
+        docker("exec", "-i", cid, "/usr/local/bin/tarsier", "exec", "http://127.0.0.1:8080",
+               "--token-file", "/run/secrets/tarsier_token", "-", check=False, stdin=body, timeout=30)
+        return
+    # Another service: the signal a segfault raises. A container's PID 1 with no handler for it is
+    # protected by the kernel (pid_namespaces(7)) and lives on: said, not waited for.
+    docker("kill", "--signal", "SEGV", cid)
+    try:
+        wait_until(f"{cid[:12]} to die of SIGSEGV", lambda: cid not in containers("backend"), limit=5)
+    except SystemExit:
+        raise SystemExit(f"stack.py: {cid[:12]} ignored SIGSEGV: its PID 1 has no handler for it, and the kernel "
+                         "keeps such signals from a namespace's init; use --how docker-kill (or run it under an init)")
 
 
 def kill(args):
@@ -226,36 +508,35 @@ def kill(args):
         raise SystemExit(f"stack.py: {service} has no replicas to kill")
     times = []
     for round_no in range(1, args.times + 1):
-        before = wait_until(f"{want} healthy {service}",
-                            lambda: (lambda c: c if len(c) == want else None)(containers(service, healthy=True)))
+        ready = Readiness(service)
+        before = ready.when_exactly(want)
         victim = sorted(before)[0]
-        events = EngineEvents(service)
         killed_at = time.time()
         if args.how == "docker-kill":
             docker("kill", victim)
         else:
             segfault_from_inside(victim)
-        wait_until(f"a healthy replacement for {victim[:12]}",
-                   lambda: len(containers(service, healthy=True) - before) >= 1
-                   and len(containers(service, healthy=True)) == want)
-        events.stop()
-        healthy = events.first_healthy()
-        new = [at for cid, at in healthy.items() if cid not in before]
+        wait_until(f"a ready replacement for {victim[:12]}",
+                   lambda: len(ready.ready() - before) >= 1 and len(ready.ready()) == want)
+        ready.stop()
+        new = [at for cid, at in ready.first_ready().items() if cid not in before]
         # From the fault's delivery: the victim's death by the engine's clock, not when this script asked
         # (a segfault goes through `docker exec` and an HTTP call first).
-        died_at = events.first(victim, "die") or killed_at
+        died_at = ready.events.first(victim, "die") or killed_at
         seconds = (min(new) if new else time.time()) - died_at
         times.append(seconds)
-        log(f"{args.how} {round_no}/{args.times}: a replacement was healthy {seconds:.2f} s after the kill")
+        log(f"{args.how} {round_no}/{args.times}: a replacement was ready ({clock(service)}) {seconds:.2f} s after the kill")
         time.sleep(args.pause)
     print(json.dumps({"kills": len(times), "median_s": round(statistics.median(times), 3),
                       "max_s": round(max(times), 3), "min_s": round(min(times), 3),
-                      "times_s": [round(t, 3) for t in times]}))
+                      "times_s": [round(t, 3) for t in times], "clock": clock(service)}))
 
 
 def health(args):
     """The service's health check, set through a rolling update that is waited for."""
     service = args.service
+    if not checked(service):
+        raise SystemExit(f"stack.py: {service} has no health check to change (`up --health none`)")
     started = time.time()
     docker("service", "update", "-d", "--health-interval", f"{args.interval}s", "--health-timeout",
            f"{args.timeout}s", "--health-retries", str(args.retries), service_name(service), timeout=60)
@@ -277,31 +558,45 @@ def health(args):
                       "seconds": round(time.time() - started, 3)}))
 
 
+def hang_one(cid, hold):
+    """Makes one container hang: tarsier's own deadlock (its /health and its commands blocked), or, for another
+    service, its main process stopped (SIGSTOP from the host: alive, answering nothing)."""
+    if spec()["tarsier"]:
+        body = f"command: faults/deadlock\ndetach: true\ndata: {{threads: 2, duration: {hold}s, block_health: true}}\n"
+        docker("exec", "-i", cid, "/usr/local/bin/tarsier", "exec", "http://127.0.0.1:8080",
+               "--token-file", "/run/secrets/tarsier_token", "-", stdin=body, timeout=30)
+        return lambda: None
+    pid = int(docker("inspect", "-f", "{{.State.Pid}}", cid))
+    os.kill(pid, signal.SIGSTOP)
+    return lambda: os.kill(pid, signal.SIGCONT) if cid in containers("backend") else None
+
+
 def hang(args):
-    """One task hangs (its process alive, /health and the commands it serves blocked): the failure a
-    liveness check exists for. Timed from the fault's delivery (the deadlock job started) to the engine
-    marking it unhealthy, stopping it, and a replacement turning healthy."""
+    """One task hangs (its process alive, answering nothing): the failure a liveness check exists for. Timed
+    from the fault's delivery to the engine marking it unhealthy, stopping it, and a replacement being ready.
+    Without a health check nothing replaces it: after --hold it is let go again, and the times are null."""
     service = args.service
     want = desired(service)
-    before = wait_until(f"{want} healthy {service}",
-                        lambda: (lambda c: c if len(c) == want else None)(containers(service, healthy=True)))
+    ready = Readiness(service)
+    before = ready.when_exactly(want)
     victim = sorted(before)[0]
-    events = EngineEvents(service)
-    body = f"command: faults/deadlock\ndetach: true\ndata: {{threads: 2, duration: {args.hold}s, block_health: true}}\n"
-    docker("exec", "-i", victim, "/usr/local/bin/tarsier", "exec", "http://127.0.0.1:8080",
-           "--token-file", "/run/secrets/tarsier_token", "-", stdin=body, timeout=30)
+    let_go = hang_one(victim, args.hold)
     delivered = time.time()
-    wait_until(f"a healthy replacement for the hung {victim[:12]}",
-               lambda: len(containers(service, healthy=True) - before) >= 1
-               and len(containers(service, healthy=True)) == want, limit=args.hold)
-    events.stop()
-    unhealthy = events.first(victim, "health_status: unhealthy")
-    died = events.first(victim, "die")
-    new = [at for cid, at in events.first_healthy().items() if cid not in before]
+    try:
+        wait_until(f"a ready replacement for the hung {victim[:12]}",
+                   lambda: len(ready.ready() - before) >= 1 and len(ready.ready()) == want, limit=args.hold)
+    except SystemExit:
+        log(f"{victim[:12]} still hung after {args.hold} s with nothing replacing it: let go again")
+    let_go()
+    ready.stop()
+    unhealthy = ready.events.first(victim, "health_status: unhealthy")
+    died = ready.events.first(victim, "die")
+    new = [at for cid, at in ready.first_ready().items() if cid not in before]
     result = {
         "detect_s": round(unhealthy - delivered, 3) if unhealthy else None,
         "stopped_s": round(died - delivered, 3) if died else None,
         "replaced_s": round(min(new) - delivered, 3) if new else None,
+        "clock": clock(service),
     }
     log(f"hung {victim[:12]}: unhealthy after {result['detect_s']} s, replaced after {result['replaced_s']} s")
     print(json.dumps(result))
@@ -310,7 +605,7 @@ def hang(args):
 def update(args):
     service = args.service
     before = containers(service)
-    events = EngineEvents(service)
+    ready = Readiness(service)
     started = time.time()
     docker("service", "update", "--force", "-d", service_name(service))
 
@@ -321,15 +616,15 @@ def update(args):
 
     state = wait_until("the rolling update", finished, limit=args.timeout, every=0.2)
     ended = time.time()
-    events.stop()
+    ready.stop()
     if state != "completed":
         raise SystemExit(f"stack.py: the rolling update ended `{state}`")
-    created = {cid: at for cid, at in events.created().items() if cid not in before}
-    healthy = events.first_healthy()
-    ready = [healthy[cid] - at for cid, at in created.items() if cid in healthy]
-    print(json.dumps({"seconds": round(ended - started, 3), "replaced": len(ready),
-                      "ready_median_s": round(statistics.median(ready), 3) if ready else None,
-                      "ready_max_s": round(max(ready), 3) if ready else None}))
+    created = {cid: at for cid, at in ready.events.created().items() if cid not in before}
+    first = ready.first_ready()
+    times = [first[cid] - at for cid, at in created.items() if cid in first]
+    print(json.dumps({"seconds": round(ended - started, 3), "replaced": len(times),
+                      "ready_median_s": round(statistics.median(times), 3) if times else None,
+                      "ready_max_s": round(max(times), 3) if times else None, "clock": clock(service)}))
 
 
 def tarsier_exec(cid, body, timeout):
@@ -337,6 +632,142 @@ def tarsier_exec(cid, body, timeout):
                  "--token-file", "/run/secrets/tarsier_token", "--output", "json", "-",
                  stdin=body, timeout=timeout)
     return json.loads(out)
+
+
+# A multi-node cluster (scripts/cluster.sh): the workers are engines in network namespaces of their own, so
+# this engine sees only its own containers. Across nodes, a replica is timed by its Swarm task's state as the
+# manager records it (`running` once the container started and, with a health check, first passed it).
+CLUSTER = os.path.join(ROOT, "scripts", "cluster.sh")
+
+
+def workers():
+    """The swarm's worker nodes: {node id: host name} (none on a one-node swarm)."""
+    out = docker("node", "ls", "--filter", "role=worker", "--format", "{{.ID}} {{.Hostname}}", check=False)
+    return dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+
+
+def task_time(stamp):
+    """A task's status time (`2026-12-06T04:30:00.123456789Z`) as wall-clock seconds."""
+    whole, _, rest = stamp.strip('"').rstrip("Z").partition(".")
+    fraction = float(f"0.{rest}") if rest else 0.0
+    return datetime.datetime.fromisoformat(whole).replace(tzinfo=datetime.timezone.utc).timestamp() + fraction
+
+
+def tasks(service):
+    """The service's tasks meant to run, as the manager sees them: {task id: (node id, state, since)}."""
+    ids = docker("service", "ps", "-q", "--no-trunc", "--filter", "desired-state=running", service_name(service),
+                 check=False).split()
+    if not ids:
+        return {}
+    out = docker("inspect", "-f", "{{.ID}} {{.NodeID}} {{.Status.State}} {{json .Status.Timestamp}}", *ids,
+                 check=False)
+    found = {}
+    for line in out.splitlines():
+        tid, node, state, stamp = line.split(" ", 3)
+        found[tid] = (node, state, task_time(stamp))
+    return found
+
+
+def running_tasks(service):
+    return sum(1 for _, state, _ in tasks(service).values() if state == "running")
+
+
+def scale_tasks(service, n, timeout):
+    """`scale` across nodes: timed by the tasks' states as the manager records them."""
+    before = set(tasks(service))
+    started = time.time()
+    docker("service", "scale", "-d", f"{service_name(service)}={n}")
+    settled = {}
+
+    def exactly_n_running():
+        settled.clear()
+        settled.update(tasks(service))
+        return len(settled) == n and all(state == "running" for _, state, _ in settled.values())
+
+    wait_until(f"exactly {n} running {service}", exactly_n_running, limit=timeout)
+    now = settled
+    new = [since for tid, (_, _, since) in now.items() if tid not in before]
+    seconds = (max(new) if new else time.time()) - started
+    print(json.dumps({"replicas": n, "seconds": round(seconds, 3), "clock": "swarm task state"}))
+
+
+def node_state(node):
+    return docker("node", "inspect", "-f", "{{.Status.State}}", node, check=False)
+
+
+def fail_node(args):
+    """A whole worker node fails while it runs replicas of the service: its link cut (`cut`: unreachable, its
+    containers alive and alone) or everything on it frozen (`halt`: its engine, containerd and every container
+    stopped in place, as a hung machine). Timed from the fault to the manager marking the node down, to
+    replacements scheduled on live nodes, and to the first of them running (and healthy, with a check); then
+    the fault is undone and the node comes back."""
+    service, nodes = args.service, workers()
+    if not nodes:
+        raise SystemExit("stack.py: fail-node needs worker nodes: scripts/cluster.sh up first")
+    want = desired(service)
+    wait_until(f"{want} running {service}",
+               lambda: sum(1 for _, st, _ in tasks(service).values() if st == "running") == want)
+    before = tasks(service)
+    per_node = {}
+    for node, _, _ in before.values():
+        per_node[node] = per_node.get(node, 0) + 1
+    victim = max((n for n in per_node if n in nodes), key=lambda n: per_node[n], default=None)
+    if victim is None:
+        raise SystemExit(f"stack.py: no replica of {service} runs on a worker node")
+    host = nodes[victim]
+    index = host.removeprefix("tsr-node")
+    on_victim = {tid for tid, (node, _, _) in before.items() if node == victim}
+    log(f"{args.how}: {host} ({len(on_victim)} of {want} replicas of {service})")
+    pid_file = f"/run/tarsier-cluster/node{index}/docker.pid"
+    frozen = []
+    faulted = time.time()
+    if args.how == "cut":
+        subprocess.run(["ip", "-n", host, "link", "set", "eth0", "down"], check=True)
+    else:
+        engine = int(open(pid_file).read().strip())
+        frozen = [engine] + [int(p) for p in subprocess.run(["pgrep", "-P", str(engine)], capture_output=True,
+                                                             text=True).stdout.split()]
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        for freezer in glob.glob(f"/sys/fs/cgroup/freezer/tarsier-node{index}/*/freezer.state"):
+            with open(freezer, "w") as f:
+                f.write("FROZEN")
+
+    def undo():
+        if args.how == "cut":
+            subprocess.run(["ip", "-n", host, "link", "set", "eth0", "up"], check=False)
+        else:
+            for freezer in glob.glob(f"/sys/fs/cgroup/freezer/tarsier-node{index}/*/freezer.state"):
+                with open(freezer, "w") as f:
+                    f.write("THAWED")
+            for pid in frozen:
+                os.kill(pid, signal.SIGCONT)
+
+    try:
+        down_at = wait_until(f"{host} marked down", lambda: time.time() if node_state(victim) == "down" else None,
+                             limit=args.hold, every=0.2)
+        scheduled = {}
+
+        def replaced():
+            now = tasks(service)
+            for tid, (node, state, since) in now.items():
+                if tid not in before and node != victim:
+                    scheduled.setdefault(tid, time.time())
+            running = [since for tid, (node, state, since) in now.items()
+                       if tid not in before and node != victim and state == "running"]
+            return running if len(running) >= len(on_victim) else None
+
+        running = wait_until(f"{len(on_victim)} replacements running", replaced, limit=args.hold, every=0.2)
+    finally:
+        undo()
+    wait_until(f"{host} ready again", lambda: node_state(victim) == "ready", every=0.5)
+    result = {"node": host, "replicas_lost": len(on_victim), "down_s": round(down_at - faulted, 3),
+              "scheduled_s": round(min(scheduled.values()) - faulted, 3),
+              "first_running_s": round(min(running) - faulted, 3), "all_running_s": round(max(running) - faulted, 3),
+              "clock": "swarm task state" + (" (health check)" if checked(service) else "")}
+    log(f"{host} down after {result['down_s']} s; replacements running after {result['first_running_s']}-"
+        f"{result['all_running_s']} s")
+    print(json.dumps(result))
 
 
 def load(args):
@@ -359,7 +790,14 @@ def load(args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("up").set_defaults(run=up)
+    p = commands.add_parser("up")
+    p.add_argument("--image", default=TARSIER_IMAGE)
+    p.add_argument("--command", default=None)
+    p.add_argument("--port", type=int, default=None)
+    p.add_argument("--health-port", type=int, default=None)
+    p.add_argument("--health", default="default")
+    p.add_argument("--ready-path", default="/health")
+    p.set_defaults(run=up)
     commands.add_parser("down").set_defaults(run=down)
     commands.add_parser("token").set_defaults(run=token)
     p = commands.add_parser("scale")
@@ -387,6 +825,11 @@ def main():
     p.add_argument("service")
     p.add_argument("--hold", type=int, default=120, help="seconds the task stays hung at most")
     p.set_defaults(run=hang)
+    p = commands.add_parser("fail-node")
+    p.add_argument("service")
+    p.add_argument("--how", choices=["cut", "halt"], required=True)
+    p.add_argument("--hold", type=float, default=120, help="seconds the node stays failed at most")
+    p.set_defaults(run=fail_node)
     p = commands.add_parser("load")
     p.add_argument("service")
     p.add_argument("--ram", default="64MiB")

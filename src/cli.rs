@@ -411,6 +411,11 @@ pub struct ScenarioRunArgs {
     /// that has the parameter takes them; a name no sweep has is an error. May be given several times.
     #[arg(long = "sweep", value_name = "NAME=V1,V2")]
     pub sweeps: Vec<String>,
+    /// Give one of the scenario's `params:` another value, such as `--param image=tarsier-busybox:latest` (an
+    /// experiment run on your own service). A name the file does not declare is an error. May be given
+    /// several times.
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
     /// Run every round of every sweep this many times (1 to 100; a sweep's own `rounds:` otherwise): tables
     /// show the median and range, charts error bars, the CSV and JSON every run.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]

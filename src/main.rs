@@ -119,16 +119,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         CliCommand::Scenario(ScenarioCommand::Run(args)) => {
             let _logs = warnings_only();
-            scenario::run_files(
-                &args.files,
-                &args.outputs,
-                args.target.as_deref(),
-                args.service.as_deref(),
-                &args.sweeps,
-                args.rounds,
-                &args.client,
-            )
-            .await
+            scenario::run_files(&args).await
         }
         CliCommand::Console(args) => {
             let _logs = warnings_only();

@@ -155,6 +155,9 @@ pub fn run(report: &RunReport, running: &[usize]) -> String {
         report.failures(),
         skipped.saturating_sub(running.len()),
     );
+    if !report.params.is_empty() {
+        let _ = write!(out, "<p class=\"meta\">parameters: {}</p>", escape(&report.params.join(", ")));
+    }
     if let Some(why) = &report.not_started {
         let _ = write!(out, "<p class=\"alert\">Not started: {}</p>", escape(why));
     }

@@ -6,6 +6,7 @@ mod compare;
 pub mod html;
 mod measure;
 mod model;
+mod params;
 mod plan;
 mod publish;
 pub mod report;
@@ -26,10 +27,10 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::ClientArgs;
-use crate::cli::{RunOutputs, SwarmArgs};
+use crate::cli::{ScenarioRunArgs, SwarmArgs};
 use crate::guard::Sources;
 use crate::local_swarm::LocalSwarm;
-use plan::{load, load_with, Scenario, Target};
+use plan::{load, load_with, Overrides, Scenario, Target};
 use report::{junit, RunReport};
 use report::{Outcome, StepResult};
 use runner::Runner;
@@ -103,32 +104,31 @@ pub fn chart_files(
     Ok(EXIT_OK)
 }
 
+/// What `--sweep`, `--param` and `--rounds` change in the files.
+fn overrides_of(args: &ScenarioRunArgs) -> Result<Overrides, String> {
+    Ok(Overrides {
+        sweeps: args.sweeps.iter().map(|text| SweepOverride::parse(text)).collect::<Result<_, _>>()?,
+        params: args.params.iter().map(|text| params::ParamOverride::parse(text)).collect::<Result<_, _>>()?,
+        rounds: args.rounds,
+    })
+}
+
 /// `tarsier scenario run`: every file in turn; the swarm is aborted after each, on failure and on Ctrl-C.
-pub async fn run_files(
-    files: &[PathBuf],
-    outputs: &RunOutputs,
-    target: Option<&str>,
-    service: Option<&str>,
-    sweeps: &[String],
-    rounds: Option<u32>,
-    access: &ClientArgs,
-) -> anyhow::Result<i32> {
-    let mut overrides = Vec::new();
-    for text in sweeps {
-        match SweepOverride::parse(text) {
-            Ok(change) => overrides.push(change),
-            Err(err) => {
-                crate::say_err!("{err}");
-                return Ok(EXIT_BAD_FILE);
-            }
+pub async fn run_files(args: &ScenarioRunArgs) -> anyhow::Result<i32> {
+    let (outputs, access) = (&args.outputs, &args.client);
+    let overrides = match overrides_of(args) {
+        Ok(overrides) => overrides,
+        Err(err) => {
+            crate::say_err!("{err}");
+            return Ok(EXIT_BAD_FILE);
         }
-    }
+    };
     let mut scenarios = Vec::new();
-    for file in files {
-        match load_with(file, &overrides, rounds) {
+    for file in &args.files {
+        match load_with(file, &overrides) {
             Ok(mut scenario) => {
-                if let Some(url) = target {
-                    scenario.target = Target::Agent { public: url.to_owned(), service: service.map(str::to_owned) };
+                if let Some(url) = &args.target {
+                    scenario.target = Target::Agent { public: url.clone(), service: args.service.clone() };
                 }
                 scenarios.push((file, scenario));
             }
@@ -264,6 +264,7 @@ async fn run_one(
         file: file.display().to_string(),
         name: scenario.name.clone(),
         target: public.clone(),
+        params: scenario.params_changed.clone(),
         steps: Vec::new(),
         started_at,
         seconds: 0.0,
@@ -343,6 +344,7 @@ async fn run_one(
         remote,
         in_flight: Default::default(),
         publisher: publisher.clone(),
+        params_changed: scenario.params_changed.clone(),
     });
     let stop_publishing = CancellationToken::new();
     let publishing = publisher.as_ref().map(|p| p.start(runner.clone(), stop_publishing.clone()));

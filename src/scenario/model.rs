@@ -19,6 +19,10 @@ pub struct RawScenario {
     #[serde(default)]
     pub description: Option<String>,
     pub target: RawTarget,
+    /// The scenario's parameters and their defaults (`image: tarsier:latest`): `{{image}}` in any step takes
+    /// the value, and `scenario run --param image=...` gives another (`params.rs`).
+    #[serde(default)]
+    pub params: indexmap::IndexMap<String, Value>,
     /// Prometheus base URL for `expect: {promql: ...}` steps.
     #[serde(default)]
     pub prometheus: Option<String>,

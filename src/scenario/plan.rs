@@ -37,6 +37,18 @@ pub struct Scenario {
     /// Read all the time the steps run.
     pub guards: Vec<Check>,
     pub steady_state: Option<SteadyState>,
+    /// The parameters `--param` changed from the file's defaults, `name=value`: said in the report and on
+    /// every chart, so a figure of another service is never read as tarsier's.
+    pub params_changed: Vec<String>,
+}
+
+/// What the command line changes in a scenario file before it is checked: sweeps' values (`--sweep`),
+/// parameters (`--param`), runs per round (`--rounds`).
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub sweeps: Vec<SweepOverride>,
+    pub params: Vec<super::params::ParamOverride>,
+    pub rounds: Option<u32>,
 }
 
 /// What must hold before the run and again after its teardown.
@@ -176,32 +188,35 @@ pub struct SweepRound {
 
 /// Reads, checks and types a scenario file; the error says where and what.
 pub fn load(path: &Path) -> Result<Scenario, String> {
-    load_with(path, &[], None)
+    load_with(path, &Overrides::default())
 }
 
-/// Reads a scenario file, gives its sweeps the values of `overrides` (`--sweep`) and the runs per round of
-/// `rounds` (`--rounds`), then checks and types it.
-pub fn load_with(path: &Path, overrides: &[SweepOverride], rounds: Option<u32>) -> Result<Scenario, String> {
+/// Reads a scenario file, puts the command line's `overrides` in place, then checks and types it.
+pub fn load_with(path: &Path, overrides: &Overrides) -> Result<Scenario, String> {
     let text =
         crate::sys::files::read_bounded(path, MAX_SCENARIO_FILE, "scenario file").map_err(|e| e.to_string())?.text;
-    parse_with(&text, overrides, rounds).map_err(|e| format!("{}: {e}", path.display()))
+    parse_with(&text, overrides).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// A scenario file's text, checked and typed, with `overrides` in its sweeps.
-fn parse_with(text: &str, overrides: &[SweepOverride], rounds: Option<u32>) -> Result<Scenario, String> {
+/// A scenario file's text, checked and typed, with `overrides` in place.
+fn parse_with(text: &str, overrides: &Overrides) -> Result<Scenario, String> {
     // The bounds of an /exec body, before the parser: a deeply nested file hung it for minutes.
     crate::wire::body::check_nesting(text.as_bytes())?;
     crate::wire::body::check_tags(text.as_bytes())?;
     let mut raw: RawScenario = serde_norway::from_str(text).map_err(|e| capped(&e.to_string()))?;
-    for change in overrides {
+    // Parameters first: a sweep's values are put in place later, into steps that already hold them.
+    let params_changed = super::params::apply(&mut raw, &overrides.params).map_err(|e| capped(&e))?;
+    for change in &overrides.sweeps {
         if override_sweeps(&mut raw.steps, change) == 0 {
             return Err(format!("--sweep {}: no sweep has the parameter `{}`", change.name, change.name));
         }
     }
-    if let Some(rounds) = rounds {
+    if let Some(rounds) = overrides.rounds {
         super::sweep::set_rounds(&mut raw.steps, rounds);
     }
-    Scenario::from_raw(raw).map_err(|e| capped(&e))
+    let mut scenario = Scenario::from_raw(raw).map_err(|e| capped(&e))?;
+    scenario.params_changed = params_changed;
+    Ok(scenario)
 }
 
 /// The most of an error's text shown: errors quote what the file said, and a file can say a megabyte.
@@ -257,6 +272,7 @@ impl Scenario {
                     })
                 }
             },
+            params_changed: Vec::new(),
         })
     }
 }
@@ -542,7 +558,7 @@ mod tests {
         ) {
             let text: String = parts.concat();
             let started = std::time::Instant::now();
-            let _ = parse_with(&text, &[], None);
+            let _ = parse_with(&text, &Overrides::default());
             proptest::prop_assert!(started.elapsed() < std::time::Duration::from_secs(2), "{:?}", started.elapsed());
         }
     }

@@ -111,6 +111,9 @@ pub struct RunReport {
     /// The agent the run was aimed at (its public URL).
     #[serde(default)]
     pub target: String,
+    /// The scenario's parameters given on the command line (`--param image=...`), `name=value`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub params: Vec<String>,
     #[serde(serialize_with = "rfc3339", deserialize_with = "from_rfc3339")]
     pub started_at: SystemTime,
     pub seconds: f64,
@@ -148,6 +151,9 @@ impl RunReport {
             self.steps.iter().map(|s| s.title.chars().count() + 2 * s.depth).max().unwrap_or(4).clamp(4, 60);
         let mut out = String::new();
         let _ = writeln!(out, "\n{} ({})", self.name, self.file);
+        if !self.params.is_empty() {
+            let _ = writeln!(out, "  --param {}", self.params.join(" --param "));
+        }
         let _ = writeln!(out, "  {:<title_width$}  {:<7}  {:>8}  detail", "step", "result", "time");
         let _ =
             writeln!(out, "  {}  {}  {}  {}", "-".repeat(title_width), "-".repeat(7), "-".repeat(8), "-".repeat(30));
@@ -321,6 +327,7 @@ mod tests {
             broken: false,
             name: name.into(),
             target: "http://127.0.0.1:8080".into(),
+            params: Vec::new(),
             started_at: SystemTime::UNIX_EPOCH,
             steps,
             seconds: 1.5,

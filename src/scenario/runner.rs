@@ -58,6 +58,8 @@ pub struct Runner {
     pub in_flight: Mutex<std::collections::BTreeSet<usize>>,
     /// `--console`: where the run is shown as it goes.
     pub publisher: Option<Arc<super::publish::Publisher>>,
+    /// `--param`s that changed the file's defaults, for every chart's source line.
+    pub params_changed: Vec<String>,
 }
 
 /// A run's results on their way to a remote-write receiver.
@@ -536,7 +538,7 @@ impl Runner {
             params: sweep.params.clone(),
             rows: Vec::new(),
             chart: sweep.chart.clone(),
-            source: Some(source_line(sweep.repeats)),
+            source: Some(source_line(sweep.repeats, &self.params_changed)),
         };
         let mut held = true;
         let runs = sweep.repeats as usize;
@@ -668,8 +670,8 @@ impl Runner {
 }
 
 /// Where a sweep's figures come from, for its chart: tarsier's version and commit, the machine, the date and
-/// the runs per round.
-fn source_line(runs: u32) -> String {
+/// the runs per round; and the parameters given on the command line (another service than the file's).
+fn source_line(runs: u32, params: &[String]) -> String {
     let commit = std::process::Command::new("git")
         .args(["rev-parse", "--short", "HEAD"])
         .stderr(std::process::Stdio::null())
@@ -681,8 +683,9 @@ fn source_line(runs: u32) -> String {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let date = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let runs = if runs == 1 { "1 run per round".to_owned() } else { format!("{runs} runs per round") };
+    let params: String = params.iter().map(|p| format!("; {p}")).collect();
     format!(
-        "tarsier {}{commit}; {}, {cores} cores; {}; {runs}",
+        "tarsier {}{commit}; {}, {cores} cores; {}; {runs}{params}",
         env!("CARGO_PKG_VERSION"),
         crate::sys::hostname(),
         &date[..10]

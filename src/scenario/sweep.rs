@@ -63,7 +63,28 @@ pub fn plain(value: &Value) -> String {
 pub fn substitute_steps(steps: &[RawStep], round: &Round) -> Result<Vec<RawStep>, String> {
     let mut value = serde_json::to_value(steps).map_err(|e| e.to_string())?;
     fill(&mut value, round)?;
-    serde_json::from_value(value).map_err(|e| e.to_string())
+    let mut filled: Vec<RawStep> = serde_json::from_value(value).map_err(|e| e.to_string())?;
+    keep_written_order(steps, &mut filled);
+    Ok(filled)
+}
+
+/// Gives the maps whose order means something (a sweep's parameters: the first that varies is the chart's x
+/// axis; a chart's names: its columns) the order of the file again: the trip through `serde_json::Value`
+/// sorts them by name. Filling changes values, never keys or the steps' shape.
+fn keep_written_order(written: &[RawStep], filled: &mut [RawStep]) {
+    for (written, filled) in written.iter().zip(filled.iter_mut()) {
+        if let (Some(order), Some(params)) = (&written.sweep, filled.sweep.as_mut()) {
+            params.sort_by_cached_key(|name, _| order.get_index_of(name));
+        }
+        if let (Some(order), Some(chart)) = (&written.chart, filled.chart.as_mut()) {
+            chart.names.sort_by_cached_key(|name, _| order.names.get_index_of(name));
+        }
+        for (written, filled) in [(&written.steps, &mut filled.steps), (&written.parallel, &mut filled.parallel)] {
+            if let (Some(written), Some(filled)) = (written, filled.as_mut()) {
+                keep_written_order(written, filled);
+            }
+        }
+    }
 }
 
 /// Fills every string but a `run:` command's, whose placeholders become variable references

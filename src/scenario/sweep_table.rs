@@ -269,6 +269,10 @@ impl SweepTable {
             let names: Vec<&str> = zero.iter().map(|f| f.strip_prefix("result.").unwrap_or(f)).collect();
             out.push_str(&format!("\n0 in every round: {}.\n", names.join(", ")));
         }
+        // Where the figures come from (and, when `--param` changed the service under test, which one).
+        if let Some(source) = &self.source {
+            out.push_str(&format!("\nSource: {source}.\n"));
+        }
         out
     }
 

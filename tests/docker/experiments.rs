@@ -27,14 +27,17 @@ impl Drop for StackName {
     }
 }
 
-/// Runs one experiment with the given `--sweep` overrides; its output directory.
-fn run_experiment(stack: &StackName, file: &str, sweeps: &[&str], out: &Path) {
+/// Runs one experiment with the given `--sweep` overrides and `--param`s.
+fn run_experiment(stack: &StackName, file: &str, sweeps: &[&str], params: &[&str], out: &Path) {
     let started = Instant::now();
     let mut command = Command::new(env!("CARGO_BIN_EXE_tarsier"));
     // One run per round here: the full runs' repeats are for the committed figures, not for CI.
     command.args(["scenario", "run", file, "--rounds", "1", "--token-file", "deploy/.token", "--out"]).arg(out);
     for sweep in sweeps {
         command.args(["--sweep", sweep]);
+    }
+    for param in params {
+        command.args(["--param", param]);
     }
     let output = command.current_dir(root()).env("TARSIER_STACK", &stack.0).output().expect("tarsier runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -86,19 +89,19 @@ fn the_experiments_run_on_docker_swarm_and_leave_nothing_behind() {
 
     // Scaling: 1 and 8 replicas of 0.25 core each; the compare in the file (8 >= 1.5x 1) must hold.
     let out = dir.join("scaling-knee");
-    run_experiment(&stack, "scenarios/experiments/scaling-knee.yaml", &["replicas=1,8", "requests=200"], &out);
+    run_experiment(&stack, "scenarios/experiments/scaling-knee.yaml", &["replicas=1,8", "requests=200"], &[], &out);
     let req_per_s = column(&out, "result.req_per_s");
     assert!(req_per_s.len() == 2 && req_per_s.iter().all(|x| *x > 0.0), "{req_per_s:?}");
 
     // Density: 1 and 4 containers; each got some CPU, the bystander answered every request.
     let out = dir.join("density");
-    run_experiment(&stack, "scenarios/experiments/density.yaml", &["containers=1,4"], &out);
+    run_experiment(&stack, "scenarios/experiments/density.yaml", &["containers=1,4"], &[], &out);
     let shares = column(&out, "cpu_share_min");
     assert!(shares.len() == 2 && shares.iter().all(|x| *x > 0.0 && *x <= 0.55), "{shares:?}");
 
     // Failover: two kills each way; a replacement every time, within the file's 30 s bound.
     let out = dir.join("failover-mttr");
-    run_experiment(&stack, "scenarios/experiments/failover-mttr.yaml", &["kills=2", "load_s=20"], &out);
+    run_experiment(&stack, "scenarios/experiments/failover-mttr.yaml", &["kills=2", "load_s=20"], &[], &out);
     let max_s = column(&out, "max_s");
     assert!(max_s.len() == 2 && max_s.iter().all(|x| *x > 0.0 && *x < 30.0), "{max_s:?}");
 
@@ -108,6 +111,7 @@ fn the_experiments_run_on_docker_swarm_and_leave_nothing_behind() {
         &stack,
         "scenarios/experiments/rolling-update-availability.yaml",
         &["replicas=2", "load_s=30"],
+        &[],
         &out,
     );
     assert_eq!(column(&out, "replaced"), [2.0]);
@@ -115,16 +119,56 @@ fn the_experiments_run_on_docker_swarm_and_leave_nothing_behind() {
     // A hung replica (alive, not answering): found unhealthy by its health check and replaced, every time
     // after the fault, and a replacement healthy after it was found.
     let out = dir.join("hung-replica");
-    run_experiment(&stack, "scenarios/experiments/hung-replica.yaml", &["interval_s=1"], &out);
+    run_experiment(&stack, "scenarios/experiments/hung-replica.yaml", &["interval_s=1"], &[], &out);
     let (detect, replaced) = (column(&out, "detect_s"), column(&out, "replaced_s"));
     assert!(
         !detect.is_empty() && detect.iter().zip(&replaced).all(|(d, r)| *d > 0.0 && r > d),
         "{detect:?} {replaced:?}"
     );
 
-    // Each scenario's teardown removed the stack, and left the swarm as it found it.
+    // Your own service: a plain busybox httpd (not tarsier, made by scripts/image.sh from Debian's
+    // busybox-static). With no health check, failover is timed to each replacement's first answer and the
+    // charts say so; with a health check of its own (busybox's wget), a hung replica (its process stopped)
+    // is found and replaced like tarsier's.
+    let out = dir.join("failover-busybox");
+    let busybox = ["image=tarsier-busybox:latest", "health=none"];
+    run_experiment(
+        &stack,
+        "scenarios/experiments/failover-mttr.yaml",
+        &["how=docker-kill", "kills=2", "load_s=20"],
+        &busybox,
+        &out,
+    );
+    let max_s = column(&out, "max_s");
+    assert!(max_s.len() == 1 && max_s.iter().all(|x| *x > 0.0 && *x < 30.0), "{max_s:?}");
+    let json = std::fs::read_to_string(out.join("sweep-kills.json")).expect("the sweep's JSON");
+    assert!(json.contains("image=tarsier-busybox:latest; health=none"), "the source line names the service: {json}");
+    let out = dir.join("hung-busybox");
+    let check = "health=wget -q -O /dev/null http://127.0.0.1:8080/health";
+    run_experiment(
+        &stack,
+        "scenarios/experiments/hung-replica.yaml",
+        &["interval_s=1"],
+        &["image=tarsier-busybox:latest", check],
+        &out,
+    );
+    let (detect, replaced) = (column(&out, "detect_s"), column(&out, "replaced_s"));
+    assert!(
+        detect.len() == 1 && *detect.first().unwrap_or(&0.0) > 0.0 && replaced[0] > detect[0],
+        "{detect:?} {replaced:?}"
+    );
+
+    // Each scenario's teardown removed the stack, its network and configs, and left the swarm as it found it.
     let label = format!("label=com.docker.stack.namespace={}", stack.0);
     assert_eq!(docker(&["ps", "-aq", "--filter", &label]), "", "containers left behind");
+    assert_eq!(docker(&["network", "ls", "-q", "--filter", &label]), "", "networks left behind");
+    if swarm_before != "active" {
+        assert_eq!(
+            docker(&["network", "ls", "-q", "--filter", "name=^docker_gwbridge$"]),
+            "",
+            "docker_gwbridge left behind"
+        );
+    }
     assert_eq!(docker(&["info", "-f", "{{.Swarm.LocalNodeState}}"]), swarm_before, "the swarm was not left as found");
     let _ = std::fs::remove_dir_all(&dir);
 }

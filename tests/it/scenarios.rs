@@ -43,6 +43,12 @@ fn every_experiment_is_valid_and_opens_with_its_question() {
         let text = std::fs::read_to_string(file).unwrap();
         assert!(text.starts_with("# Question: "), "{file:?} must open with the question it answers");
         assert!(text.contains("teardown:"), "{file:?} must remove what it set up, whatever happens");
+        // Your service, not ours: the service under test is a parameter, tarsier's agent its default.
+        assert!(
+            text.contains("\nparams:\n") && text.contains("  image: tarsier:latest"),
+            "{file:?} takes no --param image"
+        );
+        assert!(text.contains("--image={{image}}"), "{file:?} does not deploy its `image` parameter");
     }
 }
 
