@@ -2,7 +2,8 @@
 # A multi-node Docker Swarm on one machine, for the experiments that fail a whole node (docs/experiments.md):
 # this machine's engine is the manager, and each worker is one more Docker engine in a network namespace of
 # its own (and a UTS namespace: its own host name), with its own data root, exec root, socket and cgroup
-# parent, on a bridge this script makes with TEST-NET-1 addresses (192.0.2.0/24). No registry: the images
+# parent, on a bridge this script makes with TEST-NET-2 addresses (198.51.100.0/24; refused if this machine
+# already routes any of them: the machines here use TEST-NET-1 for their own network). No registry: the images
 # the experiments use are moved with `docker save | docker load`. Root only.
 #
 #   scripts/cluster.sh up [N]        N workers (default 2, at most 8), joined to the swarm, images loaded
@@ -12,16 +13,17 @@
 #   scripts/cluster.sh status        the nodes as the manager sees them
 #   scripts/cluster.sh docker I ARGS...   the docker CLI against worker I (docker -H unix://...)
 #
-# Worker I is the namespace tsr-nodeI at 192.0.2.(10+I), reached from the host on the bridge tsr-br0
-# (192.0.2.1, the manager's swarm address). Its engine's socket: /run/tarsier-cluster/nodeI/docker.sock.
+# Worker I is the namespace tsr-nodeI at 198.51.100.(10+I), reached from the host on the bridge tsr-br0
+# (198.51.100.1, the manager's swarm address). Its engine's socket: /run/tarsier-cluster/nodeI/docker.sock.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 state=/run/tarsier-cluster
 data=/var/lib/tarsier-cluster
 bridge=tsr-br0
-manager_ip=192.0.2.1
+net=198.51.100
+manager_ip=$net.1
 made_swarm="$root/.cache/cluster-made-swarm"
-images=(tarsier:latest tarsier-busybox:latest)
+images=(tarsier:latest tarsier-busybox:latest tarsier-redis:latest tarsier-netperf:latest)
 
 log() { echo "cluster.sh: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -42,8 +44,13 @@ up() {
     local addr; addr=$(docker info -f '{{.Swarm.NodeAddr}}')
     [ "$addr" = "$manager_ip" ] || die "this engine is in a swarm already, at $addr: workers in namespaces reach the manager at $manager_ip only (leave it first, or scripts/stack.py down)"
   fi
+  # The bridge's subnet must be nobody's: an address or a route of this machine in it would be taken over.
+  if ip -o addr show | grep -q " $net\." || ip route show | grep -q "$net\."; then
+    die "this machine already uses $net.0/24 (ip addr / ip route): the cluster's bridge would take it over"
+  fi
   # Every image the workers will run, from this engine (scripts/image.sh builds them; nothing is pulled).
-  "$root/scripts/image.sh" >/dev/null
+  # (TARSIER_IMAGE_PROFILE=release, as scripts/experiments.sh sets it: the agent from a release build.)
+  "$root/scripts/image.sh" $([ "${TARSIER_IMAGE_PROFILE:-}" = release ] && echo --release) >/dev/null
   ip link add "$bridge" type bridge
   ip addr add "$manager_ip/24" dev "$bridge"
   ip link set "$bridge" up
@@ -59,23 +66,29 @@ up() {
     ip netns add "$ns"
     ip link add "tsr-n$i" type veth peer name eth0 netns "$ns"
     ip link set "tsr-n$i" master "$bridge" up
-    ip -n "$ns" addr add "192.0.2.$((10 + i))/24" dev eth0
+    ip -n "$ns" addr add "$net.$((10 + i))/24" dev eth0
     ip -n "$ns" link set eth0 up
     ip -n "$ns" link set lo up
     echo '{}' > "$dir/daemon.json"
     # Its own host name (a UTS namespace) so `docker node ls` tells the workers apart; its own cgroup parent
-    # so its containers' cgroups do not meet the manager's.
-    ip netns exec "$ns" unshare --uts sh -c "hostname $ns && exec dockerd --config-file $dir/daemon.json \
+    # so its containers' cgroups do not meet the manager's. nsenter, not `ip netns exec`: that makes a mount
+    # namespace with a fresh /sys, where the engine finds no cgroup mounted ("Devices cgroup isn't mounted").
+    nsenter --net="/run/netns/$ns" unshare --uts sh -c "hostname $ns && exec dockerd --config-file $dir/daemon.json \
       --data-root $data/node$i --exec-root $dir/exec --pidfile $dir/docker.pid -H $(node_sock "$i") \
       --cgroup-parent /tarsier-node$i --log-level warn" >"$dir/dockerd.log" 2>&1 &
     for _ in $(seq 1 300); do node_docker "$i" info >/dev/null 2>&1 && break; sleep 0.1; done
     node_docker "$i" info >/dev/null 2>&1 || die "worker $i's engine did not start: $(tail -3 "$dir/dockerd.log")"
     log "worker $i: loading ${images[*]}"
-    docker save "${images[@]}" | node_docker "$i" load >/dev/null
-    node_docker "$i" swarm join --token "$token" --advertise-addr "192.0.2.$((10 + i))" "$manager_ip:2377" >/dev/null
+    # A fresh engine has dropped the stream once (EOF on /images/load): tried three times.
+    for try in 1 2 3; do
+      docker save "${images[@]}" | node_docker "$i" load >/dev/null && break
+      [ "$try" = 3 ] && die "worker $i: the images could not be loaded"
+      sleep 2
+    done
+    node_docker "$i" swarm join --token "$token" --advertise-addr "$net.$((10 + i))" "$manager_ip:2377" >/dev/null
   done
   for _ in $(seq 1 300); do
-    [ "$(docker node ls --filter role=worker -f '{{.Status}}' | grep -c Ready)" = "$n" ] && break
+    [ "$(docker node ls --filter role=worker --format '{{.Status}}' | grep -c Ready)" = "$n" ] && break
     sleep 0.2
   done
   status

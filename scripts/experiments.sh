@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The experiments in full (docs/experiments.md), from a release build: each one's table, CSV, JSON and
 # chart under scenarios/experiments/results/NAME/. Needs a Docker engine (Swarm mode); about 40 minutes on
-# 2 cores once built. node-failure needs root: it makes a multi-node cluster (scripts/cluster.sh) and takes it
+# 2 cores once built. node-failure, state-after-failover and overlay-overhead need root: they make a multi-node cluster (scripts/cluster.sh) and takes it
 # down again. Leaves nothing running (each scenario's teardown removes its stack).
 #
 #   scripts/experiments.sh [NAME...]      all of them, or the ones named (scaling-knee, density, ...)
@@ -32,18 +32,22 @@ cargo build --release --locked
 export TARSIER_IMAGE_PROFILE=release
 token=$(python3 scripts/stack.py token)
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(scaling-knee density failover-mttr rolling-update-availability hung-replica node-failure)
+[ ${#names[@]} -gt 0 ] || names=(scaling-knee density failover-mttr rolling-update-availability hung-replica node-failure
+  state-after-failover overlay-overhead)
 status=0
 for name in "${names[@]}"; do
-  # node-failure fails whole nodes: a cluster of two workers in namespaces (scripts/cluster.sh), made for it
-  # and taken down after it, whatever happened.
-  if [ "$name" = node-failure ]; then
+  # node-failure fails whole nodes, state-after-failover moves a database between them, overlay-overhead
+  # crosses to another node: a cluster of two workers in namespaces (scripts/cluster.sh), made for each and
+  # taken down after it, whatever happened.
+  multi_node=false
+  case "$name" in node-failure | state-after-failover | overlay-overhead) multi_node=true ;; esac
+  if $multi_node; then
     trap 'scripts/cluster.sh down' EXIT
     scripts/cluster.sh up 2
   fi
   target/release/tarsier scenario run "scenarios/experiments/$name.yaml" --token-file "$token" \
     --out "scenarios/experiments/results/$name" || status=1
-  if [ "$name" = node-failure ]; then
+  if $multi_node; then
     scripts/cluster.sh down
     trap - EXIT
   fi

@@ -12,6 +12,9 @@
 #   tarsier-prometheus:latest  the base + Prometheus, as scripts/prometheus.sh fetches it (Debian's package)
 #   tarsier-nginx:latest    the base + Debian's nginx and the libraries it links: the experiments' load
 #                           balancer (deploy/stack.yaml)
+#   tarsier-redis:latest    the base + Debian's redis-server and the libraries it links, writing every record
+#                           to /data before answering: the database of state-after-failover
+#   tarsier-netperf:latest  busybox httpd on 18091 and Debian's iperf3 server on 5201: overlay-overhead's far end
 #   tarsier-busybox:latest  the base + Debian's busybox-static serving /srv/www (/, /health) on 8080: a
 #                           service that is not tarsier, for the experiments' --param image=...
 #
@@ -138,3 +141,32 @@ if [ ! -x "$busybox_tree/bin/busybox" ]; then
   printf '<!doctype html><title>busybox</title><p>a service that is not tarsier\n' > "$busybox_tree/srv/www/index.html"
 fi
 build tarsier-busybox:latest "$root/deploy/busybox/Dockerfile" "$busybox_tree"
+
+# redis-server from Debian with the libraries it links (libsystemd0's own included), for state-after-failover.
+redis_tree="$root/.cache/redis-root"
+if [ ! -x "$redis_tree/usr/bin/redis-check-rdb" ]; then
+  log "unpacking Debian's redis-server"
+  debs=$(mktemp -d)
+  download "$debs" redis-server redis-tools libatomic1 libjemalloc2 liblzf1 libssl3 libsystemd0 libcap2 \
+    libgcrypt20 libgpg-error0 liblz4-1 liblzma5 libzstd1 libstdc++6
+  rm -rf "$redis_tree" && mkdir -p "$redis_tree"
+  for deb in "$debs"/*.deb; do dpkg-deb -x "$deb" "$redis_tree"; done
+  rm -rf "$debs" "$redis_tree/usr/share/doc" "$redis_tree/usr/share/man" "$redis_tree/etc/init.d"
+fi
+# Its data directory, owned by the database's user in the image (a directory of one placeholder).
+mkdir -p "$root/.cache/redis-data" && touch "$root/.cache/redis-data/.keep"
+build tarsier-redis:latest "$root/deploy/redis/Dockerfile" "$redis_tree" "$root/.cache/redis-data"
+
+# The network paths' far end: busybox (httpd, sh) and Debian's iperf3 with the libraries it links.
+netperf_tree="$root/.cache/netperf-root"
+if [ ! -x "$netperf_tree/usr/bin/iperf3" ]; then
+  log "unpacking Debian's iperf3 and busybox-static"
+  debs=$(mktemp -d)
+  download "$debs" iperf3 libiperf0 libsctp1 libssl3 busybox-static
+  rm -rf "$netperf_tree" && mkdir -p "$netperf_tree"
+  for deb in "$debs"/*.deb; do dpkg-deb -x "$deb" "$netperf_tree"; done
+  rm -rf "$debs" "$netperf_tree/usr/share"
+  ln -sf busybox "$netperf_tree/bin/sh"
+  mkdir -p "$netperf_tree/srv/www" && printf 'ok\n' > "$netperf_tree/srv/www/health"
+fi
+build tarsier-netperf:latest "$root/deploy/netperf/Dockerfile" "$netperf_tree"

@@ -38,10 +38,23 @@ line of stdout, which a scenario's `run: {values: ..., record: ...}` reads.
                                      frozen; undone after -> {"down_s": fault -> the manager marks the node
                                      down, "scheduled_s": -> a replacement placed on a live node,
                                      "first_running_s", "all_running_s": -> replacements running (healthy)}
+  stack.py state --volume none|local --how kill|move [--records 1000]
+                                     a database (tarsier-redis:latest, or --image with --write-cmd,
+                                     --write-line, --count-cmd) gets numbered records, then its container is
+                                     killed or (with two workers) its node drained; the records the new
+                                     container finds -> {"written", "left", "lost", "moved", "seconds"}
+  stack.py net-path --path host|bridge|overlay|node|overlay-node [--concurrency 16 --seconds 10]
+                                     one HTTP service and iperf3 server reached over that path from a client
+                                     container (node, overlay-node: on another node of scripts/cluster.sh)
+                                     -> {"req_per_s", "p50_ms", "p99_ms", "gbit_per_s"}
   stack.py load SERVICE --ram 64MiB --cpu-load 50 --seconds 10
                                      in every task: hold the memory, then spin one thread at the load
                                      -> {"containers", "cpu_share_mean", "cpu_share_min", "cpu_share_max"}:
-                                     the CPU fraction each got while asking for cpu-load percent of a core
+                                     the CPU fraction each got while asking for cpu-load percent of a core;
+                                     "cpu_asked_mean", "cpu_got_mean": its threads' time runnable (running
+                                     or waiting for a CPU) and running, per second (/proc/TID/schedstat);
+                                     "memory_per_container_mib" (cgroup usage), "host_memory_used_mib",
+                                     "host_memory_added_mib" (MemTotal - MemAvailable, and its growth)
 
 Services: backend and bystander (the service under test, written by `up` into .cache/stack/sut.json), density
 and lb (deploy/stack.yaml). TARSIER_STACK names the stack (default tarsier-exp). Times come from the engine's
@@ -459,6 +472,10 @@ def down(_args):
     wait_until("the stack's containers are gone", lambda: not docker("ps", "-aq", "--filter", label), every=0.5)
     wait_until("the stack's network is gone",
                lambda: not docker("network", "ls", "-q", "--filter", label), every=0.5)
+    # The databases' volumes (state-after-failover) on this engine; a cluster's workers take theirs with them.
+    volumes = docker("volume", "ls", "-q", "--filter", label, check=False).split()
+    if volumes:
+        docker("volume", "rm", *volumes, check=False)
     if os.path.exists(MADE_SWARM):
         docker("swarm", "leave", "--force", check=False)
         # The bridge `swarm init` made for overlay tasks outlives the swarm; nothing else uses it.
@@ -770,21 +787,239 @@ def fail_node(args):
     print(json.dumps(result))
 
 
+def node_docker(node_id):
+    """The docker CLI's arguments for the engine of a node: this one, or a cluster worker's socket."""
+    host = workers().get(node_id)
+    if host is None:
+        return []
+    return ["-H", f"unix:///run/tarsier-cluster/node{host.removeprefix('tsr-node')}/docker.sock"]
+
+
+def db_task(service):
+    """The database's one running task: (task id, node id, container id), once it runs (healthy)."""
+    def running():
+        for tid, (node, state, _) in tasks(service).items():
+            if state == "running":
+                cid = docker("inspect", "-f", "{{.Status.ContainerStatus.ContainerID}}", tid, check=False)
+                return (tid, node, cid) if cid else None
+        return None
+    return wait_until(f"{service} running", running)
+
+
+def in_db(node, cid, command, stdin=None):
+    return docker(*node_docker(node), "exec", "-i", cid, *shlex.split(command), stdin=stdin, timeout=300)
+
+
+def state(args):
+    """What is left of a database's records after a failover: the database (one replica, restart_policy any)
+    gets `--records` numbered records (each on disk before it is acknowledged), then its container is killed
+    (`kill`: Swarm starts a new one, on the same node) or its node drained (`move`: the task goes to another
+    node, as after a node failure), and the records its new container finds are counted. Its data directory
+    is on no volume (`none`: the container's own layer) or on a local named volume (`local`: on its node)."""
+    if args.how == "move" and len(workers()) < 2:
+        raise SystemExit("stack.py: --how move needs two worker nodes: scripts/cluster.sh up 2 first")
+    service = "db"
+    name = service_name(service)
+    volume = f"{STACK}_dbdata_{os.getpid()}"
+    create = ["service", "create", "-d", "--name", name, "--replicas", "1", "--restart-condition", "any",
+              "--restart-delay", "0s", "--network", f"{STACK}_experiment",
+              "--label", f"com.docker.stack.namespace={STACK}",
+              "--container-label", f"com.docker.stack.namespace={STACK}"]
+    if args.volume == "local":
+        create += ["--mount", f"type=volume,source={volume},target={args.data_dir},"
+                              f"volume-label=com.docker.stack.namespace={STACK}"]
+    if workers():
+        create += ["--constraint", "node.role == worker"]
+    docker(*create, args.image)
+    drained = None
+    try:
+        _, node, cid = db_task(service)
+        lines = "".join(args.write_line.replace("{n}", str(n)) + "\n" for n in range(1, args.records + 1))
+        in_db(node, cid, args.write_cmd, stdin=lines)
+        written = int(in_db(node, cid, args.count_cmd).split()[-1])
+        if written != args.records:
+            raise SystemExit(f"stack.py: wrote {args.records} records, the database counts {written}")
+        before = set(tasks(service))
+        started = time.time()
+        if args.how == "kill":
+            docker(*node_docker(node), "kill", cid)
+        else:
+            drained = node
+            docker("node", "update", "--availability", "drain", node)
+
+        def replacement():
+            for tid, (where, st, since) in tasks(service).items():
+                if tid not in before and st == "running":
+                    return tid, where, since
+            return None
+
+        tid, where, since = wait_until("the database running again", replacement)
+        cid = docker("inspect", "-f", "{{.Status.ContainerStatus.ContainerID}}", tid)
+        left = int(wait_until("the database answering", lambda: in_db(where, cid, args.count_cmd)).split()[-1])
+        moved = where != node
+    finally:
+        docker("service", "rm", name, check=False)
+        if drained:
+            docker("node", "update", "--availability", "active", drained, check=False)
+    result = {"written": written, "left": left, "lost": written - left, "moved": int(moved),
+              "seconds": round(since - started, 3), "clock": "swarm task state (health check)"}
+    log(f"{args.how} with volume {args.volume}: {left} of {written} records left "
+        f"({'on another node' if moved else 'on the same node'})")
+    print(json.dumps(result))
+
+
+NETPERF = "tarsier-netperf:latest"
+PATHS = ("host", "bridge", "overlay", "node", "overlay-node")
+
+
+def net_path(args):
+    """The same small HTTP service (busybox httpd) and iperf3 server reached over one network path, from a
+    client in a container on this engine: `host` (both on this machine's own network: loopback), `bridge`
+    (Docker's default bridge), `overlay` (the stack's overlay network, both on this node), and with
+    scripts/cluster.sh's workers, to a server on another node: `node` (its own network, no overlay) and
+    `overlay-node` (the overlay, VXLAN between the nodes). The client is a tarsier agent running net/http_load
+    (closed model) and iperf3's client."""
+    path, label = args.path, f"com.docker.stack.namespace={STACK}"
+    nodes = sorted(workers().items(), key=lambda item: item[1])
+    if path in ("node", "overlay-node") and not nodes:
+        raise SystemExit(f"stack.py: --path {path} needs worker nodes: scripts/cluster.sh up first")
+    overlay = f"{STACK}_experiment"
+    far = node_docker(nodes[0][0]) if path in ("node", "overlay-node") else []
+    server_net = {"host": "host", "bridge": "bridge", "overlay": overlay, "node": "host", "overlay-node": overlay}[path]
+    client_net = {"host": "host", "bridge": "bridge", "overlay": overlay, "node": "host", "overlay-node": overlay}[path]
+    tag = f"{STACK}_{path}_{os.getpid()}"
+    started = []
+
+    def run(prefix, name, *rest):
+        docker(*prefix, "run", "-d", "--pull", "never", "--name", name, "--label", label, *rest)
+        started.append((prefix, name))
+
+    try:
+        run(far, f"{tag}_server", "--network", server_net, NETPERF)
+        if path == "host":
+            ip = "127.0.0.1"
+        elif path == "node":
+            ip = docker("node", "inspect", "-f", "{{.Status.Addr}}", nodes[0][0])
+        else:
+            ip = docker(*far, "inspect", "-f", f'{{{{(index .NetworkSettings.Networks "{server_net}").IPAddress}}}}',
+                        f"{tag}_server")
+        client = f"{tag}_client"
+        run([], client, "--network", client_net, "-v", f"{TOKEN}:/run/secrets/tarsier_token:ro", TARSIER_IMAGE,
+            "agent", "--listen=127.0.0.1:18095", "--service-listen=127.0.0.1:18096",
+            "--token-file=/run/secrets/tarsier_token", f"--http-load-targets={ip}/32")
+        wait_until("the client agent", lambda: subprocess.run(
+            ["docker", "exec", client, "/usr/local/bin/tarsier", "probe", "--timeout=1s",
+             "http://127.0.0.1:18096/health"], capture_output=True, timeout=30).returncode == 0, every=0.3)
+        url = f"http://{ip}:18091/health"
+
+        def http_load(seconds):
+            body = (f"command: net/http_load\ndata: {{url: '{url}', concurrency: {args.concurrency}, "
+                    f"duration: {seconds}s, timeout: 5s}}\n")
+            out = docker("exec", "-i", client, "/usr/local/bin/tarsier", "exec", "http://127.0.0.1:18095",
+                         "--token-file", "/run/secrets/tarsier_token", "--output", "json", "-", stdin=body,
+                         timeout=seconds + 60)
+            return json.loads(out)["result"]
+
+        wait_until(f"the server at {url}", lambda: http_load(1)["succeeded"] > 0)
+        result = http_load(args.seconds)
+        iperf = docker("run", "--rm", "--pull", "never", "--network", client_net, "--label", label, "--entrypoint", "/usr/bin/iperf3",
+                       NETPERF, "--client", ip, "--port", "5201", "--time", str(args.iperf_seconds), "--json",
+                       timeout=args.iperf_seconds + 60)
+        bits = json.loads(iperf)["end"]["sum_received"]["bits_per_second"]
+    finally:
+        for prefix, name in started:
+            docker(*prefix, "rm", "-f", name, check=False)
+    out = {"path": path, "req_per_s": round(result["req_per_s"], 1), "p50_ms": result["latency_ms"]["p50"],
+           "p99_ms": result["latency_ms"]["p99"], "gbit_per_s": round(bits / 1e9, 3)}
+    log(f"{path}: {out['req_per_s']:.0f} req/s, p50 {out['p50_ms']} ms, p99 {out['p99_ms']} ms, "
+        f"{out['gbit_per_s']} Gbit/s")
+    print(json.dumps(out))
+
+
+def cgroup_file(cid, controller, v1_name, v2_name):
+    """A file of a container's cgroup (cgroupfs driver; v1 or v2), or None where it is not found."""
+    parent = docker("inspect", "-f", "{{.HostConfig.CgroupParent}}", cid, check=False) or "/docker"
+    for path in (f"/sys/fs/cgroup/{controller}{parent}/{cid}/{v1_name}", f"/sys/fs/cgroup{parent}/{cid}/{v2_name}"):
+        if os.path.exists(path):
+            return path
+    return None
+
+
+def read_int(path):
+    try:
+        with open(path) as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def runnable_ns(cid):
+    """The container's threads' time on a CPU and waiting for one (/proc/TID/schedstat), in ns."""
+    tasks_file = cgroup_file(cid, "cpu", "tasks", "cgroup.threads")
+    run = wait = 0
+    for tid in (open(tasks_file).read().split() if tasks_file else []):
+        try:
+            with open(f"/proc/{tid}/schedstat") as f:
+                on_cpu, waiting, _ = f.read().split()
+            run, wait = run + int(on_cpu), wait + int(waiting)
+        except (OSError, ValueError):
+            continue
+    return run, wait
+
+
+def host_memory_used():
+    """This machine's memory in use (MemTotal - MemAvailable), in bytes."""
+    info = {}
+    with open("/proc/meminfo") as f:
+        for line in f:
+            key, value = line.split(":", 1)
+            info[key] = int(value.split()[0]) * 1024
+    return info["MemTotal"] - info["MemAvailable"]
+
+
 def load(args):
+    """Every container holds --ram and spins a thread at --cpu-load percent of a core for --seconds. While
+    they spin: the CPU share each got (its own measure), the share it asked for (its threads' time running or
+    runnable, from the scheduler's own accounting), each container's memory (its cgroup's usage) and the
+    host's memory in use."""
     targets = sorted(containers(args.service))
     if not targets:
         raise SystemExit(f"stack.py: {args.service} has no running tasks")
     hold = f"command: heavy_load/gobble_ram\ndata: {{size: {args.ram}}}\n"
     spin = f"command: heavy_load/spin_cpu\ndata: {{duration: {args.seconds}s, load: {args.cpu_load}, threads: 1}}\n"
+    held = threading.Barrier(len(targets) + 1, timeout=120)
 
     def one(cid):
         tarsier_exec(cid, hold, 60)
+        held.wait()
         return tarsier_exec(cid, spin, args.seconds + 60)["result"]["cpu_fraction"]
 
+    host_before = host_memory_used()
     with ThreadPoolExecutor(max_workers=len(targets)) as pool:
-        shares = list(pool.map(one, targets))
-    print(json.dumps({"containers": len(shares), "cpu_share_mean": round(statistics.mean(shares), 4),
-                      "cpu_share_min": round(min(shares), 4), "cpu_share_max": round(max(shares), 4)}))
+        shares = pool.map(one, targets)
+        held.wait()
+        # A window inside every spin: they start within a moment of each other (a docker exec each).
+        time.sleep(min(3, args.seconds / 4))
+        start = {cid: runnable_ns(cid) for cid in targets}
+        started = time.monotonic()
+        time.sleep(max(1, args.seconds / 2))
+        end = {cid: runnable_ns(cid) for cid in targets}
+        window_ns = (time.monotonic() - started) * 1e9
+        memory = [read_int(cgroup_file(cid, "memory", "memory.usage_in_bytes", "memory.current") or "") for cid in targets]
+        host_loaded = host_memory_used()
+        shares = list(shares)
+    asked = [((end[c][0] - start[c][0]) + (end[c][1] - start[c][1])) / window_ns for c in targets]
+    got = [(end[c][0] - start[c][0]) / window_ns for c in targets]
+    memory = [m for m in memory if m is not None]
+    mib = 1024 * 1024
+    print(json.dumps({
+        "containers": len(shares), "cpu_share_mean": round(statistics.mean(shares), 4),
+        "cpu_share_min": round(min(shares), 4), "cpu_share_max": round(max(shares), 4),
+        "cpu_asked_mean": round(statistics.mean(asked), 4), "cpu_got_mean": round(statistics.mean(got), 4),
+        "memory_per_container_mib": round(statistics.mean(memory) / mib, 1) if memory else None,
+        "host_memory_used_mib": round(host_loaded / mib, 1),
+        "host_memory_added_mib": round((host_loaded - host_before) / mib, 1),
+    }))
 
 
 def main():
@@ -830,6 +1065,22 @@ def main():
     p.add_argument("--how", choices=["cut", "halt"], required=True)
     p.add_argument("--hold", type=float, default=120, help="seconds the node stays failed at most")
     p.set_defaults(run=fail_node)
+    p = commands.add_parser("state")
+    p.add_argument("--volume", choices=["none", "local"], required=True)
+    p.add_argument("--how", choices=["kill", "move"], required=True)
+    p.add_argument("--records", type=int, default=1000)
+    p.add_argument("--image", default="tarsier-redis:latest")
+    p.add_argument("--data-dir", default="/data")
+    p.add_argument("--write-cmd", default="redis-cli", help="run in the container; reads one record a line")
+    p.add_argument("--write-line", default="SET rec:{n} {n}", help="a record, {n} its number")
+    p.add_argument("--count-cmd", default="redis-cli DBSIZE", help="prints the records held, as its last word")
+    p.set_defaults(run=state)
+    p = commands.add_parser("net-path")
+    p.add_argument("--path", choices=PATHS, required=True)
+    p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--seconds", type=int, default=10)
+    p.add_argument("--iperf-seconds", type=int, default=5)
+    p.set_defaults(run=net_path)
     p = commands.add_parser("load")
     p.add_argument("service")
     p.add_argument("--ram", default="64MiB")
@@ -839,6 +1090,8 @@ def main():
     args = parser.parse_args()
     if args.command not in ("up", "down", "token") and not 1 <= getattr(args, "times", 1) <= 100:
         parser.error("--times: 1 to 100")
+    if not 1 <= getattr(args, "records", 1) <= 1_000_000:
+        parser.error("--records: 1 to 1000000")
     args.run(args)
 
 

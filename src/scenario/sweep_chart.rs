@@ -421,15 +421,25 @@ pub fn unit_of(name: &str) -> &'static str {
         "ms"
     } else if whole.contains("req_per_s") || whole.contains("requests_per_s") {
         "requests/s"
+    } else if last.contains("gbit_per_s") {
+        "Gbit/s"
+    } else if last.contains("mbit_per_s") {
+        "Mbit/s"
     } else if last.ends_with("per_s") || last.ends_with("per_second") {
         "per second"
     } else if whole.contains("_bytes") || last == "bytes" {
         "bytes"
+    } else if last.ends_with("_mib") || last == "mib" {
+        "MiB"
     } else if last.ends_with("_s") || last.ends_with("seconds") || last == "s" {
         "s"
     } else if last.ends_with("percent") || last.ends_with("_pct") {
         "%"
-    } else if whole.contains("cpu_share") || last.ends_with("_cores") {
+    } else if whole.contains("cpu_share")
+        || whole.contains("cpu_asked")
+        || whole.contains("cpu_got")
+        || last.ends_with("_cores")
+    {
         "cores"
     } else if last.contains("ratio") || last.contains("fraction") || last == "availability" {
         "ratio, 1 = all"
@@ -460,6 +470,23 @@ mod tests {
                 .collect(),
             chart: ChartSpec::default(),
             source: Some("tarsier 0.1.0, test".into()),
+        }
+    }
+
+    #[test]
+    fn units_come_from_the_figures_names() {
+        for (name, unit) in [
+            ("result.latency_ms.p99", "ms"),
+            ("result.req_per_s", "requests/s"),
+            ("gbit_per_s", "Gbit/s"),
+            ("memory_per_container_mib", "MiB"),
+            ("cpu_asked_mean", "cores"),
+            ("cpu_share_min", "cores"),
+            ("down_s", "s"),
+            ("result.availability", "ratio, 1 = all"),
+            ("left", "count"),
+        ] {
+            assert_eq!(unit_of(name), unit, "{name}");
         }
     }
 

@@ -1,8 +1,11 @@
 //! The experiments of scenarios/experiments/ on Docker Swarm mode (deploy/stack.yaml, scripts/stack.py),
-//! each run through `tarsier scenario run` with fewer rounds than the full runs of docs/experiments.md (`--sweep`). Each
-//! must pass, write its sweep table, and leave no service, container or swarm of its own behind. Runs
-//! wherever a Docker engine answers; prints one `skipped: no Docker engine` line elsewhere. Traffic goes
-//! to 127.0.0.1:18090 (the stack's nginx, published on the host) and to the stack's own overlay network.
+//! each run through `tarsier scenario run` with fewer rounds than the full runs of docs/experiments.md (`--sweep`),
+//! two of them again on a service that is not tarsier (busybox httpd, `--param image=...`). Each must pass,
+//! write its sweep table, and leave no service, container, network or swarm of its own behind. As root, the
+//! multi-node cluster of scripts/cluster.sh too: up, a worker failed, a database moved, the overlay across
+//! nodes, down leaving nothing. Runs wherever a Docker engine answers; prints one `skipped:` line elsewhere.
+//! Traffic goes to 127.0.0.1:18090 (the stack's nginx, published on the host), to the stack's own overlay
+//! network, and to the cluster's bridge (198.51.100.0/24, made by the script).
 
 use crate::{docker_answers, one_at_a_time, root};
 use std::path::{Path, PathBuf};
@@ -126,6 +129,17 @@ fn the_experiments_run_on_docker_swarm_and_leave_nothing_behind() {
         "{detect:?} {replaced:?}"
     );
 
+    // State after a failover, on one node: a killed database keeps its records on a local volume only.
+    let out = dir.join("state-after-failover");
+    run_experiment(&stack, "scenarios/experiments/state-after-failover.yaml", &["how=kill", "records=200"], &[], &out);
+    assert_eq!(column(&out, "left"), [0.0, 200.0], "volume none, then local");
+
+    // The network paths on one node: each answers, and a stream gets through.
+    let out = dir.join("overlay-overhead");
+    run_experiment(&stack, "scenarios/experiments/overlay-overhead.yaml", &["path=host,overlay"], &[], &out);
+    let (rate, stream) = (column(&out, "req_per_s"), column(&out, "gbit_per_s"));
+    assert!(rate.len() == 2 && rate.iter().chain(&stream).all(|x| *x > 0.0), "{rate:?} {stream:?}");
+
     // Your own service: a plain busybox httpd (not tarsier, made by scripts/image.sh from Debian's
     // busybox-static). With no health check, failover is timed to each replacement's first answer and the
     // charts say so; with a health check of its own (busybox's wget), a hung replica (its process stopped)
@@ -170,5 +184,105 @@ fn the_experiments_run_on_docker_swarm_and_leave_nothing_behind() {
         );
     }
     assert_eq!(docker(&["info", "-f", "{{.Swarm.LocalNodeState}}"]), swarm_before, "the swarm was not left as found");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `scripts/cluster.sh down` on drop: a failed assertion leaves no engine, namespace or bridge behind.
+struct Cluster;
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = Command::new("bash").args(["scripts/cluster.sh", "down"]).current_dir(root()).status();
+    }
+}
+
+/// What the cluster may leave on the machine: its namespaces, links, mounts, cgroups and directories.
+fn cluster_leftovers() -> Vec<String> {
+    let mut found = Vec::new();
+    let netns = Command::new("ip").args(["netns", "list"]).output().expect("ip runs");
+    found.extend(String::from_utf8_lossy(&netns.stdout).lines().filter(|l| l.starts_with("tsr-")).map(str::to_owned));
+    let links = Command::new("ip").args(["-o", "link", "show"]).output().expect("ip runs");
+    found.extend(
+        String::from_utf8_lossy(&links.stdout)
+            .lines()
+            .filter_map(|l| l.split(": ").nth(1))
+            .filter(|name| name.starts_with("tsr-"))
+            .map(str::to_owned),
+    );
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    found.extend(mounts.lines().filter(|l| l.contains("tarsier-cluster")).map(str::to_owned));
+    for dir in ["/run/tarsier-cluster", "/var/lib/tarsier-cluster", "/sys/fs/cgroup/freezer/tarsier-node1"] {
+        if Path::new(dir).exists() {
+            found.push(dir.to_owned());
+        }
+    }
+    found
+}
+
+/// The multi-node cluster (scripts/cluster.sh: two more engines in network namespaces, joined as workers)
+/// comes up, node-failure cuts a worker's link and its replicas run again on the other, and the cluster goes
+/// down leaving nothing. Root only (namespaces, a bridge, engines of its own): one `skipped:` line elsewhere,
+/// and where this engine is in a swarm already (the cluster would need to make its own).
+#[test]
+fn a_cluster_of_engines_in_namespaces_loses_a_node_and_leaves_nothing_behind() {
+    if !docker_answers() {
+        println!("skipped: no Docker engine");
+        return;
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        println!("skipped: the cluster needs root (network namespaces, a bridge, engines of its own)");
+        return;
+    }
+    let _engine = one_at_a_time();
+    if docker(&["info", "-f", "{{.Swarm.LocalNodeState}}"]) != "inactive" {
+        println!("skipped: this engine is in a swarm already; the cluster makes its own");
+        return;
+    }
+    assert_eq!(cluster_leftovers(), Vec::<String>::new(), "a cluster was left by someone else");
+    let made = Command::new("python3").args(["scripts/stack.py", "token"]).current_dir(root()).status();
+    assert!(made.is_ok_and(|s| s.success()), "stack.py token failed");
+    let cluster = Cluster;
+    let up = Command::new("bash").args(["scripts/cluster.sh", "up", "2"]).current_dir(root()).output().expect("bash");
+    assert!(up.status.success(), "cluster.sh up: {}", String::from_utf8_lossy(&up.stderr));
+    let nodes = docker(&["node", "ls", "--format", "{{.Hostname}} {{.Status}}"]);
+    assert!(nodes.contains("tsr-node1 Ready") && nodes.contains("tsr-node2 Ready"), "{nodes}");
+
+    let stack = StackName(format!("tarsiertest{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("tarsier-node-failure-{}", std::process::id()));
+    let out = dir.join("node-failure");
+    run_experiment(&stack, "scenarios/experiments/node-failure.yaml", &["how=cut"], &[], &out);
+    let (down, running) = (column(&out, "down_s"), column(&out, "all_running_s"));
+    assert!(down.len() == 1 && down[0] > 0.0 && running[0] > down[0], "{down:?} {running:?}");
+    // A database on a local volume keeps its records when killed and started again on its node, and has none
+    // once on another node: after a move always, after a kill when Swarm placed it on the other worker.
+    let out = dir.join("state-after-failover");
+    run_experiment(
+        &stack,
+        "scenarios/experiments/state-after-failover.yaml",
+        &["volume=local", "records=200"],
+        &[],
+        &out,
+    );
+    let (left, moved) = (column(&out, "left"), column(&out, "moved"));
+    assert_eq!(moved.get(1), Some(&1.0), "a drained node's database moves: {moved:?}");
+    for (left, moved) in left.iter().zip(&moved) {
+        assert_eq!(*left, if *moved == 1.0 { 0.0 } else { 200.0 }, "{left} records left, moved: {moved}");
+    }
+    // The overlay across two nodes (VXLAN between the namespaces) carries requests and a stream.
+    let out = dir.join("overlay-overhead");
+    run_experiment(&stack, "scenarios/experiments/overlay-overhead.yaml", &["path=node,overlay-node"], &[], &out);
+    let (rate, stream) = (column(&out, "req_per_s"), column(&out, "gbit_per_s"));
+    assert!(rate.len() == 2 && rate.iter().chain(&stream).all(|x| *x > 0.0), "{rate:?} {stream:?}");
+    drop(stack);
+
+    drop(cluster);
+    assert_eq!(cluster_leftovers(), Vec::<String>::new(), "the cluster left these behind");
+    assert_eq!(docker(&["info", "-f", "{{.Swarm.LocalNodeState}}"]), "inactive", "the swarm was not left");
+    assert_eq!(
+        docker(&["network", "ls", "-q", "--filter", "name=^docker_gwbridge$"]),
+        "",
+        "docker_gwbridge left behind"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

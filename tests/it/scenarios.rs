@@ -35,7 +35,7 @@ fn library() -> Vec<PathBuf> {
 #[test]
 fn every_experiment_is_valid_and_opens_with_its_question() {
     let files = yaml_files("scenarios/experiments");
-    assert_eq!(files.len(), 5, "{files:?}");
+    assert_eq!(files.len(), 8, "{files:?}");
     let refs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
     let out = scenario(&["check"], &refs);
     assert!(out.status.success(), "{}", text(&out));
