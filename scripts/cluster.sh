@@ -97,6 +97,13 @@ up() {
 down() {
   for i in $(workers); do
     local ns=tsr-node$i dir=$state/node$i
+    # A node left failed (stack.py fail-node stopped from outside): its link up, its containers and engine
+    # thawed, so that its engine can stop them.
+    ip -n "$ns" link set eth0 up 2>/dev/null || true
+    for f in /sys/fs/cgroup/freezer/tarsier-node"$i"/*/freezer.state; do
+      [ -e "$f" ] && echo THAWED > "$f" 2>/dev/null || true
+    done
+    [ -f "$dir/docker.pid" ] && kill -CONT "$(cat "$dir/docker.pid")" $(pgrep -P "$(cat "$dir/docker.pid")") 2>/dev/null || true
     if node_docker "$i" info >/dev/null 2>&1; then
       # Its containers first, while its engine can still stop them.
       node_docker "$i" swarm leave --force >/dev/null 2>&1 || true

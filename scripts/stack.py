@@ -1088,6 +1088,9 @@ def main():
     p.add_argument("--seconds", type=int, default=10)
     p.set_defaults(run=load)
     args = parser.parse_args()
+    # A step stopped from outside (a scenario's timeout, `kill`) still undoes what it did (a frozen node, a
+    # cut link, a hung replica): SIGTERM ends the process through its `finally:` blocks.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.command not in ("up", "down", "token") and not 1 <= getattr(args, "times", 1) <= 100:
         parser.error("--times: 1 to 100")
     if not 1 <= getattr(args, "records", 1) <= 1_000_000:

@@ -8,6 +8,7 @@ mod measure;
 mod model;
 mod params;
 mod plan;
+mod process_group;
 mod publish;
 pub mod report;
 mod runner;

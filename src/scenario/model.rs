@@ -196,7 +196,8 @@ pub struct RawExpect {
 }
 
 /// `run: "docker kill x"` (run by `sh -c`) or `run: {command: ..., status: 0, timeout: 60s}`: it holds when
-/// the command exits with `status` within `timeout`; past the timeout it is killed. `{{public}}` and
+/// the command exits with `status` within `timeout`; past the timeout its process group is ended (SIGTERM, then
+/// SIGKILL: `process_group`). `{{public}}` and
 /// `{{service}}` in the command are the target's `host:port`s, and a sweep's `{{name}}` its value: each
 /// reaches the shell as a variable (`$TARSIER_PUBLIC`, `$TARSIER_SERVICE`, `$SWEEP_NAME`), never as script
 /// text, so no value can run as a command. A command that prints a JSON object on

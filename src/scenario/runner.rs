@@ -380,9 +380,13 @@ impl Runner {
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
+            // Its own process group, ended as a whole if the step ends first (`process_group`).
+            .process_group(0)
             .kill_on_drop(true)
             .spawn();
         let mut child = spawned.map_err(|err| StepError::Broken(format!("cannot run `{shown}`: {err}")))?;
+        // Declared after the child: dropped (the group signalled) before the child is reaped.
+        let mut group = super::process_group::GroupGuard::new(child.id());
         let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
             return Err(StepError::Broken(format!("cannot read the output of `{shown}`")));
         };
@@ -395,7 +399,10 @@ impl Runner {
             Ok::<_, std::io::Error>((stdout?, stderr?, status?))
         };
         let (stdout, stderr, status) = match tokio::time::timeout(timeout.0, ran).await {
-            Ok(Ok(output)) => output,
+            Ok(Ok(output)) => {
+                group.finished();
+                output
+            }
             Ok(Err(err)) => return Err(StepError::Broken(format!("cannot run `{shown}`: {err}"))),
             Err(_) => return Err(format!("`{shown}` did not end within {timeout}; killed").into()),
         };

@@ -465,3 +465,32 @@ fn sweep_rounds_keep_every_run_and_charts_follow_the_order_written() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("no round has ms=30 (its values: 5, 10, 20)"), "{}", text(&out));
 }
+
+/// A `run:` step past its timeout ends its whole command, not only `sh`: a script's own child gets SIGTERM
+/// (and may clean up: here it writes a file) instead of running on, orphaned, with whatever fault it installed.
+#[test]
+fn a_run_step_past_its_timeout_ends_the_command_and_its_children() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pid_file, cleaned) = (dir.path().join("pid"), dir.path().join("cleaned"));
+    let file = dir.path().join("timeout.yaml");
+    let inner =
+        format!("trap \"touch {}; exit 0\" TERM; echo $$ > {}; sleep 60 & wait", cleaned.display(), pid_file.display());
+    std::fs::write(
+        &file,
+        format!(
+            "name: timeout\ntarget: {{local: 1}}\nsteps:\n  - run: {{command: 'sh -c ''{}''', timeout: 1s}}\n",
+            inner.replace('\'', "''")
+        ),
+    )
+    .unwrap();
+    let out = scenario(&["run"], &[&file]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("did not end within 1s; killed"), "{}", text(&out));
+    let pid: u32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    let gone = eventually(Duration::from_secs(10), || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        stat.is_empty() || stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z')
+    });
+    assert!(gone, "the command's child still runs");
+    assert!(cleaned.exists(), "the child got SIGTERM first and cleaned up");
+}
