@@ -60,9 +60,13 @@ mod tests {
     #[test]
     fn a_dropped_guard_ends_the_leader_and_its_children_and_lets_them_clean_up() {
         let dir = tempfile::tempdir().unwrap();
-        let cleaned = dir.path().join("cleaned");
-        let script =
-            format!("sh -c 'trap \"touch {}; exit 0\" TERM; sleep 30 & wait' & echo $!; wait", cleaned.display());
+        let (cleaned, ready) = (dir.path().join("cleaned"), dir.path().join("ready"));
+        // `ready` once the trap is set: a SIGTERM before it would end the shell without its clean-up.
+        let script = format!(
+            "sh -c 'trap \"touch {}; exit 0\" TERM; touch {}; sleep 30 & wait' & echo $!; wait",
+            cleaned.display(),
+            ready.display()
+        );
         let mut child = std::process::Command::new("sh")
             .args(["-c", &script])
             .stdout(std::process::Stdio::piped())
@@ -73,6 +77,11 @@ mod tests {
         std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
         let grandchild: u32 = line.trim().parse().unwrap();
         assert!(alive(grandchild));
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !ready.exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(ready.exists(), "the command never set its trap");
         drop(GroupGuard::new(Some(child.id())));
         let _ = child.wait();
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
