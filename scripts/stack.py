@@ -504,9 +504,7 @@ def scale(args):
 
 def segfault_from_inside(cid):
     if spec()["tarsier"] or cid not in containers("backend") | containers("bystander"):
-        body = "command: faults/segfault\ndata: {delay: 0s}\n"
-        docker("exec", "-i", cid, "/usr/local/bin/tarsier", "exec", "http://127.0.0.1:8080",
-               "--token-file", "/run/secrets/tarsier_token", "-", check=False, stdin=body, timeout=30)
+        tarsier_exec(cid, "command: faults/segfault\ndata: {delay: 0s}\n", 30, check=False)
         return
     # Another service: the signal a segfault raises. A container's PID 1 with no handler for it is
     # protected by the kernel (pid_namespaces(7)) and lives on: said, not waited for.
@@ -549,6 +547,16 @@ def kill(args):
                       "times_s": [round(t, 3) for t in times], "clock": clock(service)}))
 
 
+# The states a service update ends in (anything else is still going).
+UPDATE_ENDED = ("completed", "rollback_completed", "paused", "rollback_paused")
+
+
+def update_state(service):
+    """The state of the service's last update, or "" when it has had none."""
+    return docker("service", "inspect", "-f", "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}",
+                  service_name(service))
+
+
 def health(args):
     """The service's health check, set through a rolling update that is waited for."""
     service = args.service
@@ -559,11 +567,9 @@ def health(args):
            f"{args.timeout}s", "--health-retries", str(args.retries), service_name(service), timeout=60)
 
     def finished():
-        state = docker("service", "inspect", "-f", "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}",
-                       service_name(service))
         # No update status: the check was already so, and the engine updated nothing.
-        state = state or "unchanged"
-        return state if state in ("completed", "rollback_completed", "paused", "rollback_paused", "unchanged") else None
+        state = update_state(service) or "unchanged"
+        return state if state in UPDATE_ENDED + ("unchanged",) else None
 
     state = wait_until("the health check update", finished, every=0.2)
     if state not in ("completed", "unchanged"):
@@ -580,8 +586,7 @@ def hang_one(cid, hold):
     service, its main process stopped (SIGSTOP from the host: alive, answering nothing)."""
     if spec()["tarsier"]:
         body = f"command: faults/deadlock\ndetach: true\ndata: {{threads: 2, duration: {hold}s, block_health: true}}\n"
-        docker("exec", "-i", cid, "/usr/local/bin/tarsier", "exec", "http://127.0.0.1:8080",
-               "--token-file", "/run/secrets/tarsier_token", "-", stdin=body, timeout=30)
+        tarsier_exec(cid, body, 30)
         return lambda: None
     pid = int(docker("inspect", "-f", "{{.State.Pid}}", cid))
     os.kill(pid, signal.SIGSTOP)
@@ -627,9 +632,8 @@ def update(args):
     docker("service", "update", "--force", "-d", service_name(service))
 
     def finished():
-        state = docker("service", "inspect", "-f", "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}",
-                       service_name(service))
-        return state if state in ("completed", "rollback_completed", "paused", "rollback_paused") else None
+        state = update_state(service)
+        return state if state in UPDATE_ENDED else None
 
     state = wait_until("the rolling update", finished, limit=args.timeout, every=0.2)
     ended = time.time()
@@ -644,17 +648,27 @@ def update(args):
                       "ready_max_s": round(max(times), 3) if times else None, "clock": clock(service)}))
 
 
-def tarsier_exec(cid, body, timeout):
-    out = docker("exec", "-i", cid, "/usr/local/bin/tarsier", "exec", "http://127.0.0.1:8080",
-                 "--token-file", "/run/secrets/tarsier_token", "--output", "json", "-",
-                 stdin=body, timeout=timeout)
-    return json.loads(out)
+def tarsier_exec(cid, body, timeout, url="http://127.0.0.1:8080", check=True):
+    """POSTs `body` to the agent in container `cid` with its own CLI and the stack's token: its JSON answer,
+    or None when there is none (`check=False`: a command that ends the agent, such as faults/segfault)."""
+    out = docker("exec", "-i", cid, "/usr/local/bin/tarsier", "exec", url, "--token-file",
+                 "/run/secrets/tarsier_token", "--output", "json", "-", stdin=body, timeout=timeout, check=check)
+    try:
+        return json.loads(out)
+    except ValueError:
+        if check:
+            raise SystemExit(f"stack.py: the agent in {cid[:12]} answered no JSON: {out[:200]}")
+        return None
 
 
 # A multi-node cluster (scripts/cluster.sh): the workers are engines in network namespaces of their own, so
 # this engine sees only its own containers. Across nodes, a replica is timed by its Swarm task's state as the
 # manager records it (`running` once the container started and, with a health check, first passed it).
-CLUSTER = os.path.join(ROOT, "scripts", "cluster.sh")
+
+
+def worker_file(host, name):
+    """A file of a cluster worker's engine (scripts/cluster.sh keeps them under /run/tarsier-cluster/nodeI)."""
+    return f"/run/tarsier-cluster/node{host.removeprefix('tsr-node')}/{name}"
 
 
 def workers():
@@ -722,8 +736,7 @@ def fail_node(args):
     if not nodes:
         raise SystemExit("stack.py: fail-node needs worker nodes: scripts/cluster.sh up first")
     want = desired(service)
-    wait_until(f"{want} running {service}",
-               lambda: sum(1 for _, st, _ in tasks(service).values() if st == "running") == want)
+    wait_until(f"{want} running {service}", lambda: running_tasks(service) == want)
     before = tasks(service)
     per_node = {}
     for node, _, _ in before.values():
@@ -735,7 +748,7 @@ def fail_node(args):
     index = host.removeprefix("tsr-node")
     on_victim = {tid for tid, (node, _, _) in before.items() if node == victim}
     log(f"{args.how}: {host} ({len(on_victim)} of {want} replicas of {service})")
-    pid_file = f"/run/tarsier-cluster/node{index}/docker.pid"
+    pid_file = worker_file(host, "docker.pid")
     frozen = []
     faulted = time.time()
     if args.how == "cut":
@@ -792,7 +805,7 @@ def node_docker(node_id):
     host = workers().get(node_id)
     if host is None:
         return []
-    return ["-H", f"unix:///run/tarsier-cluster/node{host.removeprefix('tsr-node')}/docker.sock"]
+    return ["-H", f"unix://{worker_file(host, 'docker.sock')}"]
 
 
 def db_task(service):
@@ -885,8 +898,8 @@ def net_path(args):
         raise SystemExit(f"stack.py: --path {path} needs worker nodes: scripts/cluster.sh up first")
     overlay = f"{STACK}_experiment"
     far = node_docker(nodes[0][0]) if path in ("node", "overlay-node") else []
-    server_net = {"host": "host", "bridge": "bridge", "overlay": overlay, "node": "host", "overlay-node": overlay}[path]
-    client_net = {"host": "host", "bridge": "bridge", "overlay": overlay, "node": "host", "overlay-node": overlay}[path]
+    # Both ends on the same kind of network; `node` and `overlay-node` put the server on the other node.
+    net = {"host": "host", "bridge": "bridge", "overlay": overlay, "node": "host", "overlay-node": overlay}[path]
     tag = f"{STACK}_{path}_{os.getpid()}"
     started = []
 
@@ -895,16 +908,16 @@ def net_path(args):
         started.append((prefix, name))
 
     try:
-        run(far, f"{tag}_server", "--network", server_net, NETPERF)
+        run(far, f"{tag}_server", "--network", net, NETPERF)
         if path == "host":
             ip = "127.0.0.1"
         elif path == "node":
             ip = docker("node", "inspect", "-f", "{{.Status.Addr}}", nodes[0][0])
         else:
-            ip = docker(*far, "inspect", "-f", f'{{{{(index .NetworkSettings.Networks "{server_net}").IPAddress}}}}',
+            ip = docker(*far, "inspect", "-f", f'{{{{(index .NetworkSettings.Networks "{net}").IPAddress}}}}',
                         f"{tag}_server")
         client = f"{tag}_client"
-        run([], client, "--network", client_net, "-v", f"{TOKEN}:/run/secrets/tarsier_token:ro", TARSIER_IMAGE,
+        run([], client, "--network", net, "-v", f"{TOKEN}:/run/secrets/tarsier_token:ro", TARSIER_IMAGE,
             "agent", "--listen=127.0.0.1:18095", "--service-listen=127.0.0.1:18096",
             "--token-file=/run/secrets/tarsier_token", f"--http-load-targets={ip}/32")
         wait_until("the client agent", lambda: subprocess.run(
@@ -915,14 +928,11 @@ def net_path(args):
         def http_load(seconds):
             body = (f"command: net/http_load\ndata: {{url: '{url}', concurrency: {args.concurrency}, "
                     f"duration: {seconds}s, timeout: 5s}}\n")
-            out = docker("exec", "-i", client, "/usr/local/bin/tarsier", "exec", "http://127.0.0.1:18095",
-                         "--token-file", "/run/secrets/tarsier_token", "--output", "json", "-", stdin=body,
-                         timeout=seconds + 60)
-            return json.loads(out)["result"]
+            return tarsier_exec(client, body, seconds + 60, url="http://127.0.0.1:18095")["result"]
 
         wait_until(f"the server at {url}", lambda: http_load(1)["succeeded"] > 0)
         result = http_load(args.seconds)
-        iperf = docker("run", "--rm", "--pull", "never", "--network", client_net, "--label", label, "--entrypoint", "/usr/bin/iperf3",
+        iperf = docker("run", "--rm", "--pull", "never", "--network", net, "--label", label, "--entrypoint", "/usr/bin/iperf3",
                        NETPERF, "--client", ip, "--port", "5201", "--time", str(args.iperf_seconds), "--json",
                        timeout=args.iperf_seconds + 60)
         bits = json.loads(iperf)["end"]["sum_received"]["bits_per_second"]

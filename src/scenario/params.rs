@@ -8,7 +8,7 @@ use indexmap::IndexMap;
 use serde_json::Value;
 
 use super::model::{RawScenario, RawStep};
-use super::sweep::{plain, substitute_steps, Round};
+use super::sweep::{is_param_name, is_scalar, plain, substitute_steps, Round};
 
 /// The most parameters a scenario may declare.
 pub const MAX_PARAMS: usize = 64;
@@ -33,7 +33,7 @@ impl ParamOverride {
         } else {
             // A value YAML reads as a list or a map is taken as the text written: a parameter is one scalar.
             match serde_norway::from_str::<Value>(raw) {
-                Ok(value @ (Value::Number(_) | Value::Bool(_) | Value::String(_))) => value,
+                Ok(value) if is_scalar(&value) => value,
                 _ => Value::String(raw.to_owned()),
             }
         };
@@ -49,7 +49,7 @@ pub fn apply(raw: &mut RawScenario, overrides: &[ParamOverride]) -> Result<Vec<S
     }
     for (name, value) in &raw.params {
         check_name(name).map_err(|e| format!("params.{name}: {e}"))?;
-        if !(value.is_number() || value.is_string() || value.is_boolean()) {
+        if !is_scalar(value) {
             return Err(format!("params.{name}: {value} is not a number, string or boolean"));
         }
         if let Some(clash) = first_sweep_with(&raw.steps, name) {
@@ -79,7 +79,7 @@ pub fn apply(raw: &mut RawScenario, overrides: &[ParamOverride]) -> Result<Vec<S
 }
 
 fn check_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+    if !is_param_name(name) {
         return Err("a parameter's name is letters, digits and `_`".into());
     }
     if RESERVED.contains(&name) {

@@ -19,13 +19,13 @@ pub fn sweep_rounds(params: &indexmap::IndexMap<String, Vec<Value>>) -> Result<V
     }
     let mut rounds: Vec<Round> = vec![Vec::new()];
     for (name, values) in params {
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        if !is_param_name(name) {
             return Err(format!("`{name}`: a parameter's name is letters, digits and `_`"));
         }
         if values.is_empty() {
             return Err(format!("{name}: give at least one value"));
         }
-        if let Some(bad) = values.iter().find(|v| !(v.is_number() || v.is_string() || v.is_boolean())) {
+        if let Some(bad) = values.iter().find(|v| !is_scalar(v)) {
             return Err(format!("{name}: {bad} is not a number, string or boolean"));
         }
         if rounds.len().saturating_mul(values.len()) > MAX_SWEEP_ROUNDS {
@@ -43,6 +43,17 @@ pub fn sweep_rounds(params: &indexmap::IndexMap<String, Vec<Value>>) -> Result<V
             .collect();
     }
     Ok(rounds)
+}
+
+/// Whether `name` can name a parameter (a sweep's or the scenario's `params:`): letters, digits and `_`, as
+/// `{{name}}` and its `SWEEP_NAME` variable need.
+pub fn is_param_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Whether `value` can be a parameter's value: one number, string or boolean.
+pub fn is_scalar(value: &Value) -> bool {
+    value.is_number() || value.is_string() || value.is_boolean()
 }
 
 /// `replicas=2 concurrency=50`.
