@@ -54,6 +54,11 @@ up() {
   ip link add "$bridge" type bridge
   ip addr add "$manager_ip/24" dev "$bridge"
   ip link set "$bridge" up
+  # Node to node across the bridge is forwarded traffic to this machine's netfilter (br_netfilter), where
+  # Docker's FORWARD policy is DROP: without this rule the workers reach the manager but not each other (the
+  # overlay's gossip between them timed out, and a task's network took 10 s more to attach on a node).
+  # DOCKER-USER is the chain Docker leaves to its users; the rule goes with `down`.
+  iptables -I DOCKER-USER -i "$bridge" -o "$bridge" -j ACCEPT
   if [ "$swarm" != active ]; then
     log "docker swarm init on $manager_ip (left again by \`down\`)"
     docker swarm init --advertise-addr "$manager_ip" --listen-addr "$manager_ip:2377" >/dev/null
@@ -69,7 +74,9 @@ up() {
     ip -n "$ns" addr add "$net.$((10 + i))/24" dev eth0
     ip -n "$ns" link set eth0 up
     ip -n "$ns" link set lo up
-    echo '{}' > "$dir/daemon.json"
+    # It trusts the manager's address for the private registry of provisioning (stack.py registry publishes it
+    # there, plain HTTP, on the cluster's own bridge).
+    echo "{\"insecure-registries\": [\"$manager_ip:5000\"]}" > "$dir/daemon.json"
     # Its own host name (a UTS namespace) so `docker node ls` tells the workers apart; its own cgroup parent
     # so its containers' cgroups do not meet the manager's. nsenter, not `ip netns exec`: that makes a mount
     # namespace with a fresh /sys, where the engine finds no cgroup mounted ("Devices cgroup isn't mounted").
@@ -136,6 +143,7 @@ down() {
     docker network rm docker_gwbridge >/dev/null 2>&1 || true
     rm -f "$made_swarm"
   fi
+  while iptables -D DOCKER-USER -i "$bridge" -o "$bridge" -j ACCEPT 2>/dev/null; do :; done
   ip link del "$bridge" 2>/dev/null || true
   rmdir "$state" "$data" 2>/dev/null || true
   log "cluster down"
