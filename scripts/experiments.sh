@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # The experiments in full (docs/experiments.md), from a release build: each one's table, CSV, JSON and
-# chart under scenarios/experiments/results/NAME/. Needs a Docker engine (Swarm mode); about 40 minutes on
-# 2 cores once built. node-failure, state-after-failover and overlay-overhead need root: they make a multi-node cluster (scripts/cluster.sh) and takes it
-# down again. Leaves nothing running (each scenario's teardown removes its stack).
+# chart under scenarios/experiments/results/NAME/. Needs a Docker engine (Swarm mode); about three hours on
+# 2 cores once built (5 runs per point; TARSIER_ROUNDS=3: about 110 minutes). Root for five of them:
+# node-failure, state-after-failover, overlay-overhead and provisioning each make a multi-node cluster
+# (scripts/cluster.sh) and take it down again; virtualization-density runs LXC containers and KVM micro-VMs.
+# Leaves nothing running (each scenario's teardown removes what it made).
 #
-#   scripts/experiments.sh [NAME...]      all of them, or the ones named (scaling-knee, density, ...)
+#   scripts/experiments.sh [NAME...]      all of them, or the ones named (scaling-knee, density, ...); each
+#                                         point as many times as its file says (5), or TARSIER_ROUNDS (the
+#                                         committed results: TARSIER_ROUNDS=3, about 110 minutes)
 #   scripts/experiments.sh tables         only write docs/experiments.md's tables and the charts again from
 #                                         the committed results (no Docker); tests/it/docs.rs checks them
 set -euo pipefail
@@ -33,20 +37,20 @@ export TARSIER_IMAGE_PROFILE=release
 token=$(python3 scripts/stack.py token)
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=(scaling-knee density failover-mttr rolling-update-availability hung-replica node-failure
-  state-after-failover overlay-overhead)
+  state-after-failover overlay-overhead provisioning virtualization-density)
 status=0
 for name in "${names[@]}"; do
   # node-failure fails whole nodes, state-after-failover moves a database between them, overlay-overhead
-  # crosses to another node: a cluster of two workers in namespaces (scripts/cluster.sh), made for each and
-  # taken down after it, whatever happened.
+  # crosses to another node, provisioning pulls onto other nodes: a cluster of two workers in namespaces
+  # (scripts/cluster.sh), made for each and taken down after it, whatever happened.
   multi_node=false
-  case "$name" in node-failure | state-after-failover | overlay-overhead) multi_node=true ;; esac
+  case "$name" in node-failure | state-after-failover | overlay-overhead | provisioning) multi_node=true ;; esac
   if $multi_node; then
     trap 'scripts/cluster.sh down' EXIT
     scripts/cluster.sh up 2
   fi
   target/release/tarsier scenario run "scenarios/experiments/$name.yaml" --token-file "$token" \
-    --out "scenarios/experiments/results/$name" || status=1
+    ${TARSIER_ROUNDS:+--rounds "$TARSIER_ROUNDS"} --out "scenarios/experiments/results/$name" || status=1
   if $multi_node; then
     scripts/cluster.sh down
     trap - EXIT

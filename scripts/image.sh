@@ -17,6 +17,7 @@
 #   tarsier-netperf:latest  busybox httpd on 18091 and Debian's iperf3 server on 5201: overlay-overhead's far end
 #   tarsier-busybox:latest  the base + Debian's busybox-static serving /srv/www (/, /health) on 8080: a
 #                           service that is not tarsier, for the experiments' --param image=...
+#   tarsier-registry:latest the base + Debian's docker-registry: provisioning's private registry
 #
 # Each image is rebuilt only when what it holds changed. Prints nothing on stdout but the image names.
 set -euo pipefail
@@ -170,3 +171,18 @@ if [ ! -x "$netperf_tree/usr/bin/iperf3" ]; then
   mkdir -p "$netperf_tree/srv/www" && printf 'ok\n' > "$netperf_tree/srv/www/health"
 fi
 build tarsier-netperf:latest "$root/deploy/netperf/Dockerfile" "$netperf_tree"
+
+# Debian's docker-registry (one binary linking only libc): the private registry images are pulled from in
+# provisioning. Its storage directory (a directory of one placeholder), owned by the registry's user in the image.
+registry_tree="$root/.cache/registry-root"
+if [ ! -x "$registry_tree/usr/bin/docker-registry" ]; then
+  log "unpacking Debian's docker-registry"
+  debs=$(mktemp -d)
+  download "$debs" docker-registry
+  rm -rf "$registry_tree" && mkdir -p "$registry_tree"
+  for deb in "$debs"/*.deb; do dpkg-deb -x "$deb" "$registry_tree"; done
+  rm -rf "$debs" "$registry_tree/usr/share" "$registry_tree/etc/init.d" "$registry_tree/lib/systemd"
+fi
+mkdir -p "$root/.cache/registry-data" && touch "$root/.cache/registry-data/.keep"
+build tarsier-registry:latest "$root/deploy/registry/Dockerfile" "$registry_tree" "$root/deploy/registry/config.yml" \
+  "$root/.cache/registry-data"

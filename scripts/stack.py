@@ -193,6 +193,7 @@ STATE = os.path.join(ROOT, ".cache", "stack")
 SPEC_FILE = os.path.join(STATE, "spec.json")
 SUT_SERVICES = ("backend", "bystander")
 TARSIER_IMAGE = "tarsier:latest"
+REGISTRY_IMAGE = "tarsier-registry:latest"
 AGENT_COMMAND = ["agent", "--listen=0.0.0.0:8080", "--service-listen=0.0.0.0:8081",
                  "--token-file=/run/secrets/tarsier_token", "--max-ram=256MiB", "--log-format=json"]
 # Each role's health check timing, whatever the check runs. The backend's is tolerant: a replica at its CPU
@@ -204,6 +205,7 @@ AGENT_COMMAND = ["agent", "--listen=0.0.0.0:8080", "--service-listen=0.0.0.0:808
 CHECK_TIMING = {
     "backend": {"interval": "1s", "timeout": "5s", "retries": 10, "start_period": "10s", "probe": "4s"},
     "bystander": {"interval": "1s", "timeout": "2s", "retries": 3, "start_period": "10s", "probe": "1s"},
+    "provisioned": {"interval": "1s", "timeout": "2s", "retries": 3, "start_period": "10s", "probe": "1s"},
 }
 DEPLOY = {
     "backend": {
@@ -218,6 +220,8 @@ DEPLOY = {
         "resources": {"limits": {"cpus": os.environ.get("BACKEND_CPUS", "0.25"), "memory": "512M"}},
     },
     "bystander": {"endpoint_mode": "dnsrr", "replicas": 1, "restart_policy": {"condition": "any", "delay": "0s"}},
+    # provisioning's service: made with no task, then scaled from 0 to N while it is timed.
+    "provisioned": {"endpoint_mode": "dnsrr", "replicas": 0, "restart_policy": {"condition": "any", "delay": "0s"}},
 }
 
 
@@ -269,6 +273,32 @@ def clock(service):
     return "health check" if checked(service) else "first answer"
 
 
+def sut_service(sut, role):
+    """The compose service of the service under test in one role (backend, bystander, provisioned)."""
+    service = {"image": sut["image"], "networks": ["experiment"], "deploy": DEPLOY[role]}
+    if sut["command"]:
+        service["command"] = sut["command"]
+    if sut["tarsier"]:
+        # Only tarsier's agents get the swarm token: a service that is not tarsier is a stranger.
+        service["secrets"] = ["tarsier_token"]
+    timing = CHECK_TIMING[role]
+    check = {key: timing[key] for key in ("interval", "timeout", "retries", "start_period")}
+    if sut["health"] == "tarsier":
+        service["healthcheck"] = {**check, "test": ["CMD", "/usr/local/bin/tarsier", "probe",
+                                                    f"--timeout={timing['probe']}", "http://127.0.0.1:8081/health"]}
+    elif sut["health"] == "none":
+        service["healthcheck"] = {"disable": True}
+    elif isinstance(sut["health"], list):
+        service["healthcheck"] = {**check, "test": ["CMD", *sut["health"]]}
+    if role in ("backend", "provisioned") and workers():
+        # On a multi-node cluster the service under test runs on the workers (what node-failure fails);
+        # the load balancer and the bystander stay on this engine, the manager.
+        service["deploy"] = {**service["deploy"], "placement": {"constraints": ["node.role == worker"]}}
+    elif role == "bystander":
+        service["deploy"] = {**service["deploy"], "placement": {"constraints": ["node.role == manager"]}}
+    return service
+
+
 def sut_compose(sut):
     """The compose file of the service under test (`backend` and `bystander`), deployed with deploy/stack.yaml,
     and the load balancer's config with the service's ports in it."""
@@ -279,30 +309,7 @@ def sut_compose(sut):
     conf_path = os.path.join(STATE, "nginx.conf")
     with open(conf_path, "w") as f:
         f.write(conf)
-    services = {}
-    for role in SUT_SERVICES:
-        service = {"image": sut["image"], "networks": ["experiment"], "deploy": DEPLOY[role]}
-        if sut["command"]:
-            service["command"] = sut["command"]
-        if sut["tarsier"]:
-            # Only tarsier's agents get the swarm token: a service that is not tarsier is a stranger.
-            service["secrets"] = ["tarsier_token"]
-        timing = CHECK_TIMING[role]
-        check = {key: timing[key] for key in ("interval", "timeout", "retries", "start_period")}
-        if sut["health"] == "tarsier":
-            service["healthcheck"] = {**check, "test": ["CMD", "/usr/local/bin/tarsier", "probe",
-                                                        f"--timeout={timing['probe']}", "http://127.0.0.1:8081/health"]}
-        elif sut["health"] == "none":
-            service["healthcheck"] = {"disable": True}
-        elif isinstance(sut["health"], list):
-            service["healthcheck"] = {**check, "test": ["CMD", *sut["health"]]}
-        if role == "backend" and workers():
-            # On a multi-node cluster the service under test runs on the workers (what node-failure fails);
-            # the load balancer and the bystander stay on this engine, the manager.
-            service["deploy"] = {**service["deploy"], "placement": {"constraints": ["node.role == worker"]}}
-        elif role == "bystander":
-            service["deploy"] = {**service["deploy"], "placement": {"constraints": ["node.role == manager"]}}
-        services[role] = service
+    services = {role: sut_service(sut, role) for role in SUT_SERVICES}
     # Swarm configs cannot change: one per content, so `up` with other ports is a new config, not an error.
     digest = hashlib.sha256(conf.encode()).hexdigest()[:12]
     return {"version": "3.8", "services": services,
@@ -432,7 +439,9 @@ def token(_args):
     print(os.path.relpath(make_token()))
 
 
-def up(args):
+def prepare(args):
+    """What every experiment's first step needs: a swarm, the images, the token; the service under test
+    resolved from `args` and kept for the steps after it."""
     if docker("info", "-f", "{{.Swarm.LocalNodeState}}") != "active":
         log("no swarm: docker swarm init on 127.0.0.1 (left again by `down`)")
         docker("swarm", "init", "--advertise-addr", "127.0.0.1")
@@ -444,11 +453,16 @@ def up(args):
     make_token()
     sut = resolve_spec(args)
     os.makedirs(STATE, exist_ok=True)
+    with open(SPEC_FILE, "w") as f:
+        json.dump(sut, f, indent=2)
+    return sut
+
+
+def up(args):
+    sut = prepare(args)
     compose = os.path.join(STATE, "sut.json")
     with open(compose, "w") as f:
         json.dump(sut_compose(sut), f, indent=2)
-    with open(SPEC_FILE, "w") as f:
-        json.dump(sut, f, indent=2)
     docker("stack", "deploy", "-c", os.path.join(ROOT, "deploy", "stack.yaml"), "-c", compose, STACK, timeout=300)
     wait_until("the load balancer answers", lambda: http_ok(f"{LB}/lb-health"))
     for service in SUT_SERVICES:
@@ -467,6 +481,14 @@ def up(args):
 
 
 def down(_args):
+    if docker("ps", "-aq", "--filter", f"name=^{REGISTRY}$", check=False):
+        # provisioning's: every engine gets the service's image back from it before it goes, with its tags.
+        image = spec()["image"]
+        for engine in engines():
+            ref = registry_ref(image, CLUSTER_MANAGER if engine else "127.0.0.1")
+            restore_image(image, ref, engine)
+            docker(*engine, "rmi", ref, check=False)
+        docker("rm", "-f", REGISTRY, check=False)
     docker("stack", "rm", STACK, check=False)
     label = f"label=com.docker.stack.namespace={STACK}"
     wait_until("the stack's containers are gone", lambda: not docker("ps", "-aq", "--filter", label), every=0.5)
@@ -946,6 +968,140 @@ def net_path(args):
     print(json.dumps(out))
 
 
+# provisioning: a private registry (Debian's docker-registry, tarsier-registry:latest) on this engine,
+# published on loopback (an engine trusts a registry on 127.0.0.0/8 without TLS) and, with scripts/cluster.sh's
+# workers, on the cluster bridge's manager address (cluster.sh lets the workers' engines trust it).
+REGISTRY = f"{STACK}-registry"
+REGISTRY_PORT = 5000
+CLUSTER_MANAGER = "198.51.100.1"
+
+
+def registry_ref(image, where="127.0.0.1"):
+    """The service's image as pushed to the private registry: `127.0.0.1:5000/tarsier:latest`."""
+    return f"{where}:{REGISTRY_PORT}/{image.split('/')[-1]}"
+
+
+def registry(args):
+    """The private registry up with the service under test in it, the shaper on its link, and the service
+    `provisioned` made with no task (its network and secret with it), ready to be timed by `provision`."""
+    sut = prepare(args)
+    docker("rm", "-f", REGISTRY, check=False)
+    publish = ["-p", f"127.0.0.1:{REGISTRY_PORT}:5000"]
+    if workers():
+        publish += ["-p", f"{CLUSTER_MANAGER}:{REGISTRY_PORT}:5000"]
+    docker("run", "-d", "--pull", "never", "--name", REGISTRY, "--label", f"com.docker.stack.namespace={STACK}",
+           *publish, REGISTRY_IMAGE)
+    wait_until("the registry answers", lambda: http_ok(f"http://127.0.0.1:{REGISTRY_PORT}/v2/"))
+    if args.mbit > 0:
+        # Its answers leave through its own eth0: a token bucket there is the link every pull crosses (tc from
+        # tarsier's image, in the registry's network namespace; nothing on this machine's own interfaces).
+        rate_bytes = args.mbit * 1_000_000 // 8
+        docker("run", "--rm", "--pull", "never", "--network", f"container:{REGISTRY}", "--cap-add", "NET_ADMIN",
+               "--user", "0", "--entrypoint", "/sbin/tc", TARSIER_IMAGE, "qdisc", "add", "dev", "eth0", "root",
+               "tbf", "rate", f"{args.mbit}mbit", "burst", str(max(rate_bytes // 100, 64 * 1024)), "latency", "100ms")
+    ref = registry_ref(sut["image"])
+    docker("tag", sut["image"], ref)
+    docker("push", "-q", ref, timeout=600)
+    provisioned = {**sut, "image": registry_ref(sut["image"], CLUSTER_MANAGER if workers() else "127.0.0.1")}
+    compose = {"version": "3.8", "services": {"provisioned": sut_service(provisioned, "provisioned")},
+               "networks": {"experiment": {"driver": "overlay", "attachable": True}},
+               "secrets": {"tarsier_token": {"file": TOKEN}}}
+    path = os.path.join(STATE, "provisioned.json")
+    with open(path, "w") as f:
+        json.dump(compose, f, indent=2)
+    # Never resolved to a digest by the manager: each node asks the registry itself, as it does when scaled.
+    docker("stack", "deploy", "--resolve-image", "never", "-c", path, STACK, timeout=300)
+    size = int(docker("image", "inspect", "-f", "{{.Size}}", sut["image"]))
+    log(f"registry {REGISTRY} at 127.0.0.1:{REGISTRY_PORT} holds {ref} ({size / 2**20:.1f} MiB)"
+        + (f", its link shaped to {args.mbit} Mbit/s" if args.mbit > 0 else ""))
+
+
+def engines():
+    """The docker CLI's arguments for each engine the provisioned service runs on: the workers', or this one."""
+    nodes = workers()
+    return [node_docker(node) for node in nodes] if nodes else [[]]
+
+
+def set_image_state(image, ref, present):
+    """The service's image present on every engine that runs it (pulled from the registry: the registry's tag,
+    as a node has after a first pull), or absent: every tag of it removed, with the provisioned service's
+    stopped containers that hold it, so that its layers are gone (except those shared with another image,
+    such as the base they are built on)."""
+    label = f"label=com.docker.swarm.service.name={service_name('provisioned')}"
+    for engine in engines():
+        stopped = docker(*engine, "ps", "-aq", "--filter", label, check=False).split()
+        if stopped:
+            docker(*engine, "rm", "-f", *stopped, check=False)
+        if present:
+            docker(*engine, "pull", "-q", ref, timeout=600)
+            continue
+        found = docker(*engine, "image", "inspect", "-f", "{{.Id}}", ref, check=False) or \
+            docker(*engine, "image", "inspect", "-f", "{{.Id}}", image, check=False)
+        if not found:
+            continue
+        users = docker(*engine, "ps", "-aq", "--filter", f"ancestor={found}", check=False).split()
+        if users:
+            raise SystemExit(f"stack.py: {image} is used by containers {' '.join(users)} on that engine: an absent "
+                             "image cannot be made while they hold it (stack.py down, or remove them)")
+        docker(*engine, "rmi", "-f", found, check=False)
+
+
+def restore_image(image, ref, engine=()):
+    """An engine's tag of the service's image back after an absent round (pulled again if it went)."""
+    if docker(*engine, "image", "inspect", "-f", "{{.Id}}", image, check=False):
+        return
+    if docker(*engine, "image", "inspect", "-f", "{{.Id}}", ref, check=False) or \
+            docker(*engine, "pull", "-q", ref, check=False, timeout=600):
+        docker(*engine, "tag", ref, image, check=False)
+    if not docker(*engine, "image", "inspect", "-f", "{{.Id}}", image, check=False):
+        log(f"{image} is gone from an engine and the registry could not give it back: scripts/image.sh makes it")
+
+
+def provision(args):
+    """Scales the provisioned service from 0 to N with its image present on the nodes or absent (pulled from
+    the registry), timed by its tasks' states as the manager records them: `running` once the container
+    started and, with a health check, first passed it."""
+    sut = spec()
+    image = sut["image"]
+    ref = registry_ref(image, CLUSTER_MANAGER if workers() else "127.0.0.1")
+    local_ref = registry_ref(image)
+    service = "provisioned"
+    docker("service", "scale", "-d", f"{service_name(service)}=0")
+    wait_until(f"no {service} task", lambda: not tasks(service))
+    try:
+        set_image_state(image, ref if workers() else local_ref, args.image_on_node == "present")
+        seen = {}  # task id -> {state: the time the manager says it entered it}
+        started = time.time()
+        docker("service", "scale", "-d", f"{service_name(service)}={args.replicas}")
+
+        def all_running():
+            now = tasks(service)
+            for tid, (_, state, since) in now.items():
+                seen.setdefault(tid, {}).setdefault(state, since)
+            return len(now) == args.replicas and all(state == "running" for _, state, _ in now.values())
+
+        wait_until(f"{args.replicas} running {service}", all_running, limit=args.timeout, every=0.05)
+        finished = time.time()
+    finally:
+        if args.image_on_node == "absent":
+            for engine in engines():
+                restore_image(image, ref if engine else local_ref, engine)
+    running = [states["running"] for states in seen.values() if "running" in states]
+    # A task's image is on its node once it leaves `preparing` (the pull); the first later state seen is
+    # when (a state skipped between two looks is dated by the next one: an upper bound).
+    pulled = [min(at for state, at in states.items() if state in ("ready", "starting", "running"))
+              for states in seen.values() if "running" in states]
+    out = {"image_on_node": args.image_on_node, "replicas": args.replicas,
+           "seconds": round((max(running) if running else finished) - started, 3),
+           "first_s": round(min(running, default=finished) - started, 3),
+           "pulled_s": round(max(pulled, default=finished) - started, 3),
+           "image_mib": round(int(docker("image", "inspect", "-f", "{{.Size}}", local_ref, check=False) or 0) / 2**20, 1),
+           "clock": "swarm task state" + ("" if checked(service) else " (no health check: container started)")}
+    log(f"{args.replicas} x {image} ({args.image_on_node}): image on the nodes after {out['pulled_s']} s, "
+        f"first running {out['first_s']} s, all {out['seconds']} s")
+    print(json.dumps(out))
+
+
 def cgroup_file(cid, controller, v1_name, v2_name):
     """A file of a container's cgroup (cgroupfs driver; v1 or v2), or None where it is not found."""
     parent = docker("inspect", "-f", "{{.HostConfig.CgroupParent}}", cid, check=False) or "/docker"
@@ -966,8 +1122,13 @@ def read_int(path):
 def runnable_ns(cid):
     """The container's threads' time on a CPU and waiting for one (/proc/TID/schedstat), in ns."""
     tasks_file = cgroup_file(cid, "cpu", "tasks", "cgroup.threads")
+    return schedstat(open(tasks_file).read().split() if tasks_file else [])
+
+
+def schedstat(tids):
+    """Time on a CPU and waiting for one of these threads (/proc/TID/schedstat), in ns."""
     run = wait = 0
-    for tid in (open(tasks_file).read().split() if tasks_file else []):
+    for tid in tids:
         try:
             with open(f"/proc/{tid}/schedstat") as f:
                 on_cpu, waiting, _ = f.read().split()
@@ -1032,16 +1193,21 @@ def load(args):
     }))
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True)
-    p = commands.add_parser("up")
+def sut_arguments(p):
+    """The service under test's options, as `up` and `registry` take them."""
     p.add_argument("--image", default=TARSIER_IMAGE)
     p.add_argument("--command", default=None)
     p.add_argument("--port", type=int, default=None)
     p.add_argument("--health-port", type=int, default=None)
     p.add_argument("--health", default="default")
     p.add_argument("--ready-path", default="/health")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    p = commands.add_parser("up")
+    sut_arguments(p)
     p.set_defaults(run=up)
     commands.add_parser("down").set_defaults(run=down)
     commands.add_parser("token").set_defaults(run=token)
@@ -1091,6 +1257,15 @@ def main():
     p.add_argument("--seconds", type=int, default=10)
     p.add_argument("--iperf-seconds", type=int, default=5)
     p.set_defaults(run=net_path)
+    p = commands.add_parser("registry")
+    sut_arguments(p)
+    p.add_argument("--mbit", type=int, default=1000, help="the registry's link in Mbit/s (0: not shaped)")
+    p.set_defaults(run=registry)
+    p = commands.add_parser("provision")
+    p.add_argument("--image-on-node", choices=["present", "absent"], required=True)
+    p.add_argument("--replicas", type=int, required=True)
+    p.add_argument("--timeout", type=float, default=SETTLE_S)
+    p.set_defaults(run=provision)
     p = commands.add_parser("load")
     p.add_argument("service")
     p.add_argument("--ram", default="64MiB")
@@ -1101,6 +1276,10 @@ def main():
     # A step stopped from outside (a scenario's timeout, `kill`) still undoes what it did (a frozen node, a
     # cut link, a hung replica): SIGTERM ends the process through its `finally:` blocks.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if not 0 <= getattr(args, "replicas", 0) <= 64:
+        parser.error("replicas: 0 to 64")
+    if not 0 <= getattr(args, "mbit", 0) <= 100_000:
+        parser.error("--mbit: 0 to 100000")
     if args.command not in ("up", "down", "token") and not 1 <= getattr(args, "times", 1) <= 100:
         parser.error("--times: 1 to 100")
     if not 1 <= getattr(args, "records", 1) <= 1_000_000:

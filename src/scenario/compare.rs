@@ -130,6 +130,7 @@ mod tests {
         let row = |replicas: u64, rps: f64| SweepRow {
             values: vec![replicas.into()],
             figures: [("result.req_per_s".to_owned(), rps)].into(),
+            notes: Default::default(),
         };
         SweepTable {
             name: "s".into(),

@@ -339,6 +339,7 @@ async fn run_one(
         tearing_down: Default::default(),
         results: Mutex::new(Vec::new()),
         figures: Mutex::new(Vec::new()),
+        notes: Mutex::new(Vec::new()),
         sweeps: Mutex::new(Vec::new()),
         token: read_token(access)?,
         guards: watch.clone(),

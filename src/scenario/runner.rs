@@ -46,6 +46,8 @@ pub struct Runner {
     pub results: Mutex<Vec<StepResult>>,
     /// The figures exec steps recorded (`record:` and `expect.values`), for the CSV and JSON summary.
     pub figures: Mutex<Vec<Figure>>,
+    /// What `record:` found that is not a number (step, path, text): a sweep's notes.
+    pub notes: Mutex<Vec<(String, String, String)>>,
     /// Every sweep's table, as its last round ends.
     pub sweeps: Mutex<Vec<SweepTable>>,
     /// The swarm token (`--token-file`), for `{{token}}` in exec data: load aimed at agents of the swarm.
@@ -459,12 +461,17 @@ impl Runner {
             }
         }
         for path in record.iter().filter(|p| !values.contains_key(*p)) {
-            let shown = at_path(answer, path).map(|v| match v.as_f64() {
-                Some(x) => {
+            let shown = at_path(answer, path).map(|v| match (v.as_f64(), v.as_str()) {
+                (Some(x), _) => {
                     self.record(title, path, x);
                     short_number(x)
                 }
-                None => v.to_string(),
+                (None, Some(text)) => {
+                    let note = (title.to_owned(), path.clone(), text.to_owned());
+                    self.notes.lock().unwrap_or_else(|p| p.into_inner()).push(note);
+                    v.to_string()
+                }
+                (None, None) => v.to_string(),
             });
             details.push(format!("{path}={}", shown.unwrap_or_else(|| "-".into())));
         }
@@ -563,12 +570,18 @@ impl Runner {
                 }
                 crate::say!("{}  round {} of {}: {label}", "  ".repeat(depth), i + 1, sweep.rounds.len());
                 let before = self.figures.lock().unwrap_or_else(|p| p.into_inner()).len();
+                let notes_before = self.notes.lock().unwrap_or_else(|p| p.into_inner()).len();
                 held &= ROUND.scope(label, self.run_steps(&round.steps, depth + 1)).await;
                 let figures = self.figures.lock().unwrap_or_else(|p| p.into_inner())[before..]
                     .iter()
                     .map(|f| (f.figure.clone(), f.value))
                     .collect();
-                table.rows.push(SweepRow { values: round.values.iter().map(|(_, v)| v.clone()).collect(), figures });
+                let notes = self.notes.lock().unwrap_or_else(|p| p.into_inner())[notes_before..]
+                    .iter()
+                    .map(|(_, path, text)| (path.clone(), text.clone()))
+                    .collect();
+                let values = round.values.iter().map(|(_, v)| v.clone()).collect();
+                table.rows.push(SweepRow { values, figures, notes });
             }
         }
         // The comparisons across rounds, once every round has run.

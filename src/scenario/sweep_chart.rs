@@ -466,6 +466,7 @@ mod tests {
                 .map(|(values, figures)| SweepRow {
                     values,
                     figures: figures.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+                    notes: Default::default(),
                 })
                 .collect(),
             chart: ChartSpec::default(),
@@ -556,6 +557,7 @@ mod tests {
         let row = |how: &str, n: f64, p99: f64, lost: f64| SweepRow {
             values: vec![how.into(), n.into()],
             figures: [("result.latency_ms.p99".to_owned(), p99), ("lost".to_owned(), lost)].into(),
+            notes: Default::default(),
         };
         let table = SweepTable {
             name: "kills".into(),

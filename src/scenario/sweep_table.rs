@@ -32,6 +32,10 @@ pub struct SweepRow {
     /// Figure (dotted path) -> value, in the order recorded; the last one recorded in the run when a path was
     /// recorded twice.
     pub figures: IndexMap<String, f64>,
+    /// What a run recorded that is not a number (an `error` a command printed, saying why a round could not be
+    /// measured): shown as a column of its own.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub notes: IndexMap<String, String>,
 }
 
 /// A column of the Markdown table.
@@ -46,6 +50,15 @@ enum Column {
 pub struct Point {
     pub values: Vec<Value>,
     pub figures: IndexMap<String, Vec<f64>>,
+    /// Per note, the different texts its runs recorded.
+    pub notes: IndexMap<String, Vec<String>>,
+}
+
+impl Point {
+    /// A note's texts in one cell: each different one once.
+    fn note(&self, name: &str) -> String {
+        self.notes.get(name).map_or_else(|| "-".to_owned(), |texts| texts.join("; "))
+    }
 }
 
 /// The median, lowest and highest of a round's runs.
@@ -122,6 +135,18 @@ impl SweepTable {
         names
     }
 
+    /// The notes recorded in any round (texts, not numbers), in the order first recorded: columns after the
+    /// figures.
+    pub fn note_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for name in self.rows.iter().flat_map(|r| r.notes.keys()) {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+        names
+    }
+
     /// Figures that are 0 in every run of every round: named under a chart or table, not given a column.
     pub fn all_zero(&self) -> Vec<String> {
         self.figure_names()
@@ -150,12 +175,18 @@ impl SweepTable {
             let at = match points.iter().position(|p| p.values == row.values) {
                 Some(at) => at,
                 None => {
-                    points.push(Point { values: row.values.clone(), figures: IndexMap::new() });
+                    points.push(Point { values: row.values.clone(), figures: IndexMap::new(), notes: IndexMap::new() });
                     points.len() - 1
                 }
             };
             for (name, value) in &row.figures {
                 points[at].figures.entry(name.clone()).or_default().push(*value);
+            }
+            for (name, text) in &row.notes {
+                let texts = points[at].notes.entry(name.clone()).or_default();
+                if !texts.contains(text) {
+                    texts.push(text.clone());
+                }
             }
         }
         points
@@ -181,13 +212,16 @@ impl SweepTable {
         let mut table = comfy_table::Table::new();
         table.load_preset(comfy_table::presets::UTF8_HORIZONTAL_ONLY);
         table.set_content_arrangement(comfy_table::ContentArrangement::Dynamic);
-        table.set_header(self.params.iter().cloned().chain(self.shown_names()).collect::<Vec<_>>());
+        let notes = self.note_names();
+        table
+            .set_header(self.params.iter().cloned().chain(self.shown_names()).chain(notes.clone()).collect::<Vec<_>>());
         for point in self.points() {
             let values = point.values.iter().map(plain);
             let figures = figures
                 .iter()
                 .map(|f| point.figures.get(f).and_then(|runs| Spread::of(runs)).map_or("-".to_owned(), |s| s.shown()));
-            table.add_row(values.chain(figures).collect::<Vec<_>>());
+            let texts = notes.iter().map(|n| point.note(n));
+            table.add_row(values.chain(figures).chain(texts).collect::<Vec<_>>());
         }
         if table.width().is_none() {
             table.set_width(120);
@@ -200,12 +234,14 @@ impl SweepTable {
     /// The table as CSV: every run of every round (one line each), the parameters, then the figures.
     pub fn csv(&self) -> Result<Vec<u8>, csv::Error> {
         let figures = self.figure_names();
+        let notes = self.note_names();
         let mut out = csv::Writer::from_writer(Vec::new());
-        out.write_record(self.params.iter().chain(&figures))?;
+        out.write_record(self.params.iter().chain(&figures).chain(&notes))?;
         for row in &self.rows {
             let values = row.values.iter().map(plain);
             let figures = figures.iter().map(|f| row.figures.get(f).map_or(String::new(), |x| x.to_string()));
-            out.write_record(values.chain(figures).collect::<Vec<_>>())?;
+            let texts = notes.iter().map(|n| row.notes.get(n).cloned().unwrap_or_default());
+            out.write_record(values.chain(figures).chain(texts).collect::<Vec<_>>())?;
         }
         out.into_inner().map_err(|err| csv::Error::from(err.into_error()))
     }
@@ -241,6 +277,8 @@ impl SweepTable {
                 columns.push(Column::Share(share.total, share.cap));
             }
         }
+        let notes = self.note_names();
+        header.extend(notes.iter().cloned());
         let mut out = format!("| {} |\n|{}\n", header.join(" | "), "---|".repeat(header.len()));
         let first = |figure: &str| points.first().and_then(|p| p.figures.get(figure)).and_then(|r| Spread::of(r));
         for point in &points {
@@ -259,6 +297,8 @@ impl SweepTable {
                     }
                 });
             }
+            // A note is text a command wrote: its `|` would end the cell.
+            cells.extend(notes.iter().map(|n| point.note(n).replace('|', "\\|")));
             out.push_str(&format!("| {} |\n", cells.join(" | ")));
         }
         let runs = self.runs_per_round();
@@ -298,6 +338,7 @@ mod tests {
         let row = |rate: u64, rps: f64| SweepRow {
             values: vec![rate.into()],
             figures: [("result.req_per_s".to_owned(), rps), ("result.errors".to_owned(), 0.0)].into_iter().collect(),
+            notes: Default::default(),
         };
         let table = SweepTable {
             name: "s".into(),
@@ -331,5 +372,33 @@ mod tests {
         );
         let csv = String::from_utf8(table.csv().unwrap()).unwrap();
         assert_eq!(csv.lines().count(), 5, "every run: {csv}");
+    }
+
+    #[test]
+    fn a_round_that_could_not_be_measured_says_why_in_a_column_of_its_own() {
+        let row = |tech: &str, ran: f64, note: Option<&str>| SweepRow {
+            values: vec![tech.into()],
+            figures: [("ran".to_owned(), ran)].into_iter().collect(),
+            notes: note.map(|n| ("error".to_owned(), n.to_owned())).into_iter().collect(),
+        };
+        let why = "KVM internal error | emulation failure";
+        let table = SweepTable {
+            name: "s".into(),
+            params: vec!["tech".into()],
+            rows: vec![row("lxc", 4.0, None), row("kvm", 0.0, Some(why)), row("kvm", 0.0, Some(why))],
+            chart: ChartSpec::default(),
+            source: None,
+        };
+        let markdown = table.markdown();
+        assert!(markdown.starts_with("| tech | ran (count) | error |"), "{markdown}");
+        assert!(markdown.contains("| lxc | 4 | - |"), "{markdown}");
+        // Each different text once, and a `|` in it cannot end the cell.
+        assert!(markdown.contains("| kvm | 0 | KVM internal error \\| emulation failure |"), "{markdown}");
+        let csv = String::from_utf8(table.csv().unwrap()).unwrap();
+        assert!(
+            csv.starts_with("tech,ran,error\n") && csv.contains("kvm,0,KVM internal error | emulation failure"),
+            "{csv}"
+        );
+        assert!(table.render().contains("emulation failure"));
     }
 }

@@ -140,6 +140,18 @@ fn the_experiments_run_on_docker_swarm_and_leave_nothing_behind() {
     let (rate, stream) = (column(&out, "req_per_s"), column(&out, "gbit_per_s"));
     assert!(rate.len() == 2 && rate.iter().chain(&stream).all(|x| *x > 0.0), "{rate:?} {stream:?}");
 
+    // Provisioning on one node: scaled from 0 with the image present, then with it removed and pulled from
+    // the private registry; every replica healthy, the pull seen, and the image back on the engine after.
+    let out = dir.join("provisioning");
+    run_experiment(&stack, "scenarios/experiments/provisioning.yaml", &["replicas=1,2"], &[], &out);
+    let (seconds, pulled) = (column(&out, "seconds"), column(&out, "pulled_s"));
+    assert!(
+        seconds.len() == 4 && seconds.iter().zip(&pulled).all(|(s, p)| s > p && *p > 0.0),
+        "{seconds:?} {pulled:?}"
+    );
+    assert_ne!(docker(&["image", "inspect", "-f", "{{.Id}}", "tarsier:latest"]), "", "tarsier:latest not given back");
+    assert_eq!(docker(&["image", "ls", "-q", "127.0.0.1:5000/tarsier"]), "", "the registry's tag left behind");
+
     // Your own service: a plain busybox httpd (not tarsier, made by scripts/image.sh from Debian's
     // busybox-static). With no health check, failover is timed to each replacement's first answer and the
     // charts say so; with a health check of its own (busybox's wget), a hung replica (its process stopped)
@@ -269,6 +281,11 @@ fn a_cluster_of_engines_in_namespaces_loses_a_node_and_leaves_nothing_behind() {
     for (left, moved) in left.iter().zip(&moved) {
         assert_eq!(*left, if *moved == 1.0 { 0.0 } else { 200.0 }, "{left} records left, moved: {moved}");
     }
+    // Provisioning across nodes: each worker pulls from the private registry over the cluster's bridge.
+    let out = dir.join("provisioning");
+    run_experiment(&stack, "scenarios/experiments/provisioning.yaml", &["replicas=2"], &[], &out);
+    let seconds = column(&out, "seconds");
+    assert!(seconds.len() == 2 && seconds.iter().all(|s| *s > 0.0), "present, absent: {seconds:?}");
     // The overlay across two nodes (VXLAN between the namespaces) carries requests and a stream.
     let out = dir.join("overlay-overhead");
     run_experiment(&stack, "scenarios/experiments/overlay-overhead.yaml", &["path=node,overlay-node"], &[], &out);
@@ -285,4 +302,47 @@ fn a_cluster_of_engines_in_namespaces_loses_a_node_and_leaves_nothing_behind() {
         "docker_gwbridge left behind"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The same agent as Docker containers, LXC containers and KVM micro-VMs (scripts/virt.py): each instance
+/// answers, or, where a technology cannot run on the machine (this one's nested KVM), the table says why with
+/// its tool's error; nothing is left running. Root only (LXC, /dev/kvm): one `skipped:` line elsewhere.
+#[test]
+fn the_agent_runs_as_containers_lxc_and_micro_vms_or_says_why_not() {
+    if !docker_answers() {
+        println!("skipped: no Docker engine");
+        return;
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || !Path::new("/dev/kvm").exists() {
+        println!("skipped: virtualization-density needs root and /dev/kvm (LXC, QEMU)");
+        return;
+    }
+    let _engine = one_at_a_time();
+    let made = Command::new("python3").args(["scripts/stack.py", "token"]).current_dir(root()).status();
+    assert!(made.is_ok_and(|s| s.success()), "stack.py token failed");
+    let stack = StackName(format!("tarsiertest{}", std::process::id()));
+    let out = std::env::temp_dir().join(format!("tarsier-virt-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    run_experiment(&stack, "scenarios/experiments/virtualization-density.yaml", &["instances=1,2"], &[], &out);
+    let csv = std::fs::read_to_string(sweep_csv(&out)).expect("the sweep's CSV");
+    let (ran, memory) = (column(&out, "ran"), column(&out, "memory_per_instance_mib"));
+    let mut reader = csv::Reader::from_path(sweep_csv(&out)).expect("CSV");
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("a row")).collect();
+    assert_eq!(rows.len(), 6, "1 and 2 instances of each technology\n{csv}");
+    for ((row, ran), memory) in rows.iter().zip(&ran).zip(&memory) {
+        let (instances, tech) = (row[0].parse::<f64>().unwrap_or(0.0), &row[1]);
+        if tech == "kvm" {
+            // Booted, or not and the row says why (QEMU's own words, or the time it waited).
+            let why = row.iter().next_back().unwrap_or_default();
+            assert!(*ran == instances || (*ran == 0.0 && !why.is_empty()), "{row:?}");
+        } else {
+            assert!(*ran == instances && *memory > 0.0, "{tech}: every instance answered and cost memory: {row:?}");
+        }
+    }
+    assert_eq!(docker(&["ps", "-aq", "--filter", "name=^tarsier-virt-"]), "", "containers left behind");
+    assert!(!Path::new("/run/tarsier-virt").exists(), "virt.py's run directory left behind");
+    let qemu = Command::new("pgrep").args(["-f", "qemu-system-x86_64 -M microvm"]).output().expect("pgrep runs");
+    assert!(qemu.stdout.is_empty(), "a micro-VM left running");
+    let _ = std::fs::remove_dir_all(&out);
 }
