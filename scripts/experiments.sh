@@ -13,6 +13,9 @@
 #                                         the committed results (no Docker); tests/it/docs.rs checks them
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The whole script is read before it runs (one brace group, left by `exit`): bash reads a script as it goes,
+# and this one runs for hours, while the files it measures (this one included) may be edited.
+{
 if [ "${1:-}" = tables ]; then
   cargo build --locked -q
   python3 - <<'PY'
@@ -57,3 +60,4 @@ for name in "${names[@]}"; do
   fi
 done
 exit "$status"
+}
