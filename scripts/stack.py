@@ -481,16 +481,22 @@ def up(args):
 
 
 def down(_args):
-    if docker("ps", "-aq", "--filter", f"name=^{REGISTRY}$", check=False):
-        # provisioning's: every engine gets the service's image back from it before it goes, with its tags.
+    label = f"label=com.docker.stack.namespace={STACK}"
+    registry_up = docker("ps", "-aq", "--filter", f"name=^{REGISTRY}$", check=False)
+    docker("stack", "rm", STACK, check=False)
+    if registry_up:
+        # provisioning's: every engine gets the service's image back from the registry before it goes, and
+        # loses the registry's tag, once no task container holds that tag (Docker refuses to untag it while
+        # even a stopped container was made from it).
         image = spec()["image"]
         for engine in engines():
+            wait_until("the provisioned service's containers are gone", lambda: not docker(
+                *engine, "ps", "-aq", "--filter", label, "--filter", "label=com.docker.swarm.task.id",
+                check=False), every=0.5)
             ref = registry_ref(image, CLUSTER_MANAGER if engine else "127.0.0.1")
             restore_image(image, ref, engine)
             docker(*engine, "rmi", ref, check=False)
         docker("rm", "-f", REGISTRY, check=False)
-    docker("stack", "rm", STACK, check=False)
-    label = f"label=com.docker.stack.namespace={STACK}"
     wait_until("the stack's containers are gone", lambda: not docker("ps", "-aq", "--filter", label), every=0.5)
     wait_until("the stack's network is gone",
                lambda: not docker("network", "ls", "-q", "--filter", label), every=0.5)
