@@ -40,6 +40,16 @@ download() {
   (cd "$dir" && timeout 300 apt-get download "$@" >/dev/null)
 }
 
+# Unpacks Debian packages into the tree $1 (emptied first), with their documentation left out.
+unpack() {
+  local tree=$1 debs; shift
+  debs=$(mktemp -d)
+  download "$debs" "$@"
+  rm -rf "$tree" && mkdir -p "$tree"
+  for deb in "$debs"/*.deb; do dpkg-deb -x "$deb" "$tree"; done
+  rm -rf "$debs" "$tree/usr/share/doc" "$tree/usr/share/man"
+}
+
 make_base() {
   if docker image inspect "$base" >/dev/null 2>&1; then return 0; fi
   local work; work=$(mktemp -d)
@@ -95,12 +105,9 @@ if [ ! -x "$netfault_tree/usr/sbin/nft" ]; then
   libs=$(ldd $programs /usr/lib/x86_64-linux-gnu/xtables/*.so 2>/dev/null | awk '/=>/ {print $3}' | sort -u)
   packages=$(for f in $programs $libs; do dpkg -S "$f" 2>/dev/null || dpkg -S "$(readlink -f "$f")" 2>/dev/null; done \
     | cut -d: -f1 | sort -u | grep -v -x -e libc6 -e libgcc-s1)
-  debs=$(mktemp -d)
   # shellcheck disable=SC2086
-  download "$debs" $packages
-  rm -rf "$netfault_tree" && mkdir -p "$netfault_tree"
-  for deb in "$debs"/*.deb; do dpkg-deb -x "$deb" "$netfault_tree"; done
-  rm -rf "$debs" "$netfault_tree/usr/share/doc" "$netfault_tree/usr/share/man" "$netfault_tree/usr/share/locale"
+  unpack "$netfault_tree" $packages
+  rm -rf "$netfault_tree/usr/share/locale"
   ln -sf dash "$netfault_tree/bin/sh"
   for tool in iptables iptables-save iptables-restore ip6tables ip6tables-save ip6tables-restore; do
     ln -sf xtables-nft-multi "$netfault_tree/usr/sbin/$tool"
@@ -118,11 +125,8 @@ build tarsier-prometheus:latest "$root/deploy/prometheus/Dockerfile" "$prometheu
 nginx_tree="$root/.cache/nginx-root"
 if [ ! -x "$nginx_tree/usr/sbin/nginx" ]; then
   log "unpacking Debian's nginx"
-  debs=$(mktemp -d)
-  download "$debs" nginx libcrypt1 libpcre2-8-0 libssl3 zlib1g
-  rm -rf "$nginx_tree" && mkdir -p "$nginx_tree"
-  for deb in "$debs"/*.deb; do dpkg-deb -x "$deb" "$nginx_tree"; done
-  rm -rf "$debs" "$nginx_tree/usr/share/doc" "$nginx_tree/usr/share/man" "$nginx_tree/etc/nginx/sites-enabled"
+  unpack "$nginx_tree" nginx libcrypt1 libpcre2-8-0 libssl3 zlib1g
+  rm -rf "$nginx_tree/etc/nginx/sites-enabled"
 fi
 build tarsier-nginx:latest "$root/deploy/nginx/Dockerfile" "$nginx_tree"
 
@@ -131,11 +135,8 @@ build tarsier-nginx:latest "$root/deploy/nginx/Dockerfile" "$nginx_tree"
 busybox_tree="$root/.cache/busybox-root"
 if [ ! -x "$busybox_tree/bin/busybox" ]; then
   log "unpacking Debian's busybox-static"
-  debs=$(mktemp -d)
-  download "$debs" busybox-static
-  rm -rf "$busybox_tree" && mkdir -p "$busybox_tree"
-  for deb in "$debs"/*.deb; do dpkg-deb -x "$deb" "$busybox_tree"; done
-  rm -rf "$debs" "$busybox_tree/usr/share"
+  unpack "$busybox_tree" busybox-static
+  rm -rf "$busybox_tree/usr/share"
   for applet in sh wget; do ln -sf busybox "$busybox_tree/bin/$applet"; done
   mkdir -p "$busybox_tree/srv/www"
   printf 'ok\n' > "$busybox_tree/srv/www/health"
@@ -147,12 +148,9 @@ build tarsier-busybox:latest "$root/deploy/busybox/Dockerfile" "$busybox_tree"
 redis_tree="$root/.cache/redis-root"
 if [ ! -x "$redis_tree/usr/bin/redis-check-rdb" ]; then
   log "unpacking Debian's redis-server"
-  debs=$(mktemp -d)
-  download "$debs" redis-server redis-tools libatomic1 libjemalloc2 liblzf1 libssl3 libsystemd0 libcap2 \
+  unpack "$redis_tree" redis-server redis-tools libatomic1 libjemalloc2 liblzf1 libssl3 libsystemd0 libcap2 \
     libgcrypt20 libgpg-error0 liblz4-1 liblzma5 libzstd1 libstdc++6
-  rm -rf "$redis_tree" && mkdir -p "$redis_tree"
-  for deb in "$debs"/*.deb; do dpkg-deb -x "$deb" "$redis_tree"; done
-  rm -rf "$debs" "$redis_tree/usr/share/doc" "$redis_tree/usr/share/man" "$redis_tree/etc/init.d"
+  rm -rf "$redis_tree/etc/init.d"
 fi
 # Its data directory, owned by the database's user in the image (a directory of one placeholder).
 mkdir -p "$root/.cache/redis-data" && touch "$root/.cache/redis-data/.keep"
@@ -162,11 +160,8 @@ build tarsier-redis:latest "$root/deploy/redis/Dockerfile" "$redis_tree" "$root/
 netperf_tree="$root/.cache/netperf-root"
 if [ ! -x "$netperf_tree/usr/bin/iperf3" ]; then
   log "unpacking Debian's iperf3 and busybox-static"
-  debs=$(mktemp -d)
-  download "$debs" iperf3 libiperf0 libsctp1 libssl3 busybox-static
-  rm -rf "$netperf_tree" && mkdir -p "$netperf_tree"
-  for deb in "$debs"/*.deb; do dpkg-deb -x "$deb" "$netperf_tree"; done
-  rm -rf "$debs" "$netperf_tree/usr/share"
+  unpack "$netperf_tree" iperf3 libiperf0 libsctp1 libssl3 busybox-static
+  rm -rf "$netperf_tree/usr/share"
   ln -sf busybox "$netperf_tree/bin/sh"
   mkdir -p "$netperf_tree/srv/www" && printf 'ok\n' > "$netperf_tree/srv/www/health"
 fi
@@ -177,11 +172,8 @@ build tarsier-netperf:latest "$root/deploy/netperf/Dockerfile" "$netperf_tree"
 registry_tree="$root/.cache/registry-root"
 if [ ! -x "$registry_tree/usr/bin/docker-registry" ]; then
   log "unpacking Debian's docker-registry"
-  debs=$(mktemp -d)
-  download "$debs" docker-registry
-  rm -rf "$registry_tree" && mkdir -p "$registry_tree"
-  for deb in "$debs"/*.deb; do dpkg-deb -x "$deb" "$registry_tree"; done
-  rm -rf "$debs" "$registry_tree/usr/share" "$registry_tree/etc/init.d" "$registry_tree/lib/systemd"
+  unpack "$registry_tree" docker-registry
+  rm -rf "$registry_tree/usr/share" "$registry_tree/etc/init.d" "$registry_tree/lib/systemd"
 fi
 mkdir -p "$root/.cache/registry-data" && touch "$root/.cache/registry-data/.keep"
 build tarsier-registry:latest "$root/deploy/registry/Dockerfile" "$registry_tree" "$root/deploy/registry/config.yml" \
