@@ -46,8 +46,8 @@ pub struct Runner {
     pub results: Mutex<Vec<StepResult>>,
     /// The figures exec steps recorded (`record:` and `expect.values`), for the CSV and JSON summary.
     pub figures: Mutex<Vec<Figure>>,
-    /// What `record:` found that is not a number (step, path, text): a sweep's notes.
-    pub notes: Mutex<Vec<(String, String, String)>>,
+    /// What `record:` found that is not a number (path, text): a sweep's notes.
+    pub notes: Mutex<Vec<(String, String)>>,
     /// Every sweep's table, as its last round ends.
     pub sweeps: Mutex<Vec<SweepTable>>,
     /// The swarm token (`--token-file`), for `{{token}}` in exec data: load aimed at agents of the swarm.
@@ -467,8 +467,7 @@ impl Runner {
                     short_number(x)
                 }
                 (None, Some(text)) => {
-                    let note = (title.to_owned(), path.clone(), text.to_owned());
-                    self.notes.lock().unwrap_or_else(|p| p.into_inner()).push(note);
+                    self.notes.lock().unwrap_or_else(|p| p.into_inner()).push((path.clone(), text.to_owned()));
                     v.to_string()
                 }
                 (None, None) => v.to_string(),
@@ -576,10 +575,8 @@ impl Runner {
                     .iter()
                     .map(|f| (f.figure.clone(), f.value))
                     .collect();
-                let notes = self.notes.lock().unwrap_or_else(|p| p.into_inner())[notes_before..]
-                    .iter()
-                    .map(|(_, path, text)| (path.clone(), text.clone()))
-                    .collect();
+                let notes =
+                    self.notes.lock().unwrap_or_else(|p| p.into_inner())[notes_before..].iter().cloned().collect();
                 let values = round.values.iter().map(|(_, v)| v.clone()).collect();
                 table.rows.push(SweepRow { values, figures, notes });
             }

@@ -120,16 +120,22 @@ pub fn table_number(x: f64) -> String {
     text
 }
 
+/// Each name once, in the order first met.
+fn first_seen<'a>(names: impl Iterator<Item = &'a String>) -> Vec<String> {
+    let mut seen: Vec<String> = Vec::new();
+    for name in names {
+        if !seen.contains(name) {
+            seen.push(name.clone());
+        }
+    }
+    seen
+}
+
 impl SweepTable {
     /// The figures recorded in any round, in the order first recorded (those the chart names come first, in
     /// its order): the table's columns after the parameters, the chart's panels.
     pub fn figure_names(&self) -> Vec<String> {
-        let mut recorded: Vec<String> = Vec::new();
-        for name in self.rows.iter().flat_map(|r| r.figures.keys()) {
-            if !recorded.contains(name) {
-                recorded.push(name.clone());
-            }
-        }
+        let recorded = first_seen(self.rows.iter().flat_map(|r| r.figures.keys()));
         let mut names: Vec<String> = self.chart.names.keys().filter(|n| recorded.contains(n)).cloned().collect();
         names.extend(recorded.into_iter().filter(|n| !self.chart.names.contains_key(n)));
         names
@@ -138,13 +144,7 @@ impl SweepTable {
     /// The notes recorded in any round (texts, not numbers), in the order first recorded: columns after the
     /// figures.
     pub fn note_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = Vec::new();
-        for name in self.rows.iter().flat_map(|r| r.notes.keys()) {
-            if !names.contains(name) {
-                names.push(name.clone());
-            }
-        }
-        names
+        first_seen(self.rows.iter().flat_map(|r| r.notes.keys()))
     }
 
     /// Figures that are 0 in every run of every round: named under a chart or table, not given a column.
