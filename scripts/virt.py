@@ -193,12 +193,13 @@ class Instance:
         self.agent = f"http://127.0.0.1:{AGENT_PORT + index}"
         self.service = f"http://127.0.0.1:{SERVICE_PORT + index}"
         self.pid = None  # the qemu process of a VM
+        self.cid = None  # the Docker container's id, as `docker run` gives it
 
     def start(self):
         agent_flags = [f"--listen=127.0.0.1:{AGENT_PORT + self.index}",
                        f"--service-listen=127.0.0.1:{SERVICE_PORT + self.index}", "--log-format=json"]
         if self.tech == "docker":
-            docker("run", "-d", "--pull", "never", "--name", self.name, "--network", "host",
+            self.cid = docker("run", "-d", "--pull", "never", "--name", self.name, "--network", "host",
                    "-v", f"{TOKEN}:/run/secrets/tarsier_token:ro", IMAGE, "agent", *agent_flags,
                    "--token-file=/run/secrets/tarsier_token")
         elif self.tech == "lxc":
@@ -265,12 +266,10 @@ class Instance:
         return [int(t) for t in open(tasks).read().split()] if tasks else []
 
     def cgroup(self, controller, name):
-        if self.tech == "docker":
-            cid = docker("inspect", "-f", "{{.Id}}", self.name, check=False)
-            candidates = [f"/sys/fs/cgroup/{controller}/docker/{cid}/{name}"]
-        else:
-            candidates = [f"/sys/fs/cgroup/{controller}/lxc.payload.{self.name}/{name}"]
-        return next((path for path in candidates if os.path.exists(path)), None)
+        """A file of the container's cgroup (v1: Docker's cgroupfs driver, LXC's payload), or None."""
+        group = f"docker/{self.cid}" if self.tech == "docker" else f"lxc.payload.{self.name}"
+        path = f"/sys/fs/cgroup/{controller}/{group}/{name}"
+        return path if os.path.exists(path) else None
 
     def processes(self):
         """The host processes this instance costs: its own (its cgroup's) and the one its runtime keeps beside
@@ -401,22 +400,19 @@ def run(args):
         with ThreadPoolExecutor(max_workers=min(16, len(instances))) as pool:
             list(pool.map(lambda instance: instance.start(), instances))
         deadline = time.monotonic() + args.boot_timeout
-        errors = []
-        while len(ready) + len(errors) < len(instances) and time.monotonic() < deadline:
-            for instance in instances:
-                if instance.index in ready or any(instance.index == i for i, _ in errors):
-                    continue
+        # One instance the technology cannot run is enough: none of them will (the same files, the same tool).
+        failure = None
+        while len(ready) < len(instances) and failure is None and time.monotonic() < deadline:
+            for instance in (i for i in instances if i.index not in ready):
                 if instance.healthy():
                     ready[instance.index] = time.time()
-                elif (why := instance.failed()) is not None:
-                    errors.append((instance.index, why))
-            if errors:
-                break  # one instance the technology cannot run: none of them will (the same files, the same tool)
+                elif (failure := instance.failed()) is not None:
+                    break
             time.sleep(0.02)
         if len(ready) < len(instances):
-            why = errors[0][1] if errors else f"no answer to /health within {args.boot_timeout:.0f} s"
-            if errors and args.tech == "kvm" and "KVM internal error" in why:
-                remember_kvm_failure(why)
+            why = failure or f"no answer to /health within {args.boot_timeout:.0f} s"
+            if failure and args.tech == "kvm" and "KVM internal error" in failure:
+                remember_kvm_failure(failure)
             log(f"{args.tech}: {len(ready)} of {len(instances)} answered: {why}")
             print(json.dumps({"tech": args.tech, "instances": len(instances), "ran": len(ready), "error": why}))
             return
