@@ -489,11 +489,11 @@ def down(_args):
         # loses the registry's tag, once no task container holds that tag (Docker refuses to untag it while
         # even a stopped container was made from it).
         image = spec()["image"]
+        ref = node_ref(image)
         for engine in engines():
             wait_until("the provisioned service's containers are gone", lambda: not docker(
                 *engine, "ps", "-aq", "--filter", label, "--filter", "label=com.docker.swarm.task.id",
                 check=False), every=0.5)
-            ref = registry_ref(image, CLUSTER_MANAGER if engine else "127.0.0.1")
             restore_image(image, ref, engine)
             docker(*engine, "rmi", ref, check=False)
         docker("rm", "-f", REGISTRY, check=False)
@@ -831,8 +831,11 @@ def fail_node(args):
 def node_docker(node_id):
     """The docker CLI's arguments for the engine of a node: this one, or a cluster worker's socket."""
     host = workers().get(node_id)
-    if host is None:
-        return []
+    return [] if host is None else worker_docker(host)
+
+
+def worker_docker(host):
+    """The docker CLI's arguments for a cluster worker's engine, by its host name."""
     return ["-H", f"unix://{worker_file(host, 'docker.sock')}"]
 
 
@@ -987,6 +990,17 @@ def registry_ref(image, where="127.0.0.1"):
     return f"{where}:{REGISTRY_PORT}/{image.split('/')[-1]}"
 
 
+def node_ref(image):
+    """The registry's tag the nodes that run the provisioned service pull: the cluster's workers reach the
+    registry on the bridge's manager address, this engine on loopback."""
+    return registry_ref(image, CLUSTER_MANAGER if workers() else "127.0.0.1")
+
+
+def image_id(ref, engine=()):
+    """The id of an engine's image `ref`, or "" when it has none."""
+    return docker(*engine, "image", "inspect", "-f", "{{.Id}}", ref, check=False)
+
+
 def registry(args):
     """The private registry up with the service under test in it, the shaper on its link, and the service
     `provisioned` made with no task (its network and secret with it), ready to be timed by `provision`."""
@@ -1008,7 +1022,7 @@ def registry(args):
     ref = registry_ref(sut["image"])
     docker("tag", sut["image"], ref)
     docker("push", "-q", ref, timeout=600)
-    provisioned = {**sut, "image": registry_ref(sut["image"], CLUSTER_MANAGER if workers() else "127.0.0.1")}
+    provisioned = {**sut, "image": node_ref(sut["image"])}
     compose = {"version": "3.8", "services": {"provisioned": sut_service(provisioned, "provisioned")},
                "networks": {"experiment": {"driver": "overlay", "attachable": True}},
                "secrets": {"tarsier_token": {"file": TOKEN}}}
@@ -1024,8 +1038,8 @@ def registry(args):
 
 def engines():
     """The docker CLI's arguments for each engine the provisioned service runs on: the workers', or this one."""
-    nodes = workers()
-    return [node_docker(node) for node in nodes] if nodes else [[]]
+    hosts = workers().values()
+    return [worker_docker(host) for host in hosts] if hosts else [[]]
 
 
 def set_image_state(image, ref, present):
@@ -1041,8 +1055,7 @@ def set_image_state(image, ref, present):
         if present:
             docker(*engine, "pull", "-q", ref, timeout=600)
             continue
-        found = docker(*engine, "image", "inspect", "-f", "{{.Id}}", ref, check=False) or \
-            docker(*engine, "image", "inspect", "-f", "{{.Id}}", image, check=False)
+        found = image_id(ref, engine) or image_id(image, engine)
         if not found:
             continue
         users = docker(*engine, "ps", "-aq", "--filter", f"ancestor={found}", check=False).split()
@@ -1054,12 +1067,11 @@ def set_image_state(image, ref, present):
 
 def restore_image(image, ref, engine=()):
     """An engine's tag of the service's image back after an absent round (pulled again if it went)."""
-    if docker(*engine, "image", "inspect", "-f", "{{.Id}}", image, check=False):
+    if image_id(image, engine):
         return
-    if docker(*engine, "image", "inspect", "-f", "{{.Id}}", ref, check=False) or \
-            docker(*engine, "pull", "-q", ref, check=False, timeout=600):
+    if image_id(ref, engine) or docker(*engine, "pull", "-q", ref, check=False, timeout=600):
         docker(*engine, "tag", ref, image, check=False)
-    if not docker(*engine, "image", "inspect", "-f", "{{.Id}}", image, check=False):
+    if not image_id(image, engine):
         log(f"{image} is gone from an engine and the registry could not give it back: scripts/image.sh makes it")
 
 
@@ -1069,13 +1081,12 @@ def provision(args):
     started and, with a health check, first passed it."""
     sut = spec()
     image = sut["image"]
-    ref = registry_ref(image, CLUSTER_MANAGER if workers() else "127.0.0.1")
-    local_ref = registry_ref(image)
+    ref = node_ref(image)
     service = "provisioned"
     docker("service", "scale", "-d", f"{service_name(service)}=0")
     wait_until(f"no {service} task", lambda: not tasks(service))
     try:
-        set_image_state(image, ref if workers() else local_ref, args.image_on_node == "present")
+        set_image_state(image, ref, args.image_on_node == "present")
         seen = {}  # task id -> {state: the time the manager says it entered it}
         started = time.time()
         docker("service", "scale", "-d", f"{service_name(service)}={args.replicas}")
@@ -1091,7 +1102,7 @@ def provision(args):
     finally:
         if args.image_on_node == "absent":
             for engine in engines():
-                restore_image(image, ref if engine else local_ref, engine)
+                restore_image(image, ref, engine)
     running = [states["running"] for states in seen.values() if "running" in states]
     # A task's image is on its node once it leaves `preparing` (the pull); the first later state seen is
     # when (a state skipped between two looks is dated by the next one: an upper bound).
@@ -1101,7 +1112,7 @@ def provision(args):
            "seconds": round((max(running) if running else finished) - started, 3),
            "first_s": round(min(running, default=finished) - started, 3),
            "pulled_s": round(max(pulled, default=finished) - started, 3),
-           "image_mib": round(int(docker("image", "inspect", "-f", "{{.Size}}", local_ref, check=False) or 0) / 2**20, 1),
+           "image_mib": round(int(docker("image", "inspect", "-f", "{{.Size}}", registry_ref(image), check=False) or 0) / 2**20, 1),
            "clock": "swarm task state" + ("" if checked(service) else " (no health check: container started)")}
     log(f"{args.replicas} x {image} ({args.image_on_node}): image on the nodes after {out['pulled_s']} s, "
         f"first running {out['first_s']} s, all {out['seconds']} s")
