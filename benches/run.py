@@ -83,11 +83,13 @@ def cpu_seconds(pid):
 
 
 class Agent:
-    def __init__(self, storage=None):
+    def __init__(self, storage=None, config=None):
         self.public, self.service = free_port(), free_port()
         args = [TARSIER, "agent", f"--listen=127.0.0.1:{self.public}", f"--service-listen=127.0.0.1:{self.service}"]
         if storage:
             args.append(f"--storage-dir={storage}")
+        if config:
+            args.append(f"--config={config}")
         self.started = time.monotonic()
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "TARSIER_LOG": "warn"})
         wait_http(f"http://127.0.0.1:{self.service}/health")
@@ -177,6 +179,36 @@ def control():
     ratio = rps["agent json"] / rps["bare"]
     row("control plane", "/exec requests/s, the same command as JSON", fmt(rps["agent json"]), fmt(rps["bare"]) + " (bare axum)",
         f"{ratio:.2f}", ">= 0.8", "yes" if ratio >= 0.8 else "**no**", cmd.replace("post.lua", "post-json.lua") + "; Content-Type: application/json")
+
+
+def file_log():
+    """The activity log's cost: /exec with logging.dir (two records a request, written in chunks) against
+    the same agent binary without it, interleaved."""
+    print("activity log", file=sys.stderr)
+    script = post_script(YAML_SLEEP, "application/yaml")
+    logs = tempfile.mkdtemp(prefix="tarsier-bench-logs-")
+    config = os.path.join(logs, "agent.yaml")
+    with open(config, "w") as f:
+        f.write(f"logging:\n  dir: {logs}/files\n  max_dir_size: 256MiB\n")
+    plain, logging = Agent(), Agent(config=config)
+    runs = {"plain": [], "logging": []}
+    try:
+        for _ in range(ROUNDS):
+            runs["plain"].append(wrk(f"http://127.0.0.1:{plain.public}/exec", 2, 32, 5, script.name))
+            runs["logging"].append(wrk(f"http://127.0.0.1:{logging.public}/exec", 2, 32, 5, script.name))
+        with urllib.request.urlopen(f"http://127.0.0.1:{logging.service}/metrics", timeout=30) as r:
+            records = int(re.search(r"^tarsier_log_records_total (\d+)", r.read().decode(), re.M).group(1))
+    finally:
+        plain.stop(), logging.stop()
+        shutil.rmtree(logs, ignore_errors=True)
+    rps = {k: statistics.median(r for r, _ in v) for k, v in runs.items()}
+    p99 = {k: statistics.median(p for _, p in v) for k, v in runs.items()}
+    cmd = f"wrk -t2 -c32 -d5s -s post.lua (sleep/sleep 0s), median of {ROUNDS} interleaved rounds; {records:,} records written"
+    ratio = rps["logging"] / rps["plain"]
+    row("activity log", "/exec requests/s with logging.dir", fmt(rps["logging"]), fmt(rps["plain"]) + " (no logging.dir)",
+        f"{ratio:.2f}", ">= 0.9", "yes" if ratio >= 0.9 else "**no**", cmd)
+    row("activity log", "/exec p99 latency with logging.dir", fmt(p99["logging"], "ms"), fmt(p99["plain"], "ms") + " (no logging.dir)",
+        f"{p99['logging'] / p99['plain']:.2f}", "-", "-", cmd)
 
 
 def control_hog():
@@ -863,7 +895,7 @@ def signing():
         f"{p99['signed'] / p99['unsigned']:.2f}", "-", "-", cmd)
 
 
-SECTIONS = {"proxy": proxy, "ramp": ramp, "rate_matrix": rate_matrix, "control": control, "control_hog": control_hog, "parse": parse, "handler": handler, "wave": wave, "fidelity": fidelity, "http_load": http_load, "rate": rate, "signing": signing}
+SECTIONS = {"proxy": proxy, "ramp": ramp, "rate_matrix": rate_matrix, "control": control, "file_log": file_log, "control_hog": control_hog, "parse": parse, "handler": handler, "wave": wave, "fidelity": fidelity, "http_load": http_load, "rate": rate, "signing": signing}
 
 if __name__ == "__main__":
     chosen = sys.argv[1:] or list(SECTIONS)

@@ -12,6 +12,7 @@ pub mod credentials;
 pub mod demo;
 pub mod guard;
 pub mod local_swarm;
+pub mod logs;
 pub mod remote_write;
 pub mod scenario;
 pub mod sys;

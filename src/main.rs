@@ -50,13 +50,17 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         CliCommand::Agent(args) => {
             let config = AgentConfig::load(&args)?;
-            let _logs = init_logging(config.log_format.unwrap_or(LogFormat::Text));
+            let file_log = config.logging.file_settings()?;
+            let _logs = install_logs(config.log_format.unwrap_or(LogFormat::Text), file_log)?;
             for note in &config.notes {
                 tracing::warn!("config: {note}");
             }
             let shutdown = CancellationToken::new();
             let agent = agent::BoundAgent::bind(&config, None, agent::http_client(&config)?, shutdown.clone()).await?;
             let state = agent.state.clone();
+            if let Some(file_log) = tarsier::logs::file_log() {
+                file_log.set_identity(tarsier::logs::Identity::new_boot(state.name.to_string()))?;
+            }
             // Tests and scripts read the bound addresses from this first line.
             tracing::info!(
                 "agent listening public={} service={} name={} pid={}",
@@ -160,32 +164,27 @@ async fn stop_on_signal(shutdown: CancellationToken) {
 /// until the end of `main`: dropping it flushes what is queued (for at most about a second).
 /// Text logs of warnings and errors only, unless `TARSIER_LOG` says otherwise: for the commands that print
 /// their own output (swarm, scenario run, console, demo).
-fn warnings_only() -> tracing_appender::non_blocking::WorkerGuard {
+fn warnings_only() -> tarsier::logs::LogGuard {
     if std::env::var_os("TARSIER_LOG").is_none() {
         std::env::set_var("TARSIER_LOG", "warn");
     }
     init_logging(LogFormat::Text)
 }
 
-fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("TARSIER_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    use std::io::IsTerminal as _;
-    let ansi = std::io::stderr().is_terminal();
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(true)
-        // The queue is allocated up front: the default 128,000 lines cost 4 MiB of an idle agent's RSS.
-        .buffered_lines_limit(8_192)
-        .thread_name("tarsier-log")
-        .finish(std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer)
-        .with_ansi(ansi)
-        .log_internal_errors(false);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-    guard
+fn init_logging(format: LogFormat) -> tarsier::logs::LogGuard {
+    // Without a file log no thread is started: nothing here can fail.
+    install_logs(format, None).expect("stderr's logging installs")
+}
+
+/// stderr's logging, and the activity log's files when `file` is given (the flusher thread is the one
+/// thing that can fail to start).
+fn install_logs(
+    format: LogFormat,
+    file: Option<(tarsier::logs::FileSettings, tracing::Level)>,
+) -> std::io::Result<tarsier::logs::LogGuard> {
+    let format = match format {
+        LogFormat::Text => tarsier::logs::StderrFormat::Text,
+        LogFormat::Json => tarsier::logs::StderrFormat::Json,
+    };
+    tarsier::logs::install(format, file)
 }

@@ -79,6 +79,15 @@ pub async fn execute(
             return Err(err.into());
         }
     };
+    tracing::info!(
+        target: crate::logs::ACTIVITY,
+        activity = "command_started",
+        command = %resolved.name,
+        wave_id = %admitted.wave_id,
+        job = job_id,
+        origin = admitted.is_origin,
+        "command started"
+    );
     // The local command and the forwarding start together.
     let forwarding = state.swarm.forward(Route::Exec, &admitted, copies, None);
     let is_origin = admitted.is_origin;
@@ -218,9 +227,9 @@ impl RunningJob {
         if let Some((message, field)) = &error {
             answer.error = Some(message.clone());
             answer.field = Some(field.clone());
-            tracing::warn!(command = %self.command, %wave_id, job = self.job_id, elapsed_ms, %status, error = %message, "command ended");
+            tracing::warn!(activity = "command_ended", command = %self.command, %wave_id, job = self.job_id, elapsed_ms, %status, error = %message, "command ended");
         } else {
-            tracing::info!(command = %self.command, %wave_id, job = self.job_id, elapsed_ms, %status, "command ended");
+            tracing::info!(activity = "command_ended", command = %self.command, %wave_id, job = self.job_id, elapsed_ms, %status, "command ended");
         }
         // Serialized once, for the job list and the wave report; the client's answer takes the value itself.
         let stored = match &error {

@@ -150,6 +150,9 @@ impl Metrics {
         for collector in collectors {
             registry.register(collector)?;
         }
+        if let Some(file_log) = crate::logs::file_log() {
+            registry.register(Box::new(crate::logs::metrics::FileLogCollector::new(file_log.clone())?))?;
+        }
         if with_process_collector {
             registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
         }

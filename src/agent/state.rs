@@ -100,7 +100,7 @@ impl AgentState {
         let released = before.released_since(self.registry.held());
         let cancelled_jobs = cancelled.len();
         self.metrics.aborts.inc();
-        tracing::info!(agent = %self.name, cancelled_jobs, ?released, "abort: everything released");
+        tracing::info!(activity = "abort", agent = %self.name, cancelled_jobs, ?released, "abort: everything released");
         Aborted { cancelled_jobs, released }
     }
 

@@ -226,11 +226,12 @@ fn the_reference_config_and_command_line_start_an_agent() {
         &config,
         format!(
             "server:\n    public:\n        port: {public}\n        use_https: false\n    service:\n        port: {service}\n\
-             \x20       use_https: false\nlogging:\n    name: tarsier\n    interval: 3600\n    dir: ./logs/\n\
+             \x20       use_https: false\nlogging:\n    name: tarsier\n    interval: 3600\n    dir: {}/logs/\n\
              consul:\n    service: tarsier\n    url: http://127.0.0.1:1\n    register: /v1/agent/service/register\n\
              \x20   deregister: /v1/agent/service/deregister/%s\n    list: /v1/catalog/service/%s?passing\n\
              \x20   check_interval: 15s\n    refresh_interval: 5s\nplugins:\n    persistent_storage:\n\
              \x20       base_dir: {}\n",
+            dir.path().display(),
             dir.path().display()
         ),
     )
@@ -276,7 +277,10 @@ fn the_reference_config_and_command_line_start_an_agent() {
     let answer = answer.unwrap_or_else(|| panic!("no answer from /exec: {log}"));
     assert_eq!(answer["result"]["bytes"], 1024, "{answer}");
     assert!(log.contains("consul.register, consul.deregister, consul.list, consul.refresh_interval ignored"), "{log}");
-    assert!(log.contains("logging (dir ./logs/) ignored"), "{log}");
+    // Its logging section is honoured: the activity log's files, named `tarsier.`, in its dir.
+    let logs = tarsier::logs::files::files_of(&dir.path().join("logs"), "tarsier").unwrap();
+    let text: String = logs.iter().map(|f| std::fs::read_to_string(&f.path).unwrap()).collect();
+    assert!(text.contains("\"activity\":\"command_ended\"") && text.contains("\"seq\":0,"), "{text}");
     assert!(log.contains("public=0.0.0.0:"), "{log}");
 }
 

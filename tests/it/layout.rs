@@ -126,7 +126,7 @@ fn the_client_side_and_the_wire_types_import_nothing_of_the_agent() {
         assert!(reached.is_empty(), "{client_side} imports {reached:?}");
     }
     // What crosses the network, and what both sides share, depends on neither side.
-    for shared in ["wire", "credentials", "sys"] {
+    for shared in ["wire", "credentials", "sys", "logs"] {
         let reached: Vec<&String> = graph[shared]
             .iter()
             .filter(|n| agent_side(n) || ["client", "scenario", "console"].contains(&n.as_str()))

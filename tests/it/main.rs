@@ -24,6 +24,7 @@ mod http_faults;
 mod http_load;
 mod k8s;
 mod layout;
+mod logs;
 mod net;
 mod remote_write;
 mod scenarios;

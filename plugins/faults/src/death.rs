@@ -27,7 +27,7 @@ pub fn check_delay(delay: HumanDuration, limits: &Limits) -> Result<(), DataErro
 
 /// Runs `die` on its own thread after `delay` and returns the answer to send meanwhile.
 pub fn schedule(delay: HumanDuration, how: &str, die: impl FnOnce() + Send + 'static) -> Value {
-    tracing::warn!(how, delay = %delay, "the agent will die on purpose");
+    tracing::warn!(activity = "fault_installed", how, delay = %delay, "the agent will die on purpose");
     let spawned = std::thread::Builder::new().name("fault".into()).spawn(move || {
         std::thread::sleep(delay.0);
         die();

@@ -1,6 +1,7 @@
 //! The agent config: a YAML file, overridden by `TARSIER_*` environment variables, overridden by flags.
 //! The reference Tarsier's config file is read too (`reference.rs`).
 
+pub mod logging;
 mod reference;
 
 use std::collections::BTreeMap;
@@ -69,8 +70,9 @@ pub struct AgentConfig {
     pub compat: crate::agent::discovery::CompatConfig,
     /// The reference Tarsier's `consul:` section (mapped onto `discovery.consul`).
     pub consul: Option<reference::ReferenceConsul>,
-    /// The reference Tarsier's `logging:` section (accepted; tarsier logs to stderr).
-    pub logging: Option<reference::ReferenceLogging>,
+    /// The activity log's files (the reference Tarsier's `logging:` section, with tarsier's keys added).
+    #[serde(default)]
+    pub logging: logging::LoggingConfig,
     /// What the agent logs at start about the config: reference keys it does not use, and why.
     #[serde(skip)]
     pub notes: Vec<String>,

@@ -37,15 +37,6 @@ pub struct ReferenceConsul {
     pub refresh_interval: Option<HumanDuration>,
 }
 
-/// The reference's `logging:` section (a Kafka log hook writing to `dir`).
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReferenceLogging {
-    pub name: Option<String>,
-    pub interval: Option<u64>,
-    pub dir: Option<PathBuf>,
-}
-
 impl AgentConfig {
     /// Lays the reference's sections over tarsier's: every key is either mapped or named in a note that the
     /// agent logs at start. A key given both ways is an error, never a silent choice.
@@ -95,13 +86,6 @@ impl AgentConfig {
                     ignored.join(", ")
                 ));
             }
-        }
-        if let Some(logging) = self.logging.take() {
-            let dir = logging.dir.map(|d| format!(" (dir {})", d.display())).unwrap_or_default();
-            self.notes.push(format!(
-                "logging{dir} ignored: tarsier logs to stderr (text or JSON, log_format), for the container \
-                 runtime or journald to collect"
-            ));
         }
         Ok(())
     }

@@ -18,7 +18,7 @@ pub fn token_refusal(token: Option<&Token>, request: &Request) -> Option<Respons
     // proxy and the agent could guess differently.
     if request.headers().get_all(header::AUTHORIZATION).iter().nth(1).is_some() {
         let client = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
-        tracing::warn!(client = ?client, path = %request.uri().path().escape_debug(), "refused: two Authorization headers");
+        tracing::warn!(activity = "request_refused", client = ?client, path = %request.uri().path().escape_debug(), "refused: two Authorization headers");
         return Some(
             ApiError::bad_request(
                 Some("Authorization".into()),
@@ -33,7 +33,7 @@ pub fn token_refusal(token: Option<&Token>, request: &Request) -> Option<Respons
     }
     let client = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
     let given = if request.headers().contains_key(header::AUTHORIZATION) { "a wrong token" } else { "no token" };
-    tracing::warn!(client = ?client, method = %request.method(), path = %request.uri().path().escape_debug(), "refused: {given}");
+    tracing::warn!(activity = "request_refused", client = ?client, method = %request.method(), path = %request.uri().path().escape_debug(), "refused: {given}");
     let mut response = ApiError::new(
         StatusCode::UNAUTHORIZED,
         format!("{given}: send the swarm's token as `Authorization: Bearer <token>` (tarsier --token-file)"),

@@ -158,7 +158,7 @@ where
 
 /// A browser's request, refused and logged (the header named, its value Debug-quoted and cut short).
 fn browser_refusal(error: ApiError) -> Response {
-    tracing::warn!(field = ?error.field, error = ?error.message, "refused a request a web page sent");
+    tracing::warn!(activity = "request_refused", field = ?error.field, error = ?error.message, "refused a request a web page sent");
     error.into_closing_response()
 }
 

@@ -138,7 +138,7 @@ fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
 /// body can forge or flood a log line).
 fn log_refused(client: Option<SocketAddr>, status: StatusCode, field: Option<&str>, message: &str) {
     let message: String = message.chars().take(300).collect();
-    tracing::warn!(client = ?client, status = status.as_u16(), field = ?field, error = ?message, "refused a command body");
+    tracing::warn!(activity = "request_refused", client = ?client, status = status.as_u16(), field = ?field, error = ?message, "refused a command body");
 }
 
 /// `POST /abort`: releases everything here, then floods the abort to the whole swarm as a dedupe wave that

@@ -86,6 +86,7 @@ async fn runtime(State(state): State<Arc<AgentState>>) -> Json<serde_json::Value
         "tokio_tasks": tokio::runtime::Handle::current().metrics().num_alive_tasks(),
         "public_addr": state.public_addr,
         "service_addr": state.service_addr,
+        "activity_log": crate::logs::file_log().map(|log| log.runtime()),
     }))
 }
 

@@ -47,6 +47,6 @@ pub async fn admit(state: &AgentState, request: Request) -> Result<Request, Resp
 }
 
 fn refusal(status: StatusCode, message: &str) -> Response {
-    tracing::warn!(status = status.as_u16(), error = ?message, "refused a signed request");
+    tracing::warn!(activity = "request_refused", status = status.as_u16(), error = ?message, "refused a signed request");
     ApiError::new(status, message).into_closing_response()
 }

@@ -185,6 +185,8 @@ async fn send_copy(swarm: &Swarm, peer: &Peer, route: Route, copy: &Bytes, dedup
                 swarm.remember_h2(&peer.public);
                 let answer = response.json::<CopyAnswer>().await.ok();
                 let duplicate = answer.is_some_and(|answer| answer.status == Status::Duplicate);
+                let route = route.segment();
+                tracing::info!(target: crate::logs::ACTIVITY, activity = "copy_sent", peer = ?peer.id, route, duplicate, "wave copy sent");
                 return if duplicate { PeerAnswer::Duplicate } else { PeerAnswer::Accepted };
             }
             Ok(response)
@@ -195,6 +197,8 @@ async fn send_copy(swarm: &Swarm, peer: &Peer, route: Route, copy: &Bytes, dedup
             {
                 // The peer was aborted after this wave started, or is forwarding all the hops it allows:
                 // expected in a storm, not worth a warning each, and not retried.
+                let (route, status) = (route.segment(), response.status().as_u16());
+                tracing::info!(target: crate::logs::ACTIVITY, activity = "copy_refused_by_peer", peer = ?peer.id, route, status, "a peer refused a wave copy");
                 return PeerAnswer::Failed;
             }
             Ok(response) if response.status().is_client_error() => {
@@ -203,7 +207,7 @@ async fn send_copy(swarm: &Swarm, peer: &Peer, route: Route, copy: &Bytes, dedup
                 let text = response.text().await.unwrap_or_default();
                 // Debug formatting: whatever a peer answered, it cannot forge a log line.
                 let answer: String = text.chars().take(300).collect();
-                tracing::warn!(peer = ?peer.id, %status, ?answer, "a peer refused a wave copy");
+                tracing::warn!(activity = "copy_refused_by_peer", peer = ?peer.id, %status, ?answer, "a peer refused a wave copy");
                 return PeerAnswer::Failed;
             }
             Ok(response) => last_error = format!("answered {}", response.status()),
@@ -226,7 +230,7 @@ async fn send_copy(swarm: &Swarm, peer: &Peer, route: Route, copy: &Bytes, dedup
             }
         }
     }
-    tracing::warn!(peer = ?peer.id, %url, error = ?last_error, attempts = ATTEMPTS, "cannot forward a wave to a peer");
+    tracing::warn!(activity = "copy_not_sent", peer = ?peer.id, %url, error = ?last_error, attempts = ATTEMPTS, "cannot forward a wave to a peer");
     PeerAnswer::Failed
 }
 
@@ -255,12 +259,12 @@ async fn send_reference_copy(swarm: &Swarm, peer: &Peer, route: Route, copy: &By
         Ok(response) => {
             let status = response.status();
             let answer: String = response.text().await.unwrap_or_default().chars().take(300).collect();
-            tracing::warn!(peer = ?peer.id, %status, ?answer, "an HTTP/1.1 agent refused a wave copy");
+            tracing::warn!(activity = "copy_refused_by_peer", peer = ?peer.id, %status, ?answer, "an HTTP/1.1 agent refused a wave copy");
             PeerAnswer::Failed
         }
         Err(err) if err.is_timeout() && !err.is_connect() => PeerAnswer::Accepted,
         Err(err) => {
-            tracing::warn!(peer = ?peer.id, %url, error = %err, "cannot forward a wave to an HTTP/1.1 agent");
+            tracing::warn!(activity = "copy_not_sent", peer = ?peer.id, %url, error = %err, "cannot forward a wave to an HTTP/1.1 agent");
             PeerAnswer::Failed
         }
     }

@@ -393,6 +393,29 @@ impl Swarm {
     /// copies report to, whatever the client wrote there. A copy must name a known origin, and a copy of a
     /// command wave that started before an abort is refused for `limits.abort_window`.
     pub fn enter(&self, wave: Option<WaveSpec>, route: Route, command: &str) -> Result<Entry, ApiError> {
+        let hop = wave.as_ref().map_or(0, |w| w.hop);
+        let entry = self.admit(wave, route, command);
+        if hop > 0 {
+            // Every copy from a peer, taken or not, is a line of the activity log.
+            let route = route.segment();
+            match &entry {
+                Ok(Entry::Run(admitted)) => {
+                    let wave_id = &admitted.wave_id;
+                    tracing::info!(target: crate::logs::ACTIVITY, activity = "copy_taken", %wave_id, hop, route, command, "wave copy taken");
+                }
+                Ok(Entry::Duplicate { wave_id }) => {
+                    tracing::info!(target: crate::logs::ACTIVITY, activity = "copy_duplicate", %wave_id, hop, route, command, "wave copy already taken");
+                }
+                Err(err) => {
+                    let (status, error) = (err.status.as_u16(), &err.message);
+                    tracing::info!(target: crate::logs::ACTIVITY, activity = "copy_refused", hop, route, command, status, %error, "wave copy refused");
+                }
+            }
+        }
+        entry
+    }
+
+    fn admit(&self, wave: Option<WaveSpec>, route: Route, command: &str) -> Result<Entry, ApiError> {
         let mut wave = wave.unwrap_or_default();
         wave.validate()?;
         if route == Route::Abort {

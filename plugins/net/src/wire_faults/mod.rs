@@ -286,7 +286,7 @@ pub async fn hold(
             slot: slot.clone(),
         },
     );
-    tracing::info!(fault = id, command = request.command, "network fault installed");
+    tracing::info!(activity = "fault_installed", fault = id, command = request.command, "network fault installed");
     ctx.progress.set(json!({ "installed": summary.clone() }));
     // Undone when this future ends or is dropped, whichever way.
     let guard = UndoOnDrop { faults: faults.clone(), id, slot: Some(slot.clone()) };
@@ -299,7 +299,7 @@ pub async fn hold(
     let slot_taken = guard.disarm();
     let undone_here = tokio::task::spawn_blocking(move || slot_taken.undo()).await.unwrap_or(false);
     faults.lock().in_force.remove(&id);
-    tracing::info!(fault = id, ended, "network fault undone");
+    tracing::info!(activity = "fault_undone", fault = id, ended, "network fault undone");
     summary["ended"] = json!(if undone_here { ended } else { "released" });
     summary["held_ms"] = json!(started.elapsed().as_millis() as u64);
     summary["undone_in_ms"] = json!(round(undo_started.elapsed().as_secs_f64() * 1e3));

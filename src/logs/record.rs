@@ -1,0 +1,114 @@
+//! One activity record: a JSON object on one line. Every record names the agent that wrote it, the boot
+//! (one run of the process) and its sequence number within that boot, so a reader that gets records
+//! through any pipeline can tell a hole (a number it never saw) from a duplicate (one it saw twice).
+//!
+//! ```json
+//! {"agent":"node-3:8080","boot":"5d0c3f9a2b71e8c4","seq":17,"ts_ms":1733480000123,"level":"info",
+//!  "target":"tarsier::agent::exec","msg":"command ended","activity":"command_ended","command":"sleep/sleep",...}
+//! ```
+//! `agent`, `boot`, `seq` and `ts_ms` come first and are always there; the rest are the event's own fields.
+
+use serde::Deserialize;
+
+/// Who writes: an agent's name and this run's boot id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub agent: String,
+    pub boot: String,
+}
+
+impl Identity {
+    /// A fresh boot id: 16 hex digits from the OS's random source, new every time the process starts.
+    pub fn new_boot(agent: String) -> Self {
+        Self { agent, boot: format!("{:016x}", rand::random::<u64>()) }
+    }
+}
+
+/// The fields a reader needs of any record (the shipper's message id, the verifier's counts).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct Stamp {
+    pub agent: String,
+    pub boot: String,
+    pub seq: u64,
+    pub ts_ms: u64,
+}
+
+impl Stamp {
+    /// A record's stamp, or why it has none (a line that is not a record of this format).
+    pub fn of_line(line: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(line)
+    }
+
+    /// The id JetStream deduplicates by: the same record published twice is stored once.
+    pub fn message_id(&self) -> String {
+        format!("{}/{}/{}", self.agent, self.boot, self.seq)
+    }
+}
+
+/// Starts a record in `line`: `{"agent":...,"boot":...,"seq":...,"ts_ms":...` without the closing brace;
+/// the caller appends `,"key":value` pairs and then [`end`].
+pub fn begin(line: &mut String, identity: &Identity, seq: u64, ts_ms: u64) {
+    line.push_str("{\"agent\":");
+    push_json_string(line, &identity.agent);
+    line.push_str(",\"boot\":");
+    push_json_string(line, &identity.boot);
+    line.push_str(&format!(",\"seq\":{seq},\"ts_ms\":{ts_ms}"));
+}
+
+/// Appends `,"key":"value"` (the value escaped as JSON).
+pub fn push_str_field(line: &mut String, key: &str, value: &str) {
+    line.push(',');
+    push_json_string(line, key);
+    line.push(':');
+    push_json_string(line, value);
+}
+
+/// Appends `,"key":value` for a value that is already JSON (a number, `true`).
+pub fn push_raw_field(line: &mut String, key: &str, json: &str) {
+    line.push(',');
+    push_json_string(line, key);
+    line.push(':');
+    line.push_str(json);
+}
+
+/// Closes a record begun with [`begin`] and ends its line.
+pub fn end(line: &mut String) {
+    line.push_str("}\n");
+}
+
+fn push_json_string(line: &mut String, text: &str) {
+    // serde_json's escaping of a &str cannot fail.
+    line.push_str(&serde_json::to_string(text).unwrap_or_else(|_| "\"\"".into()));
+}
+
+/// Now, in Unix milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_is_one_json_line_whose_stamp_reads_back() {
+        let identity = Identity { agent: "a\"b".into(), boot: "00ff".into() };
+        let mut line = String::new();
+        begin(&mut line, &identity, 7, 1_000);
+        push_str_field(&mut line, "msg", "line\nbreak");
+        push_raw_field(&mut line, "n", "3");
+        end(&mut line);
+        assert_eq!(line.matches('\n').count(), 1, "{line}");
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(value["msg"], "line\nbreak");
+        assert_eq!(value["n"], 3);
+        let stamp = Stamp::of_line(line.trim_end().as_bytes()).unwrap();
+        assert_eq!(stamp, Stamp { agent: "a\"b".into(), boot: "00ff".into(), seq: 7, ts_ms: 1_000 });
+        assert_eq!(stamp.message_id(), "a\"b/00ff/7");
+    }
+
+    #[test]
+    fn boots_differ() {
+        assert_ne!(Identity::new_boot("a".into()).boot, Identity::new_boot("a".into()).boot);
+    }
+}
