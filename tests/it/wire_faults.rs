@@ -220,7 +220,12 @@ fn loss_drops_its_share_of_packets_and_ends_with_its_duration() {
     let Some(ns) = Namespaces::new("loss") else { return };
     let agent = ns.agent_in_a(&[]);
     let receiver = ns.in_b(|| UdpSocket::bind((B, 0)).unwrap());
-    receiver.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    // Every packet the rule did not drop must be counted here: a receive buffer that overflows while the
+    // counting thread waits for a core (CI's other tests on the other one), or a gap longer than the read
+    // timeout, would pass for the rule's drops. A 4 MiB buffer holds all 4,000 (root: the test makes
+    // namespaces, so RcvBufForce may pass net.core.rmem_max).
+    nix::sys::socket::setsockopt(&receiver, nix::sys::socket::sockopt::RcvBufForce, &(4 << 20)).unwrap();
+    receiver.set_read_timeout(Some(common::patient(Duration::from_millis(600)))).unwrap();
     let to = receiver.local_addr().unwrap();
     let sender = ns.in_a(|| UdpSocket::bind((A, 0)).unwrap());
 
