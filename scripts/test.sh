@@ -23,6 +23,11 @@ TARSIER_NGINX_BIN="$(scripts/nginx.sh install)"
 export TARSIER_NGINX_BIN
 "$TARSIER_NGINX_BIN" -v 2>&1
 
+echo "== nats-server (the log-shipping tests publish to a real JetStream)"
+TARSIER_NATS_BIN="$(scripts/nats.sh install)"
+export TARSIER_NATS_BIN
+"$TARSIER_NATS_BIN" --version
+
 echo "== nft, tc, ip, iptables (the network fault tests make network namespaces: root only, skipped elsewhere)"
 if [ "$(id -u)" = 0 ]; then
   for need in nft:nftables tc:iproute2 iptables-restore:iptables; do

@@ -80,6 +80,16 @@ pub enum CliCommand {
         after_help = "Example:\n  tarsier probe http://127.0.0.1:8081/health --timeout 2s\n\nExit status:\n  0  it answered 2xx in time\n  1  it did not"
     )]
     Probe(ProbeArgs),
+    /// Ship a log directory's records to NATS JetStream, at least once, with a checkpoint per file: what an
+    /// agent's `logging.ship` does, as a sidecar for files another process writes (docs/logs.md).
+    #[command(
+        after_help = "Example:\n  tarsier ship /var/log/tarsier --url nats://nats-1:4222 --url nats://nats-2:4222\n\nExit status:\n  0  stopped (Ctrl-C, SIGTERM) or, with --once, everything delivered\n  2  bad arguments, an unreadable checkpoint file"
+    )]
+    Ship(ShipArgs),
+    /// Read delivered activity records and tell, per agent and boot, what arrived: holes, duplicates,
+    /// records out of order, delays.
+    #[command(subcommand)]
+    Logs(LogsCommand),
     /// Print a shell completion script: `tarsier completions bash > /etc/bash_completion.d/tarsier`.
     #[command(after_help = "Example:\n  tarsier completions bash > /etc/bash_completion.d/tarsier")]
     Completions {
@@ -492,4 +502,81 @@ pub enum ScenarioCommand {
         #[arg(long, conflicts_with = "write")]
         markdown: bool,
     },
+}
+
+/// Where records are shipped to or read from: NATS servers and their JetStream stream.
+#[derive(Debug, Args)]
+pub struct NatsArgs {
+    /// A NATS server (repeat for the members of a cluster).
+    #[arg(long = "url", required = true)]
+    pub urls: Vec<String>,
+    /// The JetStream stream.
+    #[arg(long, default_value = "TARSIER_LOGS")]
+    pub stream: String,
+    /// A NATS credentials file (.creds).
+    #[arg(long)]
+    pub credentials: Option<PathBuf>,
+    /// A file holding a NATS token.
+    #[arg(long = "nats-token-file")]
+    pub nats_token_file: Option<PathBuf>,
+    /// A CA certificate (PEM) for the servers' TLS; TLS is then required.
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ShipArgs {
+    /// The directory of the log files (`*.jsonl`, and the one being written, `*.jsonl.open`).
+    pub dir: PathBuf,
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    /// The subject records are published on.
+    #[arg(long, default_value = "tarsier.logs")]
+    pub subject: String,
+    /// Only the files of this name (`NAME.BOOT.SEQ.jsonl`); default every `.jsonl` file of the directory.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// How long a delivered file is kept before it is deleted.
+    #[arg(long, default_value = "0s", value_parser = tarsier_plugin::HumanDuration::parse)]
+    pub retention: tarsier_plugin::HumanDuration,
+    /// Exit once every finished file is delivered and no file is being written.
+    #[arg(long)]
+    pub once: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LogsCommand {
+    /// Check delivered records for holes: from a JetStream stream (--url) or a JSON-lines file (--file).
+    #[command(
+        after_help = "Example:\n  tarsier logs verify --url nats://127.0.0.1:4222\n  tarsier logs verify --file collected.jsonl --json\n\nExit status:\n  0  no hole\n  1  a hole: a number below one that arrived never did\n  2  the stream or file cannot be read"
+    )]
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// A file of JSON lines another pipeline delivered.
+    #[arg(long, conflicts_with = "urls")]
+    pub file: Option<PathBuf>,
+    /// A NATS server holding the stream (repeat for a cluster).
+    #[arg(long = "url")]
+    pub urls: Vec<String>,
+    /// The JetStream stream.
+    #[arg(long, default_value = "TARSIER_LOGS")]
+    pub stream: String,
+    /// A NATS credentials file (.creds).
+    #[arg(long)]
+    pub credentials: Option<PathBuf>,
+    /// A file holding a NATS token.
+    #[arg(long = "nats-token-file")]
+    pub nats_token_file: Option<PathBuf>,
+    /// A CA certificate (PEM) for the servers' TLS.
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+    /// How long reading the stream may take.
+    #[arg(long, default_value = "60s", value_parser = tarsier_plugin::HumanDuration::parse)]
+    pub timeout: tarsier_plugin::HumanDuration,
+    /// Print the verdict as JSON.
+    #[arg(long)]
+    pub json: bool,
 }

@@ -60,6 +60,9 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             let state = agent.state.clone();
             if let Some(file_log) = tarsier::logs::file_log() {
                 file_log.set_identity(tarsier::logs::Identity::new_boot(state.name.to_string()))?;
+                if let Some(ship) = config.logging.ship.clone() {
+                    tarsier::logs::start_shipping(ship, shutdown.clone());
+                }
             }
             // Tests and scripts read the bound addresses from this first line.
             tracing::info!(
@@ -93,6 +96,48 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         CliCommand::Jobs(args) => client::jobs(&args.url, args.watch, args.json, &args.client).await,
         CliCommand::Job(args) => client::job(&args.url, args.id, args.json, &args.client).await,
         CliCommand::Cancel(args) => client::cancel(&args.url, args.id, &args.client).await,
+        CliCommand::Ship(args) => {
+            let _logs = init_logging(LogFormat::Text);
+            let name = args.name.unwrap_or_default();
+            anyhow::ensure!(
+                name.is_empty() || tarsier::logs::files::valid_name(&name),
+                "--name `{name}`: letters, digits, `.`, `_` and `-` only"
+            );
+            anyhow::ensure!(args.dir.is_dir(), "{} is not a directory", args.dir.display());
+            let config = ship_config(args.nats, args.subject, args.retention);
+            config.check().map_err(anyhow::Error::msg)?;
+            let shipper = tarsier::logs::ship::Shipper::new(config, args.dir, name);
+            let stop = CancellationToken::new();
+            tokio::spawn(stop_on_signal(stop.clone()));
+            shipper.run(stop, args.once).await?;
+            let stats = shipper.stats.runtime();
+            tracing::info!(%stats, "tarsier ship: stopped");
+            Ok(0)
+        }
+        CliCommand::Logs(tarsier::cli::LogsCommand::Verify(args)) => {
+            let mut verifier = tarsier::logs::verify::Verifier::default();
+            match (&args.file, args.urls.is_empty()) {
+                (Some(file), _) => tarsier::logs::verify::read_file(file, &mut verifier)
+                    .map_err(|err| anyhow::anyhow!("{}: {err}", file.display()))?,
+                (None, false) => {
+                    let nats = tarsier::cli::NatsArgs {
+                        urls: args.urls,
+                        stream: args.stream,
+                        credentials: args.credentials,
+                        nats_token_file: args.nats_token_file,
+                        ca: args.ca,
+                    };
+                    let config = ship_config(nats, "tarsier.logs".into(), Default::default());
+                    config.check().map_err(anyhow::Error::msg)?;
+                    tarsier::logs::verify::read_stream(&config, &mut verifier, args.timeout.0).await?;
+                }
+                (None, true) => anyhow::bail!("give --url (a NATS server holding the stream) or --file"),
+            }
+            let verdict = verifier.verdict();
+            let text = if args.json { serde_json::to_string_pretty(&verdict)? + "\n" } else { verdict.table() };
+            let _ = std::io::stdout().write_all(text.as_bytes());
+            Ok(if verdict.holes() > 0 { 1 } else { 0 })
+        }
         CliCommand::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut command, "tarsier", &mut std::io::stdout());
@@ -169,6 +214,24 @@ fn warnings_only() -> tarsier::logs::LogGuard {
         std::env::set_var("TARSIER_LOG", "warn");
     }
     init_logging(LogFormat::Text)
+}
+
+/// `tarsier ship` and `tarsier logs verify`'s NATS flags as the config section they stand for.
+fn ship_config(
+    nats: tarsier::cli::NatsArgs,
+    subject: String,
+    retention: tarsier_plugin::HumanDuration,
+) -> tarsier::logs::ship::ShipConfig {
+    tarsier::logs::ship::ShipConfig {
+        urls: nats.urls,
+        stream: nats.stream,
+        subject,
+        credentials: nats.credentials,
+        token_file: nats.nats_token_file,
+        ca: nats.ca,
+        retention,
+        create_stream: true,
+    }
 }
 
 fn init_logging(format: LogFormat) -> tarsier::logs::LogGuard {

@@ -186,8 +186,10 @@ impl RotatingFiles {
         if let Some(name) = name {
             fs::rename(&current.path, current.path.with_file_name(name))?;
         }
-        self.closed_bytes += current.bytes;
         self.rotations += 1;
+        // Counted again, not added to: a shipper deletes the files it delivered.
+        self.closed_bytes =
+            files_of(&self.settings.dir, &self.settings.name)?.iter().filter(|f| !f.open).map(|f| f.bytes).sum();
         Ok(())
     }
 
@@ -239,6 +241,14 @@ pub struct LogFile {
     /// Still being written (`.jsonl.open`).
     pub open: bool,
     pub bytes: u64,
+}
+
+impl LogFile {
+    /// The name it keeps whether still being written or finished (without `.open`): what a checkpoint
+    /// is kept under, so the rename on rotation does not make it a new file.
+    pub fn key(&self) -> &str {
+        self.file_name.strip_suffix(".open").unwrap_or(&self.file_name)
+    }
 }
 
 /// This name's files in `dir` (every name's when `name` is empty), oldest first: by modification time,

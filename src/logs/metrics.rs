@@ -18,6 +18,14 @@ pub struct FileLogCollector {
     rotations: IntCounter,
     deleted_files: IntCounter,
     dir_bytes: IntGauge,
+    spool_full: IntGauge,
+    shipped: IntCounter,
+    duplicates: IntCounter,
+    retries: IntCounter,
+    rejected: IntCounter,
+    pending_records: IntGauge,
+    pending_bytes: IntGauge,
+    oldest_pending: prometheus::Gauge,
 }
 
 impl FileLogCollector {
@@ -37,6 +45,26 @@ impl FileLogCollector {
                 "Activity log files deleted to keep the directory under logging.max_dir_size (only when not shipped).",
             )?,
             dir_bytes: IntGauge::new("tarsier_log_dir_bytes", "Bytes of this agent's activity log files in logging.dir.")?,
+            spool_full: IntGauge::new(
+                "tarsier_log_spool_full",
+                "1 while the log directory refuses records (at logging.max_dir_size with files not yet shipped, or failing).",
+            )?,
+            shipped: IntCounter::new("tarsier_log_shipped_records_total", "Activity records JetStream acknowledged.")?,
+            duplicates: IntCounter::new(
+                "tarsier_log_ship_duplicates_total",
+                "Records JetStream acknowledged as already stored (sent again after a failure; its dedupe kept one).",
+            )?,
+            retries: IntCounter::new("tarsier_log_ship_retries_total", "Shipping attempts that failed and were retried.")?,
+            rejected: IntCounter::new(
+                "tarsier_log_ship_rejected_total",
+                "Lines larger than the broker's max payload, skipped (each logged).",
+            )?,
+            pending_records: IntGauge::new("tarsier_log_pending_records", "Records written and not yet acknowledged.")?,
+            pending_bytes: IntGauge::new("tarsier_log_pending_bytes", "Bytes written and not yet acknowledged.")?,
+            oldest_pending: prometheus::Gauge::new(
+                "tarsier_log_oldest_pending_seconds",
+                "Age of the oldest record not yet acknowledged (0 when none waits).",
+            )?,
         })
     }
 }
@@ -51,6 +79,14 @@ impl Collector for FileLogCollector {
             self.rotations.desc(),
             self.deleted_files.desc(),
             self.dir_bytes.desc(),
+            self.spool_full.desc(),
+            self.shipped.desc(),
+            self.duplicates.desc(),
+            self.retries.desc(),
+            self.rejected.desc(),
+            self.pending_records.desc(),
+            self.pending_bytes.desc(),
+            self.oldest_pending.desc(),
         ]
         .concat()
     }
@@ -69,7 +105,23 @@ impl Collector for FileLogCollector {
             let now = value.load(Ordering::Relaxed);
             counter.inc_by(now.saturating_sub(counter.get()));
         }
-        self.dir_bytes.set(i64::try_from(stats.dir_bytes.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
+        let gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+        self.dir_bytes.set(gauge(stats.dir_bytes.load(Ordering::Relaxed)));
+        self.spool_full.set(i64::from(self.sink.refusing()));
+        // The shipper starts after the agent is bound, so after this collector: read at each scrape.
+        if let Some(ship) = super::shipping() {
+            for (counter, value) in [
+                (&self.shipped, &ship.shipped_records),
+                (&self.duplicates, &ship.duplicates),
+                (&self.retries, &ship.retries),
+                (&self.rejected, &ship.rejected),
+            ] {
+                counter.inc_by(value.load(Ordering::Relaxed).saturating_sub(counter.get()));
+            }
+            self.pending_records.set(gauge(ship.pending_records.load(Ordering::Relaxed)));
+            self.pending_bytes.set(gauge(ship.pending_bytes.load(Ordering::Relaxed)));
+            self.oldest_pending.set(ship.oldest_pending_ms.load(Ordering::Relaxed) as f64 / 1000.0);
+        }
         [
             self.records.collect(),
             self.bytes.collect(),
@@ -78,6 +130,14 @@ impl Collector for FileLogCollector {
             self.rotations.collect(),
             self.deleted_files.collect(),
             self.dir_bytes.collect(),
+            self.spool_full.collect(),
+            self.shipped.collect(),
+            self.duplicates.collect(),
+            self.retries.collect(),
+            self.rejected.collect(),
+            self.pending_records.collect(),
+            self.pending_bytes.collect(),
+            self.oldest_pending.collect(),
         ]
         .concat()
     }

@@ -7,11 +7,14 @@
 //! - [`sink`]: numbering and buffered writing; [`layer`]: the tracing layer in front of it; [`metrics`]: its
 //!   figures for `/metrics`.
 
+pub mod checkpoint;
 pub mod files;
 mod layer;
 pub mod metrics;
 pub mod record;
+pub mod ship;
 pub mod sink;
+pub mod verify;
 
 use std::sync::{Arc, OnceLock};
 
@@ -39,6 +42,27 @@ pub enum StderrFormat {
 
 /// The activity log of this process, once installed.
 static FILE_LOG: OnceLock<Arc<Sink>> = OnceLock::new();
+
+/// The shipper's figures, when this process ships its file log.
+static SHIPPING: OnceLock<Arc<ship::ShipStats>> = OnceLock::new();
+
+pub fn shipping() -> Option<&'static Arc<ship::ShipStats>> {
+    SHIPPING.get()
+}
+
+/// Ships this process's file log from now on, in a task of the current runtime, until `stop`.
+pub fn start_shipping(config: ship::ShipConfig, stop: tokio_util::sync::CancellationToken) -> Option<()> {
+    let sink = FILE_LOG.get()?;
+    let (dir, name) = sink.dir_and_name();
+    let shipper = ship::Shipper::new(config, dir, name);
+    let _ = SHIPPING.set(shipper.stats.clone());
+    tokio::spawn(async move {
+        if let Err(err) = shipper.run(stop, false).await {
+            tracing::error!(error = %format!("{err:#}"), "log shipping stopped");
+        }
+    });
+    Some(())
+}
 
 /// The file log, when this process writes one.
 pub fn file_log() -> Option<&'static Arc<Sink>> {

@@ -98,6 +98,17 @@ impl Sink {
         self.lock().identity.clone()
     }
 
+    /// Where the files are, and their name.
+    pub fn dir_and_name(&self) -> (std::path::PathBuf, String) {
+        let inner = self.lock();
+        (inner.settings.dir.clone(), inner.settings.name.clone())
+    }
+
+    /// Whether the directory refuses records now (full of files not yet shipped, or failing).
+    pub fn refusing(&self) -> bool {
+        self.lock().refused
+    }
+
     /// What `/runtime` shows of the file log.
     pub fn runtime(&self) -> serde_json::Value {
         let inner = self.lock();

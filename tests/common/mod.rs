@@ -298,6 +298,7 @@ pub fn files_in(dir: &Path) -> Vec<PathBuf> {
 pub const MIB: u64 = 1024 * 1024;
 
 pub mod consul;
+pub mod nats;
 pub mod nginx;
 pub mod prometheus;
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::common::nats::Nats;
 use crate::common::{self, eventually, ChildAgent, Spawn};
 
 /// The records of every file of `dir`, in file order, and whether a file was still open.
@@ -157,4 +158,190 @@ fn bad_logging_settings_name_the_key() {
         assert_eq!(output.status.code(), Some(2), "{stderr}");
         assert!(stderr.contains(key), "{key} not named: {stderr}");
     }
+}
+
+// Shipping to a real nats-server with JetStream (scripts/nats.sh installs it).
+
+/// `tarsier logs verify --json` against the stream: the verdict, and the exit status.
+fn verify_stream(nats: &Nats) -> (Value, Option<i32>) {
+    let output = std::process::Command::new(common::BIN)
+        .args(["logs", "verify", "--json", "--timeout", "30s", "--url", &nats.url()])
+        .output()
+        .unwrap();
+    let verdict = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stderr)));
+    (verdict, output.status.code())
+}
+
+fn shipping(agent: &ChildAgent) -> (Value, Value) {
+    let runtime = agent.runtime();
+    (runtime["activity_log"].clone(), runtime["log_shipping"].clone())
+}
+
+fn exec_many(agent: &ChildAgent, n: usize) {
+    for _ in 0..n {
+        let (status, answer) = agent.exec("command: sleep/sleep\ndata: {duration: 0s}\n");
+        assert_eq!(status, 200, "{answer}");
+    }
+}
+
+#[test]
+fn shipped_records_arrive_once_across_a_broker_restart_and_the_backlog_shows_meanwhile() {
+    let mut nats = Nats::start();
+    let logs = tempfile::tempdir().unwrap();
+    let config = format!("{}  ship:\n    urls: [{}]\n", logging(logs.path()), nats.url());
+    let agent = ChildAgent::spawn_with(Spawn { config: &config, ..Default::default() });
+    exec_many(&agent, 100);
+    let delivered = || {
+        let (log, ship) = shipping(&agent);
+        ship["shipped_records"] == log["next_seq"] && ship["shipped_records"].as_u64() >= Some(200)
+    };
+    assert!(eventually(Duration::from_secs(20), delivered), "{:?}", shipping(&agent));
+
+    nats.down();
+    exec_many(&agent, 100);
+    // The broker is away: the records wait in the files, and /runtime and /metrics say so.
+    let waiting = || {
+        let (_, ship) = shipping(&agent);
+        ship["retries"].as_u64() > Some(0) && ship["pending_records"].as_u64() >= Some(200)
+    };
+    assert!(eventually(Duration::from_secs(40), waiting), "{:?}", shipping(&agent));
+    let metrics = agent.metrics();
+    assert!(!metrics.contains("tarsier_log_pending_records 0\n"), "{metrics}");
+
+    nats.up();
+    assert!(eventually(Duration::from_secs(60), delivered), "{:?}", shipping(&agent));
+    let (verdict, status) = verify_stream(&nats);
+    assert_eq!(status, Some(0), "{verdict}");
+    let boots = verdict["boots"].as_array().unwrap();
+    assert_eq!(boots.len(), 1, "{verdict}");
+    assert_eq!(boots[0]["missing"], 0, "{verdict}");
+    assert_eq!(boots[0]["duplicates"], 0, "JetStream's dedupe keeps one of a record sent twice: {verdict}");
+    assert!(boots[0]["expected"].as_u64() >= Some(400), "{verdict}");
+    // Delivered files are deleted (retention 0s); the one being written stays.
+    let left = tarsier::logs::files::files_of(logs.path(), "tarsier").unwrap();
+    assert!(left.iter().all(|f| f.open), "{left:?}");
+}
+
+/// Files another program wrote, 3 x 20,000 numbered records.
+fn write_app_files(dir: &Path) -> u64 {
+    let mut seq = 0u64;
+    for file in 0..3 {
+        let mut text = String::new();
+        let first = seq;
+        for _ in 0..20_000 {
+            text += &format!(
+                "{{\"agent\":\"app\",\"boot\":\"b00t\",\"seq\":{seq},\"ts_ms\":1796554072849,\"msg\":\"record {seq} of file {file}\"}}\n"
+            );
+            seq += 1;
+        }
+        std::fs::write(dir.join(format!("app.b00t.{first:012}.jsonl")), text).unwrap();
+    }
+    seq
+}
+
+#[test]
+fn the_sidecar_killed_in_the_middle_of_a_file_resumes_from_its_checkpoint_without_a_hole() {
+    let nats = Nats::start();
+    let dir = tempfile::tempdir().unwrap();
+    let total = write_app_files(dir.path());
+    let ship = || {
+        std::process::Command::new(common::BIN)
+            .args(["ship", "--once", "--url", &nats.url()])
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let checkpoint = dir.path().join(tarsier::logs::checkpoint::FILE_NAME);
+    let mut first = ship();
+    // Killed as soon as it has saved a checkpoint: within its first file.
+    assert!(eventually(Duration::from_secs(60), || checkpoint.exists()));
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let saved: Value = serde_json::from_slice(&std::fs::read(&checkpoint).unwrap()).unwrap();
+    let files = tarsier::logs::files::files_of(dir.path(), "").unwrap();
+    assert_eq!(files.len(), 3, "killed before the end: {saved}");
+    println!("killed with checkpoints {saved}");
+
+    let mut second = ship();
+    let deadline = std::time::Instant::now() + common::patient(Duration::from_secs(120));
+    let status = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "tarsier ship --once did not end");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    assert!(tarsier::logs::files::files_of(dir.path(), "").unwrap().is_empty(), "delivered files are deleted");
+    let (verdict, status) = verify_stream(&nats);
+    assert_eq!(status, Some(0), "{verdict}");
+    let boot = &verdict["boots"][0];
+    assert_eq!((boot["expected"].as_u64(), boot["missing"].as_u64()), (Some(total), Some(0)), "{verdict}");
+    assert_eq!(boot["duplicates"], 0, "resent records are deduplicated by JetStream: {verdict}");
+}
+
+#[test]
+fn a_full_directory_holds_records_until_the_broker_is_back_and_loses_none() {
+    let mut nats = Nats::start();
+    nats.down();
+    let logs = tempfile::tempdir().unwrap();
+    let config = format!(
+        "logging:\n  dir: {}\n  max_file_size: 4KiB\n  max_dir_size: 8KiB\n  ship:\n    urls: [{}]\n",
+        logs.path().display(),
+        nats.url()
+    );
+    let agent = ChildAgent::spawn_with(Spawn { config: &config, ..Default::default() });
+    exec_many(&agent, 100);
+    // 8 KiB hold about 30 records: the rest wait in memory, and the spool says it is full.
+    let full = || shipping(&agent).0["refused"] == true;
+    assert!(eventually(Duration::from_secs(10), full), "{:?}", shipping(&agent));
+    assert!(agent.metrics().contains("tarsier_log_spool_full 1"));
+
+    nats.up();
+    // Every record numbered so far acknowledged (the agent logs on meanwhile: the broker's connection).
+    let drained = || {
+        let (log, ship) = shipping(&agent);
+        log["refused"] == false && ship["shipped_records"] == log["next_seq"]
+    };
+    assert!(eventually(Duration::from_secs(60), drained), "{:?}", shipping(&agent));
+    assert_eq!(shipping(&agent).0["lost_records"], 0);
+    let (verdict, status) = verify_stream(&nats);
+    assert_eq!(status, Some(0), "{verdict}");
+    assert_eq!(verdict["boots"][0]["missing"], 0, "{verdict}");
+    assert!(verdict["boots"][0]["expected"].as_u64() >= Some(200), "{verdict}");
+}
+
+#[test]
+fn the_verifier_finds_planted_holes_duplicates_and_disorder() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::new();
+    let mut add = |seq: u64| {
+        text += &format!("{{\"agent\":\"a\",\"boot\":\"b\",\"seq\":{seq},\"ts_ms\":1}}\n");
+    };
+    for seq in (0..40).chain(50..100) {
+        add(seq);
+    }
+    add(7);
+    add(120);
+    add(110);
+    text += "a line of another program\n";
+    let file = dir.path().join("collected.jsonl");
+    std::fs::write(&file, text).unwrap();
+    let output = std::process::Command::new(common::BIN)
+        .args(["logs", "verify", "--json", "--file"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "a hole fails: {}", String::from_utf8_lossy(&output.stderr));
+    let verdict: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let boot = &verdict["boots"][0];
+    assert_eq!(boot["holes"], serde_json::json!([[40, 49], [100, 109], [111, 119]]), "{verdict}");
+    assert_eq!((boot["missing"].as_u64(), boot["duplicates"].as_u64()), (Some(29), Some(1)), "{verdict}");
+    assert_eq!((boot["out_of_order"].as_u64(), verdict["unreadable"].as_u64()), (Some(2), Some(1)), "{verdict}");
+    let table = std::process::Command::new(common::BIN).args(["logs", "verify", "--file"]).arg(&file).output().unwrap();
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(table.contains("40-49,100-109,111-119") && table.contains("29 missing"), "{table}");
 }

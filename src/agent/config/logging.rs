@@ -25,6 +25,8 @@ pub struct LoggingConfig {
     pub max_dir_size: Option<ByteSize>,
     /// The lowest level written to the files (`info` by default), whatever stderr's `TARSIER_LOG` says.
     pub level: Option<String>,
+    /// Deliver the files to NATS JetStream, at least once (docs/logs.md#shipping).
+    pub ship: Option<crate::logs::ship::ShipConfig>,
 }
 
 /// `3600` (seconds, the reference's form) or `1h`.
@@ -50,7 +52,10 @@ pub const DEFAULT_MAX_DIR_SIZE: ByteSize = ByteSize::mib(512);
 impl LoggingConfig {
     /// The file log's settings and level, or `None` without `dir`; an error names the key.
     pub fn file_settings(&self) -> anyhow::Result<Option<(FileSettings, tracing::Level)>> {
-        let Some(dir) = self.dir.clone() else { return Ok(None) };
+        let Some(dir) = self.dir.clone() else {
+            anyhow::ensure!(self.ship.is_none(), "logging.ship needs logging.dir: the files are what is shipped");
+            return Ok(None);
+        };
         let name = self.name.clone().unwrap_or_else(|| "tarsier".into());
         anyhow::ensure!(
             logs::files::valid_name(&name),
@@ -75,7 +80,12 @@ impl LoggingConfig {
             "debug" => tracing::Level::DEBUG,
             other => anyhow::bail!("logging.level `{other}`: one of error, warn, info, debug"),
         };
-        let settings = FileSettings { dir, name, max_file_bytes, max_file_age, max_dir_bytes, keep_unshipped: false };
+        if let Some(ship) = &self.ship {
+            ship.check().map_err(anyhow::Error::msg)?;
+        }
+        // Shipped files are the shipper's to delete: past the cap the writer stops instead.
+        let keep_unshipped = self.ship.is_some();
+        let settings = FileSettings { dir, name, max_file_bytes, max_file_age, max_dir_bytes, keep_unshipped };
         Ok(Some((settings, level)))
     }
 }

@@ -87,6 +87,7 @@ async fn runtime(State(state): State<Arc<AgentState>>) -> Json<serde_json::Value
         "public_addr": state.public_addr,
         "service_addr": state.service_addr,
         "activity_log": crate::logs::file_log().map(|log| log.runtime()),
+        "log_shipping": crate::logs::shipping().map(|ship| ship.runtime()),
     }))
 }
 

@@ -1,0 +1,487 @@
+//! The shipper: delivers a log directory's records to NATS JetStream, at least once. The agent runs it
+//! beside its own file log (`logging.ship`); `tarsier ship DIR` runs the same code as a sidecar for any
+//! program that writes such files.
+//!
+//! Each pass reads the directory's files oldest first from their checkpoints, publishes every whole line
+//! as one message with the record's `agent/boot/seq` as its message id (JetStream stores a message id once
+//! within its duplicate window), waits for the acknowledgements (at most [`MAX_IN_FLIGHT`] outstanding),
+//! and moves the checkpoint only over acknowledged lines. A finished file wholly acknowledged is deleted
+//! once its `retention` has passed. When the broker is away, the files stay (the writer stops at its
+//! directory cap, never deleting what was not delivered) and the shipper retries with backoff and jitter.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use async_nats::jetstream::{self, message::PublishMessage};
+use serde::Deserialize;
+use tarsier_plugin::HumanDuration;
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncSeekExt as _};
+use tokio_util::sync::CancellationToken;
+
+use super::checkpoint::Checkpoints;
+use super::files::{files_of, LogFile};
+use super::record::{now_ms, Stamp};
+
+/// Publishes waiting for their acknowledgements at once.
+const MAX_IN_FLIGHT: usize = 256;
+/// Bytes shipped from one file before the pass moves on (the checkpoint is saved, old files deleted).
+const BYTES_PER_TURN: u64 = 8 * 1024 * 1024;
+/// Acknowledgements between two saves of the checkpoint within a file.
+const SAVE_EVERY: usize = 8192;
+/// How often the directory is looked at for new records.
+const POLL: Duration = Duration::from_millis(200);
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How long an acknowledgement is waited for before the publish counts as failed.
+const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `logging.ship` and `tarsier ship`'s flags.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShipConfig {
+    /// NATS servers, `nats://host:4222` (several: the members of a cluster).
+    pub urls: Vec<String>,
+    /// The JetStream stream; default `TARSIER_LOGS`.
+    #[serde(default = "default_stream")]
+    pub stream: String,
+    /// The subject records are published on; default `tarsier.logs`.
+    #[serde(default = "default_subject")]
+    pub subject: String,
+    /// A NATS credentials file (`.creds`: a user JWT and its NKey seed).
+    pub credentials: Option<PathBuf>,
+    /// A file holding a NATS token.
+    pub token_file: Option<PathBuf>,
+    /// A CA certificate (PEM) the servers' TLS certificates are checked against; TLS is then required.
+    pub ca: Option<PathBuf>,
+    /// How long a delivered file is kept before it is deleted; default 0s.
+    #[serde(default)]
+    pub retention: HumanDuration,
+    /// Create the stream (file storage, the subject, a 2 min duplicate window) when it does not exist.
+    #[serde(default = "yes")]
+    pub create_stream: bool,
+}
+
+fn default_stream() -> String {
+    "TARSIER_LOGS".into()
+}
+fn default_subject() -> String {
+    "tarsier.logs".into()
+}
+fn yes() -> bool {
+    true
+}
+
+impl ShipConfig {
+    /// Checks what the broker would refuse later, naming the key.
+    pub fn check(&self) -> Result<(), String> {
+        if self.urls.is_empty() {
+            return Err("logging.ship.urls: give at least one NATS server, such as nats://127.0.0.1:4222".into());
+        }
+        for url in &self.urls {
+            let rest = ["nats://", "tls://"].iter().find_map(|s| url.strip_prefix(s)).unwrap_or(url);
+            if rest.is_empty() || rest.contains(['/', ' ', '?', '#']) {
+                return Err(format!("logging.ship.urls: `{url}` is not a NATS server's host:port"));
+            }
+        }
+        let name_ok = |s: &str| {
+            !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        };
+        if !name_ok(&self.stream) {
+            return Err(format!("logging.ship.stream `{}`: letters, digits, `_` and `-` only", self.stream));
+        }
+        let token_ok = |t: &str| name_ok(t);
+        if self.subject.len() > 255 || !self.subject.split('.').all(token_ok) {
+            return Err(format!(
+                "logging.ship.subject `{}`: dot-separated tokens of letters, digits, `_` and `-` (no wildcards)",
+                self.subject
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What the shipper has done, for `/metrics`, `/runtime` and `tarsier ship`'s lines.
+#[derive(Debug, Default)]
+pub struct ShipStats {
+    pub shipped_records: AtomicU64,
+    pub shipped_bytes: AtomicU64,
+    /// Acknowledged as already stored (the broker's dedupe found a record sent twice).
+    pub duplicates: AtomicU64,
+    pub retries: AtomicU64,
+    pub deleted_files: AtomicU64,
+    /// Lines a broker can never take (larger than its max payload): skipped, each logged.
+    pub rejected: AtomicU64,
+    pub pending_records: AtomicU64,
+    pub pending_bytes: AtomicU64,
+    /// Age of the oldest record not yet acknowledged, ms (0 when none waits).
+    pub oldest_pending_ms: AtomicU64,
+    pub last_error: Mutex<Option<String>>,
+}
+
+impl ShipStats {
+    pub fn runtime(&self) -> serde_json::Value {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        serde_json::json!({
+            "shipped_records": get(&self.shipped_records),
+            "shipped_bytes": get(&self.shipped_bytes),
+            "duplicates": get(&self.duplicates),
+            "retries": get(&self.retries),
+            "deleted_files": get(&self.deleted_files),
+            "rejected": get(&self.rejected),
+            "pending_records": get(&self.pending_records),
+            "pending_bytes": get(&self.pending_bytes),
+            "oldest_pending_seconds": get(&self.oldest_pending_ms) as f64 / 1000.0,
+            "last_error": self.last_error.lock().ok().and_then(|e| e.clone()),
+        })
+    }
+
+    fn failed(&self, why: String) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(error = %why, "log shipping: will retry");
+        if let Ok(mut last) = self.last_error.lock() {
+            *last = Some(why);
+        }
+    }
+}
+
+/// A JetStream context on the configured servers, with their credentials and TLS. It connects in the
+/// background (and again after every loss): a broker that is away at start is not an error here.
+pub async fn connect(config: &ShipConfig) -> anyhow::Result<jetstream::Context> {
+    let mut options = async_nats::ConnectOptions::new()
+        .name("tarsier-shipper")
+        .retry_on_initial_connect()
+        .connection_timeout(Duration::from_secs(5));
+    if let Some(path) = &config.credentials {
+        options = options.credentials_file(path).await?;
+    }
+    if let Some(path) = &config.token_file {
+        let token = crate::sys::files::read_bounded(path, 64 * 1024, "NATS token file")?;
+        options = options.token(token.text.trim().to_owned());
+    }
+    if let Some(ca) = &config.ca {
+        options = options.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    let addresses: Vec<async_nats::ServerAddr> = config.urls.iter().map(|u| u.parse()).collect::<Result<_, _>>()?;
+    let client = options.connect(addresses).await?;
+    let mut context = jetstream::new(client);
+    context.set_timeout(ACK_TIMEOUT);
+    Ok(context)
+}
+
+/// Lines not yet acknowledged in a file: counted once, then kept up to date as the file grows and as lines
+/// are acknowledged, so the backlog is known without reading it again every pass.
+#[derive(Debug, Default, Clone, Copy)]
+struct Pending {
+    /// The file's length and the acknowledged offset this count is for.
+    len: u64,
+    acked: u64,
+    lines: u64,
+}
+
+pub struct Shipper {
+    config: ShipConfig,
+    dir: PathBuf,
+    /// Only the files of this name (the agent's own); every `.jsonl` file when empty.
+    name: String,
+    pub stats: Arc<ShipStats>,
+}
+
+/// Why a file's shipping stopped short; the offset acknowledged so far comes with it.
+struct Stopped {
+    acked: u64,
+    why: String,
+}
+
+impl Shipper {
+    pub fn new(config: ShipConfig, dir: PathBuf, name: String) -> Self {
+        Self { config, dir, name, stats: Arc::new(ShipStats::default()) }
+    }
+
+    async fn ensure_stream(&self, context: &jetstream::Context) -> Result<(), String> {
+        if !self.config.create_stream {
+            return Ok(());
+        }
+        let config = jetstream::stream::Config {
+            name: self.config.stream.clone(),
+            subjects: vec![self.config.subject.clone()],
+            duplicate_window: Duration::from_secs(120),
+            storage: jetstream::stream::StorageType::File,
+            ..Default::default()
+        };
+        context.get_or_create_stream(config).await.map(|_| ()).map_err(|err| format!("the stream: {err}"))
+    }
+
+    /// Ships until `stop`; with `until_shipped`, returns once every finished file is delivered and no file
+    /// is open (a batch run of `tarsier ship --once`).
+    pub async fn run(&self, stop: CancellationToken, until_shipped: bool) -> anyhow::Result<()> {
+        let mut checkpoints = Checkpoints::load(&self.dir)?;
+        let context = connect(&self.config).await?;
+        let mut stream_ready = false;
+        let mut pending: HashMap<String, Pending> = HashMap::new();
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            let outcome = if stream_ready {
+                self.pass(&context, &mut checkpoints, &mut pending).await
+            } else {
+                self.ensure_stream(&context).await.map(|()| {
+                    stream_ready = true;
+                    false
+                })
+            };
+            let pause = match outcome {
+                Ok(done) => {
+                    backoff = FIRST_BACKOFF;
+                    if done && until_shipped {
+                        return Ok(());
+                    }
+                    POLL
+                }
+                Err(why) => {
+                    self.stats.failed(why);
+                    let pause = jitter(backoff);
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    pause
+                }
+            };
+            tokio::select! {
+                _ = stop.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+
+    /// One look at the directory: ships what is new, deletes what is delivered and old enough. `Ok(true)`
+    /// when nothing is left to ship and no file is being written.
+    async fn pass(
+        &self,
+        context: &jetstream::Context,
+        checkpoints: &mut Checkpoints,
+        pending: &mut HashMap<String, Pending>,
+    ) -> Result<bool, String> {
+        let files = files_of(&self.dir, &self.name).map_err(|err| format!("{}: {err}", self.dir.display()))?;
+        let names: Vec<String> = files.iter().map(|f| f.key().to_owned()).collect();
+        checkpoints.keep_only(&names);
+        pending.retain(|name, _| names.contains(name));
+        // The backlog first: a pass that then waits on an absent broker does not leave it stale.
+        for file in &files {
+            self.count_pending(file, checkpoints.acked(file.key()).min(file.bytes), pending).await;
+        }
+        self.note_backlog(&files, checkpoints, pending).await;
+        let mut result = Ok(());
+        let mut all_done = true;
+        for file in &files {
+            let mut acked = checkpoints.acked(file.key()).min(file.bytes);
+            if acked < file.bytes && result.is_ok() {
+                match self.ship_file(context, file, acked, checkpoints).await {
+                    Ok(done) => acked = done,
+                    Err(stopped) => {
+                        acked = stopped.acked;
+                        result = Err(format!("{}: {}", file.file_name, stopped.why));
+                    }
+                }
+                checkpoints.set(file.key(), acked);
+            }
+            all_done &= !file.open && acked == file.bytes;
+            if !file.open && acked == file.bytes && self.retention_passed(&file.path) {
+                if std::fs::remove_file(&file.path).is_ok() {
+                    self.stats.deleted_files.fetch_add(1, Ordering::Relaxed);
+                }
+                pending.remove(file.key());
+            }
+        }
+        checkpoints.save().map_err(|err| format!("the checkpoint file: {err}"))?;
+        result.map(|()| all_done)
+    }
+
+    fn retention_passed(&self, path: &Path) -> bool {
+        let modified = std::fs::metadata(path).and_then(|m| m.modified()).unwrap_or(SystemTime::now());
+        modified.elapsed().unwrap_or_default() >= self.config.retention.0
+    }
+
+    /// Publishes `file`'s whole lines from `acked` on and waits for their acknowledgements; returns the
+    /// offset acknowledged (a line end).
+    ///
+    /// The checkpoint is saved every [`SAVE_EVERY`] acknowledgements too, so a shipper killed in the middle
+    /// of a big file sends at most that many again.
+    async fn ship_file(
+        &self,
+        context: &jetstream::Context,
+        file: &LogFile,
+        acked: u64,
+        checkpoints: &mut Checkpoints,
+    ) -> Result<u64, Stopped> {
+        let stop = |acked: u64, why: String| Stopped { acked, why };
+        let mut reader = match tokio::fs::File::open(&file.path).await {
+            Ok(reader) => reader,
+            // Renamed (rotated) or deleted since the directory was listed: the next pass finds it.
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(acked),
+            Err(err) => return Err(stop(acked, err.to_string())),
+        };
+        reader.seek(std::io::SeekFrom::Start(acked)).await.map_err(|e| stop(acked, e.to_string()))?;
+        let mut reader = tokio::io::BufReader::with_capacity(256 * 1024, reader.take(BYTES_PER_TURN));
+        let mut in_flight: VecDeque<InFlight> = VecDeque::with_capacity(MAX_IN_FLIGHT);
+        let (mut sent_to, mut acked_to) = (acked, acked);
+        let mut line = Vec::with_capacity(512);
+        let mut since_saved = 0;
+        loop {
+            line.clear();
+            let read = reader.read_until(b'\n', &mut line).await.map_err(|e| stop(acked_to, e.to_string()))?;
+            if read == 0 || line.last() != Some(&b'\n') {
+                // The end, or a line still being written: it goes next pass, whole.
+                break;
+            }
+            let (start, end) = (sent_to, sent_to + read as u64);
+            sent_to = end;
+            let record = &line[..line.len() - 1];
+            let id = match Stamp::of_line(record) {
+                Ok(stamp) => stamp.message_id(),
+                // A line of another format (the sidecar form): its place in its file identifies it.
+                Err(_) => format!("{}@{start}", file.key()),
+            };
+            let message = PublishMessage::build().payload(bytes::Bytes::copy_from_slice(record)).message_id(id);
+            match context.send_publish(self.config.subject.clone(), message).await {
+                Ok(ack) => in_flight.push_back(InFlight { ack: Some(ack), end, bytes: read as u64 }),
+                Err(err) if matches!(err.kind(), jetstream::context::PublishErrorKind::MaxPayloadExceeded) => {
+                    self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(file = %file.file_name, offset = start, bytes = read, "log shipping: a line larger than the broker's max payload is skipped");
+                    in_flight.push_back(InFlight { ack: None, end, bytes: 0 });
+                }
+                Err(err) => {
+                    self.settle(&mut in_flight, &mut acked_to).await;
+                    return Err(stop(acked_to, err.to_string()));
+                }
+            }
+            if in_flight.len() >= MAX_IN_FLIGHT {
+                // A missing acknowledgement: the later ones cannot move the checkpoint past it, so they
+                // are not waited for (each would wait its own timeout).
+                if let Err(why) = self.settle_one(&mut in_flight, &mut acked_to).await {
+                    return Err(stop(acked_to, why));
+                }
+                since_saved += 1;
+                if since_saved >= SAVE_EVERY {
+                    since_saved = 0;
+                    checkpoints.set(file.key(), acked_to);
+                    checkpoints.save().map_err(|err| stop(acked_to, format!("the checkpoint file: {err}")))?;
+                }
+            }
+        }
+        while !in_flight.is_empty() {
+            if let Err(why) = self.settle_one(&mut in_flight, &mut acked_to).await {
+                return Err(stop(acked_to, why));
+            }
+        }
+        Ok(acked_to)
+    }
+
+    /// Waits for the oldest publish's acknowledgement; the checkpoint moves over its line.
+    async fn settle_one(&self, in_flight: &mut VecDeque<InFlight>, acked_to: &mut u64) -> Result<(), String> {
+        let Some(front) = in_flight.pop_front() else { return Ok(()) };
+        if let Some(ack) = front.ack {
+            let ack = ack.await.map_err(|err| format!("no acknowledgement: {err}"))?;
+            self.stats.shipped_records.fetch_add(1, Ordering::Relaxed);
+            self.stats.shipped_bytes.fetch_add(front.bytes, Ordering::Relaxed);
+            if ack.duplicate {
+                self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        *acked_to = front.end;
+        Ok(())
+    }
+
+    /// After a publish could not be sent: the acknowledgements of those sent before still move the
+    /// checkpoint, in order, up to the first that does not come; the rest are sent again next time.
+    async fn settle(&self, in_flight: &mut VecDeque<InFlight>, acked_to: &mut u64) {
+        while !in_flight.is_empty() {
+            if self.settle_one(in_flight, acked_to).await.is_err() {
+                in_flight.clear();
+            }
+        }
+    }
+
+    /// Keeps the count of lines not yet acknowledged in `file` current, reading only what it has not read:
+    /// the lines added since the last count, less those acknowledged since. A file that cannot be read now
+    /// (renamed by a rotation since the listing) keeps its last count until the next pass.
+    async fn count_pending(&self, file: &LogFile, acked: u64, pending: &mut HashMap<String, Pending>) {
+        let known = pending.get(file.key()).copied();
+        // Listed while being written, finished since (a pass that waited on the broker takes seconds).
+        let renamed = file.path.with_file_name(file.key());
+        let file = &LogFile { path: if file.path.exists() { file.path.clone() } else { renamed }, ..file.clone() };
+        let counted = match known {
+            Some(p) if p.acked <= acked && p.len <= file.bytes => {
+                let shipped = count_lines(&file.path, p.acked, acked.min(p.len)).await;
+                let grown = count_lines(&file.path, p.len.max(acked), file.bytes).await;
+                match (shipped, grown) {
+                    (Some(shipped), Some(grown)) => {
+                        Pending { len: file.bytes, acked, lines: (p.lines + grown).saturating_sub(shipped) }
+                    }
+                    _ => return,
+                }
+            }
+            _ => match count_lines(&file.path, acked, file.bytes).await {
+                Some(lines) => Pending { len: file.bytes, acked, lines },
+                None => return,
+            },
+        };
+        pending.insert(file.key().to_owned(), counted);
+    }
+
+    async fn note_backlog(&self, files: &[LogFile], checkpoints: &Checkpoints, pending: &HashMap<String, Pending>) {
+        let (lines, bytes) =
+            pending.values().fold((0, 0), |(l, b), p| (l + p.lines, b + p.len.saturating_sub(p.acked)));
+        self.stats.pending_records.store(lines, Ordering::Relaxed);
+        self.stats.pending_bytes.store(bytes, Ordering::Relaxed);
+        let oldest = files.iter().find(|f| checkpoints.acked(f.key()) < f.bytes && f.path.exists());
+        let age = match oldest {
+            Some(file) => first_stamp(&file.path, checkpoints.acked(file.key()))
+                .await
+                .map_or(0, |stamp| now_ms().saturating_sub(stamp.ts_ms)),
+            None => 0,
+        };
+        self.stats.oldest_pending_ms.store(age, Ordering::Relaxed);
+    }
+}
+
+struct InFlight {
+    /// `None`: a line the broker can never take, skipped.
+    ack: Option<jetstream::context::PublishAckFuture>,
+    /// The offset just past its line.
+    end: u64,
+    bytes: u64,
+}
+
+/// Lines ending in `[from, to)` of a file; `None` when it cannot be read.
+async fn count_lines(path: &Path, from: u64, to: u64) -> Option<u64> {
+    if to <= from {
+        return Some(0);
+    }
+    let mut file = tokio::fs::File::open(path).await.ok()?;
+    file.seek(std::io::SeekFrom::Start(from)).await.ok()?;
+    let mut reader = file.take(to - from);
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut lines = 0;
+    loop {
+        let read = reader.read(&mut buffer).await.ok()?;
+        if read == 0 {
+            return Some(lines);
+        }
+        lines += buffer[..read].iter().filter(|b| **b == b'\n').count() as u64;
+    }
+}
+
+/// The stamp of the record at `offset` of a file, when it is one.
+async fn first_stamp(path: &Path, offset: u64) -> Option<Stamp> {
+    let mut file = tokio::fs::File::open(path).await.ok()?;
+    file.seek(std::io::SeekFrom::Start(offset)).await.ok()?;
+    let mut reader = tokio::io::BufReader::new(file.take(64 * 1024));
+    let mut line = Vec::new();
+    reader.read_until(b'\n', &mut line).await.ok()?;
+    Stamp::of_line(line.strip_suffix(b"\n").unwrap_or(&line)).ok()
+}
+
+/// Between half and all of `pause`: shippers that lost one broker do not all come back at the same instant.
+fn jitter(pause: Duration) -> Duration {
+    pause.mul_f64(0.5 + rand::random::<f64>() * 0.5)
+}
