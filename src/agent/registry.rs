@@ -19,6 +19,7 @@ pub fn builtin_plugins(config: &AgentConfig) -> anyhow::Result<Vec<Arc<dyn Plugi
         tarsier_storage::Storage::from_config(config.plugin_section("storage"))?,
         tarsier_sleep::SleepPlugin::plugin(),
         tarsier_dummy::Dummy::plugin(),
+        tarsier_logs::Logs::from_config(config.plugin_section("logs"))?,
     ])
 }
 

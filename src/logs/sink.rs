@@ -86,7 +86,7 @@ impl Sink {
     pub fn set_identity(&self, identity: Identity) -> std::io::Result<()> {
         let mut inner = self.lock();
         let settings = inner.settings.clone();
-        inner.files = Some(RotatingFiles::open(settings, &identity)?);
+        inner.files = Some(RotatingFiles::open(settings, &identity.boot)?);
         inner.identity = Some(identity);
         for early in std::mem::take(&mut inner.early) {
             self.append(&mut inner, early.ts_ms, &early.fields);

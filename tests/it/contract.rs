@@ -27,12 +27,13 @@ enum Kind {
 }
 
 /// (command, data, kind). `{listener}` is a loopback address the test listens on.
-const COMMANDS: [(&str, &str, Kind); 31] = [
+const COMMANDS: [(&str, &str, Kind); 32] = [
     ("sleep/sleep", "{duration: 30s}", Kind::Busy),
     ("heavy_load/spin_cpu", "{duration: 30s, threads: 1}", Kind::Busy),
     ("faults/deadlock", "{threads: 2, duration: 30s}", Kind::Busy),
     ("net/http_load", "{url: 'http://{listener}/', duration: 30s, concurrency: 1, rate: 5}", Kind::Busy),
     ("storage/read", "{file: /dev/zero, amount: 64GiB, block_size: 64KiB}", Kind::Busy),
+    ("logs/emit", "{count: 1000000, rate: 10}", Kind::Busy),
     ("heavy_load/gobble_ram", "{size: 8MiB}", Kind::Holds),
     ("storage/open_fd", "{count: 3}", Kind::Holds),
     ("storage/write", "{amount: 1MiB, files: 2}", Kind::Holds),

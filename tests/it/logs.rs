@@ -345,3 +345,39 @@ fn the_verifier_finds_planted_holes_duplicates_and_disorder() {
     let table = String::from_utf8_lossy(&table.stdout);
     assert!(table.contains("40-49,100-109,111-119") && table.contains("29 missing"), "{table}");
 }
+
+#[test]
+fn emitted_records_shipped_by_the_sidecar_arrive_without_a_hole() {
+    let nats = Nats::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!("plugins:\n  logs:\n    dir: {}\n", dir.path().display());
+    let agent = ChildAgent::spawn_with(Spawn { config: &config, ..Default::default() });
+    let (status, answer) =
+        agent.exec("command: logs/emit\ndata: {count: 20000, size: 200B, to: dir, max_file_size: 64KiB}\n");
+    assert_eq!(status, 200, "{answer}");
+    let result = &answer["result"];
+    assert_eq!((result["emitted"].as_u64(), result["bytes"].as_u64()), (Some(20_000), Some(4_000_000)), "{answer}");
+    let run = result["run"].as_str().unwrap().to_owned();
+    let files = tarsier::logs::files::files_of(dir.path(), "emit").unwrap();
+    assert!(files.len() > 50 && files.iter().all(|f| !f.open && f.bytes <= 64 * 1024), "{files:?}");
+
+    // Paced: 300 records at 1,000 a second take at least 0.3 s.
+    let (status, answer) = agent.exec("command: logs/emit\ndata: {count: 300, rate: 1000, to: dir, name: paced}\n");
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer["result"]["seconds"].as_f64() >= Some(0.29), "{answer}");
+    // A body never names a path.
+    let (status, answer) = agent.exec("command: logs/emit\ndata: {to: dir, name: ../up}\n");
+    assert_eq!((status, answer["field"].as_str()), (400, Some("data.name")), "{answer}");
+
+    let shipped = std::process::Command::new(common::BIN)
+        .args(["ship", "--once", "--url", &nats.url()])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(shipped.status.success(), "{}", String::from_utf8_lossy(&shipped.stderr));
+    let (verdict, status) = verify_stream(&nats);
+    assert_eq!(status, Some(0), "{verdict}");
+    let boot = verdict["boots"].as_array().unwrap().iter().find(|b| b["boot"] == run.as_str()).cloned();
+    let boot = boot.unwrap_or_else(|| panic!("run {run} not in {verdict}"));
+    assert_eq!((boot["expected"].as_u64(), boot["missing"].as_u64()), (Some(20_000), Some(0)), "{verdict}");
+}

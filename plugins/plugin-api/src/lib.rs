@@ -11,6 +11,7 @@ mod control_plane;
 mod error;
 mod held;
 mod limits;
+pub mod logfiles;
 mod plugin;
 mod slots;
 mod thread;
