@@ -542,6 +542,9 @@ pub struct ShipArgs {
     /// Exit once every finished file is delivered and no file is being written.
     #[arg(long)]
     pub once: bool,
+    /// Copies a created stream keeps (3 on a JetStream cluster survive a server's loss).
+    #[arg(long, default_value_t = 1)]
+    pub replicas: usize,
 }
 
 #[derive(Debug, Subcommand)]

@@ -104,7 +104,10 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 "--name `{name}`: letters, digits, `.`, `_` and `-` only"
             );
             anyhow::ensure!(args.dir.is_dir(), "{} is not a directory", args.dir.display());
-            let config = ship_config(args.nats, args.subject, args.retention);
+            let config = tarsier::logs::ship::ShipConfig {
+                replicas: args.replicas,
+                ..ship_config(args.nats, args.subject, args.retention)
+            };
             config.check().map_err(anyhow::Error::msg)?;
             let shipper = tarsier::logs::ship::Shipper::new(config, args.dir, name);
             let stop = CancellationToken::new();
@@ -231,6 +234,7 @@ fn ship_config(
         ca: nats.ca,
         retention,
         create_stream: true,
+        replicas: 1,
     }
 }
 

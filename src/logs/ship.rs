@@ -62,6 +62,13 @@ pub struct ShipConfig {
     /// Create the stream (file storage, the subject, a 2 min duplicate window) when it does not exist.
     #[serde(default = "yes")]
     pub create_stream: bool,
+    /// Copies of the stream a created stream keeps (a JetStream cluster: 3 survive a server's loss).
+    #[serde(default = "one")]
+    pub replicas: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 fn default_stream() -> String {
@@ -85,6 +92,9 @@ impl ShipConfig {
             if rest.is_empty() || rest.contains(['/', ' ', '?', '#']) {
                 return Err(format!("logging.ship.urls: `{url}` is not a NATS server's host:port"));
             }
+        }
+        if !(1..=5).contains(&self.replicas) {
+            return Err(format!("logging.ship.replicas {}: from 1 to 5", self.replicas));
         }
         let name_ok = |s: &str| {
             !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
@@ -209,6 +219,7 @@ impl Shipper {
             subjects: vec![self.config.subject.clone()],
             duplicate_window: Duration::from_secs(120),
             storage: jetstream::stream::StorageType::File,
+            num_replicas: self.config.replicas,
             ..Default::default()
         };
         context.get_or_create_stream(config).await.map(|_| ()).map_err(|err| format!("the stream: {err}"))

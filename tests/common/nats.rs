@@ -10,13 +10,38 @@ pub struct Nats {
     child: Option<Child>,
     store: tempfile::TempDir,
     pub port: u16,
+    /// In a cluster: this server's name, its route port and the others' route ports.
+    cluster: Option<(String, u16, Vec<u16>)>,
 }
 
 impl Nats {
     pub fn start() -> Self {
-        let mut nats = Nats { child: None, store: tempfile::tempdir().unwrap(), port: super::fixed_port() };
+        let mut nats =
+            Nats { child: None, store: tempfile::tempdir().unwrap(), port: super::fixed_port(), cluster: None };
         nats.up();
         nats
+    }
+
+    /// `n` servers routed to each other on loopback, one JetStream cluster (Raft: a stream of 3 replicas
+    /// keeps working while one server is down).
+    pub fn cluster(n: usize) -> Vec<Nats> {
+        let routes: Vec<u16> = (0..n).map(|_| super::fixed_port()).collect();
+        let mut servers: Vec<Nats> = (0..n)
+            .map(|i| Nats {
+                child: None,
+                store: tempfile::tempdir().unwrap(),
+                port: super::fixed_port(),
+                cluster: Some((
+                    format!("n{i}"),
+                    routes[i],
+                    routes.iter().copied().filter(|r| *r != routes[i]).collect(),
+                )),
+            })
+            .collect();
+        for server in &mut servers {
+            server.up();
+        }
+        servers
     }
 
     /// `nats://127.0.0.1:PORT`.
@@ -27,9 +52,14 @@ impl Nats {
     /// Starts the server (again) and waits until it takes connections.
     pub fn up(&mut self) {
         let bin = super::find_tool("nats-server", "TARSIER_NATS_BIN", "--version");
-        let child = Command::new(&bin)
-            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
-            .arg(self.store.path())
+        let mut command = Command::new(&bin);
+        command.args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"]).arg(self.store.path());
+        if let Some((name, route, others)) = &self.cluster {
+            let routes: Vec<String> = others.iter().map(|p| format!("nats://127.0.0.1:{p}")).collect();
+            command.args(["-n", name, "--cluster_name", "tarsier-test", "--cluster"]);
+            command.arg(format!("nats://127.0.0.1:{route}")).arg("--routes").arg(routes.join(","));
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

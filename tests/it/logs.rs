@@ -381,3 +381,32 @@ fn emitted_records_shipped_by_the_sidecar_arrive_without_a_hole() {
     let boot = boot.unwrap_or_else(|| panic!("run {run} not in {verdict}"));
     assert_eq!((boot["expected"].as_u64(), boot["missing"].as_u64()), (Some(20_000), Some(0)), "{verdict}");
 }
+
+#[test]
+fn a_three_server_jetstream_cluster_loses_each_server_in_turn_the_leader_too_and_no_record() {
+    let mut cluster = Nats::cluster(3);
+    let urls: Vec<String> = cluster.iter().map(Nats::url).collect();
+    let logs = tempfile::tempdir().unwrap();
+    let config = format!("{}  ship:\n    urls: [{}]\n    replicas: 3\n", logging(logs.path()), urls.join(", "));
+    let agent = ChildAgent::spawn_with(Spawn { config: &config, ..Default::default() });
+    let delivered = || {
+        let (log, ship) = shipping(&agent);
+        ship["shipped_records"] == log["next_seq"]
+    };
+    exec_many(&agent, 50);
+    // A cluster elects its JetStream leaders in a few seconds after it forms.
+    assert!(eventually(Duration::from_secs(60), delivered), "{:?}", shipping(&agent));
+    // Each server killed in turn while records flow (one of them leads the stream), then back.
+    for (at, server) in cluster.iter_mut().enumerate() {
+        server.down();
+        exec_many(&agent, 50);
+        assert!(eventually(Duration::from_secs(60), delivered), "server {at} down: {:?}", shipping(&agent));
+        server.up();
+    }
+    let (verdict, status) = verify_stream(&cluster[0]);
+    assert_eq!(status, Some(0), "{verdict}");
+    let boot = &verdict["boots"][0];
+    assert_eq!(boot["missing"], 0, "{verdict}");
+    assert!(boot["expected"].as_u64() >= Some(400), "{verdict}");
+    println!("3 servers killed in turn: {verdict}");
+}
