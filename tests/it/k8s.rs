@@ -282,9 +282,11 @@ fn dashboard_and_rules_use_only_metrics_a_live_agent_exports() {
     let used: BTreeSet<String> = exprs.iter().flat_map(|e| metric_names(e)).collect();
     assert!(used.len() >= 15, "{used:?}");
 
-    // A live agent with limits, after a command and a little HTTP load, so every labelled series exists.
-    let agent =
-        common::ChildAgent::spawn_with(common::Spawn { config: "limits:\n  max_ram: 1GiB\n", ..Default::default() });
+    // A live agent with limits and an activity log, after a command and a little HTTP load, so every
+    // labelled series exists.
+    let logs = tempfile::tempdir().unwrap();
+    let config = format!("limits:\n  max_ram: 1GiB\nlogging:\n  dir: {}\n", logs.path().display());
+    let agent = common::ChildAgent::spawn_with(common::Spawn { config: &config, ..Default::default() });
     agent.exec("command: sleep/sleep\ndata: {duration: 0s}\n");
     agent.exec(&format!("command: net/http_load\ndata: {{url: '{}/health', requests: 5}}\n", agent.service));
     let exported: BTreeSet<String> = agent
