@@ -211,6 +211,138 @@ def file_log():
         f"{p99['logging'] / p99['plain']:.2f}", "-", "-", cmd)
 
 
+def logship():
+    """The same files shipped by `tarsier ship` (to a nats-server with JetStream, each record acknowledged) and
+    by rsyslog (imfile -> omfwd TCP -> a second rsyslogd's imtcp -> a file): records/s and records per
+    CPU-second of the shipper; then each again with its receiver killed at 40 % of its time and started
+    again 1 s later, the holes counted by `tarsier logs verify`. Writes docs/logs.md's table."""
+    print("log shipping", file=sys.stderr)
+    records = int(os.environ.get("LOGSHIP_RECORDS", "400000"))
+    nats_bin = subprocess.run(["scripts/nats.sh", "install"], capture_output=True, text=True, check=True).stdout.strip()
+    work = tempfile.mkdtemp(prefix="tarsier-bench-logship-")
+    source = os.path.join(work, "source")
+    os.makedirs(source)
+    per_file = records // 4
+    for f in range(4):
+        with open(os.path.join(source, f"app.b00t.{f * per_file:012d}.jsonl"), "w") as out:
+            for seq in range(f * per_file, (f + 1) * per_file):
+                out.write('{"agent":"app","boot":"b00t","seq":%d,"ts_ms":%d,"msg":"%s"}\n' % (seq, int(time.time() * 1000), "x" * 100))
+    total = per_file * 4
+
+    def fresh(name):
+        path = os.path.join(work, name)
+        shutil.rmtree(path, ignore_errors=True)
+        os.makedirs(path)
+        return path
+
+    def verify(args):
+        out = subprocess.run([TARSIER, "logs", "verify", "--json"] + args, capture_output=True, text=True, timeout=300).stdout
+        boots = json.loads(out)["boots"]
+        return sum(b["received"] for b in boots), sum(b["missing"] for b in boots), sum(b["duplicates"] for b in boots)
+
+    def tarsier_round(kill_at=None):
+        port = free_port()
+        store = fresh("js")
+        nats = lambda: subprocess.Popen([nats_bin, "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", store], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server = nats()
+        time.sleep(0.5)
+        files = fresh("ship")
+        for name in os.listdir(source):
+            shutil.copy(os.path.join(source, name), files)
+        started = time.monotonic()
+        shipper = subprocess.Popen([TARSIER, "ship", "--once", "--url", f"nats://127.0.0.1:{port}", files], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if kill_at:
+            time.sleep(kill_at)
+            server.kill(), server.wait()
+            time.sleep(1)
+            server = nats()
+        _, status, usage = os.wait4(shipper.pid, 0)
+        wall = time.monotonic() - started
+        shipper.returncode = status
+        got = verify(["--url", f"nats://127.0.0.1:{port}"])
+        server.kill(), server.wait()
+        return wall, usage.ru_utime + usage.ru_stime, got
+
+    def rsyslog_round(kill_at=None):
+        port = free_port()
+        out, send_dir, recv_dir = fresh("rsyslog-out"), fresh("rsyslog-send"), fresh("rsyslog-recv")
+        files = fresh("rsyslog-in")
+        received = os.path.join(out, "received.jsonl")
+        recv_conf, send_conf = os.path.join(recv_dir, "recv.conf"), os.path.join(send_dir, "send.conf")
+        with open(recv_conf, "w") as f:
+            f.write(f'global(workDirectory="{recv_dir}")\nmodule(load="imtcp")\ninput(type="imtcp" port="{port}" address="127.0.0.1")\n'
+                    f'template(name="raw" type="string" string="%rawmsg%\\n")\naction(type="omfile" file="{received}" template="raw")\n')
+        with open(send_conf, "w") as f:
+            f.write(f'global(workDirectory="{send_dir}" maxMessageSize="64k")\nmodule(load="imfile")\n'
+                    f'input(type="imfile" file="{files}/*.jsonl" tag="app" freshStartTail="off")\n'
+                    f'template(name="line" type="string" string="%msg%\\n")\n'
+                    f'action(type="omfwd" target="127.0.0.1" port="{port}" protocol="tcp" template="line")\n')
+        receiver = lambda: subprocess.Popen(["rsyslogd", "-n", "-f", recv_conf, "-i", os.path.join(recv_dir, "pid")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        recv = receiver()
+        time.sleep(0.5)
+        for name in os.listdir(source):
+            shutil.copy(os.path.join(source, name), files)
+        started = time.monotonic()
+        sender = subprocess.Popen(["rsyslogd", "-n", "-f", send_conf, "-i", os.path.join(send_dir, "pid")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        lines = lambda: sum(1 for _ in open(received)) if os.path.exists(received) else 0
+        if kill_at:
+            time.sleep(kill_at)
+            recv.kill(), recv.wait()
+            time.sleep(1)
+            recv = receiver()
+        # Done when every record arrived, or nothing more arrived for 5 s (what was lost stays lost).
+        last, still_since, count = -1, time.monotonic(), 0
+        while time.monotonic() - started < 300:
+            count = lines()
+            if count >= total:
+                break
+            if count != last:
+                last, still_since = count, time.monotonic()
+            elif time.monotonic() - still_since > 5:
+                break
+            time.sleep(0.05)
+        wall = time.monotonic() - started
+        cpu = cpu_seconds(sender.pid)
+        sender.terminate(), sender.wait()
+        recv.terminate(), recv.wait()
+        return wall, cpu, verify(["--file", received])
+
+    try:
+        runs = {"tarsier": [], "rsyslog": []}
+        for _ in range(ROUNDS):
+            runs["tarsier"].append(tarsier_round())
+            runs["rsyslog"].append(rsyslog_round())
+        med = {k: (statistics.median(w for w, _, _ in v), statistics.median(c for _, c, _ in v), v[-1][2]) for k, v in runs.items()}
+        cut = {"tarsier": tarsier_round(kill_at=0.4 * med["tarsier"][0]), "rsyslog": rsyslog_round(kill_at=0.4 * med["rsyslog"][0])}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    rate = {k: total / v[0] for k, v in med.items()}
+    per_cpu = {k: total / v[1] for k, v in med.items()}
+    lines = []
+    for who, how in (("tarsier ship", "tarsier"), ("rsyslog imfile -> omfwd TCP -> imtcp", "rsyslog")):
+        wall, cpu, (got, missing, dups) = med[how]
+        cwall, ccpu, (cgot, cmissing, cdups) = cut[how]
+        lines.append(f"| {who} | {rate[how]:,.0f} | {per_cpu[how]:,.0f} | {got:,} of {total:,}, {missing:,} missing | {cmissing:,} missing, {cdups:,} duplicate(s) |\n")
+    table = (f"Measured {time.strftime('%Y-%m-%d')} on {CORES} cores by `benches/run.sh logship`: {total:,} records of about 150 B in 4 files, "
+             f"median of {ROUNDS} interleaved rounds; the receiver (nats-server -js, or a second rsyslogd) on the same machine. "
+             "CPU is the shipper's own (tarsier ship; the sending rsyslogd), user + system.\n\n"
+             "| shipper | records/s | records per CPU-second | delivered | receiver killed at 40 % and restarted 1 s later |\n|---|---|---|---|---|\n"
+             + "".join(lines))
+    print(table)
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "logs.md")
+    text = open(path).read()
+    begin, end = "<!-- logship:start -->", "<!-- logship:end -->"
+    if begin in text and end in text:
+        before, rest = text.split(begin, 1)
+        open(path, "w").write(f"{before}{begin}\n{table}{end}{rest.split(end, 1)[1]}")
+    cmd = "benches/run.sh logship"
+    ratio = rate["tarsier"] / rate["rsyslog"]
+    row("log shipping", "records/s, tarsier ship to JetStream (each acknowledged)", fmt(rate["tarsier"]), fmt(rate["rsyslog"]) + " (rsyslog TCP)", f"{ratio:.2f}", "-", "-", cmd)
+    ratio = per_cpu["tarsier"] / per_cpu["rsyslog"]
+    row("log shipping", "records per CPU-second of the shipper", fmt(per_cpu["tarsier"]), fmt(per_cpu["rsyslog"]) + " (rsyslog TCP)", f"{ratio:.2f}", ">= 1", "yes" if ratio >= 1 else "**no**", cmd)
+    row("log shipping", "records missing after the receiver's restart", fmt(cut["tarsier"][2][1]), fmt(cut["rsyslog"][2][1]) + " (rsyslog TCP)", "-", "0", "yes" if cut["tarsier"][2][1] == 0 else "**no**", cmd)
+
+
 def control_hog():
     """/exec's p99 with a CPU hog on the other core, next to bare axum's under the same hog."""
     print("control plane under a CPU hog", file=sys.stderr)
@@ -895,7 +1027,7 @@ def signing():
         f"{p99['signed'] / p99['unsigned']:.2f}", "-", "-", cmd)
 
 
-SECTIONS = {"proxy": proxy, "ramp": ramp, "rate_matrix": rate_matrix, "control": control, "file_log": file_log, "control_hog": control_hog, "parse": parse, "handler": handler, "wave": wave, "fidelity": fidelity, "http_load": http_load, "rate": rate, "signing": signing}
+SECTIONS = {"proxy": proxy, "ramp": ramp, "rate_matrix": rate_matrix, "control": control, "file_log": file_log, "logship": logship, "control_hog": control_hog, "parse": parse, "handler": handler, "wave": wave, "fidelity": fidelity, "http_load": http_load, "rate": rate, "signing": signing}
 
 if __name__ == "__main__":
     chosen = sys.argv[1:] or list(SECTIONS)

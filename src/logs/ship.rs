@@ -304,6 +304,12 @@ impl Shipper {
             }
         }
         checkpoints.save().map_err(|err| format!("the checkpoint file: {err}"))?;
+        if result.is_ok() && all_done {
+            // Everything acknowledged: the backlog counted before this pass's shipping is gone.
+            self.stats.pending_records.store(0, Ordering::Relaxed);
+            self.stats.pending_bytes.store(0, Ordering::Relaxed);
+            self.stats.oldest_pending_ms.store(0, Ordering::Relaxed);
+        }
         result.map(|()| all_done)
     }
 
