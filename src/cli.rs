@@ -508,7 +508,7 @@ pub enum ScenarioCommand {
 #[derive(Debug, Args)]
 pub struct NatsArgs {
     /// A NATS server (repeat for the members of a cluster).
-    #[arg(long = "url", required = true)]
+    #[arg(long = "url")]
     pub urls: Vec<String>,
     /// The JetStream stream.
     #[arg(long, default_value = "TARSIER_LOGS")]
@@ -561,21 +561,8 @@ pub struct VerifyArgs {
     /// A file of JSON lines another pipeline delivered.
     #[arg(long, conflicts_with = "urls")]
     pub file: Option<PathBuf>,
-    /// A NATS server holding the stream (repeat for a cluster).
-    #[arg(long = "url")]
-    pub urls: Vec<String>,
-    /// The JetStream stream.
-    #[arg(long, default_value = "TARSIER_LOGS")]
-    pub stream: String,
-    /// A NATS credentials file (.creds).
-    #[arg(long)]
-    pub credentials: Option<PathBuf>,
-    /// A file holding a NATS token.
-    #[arg(long = "nats-token-file")]
-    pub nats_token_file: Option<PathBuf>,
-    /// A CA certificate (PEM) for the servers' TLS.
-    #[arg(long)]
-    pub ca: Option<PathBuf>,
+    #[command(flatten)]
+    pub nats: NatsArgs,
     /// How long reading the stream may take.
     #[arg(long, default_value = "60s", value_parser = tarsier_plugin::HumanDuration::parse)]
     pub timeout: tarsier_plugin::HumanDuration,

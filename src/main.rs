@@ -104,6 +104,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 "--name `{name}`: letters, digits, `.`, `_` and `-` only"
             );
             anyhow::ensure!(args.dir.is_dir(), "{} is not a directory", args.dir.display());
+            anyhow::ensure!(!args.nats.urls.is_empty(), "give --url: a NATS server (repeat it for a cluster's members)");
             let config = tarsier::logs::ship::ShipConfig {
                 replicas: args.replicas,
                 ..ship_config(args.nats, args.subject, args.retention)
@@ -119,18 +120,11 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         CliCommand::Logs(tarsier::cli::LogsCommand::Verify(args)) => {
             let mut verifier = tarsier::logs::verify::Verifier::default();
-            match (&args.file, args.urls.is_empty()) {
+            match (&args.file, args.nats.urls.is_empty()) {
                 (Some(file), _) => tarsier::logs::verify::read_file(file, &mut verifier)
                     .map_err(|err| anyhow::anyhow!("{}: {err}", file.display()))?,
                 (None, false) => {
-                    let nats = tarsier::cli::NatsArgs {
-                        urls: args.urls,
-                        stream: args.stream,
-                        credentials: args.credentials,
-                        nats_token_file: args.nats_token_file,
-                        ca: args.ca,
-                    };
-                    let config = ship_config(nats, "tarsier.logs".into(), Default::default());
+                    let config = ship_config(args.nats, "tarsier.logs".into(), Default::default());
                     config.check().map_err(anyhow::Error::msg)?;
                     tarsier::logs::verify::read_stream(&config, &mut verifier, args.timeout.0).await?;
                 }
