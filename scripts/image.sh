@@ -18,6 +18,8 @@
 #   tarsier-busybox:latest  the base + Debian's busybox-static serving /srv/www (/, /health) on 8080: a
 #                           service that is not tarsier, for the experiments' --param image=...
 #   tarsier-registry:latest the base + Debian's docker-registry: provisioning's private registry
+#   tarsier-nats:latest     the base + Debian's nats-server (JetStream), as scripts/nats.sh fetches it: where the
+#                           agents of deploy/compose.yaml ship their activity logs
 #
 # Each image is rebuilt only when what it holds changed. Prints nothing on stdout but the image names.
 set -euo pipefail
@@ -178,3 +180,9 @@ fi
 mkdir -p "$root/.cache/registry-data" && touch "$root/.cache/registry-data/.keep"
 build tarsier-registry:latest "$root/deploy/registry/Dockerfile" "$registry_tree" "$root/deploy/registry/config.yml" \
   "$root/.cache/registry-data"
+
+# Debian's nats-server (a static binary), as scripts/nats.sh fetches it, with an empty store its user owns.
+nats_bin=$("$root/scripts/nats.sh" install)
+mkdir -p "$root/.cache/nats-image" "$root/.cache/nats-data" && touch "$root/.cache/nats-data/.keep"
+cp "$nats_bin" "$root/.cache/nats-image/nats-server"
+build tarsier-nats:latest "$root/deploy/nats/Dockerfile" "$root/.cache/nats-image/nats-server" "$root/.cache/nats-data"

@@ -104,7 +104,10 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 "--name `{name}`: letters, digits, `.`, `_` and `-` only"
             );
             anyhow::ensure!(args.dir.is_dir(), "{} is not a directory", args.dir.display());
-            anyhow::ensure!(!args.nats.urls.is_empty(), "give --url: a NATS server (repeat it for a cluster's members)");
+            anyhow::ensure!(
+                !args.nats.urls.is_empty(),
+                "give --url: a NATS server (repeat it for a cluster's members)"
+            );
             let config = tarsier::logs::ship::ShipConfig {
                 replicas: args.replicas,
                 ..ship_config(args.nats, args.subject, args.retention)

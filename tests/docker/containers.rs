@@ -397,6 +397,23 @@ fn the_swarm_in_containers_survives_partitions_node_loss_and_crash_loops() {
         );
         assert_eq!(restarts(victim) - at_start, 5, "every {kind} restarted the container");
     }
+
+    // Meanwhile every agent shipped its activity log to the stack's JetStream (logging.ship in the shared
+    // config): every boot, the crashed and restarted ones included, arrived without a hole.
+    let nats = format!("nats://{}:4222", stack.ip(&stack.containers("nats")[0]));
+    let verify = || -> Value {
+        let output = Command::new(common::BIN).args(["logs", "verify", "--json", "--url", &nats]).output().unwrap();
+        serde_json::from_slice(&output.stdout).unwrap_or(Value::Null)
+    };
+    let whole = |verdict: &Value| {
+        verdict["boots"].as_array().is_some_and(|boots| {
+            boots.len() > AGENTS && boots.iter().all(|b| b["missing"] == 0 && b["expected"].as_u64() > Some(0))
+        })
+    };
+    let arrived = common::eventually(Duration::from_secs(60), || whole(&verify()));
+    let verdict = verify();
+    assert!(arrived, "the activity logs in JetStream: {verdict}");
+    println!("activity logs in JetStream: {} boots, none with a hole", verdict["boots"].as_array().map_or(0, Vec::len));
 }
 
 /// scenarios/network-partition.yaml on a stack of six agents allowed network faults: the agents split the swarm

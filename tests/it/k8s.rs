@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, PersistentVolumeClaim, Secret, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
@@ -97,6 +97,7 @@ fn check_object(doc: &Value) -> Result<Vec<String>, String> {
         ("v1", "PersistentVolumeClaim") => round_trip::<PersistentVolumeClaim>(doc),
         ("v1", "ServiceAccount") => round_trip::<ServiceAccount>(doc),
         ("apps/v1", "Deployment") => round_trip::<Deployment>(doc),
+        ("apps/v1", "StatefulSet") => round_trip::<StatefulSet>(doc),
         ("batch/v1", "CronJob") => round_trip::<CronJob>(doc),
         ("rbac.authorization.k8s.io/v1", "Role") => round_trip::<Role>(doc),
         ("rbac.authorization.k8s.io/v1", "RoleBinding") => round_trip::<RoleBinding>(doc),
