@@ -127,6 +127,17 @@ def wrk(url, threads, conns, seconds, script=None):
     return rps, float(p99.group(1)) * scale
 
 
+def write_between(doc, name, table):
+    """Puts `table` between the `<!-- name:start -->` and `<!-- name:end -->` markers of `doc` (a path from
+    the repository's root), when it has them: the docs' tables are generated, never typed."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", doc)
+    text = open(path).read()
+    begin, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    if begin in text and end in text:
+        before, rest = text.split(begin, 1)
+        open(path, "w").write(f"{before}{begin}\n{table}{end}{rest.split(end, 1)[1]}")
+
+
 def fmt(x, unit=""):
     if isinstance(x, float):
         x = f"{x:,.3g}" if abs(x) < 100 else f"{x:,.0f}"
@@ -203,6 +214,13 @@ def file_log():
         shutil.rmtree(logs, ignore_errors=True)
     cmd = f"wrk -t2 -c32 -d5s -s post.lua (sleep/sleep 0s), median of {ROUNDS} interleaved rounds; {records:,} records written"
     cost_rows("activity log", runs["logging"], runs["plain"], "with logging.dir", "no logging.dir", cmd)
+    rps = [statistics.median(r for r, _ in runs[k]) for k in ("logging", "plain")]
+    p99 = [statistics.median(p for _, p in runs[k]) for k in ("logging", "plain")]
+    write_between("docs/logs.md", "file_log", (
+        f"Measured {time.strftime('%Y-%m-%d')} on {CORES} cores by `benches/run.sh file_log`: {cmd}.\n\n"
+        "| agent | /exec requests/s | p99 |\n|---|---|---|\n"
+        f"| with logging.dir (two records a request) | {fmt(rps[0])} ({rps[0] / rps[1]:.2f}x) | {fmt(p99[0], 'ms')} |\n"
+        f"| without | {fmt(rps[1])} | {fmt(p99[1], 'ms')} |\n"))
 
 
 def cost_rows(section, tried, baseline, what, baseline_label, cmd):
@@ -335,12 +353,7 @@ def logship():
              "| shipper | records/s | records per CPU-second | delivered | receiver killed at 40 % and restarted 1 s later |\n|---|---|---|---|---|\n"
              + "".join(lines))
     print(table)
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "logs.md")
-    text = open(path).read()
-    begin, end = "<!-- logship:start -->", "<!-- logship:end -->"
-    if begin in text and end in text:
-        before, rest = text.split(begin, 1)
-        open(path, "w").write(f"{before}{begin}\n{table}{end}{rest.split(end, 1)[1]}")
+    write_between("docs/logs.md", "logship", table)
     cmd = "benches/run.sh logship"
     ratio = rate["tarsier"] / rate["rsyslog"]
     row("log shipping", "records/s, tarsier ship to JetStream (each acknowledged)", fmt(rate["tarsier"]), fmt(rate["rsyslog"]) + " (rsyslog TCP)", f"{ratio:.2f}", "-", "-", cmd)
@@ -864,12 +877,7 @@ def ramp():
              "| second | asked (integral of the rate) | nginx counted | off | within 2 % |\n|---|---|---|---|---|\n"
              + "".join("| " + " | ".join(r) + " |\n" for r in rows))
     print(table)
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "performance.md")
-    text = open(path).read()
-    begin, end = "<!-- ramp:start -->", "<!-- ramp:end -->"
-    if begin in text and end in text:
-        before, rest = text.split(begin, 1)
-        open(path, "w").write(f"{before}{begin}\n{table}{end}{rest.split(end, 1)[1]}")
+    write_between("docs/performance.md", "ramp", table)
     row("load generation", "rate ramp 1,000 -> 20,000/s over 10 s: worst second off the asked count", f"{worst * 100:.2f} %", "nginx's access log", "-", "within 2 %", "yes" if worst <= 0.02 else "**no**", "one stage, linear; counted per second by the target")
 
 
@@ -976,14 +984,8 @@ def proxy():
              + "".join(f"| {m} | {v} | {t} | {'yes' if ok else '**no**'} |\n" for m, v, t, ok in checks)
              + "\nFidelity: 200 requests on one kept-alive connection through the proxy, without and with the toxic (a downstream latency delays each answer); the bandwidth toxic on a 4 MiB download.\n")
     print(table)
-    here = os.path.dirname(os.path.abspath(__file__))
     for doc in ("README.md", "docs/performance.md"):
-        path = os.path.join(here, "..", doc)
-        text = open(path).read()
-        begin, end = "<!-- proxy:start -->", "<!-- proxy:end -->"
-        if begin in text and end in text:
-            before, rest = text.split(begin, 1)
-            open(path, "w").write(f"{before}{begin}\n{table}{end}{rest.split(end, 1)[1]}")
+        write_between(doc, "proxy", table)
     for m, v, t, ok in checks:
         row("fault proxy", m, v, "-", "-", t, "yes" if ok else "**no**", "benches/run.sh proxy")
 
