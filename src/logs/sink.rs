@@ -47,8 +47,6 @@ struct Inner {
     buffer: String,
     buffer_first: u64,
     early: Vec<Early>,
-    /// Numbers given up (first, last) not yet named in a `log_records_lost` record.
-    lost: Option<(u64, u64)>,
     /// The files refused the last chunk: only the flusher tries again (a full directory is counted once
     /// per tick, not once per record).
     refused: bool,
@@ -73,7 +71,6 @@ impl Sink {
                 buffer: String::new(),
                 buffer_first: 0,
                 early: Vec::new(),
-                lost: None,
                 refused: false,
                 stopping: false,
             }),
@@ -92,10 +89,6 @@ impl Sink {
             self.append(&mut inner, early.ts_ms, &early.fields);
         }
         Ok(())
-    }
-
-    pub fn identity(&self) -> Option<Identity> {
-        self.lock().identity.clone()
     }
 
     /// Where the files are, and their name.
@@ -208,11 +201,6 @@ impl Sink {
         let (first, last) = (inner.buffer_first, inner.next_seq.saturating_sub(1));
         self.stats.lost.fetch_add(last + 1 - first, Ordering::Relaxed);
         inner.buffer.clear();
-        let (first, last) = match inner.lost {
-            Some((earlier, _)) => (earlier, last),
-            None => (first, last),
-        };
-        inner.lost = Some((first, last));
         let mut fields = String::new();
         record::push_str_field(&mut fields, "level", "error");
         record::push_str_field(&mut fields, "target", "tarsier::logs");
@@ -220,9 +208,8 @@ impl Sink {
         record::push_str_field(&mut fields, "activity", "log_records_lost");
         record::push_raw_field(&mut fields, "first", &first.to_string());
         record::push_raw_field(&mut fields, "last", &last.to_string());
+        // It takes the next number and starts the new buffer: a later give-up names it among its own.
         self.append(inner, record::now_ms(), &fields);
-        // Named now; the next give-up names its own range (this record's number included when it is lost).
-        inner.lost = None;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {

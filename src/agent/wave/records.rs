@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -354,10 +354,8 @@ impl WaveRecords {
     }
 }
 
-/// Unix time in milliseconds.
-pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
+/// Unix time in milliseconds (the activity log stamps its records with the same clock).
+pub use crate::logs::record::now_ms;
 
 /// How many agents a wave can reach at most: itself and `buddies` copies per hop for `remain` hops
 /// (1 + b + ... + b^r), saturating.
