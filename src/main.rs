@@ -116,8 +116,9 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             let shipper = tarsier::logs::ship::Shipper::new(config, args.dir, name);
             let stop = CancellationToken::new();
             tokio::spawn(stop_on_signal(stop.clone()));
-            shipper.run(stop, args.once).await?;
-            let stats = shipper.stats.runtime();
+            let stats = shipper.stats.clone();
+            shipper.run_on_own_thread(stop, args.once)?.await??;
+            let stats = stats.runtime();
             tracing::info!(%stats, "tarsier ship: stopped");
             Ok(0)
         }

@@ -50,17 +50,22 @@ pub fn shipping() -> Option<&'static Arc<ship::ShipStats>> {
     SHIPPING.get()
 }
 
-/// Ships this process's file log from now on, in a task of the current runtime, until `stop`.
+/// Ships this process's file log from now on, on a thread of its own, until `stop`.
 pub fn start_shipping(config: ship::ShipConfig, stop: tokio_util::sync::CancellationToken) -> Option<()> {
     let sink = FILE_LOG.get()?;
     let (dir, name) = sink.dir_and_name();
     let shipper = ship::Shipper::new(config, dir, name);
     let _ = SHIPPING.set(shipper.stats.clone());
-    tokio::spawn(async move {
-        if let Err(err) = shipper.run(stop, false).await {
-            tracing::error!(error = %format!("{err:#}"), "log shipping stopped");
+    match shipper.run_on_own_thread(stop, false) {
+        Ok(outcome) => {
+            tokio::spawn(async move {
+                if let Ok(Err(err)) = outcome.await {
+                    tracing::error!(error = %format!("{err:#}"), "log shipping stopped");
+                }
+            });
         }
-    });
+        Err(err) => tracing::error!(error = %err, "log shipping cannot start: no thread for it"),
+    }
     Some(())
 }
 

@@ -38,10 +38,30 @@ impl Stamp {
     pub fn of_line(line: &[u8]) -> Result<Self, serde_json::Error> {
         serde_json::from_slice(line)
     }
+}
+
+/// A record's stamp borrowed from its line: what the shipper reads of every record, without copying its
+/// names (PERF(bench): the owned [`Stamp`] cost two allocations per record shipped).
+#[derive(Debug, Deserialize)]
+pub struct StampRef<'a> {
+    #[serde(borrow)]
+    pub agent: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    pub boot: std::borrow::Cow<'a, str>,
+    pub seq: u64,
+}
+
+impl<'a> StampRef<'a> {
+    pub fn of_line(line: &'a [u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(line)
+    }
 
     /// The id JetStream deduplicates by: the same record published twice is stored once.
     pub fn message_id(&self) -> String {
-        format!("{}/{}/{}", self.agent, self.boot, self.seq)
+        use std::fmt::Write as _;
+        let mut id = String::with_capacity(self.agent.len() + self.boot.len() + 22);
+        let _ = write!(id, "{}/{}/{}", self.agent, self.boot, self.seq);
+        id
     }
 }
 
@@ -104,7 +124,8 @@ mod tests {
         assert_eq!(value["n"], 3);
         let stamp = Stamp::of_line(line.trim_end().as_bytes()).unwrap();
         assert_eq!(stamp, Stamp { agent: "a\"b".into(), boot: "00ff".into(), seq: 7, ts_ms: 1_000 });
-        assert_eq!(stamp.message_id(), "a\"b/00ff/7");
+        // An escaped name is copied out of the line (a borrowed one could not hold the unescaped text).
+        assert_eq!(StampRef::of_line(line.trim_end().as_bytes()).unwrap().message_id(), "a\"b/00ff/7");
     }
 
     #[test]

@@ -11,17 +11,26 @@ use serde_json::Value;
 use crate::common::nats::Nats;
 use crate::common::{self, eventually, ChildAgent, Spawn};
 
-/// The records of every file of `dir`, in file order, and whether a file was still open.
+/// The records of every file of `dir`, in file order, and whether a file was still open. A file listed
+/// open may be renamed by a rotation before it is read: the directory is then listed again.
 fn records(dir: &Path) -> (Vec<Value>, bool) {
-    let files = tarsier::logs::files::files_of(dir, "tarsier").unwrap();
-    let open = files.iter().any(|f| f.open);
-    let mut records = Vec::new();
-    for file in files {
-        let text = std::fs::read_to_string(&file.path).unwrap();
-        assert!(text.is_empty() || text.ends_with('\n'), "{}: a torn last line", file.file_name);
-        records.extend(text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("{e}: {l}"))));
+    'listing: for _ in 0..100 {
+        let files = tarsier::logs::files::files_of(dir, "tarsier").unwrap();
+        let open = files.iter().any(|f| f.open);
+        let mut records = Vec::new();
+        for file in files {
+            let text = match std::fs::read_to_string(&file.path) {
+                Ok(text) => text,
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue 'listing,
+                Err(err) => panic!("{}: {err}", file.file_name),
+            };
+            assert!(text.is_empty() || text.ends_with('\n'), "{}: a torn last line", file.file_name);
+            records
+                .extend(text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("{e}: {l}"))));
+        }
+        return (records, open);
     }
-    (records, open)
+    panic!("{}: files renamed under every one of 100 listings", dir.display())
 }
 
 /// Every record of one boot and agent, numbered 0, 1, 2, ... in the files' order.
