@@ -15,6 +15,8 @@ line of stdout, which a scenario's `run: {values: ..., record: ...}` reads.
       --ready-path PATH              without a health check a replica is ready at its first 2xx answer to
                                      GET PATH on the health port (default /health), asked from the stack's
                                      network; every time below is then taken from that clock instead
+      --ship-logs                    a JetStream server (`nats`) in the stack, and every tarsier agent of
+                                     it writing its activity log and shipping it there (docs/logs.md)
   stack.py down                      remove the stack; leave the swarm if `up` made it
   stack.py token                     make the swarm token deploy/.token if there is none; print its path
                                      (for `tarsier scenario run --token-file`, read before `up` runs)
@@ -458,11 +460,41 @@ def prepare(args):
     return sut
 
 
+def with_shipped_logs(compose, sut):
+    """`up --ship-logs`: a JetStream server in the stack (`nats`, on the manager) and every tarsier agent of
+    the stack (density, and the service under test when it is tarsier) writing its activity log and
+    shipping it there (docs/logs.md). Off by default: shipping costs the agents CPU the experiments measure."""
+    text = ("# stack.py up --ship-logs: every agent of the stack ships its activity log to the stack's NATS.\n"
+            "logging:\n  dir: /tmp/tarsier-logs\n  ship: {urls: ['nats://nats:4222']}\n")
+    path = os.path.join(STATE, "logging.yaml")
+    with open(path, "w") as f:
+        f.write(text)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+    compose["configs"]["agent_logging"] = {"file": path, "name": f"{STACK}_logging_{digest}"}
+    compose["services"]["nats"] = {
+        "image": "tarsier-nats:latest", "command": ["-js", "-sd", "/data", "-p", "4222", "-m", "8222"],
+        "networks": ["experiment"],
+        # DNS round robin, as every service here: Swarm's virtual IPs need IPVS (see the top of stack.yaml).
+        "deploy": {"endpoint_mode": "dnsrr", "replicas": 1, "restart_policy": {"condition": "any"},
+                   "placement": {"constraints": ["node.role == manager"]}}}
+    agents = {"density": {"command": AGENT_COMMAND}}
+    if sut["tarsier"]:
+        agents.update({role: compose["services"][role] for role in SUT_SERVICES})
+    for name, service in agents.items():
+        compose["services"][name] = {**compose["services"].get(name, {}),
+                                     "command": [*service["command"], "--config=/etc/tarsier/logging.yaml"],
+                                     "configs": [{"source": "agent_logging", "target": "/etc/tarsier/logging.yaml"}]}
+    return compose
+
+
 def up(args):
     sut = prepare(args)
     compose = os.path.join(STATE, "sut.json")
+    services = sut_compose(sut)
+    if args.ship_logs:
+        services = with_shipped_logs(services, sut)
     with open(compose, "w") as f:
-        json.dump(sut_compose(sut), f, indent=2)
+        json.dump(services, f, indent=2)
     docker("stack", "deploy", "-c", os.path.join(ROOT, "deploy", "stack.yaml"), "-c", compose, STACK, timeout=300)
     wait_until("the load balancer answers", lambda: http_ok(f"{LB}/lb-health"))
     for service in SUT_SERVICES:
@@ -1225,6 +1257,8 @@ def main():
     commands = parser.add_subparsers(dest="command", required=True)
     p = commands.add_parser("up")
     sut_arguments(p)
+    p.add_argument("--ship-logs", action="store_true",
+                   help="a NATS JetStream server in the stack; every tarsier agent ships its activity log to it")
     p.set_defaults(run=up)
     commands.add_parser("down").set_defaults(run=down)
     commands.add_parser("token").set_defaults(run=token)

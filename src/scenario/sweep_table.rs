@@ -306,7 +306,11 @@ impl SweepTable {
             out.push_str(&format!("\nMedian (lowest-highest) of {runs} runs per round.\n"));
         }
         if !zero.is_empty() {
-            let names: Vec<&str> = zero.iter().map(|f| f.strip_prefix("result.").unwrap_or(f)).collect();
+            // Named as the chart names them, as the columns are.
+            let names: Vec<&str> = zero
+                .iter()
+                .map(|f| self.chart.names.get(f).map_or(f.strip_prefix("result.").unwrap_or(f), String::as_str))
+                .collect();
             out.push_str(&format!("\n0 in every round: {}.\n", names.join(", ")));
         }
         // Where the figures come from (and, when `--param` changed the service under test, which one).

@@ -22,12 +22,13 @@ struct StackName(String);
 
 impl Drop for StackName {
     fn drop(&mut self) {
-        let _ = Command::new("python3")
-            .args(["scripts/stack.py", "down"])
-            .current_dir(root())
-            .env("TARSIER_STACK", &self.0)
-            .status();
+        script_down("scripts/stack.py", "TARSIER_STACK", &self.0);
     }
+}
+
+/// `SCRIPT down` with `name` in `env`: what a guard runs, so a failed assertion leaves nothing behind.
+fn script_down(script: &str, env: &str, name: &str) {
+    let _ = Command::new("python3").args([script, "down"]).current_dir(root()).env(env, name).status();
 }
 
 /// Runs one experiment with the given `--sweep` overrides and `--param`s.
@@ -183,6 +184,38 @@ fn the_experiments_run_on_docker_swarm_and_leave_nothing_behind() {
         detect.len() == 1 && *detect.first().unwrap_or(&0.0) > 0.0 && replaced[0] > detect[0],
         "{detect:?} {replaced:?}"
     );
+
+    // The stack with shipped logs: a JetStream server in it, and every tarsier agent's activity log read
+    // back from it without a hole (two density agents, the two backends and the bystander: five boots).
+    let stack_py = |args: &[&str]| {
+        let status = Command::new("python3")
+            .arg("scripts/stack.py")
+            .args(args)
+            .current_dir(root())
+            .env("TARSIER_STACK", &stack.0)
+            .status()
+            .expect("python3 runs");
+        assert!(status.success(), "stack.py {args:?} failed");
+    };
+    stack_py(&["up", "--ship-logs"]);
+    stack_py(&["scale", "density", "2"]);
+    let network = format!("{}_experiment", stack.0);
+    let verify = ["run", "--rm", "--network", &network, "tarsier:latest", "logs", "verify", "--json"];
+    let verdict = || {
+        let json = docker(&[&verify[..], &["--url", "nats://nats:4222", "--timeout", "10s"]].concat());
+        serde_json::from_str::<serde_json::Value>(&json).unwrap_or_default()
+    };
+    let boots = |v: &serde_json::Value| v["boots"].as_array().map_or(0, Vec::len);
+    let deadline = Instant::now() + crate::common::patient(std::time::Duration::from_secs(120));
+    let mut seen = verdict();
+    while boots(&seen) < 5 && Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        seen = verdict();
+    }
+    assert!(boots(&seen) >= 5, "five agents' logs in the stack's JetStream: {seen}");
+    let missing: u64 = seen["boots"].as_array().into_iter().flatten().filter_map(|b| b["missing"].as_u64()).sum();
+    assert_eq!(missing, 0, "{seen}");
+    stack_py(&["down"]);
 
     // Each scenario's teardown removed the stack, its network and configs, and left the swarm as it found it.
     let label = format!("label=com.docker.stack.namespace={}", stack.0);
@@ -345,4 +378,51 @@ fn the_agent_runs_as_containers_lxc_and_micro_vms_or_says_why_not() {
     let qemu = Command::new("pgrep").args(["-f", "qemu-system-x86_64 -M microvm"]).output().expect("pgrep runs");
     assert!(qemu.stdout.is_empty(), "a micro-VM left running");
     let _ = std::fs::remove_dir_all(&out);
+}
+
+/// `logdelivery.py down` on drop: the JetStream servers, the shipper, their volumes and network go.
+struct LogDelivery(String);
+
+impl Drop for LogDelivery {
+    fn drop(&mut self) {
+        script_down("scripts/logdelivery.py", "TARSIER_LOGDELIVERY", &self.0);
+    }
+}
+
+/// log-delivery, shortened: 20,000 numbered records shipped to a 3-server JetStream cluster in containers
+/// while the stream's leader is killed, then while the shipper is killed with SIGKILL in the middle of a
+/// file; every record arrives (the file's own compare), and nothing of the cluster is left. No swarm needed.
+#[test]
+fn log_delivery_loses_nothing_when_the_leader_or_the_shipper_is_killed() {
+    if !docker_answers() {
+        println!("skipped: no Docker engine");
+        return;
+    }
+    let _engine = one_at_a_time();
+    let cluster = LogDelivery(format!("tarsiertest-ld{}", std::process::id()));
+    // Its own temp dir: the agent's emit directory and the script's are both under it.
+    let dir = std::env::temp_dir().join(format!("tarsier-logdelivery-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("a temp dir");
+    let out = dir.join("out");
+    let output = Command::new(env!("CARGO_BIN_EXE_tarsier"))
+        .args(["scenario", "run", "scenarios/experiments/log-delivery.yaml", "--rounds", "1"])
+        .args(["--sweep", "how=leader-kill,shipper-kill", "--sweep", "count=20000"])
+        .args(["--param", "at=2", "--param", "hold=2", "--out"])
+        .arg(&out)
+        .current_dir(root())
+        .env("TARSIER_LOGDELIVERY", &cluster.0)
+        .env("TMPDIR", &dir)
+        .output()
+        .expect("tarsier runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    println!("{stdout}");
+    assert!(output.status.success(), "log-delivery failed\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(column(&out, "delivered"), [20_000.0, 20_000.0]);
+    assert_eq!(column(&out, "lost"), [0.0, 0.0]);
+    let label = format!("label=tarsier.logdelivery={}", cluster.0);
+    assert_eq!(docker(&["ps", "-aq", "--filter", &label]), "", "containers left behind");
+    assert_eq!(docker(&["network", "ls", "-q", "--filter", &label]), "", "the network left behind");
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&dir);
 }
