@@ -25,8 +25,10 @@ use super::checkpoint::Checkpoints;
 use super::files::{files_of, LogFile};
 use super::record::{now_ms, Stamp, StampRef};
 
-/// Publishes waiting for their acknowledgements at once.
-const MAX_IN_FLIGHT: usize = 256;
+/// Publishes waiting for their acknowledgements at once. PERF(bench): 1,024 against 256 took 5 % less CPU
+/// and 11 % less time to ship 200,000 records to a local nats-server (acknowledgements come back in bigger
+/// batches: fewer reads and wakes per record); a shipper killed sends at most this many again.
+const MAX_IN_FLIGHT: usize = 1024;
 /// Bytes shipped from one file before the pass moves on (the checkpoint is saved, old files deleted).
 const BYTES_PER_TURN: u64 = 8 * 1024 * 1024;
 /// Bytes read from a file at once.
