@@ -220,7 +220,9 @@ fn an_agent_of_a_local_swarm_that_dies_is_restarted_and_the_others_keep_answerin
         let url = format!("http://127.0.0.1:{}/health", swarm.base + swarm.agents + i);
         http.get(url).send().ok().filter(|a| a.status().is_success()).and_then(|a| a.json().ok())
     };
-    let (status, answer) = common::post_yaml(&http, &swarm.public(3), "command: faults/segfault\n");
+    // The fault's timer starts when the command runs, not when its answer is sent: with the default 200 ms a
+    // busy machine once let the process die before the answer left (a CI run: "error sending request").
+    let (status, answer) = common::post_yaml(&http, &swarm.public(3), "command: faults/segfault\ndata: {delay: 2s}\n");
     assert_eq!(status, 200, "{answer}");
     let died = std::time::Instant::now();
     assert!(common::eventually(Duration::from_secs(10), || health(3).is_none()), "agent 3 did not die");
