@@ -41,6 +41,10 @@ import tempfile
 import time
 import urllib.request
 
+# The experiments' helpers (running docker, waiting, building the images) are stack.py's.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from stack import build_images, docker, wait_until  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PREFIX = os.environ.get("TARSIER_LOGDELIVERY", "tarsier-ld")
 NETWORK = PREFIX
@@ -58,13 +62,6 @@ def log(message):
     print(f"logdelivery.py: {message}", file=sys.stderr, flush=True)
 
 
-def docker(*args, check=True, timeout=120):
-    done = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
-    if check and done.returncode != 0:
-        raise SystemExit(f"logdelivery.py: docker {' '.join(args)}: {done.stderr.strip()}")
-    return done.stdout.strip()
-
-
 def container(broker):
     return f"{PREFIX}-{broker}"
 
@@ -76,15 +73,6 @@ def address(name):
         return (json.loads(out).get(NETWORK) or {}).get("IPAddress", "")
     except json.JSONDecodeError:
         return ""
-
-
-def wait_until(what, ready, timeout=120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if ready():
-            return
-        time.sleep(0.2)
-    raise SystemExit(f"logdelivery.py: {what}: not within {timeout} s")
 
 
 def monitor(broker, path):
@@ -130,11 +118,6 @@ def current_stream():
         return f.read().strip()
 
 
-def images():
-    release = ["--release"] if os.environ.get("TARSIER_IMAGE_PROFILE") == "release" else []
-    subprocess.run([os.path.join(ROOT, "scripts", "image.sh"), *release], check=True, stdout=subprocess.DEVNULL)
-
-
 def start_broker(broker):
     routes = ",".join(f"nats://{b}:6222" for b in BROKERS)
     docker("run", "-d", "--name", container(broker), "--label", LABEL, "--network", NETWORK, "--network-alias", broker,
@@ -145,13 +128,13 @@ def start_broker(broker):
 def up(_args):
     started = time.monotonic()
     down(None, quiet=True)
-    images()
+    build_images()
     os.makedirs(STATE, exist_ok=True)
     docker("network", "create", "--label", LABEL, NETWORK)
     for broker in BROKERS:
         start_broker(broker)
-    wait_until("three JetStream servers healthy", lambda: all(healthy(b) for b in BROKERS))
-    wait_until("a JetStream meta leader", lambda: meta_leader() is not None)
+    wait_until("three JetStream servers healthy", lambda: all(healthy(b) for b in BROKERS), limit=120)
+    wait_until("a JetStream meta leader", lambda: meta_leader() is not None, limit=120)
     log(f"three JetStream servers up, meta leader {meta_leader()}")
     print(json.dumps({"brokers": len(BROKERS), "seconds": round(time.monotonic() - started, 2)}))
 
@@ -199,7 +182,7 @@ def ship(_args):
     docker("run", "-d", "--name", SHIPPER, "--label", LABEL, "--network", NETWORK, "--user", "0:0",
            "-v", f"{EMIT_DIR}:/logs", "tarsier:latest", "ship", "/logs", "--name", NAME, "--stream", stream,
            "--subject", f"tarsier.logdelivery.{stream}", "--replicas", "3", *urls)
-    wait_until("the stream made by the shipper", lambda: stream_leader(stream) is not None, timeout=60)
+    wait_until("the stream made by the shipper", lambda: stream_leader(stream) is not None, limit=60)
     log(f"shipping {EMIT_DIR}/{NAME}.* to stream {stream} (leader {stream_leader(stream)})")
     print(json.dumps({"stream": stream}))
 
@@ -255,7 +238,7 @@ def partition(broker, hold):
         except OSError:
             return False
 
-    wait_until("the partition's agent", agent_up, timeout=60)
+    wait_until("the partition's agent", agent_up, limit=60)
     # The command answers once the fault has ended by itself (its `duration`).
     answer = exec_partition()
     log(f"net/partition on {broker}: {json.dumps(answer)[:300]}")
@@ -288,7 +271,7 @@ def fault(args):
             docker("start", container(target))
             down_s = time.monotonic() - started
     elif how == "shipper-kill":
-        wait_until("the shipper in the middle of a file", lambda: checkpoint_in_a_file() is not None, timeout=60)
+        wait_until("the shipper in the middle of a file", lambda: checkpoint_in_a_file() is not None, limit=60)
         name, offset, size = checkpoint_in_a_file()
         target = f"{name} at byte {offset} of {size}"
         docker("kill", "-s", "KILL", SHIPPER)
@@ -307,14 +290,14 @@ def fault(args):
         down_s = time.monotonic() - started
     else:
         raise SystemExit(f"logdelivery.py: --how {how}: none, broker-kill, leader-kill, partition, shipper-kill or restart-all")
-    wait_until("the servers healthy again", lambda: all(healthy(b) for b in BROKERS), timeout=120)
+    wait_until("the servers healthy again", lambda: all(healthy(b) for b in BROKERS), limit=120)
     print(json.dumps({"target": target, "down_s": round(down_s, 2)}))
 
 
 def settle(args):
     stream = current_stream()
     started = time.monotonic()
-    wait_until("every file delivered", lambda: not pending_files(), timeout=args.timeout)
+    wait_until("every file delivered", lambda: not pending_files(), limit=args.timeout)
     drain_s = time.monotonic() - started
     urls = [arg for b in BROKERS for arg in ("--url", f"nats://{b}:4222")]
     out = docker("run", "--rm", "--network", NETWORK, "tarsier:latest", "logs", "verify", "--json", "--timeout",

@@ -441,6 +441,13 @@ def token(_args):
     print(os.path.relpath(make_token()))
 
 
+def build_images():
+    """scripts/image.sh; TARSIER_IMAGE_PROFILE=release builds the agent image from a release build (for
+    measured runs)."""
+    release = ["--release"] if os.environ.get("TARSIER_IMAGE_PROFILE") == "release" else []
+    subprocess.run([os.path.join(ROOT, "scripts", "image.sh"), *release], check=True, stdout=subprocess.DEVNULL)
+
+
 def prepare(args):
     """What every experiment's first step needs: a swarm, the images, the token; the service under test
     resolved from `args` and kept for the steps after it."""
@@ -449,9 +456,7 @@ def prepare(args):
         docker("swarm", "init", "--advertise-addr", "127.0.0.1")
         os.makedirs(os.path.dirname(MADE_SWARM), exist_ok=True)
         open(MADE_SWARM, "w").close()
-    # TARSIER_IMAGE_PROFILE=release builds the agent image from a release build (for measured runs).
-    release = ["--release"] if os.environ.get("TARSIER_IMAGE_PROFILE") == "release" else []
-    subprocess.run([os.path.join(ROOT, "scripts", "image.sh"), *release], check=True, stdout=subprocess.DEVNULL)
+    build_images()
     make_token()
     sut = resolve_spec(args)
     os.makedirs(STATE, exist_ok=True)
