@@ -2,7 +2,7 @@
 what was asked and the link's own baseline from the same run. Two network namespaces joined by a veth pair
 (TEST-NET-1, reachable from nowhere else): the agent runs in A, as a sidecar would, and everything is measured
 from B or between the two. Needs root, iproute2, nftables, iptables, iperf3 and ping. Writes the table into
-README.md between its markers, and prints it.
+docs/network-faults.md between its markers, and prints it.
 
 Every loop is bounded in count and time; nothing touches the machine's own interfaces."""
 
@@ -359,8 +359,8 @@ def engine_cpu_rows(agent_pid):
         f"{(busy - idle) * 1e6 / rate:.1f} us/packet", "-", "-", f"{count:,} UDP datagrams A -> B through a 10 ms delay; {got:,} arrived")
 
 
-def write_readme(table):
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "README.md")
+def write_doc(table):
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "network-faults.md")
     text = open(path).read()
     start, end = "<!-- netfault-fidelity:start -->", "<!-- netfault-fidelity:end -->"
     if start in text and end in text:
@@ -404,7 +404,7 @@ def main():
     table = "\n".join(lines) + "\n"
     print(table)
     if not sys.argv[1:]:
-        write_readme(table)
+        write_doc(table)
 
 
 if __name__ == "__main__":

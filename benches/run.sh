@@ -2,7 +2,7 @@
 # Regenerates docs/performance.md's table: every figure next to its baseline from the same run.
 #   benches/run.sh            (all sections; about 9 minutes on 2 cores)
 #   benches/run.sh wave       (one section: proxy, ramp, rate_matrix, control, file_log, logship, control_hog, parse, handler, wave, fidelity, http_load, rate, signing)
-#   benches/run.sh netfault   (the network faults' fidelity, as root, in network namespaces it makes: writes README.md's table)
+#   benches/run.sh netfault   (the network faults' fidelity, as root, in network namespaces it makes: writes docs/network-faults.md's table)
 # Installs wrk, stress-ng, nginx and h2load from Debian if missing, and oha from crates.io. Everything runs on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,4 +1,4 @@
-//! The README's Compose example of dependency faults (deploy/compose.dependency-faults.yaml), run as a user
+//! The guide's Compose example of dependency faults (deploy/compose.dependency-faults.yaml), run as a user
 //! would: a service (nginx) calls its dependency (another nginx) through a tarsier agent's fault proxy, and
 //! what the service's own clients see follows the faults put on the proxy. Prints one `skipped: no Docker
 //! engine` line where none answers. All traffic stays on the network the stack makes.

@@ -159,7 +159,7 @@ fn every_command_s_defaults_parse_and_a_missing_required_field_is_named() {
     assert_eq!(ending, 4, "faults/segfault, panic, abort and exit end the process");
 }
 
-/// The experiments' tables in docs/experiments.md (and README.md's one) are generated from their committed
+/// The experiments' tables in docs/experiments.md are generated from their committed
 /// results (`scripts/experiments.sh tables`), never typed: each generated block must be what the command it
 /// names prints now.
 #[test]
@@ -172,7 +172,17 @@ fn the_experiments_tables_are_what_their_results_say() {
         .filter(|e| e.path().extension().is_some_and(|x| x == "yaml"))
         .count();
     assert_eq!(experiments_doc, experiments, "one generated table per experiment");
-    assert_eq!(generated_tables_are_current(root, "README.md"), 1, "README.md has log-delivery's table");
+}
+
+/// The README is the front door for every reader: what it is, the two commands, a tour and links. Tables of
+/// figures and references live in docs/ by reader; a README that grows past this has taken in a guide.
+#[test]
+fn the_readme_stays_short() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let lines = readme.lines().count();
+    assert!(lines <= 250, "README.md has {lines} lines: move the detail into docs/ (at most 250)");
+    assert!(!readme.contains("<!-- generated"), "generated tables belong in docs/, not the README");
 }
 
 /// Checks every generated block of `doc`; how many there are.
@@ -199,4 +209,73 @@ fn generated_tables_are_current(root: &std::path::Path, doc_name: &str) -> usize
         blocks += 1;
     }
     blocks
+}
+
+/// Every relative link in the README, ARCHITECTURE.md and docs/ names a file that exists and, with a
+/// `#fragment` into Markdown, a heading there (GitHub's anchors): moving a section must move its links too.
+#[test]
+fn every_relative_link_in_the_docs_leads_somewhere() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut docs = vec![root.join("README.md"), root.join("ARCHITECTURE.md")];
+    docs.extend(
+        crate::common::files_in(&root.join("docs")).into_iter().filter(|p| p.extension().is_some_and(|x| x == "md")),
+    );
+    let mut broken = Vec::new();
+    for doc in &docs {
+        let text = std::fs::read_to_string(doc).unwrap();
+        for target in markdown_links(&text) {
+            if target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            let (path, fragment) = target.split_once('#').unwrap_or((&target, ""));
+            let file = if path.is_empty() { doc.clone() } else { doc.parent().unwrap().join(path) };
+            let name = doc.strip_prefix(root).unwrap().display().to_string();
+            if !file.exists() {
+                broken.push(format!("{name}: {target} (no such file)"));
+            } else if !fragment.is_empty() && file.extension().is_some_and(|x| x == "md") {
+                let headings = std::fs::read_to_string(&file).unwrap();
+                if !headings.lines().filter(|l| l.starts_with('#')).any(|l| anchor_of(l) == fragment) {
+                    broken.push(format!("{name}: {target} (no such heading)"));
+                }
+            }
+        }
+    }
+    assert!(broken.is_empty(), "links that lead nowhere:\n{}", broken.join("\n"));
+}
+
+/// The targets of `[text](target)` links outside code blocks.
+fn markdown_links(text: &str) -> Vec<String> {
+    let mut links = Vec::new();
+    let mut in_code = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+        }
+        if in_code {
+            continue;
+        }
+        let mut rest = line;
+        while let Some(at) = rest.find("](") {
+            let after = &rest[at + 2..];
+            let Some(end) = after.find(')') else { break };
+            links.push(after[..end].to_owned());
+            rest = &after[end..];
+        }
+    }
+    links
+}
+
+/// GitHub's anchor for a heading line: lower case, punctuation but `-` and `_` dropped, spaces as `-`.
+fn anchor_of(heading: &str) -> String {
+    heading
+        .trim_start_matches('#')
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect()
 }
