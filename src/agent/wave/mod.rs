@@ -63,6 +63,8 @@ pub struct Swarm {
     bounds: WaveBounds,
     /// When the last abort started (Unix ms, the abort origin's clock); 0 before any.
     aborted_at_ms: AtomicU64,
+    /// The clock the wave's time rules read: start times, the skew allowed, the abort window.
+    clock: WallClock,
     /// Fired by an abort: every forward in flight stops. Replaced by a fresh one each time.
     forwarding: Mutex<CancellationToken>,
     /// Hops of command waves this agent forwards at once; a copy beyond them is refused (429).
@@ -350,6 +352,7 @@ impl Swarm {
             metrics,
             bounds,
             aborted_at_ms: AtomicU64::new(0),
+            clock: WallClock::System,
             forwarding: Mutex::new(CancellationToken::new()),
             hops: Arc::new(Semaphore::new(MAX_HOPS_IN_FLIGHT)),
             labels,
@@ -422,7 +425,7 @@ impl Swarm {
             // An abort reaches everyone, whatever selection its body names.
             wave.select = None;
         }
-        let received_at_ms = now_ms();
+        let received_at_ms = self.clock.now_ms();
         let is_origin = wave.hop == 0;
         let mut selection = None;
         if let Some(select) = wave.select.as_mut() {
@@ -549,7 +552,7 @@ impl Swarm {
     fn check_not_aborted(&self, started_at_ms: Option<u64>) -> Result<(), ApiError> {
         let aborted_at = self.aborted_at_ms.load(Ordering::Acquire);
         let window = self.bounds.abort_window.as_millis() as u64;
-        let in_window = aborted_at != 0 && now_ms() < aborted_at.saturating_add(window);
+        let in_window = aborted_at != 0 && self.clock.now_ms() < aborted_at.saturating_add(window);
         // A copy without a start time (an older agent) is taken for one that started before.
         if in_window && started_at_ms.is_none_or(|started| started <= aborted_at) {
             return Err(ApiError::new(
@@ -654,6 +657,24 @@ fn split(left: u64, buddies: u32) -> Vec<u64> {
 }
 
 /// A wave id: 16 hex digits, random enough to tell waves apart across a swarm.
+/// The wall clock (Unix ms) the wave's time rules read. Tests move a manual one by hand, so a window of
+/// seconds is checked on both sides without waiting it out.
+enum WallClock {
+    System,
+    #[cfg(test)]
+    Manual(AtomicU64),
+}
+
+impl WallClock {
+    fn now_ms(&self) -> u64 {
+        match self {
+            WallClock::System => now_ms(),
+            #[cfg(test)]
+            WallClock::Manual(at) => at.load(Ordering::Relaxed),
+        }
+    }
+}
+
 pub fn new_wave_id() -> String {
     // By hand rather than `format!("{:016x}")`: one per `/exec`, and the formatter cost a third of `enter`.
     const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -679,6 +700,73 @@ mod tests {
             super::WaveBounds::from_limits(&limits),
         )
         .unwrap()
+    }
+
+    /// A lone swarm on a clock the test moves by hand, starting at `at_ms`.
+    fn swarm_at(at_ms: u64) -> super::Swarm {
+        super::Swarm { clock: super::WallClock::Manual(at_ms.into()), ..lone_swarm() }
+    }
+
+    fn set_clock(swarm: &super::Swarm, at_ms: u64) {
+        let super::WallClock::Manual(now) = &swarm.clock else { unreachable!("swarm_at makes a manual clock") };
+        now.store(at_ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn copy_started_at(id: &str, started_at_ms: Option<u64>) -> super::WaveSpec {
+        super::WaveSpec { id: Some(id.into()), hop: 1, started_at_ms, ..Default::default() }
+    }
+
+    #[test]
+    fn the_abort_window_refuses_older_copies_until_it_ends_and_newer_ones_never() {
+        use super::Route;
+        let aborted_at = 1_000_000;
+        let swarm = swarm_at(aborted_at + 10);
+        let window = swarm.bounds.abort_window.as_millis() as u64;
+        swarm.note_abort(aborted_at);
+        let refused = swarm.enter(Some(copy_started_at("old", Some(aborted_at - 1))), Route::Exec, "sleep/sleep");
+        assert_eq!(refused.err().unwrap().status, axum::http::StatusCode::CONFLICT, "started before the abort");
+        let at_abort = swarm.enter(Some(copy_started_at("same", Some(aborted_at))), Route::Exec, "sleep/sleep");
+        assert!(at_abort.is_err(), "a wave started in the abort's millisecond is taken for an older one");
+        let unknown = swarm.enter(Some(copy_started_at("unknown", None)), Route::Exec, "sleep/sleep");
+        assert!(unknown.is_err(), "a copy without a start time (an older agent) counts as older");
+        let newer = swarm.enter(Some(copy_started_at("new", Some(aborted_at + 1))), Route::Exec, "sleep/sleep");
+        assert!(newer.is_ok(), "a wave started after the abort runs");
+        let abort_copy = swarm.enter(Some(copy_started_at("abort", Some(aborted_at - 1))), Route::Abort, "abort");
+        assert!(abort_copy.is_ok(), "an abort's own copies are never refused");
+
+        set_clock(&swarm, aborted_at + window - 1);
+        let last = swarm.enter(Some(copy_started_at("old2", Some(aborted_at - 1))), Route::Exec, "sleep/sleep");
+        assert!(last.is_err(), "refused up to the window's last millisecond");
+        set_clock(&swarm, aborted_at + window);
+        let after = swarm.enter(Some(copy_started_at("old3", Some(aborted_at - 1))), Route::Exec, "sleep/sleep");
+        assert!(after.is_ok(), "taken once the window has passed");
+    }
+
+    #[test]
+    fn a_later_abort_moves_the_window_and_an_earlier_one_does_not() {
+        use super::Route;
+        let swarm = swarm_at(2_000_000);
+        let window = swarm.bounds.abort_window.as_millis() as u64;
+        swarm.note_abort(2_000_000);
+        swarm.note_abort(1_000_000);
+        set_clock(&swarm, 1_000_000 + window);
+        let copy = copy_started_at("w", Some(1_500_000));
+        assert!(swarm.enter(Some(copy), Route::Exec, "sleep/sleep").is_err(), "the later abort's window holds");
+        set_clock(&swarm, 2_000_000 + window);
+        let copy = copy_started_at("w2", Some(1_500_000));
+        assert!(swarm.enter(Some(copy), Route::Exec, "sleep/sleep").is_ok());
+    }
+
+    #[test]
+    fn the_skew_allowed_is_read_on_the_swarms_clock() {
+        use super::Route;
+        let now = 5_000_000;
+        let swarm = swarm_at(now);
+        let skew = crate::credentials::MAX_CLOCK_SKEW_MS;
+        let edge = swarm.enter(Some(copy_started_at("edge", Some(now + skew))), Route::Exec, "sleep/sleep");
+        assert!(edge.is_ok(), "exactly the skew allowed");
+        let refused = swarm.enter(Some(copy_started_at("ahead", Some(now + skew + 1))), Route::Exec, "sleep/sleep");
+        assert_eq!(refused.err().unwrap().field.as_deref(), Some("wave.started_at_ms"));
     }
 
     #[test]
