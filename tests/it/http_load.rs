@@ -519,6 +519,30 @@ fn a_rate_below_capacity_drops_nothing_and_a_stalled_connection_loses_no_share()
     assert_eq!((sent, dropped), (1_000, 0), "{result}");
 }
 
+/// Coarse pacing (1 ms ticks) keeps rate mode's books: every request due is sent or dropped, none dropped
+/// while connections are idle, latency still dated from the schedule; closed mode refuses the field.
+#[test]
+fn coarse_pacing_keeps_the_schedule_and_closed_mode_refuses_it() {
+    let target = Target::start();
+    let agent = ChildAgent::spawn();
+    let (status, answer) = agent.exec(&format!(
+        "command: net/http_load\ndata: {{url: 'http://{}/', rate: 1000, duration: 1s, concurrency: 16, pacing: coarse}}\n",
+        target.address
+    ));
+    assert_eq!(status, 200, "{answer}");
+    let result = &answer["result"];
+    assert_eq!((result["requests_sent"].as_u64(), result["dropped"].as_u64()), (Some(1000), Some(0)), "{result}");
+    assert_eq!(result["latency_correction"], "schedule");
+    assert_eq!(target.hits(), 1000);
+
+    let (status, answer) = agent.exec(&format!(
+        "command: net/http_load\ndata: {{url: 'http://{}/', requests: 10, pacing: coarse}}\n",
+        target.address
+    ));
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["field"], "data.pacing", "{answer}");
+}
+
 /// Latency is dated from the schedule: a target that answers in 20 ms over one connection serves 50/s, so
 /// at 100/s each request waits longer than the last, and the wait is latency (coordinated omission).
 #[test]

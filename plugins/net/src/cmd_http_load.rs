@@ -53,6 +53,20 @@ pub struct HttpLoadData {
     /// model; the first ramps from 1), with `ramp: linear` (default, from the previous target) or `step`. The
     /// answer has each stage's figures under `stages`.
     pub stages: Vec<StageData>,
+    /// Rate mode: how requests wait for their time. `precise`: each leaves at its due time, on a
+    /// high-resolution timer per connection (a wake-up per request). `coarse`: on 1 ms ticks, every request
+    /// due within a tick leaving together, as oha does: about half the CPU per request at high rates, each
+    /// request up to 1 ms late, which its latency includes.
+    pub pacing: Pacing,
+}
+
+/// How rate mode's requests wait for their due time (see `pacing`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Pacing {
+    #[default]
+    Precise,
+    Coarse,
 }
 
 /// One load stage (see `stages`).
@@ -88,6 +102,7 @@ impl Default for HttpLoadData {
             http2: false,
             insecure: false,
             stages: Vec::new(),
+            pacing: Pacing::Precise,
         }
     }
 }

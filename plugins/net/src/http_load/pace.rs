@@ -133,9 +133,10 @@ impl AsRawFd for Timer {
     }
 }
 
-/// One worker's alarm: a timerfd armed for an absolute time on the monotonic clock that `Instant` reads; or,
-/// when no timerfd can be had (the process is out of file descriptors: a timerfd is one more per connection),
-/// tokio's timer, whose 1 ms grain then shows in that worker's latencies.
+/// One worker's alarm: a timerfd armed for an absolute time on the monotonic clock that `Instant` reads; or
+/// tokio's timer, whose 1 ms grain shows in the latencies: asked for (`pacing: coarse`, every request due
+/// within a tick woken at once), or when no timerfd can be had (the process is out of file descriptors: a
+/// timerfd is one more per connection).
 pub(crate) enum Alarm {
     Precise {
         fd: AsyncFd<Timer>,

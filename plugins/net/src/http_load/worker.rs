@@ -16,7 +16,7 @@ use super::plan::HttpLoadPlan;
 use super::progress::Live;
 use super::stages::{StageKind, Stages};
 use super::stats::Tally;
-use crate::cmd_http_load::DEFAULT_DURATION;
+use crate::cmd_http_load::{Pacing, DEFAULT_DURATION};
 
 /// How a request ended, as the `code` label of `tarsier_http_load_requests_total`.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -216,6 +216,7 @@ pub(crate) struct Load {
     requests: Option<u64>,
     pub(crate) duration: Option<Duration>,
     rate: Option<f64>,
+    pacing: Pacing,
     timeout: Duration,
     /// Rate or concurrency stages, run one after the other on the same connections.
     pub(crate) stages: Option<Arc<Stages>>,
@@ -269,6 +270,7 @@ impl Load {
                 }
             },
             rate: data.rate,
+            pacing: data.pacing,
             timeout: data.timeout.0,
             stages: stages.map(Arc::new),
         })
@@ -314,7 +316,11 @@ impl Load {
         let mut workers = tokio::task::JoinSet::new();
         for index in 0..workers_needed {
             let (plan, next, schedule) = (plan.clone(), next.clone(), schedule.clone());
-            let alarm = schedule.as_ref().map(|_| Alarm::new());
+            let alarm = schedule.as_ref().map(|_| match plan.pacing {
+                Pacing::Precise => Alarm::new(),
+                // PERF(rate_matrix): tokio's 1 ms wheel, one wake for every request due within a tick.
+                Pacing::Coarse => Alarm::Coarse,
+            });
             let books =
                 Books { tally: Tally::default(), batch: Batch::new(metrics), stage: None, shared: shared.clone() };
             workers.spawn(async move { plan.worker(index, start, &next, schedule.as_deref().zip(alarm), books).await });
