@@ -2,6 +2,7 @@
 # The images of the container swarm, on a machine with a Docker engine and no registry (nothing is pulled):
 #
 #   scripts/image.sh [--release]
+#   TARSIER_IMAGE_BINARY=path scripts/image.sh     (the agent image from that debug binary, built beforehand)
 #
 #   tarsier-base:bookworm   made from Debian's own packages (libc6, libgcc-s1, ca-certificates), unpacked into
 #                           a directory and imported with `docker import`; a non-root user 10001
@@ -92,11 +93,17 @@ build() {
 }
 
 make_base
-(cd "$root" && cargo build --locked --bin tarsier $([ "$profile" = release ] && echo --release) >&2)
+# TARSIER_IMAGE_BINARY: a tarsier binary already built (the Docker tests give the one `cargo test` built, which
+# a `cargo build` here would build again, with other features, and replace under the tests that run it).
+binary="${TARSIER_IMAGE_BINARY:-}"
+if [ -z "$binary" ] || [ "$profile" = release ]; then
+  (cd "$root" && cargo build --locked --bin tarsier $([ "$profile" = release ] && echo --release) >&2)
+  binary="$root/target/$profile/tarsier"
+fi
 # Without its debug information (190 MB of a debug build): the image needs the code only.
 stripped=$(mktemp -d)
 trap 'rm -rf "$stripped"' EXIT
-strip --strip-debug -o "$stripped/tarsier" "$root/target/$profile/tarsier"
+strip --strip-debug -o "$stripped/tarsier" "$binary"
 # The network faults' tools (docs/network-faults.md), with every package their programs and iptables'
 # extensions link, unpacked into a tree the Dockerfile copies over the base. Alternatives and /bin/sh are
 # what the packages' install scripts would have made.

@@ -25,7 +25,15 @@ fn docker_answers() -> bool {
 
 /// The Docker tests take the engine one at a time: each builds the images with scripts/image.sh (the same
 /// tags) and starts a stack of its own, and two at once fought over both (an image build failed).
+///
+/// The agent image is made from the binary this test run was built with: scripts/image.sh would otherwise
+/// build target/debug/tarsier again (other features than `cargo test`'s: 1 min 43 s in CI) and replace it
+/// while the other test binaries, which run beside these, start agents from it.
 fn one_at_a_time() -> MutexGuard<'static, ()> {
     static ENGINE: Mutex<()> = Mutex::new(());
-    ENGINE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    let guard = ENGINE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    // Under the lock, before any script runs: every scripts/image.sh these tests start (directly or through
+    // stack.py and scenario files) inherits it.
+    std::env::set_var("TARSIER_IMAGE_BINARY", env!("CARGO_BIN_EXE_tarsier"));
+    guard
 }
