@@ -11,7 +11,7 @@ use tarsier_plugin::{Cancel, CommandError};
 
 use super::conn::{Connection, Failure, Template};
 use super::metrics::HttpLoadMetrics;
-use super::pace::{Alarm, Claim, Schedule};
+use super::pace::{Alarm, Claim, Grid, Schedule};
 use super::plan::HttpLoadPlan;
 use super::progress::Live;
 use super::stages::{StageKind, Stages};
@@ -203,6 +203,9 @@ fn count(tally: &mut Tally, answer: &Result<(u16, u64), Failure>, straggler: boo
     }
 }
 
+/// `pacing: coarse`: the grid rate mode's requests leave on, as tokio's timer wheel and oha tick.
+const COARSE_GRAIN: Duration = Duration::from_millis(1);
+
 /// Everything the workers share and only read.
 pub(crate) struct Load {
     /// Plain HTTP/1.1: each worker's own connection (see `conn`); otherwise reqwest.
@@ -317,9 +320,9 @@ impl Load {
         for index in 0..workers_needed {
             let (plan, next, schedule) = (plan.clone(), next.clone(), schedule.clone());
             let alarm = schedule.as_ref().map(|_| match plan.pacing {
-                Pacing::Precise => Alarm::new(),
-                // PERF(rate_matrix): tokio's 1 ms wheel, one wake for every request due within a tick.
-                Pacing::Coarse => Alarm::Coarse,
+                Pacing::Precise => Alarm::new(None),
+                // PERF(rate_matrix): every request due within a 1 ms cell rings at its end, in one wake.
+                Pacing::Coarse => Alarm::new(Some(Grid { start, grain: COARSE_GRAIN })),
             });
             let books =
                 Books { tally: Tally::default(), batch: Batch::new(metrics), stage: None, shared: shared.clone() };
