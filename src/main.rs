@@ -113,7 +113,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 ..ship_config(args.nats, args.subject, args.retention)
             };
             config.check().map_err(anyhow::Error::msg)?;
-            let shipper = tarsier::logs::ship::Shipper::new(config, args.dir, name);
+            let shipper = tarsier::logs::ship::Shipper::new(config, args.dir, name).stop_when_misconfigured();
             let stop = CancellationToken::new();
             tokio::spawn(stop_on_signal(stop.clone()));
             let stats = shipper.stats.clone();

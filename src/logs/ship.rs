@@ -39,6 +39,8 @@ const SAVE_EVERY: usize = 8192;
 const POLL: Duration = Duration::from_millis(200);
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How often the backlog is counted while the servers refuse the stream.
+const COUNT_EVERY: Duration = Duration::from_secs(1);
 /// How long an acknowledgement is waited for before the publish counts as failed.
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -201,6 +203,53 @@ pub struct Shipper {
     /// Only the files of this name (the agent's own); every `.jsonl` file when empty.
     name: String,
     pub stats: Arc<ShipStats>,
+    /// A stream the servers refuse for its settings ends the run (`tarsier ship`) instead of being asked
+    /// for again (the agent, whose operator may mend the servers' side).
+    stop_when_misconfigured: bool,
+}
+
+/// Why the stream could not be made.
+#[derive(Debug, PartialEq, Eq)]
+enum StreamTrouble {
+    /// The servers may say yes later: away, electing, a cluster still forming, a timeout.
+    Passing(String),
+    /// The servers refuse the stream as configured, and will until a setting changes: what and which.
+    Misconfigured(String),
+}
+
+impl StreamTrouble {
+    fn of(err: &jetstream::context::CreateStreamError, config: &ShipConfig) -> Self {
+        use jetstream::context::CreateStreamErrorKind as Kind;
+        use jetstream::ErrorCode as Code;
+        let (stream, subject, replicas) = (&config.stream, &config.subject, config.replicas);
+        let setting = match err.kind() {
+            Kind::EmptyStreamName | Kind::InvalidStreamName => Some("logging.ship.stream (tarsier ship --stream)"),
+            Kind::JetStream(js) => match js.error_code() {
+                Code::STREAM_SUBJECT_OVERLAP => Some("logging.ship.subject (--subject): another stream takes it"),
+                Code::STREAM_NAME_EXIST => {
+                    Some("logging.ship.stream (--stream): a stream of that name has other settings")
+                }
+                Code::STREAM_REPLICAS_NOT_SUPPORTED => Some(
+                    "logging.ship.replicas (--replicas): more than the servers' cluster has, or a server not clustered",
+                ),
+                Code::NAME_NOT_MATCH_SUBJECT | Code::STREAM_INVALID_CONFIG | Code::BAD_REQUEST | Code::INVALID_JSON => {
+                    Some("logging.ship.stream and subject (--stream, --subject)")
+                }
+                Code::JETSTREAM_NOT_ENABLED | Code::JETSTREAM_NOT_ENABLED_FOR_ACCOUNT | Code::NO_ACCOUNT => {
+                    Some("the servers' JetStream (not enabled for this account)")
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        match setting {
+            Some(setting) => StreamTrouble::Misconfigured(format!(
+                "the servers refuse the stream {stream:?} (subject {subject:?}, {replicas} replica(s)): {err}; \
+                 change {setting}; or make the stream yourself and set logging.ship.create_stream: false"
+            )),
+            None => StreamTrouble::Passing(format!("the stream: {err}")),
+        }
+    }
 }
 
 /// How far a file is acknowledged, and the lines acknowledged to get there in this turn.
@@ -218,10 +267,17 @@ struct Stopped {
 
 impl Shipper {
     pub fn new(config: ShipConfig, dir: PathBuf, name: String) -> Self {
-        Self { config, dir, name, stats: Arc::new(ShipStats::default()) }
+        Self { config, dir, name, stats: Arc::new(ShipStats::default()), stop_when_misconfigured: false }
     }
 
-    async fn ensure_stream(&self, context: &jetstream::Context) -> Result<(), String> {
+    /// A stream the servers refuse for its settings ends the run with that error (`tarsier ship`: a
+    /// sidecar that fails is seen, where one that retries forever is not).
+    pub fn stop_when_misconfigured(mut self) -> Self {
+        self.stop_when_misconfigured = true;
+        self
+    }
+
+    async fn ensure_stream(&self, context: &jetstream::Context) -> Result<(), StreamTrouble> {
         if !self.config.create_stream {
             return Ok(());
         }
@@ -233,7 +289,7 @@ impl Shipper {
             num_replicas: self.config.replicas,
             ..Default::default()
         };
-        context.get_or_create_stream(config).await.map(|_| ()).map_err(|err| format!("the stream: {err}"))
+        context.get_or_create_stream(config).await.map(|_| ()).map_err(|err| StreamTrouble::of(&err, &self.config))
     }
 
     /// [`Shipper::run`] on a thread of its own with a single-threaded runtime: the NATS connection's task
@@ -265,14 +321,53 @@ impl Shipper {
         let mut stream_ready = false;
         let mut pending: HashMap<String, Pending> = HashMap::new();
         let mut backoff = FIRST_BACKOFF;
+        let mut said: Option<String> = None;
         loop {
             let outcome = if stream_ready {
                 self.pass(&context, &mut checkpoints, &mut pending).await
             } else {
-                self.ensure_stream(&context).await.map(|()| {
-                    stream_ready = true;
-                    false
-                })
+                let made = self.ensure_stream(&context).await;
+                if made.is_err() {
+                    // No stream takes records yet: what waits is counted all the same, so the backlog shows.
+                    if let Err(why) = self.count_what_waits(&mut checkpoints, &mut pending).await {
+                        tracing::warn!(error = %why, "log shipping: cannot count the backlog");
+                    }
+                }
+                match made {
+                    Ok(()) => {
+                        stream_ready = true;
+                        Ok(false)
+                    }
+                    Err(StreamTrouble::Passing(why)) => Err(why),
+                    Err(StreamTrouble::Misconfigured(why)) if self.stop_when_misconfigured => {
+                        anyhow::bail!(why)
+                    }
+                    Err(StreamTrouble::Misconfigured(why)) => {
+                        // Said once as an error, then asked again at the longest backoff: the records wait on
+                        // disk, nothing is lost, and mending the servers' side needs no restart.
+                        if said.as_ref() != Some(&why) {
+                            tracing::error!(error = %why, "log shipping: the stream is refused");
+                            said = Some(why.clone());
+                        }
+                        self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                        if let Ok(mut last) = self.stats.last_error.lock() {
+                            *last = Some(why);
+                        }
+                        backoff = MAX_BACKOFF;
+                        // The backlog is counted again every second meanwhile: records keep coming.
+                        let until = tokio::time::Instant::now() + jitter(MAX_BACKOFF);
+                        while tokio::time::Instant::now() < until {
+                            tokio::select! {
+                                _ = stop.cancelled() => return Ok(()),
+                                _ = tokio::time::sleep(COUNT_EVERY.min(until - tokio::time::Instant::now())) => {}
+                            }
+                            if let Err(why) = self.count_what_waits(&mut checkpoints, &mut pending).await {
+                                tracing::warn!(error = %why, "log shipping: cannot count the backlog");
+                            }
+                        }
+                        continue;
+                    }
+                }
             };
             let pause = match outcome {
                 Ok(done) => {
@@ -304,15 +399,8 @@ impl Shipper {
         checkpoints: &mut Checkpoints,
         pending: &mut HashMap<String, Pending>,
     ) -> Result<bool, String> {
-        let files = files_of(&self.dir, &self.name).map_err(|err| format!("{}: {err}", self.dir.display()))?;
-        let names: Vec<String> = files.iter().map(|f| f.key().to_owned()).collect();
-        checkpoints.keep_only(&names);
-        pending.retain(|name, _| names.contains(name));
         // The backlog first: a pass that then waits on an absent broker does not leave it stale.
-        for file in &files {
-            self.count_pending(file, checkpoints.acked(file.key()).min(file.bytes), pending).await;
-        }
-        self.note_backlog(&files, checkpoints, pending).await;
+        let files = self.count_what_waits(checkpoints, pending).await?;
         let mut result = Ok(());
         let mut all_done = true;
         for file in &files {
@@ -345,6 +433,24 @@ impl Shipper {
             self.stats.oldest_pending_ms.store(0, Ordering::Relaxed);
         }
         result.map(|()| all_done)
+    }
+
+    /// Lists the files and counts what in them waits for an acknowledgement into the stats (the backlog's
+    /// records, bytes and oldest age), also while no stream takes records; the files, for a pass to ship.
+    async fn count_what_waits(
+        &self,
+        checkpoints: &mut Checkpoints,
+        pending: &mut HashMap<String, Pending>,
+    ) -> Result<Vec<LogFile>, String> {
+        let files = files_of(&self.dir, &self.name).map_err(|err| format!("{}: {err}", self.dir.display()))?;
+        let names: Vec<String> = files.iter().map(|f| f.key().to_owned()).collect();
+        checkpoints.keep_only(&names);
+        pending.retain(|name, _| names.contains(name));
+        for file in &files {
+            self.count_pending(file, checkpoints.acked(file.key()).min(file.bytes), pending).await;
+        }
+        self.note_backlog(&files, checkpoints, pending).await;
+        Ok(files)
     }
 
     fn retention_passed(&self, path: &Path) -> bool {

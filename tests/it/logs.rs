@@ -232,6 +232,44 @@ fn shipped_records_arrive_once_across_a_broker_restart_and_the_backlog_shows_mea
     assert!(left.iter().all(|f| f.open), "{left:?}");
 }
 
+/// A stream the servers refuse for its settings (3 replicas on a server that is not clustered): the sidecar
+/// exits at once naming the setting, deleting nothing; the agent says it once as an error, shows it in
+/// /runtime, keeps its records on disk and keeps serving.
+#[test]
+fn a_stream_the_servers_refuse_is_named_not_retried_in_silence() {
+    let nats = Nats::start();
+    let dir = tempfile::tempdir().unwrap();
+    let total = write_app_files(dir.path());
+    let started = std::time::Instant::now();
+    let output = std::process::Command::new(common::BIN)
+        .args(["ship", "--once", "--replicas", "3", "--url", &nats.url()])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("--replicas") && stderr.contains("TARSIER_LOGS"), "{stderr}");
+    assert!(started.elapsed() < common::patient(Duration::from_secs(20)), "not retried: {stderr}");
+    assert_eq!(common::files_in(dir.path()).iter().filter(|f| f.extension().is_some_and(|x| x == "jsonl")).count(), 3);
+    assert!(total > 0);
+
+    let logs = tempfile::tempdir().unwrap();
+    let config = format!("{}  ship:\n    urls: [{}]\n    replicas: 3\n", logging(logs.path()), nats.url());
+    let agent = ChildAgent::spawn_with(Spawn { config: &config, ..Default::default() });
+    exec_many(&agent, 20);
+    let refused = || {
+        let (_, ship) = shipping(&agent);
+        ship["last_error"].as_str().is_some_and(|e| e.contains("logging.ship.replicas"))
+    };
+    assert!(eventually(Duration::from_secs(20), refused), "{:?}", shipping(&agent));
+    let waiting = || shipping(&agent).1["pending_records"].as_u64() >= Some(40);
+    assert!(eventually(Duration::from_secs(10), waiting), "the records wait on disk: {:?}", shipping(&agent));
+    assert_eq!(shipping(&agent).1["shipped_records"], 0);
+    let said = agent.log_text().matches("the stream is refused").count();
+    assert_eq!(said, 1, "said once, not at every retry: {}", agent.log_text());
+    exec_many(&agent, 1);
+}
+
 /// Files another program wrote, 3 x 20,000 numbered records.
 fn write_app_files(dir: &Path) -> u64 {
     let mut seq = 0u64;
