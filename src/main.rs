@@ -58,10 +58,11 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             let shutdown = CancellationToken::new();
             let agent = agent::BoundAgent::bind(&config, None, agent::http_client(&config)?, shutdown.clone()).await?;
             let state = agent.state.clone();
+            let mut shipping = None;
             if let Some(file_log) = tarsier::logs::file_log() {
                 file_log.set_identity(tarsier::logs::Identity::new_boot(state.name.to_string()))?;
                 if let Some(ship) = config.logging.ship.clone() {
-                    tarsier::logs::start_shipping(ship, shutdown.clone());
+                    shipping = tarsier::logs::start_shipping(ship);
                 }
             }
             // Tests and scripts read the bound addresses from this first line.
@@ -74,7 +75,11 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             );
             tokio::spawn(stop_on_signal(shutdown.clone()));
             tokio::spawn(heap_trim::trim_freed_heap(shutdown));
-            agent.serve().await?;
+            let served = agent.serve().await;
+            if let Some(shipping) = shipping {
+                shipping.finish().await;
+            }
+            served?;
             Ok(0)
         }
         CliCommand::Exec(args) => {

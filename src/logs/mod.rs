@@ -50,23 +50,45 @@ pub fn shipping() -> Option<&'static Arc<ship::ShipStats>> {
     SHIPPING.get()
 }
 
-/// Ships this process's file log from now on, on a thread of its own, until `stop`.
-pub fn start_shipping(config: ship::ShipConfig, stop: tokio_util::sync::CancellationToken) -> Option<()> {
+/// Ships this process's file log from now on, on a thread of its own, until [`Shipping::finish`].
+pub fn start_shipping(config: ship::ShipConfig) -> Option<Shipping> {
     let sink = FILE_LOG.get()?;
     let (dir, name) = sink.dir_and_name();
     let shipper = ship::Shipper::new(config, dir, name);
     let _ = SHIPPING.set(shipper.stats.clone());
-    match shipper.run_on_own_thread(stop, false) {
-        Ok(outcome) => {
-            tokio::spawn(async move {
-                if let Ok(Err(err)) = outcome.await {
-                    tracing::error!(error = %format!("{err:#}"), "log shipping stopped");
-                }
-            });
+    let stop = tokio_util::sync::CancellationToken::new();
+    match shipper.run_on_own_thread(stop.clone(), false) {
+        Ok(outcome) => Some(Shipping { stop, outcome }),
+        Err(err) => {
+            tracing::error!(error = %err, "log shipping cannot start: no thread for it");
+            None
         }
-        Err(err) => tracing::error!(error = %err, "log shipping cannot start: no thread for it"),
     }
-    Some(())
+}
+
+/// The agent's shipper, running.
+pub struct Shipping {
+    stop: tokio_util::sync::CancellationToken,
+    outcome: tokio::sync::oneshot::Receiver<anyhow::Result<()>>,
+}
+
+impl Shipping {
+    /// At the agent's end, once it no longer serves: what the log holds is written out, the shipper makes
+    /// its last pass (bounded by [`ship::LAST_PASS`]) and stops. Without it, the records of the last moments
+    /// would wait on disk for the next start, and be lost with a container's disk.
+    pub async fn finish(self) {
+        if let Some(sink) = FILE_LOG.get() {
+            sink.flush();
+        }
+        self.stop.cancel();
+        match tokio::time::timeout(ship::LAST_PASS + std::time::Duration::from_secs(1), self.outcome).await {
+            Ok(Ok(Err(err))) => tracing::error!(error = %format!("{err:#}"), "log shipping stopped"),
+            Ok(_) => {}
+            Err(_) => {
+                tracing::warn!("log shipping: the last pass did not end in time; the rest goes at the next start")
+            }
+        }
+    }
 }
 
 /// The file log, when this process writes one.

@@ -39,6 +39,8 @@ const SAVE_EVERY: usize = 8192;
 const POLL: Duration = Duration::from_millis(200);
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// The most a shipper told to stop spends on its last pass (what was written up to then).
+pub const LAST_PASS: Duration = Duration::from_secs(3);
 /// How often the backlog is counted while the servers refuse the stream.
 const COUNT_EVERY: Duration = Duration::from_secs(1);
 /// How long an acknowledgement is waited for before the publish counts as failed.
@@ -313,7 +315,8 @@ impl Shipper {
         Ok(outcome)
     }
 
-    /// Ships until `stop`; with `until_shipped`, returns once every finished file is delivered and no file
+    /// Ships until `stop`, then makes one last pass (at most [`LAST_PASS`]); with `until_shipped`, returns once
+    /// every finished file is delivered and no file
     /// is open (a batch run of `tarsier ship --once`).
     pub async fn run(&self, stop: CancellationToken, until_shipped: bool) -> anyhow::Result<()> {
         let mut checkpoints = Checkpoints::load(&self.dir)?;
@@ -385,7 +388,16 @@ impl Shipper {
                 }
             };
             tokio::select! {
-                _ = stop.cancelled() => return Ok(()),
+                _ = stop.cancelled() => {
+                    if stream_ready {
+                        // One last pass over what was written until now: the process may not come back.
+                        let last = self.pass(&context, &mut checkpoints, &mut pending);
+                        if let Ok(Err(why)) = tokio::time::timeout(LAST_PASS, last).await {
+                            tracing::warn!(error = %why, "log shipping: the last pass stopped short");
+                        }
+                    }
+                    return Ok(());
+                }
                 _ = tokio::time::sleep(pause) => {}
             }
         }

@@ -270,6 +270,29 @@ fn a_stream_the_servers_refuse_is_named_not_retried_in_silence() {
     exec_many(&agent, 1);
 }
 
+/// An agent told to stop ships what it wrote before it goes: its last records are in the stream when it has
+/// exited, not left on a disk that may go with its container.
+#[test]
+fn a_stopping_agent_ships_its_last_records_before_it_exits() {
+    let nats = Nats::start();
+    let logs = tempfile::tempdir().unwrap();
+    let config = format!("{}  ship:\n    urls: [{}]\n", logging(logs.path()), nats.url());
+    let mut agent = ChildAgent::spawn_with(Spawn { config: &config, ..Default::default() });
+    let started = || shipping(&agent).1["shipped_records"].as_u64() > Some(0);
+    assert!(eventually(Duration::from_secs(20), started), "{:?}", shipping(&agent));
+    exec_many(&agent, 50);
+    agent.signal(libc::SIGTERM);
+    assert!(agent.wait_exit(Duration::from_secs(15)).success());
+    let (on_disk, _) = records(logs.path());
+    let last_written = on_disk.iter().filter_map(|r| r["seq"].as_u64()).max().expect("records left on disk");
+    let (verdict, status) = verify_stream(&nats);
+    assert_eq!(status, Some(0), "{verdict}");
+    let boot = &verdict["boots"][0];
+    assert_eq!(boot["missing"], 0, "{verdict}");
+    println!("last record written {last_written}, in the stream up to {}", boot["expected"]);
+    assert!(boot["expected"].as_u64() >= Some(last_written + 1), "the last records stayed on disk: {verdict}");
+}
+
 /// Files another program wrote, 3 x 20,000 numbered records.
 fn write_app_files(dir: &Path) -> u64 {
     let mut seq = 0u64;
