@@ -315,9 +315,8 @@ impl Shipper {
         Ok(outcome)
     }
 
-    /// Ships until `stop`, then makes one last pass (at most [`LAST_PASS`]); with `until_shipped`, returns once
-    /// every finished file is delivered and no file
-    /// is open (a batch run of `tarsier ship --once`).
+    /// Ships until `stop`, then makes one last pass (at most [`LAST_PASS`]); with `until_shipped`, returns
+    /// once every finished file is delivered and no file is open (a batch run of `tarsier ship --once`).
     pub async fn run(&self, stop: CancellationToken, until_shipped: bool) -> anyhow::Result<()> {
         let mut checkpoints = Checkpoints::load(&self.dir)?;
         let context = connect(&self.config).await?;
@@ -346,27 +345,9 @@ impl Shipper {
                         anyhow::bail!(why)
                     }
                     Err(StreamTrouble::Misconfigured(why)) => {
-                        // Said once as an error, then asked again at the longest backoff: the records wait on
-                        // disk, nothing is lost, and mending the servers' side needs no restart.
-                        if said.as_ref() != Some(&why) {
-                            tracing::error!(error = %why, "log shipping: the stream is refused");
-                            said = Some(why.clone());
-                        }
-                        self.stats.retries.fetch_add(1, Ordering::Relaxed);
-                        if let Ok(mut last) = self.stats.last_error.lock() {
-                            *last = Some(why);
-                        }
                         backoff = MAX_BACKOFF;
-                        // The backlog is counted again every second meanwhile: records keep coming.
-                        let until = tokio::time::Instant::now() + jitter(MAX_BACKOFF);
-                        while tokio::time::Instant::now() < until {
-                            tokio::select! {
-                                _ = stop.cancelled() => return Ok(()),
-                                _ = tokio::time::sleep(COUNT_EVERY.min(until - tokio::time::Instant::now())) => {}
-                            }
-                            if let Err(why) = self.count_what_waits(&mut checkpoints, &mut pending).await {
-                                tracing::warn!(error = %why, "log shipping: cannot count the backlog");
-                            }
+                        if !self.wait_while_refused(why, &mut said, &stop, &mut checkpoints, &mut pending).await {
+                            return Ok(());
                         }
                         continue;
                     }
@@ -401,6 +382,39 @@ impl Shipper {
                 _ = tokio::time::sleep(pause) => {}
             }
         }
+    }
+
+    /// The servers refuse the stream as configured: said once as an error (again only when the reason
+    /// changes), kept as the last error, and asked again after the longest backoff, the backlog counted every
+    /// second meanwhile (records keep coming). The records wait on disk, nothing is lost, and mending the
+    /// servers' side needs no restart. False when `stop` came meanwhile.
+    async fn wait_while_refused(
+        &self,
+        why: String,
+        said: &mut Option<String>,
+        stop: &CancellationToken,
+        checkpoints: &mut Checkpoints,
+        pending: &mut HashMap<String, Pending>,
+    ) -> bool {
+        if said.as_ref() != Some(&why) {
+            tracing::error!(error = %why, "log shipping: the stream is refused");
+            *said = Some(why.clone());
+        }
+        self.stats.retries.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut last) = self.stats.last_error.lock() {
+            *last = Some(why);
+        }
+        let until = tokio::time::Instant::now() + jitter(MAX_BACKOFF);
+        while tokio::time::Instant::now() < until {
+            tokio::select! {
+                _ = stop.cancelled() => return false,
+                _ = tokio::time::sleep(COUNT_EVERY.min(until - tokio::time::Instant::now())) => {}
+            }
+            if let Err(why) = self.count_what_waits(checkpoints, pending).await {
+                tracing::warn!(error = %why, "log shipping: cannot count the backlog");
+            }
+        }
+        true
     }
 
     /// One look at the directory: ships what is new, deletes what is delivered and old enough. `Ok(true)`
