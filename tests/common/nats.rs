@@ -12,12 +12,19 @@ pub struct Nats {
     pub port: u16,
     /// In a cluster: this server's name, its route port and the others' route ports.
     cluster: Option<(String, u16, Vec<u16>)>,
+    /// The monitoring port (`/healthz`), in a cluster.
+    monitor: Option<u16>,
 }
 
 impl Nats {
     pub fn start() -> Self {
-        let mut nats =
-            Nats { child: None, store: tempfile::tempdir().unwrap(), port: super::fixed_port(), cluster: None };
+        let mut nats = Nats {
+            child: None,
+            store: tempfile::tempdir().unwrap(),
+            port: super::fixed_port(),
+            cluster: None,
+            monitor: None,
+        };
         nats.up();
         nats
     }
@@ -36,6 +43,7 @@ impl Nats {
                     routes[i],
                     routes.iter().copied().filter(|r| *r != routes[i]).collect(),
                 )),
+                monitor: Some(super::fixed_port()),
             })
             .collect();
         for server in &mut servers {
@@ -59,6 +67,9 @@ impl Nats {
             command.args(["-n", name, "--cluster_name", "tarsier-test", "--cluster"]);
             command.arg(format!("nats://127.0.0.1:{route}")).arg("--routes").arg(routes.join(","));
         }
+        if let Some(monitor) = self.monitor {
+            command.args(["-m", &monitor.to_string()]);
+        }
         let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -69,6 +80,15 @@ impl Nats {
             std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
         });
         assert!(up, "nats-server did not listen on {}", self.port);
+    }
+
+    /// In a cluster, waits until the server says its JetStream is current (`/healthz`: its streams caught up
+    /// with their Raft groups), so the next server killed does not leave a group short of a current quorum.
+    pub fn wait_current(&self, within: Duration) -> bool {
+        let Some(monitor) = self.monitor else { return true };
+        let url = format!("http://127.0.0.1:{monitor}/healthz");
+        let http = super::http();
+        super::eventually(within, || http.get(&url).send().is_ok_and(|r| r.status().is_success()))
     }
 
     /// Stops the server (SIGKILL: a broker that dies, not one that says goodbye).

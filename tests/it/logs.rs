@@ -466,12 +466,15 @@ fn a_three_server_jetstream_cluster_loses_each_server_in_turn_the_leader_too_and
     exec_many(&agent, 50);
     // A cluster elects its JetStream leaders in a few seconds after it forms.
     assert!(eventually(Duration::from_secs(60), delivered), "{:?}", shipping(&agent));
-    // Each server killed in turn while records flow (one of them leads the stream), then back.
+    // Each server killed in turn while records flow (one of them leads the stream), then back, and caught
+    // up before the next goes. What is checked is that every record arrives, not how soon: a loaded machine
+    // (CI runs the Docker tests beside these) slows Raft's elections and catching up.
     for (at, server) in cluster.iter_mut().enumerate() {
         server.down();
         exec_many(&agent, 50);
-        assert!(eventually(Duration::from_secs(60), delivered), "server {at} down: {:?}", shipping(&agent));
+        assert!(eventually(Duration::from_secs(120), delivered), "server {at} down: {:?}", shipping(&agent));
         server.up();
+        assert!(server.wait_current(Duration::from_secs(60)), "server {at} did not catch up");
     }
     let (verdict, status) = verify_stream(&cluster[0]);
     assert_eq!(status, Some(0), "{verdict}");
