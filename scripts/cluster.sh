@@ -140,7 +140,11 @@ down() {
   fi
   if [ -f "$made_swarm" ]; then
     docker swarm leave --force >/dev/null 2>&1 || true
-    docker network rm docker_gwbridge >/dev/null 2>&1 || true
+    # Asked until gone (at most 30 s): just after leaving, the engine may still take endpoints off it.
+    for _ in $(seq 60); do
+      docker network ls -q --filter 'name=^docker_gwbridge$' | grep -q . || break
+      docker network rm docker_gwbridge >/dev/null 2>&1 || sleep 0.5
+    done
     rm -f "$made_swarm"
   fi
   while iptables -D DOCKER-USER -i "$bridge" -o "$bridge" -j ACCEPT 2>/dev/null; do :; done

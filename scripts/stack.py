@@ -543,8 +543,19 @@ def down(_args):
         docker("volume", "rm", *volumes, check=False)
     if os.path.exists(MADE_SWARM):
         docker("swarm", "leave", "--force", check=False)
-        # The bridge `swarm init` made for overlay tasks outlives the swarm; nothing else uses it.
-        docker("network", "rm", "docker_gwbridge", check=False)
+        # The bridge `swarm init` made for overlay tasks outlives the swarm; nothing else uses it. Asked until
+        # it is gone: just after leaving, the engine may still be taking the last endpoints off it, and a
+        # single `network rm` then fails (seen once in CI: the bridge was left behind).
+        deadline = time.monotonic() + 30
+        while docker("network", "ls", "-q", "--filter", "name=^docker_gwbridge$", check=False):
+            gone = subprocess.run(["docker", "network", "rm", "docker_gwbridge"], capture_output=True, text=True)
+            if gone.returncode == 0:
+                break
+            if time.monotonic() > deadline:
+                log(f"docker_gwbridge stays: {gone.stderr.strip()} (an endpoint the engine still holds; "
+                    "restarting the engine clears it)")
+                break
+            time.sleep(0.5)
         os.remove(MADE_SWARM)
     if os.path.exists(SPEC_FILE):
         os.remove(SPEC_FILE)
