@@ -208,6 +208,13 @@ impl ChildAgent {
         std::fs::read_dir(format!("/proc/{}/fd", self.pid)).map(|d| d.count()).unwrap_or(0)
     }
 
+    /// The agent's descriptors open on files under `dir`: unlike [`ChildAgent::fd_count`], blind to the
+    /// sockets that come and go with its clients (a keep-alive connection closed as idle on a busy machine).
+    pub fn fds_under(&self, dir: &Path) -> usize {
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{}/fd", self.pid)) else { return 0 };
+        fds.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok()).filter(|target| target.starts_with(dir)).count()
+    }
+
     /// utime + stime of the child in seconds, from /proc/PID/stat.
     pub fn cpu_seconds(&self) -> f64 {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).expect("stat");

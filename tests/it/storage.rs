@@ -9,7 +9,7 @@ use crate::common::{eventually, files_in, ChildAgent, MIB};
 fn write_creates_files_of_the_asked_size_and_close_fd_deletes_them() {
     let agent = ChildAgent::spawn();
     let dir = agent.storage_dir();
-    let fds_before = agent.fd_count();
+    let fds_before = agent.fds_under(&dir);
     let (status, answer) =
         agent.exec("command: storage/write\ndata: {amount: 4MiB, files: 3, concurrency: 2, block_size: 256KiB}\n");
     assert_eq!(status, 200, "{answer}");
@@ -20,7 +20,7 @@ fn write_creates_files_of_the_asked_size_and_close_fd_deletes_them() {
     for file in &files {
         assert_eq!(std::fs::metadata(file).unwrap().len(), 4 * MIB, "{file:?}");
     }
-    assert_eq!(agent.fd_count(), fds_before + 3);
+    assert_eq!(agent.fds_under(&dir), fds_before + 3);
 
     let (_, stats) = agent.exec("command: storage/fs_stats\n");
     assert_eq!(stats["result"]["held_files"], 3);
@@ -33,19 +33,20 @@ fn write_creates_files_of_the_asked_size_and_close_fd_deletes_them() {
     let (_, closed) = agent.exec("command: storage/close_fd\ndata: {index: -1}\n");
     assert_eq!(closed["result"]["closed"], 2);
     assert_eq!(files_in(&dir).len(), 1, "the file kept by delete: false stays");
-    assert_eq!(agent.fd_count(), fds_before);
+    assert_eq!(agent.fds_under(&dir), fds_before);
 }
 
 #[test]
 fn open_fd_holds_descriptors() {
     let agent = ChildAgent::spawn();
-    let fds_before = agent.fd_count();
+    let dir = agent.storage_dir();
+    let fds_before = agent.fds_under(&dir);
     let (status, answer) = agent.exec("command: storage/open_fd\ndata: {count: 20}\n");
     assert_eq!(status, 200, "{answer}");
-    assert_eq!(agent.fd_count(), fds_before + 20);
+    assert_eq!(agent.fds_under(&dir), fds_before + 20);
     assert_eq!(agent.runtime()["held"]["files"], 20);
     agent.exec("command: storage/close_fd\n");
-    assert_eq!(agent.fd_count(), fds_before);
+    assert_eq!(agent.fds_under(&dir), fds_before);
     assert!(files_in(&agent.storage_dir()).is_empty());
 }
 
