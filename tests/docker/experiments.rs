@@ -17,6 +17,11 @@ fn docker(args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
 
+/// The id of the bridge `docker swarm init` makes for overlay tasks, or "" when there is none.
+fn gateway_bridge() -> String {
+    docker(&["network", "ls", "-q", "--filter", "name=^docker_gwbridge$"])
+}
+
 /// The stack's name for this run; `stack.py down` on drop, so a failed assertion leaves nothing behind.
 struct StackName(String);
 
@@ -84,7 +89,6 @@ fn the_experiments_run_on_docker_swarm_and_leave_nothing_behind() {
     }
     let _engine = one_at_a_time();
     let swarm_before = docker(&["info", "-f", "{{.Swarm.LocalNodeState}}"]);
-    let gateway_bridge = || docker(&["network", "ls", "-q", "--filter", "name=^docker_gwbridge$"]);
     let gateway_bridge_before = gateway_bridge();
     let stack = StackName(format!("tarsiertest{}", std::process::id()));
     // The swarm token the runner reads before the stack (which would make it) is up.
@@ -288,7 +292,6 @@ fn a_cluster_of_engines_in_namespaces_loses_a_node_and_leaves_nothing_behind() {
         return;
     }
     assert_eq!(cluster_leftovers(), Vec::<String>::new(), "a cluster was left by someone else");
-    let gateway_bridge = || docker(&["network", "ls", "-q", "--filter", "name=^docker_gwbridge$"]);
     let gateway_bridge_before = gateway_bridge();
     let made = Command::new("python3").args(["scripts/stack.py", "token"]).current_dir(root()).status();
     assert!(made.is_ok_and(|s| s.success()), "stack.py token failed");
