@@ -58,7 +58,15 @@ pub fn start_shipping(config: ship::ShipConfig) -> Option<Shipping> {
     let _ = SHIPPING.set(shipper.stats.clone());
     let stop = tokio_util::sync::CancellationToken::new();
     match shipper.run_on_own_thread(stop.clone(), false) {
-        Ok(outcome) => Some(Shipping { stop, outcome }),
+        Ok(outcome) => {
+            // Said when it happens (a shipper that cannot start stops at once), not only at the agent's end.
+            let ended = tokio::spawn(async move {
+                if let Ok(Err(err)) = outcome.await {
+                    tracing::error!(error = %format!("{err:#}"), "log shipping stopped");
+                }
+            });
+            Some(Shipping { stop, ended })
+        }
         Err(err) => {
             tracing::error!(error = %err, "log shipping cannot start: no thread for it");
             None
@@ -69,7 +77,7 @@ pub fn start_shipping(config: ship::ShipConfig) -> Option<Shipping> {
 /// The agent's shipper, running.
 pub struct Shipping {
     stop: tokio_util::sync::CancellationToken,
-    outcome: tokio::sync::oneshot::Receiver<anyhow::Result<()>>,
+    ended: tokio::task::JoinHandle<()>,
 }
 
 impl Shipping {
@@ -81,8 +89,7 @@ impl Shipping {
             sink.flush();
         }
         self.stop.cancel();
-        match tokio::time::timeout(ship::LAST_PASS + std::time::Duration::from_secs(1), self.outcome).await {
-            Ok(Ok(Err(err))) => tracing::error!(error = %format!("{err:#}"), "log shipping stopped"),
+        match tokio::time::timeout(ship::LAST_PASS + std::time::Duration::from_secs(1), self.ended).await {
             Ok(_) => {}
             Err(_) => {
                 tracing::warn!("log shipping: the last pass did not end in time; the rest goes at the next start")
