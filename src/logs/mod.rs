@@ -7,6 +7,7 @@
 //! - [`sink`]: numbering and buffered writing; [`layer`]: the tracing layer in front of it; [`metrics`]: its
 //!   figures for `/metrics`.
 
+mod acks;
 pub mod checkpoint;
 pub mod files;
 mod layer;

@@ -9,18 +9,19 @@
 //! once its `retention` has passed. When the broker is away, the files stay (the writer stops at its
 //! directory cap, never deleting what was not delivered) and the shipper retries with backoff and jitter.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use async_nats::jetstream::{self, message::PublishMessage};
+use async_nats::jetstream;
 use serde::Deserialize;
 use tarsier_plugin::HumanDuration;
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncSeekExt as _};
 use tokio_util::sync::CancellationToken;
 
+use super::acks::{AckWindow, SendError};
 use super::checkpoint::Checkpoints;
 use super::files::{files_of, LogFile};
 use super::record::{now_ms, Stamp, StampRef};
@@ -509,13 +510,13 @@ impl Shipper {
         // Read in chunks; each record is a slice of its chunk, so its payload is never copied before
         // async-nats writes it out (PERF(bench): a line buffer and a copy per record were 4 % of the CPU).
         let mut buffer = bytes::BytesMut::new();
-        let mut in_flight: VecDeque<InFlight> = VecDeque::with_capacity(MAX_IN_FLIGHT);
+        let mut window = AckWindow::open(&context.client(), ACK_TIMEOUT).await.map_err(|why| stop(done, why))?;
         let mut sent_to = acked;
         let mut since_saved = 0;
         // Made once: a clone is a reference count, where the configured String would be copied per record.
         let subject = async_nats::Subject::from(self.config.subject.as_str());
         loop {
-            let Some(last_end) = buffer.iter().rposition(|b| *b == b'\n') else {
+            let Some(last_end) = memchr::memrchr(b'\n', &buffer) else {
                 buffer.reserve(READ_CHUNK);
                 match reader.read_buf(&mut buffer).await {
                     Ok(0) => break, // the end, or a line still being written: it goes next pass, whole
@@ -526,7 +527,7 @@ impl Shipper {
             let lines = buffer.split_to(last_end + 1).freeze();
             let mut at = 0;
             while at < lines.len() {
-                let newline = at + lines[at..].iter().position(|b| *b == b'\n').unwrap_or(lines.len() - 1 - at);
+                let newline = at + memchr::memchr(b'\n', &lines[at..]).unwrap_or(lines.len() - 1 - at);
                 let read = (newline + 1 - at) as u64;
                 let (start, end) = (sent_to, sent_to + read);
                 sent_to = end;
@@ -537,23 +538,22 @@ impl Shipper {
                     // A line of another format (the sidecar form): its place in its file identifies it.
                     Err(_) => format!("{}@{start}", file.key()),
                 };
-                let message = PublishMessage::build().payload(record).message_id(id);
-                match context.send_publish(subject.clone(), message).await {
-                    Ok(ack) => in_flight.push_back(InFlight { ack: Some(ack), end, bytes: read }),
-                    Err(err) if matches!(err.kind(), jetstream::context::PublishErrorKind::MaxPayloadExceeded) => {
+                match window.publish(&subject, &id, record, end, read).await {
+                    Ok(()) => {}
+                    Err(SendError::TooLarge) => {
                         self.stats.rejected.fetch_add(1, Ordering::Relaxed);
                         tracing::error!(file = %file.file_name, offset = start, bytes = read, "log shipping: a line larger than the broker's max payload is skipped");
-                        in_flight.push_back(InFlight { ack: None, end, bytes: 0 });
+                        window.skip(end);
                     }
-                    Err(err) => {
-                        self.settle(&mut in_flight, &mut done).await;
-                        return Err(stop(done, err.to_string()));
+                    Err(SendError::Other(why)) => {
+                        self.settle(&mut window, &mut done).await;
+                        return Err(stop(done, why));
                     }
                 }
-                if in_flight.len() >= MAX_IN_FLIGHT {
+                if window.len() >= MAX_IN_FLIGHT {
                     // A missing acknowledgement: the later ones cannot move the checkpoint past it, so they
                     // are not waited for (each would wait its own timeout).
-                    if let Err(why) = self.settle_one(&mut in_flight, &mut done).await {
+                    if let Err(why) = self.settle_one(&mut window, &mut done).await {
                         return Err(stop(done, why));
                     }
                     since_saved += 1;
@@ -565,8 +565,8 @@ impl Shipper {
                 }
             }
         }
-        while !in_flight.is_empty() {
-            if let Err(why) = self.settle_one(&mut in_flight, &mut done).await {
+        while !window.is_empty() {
+            if let Err(why) = self.settle_one(&mut window, &mut done).await {
                 return Err(stop(done, why));
             }
         }
@@ -574,27 +574,26 @@ impl Shipper {
     }
 
     /// Waits for the oldest publish's acknowledgement; the checkpoint moves over its line.
-    async fn settle_one(&self, in_flight: &mut VecDeque<InFlight>, done: &mut Acked) -> Result<(), String> {
-        let Some(front) = in_flight.pop_front() else { return Ok(()) };
-        if let Some(ack) = front.ack {
-            let ack = ack.await.map_err(|err| format!("no acknowledgement: {err}"))?;
+    async fn settle_one(&self, window: &mut AckWindow, done: &mut Acked) -> Result<(), String> {
+        let Some(settled) = window.settle_first().await? else { return Ok(()) };
+        if settled.stored {
             self.stats.shipped_records.fetch_add(1, Ordering::Relaxed);
-            self.stats.shipped_bytes.fetch_add(front.bytes, Ordering::Relaxed);
-            if ack.duplicate {
+            self.stats.shipped_bytes.fetch_add(settled.bytes, Ordering::Relaxed);
+            if settled.duplicate {
                 self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
             }
         }
-        done.offset = front.end;
+        done.offset = settled.end;
         done.lines += 1;
         Ok(())
     }
 
     /// After a publish could not be sent: the acknowledgements of those sent before still move the
     /// checkpoint, in order, up to the first that does not come; the rest are sent again next time.
-    async fn settle(&self, in_flight: &mut VecDeque<InFlight>, done: &mut Acked) {
-        while !in_flight.is_empty() {
-            if self.settle_one(in_flight, done).await.is_err() {
-                in_flight.clear();
+    async fn settle(&self, window: &mut AckWindow, done: &mut Acked) {
+        while !window.is_empty() {
+            if self.settle_one(window, done).await.is_err() {
+                return;
             }
         }
     }
@@ -657,14 +656,6 @@ fn acked_since_count(counted: Option<&mut Pending>, from: u64, done: Acked) {
     };
 }
 
-struct InFlight {
-    /// `None`: a line the broker can never take, skipped.
-    ack: Option<jetstream::context::PublishAckFuture>,
-    /// The offset just past its line.
-    end: u64,
-    bytes: u64,
-}
-
 /// Lines ending in `[from, to)` of a file; `None` when it cannot be read.
 async fn count_lines(path: &Path, from: u64, to: u64) -> Option<u64> {
     if to <= from {
@@ -680,7 +671,7 @@ async fn count_lines(path: &Path, from: u64, to: u64) -> Option<u64> {
         if read == 0 {
             return Some(lines);
         }
-        lines += buffer[..read].iter().filter(|b| **b == b'\n').count() as u64;
+        lines += memchr::memchr_iter(b'\n', &buffer[..read]).count() as u64;
     }
 }
 

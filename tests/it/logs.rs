@@ -453,6 +453,29 @@ fn emitted_records_shipped_by_the_sidecar_arrive_without_a_hole() {
 }
 
 #[test]
+fn a_line_larger_than_the_servers_take_is_skipped_and_named_and_the_records_after_it_arrive() {
+    let nats = Nats::start();
+    let dir = tempfile::tempdir().unwrap();
+    let record = |seq: u64| format!("{{\"agent\":\"app\",\"boot\":\"b1\",\"seq\":{seq},\"ts_ms\":1,\"msg\":\"x\"}}\n");
+    // nats-server's max payload is 1 MiB by default: a line of 2 MiB can never be published.
+    let huge = format!("{}\n", "y".repeat(2 << 20));
+    let text = [record(0), record(1), huge, record(2)].concat();
+    std::fs::write(dir.path().join("app.b1.000000000000.jsonl"), text).unwrap();
+    let shipped = std::process::Command::new(common::BIN)
+        .args(["ship", "--once", "--url", &nats.url()])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&shipped.stderr);
+    assert!(shipped.status.success(), "{stderr}");
+    assert!(stderr.contains("larger than the broker's max payload"), "{stderr}");
+    let (verdict, status) = verify_stream(&nats);
+    assert_eq!(status, Some(0), "{verdict}");
+    let boot = &verdict["boots"][0];
+    assert_eq!((boot["received"].as_u64(), boot["missing"].as_u64()), (Some(3), Some(0)), "{verdict}");
+}
+
+#[test]
 fn a_three_server_jetstream_cluster_loses_each_server_in_turn_the_leader_too_and_no_record() {
     let mut cluster = Nats::cluster(3);
     let urls: Vec<String> = cluster.iter().map(Nats::url).collect();
