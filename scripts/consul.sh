@@ -4,46 +4,24 @@
 #   scripts/consul.sh install   make sure a consul binary exists; prints its path
 #   scripts/consul.sh start     start `consul agent -dev` on 127.0.0.1 with free ports; prints its HTTP address
 #
-# Where the binary comes from, in order: `consul` on PATH; Debian 11 (bullseye)'s `consul` package, fetched by
-# scripts/debian-package.sh and unpacked into .cache/consul; last, ../shared/debs/consul_*.deb when that exists.
+# Where the binary comes from, in order: `consul` on PATH; Debian 11 (bullseye)'s `consul` package, unpacked
+# into .cache/consul (scripts/unpacked.sh); last, ../shared/debs/consul_*.deb when that exists.
 set -euo pipefail
-root="$(cd "$(dirname "$0")/.." && pwd)"
-cache="$root/.cache/consul"
-cached_bin="$cache/root/usr/bin/consul"
-
-log() { echo "consul.sh: $*" >&2; }
-
-find_consul() {
-  if command -v consul >/dev/null 2>&1 && consul version >/dev/null 2>&1; then command -v consul; return 0; fi
-  if [ -x "$cached_bin" ] && "$cached_bin" version >/dev/null 2>&1; then echo "$cached_bin"; return 0; fi
-  return 1
-}
-
-unpack() {
-  rm -rf "$cache/root" && mkdir -p "$cache/root"
-  dpkg-deb -x "$1" "$cache/root"
-}
-
-install_from_bullseye() {
-  "$root/scripts/debian-package.sh" bullseye consul "$cache/root"
-}
+tool=consul bin_path=usr/bin/consul version=(version)
+# shellcheck source=scripts/unpacked.sh
+. "$(dirname "$0")/unpacked.sh"
 
 install_from_shared() {
   local deb
   deb=$(ls "$root"/../shared/debs/consul_*.deb 2>/dev/null | head -n 1 || true)
   [ -n "$deb" ] || return 1
   log "unpacking $deb"
-  unpack "$deb"
+  rm -rf "$cache/root" && mkdir -p "$cache/root"
+  dpkg-deb -x "$deb" "$cache/root"
 }
 
-install() {
-  if find_consul; then return 0; fi
-  mkdir -p "$cache"
-  install_from_bullseye || install_from_shared || { log "no way to get consul"; exit 1; }
-  local bin; bin=$(find_consul) || { log "consul was unpacked but does not run"; exit 1; }
-  log "$("$bin" version | sed -n 1p)"
-  echo "$bin"
-}
+# Debian 12 has no consul package; Debian 11's is the last.
+install() { unpacked_install bullseye consul install_from_shared; }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 

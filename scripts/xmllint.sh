@@ -3,31 +3,14 @@
 #
 #   scripts/xmllint.sh install   make sure an xmllint exists; prints its path
 #
-# From PATH, else this machine's Debian release's libxml2-utils, fetched by scripts/debian-package.sh into
-# .cache/xmllint (its library, libxml2, is part of the base system).
+# From PATH, else this machine's Debian release's libxml2-utils, unpacked into .cache/xmllint
+# (scripts/unpacked.sh; its library, libxml2, is part of the base system).
 set -euo pipefail
-root="$(cd "$(dirname "$0")/.." && pwd)"
-cache="$root/.cache/xmllint"
-cached_bin="$cache/root/usr/bin/xmllint"
-log() { echo "xmllint.sh: $*" >&2; }
-
-find_xmllint() {
-  if command -v xmllint >/dev/null 2>&1; then command -v xmllint; return 0; fi
-  if [ -x "$cached_bin" ] && "$cached_bin" --version >/dev/null 2>&1; then echo "$cached_bin"; return 0; fi
-  return 1
-}
-
-install() {
-  if find_xmllint; then return 0; fi
-  # shellcheck disable=SC1091
-  release=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
-  "$root/scripts/debian-package.sh" "$release" libxml2-utils "$cache/root" || { log "no way to get xmllint"; exit 1; }
-  local bin; bin=$(find_xmllint) || { log "xmllint was unpacked but does not run"; exit 1; }
-  log "$("$bin" --version 2>&1 | sed -n 1p)"
-  echo "$bin"
-}
+tool=xmllint bin_path=usr/bin/xmllint version=(--version)
+# shellcheck source=scripts/unpacked.sh
+. "$(dirname "$0")/unpacked.sh"
 
 case "${1:-}" in
-  install) install ;;
+  install) unpacked_install "$(debian_release)" libxml2-utils ;;
   *) echo "usage: $0 install" >&2; exit 2 ;;
 esac
