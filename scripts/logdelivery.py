@@ -33,6 +33,7 @@ container, default tarsier-ld). The emit directory is the agent's `plugins.logs.
 import argparse
 import json
 import os
+import shutil
 import secrets
 import socket
 import subprocess
@@ -150,6 +151,8 @@ def down(_args, quiet=False):
     if docker("network", "ls", "-q", "--filter", f"name=^{NETWORK}$", check=False):
         docker("network", "rm", NETWORK, check=False)
     clear_files()
+    # The run's token, agent config and stream name: nothing of a run outlives its teardown.
+    shutil.rmtree(STATE, ignore_errors=True)
     if not quiet:
         print(json.dumps({"removed": len(names) + len(volumes)}))
 

@@ -69,26 +69,32 @@ impl FileLogCollector {
     }
 }
 
+impl FileLogCollector {
+    /// Every series, in the order `/metrics` shows them.
+    fn series(&self) -> [&dyn Collector; 15] {
+        [
+            &self.records,
+            &self.bytes,
+            &self.lost,
+            &self.write_errors,
+            &self.rotations,
+            &self.deleted_files,
+            &self.dir_bytes,
+            &self.spool_full,
+            &self.shipped,
+            &self.duplicates,
+            &self.retries,
+            &self.rejected,
+            &self.pending_records,
+            &self.pending_bytes,
+            &self.oldest_pending,
+        ]
+    }
+}
+
 impl Collector for FileLogCollector {
     fn desc(&self) -> Vec<&Desc> {
-        [
-            self.records.desc(),
-            self.bytes.desc(),
-            self.lost.desc(),
-            self.write_errors.desc(),
-            self.rotations.desc(),
-            self.deleted_files.desc(),
-            self.dir_bytes.desc(),
-            self.spool_full.desc(),
-            self.shipped.desc(),
-            self.duplicates.desc(),
-            self.retries.desc(),
-            self.rejected.desc(),
-            self.pending_records.desc(),
-            self.pending_bytes.desc(),
-            self.oldest_pending.desc(),
-        ]
-        .concat()
+        self.series().into_iter().flat_map(|series| series.desc()).collect()
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
@@ -122,23 +128,6 @@ impl Collector for FileLogCollector {
             self.pending_bytes.set(gauge(ship.pending_bytes.load(Ordering::Relaxed)));
             self.oldest_pending.set(ship.oldest_pending_ms.load(Ordering::Relaxed) as f64 / 1000.0);
         }
-        [
-            self.records.collect(),
-            self.bytes.collect(),
-            self.lost.collect(),
-            self.write_errors.collect(),
-            self.rotations.collect(),
-            self.deleted_files.collect(),
-            self.dir_bytes.collect(),
-            self.spool_full.collect(),
-            self.shipped.collect(),
-            self.duplicates.collect(),
-            self.retries.collect(),
-            self.rejected.collect(),
-            self.pending_records.collect(),
-            self.pending_bytes.collect(),
-            self.oldest_pending.collect(),
-        ]
-        .concat()
+        self.series().into_iter().flat_map(|series| series.collect()).collect()
     }
 }
