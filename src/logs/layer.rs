@@ -21,10 +21,20 @@ impl<S: Subscriber> tracing_subscriber::Layer<S> for FileLayer {
     fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
         let metadata = event.metadata();
         let mut fields = Fields(String::with_capacity(160));
-        record::push_str_field(&mut fields.0, "level", &metadata.level().as_str().to_ascii_lowercase());
+        record::push_str_field(&mut fields.0, "level", level_name(metadata.level()));
         record::push_str_field(&mut fields.0, "target", metadata.target());
         event.record(&mut fields);
         self.sink.log(record::now_ms(), &fields.0);
+    }
+}
+
+fn level_name(level: &tracing::Level) -> &'static str {
+    match *level {
+        tracing::Level::ERROR => "error",
+        tracing::Level::WARN => "warn",
+        tracing::Level::INFO => "info",
+        tracing::Level::DEBUG => "debug",
+        tracing::Level::TRACE => "trace",
     }
 }
 
@@ -51,10 +61,10 @@ impl Visit for Fields {
         record::push_str_field(&mut self.0, Self::key(field), value);
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        record::push_raw_field(&mut self.0, Self::key(field), &value.to_string());
+        record::push_number_field(&mut self.0, Self::key(field), value);
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        record::push_raw_field(&mut self.0, Self::key(field), &value.to_string());
+        record::push_number_field(&mut self.0, Self::key(field), value);
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
         record::push_raw_field(&mut self.0, Self::key(field), if value { "true" } else { "false" });

@@ -1,7 +1,8 @@
 //! Numbers records and writes them to the files. A record gets its sequence number and its place in the
 //! buffer under one lock, so the files hold records in sequence order and a number is never given twice
-//! or skipped. The buffer is written as one chunk every [`FLUSH_EVERY`] (by the flusher thread) or when it
-//! passes [`CHUNK_BYTES`], whichever comes first.
+//! or skipped. The flusher thread takes the buffer every [`FLUSH_EVERY`] (sooner once it passes
+//! [`CHUNK_BYTES`]) and writes it with that lock released: a thread that logs never waits on the disk
+//! (a write, a rotation's fsync), only, past [`MAX_BUFFERED_BYTES`], on a flusher that fell behind.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -13,9 +14,11 @@ use super::record::{self, Identity};
 /// PERF(file_log): records are written in chunks, not one `write` each: two records per `/exec` at 28k
 /// requests/s would be 56k syscalls a second. What a `kill -9` can lose is this much of the newest records.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
+/// A buffer this full wakes the flusher before its tick.
 const CHUNK_BYTES: usize = 64 * 1024;
-/// Records kept in memory while the files cannot take them (directory full, disk error): past this the
-/// oldest chunk is given up and counted lost, and a `log_records_lost` record names the numbers.
+/// Records kept in memory: past this a thread that logs writes the buffer itself (the flusher fell behind
+/// the disk), or, while the files refuse them (directory full, disk error), the buffer is given up, counted
+/// lost, and a `log_records_lost` record names the numbers.
 const MAX_BUFFERED_BYTES: usize = 4 * 1024 * 1024;
 /// Records logged before the agent knows its name (it is bound first) wait for it, up to this many.
 const MAX_EARLY_RECORDS: usize = 10_000;
@@ -41,7 +44,6 @@ struct Early {
 struct Inner {
     settings: FileSettings,
     identity: Option<Identity>,
-    files: Option<RotatingFiles>,
     next_seq: u64,
     /// Whole lines not yet written, and the number of the first.
     buffer: String,
@@ -56,6 +58,9 @@ struct Inner {
 /// The numbered, buffered writer behind the tracing layer; shared with the flusher thread.
 pub struct Sink {
     inner: Mutex<Inner>,
+    /// Taken before `inner` by whoever writes (the flusher, a flush, a logger past the cap), so chunks are
+    /// written in the order they were taken.
+    files: Mutex<Option<RotatingFiles>>,
     tick: Condvar,
     pub stats: FileLogStats,
 }
@@ -66,7 +71,6 @@ impl Sink {
             inner: Mutex::new(Inner {
                 settings,
                 identity: None,
-                files: None,
                 next_seq: 0,
                 buffer: String::new(),
                 buffer_first: 0,
@@ -74,6 +78,7 @@ impl Sink {
                 refused: false,
                 stopping: false,
             }),
+            files: Mutex::new(None),
             tick: Condvar::new(),
             stats: FileLogStats::default(),
         })
@@ -81,9 +86,9 @@ impl Sink {
 
     /// The agent's name is known: open the files and number what waited for it.
     pub fn set_identity(&self, identity: Identity) -> std::io::Result<()> {
+        let mut files = self.lock_files();
         let mut inner = self.lock();
-        let settings = inner.settings.clone();
-        inner.files = Some(RotatingFiles::open(settings, &identity.boot)?);
+        *files = Some(RotatingFiles::open(inner.settings.clone(), &identity.boot)?);
         inner.identity = Some(identity);
         for early in std::mem::take(&mut inner.early) {
             self.append(&mut inner, early.ts_ms, &early.fields);
@@ -134,11 +139,20 @@ impl Sink {
             }
             return;
         }
+        let before = inner.buffer.len();
         self.append(&mut inner, ts_ms, fields);
-        if inner.buffer.len() >= CHUNK_BYTES && !inner.refused {
-            self.flush_locked(&mut inner);
-        } else if inner.refused && inner.buffer.len() > MAX_BUFFERED_BYTES {
-            self.give_up_buffer(&mut inner);
+        let after = inner.buffer.len();
+        if inner.refused {
+            if after > MAX_BUFFERED_BYTES {
+                self.give_up_buffer(&mut inner);
+            }
+        } else if after > MAX_BUFFERED_BYTES {
+            // The flusher fell behind the disk: this thread writes, so memory stays bounded and nothing is lost.
+            drop(inner);
+            self.flush();
+        } else if before < CHUNK_BYTES && after >= CHUNK_BYTES {
+            // Once per chunk, not per record: a wake is a syscall.
+            self.tick.notify_one();
         }
     }
 
@@ -155,44 +169,57 @@ impl Sink {
         self.stats.records.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Writes what is buffered now.
+    /// Writes what is buffered now. The buffer is taken under the records' lock and written without it;
+    /// what the files refuse goes back in front of what was logged meanwhile.
     pub fn flush(&self) {
-        let mut inner = self.lock();
-        self.flush_locked(&mut inner);
-    }
-
-    fn flush_locked(&self, inner: &mut Inner) {
-        let Inner { files, buffer, buffer_first, .. } = inner;
+        let mut files = self.lock_files();
         let Some(files) = files.as_mut() else { return };
-        if buffer.is_empty() {
-            let _ = files.rotate_if_old();
-            return;
-        }
-        match files.write(buffer.as_bytes(), *buffer_first) {
+        let (chunk, first) = {
+            let mut inner = self.lock();
+            if inner.buffer.is_empty() {
+                drop(inner);
+                let _ = files.rotate_if_old();
+                self.note_files(files);
+                return;
+            }
+            let chunk = std::mem::replace(&mut inner.buffer, String::with_capacity(2 * CHUNK_BYTES));
+            (chunk, inner.buffer_first)
+        };
+        let written = files.write(chunk.as_bytes(), first);
+        let mut inner = self.lock();
+        match written {
             Ok(()) => {
-                self.stats.bytes.fetch_add(buffer.len() as u64, Ordering::Relaxed);
-                buffer.clear();
+                self.stats.bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
                 inner.refused = false;
             }
             Err((written, err)) => {
-                // What went in before the refusal is out of the buffer: it is never written twice.
-                let taken: String = buffer.drain(..written).collect();
+                // What went in before the refusal is not written twice; the rest comes first next time.
+                let (taken, rest) = chunk.split_at(written);
                 self.stats.bytes.fetch_add(taken.len() as u64, Ordering::Relaxed);
-                *buffer_first += taken.matches('\n').count() as u64;
+                let mut buffer = String::with_capacity(rest.len() + inner.buffer.len());
+                buffer.push_str(rest);
+                buffer.push_str(&inner.buffer);
+                inner.buffer = buffer;
+                inner.buffer_first = first + taken.matches('\n').count() as u64;
                 inner.refused = true;
                 self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
                 if matches!(err, WriteError::Io(_)) {
                     // Not through tracing: this layer would be called back under its own lock.
                     eprintln_once(&format!("tarsier: the activity log cannot be written: {err}"));
                 }
-                if buffer.len() > MAX_BUFFERED_BYTES {
-                    self.give_up_buffer(inner);
+                if inner.buffer.len() > MAX_BUFFERED_BYTES {
+                    self.give_up_buffer(&mut inner);
                 }
             }
         }
-        self.stats.rotations.store(inner.files.as_ref().map_or(0, |f| f.rotations), Ordering::Relaxed);
-        self.stats.deleted_files.store(inner.files.as_ref().map_or(0, |f| f.deleted_files), Ordering::Relaxed);
-        self.stats.dir_bytes.store(inner.files.as_ref().map_or(0, |f| f.dir_bytes()), Ordering::Relaxed);
+        drop(inner);
+        self.note_files(files);
+    }
+
+    fn note_files(&self, files: &RotatingFiles) {
+        self.stats.rotations.store(files.rotations, Ordering::Relaxed);
+        self.stats.deleted_files.store(files.deleted_files, Ordering::Relaxed);
+        self.stats.dir_bytes.store(files.dir_bytes(), Ordering::Relaxed);
     }
 
     /// Drops the buffered records (the files refused them too long) and says which numbers are gone, in a
@@ -217,16 +244,22 @@ impl Sink {
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The flusher: writes the buffer every [`FLUSH_EVERY`] until [`Sink::stop`].
+    fn lock_files(&self) -> std::sync::MutexGuard<'_, Option<RotatingFiles>> {
+        self.files.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The flusher: writes the buffer every [`FLUSH_EVERY`], or when a chunk is full, until [`Sink::stop`].
     pub fn run_flusher(self: Arc<Self>) {
-        let mut inner = self.lock();
         loop {
-            let (guard, _) =
-                self.tick.wait_timeout(inner, FLUSH_EVERY).unwrap_or_else(|poisoned| poisoned.into_inner());
-            inner = guard;
-            self.flush_locked(&mut inner);
-            if inner.stopping {
-                if let Some(files) = inner.files.as_mut() {
+            let stopping = {
+                let inner = self.lock();
+                let (inner, _) =
+                    self.tick.wait_timeout(inner, FLUSH_EVERY).unwrap_or_else(|poisoned| poisoned.into_inner());
+                inner.stopping
+            };
+            self.flush();
+            if stopping {
+                if let Some(files) = self.lock_files().as_mut() {
                     let _ = files.close();
                 }
                 return;
@@ -309,6 +342,30 @@ mod tests {
         // Every number written or given up, once.
         let written = text.lines().count() as u64;
         assert_eq!(written + lost, sink.next_seq() - sink_buffered(&sink));
+    }
+
+    #[test]
+    fn a_logger_leaves_the_writing_to_the_flusher_until_the_buffer_passes_its_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = Sink::new(FileSettings { max_file_bytes: 1 << 30, ..settings(dir.path(), false, 1 << 30) });
+        sink.set_identity(Identity { agent: "a".into(), boot: "b".into() }).unwrap();
+        let written = || files_of(dir.path(), "t").unwrap().iter().map(|f| f.bytes).sum::<u64>();
+        let padding = "x".repeat(200);
+        let mut logged = 0;
+        // Past a chunk (64 KiB) the flusher is woken; the logger itself writes nothing.
+        while sink.lock().buffer.len() < 4 * CHUNK_BYTES {
+            sink.log(1, &format!(",\"pad\":\"{padding}\""));
+            logged += 1;
+        }
+        assert_eq!(written(), 0);
+        // Past the cap (no flusher runs here) the logger writes, and memory stays bounded.
+        while written() == 0 {
+            sink.log(1, &format!(",\"pad\":\"{padding}\""));
+            logged += 1;
+            assert!(sink.lock().buffer.len() <= MAX_BUFFERED_BYTES + 1024);
+        }
+        sink.flush();
+        assert_eq!(stamps(dir.path()).len(), logged);
     }
 
     fn sink_buffered(sink: &Sink) -> u64 {
