@@ -117,7 +117,21 @@ impl AckWindow {
         let reply = Subject::from(format!("{}.{number}", self.prefix));
         let mut headers = HeaderMap::new();
         headers.insert(async_nats::header::NATS_MESSAGE_ID, id);
-        match self.client.publish_with_reply_and_headers(subject.clone(), reply, headers, payload).await {
+        let send = self.client.publish_with_reply_and_headers(subject.clone(), reply, headers, payload);
+        tokio::pin!(send);
+        // Taken at once while the connection keeps up; a timer only when it does not (a connection that is
+        // reconnecting takes nothing, and a shipper told to stop must not wait on it for ever).
+        let sent = match send.as_mut().now_or_never() {
+            Some(sent) => sent,
+            None => match tokio::time::timeout(self.timeout, send).await {
+                Ok(sent) => sent,
+                Err(_) => {
+                    let why = format!("the connection took no publish within {} s", self.timeout.as_secs());
+                    return Err(SendError::Other(why));
+                }
+            },
+        };
+        match sent {
             Ok(()) => {
                 self.waiting.push_back(Waiting { answer: Answer::Awaited, end, bytes });
                 Ok(())
