@@ -70,6 +70,13 @@ pub async fn run(
     }
 }
 
+/// How relaying with no toxic in force stopped.
+enum Relayed {
+    Ended(End),
+    /// The toxics changed (false: their sender is gone, no change will come).
+    Changed(bool),
+}
+
 /// What the two pipes of a connection share: the stop of both, and whether the connection was reset (each pipe
 /// then sets SO_LINGER 0 on the socket it writes to, so that dropping both sends RSTs, not FINs).
 #[derive(Clone)]
@@ -113,26 +120,39 @@ async fn pipe(
                 Piped::Clear => continue,
             }
         }
-        // PERF(bench): with no toxic in force a pipe reads and writes here, one buffer, no queue, no copy.
-        tokio::select! {
-            biased;
-            _ = stop.cancelled() => break End::Stopped,
-            changed = toxics.changed(), if toxics_open => {
-                toxics_open = changed.is_ok();
+        // PERF(bench): with no toxic in force a pipe reads and writes here, one buffer, no queue, no copy. The
+        // waits for a stop and a toxic change are made once and kept across reads: made again per read, each
+        // joined and left the proxy-wide waiter list under its lock (7 % of the relay's CPU in a profile).
+        let relayed = {
+            let stopped = stop.cancelled();
+            let changed = toxics.changed();
+            tokio::pin!(stopped, changed);
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = &mut stopped => break Relayed::Ended(End::Stopped),
+                    changed = &mut changed, if toxics_open => break Relayed::Changed(changed.is_ok()),
+                    read = from.read(&mut buffer) => match read {
+                        Ok(0) | Err(_) => {
+                            let _ = to.shutdown().await;
+                            break Relayed::Ended(End::Eof);
+                        }
+                        Ok(n) => {
+                            if to.write_all(&buffer[..n]).await.is_err() {
+                                break Relayed::Ended(End::Close);
+                            }
+                            bytes.inc_by(n as u64);
+                        }
+                    },
+                }
+            }
+        };
+        match relayed {
+            Relayed::Ended(end) => break end,
+            Relayed::Changed(open) => {
+                toxics_open = open;
                 effects = draws.in_force(&toxics.borrow_and_update(), stream);
             }
-            read = from.read(&mut buffer) => match read {
-                Ok(0) | Err(_) => {
-                    let _ = to.shutdown().await;
-                    break End::Eof;
-                }
-                Ok(n) => {
-                    if to.write_all(&buffer[..n]).await.is_err() {
-                        break End::Close;
-                    }
-                    bytes.inc_by(n as u64);
-                }
-            },
         }
     };
     if end == End::Reset {
