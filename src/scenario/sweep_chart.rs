@@ -114,11 +114,13 @@ impl SweepTable {
         Ok(svg)
     }
 
-    /// The x axis: the first parameter that varies (the first one when none does).
+    /// The x axis: the first parameter that varies (the first one when none does). Text, or a single
+    /// value (nothing varies: a number axis from 0 would put its one dot at the edge), is a category axis.
     fn axis(&self, points: &[super::sweep_table::Point]) -> Axis {
         let param = self.varying(points).first().copied().unwrap_or(0);
         let xs: Vec<&Value> = points.iter().filter_map(|p| p.values.get(param)).collect();
-        if !xs.iter().all(|v| v.is_number()) {
+        let single = xs.windows(2).all(|pair| pair[0] == pair[1]);
+        if single || !xs.iter().all(|v| v.is_number()) {
             let mut names: Vec<String> = Vec::new();
             for x in xs {
                 let name = plain(x);
@@ -550,6 +552,14 @@ mod tests {
         }
         assert_eq!(axis_label("result.latency_ms.p99"), "result.latency_ms.p99 (ms)");
         assert_eq!(axis_label("availability"), "availability (ratio, 1 = all)");
+    }
+
+    #[test]
+    fn a_sweep_of_one_value_is_drawn_as_one_category() {
+        let rows = (0..3).map(|i| (vec![Value::from(3), Value::from(60)], vec![("seconds", 13.0 + f64::from(i))]));
+        let sweep = table(&["replicas", "load_s"], rows.collect());
+        let axis = sweep.axis(&sweep.points());
+        assert_eq!((axis.param, axis.categories.as_deref()), (0, Some(&["3".to_owned()][..])));
     }
 
     #[test]
