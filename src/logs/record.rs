@@ -89,12 +89,17 @@ impl<'a> StampRef<'a> {
     }
 }
 
+/// Whether JSON writes this byte of a string escaped (a quote, a backslash, a control character).
+fn needs_escape(byte: u8) -> bool {
+    byte == b'"' || byte == b'\\' || byte < 0x20
+}
+
 /// A JSON string's text up to its closing quote and the bytes after that quote, when it has no escape or
 /// control character (its text is then the bytes as they stand).
 fn plain_string(bytes: &[u8]) -> Option<(&str, &[u8])> {
     let end = memchr::memchr(b'"', bytes)?;
     let text = &bytes[..end];
-    if text.iter().any(|b| *b == b'\\' || *b < 0x20) {
+    if text.iter().any(|b| needs_escape(*b)) {
         return None;
     }
     Some((std::str::from_utf8(text).ok()?, &bytes[end + 1..]))
@@ -141,7 +146,7 @@ pub fn end(line: &mut String) {
 fn push_json_string(line: &mut String, text: &str) {
     // PERF(file_log): most names and values need no escape; those go in as they are, without the String
     // serde_json would make for each.
-    if !text.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+    if !text.bytes().any(needs_escape) {
         line.push('"');
         line.push_str(text);
         line.push('"');
@@ -187,7 +192,7 @@ mod tests {
         // Another order, an escape, or no number: parsed whole, or refused as before.
         for (line, id) in [
             (&br#"{"boot":"b","agent":"a","seq":3}"#[..], Some("a/b/3")),
-            (br#"{"agent":"aA","boot":"b","seq":4}"#, Some("aA/b/4")),
+            (br#"{"agent":"a\u0041","boot":"b","seq":4}"#, Some("aA/b/4")),
             (br#"{"agent":"a","boot":"b","seq":}"#, None),
             (br#"{"agent":"a","boot":"b","seq":99999999999999999999999}"#, None),
             (b"plain text", None),
