@@ -3,7 +3,7 @@
 # prometheus.sh, consul.sh): the program from PATH, else one unpacked from a Debian package into
 # .cache/NAME/root by scripts/debian-package.sh (nothing installed system-wide). Each script sets:
 #
-#   tool=NAME            its name in log lines and in .cache/NAME
+#   tool=NAME            its directory, .cache/NAME (log lines name the calling script)
 #   bin_path=usr/sbin/X  where the package puts the program, under the unpacked root
 #   version=(--version)  the arguments that make the program print its version (and prove it runs)
 #   also=(promtool)      optional: programs that must be there beside it
