@@ -137,12 +137,8 @@ PY
   up)
     n="${2:-10}"
     "$root/scripts/image.sh" >/dev/null
-    token="$root/deploy/.token"
-    if [ ! -s "$token" ]; then
-      head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$token"
-    fi
-    # The agents run as user 10001 and read the token through a bind mount.
-    chmod 0644 "$token"
+    # The token, made as the experiments make it (readable by the agents' user 10001 through the bind mount).
+    python3 "$root/scripts/stack.py" token >/dev/null
     compose up -d --scale "tarsier=$n" >&2
     consul=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$(compose ps -q consul)")
     for _ in $(seq 1 120); do

@@ -428,12 +428,23 @@ class Readiness:
             self.answers.stop()
 
 
+AGENT_UID = 10001  # the user the agent image runs as (scripts/image.sh)
+
+
 def make_token():
+    """deploy/.token, made once (32 random bytes in hex). The agents read it as user 10001, as a Swarm secret
+    or through a bind mount (the experiments' clients, LXC, deploy/compose.yaml): as root, the file is made
+    theirs with mode 0640, so that no other user of this machine reads it and no agent warns; as another user
+    (who cannot give a file away), it must stay readable by all, and the agents say so."""
     if not os.path.exists(TOKEN) or os.path.getsize(TOKEN) == 0:
-        with open(TOKEN, "w") as f:
+        fd = os.open(TOKEN, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
             f.write(os.urandom(32).hex())
-    # The agents run as user 10001 and read it as a Swarm secret.
-    os.chmod(TOKEN, 0o644)
+    if os.geteuid() == 0:
+        os.chown(TOKEN, AGENT_UID, 0)
+        os.chmod(TOKEN, 0o640)
+    elif os.stat(TOKEN).st_uid == os.geteuid():
+        os.chmod(TOKEN, 0o644)
     return TOKEN
 
 
