@@ -597,7 +597,7 @@ class Nginx:
                     f"  server {{ listen 127.0.0.1:{self.port};\n"
                     f"    location /files/ {{ alias {self.dir}/files/; }}\n"
                     f"    location / {{ return 200 \"ok\\n\"; }} }} }}\n")
-        self.proc = subprocess.Popen(["nginx", "-p", self.dir, "-c", f"{self.dir}/nginx.conf"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen([os.environ.get("TARSIER_NGINX_BIN", "nginx"), "-p", self.dir, "-c", f"{self.dir}/nginx.conf"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_http(f"http://127.0.0.1:{self.port}/")
 
     def stop(self):

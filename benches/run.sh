@@ -3,7 +3,8 @@
 #   benches/run.sh            (all sections; about 9 minutes on 2 cores)
 #   benches/run.sh wave       (one section: proxy, ramp, rate_matrix, control, file_log, logship, control_hog, parse, handler, wave, fidelity, http_load, rate, signing)
 #   benches/run.sh netfault   (the network faults' fidelity, as root, in network namespaces it makes: writes docs/network-faults.md's table)
-# Installs wrk, stress-ng, nginx and h2load from Debian if missing, and oha from crates.io. Everything runs on 127.0.0.1.
+# Installs wrk, stress-ng, h2load, socat, haproxy and rsyslog from Debian if missing, nginx as the tests do
+# (scripts/nginx.sh), and oha from crates.io. Everything runs on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need() { command -v "$1" >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq "$2" >/dev/null; }; }
@@ -17,7 +18,10 @@ if [ "${1:-}" = netfault ]; then
 fi
 need wrk wrk
 need stress-ng stress-ng
-need nginx nginx-light
+# nginx: the tests' own (scripts/nginx.sh: Debian's package unpacked into .cache), not a package installed, which
+# would also start a system nginx on port 80.
+TARSIER_NGINX_BIN=$(scripts/nginx.sh install | tail -n 1)
+export TARSIER_NGINX_BIN
 need h2load nghttp2-client
 need socat socat
 need haproxy haproxy
