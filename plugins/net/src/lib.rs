@@ -1,6 +1,7 @@
 //! `net`: opens network connections and keeps them open, sends HTTP load, and puts faults on the wire of the
 //! namespace it shares with the service next to it (`wire_faults`).
 
+mod alarm;
 mod cmd_bandwidth;
 mod cmd_close;
 mod cmd_delay;

@@ -11,11 +11,12 @@ use tarsier_plugin::{Cancel, CommandError};
 
 use super::conn::{Connection, Failure, Template};
 use super::metrics::HttpLoadMetrics;
-use super::pace::{Alarm, Claim, Grid, Schedule};
+use super::pace::{Claim, Schedule};
 use super::plan::HttpLoadPlan;
 use super::progress::Live;
 use super::stages::{StageKind, Stages};
 use super::stats::Tally;
+use crate::alarm::{Alarm, Grid};
 use crate::cmd_http_load::{Pacing, DEFAULT_DURATION};
 
 /// How a request ended, as the `code` label of `tarsier_http_load_requests_total`.

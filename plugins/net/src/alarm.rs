@@ -1,0 +1,145 @@
+//! A precise alarm: a timerfd armed for an absolute time on the monotonic clock `Instant` reads, awaited through
+//! tokio's reactor, so the kernel's high-resolution timer wakes the task, not tokio's 1 ms wheel (which rings
+//! up to 2 ms late: the wheel rounds up, and so does the poll's timeout). Rate mode's workers pace requests on
+//! it; the fault proxy's toxics wait on it.
+
+use std::io;
+use std::os::fd::{AsFd as _, AsRawFd, RawFd};
+use std::time::{Duration, Instant};
+
+use nix::sys::time::TimeSpec;
+use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
+use nix::time::{clock_gettime, ClockId as Clock};
+use tokio::io::unix::AsyncFd;
+
+/// A timerfd as tokio's `AsyncFd` takes it.
+pub(crate) struct Timer(TimerFd);
+
+impl AsRawFd for Timer {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_fd().as_raw_fd()
+    }
+}
+
+/// One task's alarm: a timerfd; or tokio's timer when no timerfd can be had (the process is out of file
+/// descriptors: a timerfd is one more per rate-mode connection, or per proxied pipe a toxic makes wait).
+pub(crate) enum Alarm {
+    Precise {
+        fd: AsyncFd<Timer>,
+        /// The same moment as an `Instant` and as the monotonic clock's reading, to convert one to the other.
+        anchor: (Instant, Duration),
+        /// `pacing: coarse`: due times rounded up to this grid, shared by every worker of the load, so the
+        /// requests due within one cell ring together, in one wake-up of the runtime.
+        grid: Option<Grid>,
+    },
+    Coarse,
+}
+
+/// Ticks every `grain` from `start` (a rate-mode schedule's).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Grid {
+    pub(crate) start: Instant,
+    pub(crate) grain: Duration,
+}
+
+impl Grid {
+    /// The first tick at or after `due`.
+    fn round_up(&self, due: Instant) -> Instant {
+        let since = due.saturating_duration_since(self.start).as_nanos();
+        let grain = self.grain.as_nanos().max(1);
+        let ticks = since.div_ceil(grain);
+        self.start + Duration::from_nanos(u64::try_from(ticks * grain).unwrap_or(u64::MAX))
+    }
+}
+
+/// Below this a due time is taken as now: arming a timer costs more than the wait.
+const TOO_CLOSE_TO_WAIT: Duration = Duration::from_micros(20);
+
+impl Alarm {
+    /// A precise alarm (on `grid` when given), or tokio's timer (said once in the log) when the timerfd cannot
+    /// be made.
+    pub(crate) fn new(grid: Option<Grid>) -> Self {
+        Self::precise(grid).unwrap_or_else(|err| {
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(
+                || tracing::warn!(%err, "no timerfd: rate mode and the fault proxy's toxics wait on tokio's 1 ms timer"),
+            );
+            Alarm::Coarse
+        })
+    }
+
+    fn precise(grid: Option<Grid>) -> io::Result<Self> {
+        let timer = TimerFd::new(ClockId::CLOCK_MONOTONIC, TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC)?;
+        let reading = clock_gettime(Clock::CLOCK_MONOTONIC)?;
+        let anchor = (Instant::now(), Duration::from(reading));
+        // SAFETY: the `Timer` owns its timerfd (an `OwnedFd` inside), so the descriptor stays open and the same
+        // for as long as the `AsyncFd` holds it, and `as_raw_fd` always returns it.
+        let fd = unsafe { AsyncFd::register_with_interest(Timer(timer), tokio::io::Interest::READABLE) }
+            .map_err(|err| io::Error::other(err.to_string()))?;
+        Ok(Alarm::Precise { fd, anchor, grid })
+    }
+
+    /// Returns at `due` (on a grid, at its first tick from `due`; at once when `due` has passed).
+    pub(crate) async fn until(&mut self, due: Instant) -> io::Result<()> {
+        if due.saturating_duration_since(Instant::now()) < TOO_CLOSE_TO_WAIT {
+            return Ok(());
+        }
+        let Alarm::Precise { fd, anchor: (anchor, monotonic), grid } = self else {
+            tokio::time::sleep_until(due.into()).await;
+            return Ok(());
+        };
+        let due = grid.map_or(due, |grid| grid.round_up(due));
+        let at = TimeSpec::from_duration(*monotonic + due.duration_since(*anchor));
+        fd.get_ref().0.set(Expiration::OneShot(at), TimerSetTimeFlags::TFD_TIMER_ABSTIME)?;
+        loop {
+            let mut ready = fd.readable().await?;
+            let mut expirations = [0u8; 8];
+            match nix::unistd::read(ready.get_inner().0.as_fd(), &mut expirations) {
+                Ok(_) => return Ok(()),
+                Err(nix::errno::Errno::EAGAIN) => ready.clear_ready(),
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_grid_rounds_a_due_time_up_to_its_next_tick() {
+        let start = Instant::now();
+        let grid = Grid { start, grain: Duration::from_millis(1) };
+        assert_eq!(grid.round_up(start), start);
+        assert_eq!(grid.round_up(start + Duration::from_micros(1)), start + Duration::from_millis(1));
+        assert_eq!(grid.round_up(start + Duration::from_micros(1_000)), start + Duration::from_millis(1));
+        assert_eq!(grid.round_up(start + Duration::from_micros(2_999)), start + Duration::from_millis(3));
+    }
+
+    #[tokio::test]
+    async fn a_gridded_alarm_rings_on_a_tick_never_before_the_due_time() {
+        let start = Instant::now();
+        let grain = Duration::from_millis(2);
+        let mut alarm = Alarm::new(Some(Grid { start, grain }));
+        let due = start + Duration::from_micros(2_500);
+        alarm.until(due).await.unwrap();
+        assert!(Instant::now() >= start + 2 * grain, "rang before the tick after its due time");
+    }
+
+    #[tokio::test]
+    async fn an_alarm_wakes_at_its_time_not_before() {
+        let mut alarm = Alarm::new(None);
+        assert!(matches!(alarm, Alarm::Precise { .. }), "this kernel has timerfd");
+        for wait in [Duration::from_micros(300), Duration::from_millis(3), Duration::ZERO] {
+            let due = Instant::now() + wait;
+            alarm.until(due).await.unwrap();
+            assert!(Instant::now() >= due, "woke before its time");
+        }
+        let past = Instant::now() - Duration::from_millis(5);
+        alarm.until(past).await.unwrap();
+        let due = Instant::now() + Duration::from_millis(2);
+        Alarm::Coarse.until(due).await.unwrap();
+        assert!(Instant::now() >= due, "the coarse alarm does not ring early either");
+    }
+}
