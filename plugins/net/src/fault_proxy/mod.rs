@@ -1,6 +1,7 @@
 //! The fault proxy: TCP proxies in front of a service's dependencies, with Toxiproxy's toxics (`toxic`), one
 //! task per listener and two pipes per connection (`link`); or, made with `protocol: http`, HTTP/1.1 proxies
-//! whose toxics are faults on requests and answers (`http_fault`), relayed request by request (`http_relay`). A proxy lives until it is deleted, until its
+//! whose toxics are faults on requests and answers (`http_fault`), relayed request by request (`http_relay`).
+//! Connections run on threads of their own (`relay_threads`). A proxy lives until it is deleted, until its
 //! `duration` ends, or until `/abort` (`release_all`), which closes its listener and every connection.
 //!
 //! Bounded and safe: the upstream must be in `limits.dial_targets` (resolved once, connected to by the
@@ -12,6 +13,7 @@ pub mod http_fault;
 pub mod http_relay;
 pub mod link;
 pub mod metrics;
+mod relay_threads;
 pub mod toxic;
 
 use std::collections::BTreeMap;
@@ -381,9 +383,19 @@ async fn serve(listener: tokio::net::TcpListener, proxy: Arc<Proxy>) {
                 continue;
             }
         };
+        // The connection moves to a relay thread's runtime: taken out of this one's reactor here, put in the
+        // other's there.
+        let Ok(client) = client.into_std() else {
+            proxy.counters.refused.inc();
+            continue;
+        };
         let proxy = proxy.clone();
-        tokio::spawn(async move {
+        relay_threads::spawn(async move {
             let _slot = slot;
+            let Ok(client) = tokio::net::TcpStream::from_std(client) else {
+                proxy.counters.refused.inc();
+                return;
+            };
             let address = proxy.upstream.lock().unwrap_or_else(|p| p.into_inner()).1;
             let upstream = match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(address)).await {
                 Ok(Ok(upstream)) => upstream,
