@@ -3,7 +3,7 @@
 //! JetStream acknowledges a publish by answering its reply subject. async-nats's `send_publish` makes a
 //! request of each publish (an inbox subject, a oneshot channel, a semaphore permit, a timer, and an
 //! untagged-enum parse of the answer); the shipper instead subscribes once to `<inbox>.*`, numbers its
-//! publishes `<inbox>.<n>`, and matches each answer to its publish by that number. PERF(bench): the
+//! publishes `<inbox>.<n>`, and matches each answer to its publish by that number. PERF(logship): the
 //! per-request machinery was most of what was left of the shipper's own CPU in a profile of `tarsier ship`.
 //!
 //! Publishes settle in the order they were sent (a checkpoint can only move over a line once every line
@@ -155,7 +155,7 @@ impl AckWindow {
         if self.waiting.is_empty() {
             return Ok(None);
         }
-        // The answers already here first, without a timer (PERF(bench): a timer armed per answer was 3 % of
+        // The answers already here first, without a timer (PERF(logship): a timer armed per answer was 3 % of
         // the shipper's CPU; with 1,024 publishes out, the first one's answer is mostly here).
         while self.first_awaited() {
             match self.answers.next().now_or_never() {

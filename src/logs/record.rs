@@ -43,7 +43,7 @@ impl Stamp {
 }
 
 /// A record's stamp borrowed from its line: what the shipper reads of every record, without copying its
-/// names (PERF(bench): the owned [`Stamp`] cost two allocations per record shipped).
+/// names (PERF(logship): the owned [`Stamp`] cost two allocations per record shipped).
 #[derive(Debug, Deserialize)]
 pub struct StampRef<'a> {
     #[serde(borrow)]
@@ -55,7 +55,7 @@ pub struct StampRef<'a> {
 
 impl<'a> StampRef<'a> {
     /// The stamp of a record. One written by [`begin`] is read off its first bytes; any other line is
-    /// parsed whole (PERF(bench): parsing every shipped record whole, its message included, was 9 % of
+    /// parsed whole (PERF(logship): parsing every shipped record whole, its message included, was 9 % of
     /// `tarsier ship`'s CPU). The fast form does not check the rest of the line: a message id needs only
     /// the stamp, and a record broken after it is still shipped, as any line is.
     pub fn of_line(line: &'a [u8]) -> Result<Self, serde_json::Error> {

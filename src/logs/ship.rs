@@ -26,7 +26,7 @@ use super::checkpoint::Checkpoints;
 use super::files::{files_of, LogFile};
 use super::record::{now_ms, Stamp, StampRef};
 
-/// Publishes waiting for their acknowledgements at once. PERF(bench): 1,024 against 256 took 5 % less CPU
+/// Publishes waiting for their acknowledgements at once. PERF(logship): 1,024 against 256 took 5 % less CPU
 /// and 11 % less time to ship 200,000 records to a local nats-server (acknowledgements come back in bigger
 /// batches: fewer reads and wakes per record); a shipper killed sends at most this many again.
 const MAX_IN_FLIGHT: usize = 1024;
@@ -297,7 +297,7 @@ impl Shipper {
 
     /// [`Shipper::run`] on a thread of its own with a single-threaded runtime: the NATS connection's task
     /// and the publishing loop then take turns on one thread instead of waking each other across two
-    /// (PERF(bench): a futex wake and a context switch per publish were 40 % of the shipper's CPU in a
+    /// (PERF(logship): a futex wake and a context switch per publish were 40 % of the shipper's CPU in a
     /// profile of `tarsier ship`), and shipping never takes a worker from the agent's requests. The
     /// receiver gets the outcome once it stops.
     pub fn run_on_own_thread(
@@ -508,7 +508,7 @@ impl Shipper {
         reader.seek(std::io::SeekFrom::Start(acked)).await.map_err(|e| stop(done, e.to_string()))?;
         let mut reader = reader.take(BYTES_PER_TURN);
         // Read in chunks; each record is a slice of its chunk, so its payload is never copied before
-        // async-nats writes it out (PERF(bench): a line buffer and a copy per record were 4 % of the CPU).
+        // async-nats writes it out (PERF(logship): a line buffer and a copy per record were 4 % of the CPU).
         let mut buffer = bytes::BytesMut::new();
         let mut window = AckWindow::open(&context.client(), ACK_TIMEOUT).await.map_err(|why| stop(done, why))?;
         let mut sent_to = acked;
@@ -642,7 +642,7 @@ impl Shipper {
 }
 
 /// Takes the lines just acknowledged off a file's pending count, so the next count need not read them
-/// again (PERF(bench): counting them by reading was 3.5 % of the shipper's CPU).
+/// again (PERF(logship): counting them by reading was 3.5 % of the shipper's CPU).
 fn acked_since_count(counted: Option<&mut Pending>, from: u64, done: Acked) {
     let Some(counted) = counted else { return };
     if counted.acked != from {

@@ -111,7 +111,7 @@ pub async fn run(
         // On to the upstream: the head as it came (or rewritten), then the body while the answer comes back.
         let mut body = request.body;
         let head = if plan.request_changes.is_empty() {
-            // PERF(bench): a body that came whole with its head goes in the same write (one segment, and the
+            // PERF(proxy): a body that came whole with its head goes in the same write (one segment, and the
             // upstream never sees a head without its body).
             let mut length = request.head_length;
             if let Body::Length(size) = body {
@@ -451,7 +451,7 @@ async fn relay_answer(
         plan.wait_before_headers().await;
         match fields {
             None => {
-                // PERF(bench): an answer that came whole, with nothing to shape, goes in one write.
+                // PERF(proxy): an answer that came whole, with nothing to shape, goes in one write.
                 let mut length = head_length;
                 if let (Body::Length(size), true) = (body, shape.is_plain()) {
                     if size <= (from.buf.len() - head_length) as u64 {

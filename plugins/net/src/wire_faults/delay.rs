@@ -6,7 +6,7 @@
 //! `nfq` crate keeps that descriptor to itself, so `open_queue` learns it from the kernel's lowest-free-fd rule
 //! and checks it is a netfilter netlink socket; when the check fails (another thread took that number at the
 //! same instant) the thread polls every 100 us instead, which is correct but not free.
-//! PERF(bench): polling cost 0.150 cores with a delay in force and no packet to hold (10,000 wakeups a
+//! PERF(netfault): polling cost 0.150 cores with a delay in force and no packet to hold (10,000 wakeups a
 //! second); sleeping on the socket costs nothing then (benches/run.sh netfault, the engine's CPU rows).
 
 use std::cmp::Reverse;
