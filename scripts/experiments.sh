@@ -7,8 +7,8 @@
 # Leaves nothing running (each scenario's teardown removes what it made).
 #
 #   scripts/experiments.sh [NAME...]      all of them, or the ones named (scaling-knee, density, ...); each
-#                                         point as many times as its file says (5), or TARSIER_ROUNDS (the
-#                                         committed results: TARSIER_ROUNDS=3, about 110 minutes)
+#                                         point as many times as its file says (5, as the committed
+#                                         results), or TARSIER_ROUNDS (3: about 110 minutes)
 #   scripts/experiments.sh tables         only write docs/experiments.md's tables and the charts again from
 #                                         the committed results (no Docker); tests/it/docs.rs checks them
 set -euo pipefail
