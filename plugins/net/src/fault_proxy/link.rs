@@ -97,19 +97,17 @@ impl Waits {
     /// Waits until `until`; false when the pipe was stopped first.
     async fn until(&mut self, until: Instant, stop: &CancellationToken) -> bool {
         let alarm = self.alarm.get_or_insert_with(|| Alarm::new(None));
-        let rang = tokio::select! {
-            rang = alarm.until(until) => rang,
-            _ = stop.cancelled() => return false,
-        };
-        if rang.is_err() {
-            // The timerfd failed (it never has here): this wait and the next on tokio's timer.
-            *alarm = Alarm::Coarse;
-            return tokio::select! {
-                _ = tokio::time::sleep_until(until.into()) => true,
-                _ = stop.cancelled() => false,
+        loop {
+            let rang = tokio::select! {
+                rang = alarm.until(until) => rang,
+                _ = stop.cancelled() => return false,
             };
+            if rang.is_ok() {
+                return true;
+            }
+            // The timerfd failed (it never has here): this wait and the next on tokio's timer, which cannot fail.
+            *alarm = Alarm::Coarse;
         }
-        true
     }
 }
 
