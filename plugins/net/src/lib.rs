@@ -24,6 +24,7 @@ mod conns;
 pub mod fault_proxy;
 mod http1;
 mod http_load;
+mod io_threads;
 mod targets;
 pub mod wire_faults;
 

@@ -1,7 +1,7 @@
 //! The fault proxy: TCP proxies in front of a service's dependencies, with Toxiproxy's toxics (`toxic`), one
 //! task per listener and two pipes per connection (`link`); or, made with `protocol: http`, HTTP/1.1 proxies
 //! whose toxics are faults on requests and answers (`http_fault`), relayed request by request (`http_relay`).
-//! Connections run on threads of their own (`relay_threads`). A proxy lives until it is deleted, until its
+//! Connections run on threads of their own (`crate::io_threads`). A proxy lives until it is deleted, until its
 //! `duration` ends, or until `/abort` (`release_all`), which closes its listener and every connection.
 //!
 //! Bounded and safe: the upstream must be in `limits.dial_targets` (resolved once, connected to by the
@@ -13,7 +13,6 @@ pub mod http_fault;
 pub mod http_relay;
 pub mod link;
 pub mod metrics;
-mod relay_threads;
 pub mod toxic;
 
 use std::collections::BTreeMap;
@@ -383,14 +382,14 @@ async fn serve(listener: tokio::net::TcpListener, proxy: Arc<Proxy>) {
                 continue;
             }
         };
-        // The connection moves to a relay thread's runtime: taken out of this one's reactor here, put in the
+        // The connection moves to an I/O thread's runtime: taken out of this one's reactor here, put in the
         // other's there.
         let Ok(client) = client.into_std() else {
             proxy.counters.refused.inc();
             continue;
         };
         let proxy = proxy.clone();
-        relay_threads::spawn(async move {
+        crate::io_threads::spawn(async move {
             let _slot = slot;
             let Ok(client) = tokio::net::TcpStream::from_std(client) else {
                 proxy.counters.refused.inc();

@@ -1,5 +1,6 @@
-//! The threads proxied connections run on: one single-threaded tokio runtime per core, started the first time a
-//! proxy takes a connection, each connection on one of them for its whole life, the threads taken in turn.
+//! The threads the net plugin's busiest tasks run on: one single-threaded tokio runtime per core, started the
+//! first time one is asked for, each task on one of them for its whole life, the threads taken in turn. The fault
+//! proxy's connections and `http_load`'s workers run here, not on the agent's work-stealing runtime.
 //!
 //! PERF(proxy): on the agent's shared work-stealing runtime, a task the I/O driver woke on one worker woke a
 //! parked other worker to steal it (a futex each way), and the kernel's context switches and wake-ups were 23 %
@@ -13,51 +14,58 @@ use std::sync::OnceLock;
 
 use tokio::runtime::Handle;
 
-struct RelayThreads {
+struct IoThreads {
     handles: Vec<Handle>,
     next: AtomicUsize,
 }
 
-static THREADS: OnceLock<RelayThreads> = OnceLock::new();
+static THREADS: OnceLock<IoThreads> = OnceLock::new();
 
-/// Runs `connection` on a relay thread; on the caller's runtime when no relay thread could be started (the
-/// process is out of threads: the connection is served all the same, only not on a thread of its own).
-pub fn spawn<F>(connection: F)
+/// The runtime of the next thread in turn; `None` when no thread could be started (the process is out of
+/// threads: the caller runs its task on its own runtime, served all the same, only not on a thread of its own).
+pub(crate) fn next() -> Option<Handle> {
+    let threads = THREADS.get_or_init(start);
+    if threads.handles.is_empty() {
+        return None;
+    }
+    let turn = threads.next.fetch_add(1, Ordering::Relaxed) % threads.handles.len();
+    Some(threads.handles[turn].clone())
+}
+
+/// Runs `task` on the next thread in turn, or on the caller's runtime when there is none.
+pub(crate) fn spawn<F>(task: F)
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    let threads = THREADS.get_or_init(start);
-    if threads.handles.is_empty() {
-        tokio::spawn(connection);
-        return;
+    match next() {
+        Some(handle) => drop(handle.spawn(task)),
+        None => drop(tokio::spawn(task)),
     }
-    let turn = threads.next.fetch_add(1, Ordering::Relaxed) % threads.handles.len();
-    threads.handles[turn].spawn(connection);
 }
 
-fn start() -> RelayThreads {
+fn start() -> IoThreads {
     let count = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let mut handles = Vec::with_capacity(count);
     for index in 0..count {
         let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Ok(runtime) => runtime,
             Err(err) => {
-                tracing::warn!(%err, "fault proxy: cannot make a relay runtime; connections share the agent's");
+                tracing::warn!(%err, "net: cannot make an I/O runtime; proxied connections and loads share the agent's");
                 break;
             }
         };
         let handle = runtime.handle().clone();
         // The thread runs its runtime's tasks for the life of the process: it waits in epoll when idle.
         let started = std::thread::Builder::new()
-            .name(format!("proxy-relay-{index}"))
+            .name(format!("net-io-{index}"))
             .spawn(move || runtime.block_on(std::future::pending::<()>()));
         match started {
             Ok(_) => handles.push(handle),
             Err(err) => {
-                tracing::warn!(%err, "fault proxy: cannot start a relay thread; connections share the agent's");
+                tracing::warn!(%err, "net: cannot start an I/O thread; proxied connections and loads share the agent's");
                 break;
             }
         }
     }
-    RelayThreads { handles, next: AtomicUsize::new(0) }
+    IoThreads { handles, next: AtomicUsize::new(0) }
 }
