@@ -76,6 +76,7 @@ fn counts_statuses_and_latency_of_a_fixed_number_of_requests() {
     }
     assert!(latency["min"].as_f64() <= latency["p99"].as_f64());
     assert!(!result["histogram"].as_str().unwrap().is_empty());
+    assert!(result.get("late_ms").is_none(), "closed mode has no schedule to be late on: {result}");
     let metrics = agent.metrics();
     assert!(metrics.contains("tarsier_http_load_requests_total{code=\"200\"} 300"), "{metrics}");
     assert!(metrics.contains("tarsier_http_load_in_flight 0"));
@@ -560,6 +561,10 @@ fn a_rate_over_one_slow_connection_counts_the_wait_as_latency() {
     assert!(dropped > 0, "half of the schedule cannot be served in the window: {result}");
     let max = result["latency_ms"]["max"].as_f64().unwrap();
     assert!(max > 200.0, "the last requests waited for the connection, and that is latency: {result}");
+    // And the answer says how much of it was waiting to be sent: late, yet no later than the latency.
+    let late = result["late_ms"]["max"].as_f64().unwrap();
+    assert!(late > 150.0 && late <= max * 1.01, "late {late} ms of {max} ms: {result}");
+    assert!(result["late_histogram"].as_str().is_some_and(|h| !h.is_empty()), "{result}");
 }
 
 /// Rate mode in a wave: three agents each hold their own schedule (the rate is per agent), and the origin's
@@ -583,6 +588,9 @@ fn a_wave_at_a_rate_keeps_each_agents_share_and_merges_exactly() {
     let shares: Vec<u64> =
         report["entries"].as_array().unwrap().iter().filter_map(|e| e["result"]["requests_sent"].as_u64()).collect();
     assert_eq!(shares, vec![200, 200, 200], "each agent holds its own 100/s for 2 s: {report}");
+    // How late requests went merges from the agents' histograms: the swarm's latest is the latest agent's.
+    let latest = report["entries"].as_array().unwrap().iter().filter_map(|e| e["result"]["late_ms"]["max"].as_f64());
+    assert_eq!(merged["late_ms"]["max"].as_f64(), latest.reduce(f64::max), "{report}");
 }
 
 /// Rate stages on the same connections: each stage sends what its rate asks (due counts are exact: sent +

@@ -23,6 +23,12 @@ pub fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("the bounds are valid")
 }
 
+/// The histogram of how late requests went out: the same bounds to 2 significant digits (1 %), 25 KiB where
+/// the latencies' takes 170 KiB, two of them per connection.
+pub fn new_late_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_LATENCY_US, 2).expect("the bounds are valid")
+}
+
 /// Error classes of requests that got no usable answer.
 #[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Errors {
@@ -43,6 +49,8 @@ pub struct Tally {
     pub errors: Errors,
     pub status: BTreeMap<u16, u64>,
     pub latency_us: Histogram<u64>,
+    /// Rate mode: how long after its due time each request was sent, in µs (empty in closed mode).
+    pub late_us: Histogram<u64>,
     /// Rate mode: requests due in the window but not sent by its end (the generator or its connections
     /// could not keep up), like k6's dropped iterations.
     pub dropped: u64,
@@ -59,6 +67,7 @@ impl Default for Tally {
             errors: Errors::default(),
             status: BTreeMap::new(),
             latency_us: new_histogram(),
+            late_us: new_late_histogram(),
             dropped: 0,
             stragglers: 0,
         }
@@ -82,21 +91,13 @@ impl Tally {
         }
         // Same bounds everywhere, so adding cannot fail.
         let _ = self.latency_us.add(&other.latency_us);
+        let _ = self.late_us.add(&other.late_us);
     }
 
     /// The answer: counts, rate, latency percentiles in ms, and the histogram itself for exact merging.
     pub fn result(&self, seconds: f64, req_per_s: f64) -> HttpLoadResult {
         let h = &self.latency_us;
-        let ms = |us: u64| us as f64 / 1000.0;
-        let latency_ms = (!h.is_empty()).then(|| LatencyMs {
-            min: ms(h.min()),
-            mean: h.mean() / 1000.0,
-            p50: ms(h.value_at_quantile(0.50)),
-            p90: ms(h.value_at_quantile(0.90)),
-            p99: ms(h.value_at_quantile(0.99)),
-            p999: ms(h.value_at_quantile(0.999)),
-            max: ms(h.max()),
-        });
+        let latency_ms = LatencyMs::of(h);
         let succeeded = self.completed.saturating_sub(self.errors.status_4xx + self.errors.status_5xx);
         HttpLoadResult {
             requests_sent: self.sent,
@@ -113,6 +114,8 @@ impl Tally {
             bytes: self.bytes,
             latency_ms,
             histogram: encode(h),
+            late_ms: LatencyMs::of(&self.late_us),
+            late_histogram: (!self.late_us.is_empty()).then(|| encode(&self.late_us)),
             url: None,
             concurrency: None,
             rate: None,
@@ -129,7 +132,12 @@ impl Tally {
             bytes: result.bytes,
             errors: result.errors.clone(),
             status: result.status.iter().filter_map(|(k, v)| Some((k.parse().ok()?, *v))).collect(),
-            latency_us: decode(&result.histogram)?,
+            latency_us: decode(&result.histogram, new_histogram())?,
+            // Absent from closed mode's results and from agents older than the field.
+            late_us: match &result.late_histogram {
+                Some(text) => decode(text, new_late_histogram())?,
+                None => new_late_histogram(),
+            },
             dropped: result.dropped,
             stragglers: result.stragglers,
         })
@@ -169,6 +177,14 @@ pub struct HttpLoadResult {
     pub latency_ms: Option<LatencyMs>,
     /// The HDR histogram of latencies in µs, V2-serialized and base64-encoded.
     pub histogram: String,
+    /// Rate mode: how long after its due time each request was sent. Waiting for a free connection (every one
+    /// busy: the service is slow, or `concurrency` too low) and the agent's own timer lateness; already in
+    /// `latency_ms`, which counts from the due time. `null` in closed mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late_ms: Option<LatencyMs>,
+    /// The histogram behind `late_ms` (µs, 2 significant digits), for a wave's exact merge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late_histogram: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -217,6 +233,22 @@ pub struct LatencyMs {
     pub max: f64,
 }
 
+impl LatencyMs {
+    /// The percentiles of a histogram in µs; `None` when it is empty.
+    fn of(h: &Histogram<u64>) -> Option<Self> {
+        let ms = |us: u64| us as f64 / 1000.0;
+        (!h.is_empty()).then(|| LatencyMs {
+            min: ms(h.min()),
+            mean: h.mean() / 1000.0,
+            p50: ms(h.value_at_quantile(0.50)),
+            p90: ms(h.value_at_quantile(0.90)),
+            p99: ms(h.value_at_quantile(0.99)),
+            p999: ms(h.value_at_quantile(0.999)),
+            max: ms(h.max()),
+        })
+    }
+}
+
 fn encode(h: &Histogram<u64>) -> String {
     let mut bytes = Vec::new();
     match V2Serializer::new().serialize(h, &mut bytes) {
@@ -225,10 +257,10 @@ fn encode(h: &Histogram<u64>) -> String {
     }
 }
 
-fn decode(text: &str) -> Option<Histogram<u64>> {
+/// A histogram sent by `encode`, added into `bounded` (the bounds this side keeps).
+fn decode(text: &str, mut bounded: Histogram<u64>) -> Option<Histogram<u64>> {
     let bytes = base64::engine::general_purpose::STANDARD.decode(text).ok()?;
     let h: Histogram<u64> = Deserializer::new().deserialize(&mut bytes.as_slice()).ok()?;
-    let mut bounded = new_histogram();
     bounded.add(&h).ok()?;
     Some(bounded)
 }
@@ -336,6 +368,28 @@ mod tests {
         assert_eq!(stages[0].figures.agents, Some(2));
         let text = serde_json::to_value(&stages[0]).unwrap();
         assert_eq!((text["stage"].as_u64(), text["completed"].as_u64()), (Some(1), Some(5)), "flattened: {text}");
+    }
+
+    #[test]
+    fn how_late_requests_went_merges_exactly_and_closed_mode_has_none() {
+        let late = |us: &[u64]| {
+            let mut t = tally_of(us.iter().map(|_| 1_000));
+            for &u in us {
+                let _ = t.late_us.record(u);
+            }
+            t
+        };
+        let (a, b) = (late(&[10, 20, 30]), late(&[5_000]));
+        let merged = merge(&[a.result(1.0, 3.0), b.result(1.0, 1.0)]).unwrap();
+        let mut both = late(&[10, 20, 30]);
+        both.add(&late(&[5_000]));
+        assert_eq!(merged.late_ms, both.result(1.0, 4.0).late_ms);
+        let max = merged.late_ms.map_or(0.0, |l| l.max);
+        assert!((5.0..5.05).contains(&max), "5 ms to 2 significant digits: {max}");
+        let closed = tally_of([100]).result(1.0, 1.0);
+        assert_eq!((closed.late_ms, closed.late_histogram.as_deref()), (None, None));
+        let text = serde_json::to_value(&closed).unwrap();
+        assert!(text.get("late_ms").is_none(), "{text}");
     }
 
     #[test]

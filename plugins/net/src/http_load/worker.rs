@@ -45,6 +45,8 @@ impl Outcome {
 /// itself at wrk's speed).
 struct Batch {
     latencies: hdrhistogram::Histogram<u64>,
+    /// Rate mode: how late each request was sent.
+    late: hdrhistogram::Histogram<u64>,
     sent: u64,
     completed: u64,
     errors: u64,
@@ -62,6 +64,7 @@ impl Batch {
     fn new(metrics: &HttpLoadMetrics) -> Self {
         Self {
             latencies: super::stats::new_histogram(),
+            late: super::stats::new_late_histogram(),
             sent: 0,
             completed: 0,
             errors: 0,
@@ -73,9 +76,12 @@ impl Batch {
         }
     }
 
-    /// Counts one request; `now` is when it ended.
-    fn record(&mut self, outcome: Outcome, latency: Duration, now: Instant) -> bool {
+    /// Counts one request; `late`: how long after its due time it was sent (rate mode); `now`: when it ended.
+    fn record(&mut self, outcome: Outcome, latency: Duration, late: Option<Duration>, now: Instant) -> bool {
         self.ended += 1;
+        if let Some(late) = late {
+            let _ = self.late.record(super::stats::latency_us(late));
+        }
         match outcome {
             Outcome::Status(status) => {
                 self.completed += 1;
@@ -109,6 +115,10 @@ impl Batch {
             let _ = tally.latency_us.add(&self.latencies);
             live.latencies.lock().unwrap_or_else(|p| p.into_inner()).add(&self.latencies);
             self.latencies.reset();
+        }
+        if !self.late.is_empty() {
+            let _ = tally.late_us.add(&self.late);
+            self.late.reset();
         }
         self.since = Instant::now();
     }
@@ -456,7 +466,8 @@ impl Load {
                     let _ = tally.latency_us.record(super::stats::latency_us(latency));
                 }
             }
-            if books.batch.record(outcome, latency, ended) {
+            let late = open_model.then(|| sending.saturating_duration_since(scheduled));
+            if books.batch.record(outcome, latency, late, ended) {
                 books.hand_over();
             }
         }
