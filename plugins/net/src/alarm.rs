@@ -52,8 +52,9 @@ impl Grid {
     }
 }
 
-/// Below this a due time is taken as now: arming a timer costs more than the wait.
-const TOO_CLOSE_TO_WAIT: Duration = Duration::from_micros(20);
+/// Below this a due time is waited for by yielding to the runtime until it comes, not by sleeping: the sleep
+/// and the wake-up cost the thread more than the wait, and going early would date a request before it left.
+const YIELD_BELOW: Duration = Duration::from_micros(50);
 
 impl Alarm {
     /// A precise alarm (on `grid` when given), or tokio's timer (said once in the log) when the timerfd cannot
@@ -81,14 +82,24 @@ impl Alarm {
 
     /// Returns at `due` (on a grid, at its first tick from `due`; at once when `due` has passed).
     pub(crate) async fn until(&mut self, due: Instant) -> io::Result<()> {
-        if due.saturating_duration_since(Instant::now()) < TOO_CLOSE_TO_WAIT {
-            return Ok(());
+        let due = match self {
+            Alarm::Precise { grid: Some(grid), .. } => grid.round_up(due),
+            _ => due,
+        };
+        loop {
+            let left = due.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(());
+            }
+            if left >= YIELD_BELOW {
+                break;
+            }
+            tokio::task::yield_now().await;
         }
-        let Alarm::Precise { fd, anchor: (anchor, monotonic), grid } = self else {
+        let Alarm::Precise { fd, anchor: (anchor, monotonic), .. } = self else {
             tokio::time::sleep_until(due.into()).await;
             return Ok(());
         };
-        let due = grid.map_or(due, |grid| grid.round_up(due));
         let at = TimeSpec::from_duration(*monotonic + due.duration_since(*anchor));
         fd.get_ref().0.set(Expiration::OneShot(at), TimerSetTimeFlags::TFD_TIMER_ABSTIME)?;
         loop {
@@ -135,6 +146,12 @@ mod tests {
             let due = Instant::now() + wait;
             alarm.until(due).await.unwrap();
             assert!(Instant::now() >= due, "woke before its time");
+        }
+        for _ in 0..100 {
+            // Closer than a sleep is worth: waited for all the same, never gone early.
+            let due = Instant::now() + Duration::from_micros(10);
+            alarm.until(due).await.unwrap();
+            assert!(Instant::now() >= due, "went before a due time 10 µs ahead");
         }
         let past = Instant::now() - Duration::from_millis(5);
         alarm.until(past).await.unwrap();
