@@ -425,6 +425,14 @@ pub fn http_load_table(result: &Value, whose: &str) {
         load_row(&format!("stage {} {:.0}->{:.0}", stage.info.stage, stage.info.from, stage.info.to), &stage.figures);
     }
     load_row(if result.stages.is_some() { "all stages" } else { "" }, &result);
+    if let Some(late) = result.late_ms {
+        // Rate mode: the part of each latency spent before the request left (every connection busy, or the
+        // agent's own wake-up late), under the latency columns it is part of.
+        line(format!(
+            "  {:>20} {:>10} {:>10} {:>8} {:>6} {:>6} {:>10} |    late ms {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
+            "sent after due", "", "", "", "", "", "", late.min, late.p50, late.p90, late.p99, late.p999, late.max
+        ));
+    }
 }
 
 fn load_header() {

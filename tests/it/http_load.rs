@@ -299,9 +299,9 @@ fn a_wave_merges_every_agents_result_at_the_origin() {
     assert_eq!(target.hits(), 300);
     assert!(merged["latency_ms"]["p99"].as_f64().unwrap() > 0.0);
 
-    // `tarsier exec --report` prints the swarm-wide table.
+    // `tarsier exec --report` prints the swarm-wide table; at a rate, with how late requests were sent.
     let body = format!(
-        "command: net/http_load\ndata: {{url: 'http://{}/', requests: 50}}\nwave: {{remain: 1, buddies: 2, report: true}}\n",
+        "command: net/http_load\ndata: {{url: 'http://{}/', rate: 50, duration: 1s}}\nwave: {{remain: 1, buddies: 2, report: true}}\n",
         target.address
     );
     let file = agents[0].dir.path().join("load.yaml");
@@ -316,6 +316,7 @@ fn a_wave_merges_every_agents_result_at_the_origin() {
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains("http_load, the swarm (3 agents)"), "{stdout}");
     assert!(stdout.contains("p99.9"), "{stdout}");
+    assert!(stdout.contains("sent after due") && stdout.contains("late ms"), "{stdout}");
 }
 
 /// A running load says how far it got, in `GET /jobs` (with the client's request id) and on the CLI's live
