@@ -139,6 +139,11 @@ def write_between(doc, name, table):
         open(path, "w").write(f"{before}{begin}\n{table}{end}{rest.split(end, 1)[1]}")
 
 
+def quantile(ordered, q):
+    """The value at quantile `q` of a sorted, non-empty list (nearest rank, as the tables' percentiles read)."""
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
 def fmt(x, unit=""):
     if isinstance(x, float):
         x = f"{x:,.3g}" if abs(x) < 100 else f"{x:,.0f}"
@@ -727,8 +732,7 @@ def oha_dated_from_schedule(url, rate, conns, seconds):
             rows = db.execute("SELECT start_latency_correction, end FROM oha ORDER BY start_latency_correction").fetchall()
     dated = sorted(end - i / rate for i, (_, end) in enumerate(rows))
     late = sorted(woke - i / rate for i, (woke, _) in enumerate(rows))
-    at = lambda xs, q: xs[min(len(xs) - 1, int(q * len(xs)))] * 1000
-    return at(dated, 0.90), at(dated, 0.99), at(late, 0.90)
+    return quantile(dated, 0.90) * 1000, quantile(dated, 0.99) * 1000, quantile(late, 0.90) * 1000
 
 
 def rate_matrix():
@@ -982,7 +986,6 @@ def proxy():
                 took.append((time.monotonic() - started) * 1000)
             conn.close()
             return sorted(took)
-        q = lambda xs, p: xs[min(len(xs) - 1, int(p * len(xs)))]
         base = timed(200)
         agent.exec("command: net/toxic_add\ndata: {proxy: bench, type: latency, attributes: {latency: 50, jitter: 10}}\n")
         slow = timed(200)
@@ -1005,7 +1008,7 @@ def proxy():
         rps, p50, p99, _, cpu_us = med[name]
         rows.append((f"{name}, no toxic", f"{rps:,.0f} req/s", f"{rps / d_rps:.2f}", f"{(p50 - d_p50) * 1000:+.0f} µs / {(p99 - d_p99) * 1000:+.0f} µs", f"{cpu_us:.1f} µs"))
     t_rps, s_rps, h_rps = med["tarsier"][0], med["socat"][0], med["haproxy"][0]
-    p50_added, p99_added = q(slow, 0.5) - q(base, 0.5), q(slow, 0.99) - q(base, 0.99)
+    p50_added, p99_added = quantile(slow, 0.5) - quantile(base, 0.5), quantile(slow, 0.99) - quantile(base, 0.99)
     checks = [
         ("requests/s vs haproxy", f"{t_rps / h_rps:.2f}", ">= 0.9", t_rps / h_rps >= 0.9),
         ("requests/s vs socat", f"{t_rps / s_rps:.2f}", ">= 1.0", t_rps >= s_rps),
