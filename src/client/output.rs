@@ -423,16 +423,20 @@ pub fn http_load_table(result: &Value, whose: &str) {
     load_header();
     for stage in result.stages.iter().flatten() {
         load_row(&format!("stage {} {:.0}->{:.0}", stage.info.stage, stage.info.from, stage.info.to), &stage.figures);
+        late_row(&stage.figures);
     }
     load_row(if result.stages.is_some() { "all stages" } else { "" }, &result);
-    if let Some(late) = result.late_ms {
-        // Rate mode: the part of each latency spent before the request left (every connection busy, or the
-        // agent's own wake-up late), under the latency columns it is part of.
-        line(format!(
-            "  {:>20} {:>10} {:>10} {:>8} {:>6} {:>6} {:>10} |    late ms {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
-            "sent after due", "", "", "", "", "", "", late.min, late.p50, late.p90, late.p99, late.p999, late.max
-        ));
-    }
+    late_row(&result);
+}
+
+/// Rate mode: the part of each latency spent before the request left (every connection busy, or the agent's
+/// own wake-up late), under the latency columns it is part of. Nothing in closed mode.
+fn late_row(result: &HttpLoadResult) {
+    let Some(late) = result.late_ms else { return };
+    line(format!(
+        "  {:>20} {:>10} {:>10} {:>8} {:>6} {:>6} {:>10} |    late ms {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
+        "sent after due", "", "", "", "", "", "", late.min, late.p50, late.p90, late.p99, late.p999, late.max
+    ));
 }
 
 fn load_header() {

@@ -639,6 +639,32 @@ fn rate_stages_send_what_each_stage_asks_on_the_same_connections() {
     assert!(result["seconds"].as_f64().unwrap() >= 2.49, "{result}");
 }
 
+/// Each rate stage says how late its own requests went out: four connections to a target that answers in
+/// 20 ms carry 200/s, so a first stage at 50/s sends on time and a second at 400/s falls behind, and the
+/// wait shows in the second stage's `late_ms`, not the first's; the whole run's `late_ms` holds both.
+#[test]
+fn a_ramp_that_outgrows_its_connections_is_late_in_its_own_stage() {
+    let target = Target::start();
+    let agent = ChildAgent::spawn();
+    let (status, answer) = agent.exec(&format!(
+        "command: net/http_load\ndata: {{url: 'http://{}/slow', concurrency: 4, timeout: 5s, stages: [\
+         {{duration: 1s, rate: 50, ramp: step}}, {{duration: 1s, rate: 400, ramp: step}}]}}\n",
+        target.address
+    ));
+    assert_eq!(status, 200, "{answer}");
+    let result = &answer["result"];
+    let stages = result["stages"].as_array().unwrap();
+    let late_p50 = |figures: &serde_json::Value| figures["late_ms"]["p50"].as_f64();
+    let (first, second) = (late_p50(&stages[0]), late_p50(&stages[1]));
+    // On time: a request waits only when the four connections happen to be busy together (or the agent is
+    // descheduled); behind: the backlog grows by 200 requests a second, 5 ms of wait each.
+    assert!(first.is_some_and(|ms| ms < 20.0), "first stage late p50 {first:?}: {result}");
+    assert!(second.is_some_and(|ms| ms > 100.0), "second stage late p50 {second:?}: {result}");
+    assert!(stages.iter().all(|stage| stage["late_histogram"].is_string()), "{result}");
+    let latest = stages.iter().filter_map(|stage| stage["late_ms"]["max"].as_f64()).reduce(f64::max);
+    assert_eq!(result["late_ms"]["max"].as_f64(), latest, "the run's latest is its latest stage's: {result}");
+}
+
 /// Concurrency stages: workers join as the target concurrency ramps; the progress names the stage; a bad
 /// stage is a 400 that names it.
 #[test]

@@ -458,6 +458,7 @@ impl Load {
             let latency = ended.duration_since(scheduled);
             let straggler = end.is_some_and(|end| ended > end);
             let outcome = count(&mut books.tally, &answer, straggler);
+            let late = open_model.then(|| sending.saturating_duration_since(scheduled));
             if staged {
                 let tally = books.stage(stage);
                 tally.sent += 1;
@@ -465,8 +466,11 @@ impl Load {
                 if answer.is_ok() {
                     let _ = tally.latency_us.record(super::stats::latency_us(latency));
                 }
+                // A stage's own lateness: a ramp that outgrows the connections shows in the stage it happened in.
+                if let Some(late) = late {
+                    let _ = tally.late_us.record(super::stats::latency_us(late));
+                }
             }
-            let late = open_model.then(|| sending.saturating_duration_since(scheduled));
             if books.batch.record(outcome, latency, late, ended) {
                 books.hand_over();
             }
