@@ -327,6 +327,7 @@ fn a_cluster_of_engines_in_namespaces_loses_a_node_and_leaves_nothing_behind() {
     run_experiment(&stack, "scenarios/experiments/provisioning.yaml", &["replicas=2"], &[], &out);
     let seconds = column(&out, "seconds");
     assert!(seconds.len() == 2 && seconds.iter().all(|s| *s > 0.0), "present, absent: {seconds:?}");
+    assert_eq!(docker(&["image", "ls", "-q", "127.0.0.1:5000/tarsier"]), "", "this engine's registry tag left behind");
     // The overlay across two nodes (VXLAN between the namespaces) carries requests and a stream.
     let out = dir.join("overlay-overhead");
     run_experiment(&stack, "scenarios/experiments/overlay-overhead.yaml", &["path=node,overlay-node"], &[], &out);
