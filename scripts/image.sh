@@ -3,6 +3,8 @@
 #
 #   scripts/image.sh [--release]
 #   TARSIER_IMAGE_BINARY=path scripts/image.sh     (the agent image from that debug binary, built beforehand)
+#   scripts/image.sh --services                    (every image but the agent's: no tarsier binary needed, so
+#                                                   scripts/test.sh makes them while the tests compile)
 #
 #   tarsier-base:bookworm   made from Debian's own packages (libc6, libgcc-s1, ca-certificates), unpacked into
 #                           a directory and imported with `docker import`; a non-root user 10001
@@ -26,7 +28,13 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 profile=debug
-[ "${1:-}" = "--release" ] && profile=release
+agent=yes
+case "${1:-}" in
+  --release) profile=release ;;
+  --services) agent=no ;;
+  "") ;;
+  *) echo "usage: scripts/image.sh [--release | --services]" >&2; exit 2 ;;
+esac
 base=tarsier-base:bookworm
 
 log() { echo "image.sh: $*" >&2; }
@@ -93,17 +101,6 @@ build() {
 }
 
 make_base
-# TARSIER_IMAGE_BINARY: a tarsier binary already built (the Docker tests give the one `cargo test` built, which
-# a `cargo build` here would build again, with other features, and replace under the tests that run it).
-binary="${TARSIER_IMAGE_BINARY:-}"
-if [ -z "$binary" ] || [ "$profile" = release ]; then
-  (cd "$root" && cargo build --locked --bin tarsier $([ "$profile" = release ] && echo --release) >&2)
-  binary="$root/target/$profile/tarsier"
-fi
-# Without its debug information (190 MB of a debug build): the image needs the code only.
-stripped=$(mktemp -d)
-trap 'rm -rf "$stripped"' EXIT
-strip --strip-debug -o "$stripped/tarsier" "$binary"
 # The network faults' tools (docs/network-faults.md), with every package their programs and iptables'
 # extensions link, unpacked into a tree the Dockerfile copies over the base. Alternatives and /bin/sh are
 # what the packages' install scripts would have made.
@@ -122,7 +119,22 @@ if [ ! -x "$netfault_tree/usr/sbin/nft" ]; then
     ln -sf xtables-nft-multi "$netfault_tree/usr/sbin/$tool"
   done
 fi
-build tarsier:latest "$root/deploy/Dockerfile.prebuilt" "$stripped/tarsier" "$root/scenarios" "$netfault_tree"
+# The agent's image: the tarsier binary (stripped) and the network faults' tools over the base. Not a function:
+# build's RETURN trap would fire again when a function around it returned.
+if [ "$agent" = yes ]; then
+  # TARSIER_IMAGE_BINARY: a tarsier binary already built (the Docker tests give the one `cargo test` built, which
+  # a `cargo build` here would build again, with other features, and replace under the tests that run it).
+  binary="${TARSIER_IMAGE_BINARY:-}"
+  if [ -z "$binary" ] || [ "$profile" = release ]; then
+    (cd "$root" && cargo build --locked --bin tarsier $([ "$profile" = release ] && echo --release) >&2)
+    binary="$root/target/$profile/tarsier"
+  fi
+  # Without its debug information (190 MB of a debug build): the image needs the code only.
+  stripped=$(mktemp -d)
+  trap 'rm -rf "$stripped"' EXIT
+  strip --strip-debug -o "$stripped/tarsier" "$binary"
+  build tarsier:latest "$root/deploy/Dockerfile.prebuilt" "$stripped/tarsier" "$root/scenarios" "$netfault_tree"
+fi
 
 consul=$("$root/scripts/consul.sh" install)
 build tarsier-consul:latest "$root/deploy/consul/Dockerfile" "$consul"
