@@ -77,10 +77,29 @@ def hot_symbols_in_binary():
     return f"{sum(name in present for name in wanted)}/{len(wanted)}"
 
 
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
+def stat_ticks(path):
+    """utime + stime of a /proc stat file, in clock ticks."""
+    with open(path) as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) + int(fields[12])
+
+
+def cpu_seconds(pid):
+    """CPU time of a process, to the nanosecond for its live threads: the sum of their schedstat run times
+    (clock ticks, 10 ms each, quantized a 5 s run at 500/s, about 0.13 CPU-s, to steps of 8 %), plus, in
+    ticks, what threads that have exited used (the process's total less its live threads' ticks)."""
+    total_ticks = stat_ticks(f"/proc/{pid}/stat")
+    live_ns, live_ticks = 0, 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                ns = int(f.read().split()[0])
+            ticks = stat_ticks(f"/proc/{pid}/task/{tid}/stat")
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # exited between the listing and the read: counted in the process's total
+        live_ns += ns
+        live_ticks += ticks
+    return live_ns / 1e9 + max(total_ticks - live_ticks, 0) / os.sysconf("SC_CLK_TCK")
 
 
 class Agent:
