@@ -545,10 +545,10 @@ def down(_args):
                 check=False), every=0.5)
             restore_image(image, ref, engine)
             docker(*engine, "rmi", ref, check=False)
-        # With a cluster the workers were the engines above; this one pushed to the registry under its own
-        # tag, which goes too (it was left behind before, one per provisioning run on a cluster).
+        # The tag this engine pushed under (registry()) goes too: the same as `ref` on one node, and removed
+        # above; with a cluster the engines above were the workers', and it was left behind.
         pushed = registry_ref(image)
-        if workers() and image_id(pushed):
+        if image_id(pushed):
             docker("rmi", pushed, check=False)
         docker("rm", "-f", REGISTRY, check=False)
     wait_until("the stack's containers are gone", lambda: not docker("ps", "-aq", "--filter", label), every=0.5)
