@@ -758,7 +758,7 @@ def rate_matrix():
     """Rate mode at 500, 2,000 and 20,000 requests/s against nginx and bare axum, next to oha -q
     --latency-correction in interleaved rounds (h2load 1.52, Debian's, has no request-rate mode): the rate
     achieved, p90 and p99 against oha's corrected ones, and requests per CPU-second of each generator, for both
-    of rate mode's pacings (precise, coarse). Then above capacity (150,000/s) against closed mode and oha on the
+    of rate mode's pacings (ticks, the default; exact). Then above capacity (150,000/s) against closed mode and oha on the
     same target, and the idle target's p99."""
     print("rate_matrix", file=sys.stderr)
     first_row = len(ROWS)
@@ -768,11 +768,11 @@ def rate_matrix():
         url = f"http://127.0.0.1:{server.port}/"
         try:
             for rate in (500, 2000, 20000):
-                # Both pacings of rate mode (precise: a timer per request; coarse: 1 ms ticks, as oha) and
+                # Both pacings of rate mode (ticks: 1 ms ticks, the default; exact: a timer per request) and
                 # oha, interleaved round by round.
-                ours, coarse, theirs, scheduled = [], [], [], []
+                ours, exact, theirs, scheduled = [], [], [], []
                 for _ in range(ROUNDS):
-                    for pacing, into in (("precise", ours), ("coarse", coarse)):
+                    for pacing, into in (("ticks", ours), ("exact", exact)):
                         before = cpu_seconds(agent.proc.pid)
                         a = agent.exec(f"command: net/http_load\ndata: {{url: '{url}', rate: {rate}, concurrency: {conns}, duration: {seconds}s, pacing: {pacing}}}\n", timeout=120)["result"]
                         cpu = cpu_seconds(agent.proc.pid) - before
@@ -782,10 +782,10 @@ def rate_matrix():
                     scheduled.append(oha_dated_from_schedule(url, rate, conns, seconds))
                 o = [statistics.median(r[i] for r in theirs) for i in range(4)]
                 s = [statistics.median(r[i] for r in scheduled) for i in range(3)]
-                for pacing, runs in (("precise", ours), ("coarse", coarse)):
+                for pacing, runs in (("ticks", ours), ("exact", exact)):
                     m = [statistics.median(r[i] for r in runs) for i in range(5)]
                     how = f"{target_name}, {conns} connections, {seconds} s, median of {ROUNDS} interleaved rounds; dropped (median) {m[4]:.0f}"
-                    label = f"rate {rate:,}/s on {target_name}" + (", pacing: coarse" if pacing == "coarse" else "")
+                    label = f"rate {rate:,}/s on {target_name}" + (", pacing: exact" if pacing == "exact" else "")
                     row("rate mode", f"{label}: achieved", f"{100 * m[0] / rate:.2f} %", f"{100 * o[0] / rate:.2f} % (oha)", f"{m[0] / rate:.4f}", ">= 0.999",
                         "yes" if m[0] >= 0.999 * rate else "**no**", how)
                     for name, ours_p, oha_p in (("p90", m[1], o[1]), ("p99", m[2], o[2])):

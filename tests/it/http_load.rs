@@ -532,27 +532,29 @@ fn a_rate_below_capacity_drops_nothing_and_a_stalled_connection_loses_no_share()
     assert_eq!((sent, dropped), (1_000, 0), "{result}");
 }
 
-/// Coarse pacing (1 ms ticks) keeps rate mode's books: every request due is sent or dropped, none dropped
-/// while connections are idle, latency still dated from the schedule; closed mode refuses the field.
+/// Both pacings keep rate mode's books: every request due is sent or dropped, none dropped while
+/// connections are idle, latency dated from the schedule; their former names still work; closed mode refuses
+/// the field. (The default, `ticks`, is what the other rate tests run.)
 #[test]
-fn coarse_pacing_keeps_the_schedule_and_closed_mode_refuses_it() {
-    let target = Target::start();
+fn each_pacing_keeps_the_schedule_and_closed_mode_refuses_it() {
     let agent = ChildAgent::spawn();
-    let (status, answer) = agent.exec(&format!(
-        "command: net/http_load\ndata: {{url: 'http://{}/', rate: 1000, duration: 1s, concurrency: {}, pacing: coarse}}\n",
-        target.address,
-        riding_out_a_stall(1000)
-    ));
-    assert_eq!(status, 200, "{answer}");
-    let result = &answer["result"];
-    assert_eq!((result["requests_sent"].as_u64(), result["dropped"].as_u64()), (Some(1000), Some(0)), "{result}");
-    assert_eq!(result["latency_correction"], "schedule");
-    assert_eq!(target.hits(), 1000);
+    for pacing in ["exact", "precise", "coarse"] {
+        let target = Target::start();
+        let (status, answer) = agent.exec(&format!(
+            "command: net/http_load\ndata: {{url: 'http://{}/', rate: 1000, duration: 1s, concurrency: {}, pacing: {pacing}}}\n",
+            target.address,
+            riding_out_a_stall(1000)
+        ));
+        assert_eq!(status, 200, "{pacing}: {answer}");
+        let result = &answer["result"];
+        let books = (result["requests_sent"].as_u64(), result["dropped"].as_u64());
+        assert_eq!(books, (Some(1000), Some(0)), "{pacing}: {result}");
+        assert_eq!(result["latency_correction"], "schedule");
+        assert_eq!(target.hits(), 1000, "{pacing}");
+    }
 
-    let (status, answer) = agent.exec(&format!(
-        "command: net/http_load\ndata: {{url: 'http://{}/', requests: 10, pacing: coarse}}\n",
-        target.address
-    ));
+    let (status, answer) =
+        agent.exec("command: net/http_load\ndata: {url: 'http://127.0.0.1:1/', requests: 10, pacing: ticks}\n");
     assert_eq!(status, 400, "{answer}");
     assert_eq!(answer["field"], "data.pacing", "{answer}");
 }

@@ -28,8 +28,8 @@ pub(crate) enum Alarm {
         fd: AsyncFd<Timer>,
         /// The same moment as an `Instant` and as the monotonic clock's reading, to convert one to the other.
         anchor: (Instant, Duration),
-        /// `pacing: coarse`: due times rounded up to this grid, shared by every worker of the load, so the
-        /// requests due within one cell ring together, in one wake-up of the runtime.
+        /// `pacing: ticks`: due times rounded down to this grid, shared by every worker of the load, so the
+        /// requests due within one cell ring together at its start, in one wake-up of the runtime.
         grid: Option<Grid>,
     },
     Coarse,
@@ -43,11 +43,11 @@ pub(crate) struct Grid {
 }
 
 impl Grid {
-    /// The first tick at or after `due`.
-    fn round_up(&self, due: Instant) -> Instant {
+    /// The last tick at or before `due`.
+    fn round_down(&self, due: Instant) -> Instant {
         let since = due.saturating_duration_since(self.start).as_nanos();
         let grain = self.grain.as_nanos().max(1);
-        let ticks = since.div_ceil(grain);
+        let ticks = since / grain;
         self.start + Duration::from_nanos(u64::try_from(ticks * grain).unwrap_or(u64::MAX))
     }
 }
@@ -80,10 +80,11 @@ impl Alarm {
         Ok(Alarm::Precise { fd, anchor, grid })
     }
 
-    /// Returns at `due` (on a grid, at its first tick from `due`; at once when `due` has passed).
+    /// Returns at `due` (on a grid, at its last tick before `due`, which may be now; at once when `due` has
+    /// passed).
     pub(crate) async fn until(&mut self, due: Instant) -> io::Result<()> {
         let due = match self {
-            Alarm::Precise { grid: Some(grid), .. } => grid.round_up(due),
+            Alarm::Precise { grid: Some(grid), .. } => grid.round_down(due),
             _ => due,
         };
         loop {
@@ -125,23 +126,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_grid_rounds_a_due_time_up_to_its_next_tick() {
+    fn a_grid_rounds_a_due_time_down_to_its_tick() {
         let start = Instant::now();
         let grid = Grid { start, grain: Duration::from_millis(1) };
-        assert_eq!(grid.round_up(start), start);
-        assert_eq!(grid.round_up(start + Duration::from_micros(1)), start + Duration::from_millis(1));
-        assert_eq!(grid.round_up(start + Duration::from_micros(1_000)), start + Duration::from_millis(1));
-        assert_eq!(grid.round_up(start + Duration::from_micros(2_999)), start + Duration::from_millis(3));
+        assert_eq!(grid.round_down(start), start);
+        assert_eq!(grid.round_down(start + Duration::from_micros(1)), start);
+        assert_eq!(grid.round_down(start + Duration::from_micros(1_000)), start + Duration::from_millis(1));
+        assert_eq!(grid.round_down(start + Duration::from_micros(2_999)), start + Duration::from_millis(2));
     }
 
     #[tokio::test]
-    async fn a_gridded_alarm_rings_on_a_tick_never_before_the_due_time() {
+    async fn a_gridded_alarm_rings_on_the_tick_before_the_due_time() {
         let start = Instant::now();
-        let grain = Duration::from_millis(2);
+        let grain = Duration::from_millis(20);
         let mut alarm = Alarm::new(Some(Grid { start, grain }));
-        let due = start + Duration::from_micros(2_500);
-        alarm.until(due).await.unwrap();
-        assert!(Instant::now() >= start + 2 * grain, "rang before the tick after its due time");
+        alarm.until(start + Duration::from_millis(50)).await.unwrap();
+        assert!(Instant::now() >= start + 2 * grain, "rang before its cell's tick");
     }
 
     #[tokio::test]

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use tarsier_plugin::{CommandError, DataError, Limits};
 
-use crate::cmd_http_load::{HttpLoadData, Pacing};
+use crate::cmd_http_load::HttpLoadData;
 use crate::http_load::stages::{StageKind, Stages};
 use crate::targets::AllowList;
 use tarsier_plugin::HumanDuration;
@@ -74,7 +74,7 @@ impl HttpLoadPlan {
         limits.check_duration("timeout", data.timeout)?;
         let stages = check_stages(&data, limits)?;
         let open_model = data.rate.is_some() || stages.as_ref().is_some_and(|s| s.kind == StageKind::Rate);
-        if data.pacing != Pacing::Precise && !open_model {
+        if data.pacing.is_some() && !open_model {
             return Err(DataError::field("pacing", "pacing is how rate mode waits: give `rate` or rate stages"));
         }
         Ok(HttpLoadPlan { data, url, method, headers, stages })

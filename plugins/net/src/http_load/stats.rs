@@ -163,7 +163,8 @@ pub struct HttpLoadResult {
     /// Requests answered after `duration` ended: counted in `completed` and the latencies, not in `req_per_s`.
     #[serde(default)]
     pub stragglers: u64,
-    /// Where latencies count from: `schedule` (rate mode: each request's due time), `none` (closed mode: when
+    /// Where latencies count from: `schedule` (rate mode: each request's due time, or when it left if that was
+    /// earlier), `none` (closed mode: when
     /// it was sent), `expected_interval` (closed mode with `correct`: wrk-style correction).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_correction: Option<LatencyCorrection>,
@@ -212,7 +213,8 @@ pub struct StageResult {
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum LatencyCorrection {
-    /// Rate mode: from each request's scheduled time, so queueing behind a stalled server counts.
+    /// Rate mode: from each request's scheduled time (or its send, when it left before it), so queueing
+    /// behind a stalled server counts.
     Schedule,
     /// Closed mode: from when each request was sent; a stalled server hides the requests it held back.
     None,
