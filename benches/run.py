@@ -719,7 +719,7 @@ def rate():
         bare.stop(), agent.stop()
     c, r = statistics.median(closed), statistics.median(paced)
     how = f"bare axum GET /, idle; closed: concurrency 1, 3 s; rate: 500/s over 4 connections, 3 s; median of {ROUNDS} interleaved rounds"
-    row("load generation", "rate mode p50 latency, idle target", fmt(r, "ms"), fmt(c, "ms") + " (closed mode, same target)", f"+{(r - c) * 1000:.0f} µs", "within 0.1 ms", "yes" if r - c <= 0.1 else "**no**", how)
+    row("load generation", "rate mode p50 latency, idle target", fmt(r, "ms"), fmt(c, "ms") + " (closed mode, same target)", f"{(r - c) * 1000:+.0f} µs", "within 0.1 ms", "yes" if r - c <= 0.1 else "**no**", how)
     stall_rows()
     planned = 150000 * 5
     row("load generation", "rate 150,000/s for 5 s, above capacity: run time", fmt(over["seconds"], "s"), "5 s (duration)", f"{over['seconds'] / 5:.2f}", "ends with its window", "yes" if over["seconds"] < 5.5 else "**no**", f"sent {over['requests_sent']:,} + dropped {over['dropped']:,} = {over['requests_sent'] + over['dropped']:,} of {planned:,} due; {over['stragglers']:,} stragglers")
@@ -831,7 +831,7 @@ def rate_matrix():
     how = f"bare axum GET /, idle; closed: concurrency 1, 3 s; rate: 500/s over 4 connections, 3 s; median of {ROUNDS} interleaved rounds"
     c50, r50 = statistics.median(x["p50"] for x in closed), statistics.median(x["p50"] for x in paced)
     c99, r99 = statistics.median(x["p99"] for x in closed), statistics.median(x["p99"] for x in paced)
-    row("rate mode", "idle target: p50", fmt(r50, "ms"), fmt(c50, "ms") + " (closed mode)", f"+{(r50 - c50) * 1000:.0f} µs", "within 0.1 ms", "yes" if r50 - c50 <= 0.1 else "**no**", how)
+    row("rate mode", "idle target: p50", fmt(r50, "ms"), fmt(c50, "ms") + " (closed mode)", f"{(r50 - c50) * 1000:+.0f} µs", "within 0.1 ms", "yes" if r50 - c50 <= 0.1 else "**no**", how)
     row("rate mode", "idle target: p99", fmt(r99, "ms"), fmt(c99, "ms") + " (closed mode)", f"{r99 / c99:.2f}", "<= 2", "yes" if r99 <= 2 * c99 else "**no**", how)
     rate_wave()
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
