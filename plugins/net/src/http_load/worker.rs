@@ -42,7 +42,7 @@ impl Outcome {
 /// What a worker has not yet handed over: to the progress line's [`Live`] and to the agent's Prometheus
 /// metrics. Handed over every 250 ms, so the hot path touches no memory another worker writes (shared atomics
 /// and the metrics' locks cost as much as the request itself at wrk's speed). The worker's own tally, its
-/// exact books, takes each latency as it comes.
+/// exact books, takes each latency as it comes (`count`).
 struct Batch {
     /// The latencies (µs) since the last hand-over, for the live histograms.
     // PERF(rate_matrix): a list, not a histogram: merging and clearing a 170 KiB histogram costs the same
@@ -79,27 +79,14 @@ impl Batch {
         }
     }
 
-    /// Counts one request, in `tally` and in the batch; `late`: how long after its due time it was sent (rate
-    /// mode); `now`: when it ended. True when the batch is due to be handed over.
-    fn record(
-        &mut self,
-        tally: &mut Tally,
-        outcome: Outcome,
-        latency: Duration,
-        late: Option<Duration>,
-        now: Instant,
-    ) -> bool {
+    /// Counts one request in the batch; `now`: when it ended. True when the batch is due to be handed over.
+    fn record(&mut self, outcome: Outcome, latency: Duration, now: Instant) -> bool {
         self.ended += 1;
-        if let Some(late) = late {
-            let _ = tally.late_us.record(super::stats::latency_us(late));
-        }
         match outcome {
             Outcome::Status(status) => {
                 self.completed += 1;
                 self.latency_us += latency.as_micros() as u64;
-                let us = super::stats::latency_us(latency);
-                let _ = tally.latency_us.record(us);
-                self.latencies.push(us);
+                self.latencies.push(super::stats::latency_us(latency));
                 self.metric_latency.observe(latency.as_secs_f64());
                 if status >= 400 {
                     self.errors += 1;
@@ -189,8 +176,21 @@ pub(crate) struct LoadTally {
     pub(crate) stages: Vec<Tally>,
 }
 
-/// Counts a request's end in `tally`; how it ended, for the metrics.
-fn count(tally: &mut Tally, answer: &Result<(u16, u64), Failure>, straggler: bool) -> Outcome {
+/// Counts a request's end in `tally`, with its latency when answered and how late it left (rate mode); how it
+/// ended, for the metrics.
+fn count(
+    tally: &mut Tally,
+    answer: &Result<(u16, u64), Failure>,
+    straggler: bool,
+    latency: Duration,
+    late: Option<Duration>,
+) -> Outcome {
+    if let Some(late) = late {
+        let _ = tally.late_us.record(super::stats::latency_us(late));
+    }
+    if answer.is_ok() {
+        let _ = tally.latency_us.record(super::stats::latency_us(latency));
+    }
     match answer {
         Ok((status, bytes)) => {
             tally.completed += 1;
@@ -482,21 +482,15 @@ impl Load {
             let ended = Instant::now();
             let latency = ended.duration_since(dated_from(scheduled, sending));
             let straggler = end.is_some_and(|end| ended > end);
-            let outcome = count(&mut books.tally, &answer, straggler);
             let late = open_model.then(|| sending.saturating_duration_since(scheduled));
+            let outcome = count(&mut books.tally, &answer, straggler, latency, late);
             if staged {
+                // A stage's own books: a ramp that outgrows the connections is late in the stage it happened in.
                 let tally = books.stage(stage);
                 tally.sent += 1;
-                count(tally, &answer, straggler);
-                if answer.is_ok() {
-                    let _ = tally.latency_us.record(super::stats::latency_us(latency));
-                }
-                // A stage's own lateness: a ramp that outgrows the connections shows in the stage it happened in.
-                if let Some(late) = late {
-                    let _ = tally.late_us.record(super::stats::latency_us(late));
-                }
+                count(tally, &answer, straggler, latency, late);
             }
-            if books.batch.record(&mut books.tally, outcome, latency, late, ended) {
+            if books.batch.record(outcome, latency, ended) {
                 books.hand_over();
             }
         }
