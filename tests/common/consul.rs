@@ -154,7 +154,29 @@ impl ConsulDev {
             .filter(|c| c["Status"] != "passing")
             .map(|c| format!("{} {}: {}", c["ServiceID"], c["Status"], c["Output"].as_str().unwrap_or("").trim()))
             .collect();
-        lines.join("\n")
+        // The catalogue above is what agents read; the local agent's own state (what its check runner last
+        // saw) tells a check that has not run from one whose result has not reached the catalogue yet.
+        let local = super::http()
+            .get(format!("http://{}/v1/agent/checks", self.address))
+            .send()
+            .ok()
+            .and_then(|r| r.json::<serde_json::Value>().ok())
+            .unwrap_or_default();
+        let local: Vec<String> = local
+            .as_object()
+            .into_iter()
+            .flat_map(|m| m.values())
+            .filter(|c| c["Status"] != "passing")
+            .map(|c| format!("{} {}: {}", c["ServiceID"], c["Status"], c["Output"].as_str().unwrap_or("").trim()))
+            .collect();
+        let log = self.log();
+        let warnings: Vec<&str> = log.lines().filter(|l| l.contains("[WARN]") || l.contains("[ERROR]")).collect();
+        format!(
+            "{}\nin Consul's local agent:\n{}\nConsul's last warnings:\n{}",
+            lines.join("\n"),
+            local.join("\n"),
+            warnings[warnings.len().saturating_sub(15)..].join("\n")
+        )
     }
 
     /// The agent config that makes an agent use this Consul, with checks fast enough for tests.
