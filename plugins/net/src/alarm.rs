@@ -21,18 +21,26 @@ impl AsRawFd for Timer {
     }
 }
 
-/// One task's alarm: a timerfd; or tokio's timer when no timerfd can be had (the process is out of file
-/// descriptors: a timerfd is one more per rate-mode connection, or per proxied pipe a toxic makes wait).
-pub(crate) enum Alarm {
-    Precise {
+/// One task's alarm: when it rings (on a grid or not, how long ahead) and what rings it.
+pub(crate) struct Alarm {
+    ringer: Ringer,
+    /// `pacing: ticks`: due times rounded down to this grid, shared by every worker of the load, so the
+    /// requests due within one cell ring together at its start, in one wake-up of the runtime.
+    grid: Option<Grid>,
+    /// How long before its time the alarm rings (then rounded down to the grid): rate mode's send-ahead; zero
+    /// for the fault proxy's toxics, which must never ring early.
+    ahead: Duration,
+}
+
+/// What rings: a timerfd; or tokio's timer when no timerfd can be had (the process is out of file descriptors:
+/// a timerfd is one more per rate-mode connection, or per proxied pipe a toxic makes wait).
+enum Ringer {
+    Timerfd {
         fd: AsyncFd<Timer>,
         /// The same moment as an `Instant` and as the monotonic clock's reading, to convert one to the other.
         anchor: (Instant, Duration),
-        /// `pacing: ticks`: due times rounded down to this grid, shared by every worker of the load, so the
-        /// requests due within one cell ring together at its start, in one wake-up of the runtime.
-        grid: Option<Grid>,
     },
-    Coarse,
+    Tokio,
 }
 
 /// Ticks every `grain` from `start` (a rate-mode schedule's).
@@ -57,19 +65,25 @@ impl Grid {
 const YIELD_BELOW: Duration = Duration::from_micros(50);
 
 impl Alarm {
-    /// A precise alarm (on `grid` when given), or tokio's timer (said once in the log) when the timerfd cannot
-    /// be made.
-    pub(crate) fn new(grid: Option<Grid>) -> Self {
-        Self::precise(grid).unwrap_or_else(|err| {
+    /// A precise alarm ringing `ahead` of its times (rounded down to `grid` first, when given), or tokio's
+    /// timer (said once in the log) when the timerfd cannot be made.
+    pub(crate) fn new(grid: Option<Grid>, ahead: Duration) -> Self {
+        let ringer = Self::timerfd().unwrap_or_else(|err| {
             static SAID: std::sync::Once = std::sync::Once::new();
             SAID.call_once(
                 || tracing::warn!(%err, "no timerfd: rate mode and the fault proxy's toxics wait on tokio's 1 ms timer"),
             );
-            Alarm::Coarse
-        })
+            Ringer::Tokio
+        });
+        Alarm { ringer, grid, ahead }
     }
 
-    fn precise(grid: Option<Grid>) -> io::Result<Self> {
+    /// The same alarm on tokio's timer from now on, which cannot fail (for a timerfd that did).
+    pub(crate) fn fall_back_to_tokio(&mut self) {
+        self.ringer = Ringer::Tokio;
+    }
+
+    fn timerfd() -> io::Result<Ringer> {
         let timer = TimerFd::new(ClockId::CLOCK_MONOTONIC, TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC)?;
         let reading = clock_gettime(Clock::CLOCK_MONOTONIC)?;
         let anchor = (Instant::now(), Duration::from(reading));
@@ -77,18 +91,19 @@ impl Alarm {
         // for as long as the `AsyncFd` holds it, and `as_raw_fd` always returns it.
         let fd = unsafe { AsyncFd::register_with_interest(Timer(timer), tokio::io::Interest::READABLE) }
             .map_err(|err| io::Error::other(err.to_string()))?;
-        Ok(Alarm::Precise { fd, anchor, grid })
+        Ok(Ringer::Timerfd { fd, anchor })
     }
 
-    /// Returns at `due` (on a grid, at its last tick before `due`, which may be now; at once when `due` has
-    /// passed).
+    /// Returns `ahead` of `due`, on a grid at the last tick at or before that (which may be now); at once when
+    /// that time has passed. Going ahead before rounding sends a request due less than `ahead` after a tick on
+    /// the tick before, up to a tick and `ahead` early and dated from when it left, rather than on its own tick
+    /// where the wake-up's lateness would make it late (A/B, rounding first instead, 500/s, 5 interleaved
+    /// rounds: p90 0.153 -> 0.162 ms on bare axum, 0.196 -> 0.244 ms on nginx).
     pub(crate) async fn until(&mut self, due: Instant) -> io::Result<()> {
-        let due = match self {
-            Alarm::Precise { grid: Some(grid), .. } => grid.round_down(due),
-            _ => due,
-        };
+        let ring = due.checked_sub(self.ahead).unwrap_or(due);
+        let ring = self.grid.map_or(ring, |grid| grid.round_down(ring));
         loop {
-            let left = due.saturating_duration_since(Instant::now());
+            let left = ring.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Ok(());
             }
@@ -97,11 +112,11 @@ impl Alarm {
             }
             tokio::task::yield_now().await;
         }
-        let Alarm::Precise { fd, anchor: (anchor, monotonic), .. } = self else {
-            tokio::time::sleep_until(due.into()).await;
+        let Ringer::Timerfd { fd, anchor: (anchor, monotonic) } = &mut self.ringer else {
+            tokio::time::sleep_until(ring.into()).await;
             return Ok(());
         };
-        let at = TimeSpec::from_duration(*monotonic + due.duration_since(*anchor));
+        let at = TimeSpec::from_duration(*monotonic + ring.duration_since(*anchor));
         fd.get_ref().0.set(Expiration::OneShot(at), TimerSetTimeFlags::TFD_TIMER_ABSTIME)?;
         loop {
             let mut ready = fd.readable().await?;
@@ -139,15 +154,29 @@ mod tests {
     async fn a_gridded_alarm_rings_on_the_tick_before_the_due_time() {
         let start = Instant::now();
         let grain = Duration::from_millis(20);
-        let mut alarm = Alarm::new(Some(Grid { start, grain }));
+        let mut alarm = Alarm::new(Some(Grid { start, grain }), Duration::ZERO);
         alarm.until(start + Duration::from_millis(50)).await.unwrap();
         assert!(Instant::now() >= start + 2 * grain, "rang before its cell's tick");
     }
 
     #[tokio::test]
+    async fn an_alarm_ahead_rings_its_lead_before_the_due_time_and_on_a_grid_on_the_tick_before_that() {
+        let start = Instant::now();
+        let (grain, ahead) = (Duration::from_millis(20), Duration::from_millis(5));
+        let mut alarm = Alarm::new(Some(Grid { start, grain }), ahead);
+        // Due at 50 ms: 5 ms ahead is 45 ms, whose tick is at 40 ms.
+        alarm.until(start + Duration::from_millis(50)).await.unwrap();
+        assert!(Instant::now() >= start + 2 * grain, "rang before the tick");
+        let mut alarm = Alarm::new(None, ahead);
+        let due = Instant::now() + Duration::from_millis(30);
+        alarm.until(due).await.unwrap();
+        assert!(Instant::now() >= due - ahead, "rang more than its lead before the due time");
+    }
+
+    #[tokio::test]
     async fn an_alarm_wakes_at_its_time_not_before() {
-        let mut alarm = Alarm::new(None);
-        assert!(matches!(alarm, Alarm::Precise { .. }), "this kernel has timerfd");
+        let mut alarm = Alarm::new(None, Duration::ZERO);
+        assert!(matches!(alarm.ringer, Ringer::Timerfd { .. }), "this kernel has timerfd");
         for wait in [Duration::from_micros(300), Duration::from_millis(3), Duration::ZERO] {
             let due = Instant::now() + wait;
             alarm.until(due).await.unwrap();
@@ -162,7 +191,8 @@ mod tests {
         let past = Instant::now() - Duration::from_millis(5);
         alarm.until(past).await.unwrap();
         let due = Instant::now() + Duration::from_millis(2);
-        Alarm::Coarse.until(due).await.unwrap();
-        assert!(Instant::now() >= due, "the coarse alarm does not ring early either");
+        alarm.fall_back_to_tokio();
+        alarm.until(due).await.unwrap();
+        assert!(Instant::now() >= due, "the alarm on tokio's timer does not ring early either");
     }
 }

@@ -96,7 +96,7 @@ struct Waits {
 impl Waits {
     /// Waits until `until`; false when the pipe was stopped first.
     async fn until(&mut self, until: Instant, stop: &CancellationToken) -> bool {
-        let alarm = self.alarm.get_or_insert_with(|| Alarm::new(None));
+        let alarm = self.alarm.get_or_insert_with(|| Alarm::new(None, Duration::ZERO));
         loop {
             let rang = tokio::select! {
                 rang = alarm.until(until) => rang,
@@ -106,7 +106,7 @@ impl Waits {
                 return true;
             }
             // The timerfd failed (it never has here): this wait and the next on tokio's timer, which cannot fail.
-            *alarm = Alarm::Coarse;
+            alarm.fall_back_to_tokio();
         }
     }
 }

@@ -225,10 +225,11 @@ fn count(
 /// `pacing: ticks`: the grid rate mode's requests leave on, as oha's and wrk2's millisecond timers.
 const TICK: Duration = Duration::from_millis(1);
 
-/// Rate mode sets a request's alarm this much before its due time: waking a thread that sleeps in epoll takes
-/// tens of microseconds (the timer's interrupt, the wake-up, the runtime's turn), so an alarm set for the due
-/// time sends the request late by that much, and the lateness, dated from the schedule, reads as the
-/// service's latency. A request that leaves before its time counts its latency from when it left.
+/// Rate mode's alarms ring this much before a request's due time (with ticks, on the tick at or before that):
+/// waking a thread that sleeps in epoll takes tens of microseconds (the timer's interrupt, the wake-up, the
+/// runtime's turn), so an alarm set for the due time sends the request late by that much, and the lateness,
+/// dated from the schedule, reads as the service's latency. A request that leaves before its time counts its
+/// latency from when it left.
 // PERF(rate_matrix): at 500/s on nginx the alarm rang 70-100 µs late at p90 (`late_ms`), which was most of
 // rate mode's p90 over oha's (0.17-0.20 ms against 0.15 ms).
 const SEND_AHEAD: Duration = Duration::from_micros(100);
@@ -360,11 +361,11 @@ impl Load {
                 // Made on the worker's own runtime: a timerfd registers with the reactor of the runtime it is
                 // made on.
                 let alarm = schedule.as_ref().map(|_| match plan.pacing {
-                    Pacing::Exact => Alarm::new(None),
+                    Pacing::Exact => Alarm::new(None, SEND_AHEAD),
                     // PERF(rate_matrix): every request due within a 1 ms cell rings at its start, in one wake:
                     // at 20,000/s on nginx 88-108k requests per CPU-second where exact pacing spends one wake
                     // per request (46-51k) and oha 64-71k, same hold.
-                    Pacing::Ticks => Alarm::new(Some(Grid { start, grain: TICK })),
+                    Pacing::Ticks => Alarm::new(Some(Grid { start, grain: TICK }), SEND_AHEAD),
                 });
                 plan.worker(index, start, &next, schedule.as_deref().zip(alarm), books).await
             };
@@ -426,7 +427,7 @@ impl Load {
                 // Rate mode: the next request's due time, waited for (a late one goes at once).
                 Some((schedule, alarm)) => match schedule.claim(Instant::now()) {
                     Claim::Due(due, stage) => {
-                        if alarm.until(due.checked_sub(SEND_AHEAD).unwrap_or(due)).await.is_err() {
+                        if alarm.until(due).await.is_err() {
                             // A timer that cannot be armed: the request goes now, still dated from its schedule.
                             tracing::debug!("http_load: a worker's timer failed; sending without waiting");
                         }
