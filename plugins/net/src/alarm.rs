@@ -107,31 +107,23 @@ impl Alarm {
             if left.is_zero() {
                 return Ok(());
             }
-            if left >= YIELD_BELOW {
-                break;
+            if left < YIELD_BELOW {
+                tokio::task::yield_now().await;
+                continue;
             }
-            tokio::task::yield_now().await;
-        }
-        let Ringer::Timerfd { fd, anchor: (anchor, monotonic) } = &mut self.ringer else {
-            tokio::time::sleep_until(ring.into()).await;
-            return Ok(());
-        };
-        let at = TimeSpec::from_duration(*monotonic + ring.duration_since(*anchor));
-        fd.get_ref().0.set(Expiration::OneShot(at), TimerSetTimeFlags::TFD_TIMER_ABSTIME)?;
-        loop {
-            let mut ready = fd.readable().await?;
-            let mut expirations = [0u8; 8];
-            match nix::unistd::read(ready.get_inner().0.as_fd(), &mut expirations) {
-                Ok(_) => {
-                    // The expiration is read and the timer is one-shot, so nothing can ring before it is armed
-                    // again; left set, tokio's cached readiness would send the next wait to a read that finds
-                    // nothing (one wasted syscall per request in rate mode).
-                    ready.clear_ready();
-                    return Ok(());
-                }
-                Err(nix::errno::Errno::EAGAIN) => ready.clear_ready(),
-                Err(err) => return Err(err.into()),
-            }
+            let Ringer::Timerfd { fd, anchor: (anchor, monotonic) } = &mut self.ringer else {
+                tokio::time::sleep_until(ring.into()).await;
+                return Ok(());
+            };
+            let at = TimeSpec::from_duration(*monotonic + ring.duration_since(*anchor));
+            fd.get_ref().0.set(Expiration::OneShot(at), TimerSetTimeFlags::TFD_TIMER_ABSTIME)?;
+            // The expiration is never read: arming the timer again zeroes its count, and tokio registers it
+            // edge-triggered, so each expiration is an event of its own. What woke the task is told by the
+            // clock instead: a readiness left from a wait that was dropped before it rang (a toxic's pipe
+            // stopped), or a ring a conversion's nanoseconds before `ring`, goes round the loop and arms again.
+            // PERF(rate_matrix): one syscall fewer per request in rate mode (a read of the timerfd, 2,300 of
+            // them for 2,500 requests at 500/s in `strace -c`).
+            fd.readable().await?.clear_ready();
         }
     }
 }
