@@ -141,42 +141,27 @@ impl ConsulDev {
     /// Consul's own view of the `tarsier` checks that do not pass: "ID status: output" lines, for a failure
     /// message (a check that times out, is refused, or has not run yet reads differently).
     pub fn failing_checks(&self) -> String {
-        let checks = super::http()
-            .get(format!("http://{}/v1/health/checks/tarsier", self.address))
-            .send()
-            .ok()
-            .and_then(|r| r.json::<serde_json::Value>().ok())
-            .unwrap_or_default();
-        let lines: Vec<String> = checks
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|c| c["Status"] != "passing")
-            .map(|c| format!("{} {}: {}", c["ServiceID"], c["Status"], c["Output"].as_str().unwrap_or("").trim()))
-            .collect();
-        // The catalogue above is what agents read; the local agent's own state (what its check runner last
-        // saw) tells a check that has not run from one whose result has not reached the catalogue yet.
-        let local = super::http()
-            .get(format!("http://{}/v1/agent/checks", self.address))
-            .send()
-            .ok()
-            .and_then(|r| r.json::<serde_json::Value>().ok())
-            .unwrap_or_default();
-        let local: Vec<String> = local
-            .as_object()
-            .into_iter()
-            .flat_map(|m| m.values())
-            .filter(|c| c["Status"] != "passing")
-            .map(|c| format!("{} {}: {}", c["ServiceID"], c["Status"], c["Output"].as_str().unwrap_or("").trim()))
-            .collect();
+        let catalogue = self.get_json("/v1/health/checks/tarsier");
+        // The catalogue is what agents read; the local agent's own state (what its check runner last saw)
+        // tells a check that has not run from one whose result has not reached the catalogue yet.
+        let local = self.get_json("/v1/agent/checks");
         let log = self.log();
         let warnings: Vec<&str> = log.lines().filter(|l| l.contains("[WARN]") || l.contains("[ERROR]")).collect();
         format!(
             "{}\nin Consul's local agent:\n{}\nConsul's last warnings:\n{}",
-            lines.join("\n"),
-            local.join("\n"),
+            not_passing(catalogue.as_array().into_iter().flatten()),
+            not_passing(local.as_object().into_iter().flat_map(|m| m.values())),
             warnings[warnings.len().saturating_sub(15)..].join("\n")
         )
+    }
+
+    fn get_json(&self, path: &str) -> serde_json::Value {
+        super::http()
+            .get(format!("http://{}{path}", self.address))
+            .send()
+            .ok()
+            .and_then(|r| r.json::<serde_json::Value>().ok())
+            .unwrap_or_default()
     }
 
     /// The agent config that makes an agent use this Consul, with checks fast enough for tests.
@@ -189,4 +174,13 @@ impl Drop for ConsulDev {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// "ID status: output" lines of the checks that do not pass.
+fn not_passing<'a>(checks: impl Iterator<Item = &'a serde_json::Value>) -> String {
+    let lines: Vec<String> = checks
+        .filter(|c| c["Status"] != "passing")
+        .map(|c| format!("{} {}: {}", c["ServiceID"], c["Status"], c["Output"].as_str().unwrap_or("").trim()))
+        .collect();
+    lines.join("\n")
 }
