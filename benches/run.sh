@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates docs/performance.md's table: every figure next to its baseline from the same run.
-#   benches/run.sh            (all sections; about 9 minutes on 2 cores)
+#   benches/run.sh            (all sections; rate_matrix alone takes about 15 minutes on 2 cores, 20 with BENCH_ROUNDS=5)
 #   benches/run.sh wave       (one section: proxy, ramp, rate_matrix, control, file_log, logship, control_hog, parse, handler, wave, fidelity, http_load, rate, signing)
 #   benches/run.sh netfault   (the network faults' fidelity, as root, in network namespaces it makes: writes docs/network-faults.md's table)
 # Installs wrk, stress-ng, h2load, socat, haproxy and rsyslog from Debian if missing, nginx as the tests do
