@@ -303,12 +303,16 @@ def settle(args):
     wait_until("every file delivered", lambda: not pending_files(), limit=args.timeout)
     drain_s = time.monotonic() - started
     urls = [arg for b in BROKERS for arg in ("--url", f"nats://{b}:4222")]
-    out = docker("run", "--rm", "--network", NETWORK, "tarsier:latest", "logs", "verify", "--json", "--timeout",
-                 f"{args.timeout}s", "--stream", stream, *urls, check=False, timeout=args.timeout + 60)
+    # Run here rather than through docker(): a verify that fails says why on stderr, which a failure must show
+    # (CI once read "tarsier logs verify:" and nothing after it).
+    done = subprocess.run(["docker", "run", "--rm", "--network", NETWORK, "tarsier:latest", "logs", "verify", "--json",
+                           "--timeout", f"{args.timeout}s", "--stream", stream, *urls],
+                          capture_output=True, text=True, timeout=args.timeout + 60)
     try:
-        boots = json.loads(out)["boots"]
+        boots = json.loads(done.stdout)["boots"]
     except (ValueError, KeyError):
-        raise SystemExit(f"logdelivery.py: tarsier logs verify: {out[-500:]}")
+        said = (done.stderr.strip() + "\n" + done.stdout.strip()).strip()
+        raise SystemExit(f"logdelivery.py: tarsier logs verify exited {done.returncode}: {said[-500:]}")
     received = sum(b["received"] for b in boots)
     duplicates = sum(b["duplicates"] for b in boots)
     delivered = received - duplicates
