@@ -129,13 +129,7 @@ impl ConsulDev {
 
     /// Passing instances of the `tarsier` service, as Consul sees them.
     pub fn passing(&self) -> usize {
-        super::http()
-            .get(format!("http://{}/v1/health/service/tarsier?passing=1", self.address))
-            .send()
-            .ok()
-            .and_then(|r| r.json::<serde_json::Value>().ok())
-            .and_then(|v| v.as_array().map(|a| a.len()))
-            .unwrap_or(0)
+        self.get_json("/v1/health/service/tarsier?passing=1").as_array().map_or(0, |a| a.len())
     }
 
     /// Consul's own view of the `tarsier` checks that do not pass: "ID status: output" lines, for a failure

@@ -188,12 +188,10 @@ fn count(
     if let Some(late) = late {
         let _ = tally.late_us.record(super::stats::latency_us(late));
     }
-    if answer.is_ok() {
-        let _ = tally.latency_us.record(super::stats::latency_us(latency));
-    }
     match answer {
         Ok((status, bytes)) => {
             tally.completed += 1;
+            let _ = tally.latency_us.record(super::stats::latency_us(latency));
             // Answered after the window: in `completed`, not in `req_per_s` (so never more than it).
             if straggler {
                 tally.stragglers += 1;
